@@ -1,0 +1,200 @@
+//! The versioned model artifact: one JSON file holding everything needed to predict and to
+//! trace a model back to its data, configuration and commit, sealed by a sha256.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{hex, PipelineConfig};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::features::Preprocessor;
+use crate::gbdt::Booster;
+use crate::logistic::Logistic;
+use crate::metrics::MetricSet;
+use crate::record::Record;
+use crate::schema::Schema;
+use crate::threshold::Threshold;
+
+/// The artifact format this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// A fitted model of one of the supported families.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum FittedModel {
+    /// Gradient-boosted trees.
+    GradientBoosting(Booster),
+    /// Logistic regression.
+    LogisticRegression(Logistic),
+}
+
+impl FittedModel {
+    /// Positive-class probability of one row of encoded inputs.
+    pub fn probability(&self, inputs: &[f64]) -> f64 {
+        match self {
+            FittedModel::GradientBoosting(b) => b.probability(inputs),
+            FittedModel::LogisticRegression(l) => l.probability(inputs),
+        }
+    }
+
+    /// The family's name.
+    pub fn family(&self) -> &'static str {
+        match self {
+            FittedModel::GradientBoosting(_) => "gradient_boosting",
+            FittedModel::LogisticRegression(_) => "logistic_regression",
+        }
+    }
+}
+
+/// Where a model came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The training data file, as named on the command line or in the configuration.
+    pub data_file: String,
+    /// sha256 of the training data's bytes.
+    pub data_sha256: String,
+    /// Rows in the training file.
+    pub rows_total: u64,
+    /// Rows the validation model was fitted on.
+    pub rows_fit: u64,
+    /// Rows held out to choose the threshold and measure validation metrics.
+    pub rows_validation: u64,
+    /// Rows the final model was fitted on (all rows when refitting).
+    pub rows_final_fit: u64,
+    /// The configuration file.
+    pub config_file: String,
+    /// sha256 of the configuration as understood (see [`PipelineConfig::hash`]).
+    pub config_sha256: String,
+    /// The git commit of the working tree, when built inside a git checkout.
+    pub git_commit: Option<String>,
+    /// Version of the model crate that built the artifact.
+    pub crate_version: String,
+    /// Creation time, RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// Everything needed to score data and to explain where the model came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// The model's name (from the configuration).
+    pub name: String,
+    /// The schema new data is validated against.
+    pub schema: Schema,
+    /// The fitted feature encoders.
+    pub preprocessing: Preprocessor,
+    /// The fitted model.
+    pub model: FittedModel,
+    /// The decision threshold.
+    pub threshold: Threshold,
+    /// Metrics on the validation rows, of the model fitted without them.
+    pub validation: MetricSet,
+    /// The configuration the model was built with.
+    pub config: PipelineConfig,
+    /// Provenance.
+    pub lineage: Lineage,
+}
+
+/// The file layout: the checksum covers the exact bytes of `artifact`.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    format_version: u64,
+    sha256: String,
+    #[serde(borrow)]
+    artifact: &'a serde_json::value::RawValue,
+}
+
+/// Probabilities of a batch, with what the encoders could not place.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Positive-class probability of each row, in order.
+    pub probabilities: Vec<f64>,
+    /// Column → rows whose level was not seen in training.
+    pub unseen_levels: BTreeMap<String, u64>,
+}
+
+impl Artifact {
+    fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an artifact always serialises")
+    }
+
+    /// sha256 of the artifact's content, as recorded in its file.
+    pub fn checksum(&self) -> String {
+        hex(&Sha256::digest(self.body()))
+    }
+
+    /// The file's bytes: format version, checksum, content.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = self.body();
+        let sum = hex(&Sha256::digest(&body));
+        let mut out = format!("{{\"format_version\":{FORMAT_VERSION},\"sha256\":\"{sum}\",\"artifact\":").into_bytes();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    /// Writes the artifact atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write(path, &self.to_bytes())
+    }
+
+    /// Reads an artifact, refusing another format version or content that does not match its
+    /// checksum.
+    pub fn load(path: &Path) -> Result<Artifact> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Artifact::from_bytes(&bytes, path)
+    }
+
+    /// Parses an artifact's bytes; `path` only names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Artifact> {
+        let corrupt = |message: String| Error::ArtifactCorrupt { path: path.to_path_buf(), message };
+        let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if envelope.format_version != FORMAT_VERSION {
+            return Err(Error::ArtifactVersion {
+                path: path.to_path_buf(),
+                found: envelope.format_version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let actual = hex(&Sha256::digest(envelope.artifact.get().as_bytes()));
+        if actual != envelope.sha256 {
+            return Err(Error::ArtifactChecksum { path: path.to_path_buf(), recorded: envelope.sha256, actual });
+        }
+        serde_json::from_str(envelope.artifact.get()).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Parses `(column, value)` pairs into a record with this model's schema.
+    pub fn record<'a>(&self, fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Record> {
+        Record::parse(&self.schema, fields)
+    }
+
+    /// Probability that the session ends in a purchase.
+    pub fn probability(&self, record: &Record) -> f64 {
+        let mut inputs = vec![0.0; self.preprocessing.width()];
+        self.preprocessing.encode_record(record, &mut inputs);
+        self.model.probability(&inputs)
+    }
+
+    /// The seed's function: 1 when the customer is predicted to purchase, else 0, at the
+    /// artifact's own threshold.
+    pub fn predict_customer_behavior(&self, record: &Record) -> u8 {
+        u8::from(self.probability(record) >= self.threshold.value)
+    }
+
+    /// Scores every row of a data set validated with this model's schema.
+    pub fn score(&self, data: &Dataset) -> Result<Scores> {
+        let encoded = self.preprocessing.transform(data)?;
+        let probabilities = encoded
+            .matrix
+            .rows()
+            .into_iter()
+            .map(|row| match row.as_slice() {
+                Some(r) => self.model.probability(r),
+                None => self.model.probability(&row.to_vec()),
+            })
+            .collect();
+        Ok(Scores { probabilities, unseen_levels: encoded.unseen_levels })
+    }
+}

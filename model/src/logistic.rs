@@ -1,0 +1,112 @@
+//! L2-regularised logistic regression, fitted by linfa-logistic and kept as plain weights.
+
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gbdt::sigmoid;
+
+/// Hyper-parameters, as written in `[model.logistic_regression]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogisticParams {
+    /// Weight of the L2 penalty `alpha/2 · |w|²` on the summed log loss (scikit-learn's `1/C`).
+    pub alpha: f64,
+    /// Iterations of the L-BFGS solver.
+    pub max_iterations: u64,
+    /// The solver stops when the gradient norm falls below this.
+    pub gradient_tolerance: f64,
+}
+
+impl Default for LogisticParams {
+    fn default() -> Self {
+        LogisticParams { alpha: 1.0, max_iterations: 500, gradient_tolerance: 1e-5 }
+    }
+}
+
+/// Parameters that passed [`LogisticParams::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidLogisticParams(LogisticParams);
+
+impl LogisticParams {
+    /// Checks every parameter's range; the message names the key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return Err(format!("alpha: {} is not >= 0", self.alpha));
+        }
+        if self.max_iterations == 0 {
+            return Err("max_iterations: must be at least 1".into());
+        }
+        if !(self.gradient_tolerance > 0.0) {
+            return Err(format!("gradient_tolerance: {} is not > 0", self.gradient_tolerance));
+        }
+        Ok(())
+    }
+
+    /// Validates the parameters.
+    pub fn validate(&self) -> Result<ValidLogisticParams> {
+        self.check().map_err(|m| Error::InvalidInput(format!("logistic regression: {m}")))?;
+        Ok(ValidLogisticParams(self.clone()))
+    }
+}
+
+/// A fitted logistic regression: `sigmoid(w·x + b)` is the positive-class probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logistic {
+    /// One weight per input.
+    pub weights: Vec<f64>,
+    /// The intercept.
+    pub intercept: f64,
+}
+
+impl ValidLogisticParams {
+    /// Fits on inputs `x` (rows × inputs) and labels `y`.
+    pub fn fit(&self, x: ArrayView2<f64>, y: &[bool]) -> Result<Logistic> {
+        if x.nrows() != y.len() {
+            return Err(Error::InvalidInput(format!("{} rows of inputs but {} labels", x.nrows(), y.len())));
+        }
+        let targets: Array1<bool> = y.iter().copied().collect();
+        let dataset = linfa::Dataset::new(x.to_owned(), targets);
+        let fitted = LogisticRegression::default()
+            .alpha(self.0.alpha)
+            .max_iterations(self.0.max_iterations)
+            .gradient_tolerance(self.0.gradient_tolerance)
+            .fit(&dataset)
+            .map_err(|e| Error::Training(format!("logistic regression: {e}")))?;
+        // linfa models the probability of whichever class it calls "positive" (the one that
+        // sorts last); turn the weights around when that is not our positive class.
+        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+        Ok(Logistic {
+            weights: fitted.params().iter().map(|w| sign * w).collect(),
+            intercept: sign * fitted.intercept(),
+        })
+    }
+}
+
+impl Logistic {
+    /// Positive-class probability of one row of inputs.
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        sigmoid(self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + self.intercept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn probability_is_of_the_positive_class_even_when_it_is_the_majority() {
+        // Nine positives, three negatives: linfa's "positive" would be the majority class.
+        let x = array![[0.0], [0.1], [0.2], [0.3], [1.0], [1.1], [1.2], [1.3], [1.4], [1.5], [1.6], [1.7]];
+        let y = [false, false, false, true, true, true, true, true, true, true, true, true];
+        let model = LogisticParams { alpha: 0.01, ..Default::default() }.validate().unwrap().fit(x.view(), &y).unwrap();
+        assert!(model.probability(&[1.5]) > 0.9);
+        assert!(model.probability(&[0.0]) < 0.5);
+        let flipped: Vec<bool> = y.iter().map(|b| !b).collect();
+        let model = LogisticParams { alpha: 0.01, ..Default::default() }.validate().unwrap().fit(x.view(), &flipped).unwrap();
+        assert!(model.probability(&[1.5]) < 0.1);
+    }
+}

@@ -1,0 +1,124 @@
+//! The build: split, fit encoders and model, choose the threshold, measure, refit, seal.
+
+use crate::artifact::{Artifact, FittedModel, Lineage};
+use crate::config::{Family, PipelineConfig};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::features::Preprocessor;
+use crate::metrics::MetricSet;
+use crate::split::stratified_holdout;
+use crate::threshold;
+
+/// What the caller knows that the library must not find out by itself (clock, git).
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The configuration file's name.
+    pub config_file: String,
+    /// The git commit, when there is one.
+    pub git_commit: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// Encoders and model fitted together on some rows.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The encoders.
+    pub preprocessing: Preprocessor,
+    /// The model.
+    pub model: FittedModel,
+}
+
+impl Fitted {
+    /// Probabilities of every row of `data`.
+    pub fn probabilities(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let encoded = self.preprocessing.transform(data)?;
+        Ok(encoded
+            .matrix
+            .rows()
+            .into_iter()
+            .map(|row| self.model.probability(row.as_slice().expect("encoded matrices are row-major")))
+            .collect())
+    }
+}
+
+/// Fits encoders and the configured model on all rows of `data`.
+pub fn fit(config: &PipelineConfig, data: &Dataset) -> Result<Fitted> {
+    let labels = data.require_labels()?;
+    let preprocessing = Preprocessor::fit(data)?;
+    let encoded = preprocessing.transform(data)?;
+    let x = encoded.matrix.view();
+    let model = match config.model.family {
+        Family::GradientBoosting => {
+            FittedModel::GradientBoosting(config.model.gradient_boosting.validate(config.split.seed)?.fit(x, labels)?)
+        }
+        Family::LogisticRegression => {
+            FittedModel::LogisticRegression(config.model.logistic_regression.validate()?.fit(x, labels)?)
+        }
+    };
+    Ok(Fitted { preprocessing, model })
+}
+
+/// Refuses data that cannot train a model: no rows or a single class.
+pub fn check_trainable(data: &Dataset) -> Result<()> {
+    let labels = data.require_labels()?;
+    let positives = labels.iter().filter(|&&y| y).count();
+    let unusable = |problem: String| Error::Unusable { path: data.report.file.clone().into(), problem };
+    if labels.is_empty() {
+        return Err(unusable("no data rows to train on".into()));
+    }
+    if positives == 0 || positives == labels.len() {
+        let class = if positives == 0 { "negative" } else { "positive" };
+        return Err(unusable(format!(
+            "all {} rows are {class}: a classifier needs both classes in its training data",
+            labels.len()
+        )));
+    }
+    if positives < 2 || labels.len() - positives < 2 {
+        return Err(unusable("each class needs at least two rows: one to fit, one to validate".into()));
+    }
+    Ok(())
+}
+
+/// Builds an artifact: holds out a stratified validation split, fits on the rest, chooses the
+/// threshold and measures on the validation rows, then (by default) refits on every row.
+pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) -> Result<Artifact> {
+    check_trainable(data)?;
+    let labels = data.require_labels()?;
+    let (fit_rows, validation_rows) =
+        stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
+    let fit_data = data.select(&fit_rows);
+    let validation_data = data.select(&validation_rows);
+    let validation_labels = validation_data.require_labels()?;
+
+    let fitted = fit(config, &fit_data)?;
+    let probabilities = fitted.probabilities(&validation_data)?;
+    let threshold = threshold::choose(&config.threshold, validation_labels, &probabilities)?;
+    let validation = MetricSet::compute(validation_labels, &probabilities, threshold.value)?;
+
+    let (final_fit, rows_final_fit) =
+        if config.split.refit { (fit(config, data)?, data.len()) } else { (fitted, fit_rows.len()) };
+
+    Ok(Artifact {
+        name: config.name.clone(),
+        schema: data.schema.clone(),
+        preprocessing: final_fit.preprocessing,
+        model: final_fit.model,
+        threshold,
+        validation,
+        config: config.clone(),
+        lineage: Lineage {
+            data_file: data.report.file.clone(),
+            data_sha256: data.report.sha256.clone(),
+            rows_total: data.len() as u64,
+            rows_fit: fit_rows.len() as u64,
+            rows_validation: validation_rows.len() as u64,
+            rows_final_fit: rows_final_fit as u64,
+            config_file: context.config_file.clone(),
+            config_sha256: config.hash(),
+            git_commit: context.git_commit.clone(),
+            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: context.created_at.clone(),
+        },
+    })
+}
