@@ -162,6 +162,9 @@ struct Binned {
     bins: Vec<u8>,
     /// Upper edge of each bin but the last: value `x` falls in the first bin whose edge is >= x.
     edges: Vec<Vec<f64>>,
+    /// Where each input's bins start in a histogram (inputs have as many bins as they need,
+    /// so a one-hot input costs two slots, not 256).
+    offsets: Vec<usize>,
 }
 
 impl Binned {
@@ -193,16 +196,22 @@ impl Binned {
             }
             edges.push(e);
         }
-        Binned { n_rows, bins, edges }
+        let mut offsets = Vec::with_capacity(n_inputs + 1);
+        offsets.push(0);
+        for e in &edges {
+            offsets.push(offsets.last().copied().unwrap_or(0) + e.len() + 1);
+        }
+        Binned { n_rows, bins, edges, offsets }
+    }
+
+    fn histogram_len(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
     }
 
     fn column(&self, f: usize) -> &[u8] {
         &self.bins[f * self.n_rows..(f + 1) * self.n_rows]
     }
 
-    fn n_bins(&self, f: usize) -> usize {
-        self.edges[f].len() + 1
-    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -230,8 +239,6 @@ struct Leaf {
     hist: Vec<Bin>,
     split: Option<Split>,
 }
-
-const MAX_BINS: usize = 256;
 
 impl ValidBoostingParams {
     /// Fits the ensemble on inputs `x` (rows × inputs) and labels `y`.
@@ -380,7 +387,7 @@ impl ValidBoostingParams {
             if !allowed[f] {
                 continue;
             }
-            let hist = &leaf.hist[f * MAX_BINS..f * MAX_BINS + binned.n_bins(f)];
+            let hist = &leaf.hist[binned.offsets[f]..binned.offsets[f + 1]];
             let (mut lg, mut lh, mut ln) = (0.0, 0.0, 0u32);
             for (b, bin) in hist.iter().enumerate().take(hist.len() - 1) {
                 lg += bin.g;
@@ -407,11 +414,11 @@ impl ValidBoostingParams {
 }
 
 fn histogram(binned: &Binned, g: &[f64], h: &[f64], rows: &[u32], n_inputs: usize) -> Vec<Bin> {
-    let mut hist = vec![Bin::default(); n_inputs * MAX_BINS];
+    let mut hist = vec![Bin::default(); binned.histogram_len()];
     let gh: Vec<(f64, f64)> = rows.iter().map(|&r| (g[r as usize], h[r as usize])).collect();
     for f in 0..n_inputs {
         let column = binned.column(f);
-        let out = &mut hist[f * MAX_BINS..(f + 1) * MAX_BINS];
+        let out = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
         for (&r, &(gr, hr)) in rows.iter().zip(&gh) {
             let bin = &mut out[column[r as usize] as usize];
             bin.g += gr;

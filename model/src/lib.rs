@@ -5,6 +5,7 @@
 pub mod artifact;
 pub mod atomic;
 pub mod config;
+pub mod crossval;
 pub mod dataset;
 pub mod error;
 pub mod features;

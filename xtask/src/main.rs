@@ -1,1 +1,72 @@
-fn main() {}
+//! `cargo xtask`: mlgate's command line. Parses flags, dispatches to one module per subcommand,
+//! and turns errors into messages, annotations and exit codes.
+
+mod build;
+mod cv;
+mod gen_data;
+mod output;
+mod predict;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// CI/CD for a purchase-prediction model: validate data, build, evaluate, predict.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the data, train, and write DIR/model.json and DIR/validation.json.
+    Build(build::Args),
+    /// Score a CSV with a model artifact: one output row per input row.
+    Predict(predict::Args),
+    /// Validate a CSV against the configured schema without training.
+    Validate(validate::Args),
+    /// Stratified k-fold cross-validation of the whole build.
+    Cv(cv::Args),
+    /// Write the project's default data, data/customers.csv, from its seeded generator.
+    GenData(gen_data::Args),
+}
+
+/// The exit code of a failure that is the user's to fix: bad flags, bad config, bad data.
+pub const EXIT_USAGE_OR_DATA: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Paths on the command line are taken from the directory xtask was started in (as any
+    // command-line tool does), not from this workspace: the GitHub Action builds xtask from its
+    // own folder and runs it in the caller's repository.
+    let sh = match xshell::Shell::new() {
+        Ok(sh) => sh,
+        Err(e) => {
+            eprintln!("error: cannot start a shell: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_DATA);
+        }
+    };
+    let result = match cli.command {
+        Command::Build(args) => build::run(&sh, args),
+        Command::Predict(args) => predict::run(&sh, args),
+        Command::Validate(args) => validate::run(&sh, args),
+        Command::Cv(args) => cv::run(&sh, args),
+        Command::GenData(args) => gen_data::run(&sh, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            output::report_error(&e);
+            ExitCode::from(EXIT_USAGE_OR_DATA)
+        }
+    }
+}
+
+/// The configuration path: the flag, else `pipeline.toml` in the current directory.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| PathBuf::from("pipeline.toml"))
+}

@@ -1,0 +1,41 @@
+//! `cargo xtask gen-data`: write data/customers.csv from the seeded generator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use model::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
+use xshell::Shell;
+
+use crate::output;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write.
+    #[arg(long, default_value = "data/customers.csv")]
+    out: PathBuf,
+    /// Rows to draw.
+    #[arg(long, default_value_t = DEFAULT_ROWS)]
+    rows: usize,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// Only check that the file holds exactly what the generator writes.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let csv = customers_csv(args.rows, args.seed);
+    if args.check {
+        let existing = std::fs::read_to_string(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
+        if existing != csv {
+            bail!("{} differs from the generator's output; run `cargo xtask gen-data`", args.out.display());
+        }
+        println!("{} is up to date", args.out.display());
+    } else {
+        output::write(&args.out, csv.as_bytes())?;
+        println!("wrote {} rows to {} (seed {})", args.rows, args.out.display(), args.seed);
+    }
+    Ok(ExitCode::SUCCESS)
+}

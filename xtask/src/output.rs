@@ -1,0 +1,80 @@
+//! What xtask prints: error reports, GitHub workflow annotations, atomic output files.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use model::Error;
+
+/// True when running as a GitHub Actions step.
+pub fn on_github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Prints an error with its causes; a data validation failure prints its summary (first
+/// errors, then counts per rule) and, on GitHub Actions, one `::error` annotation per error.
+pub fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if !on_github_actions() {
+        return;
+    }
+    let model_error = e.chain().find_map(|c| c.downcast_ref::<Error>());
+    match model_error {
+        Some(Error::Validation(report)) => {
+            for d in report.errors.iter().take(model::validation::SUMMARY_ERRORS) {
+                println!(
+                    "::error file={},line={},title=data validation::{}",
+                    escape_property(&d.file),
+                    d.line,
+                    escape_data(&format!(
+                        "column `{}`: value {:?}: {} ({})",
+                        d.column,
+                        d.value,
+                        d.rule.describe(),
+                        d.detail
+                    ))
+                );
+            }
+        }
+        Some(Error::Header { path, problem }) => {
+            println!(
+                "::error file={},line=1,title=data validation::{}",
+                escape_property(&path.display().to_string()),
+                escape_data(&problem.to_string())
+            );
+        }
+        _ => println!("::error::{}", escape_data(&format!("{e:#}"))),
+    }
+}
+
+/// Escapes a workflow command's message.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property value.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Writes a file atomically, creating its folder.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    model::atomic::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes pretty JSON atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).context("cannot serialise json")?;
+    bytes.push(b'\n');
+    write(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_escapes_follow_the_workflow_command_rules() {
+        assert_eq!(escape_data("50% a\nb\r"), "50%25 a%0Ab%0D");
+        assert_eq!(escape_property("C:/a,b"), "C%3A/a%2Cb");
+    }
+}

@@ -1,0 +1,43 @@
+//! `cargo xtask validate`: check a CSV against the configured schema and write the report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use model::LabelPolicy;
+use xshell::Shell;
+
+use crate::build::{data_path, load_config, load_data, write_validation};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// CSV to check; defaults to the configuration's `[data] path`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder for validation.json and validation.md.
+    #[arg(long, default_value = "target/validation")]
+    out: PathBuf,
+    /// Accept a file without the label column (data to score).
+    #[arg(long)]
+    unlabelled: bool,
+}
+
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let config_path = crate::config_path(args.config);
+    let config = load_config(&config_path)?;
+    let path = data_path(args.data, &config, &config_path);
+    let label = if args.unlabelled { LabelPolicy::Optional } else { LabelPolicy::Required };
+    let data = load_data(&path, &config.schema, label, Some(&args.out))?;
+    write_validation(&args.out, &data.report)?;
+    println!(
+        "{}: valid, {} rows, {} exact duplicates, sha256 {}",
+        path.display(),
+        data.len(),
+        data.report.duplicate_rows,
+        data.report.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
