@@ -38,6 +38,9 @@ pub struct BoostingParams {
     pub subsample: f64,
     /// Fraction of inputs considered by each tree.
     pub colsample: f64,
+    /// Independent ensembles (each with its own draws of rows and inputs) whose log-odds are
+    /// averaged; they are fitted in parallel.
+    pub bags: usize,
 }
 
 impl Default for BoostingParams {
@@ -52,6 +55,7 @@ impl Default for BoostingParams {
             max_bins: 255,
             subsample: 1.0,
             colsample: 1.0,
+            bags: 1,
         }
     }
 }
@@ -75,6 +79,9 @@ impl BoostingParams {
         }
         if p.max_leaf_nodes < 2 {
             return Err("max_leaf_nodes: must be at least 2".into());
+        }
+        if p.bags == 0 || p.bags > 64 {
+            return Err(format!("bags: {} is not in 1..=64", p.bags));
         }
         if p.max_depth == Some(0) {
             return Err("max_depth: must be at least 1".into());
@@ -165,7 +172,20 @@ struct Binned {
     /// Where each input's bins start in a histogram (inputs have as many bins as they need,
     /// so a one-hot input costs two slots, not 256).
     offsets: Vec<usize>,
+    /// Inputs whose histograms are built column by column.
+    dense: Vec<usize>,
+    /// Inputs where one bin holds most rows (one-hot levels): each row lists only its other
+    /// bins, and the common bin is the node's total minus the rest. A row of the Online
+    /// Shoppers data touches 18 histogram slots this way instead of 75.
+    sparse: Vec<(usize, u8)>,
+    /// Row r's uncommon sparse bins are `entries[row_start[r]..row_start[r + 1]]`, each a
+    /// histogram index.
+    row_start: Vec<u32>,
+    entries: Vec<u32>,
 }
+
+/// An input is stored sparsely when its most common bin holds at least this share of rows.
+const SPARSE_SHARE: f64 = 0.8;
 
 impl Binned {
     fn new(x: ArrayView2<f64>, max_bins: usize) -> Binned {
@@ -201,7 +221,33 @@ impl Binned {
         for e in &edges {
             offsets.push(offsets.last().copied().unwrap_or(0) + e.len() + 1);
         }
-        Binned { n_rows, bins, edges, offsets }
+        let mut dense = Vec::new();
+        let mut sparse = Vec::new();
+        for (f, e) in edges.iter().enumerate() {
+            let mut counts = vec![0usize; e.len() + 1];
+            for &b in &bins[f * n_rows..(f + 1) * n_rows] {
+                counts[b as usize] += 1;
+            }
+            let (common, &most) = counts.iter().enumerate().max_by_key(|(b, c)| (**c, std::cmp::Reverse(*b))).unwrap_or((0, &0));
+            if n_rows > 0 && most as f64 >= SPARSE_SHARE * n_rows as f64 {
+                sparse.push((f, common as u8));
+            } else {
+                dense.push(f);
+            }
+        }
+        let mut row_start = Vec::with_capacity(n_rows + 1);
+        let mut entries = Vec::new();
+        row_start.push(0u32);
+        for r in 0..n_rows {
+            for &(f, common) in &sparse {
+                let b = bins[f * n_rows + r];
+                if b != common {
+                    entries.push((offsets[f] + b as usize) as u32);
+                }
+            }
+            row_start.push(entries.len() as u32);
+        }
+        Binned { n_rows, bins, edges, offsets, dense, sparse, row_start, entries }
     }
 
     fn histogram_len(&self) -> usize {
@@ -255,10 +301,52 @@ impl ValidBoostingParams {
         let binned = Binned::new(x, p.max_bins);
         let rate = positives as f64 / n as f64;
         let base_score = (rate / (1.0 - rate)).ln();
+        let seeds: Vec<u64> = (0..p.bags as u64).map(|b| self.seed.wrapping_add(b)).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(seeds.len());
+        // Each bag depends only on its seed, and the bags are joined in seed order, so the
+        // model is the same whatever the number of threads.
+        let mut bags: Vec<Vec<Tree>> = if threads <= 1 {
+            seeds.iter().map(|&seed| self.boost(&binned, y, base_score, seed)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let chunks: Vec<_> = seeds
+                    .chunks(seeds.len().div_ceil(threads))
+                    .map(|chunk| {
+                        let binned = &binned;
+                        scope.spawn(move || {
+                            chunk.iter().map(|&seed| self.boost(binned, y, base_score, seed)).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                chunks.into_iter().flat_map(|c| c.join().expect("a boosting thread panicked")).collect()
+            })
+        };
+        let scale = 1.0 / p.bags as f64;
+        let mut trees = Vec::with_capacity(p.max_iter * p.bags);
+        for bag in &mut bags {
+            for tree in bag.iter_mut() {
+                if p.bags > 1 {
+                    for (v, &f) in tree.value.iter_mut().zip(&tree.feature) {
+                        if f < 0 {
+                            *v *= scale;
+                        }
+                    }
+                }
+            }
+            trees.append(bag);
+        }
+        Ok(Booster { base_score, n_inputs, trees })
+    }
+
+    /// One boosting run with its own seed.
+    fn boost(&self, binned: &Binned, y: &[bool], base_score: f64, seed: u64) -> Vec<Tree> {
+        let p = &self.params;
+        let n = y.len();
+        let n_inputs = binned.edges.len();
         let mut raw = vec![base_score; n];
         let mut g = vec![0.0; n];
         let mut h = vec![0.0; n];
-        let mut rng = Rng::new(self.seed);
+        let mut rng = Rng::new(seed);
         let mut trees = Vec::with_capacity(p.max_iter);
         let mut all_rows: Vec<u32> = (0..n as u32).collect();
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
@@ -286,23 +374,21 @@ impl ValidBoostingParams {
             } else {
                 vec![true; n_inputs]
             };
-            let tree = self.grow(&binned, &g, &h, rows, &allowed);
-            let col_tree = tree;
+            let tree = self.grow(binned, &g, &h, rows, &allowed);
             for (i, r) in raw.iter_mut().enumerate() {
-                *r += predict_binned(&col_tree, &binned, i);
+                *r += predict_binned(&tree, binned, i);
             }
-            trees.push(to_value_tree(&col_tree, &binned));
+            trees.push(to_value_tree(&tree, binned));
         }
-        Ok(Booster { base_score, n_inputs, trees })
+        trees
     }
 
     fn grow(&self, binned: &Binned, g: &[f64], h: &[f64], mut rows: Vec<u32>, allowed: &[bool]) -> BinTree {
         let p = &self.params;
-        let n_inputs = binned.edges.len();
         let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
         let (sg, sh) = rows.iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
         let mut root = Leaf { node: 0, start: 0, end: rows.len(), depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
-        root.hist = histogram(binned, g, h, &rows[..], n_inputs);
+        root.hist = histogram(binned, g, h, &rows[..], allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
         let mut n_leaves = 1;
@@ -353,7 +439,7 @@ impl ValidBoostingParams {
             } else {
                 (&mut right, &mut left)
             };
-            small.hist = histogram(binned, g, h, &rows[small.start..small.end], n_inputs);
+            small.hist = histogram(binned, g, h, &rows[small.start..small.end], allowed, (small.g, small.h));
             let mut parent = leaf.hist;
             for (pb, sb) in parent.iter_mut().zip(&small.hist) {
                 pb.g -= sb.g;
@@ -413,10 +499,15 @@ impl ValidBoostingParams {
     }
 }
 
-fn histogram(binned: &Binned, g: &[f64], h: &[f64], rows: &[u32], n_inputs: usize) -> Vec<Bin> {
+/// Sums of gradient, hessian and rows per bin of each allowed input over `rows`, whose totals
+/// are `total` (needed to fill the common bin of sparse inputs).
+fn histogram(binned: &Binned, g: &[f64], h: &[f64], rows: &[u32], allowed: &[bool], total: (f64, f64)) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
     let gh: Vec<(f64, f64)> = rows.iter().map(|&r| (g[r as usize], h[r as usize])).collect();
-    for f in 0..n_inputs {
+    for &f in &binned.dense {
+        if !allowed[f] {
+            continue;
+        }
         let column = binned.column(f);
         let out = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
         for (&r, &(gr, hr)) in rows.iter().zip(&gh) {
@@ -425,6 +516,30 @@ fn histogram(binned: &Binned, g: &[f64], h: &[f64], rows: &[u32], n_inputs: usiz
             bin.h += hr;
             bin.n += 1;
         }
+    }
+    if binned.sparse.is_empty() {
+        return hist;
+    }
+    for (&r, &(gr, hr)) in rows.iter().zip(&gh) {
+        let r = r as usize;
+        for &slot in &binned.entries[binned.row_start[r] as usize..binned.row_start[r + 1] as usize] {
+            let bin = &mut hist[slot as usize];
+            bin.g += gr;
+            bin.h += hr;
+            bin.n += 1;
+        }
+    }
+    for &(f, common) in &binned.sparse {
+        let bins = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
+        let (mut og, mut oh, mut on) = (0.0, 0.0, 0u32);
+        for (b, bin) in bins.iter().enumerate() {
+            if b != common as usize {
+                og += bin.g;
+                oh += bin.h;
+                on += bin.n;
+            }
+        }
+        bins[common as usize] = Bin { g: total.0 - og, h: total.1 - oh, n: rows.len() as u32 - on };
     }
     hist
 }

@@ -72,7 +72,7 @@ pub fn customers_csv(rows: usize, seed: u64) -> String {
         // Browsing depth matters with diminishing returns; very long visits without many pages
         // signal hesitation; recent spending helps less than a habit of buying.
         let hesitation = if pages > 0 { (time_on_site / pages as f64 - 1.5).max(0.0) } else { 0.0 };
-        let logit = -3.4
+        let logit = -4.0
             + 0.75 * (pages as f64).ln_1p()
             + 0.55 * (past_purchases as f64).ln_1p()
             + 0.12 * spending.ln_1p()
@@ -80,7 +80,7 @@ pub fn customers_csv(rows: usize, seed: u64) -> String {
             + region_effect
             + device_effect
             + if newsletter { 0.55 } else { 0.0 }
-            - 0.45 * hesitation
+            - 0.8 * hesitation
             + 0.35 * engagement
             + 0.7 * rng.normal();
         let purchased = rng.uniform() < 1.0 / (1.0 + (-logit).exp());
