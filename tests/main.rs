@@ -1,1 +1,10 @@
+//! mlgate's integration tests: one binary, one module per theme.
 
+mod artifact;
+mod cli;
+mod config;
+mod data;
+mod shared_data;
+mod support;
+mod tidy;
+mod validation;

@@ -1,7 +1,7 @@
 //! Streaming CSV loading with lazy, exhaustive validation against a schema, and its report.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 use std::io::Read;
 use std::path::Path;
@@ -199,7 +199,7 @@ pub fn load_csv(path: &Path, schema: &Schema, label: LabelPolicy) -> Result<Data
 
 /// Reads and validates CSV from any reader; `name` names the source in errors.
 pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
-    let mut hashing = HashingReader { inner: reader, hasher: Sha256::new(), bytes: 0 };
+    let mut hashing = HashingReader::new(reader);
     match validate(&mut hashing, name, schema, label) {
         Ok(mut dataset) => {
             dataset.report.sha256 = hex(&hashing.hasher.finalize());
@@ -218,16 +218,51 @@ pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPol
     }
 }
 
+/// Passes bytes through to the CSV parser while hashing them and noting where lines end, so
+/// that line numbers are exact whatever the line terminator (the csv crate's own count is off
+/// by one with CRLF).
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    /// Offsets of `\n` bytes read but not yet passed by a record end.
+    newlines: VecDeque<u64>,
+    /// 1 + the newlines popped so far: the line the parser has reached.
+    line: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new(), bytes: 0, newlines: VecDeque::new(), line: 1 }
+    }
+
+    /// The 1-based line on which a record starts, given the parser's position just after the
+    /// record (`end`) and the newlines inside the record's fields. Asked in file order.
+    ///
+    /// The csv crate's own record positions point where the parser resumed reading: before
+    /// skipped blank lines, and on the `\n` of a CRLF. Counting back from the record's end
+    /// avoids both.
+    fn record_start_line(&mut self, end: u64, newlines_inside: u64) -> u64 {
+        let mut last_popped = None;
+        while self.newlines.front().is_some_and(|&o| o < end) {
+            last_popped = self.newlines.pop_front();
+            self.line += 1;
+        }
+        // With an LF terminator the parser has consumed it; with CRLF it stops after the `\r`;
+        // at the end of a file without a final newline there is none.
+        let terminator_counted = end > 0 && last_popped == Some(end - 1);
+        let last_line = if terminator_counted { self.line - 1 } else { self.line };
+        last_line.saturating_sub(newlines_inside).max(1)
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            self.newlines.push_back(self.bytes + i as u64);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -261,7 +296,12 @@ fn kind_name(kind: &ColumnKind) -> &'static str {
     }
 }
 
-fn validate<R: Read>(reader: R, name: &str, schema: &Schema, label_policy: LabelPolicy) -> Result<Dataset> {
+fn validate<R: Read>(
+    reader: &mut HashingReader<R>,
+    name: &str,
+    schema: &Schema,
+    label_policy: LabelPolicy,
+) -> Result<Dataset> {
     let path = || std::path::PathBuf::from(name);
     let mut csv = csv::ReaderBuilder::new()
         .delimiter(schema.delimiter as u8)
@@ -346,7 +386,9 @@ fn validate<R: Read>(reader: R, name: &str, schema: &Schema, label_policy: Label
     };
 
     while csv.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, |p| p.line());
+        let end = csv.position().byte();
+        let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let line = csv.get_mut().record_start_line(end, inside);
         // A blank line is not a row; csv already skips those, this guards a lone delimiter-free
         // empty field as the last line.
         if record.len() == 1 && record[0].is_empty() && header.len() > 1 {

@@ -1,0 +1,146 @@
+//! Artifacts: sealed, refused when altered, reproducible; predictions on records and batches.
+
+use std::path::Path;
+
+use model::train::{build, BuildContext};
+use model::{read_csv, Artifact, Error, LabelPolicy};
+use sha2::Digest;
+
+use crate::support::{small_config, small_csv};
+
+fn trained(csv: &str) -> Artifact {
+    let config = small_config();
+    let data = read_csv(csv.as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
+    let context = BuildContext { config_file: "small.toml".into(), git_commit: None, created_at: "2026-01-01T00:00:00Z".into() };
+    build(&config, &data, &context).unwrap()
+}
+
+#[test]
+fn save_and_load_round_trip_exactly() {
+    let artifact = trained(&small_csv(200));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    artifact.save(&path).unwrap();
+    let loaded = Artifact::load(&path).unwrap();
+    assert_eq!(loaded, artifact);
+    assert_eq!(loaded.checksum(), artifact.checksum());
+    // Nothing but the artifact is left in the folder (the temporary file was renamed).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_tampered_artifact_is_refused() {
+    let artifact = trained(&small_csv(200));
+    let text = String::from_utf8(artifact.to_bytes()).unwrap();
+    let threshold = format!("\"value\":{}", artifact.threshold.value);
+    assert!(text.contains(&threshold));
+    let tampered = text.replacen(&threshold, "\"value\":0.01", 1);
+    let r = Artifact::from_bytes(tampered.as_bytes(), Path::new("m.json"));
+    assert!(matches!(r, Err(Error::ArtifactChecksum { .. })), "{r:?}");
+}
+
+#[test]
+fn a_truncated_artifact_is_refused() {
+    let bytes = trained(&small_csv(200)).to_bytes();
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 3] {
+        let r = Artifact::from_bytes(&bytes[..cut], Path::new("m.json"));
+        assert!(matches!(r, Err(Error::ArtifactCorrupt { .. })), "cut at {cut}: {r:?}");
+    }
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let text = String::from_utf8(trained(&small_csv(200)).to_bytes()).unwrap();
+    let other = text.replacen("\"format_version\":1,", "\"format_version\":99,", 1);
+    let r = Artifact::from_bytes(other.as_bytes(), Path::new("m.json"));
+    assert!(matches!(r, Err(Error::ArtifactVersion { found: 99, expected: 1, .. })), "{r:?}");
+}
+
+#[test]
+fn same_data_config_and_seed_give_the_same_model_byte_for_byte() {
+    for family in ["logistic_regression", "gradient_boosting"] {
+        let text = crate::support::SMALL_CONFIG.replace("family = \"logistic_regression\"", &format!("family = \"{family}\""));
+        let config = model::PipelineConfig::parse(&text, Path::new("small.toml")).unwrap();
+        let csv = small_csv(300);
+        let data = read_csv(csv.as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
+        let a = build(&config, &data, &BuildContext { created_at: "t1".into(), ..Default::default() }).unwrap();
+        let b = build(&config, &data, &BuildContext { created_at: "t2".into(), ..Default::default() }).unwrap();
+        let json = |v: &dyn erased::Json| v.json();
+        assert_eq!(json(&a.model), json(&b.model), "{family}");
+        assert_eq!(json(&a.preprocessing), json(&b.preprocessing));
+        assert_eq!(json(&a.threshold), json(&b.threshold));
+        assert_eq!(json(&a.validation), json(&b.validation));
+        assert_ne!(a.lineage.created_at, b.lineage.created_at);
+    }
+}
+
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap()
+        }
+    }
+}
+
+#[test]
+fn records_predict_zero_or_one_at_the_artifact_threshold() {
+    let artifact = trained(&small_csv(300));
+    let high = artifact.record([("amount", "490"), ("visits", "6"), ("region", "north"), ("member", "TRUE")]).unwrap();
+    let low = artifact.record([("amount", "1"), ("visits", "0"), ("region", "north"), ("member", "TRUE")]).unwrap();
+    assert_eq!(artifact.predict_customer_behavior(&high), 1);
+    assert_eq!(artifact.predict_customer_behavior(&low), 0);
+    assert!(artifact.probability(&high) > artifact.probability(&low));
+}
+
+#[test]
+fn record_errors_are_typed() {
+    let artifact = trained(&small_csv(200));
+    let r = artifact.record([("amount", "1e400"), ("visits", "1"), ("region", "north"), ("member", "TRUE")]);
+    assert!(matches!(r, Err(Error::Record(ref e)) if e.column == "amount" && e.rule == model::Rule::NotFinite), "{r:?}");
+    let r = artifact.record([("amount", "1"), ("region", "north"), ("member", "TRUE")]);
+    assert!(matches!(r, Err(Error::Record(ref e)) if e.column == "visits" && e.rule == model::Rule::Missing), "{r:?}");
+}
+
+#[test]
+fn a_level_unseen_in_training_is_scored_and_counted() {
+    // Train on rows from the north only; "south" is declared but never seen.
+    let csv: String = small_csv(300).lines().filter(|l| !l.contains("south")).map(|l| format!("{l}\n")).collect();
+    let artifact = trained(&csv);
+    let record = artifact.record([("amount", "100"), ("visits", "2"), ("region", "south"), ("member", "FALSE")]).unwrap();
+    let p = artifact.probability(&record);
+    assert!((0.0..=1.0).contains(&p));
+    let batch = "id,amount,visits,region,member\na,100,2,south,FALSE\nb,100,2,north,FALSE\nc,5,1,south,TRUE\n";
+    let data = read_csv(batch.as_bytes(), "new.csv", &artifact.schema, LabelPolicy::Optional).unwrap();
+    let scores = artifact.score(&data).unwrap();
+    assert_eq!(scores.probabilities.len(), 3);
+    assert_eq!(scores.unseen_levels.get("region"), Some(&2));
+    assert_eq!(scores.probabilities[0], p);
+}
+
+#[test]
+fn batch_and_single_record_agree() {
+    let artifact = trained(&small_csv(300));
+    let batch = "id,amount,visits,region,member\na,12.5,3,south,FALSE\nb,400,1,north,TRUE\n";
+    let data = read_csv(batch.as_bytes(), "new.csv", &artifact.schema, LabelPolicy::Optional).unwrap();
+    let scores = artifact.score(&data).unwrap();
+    let a = artifact.record([("amount", "12.5"), ("visits", "3"), ("region", "south"), ("member", "FALSE")]).unwrap();
+    let b = artifact.record([("amount", "400"), ("visits", "1"), ("region", "north"), ("member", "TRUE")]).unwrap();
+    assert_eq!(scores.probabilities, vec![artifact.probability(&a), artifact.probability(&b)]);
+}
+
+#[test]
+fn lineage_records_data_and_config() {
+    let csv = small_csv(200);
+    let artifact = trained(&csv);
+    let l = &artifact.lineage;
+    assert_eq!(l.rows_total, 200);
+    assert_eq!(l.rows_fit + l.rows_validation, 200);
+    assert_eq!(l.rows_final_fit, 200);
+    assert_eq!(l.config_sha256, small_config().hash());
+    let digest = sha2::Sha256::digest(csv.as_bytes());
+    let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(l.data_sha256, expected);
+}

@@ -1,0 +1,151 @@
+//! The real xtask binary, run as a user runs it, in temporary folders.
+
+use std::path::Path;
+
+use crate::support::{root, small_csv, text, xtask, SMALL_CONFIG};
+
+/// A temporary project with the small config and `csv` as its data.
+fn project(csv: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), SMALL_CONFIG).unwrap();
+    std::fs::write(dir.path().join("small.csv"), csv).unwrap();
+    dir
+}
+
+#[test]
+fn build_then_predict() {
+    let dir = project(&small_csv(300));
+    let out = xtask(dir.path(), &["build", "--out", "out"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("threshold"), "{stdout}");
+    let artifact = model::Artifact::load(&dir.path().join("out/model.json")).unwrap();
+    let report: model::ValidationReport =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/validation.json")).unwrap()).unwrap();
+    assert_eq!(report.rows, 300);
+    assert_eq!(artifact.lineage.rows_total, 300);
+
+    // Scoring data without its label column: one row out per row in, in order.
+    let unlabelled: String = small_csv(40)
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    std::fs::write(dir.path().join("new.csv"), &unlabelled).unwrap();
+    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "pred/p.csv"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let predictions = std::fs::read_to_string(dir.path().join("pred/p.csv")).unwrap();
+    let lines: Vec<&str> = predictions.lines().collect();
+    assert_eq!(lines[0], "probability,prediction");
+    assert_eq!(lines.len(), 41);
+    let data = model::read_csv(unlabelled.as_bytes(), "new.csv", &artifact.schema, model::LabelPolicy::Optional).unwrap();
+    let expected = artifact.score(&data).unwrap().probabilities;
+    for (line, p) in lines[1..].iter().zip(&expected) {
+        let (prob, pred) = line.split_once(',').unwrap();
+        assert_eq!(prob.parse::<f64>().unwrap(), *p);
+        assert_eq!(pred, if *p >= artifact.threshold.value { "1" } else { "0" });
+    }
+}
+
+#[test]
+fn bad_data_fails_with_the_summary_and_a_report() {
+    let mut csv = small_csv(30);
+    csv.push_str("x,-3,1,north,TRUE,yes\n"); // line 32
+    csv.push_str("y,4,1,west,TRUE,yes\n"); // line 33
+    let dir = project(&csv);
+    let out = xtask(dir.path(), &["build", "--out", "out"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("small.csv:32: column `amount`: value \"-3\": below the minimum"), "{stderr}");
+    assert!(stderr.contains("small.csv:33: column `region`: value \"west\": undeclared level"), "{stderr}");
+    assert!(stderr.contains("errors per column and rule"), "{stderr}");
+    assert!(!stdout.contains("::error"), "no annotations outside GitHub Actions: {stdout}");
+    let report: model::ValidationReport =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/validation.json")).unwrap()).unwrap();
+    assert_eq!(report.error_count, 2);
+    assert!(!dir.path().join("out/model.json").exists());
+}
+
+#[test]
+fn bad_data_on_github_actions_gives_error_annotations() {
+    let mut csv = small_csv(10);
+    csv.push_str("x,1,1,north,TRUE,maybe\n"); // line 12
+    let dir = project(&csv);
+    let out = xtask(dir.path(), &["validate"], &[("GITHUB_ACTIONS", "true")]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout.contains("::error file=small.csv,line=12,title=data validation::column `bought`: value \"maybe\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn header_errors_name_the_problem() {
+    let dir = project("id;amount;visits;region;member;bought\na;1;2;north;TRUE;yes\n");
+    let out = xtask(dir.path(), &["build"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("delimited by ';'"), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask(dir.path(), &["build", "--config", "nope.toml"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("nope.toml"), "{stderr}");
+}
+
+#[test]
+fn a_tampered_model_is_refused_by_predict() {
+    let dir = project(&small_csv(200));
+    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    let path = dir.path().join("out/model.json");
+    let text_model = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text_model.replacen("\"name\":\"small\"", "\"name\":\"smoll\"", 1)).unwrap();
+    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(!dir.path().join("p.csv").exists());
+}
+
+#[test]
+fn the_default_job_runs_on_the_shipped_data() {
+    // What README's first command does, in a copy of the repository's config and data.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::copy(root().join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
+    std::fs::copy(root().join("data/customers.csv"), dir.path().join("data/customers.csv")).unwrap();
+    let out = xtask(dir.path(), &["build"], &[("SOURCE_DATE_EPOCH", "1767225600")]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let artifact = model::Artifact::load(&dir.path().join("target/model/model.json")).unwrap();
+    assert_eq!(artifact.lineage.created_at, "2026-01-01T00:00:00Z");
+    assert_eq!(artifact.lineage.rows_total, 6000);
+}
+
+#[test]
+fn gen_data_check_passes_on_the_committed_file() {
+    let out = xtask(&root(), &["gen-data", "--check"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.csv"), "not the data\n").unwrap();
+    let out = xtask(dir.path(), &["gen-data", "--check", "--out", "c.csv"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The subcommands `cargo xtask --help` lists.
+pub fn subcommands() -> Vec<String> {
+    let out = xtask(Path::new("."), &["--help"], &[]);
+    let (stdout, _) = text(&out);
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,95 @@
+//! Wrong configurations are refused with the key and the file named.
+
+use std::path::Path;
+
+use model::{Error, PipelineConfig};
+
+use crate::support::SMALL_CONFIG;
+
+fn refused(text: &str) -> String {
+    match PipelineConfig::parse(text, Path::new("conf/pipeline.toml")) {
+        Err(e @ Error::Config { .. }) => {
+            let message = e.to_string();
+            assert!(message.starts_with("conf/pipeline.toml"), "{message}");
+            message
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let m = refused(&format!("colour = \"red\"\n{SMALL_CONFIG}"));
+    assert!(m.contains("colour"), "{m}");
+}
+
+#[test]
+fn unknown_key_in_a_section() {
+    let m = refused(&SMALL_CONFIG.replace("seed = 1", "seed = 1\nsead = 2"));
+    assert!(m.contains("sead"), "{m}");
+}
+
+#[test]
+fn unknown_key_in_a_column() {
+    let m = refused(&SMALL_CONFIG.replace("max = 1000", "max = 1000\nmaximum = 3"));
+    assert!(m.contains("maximum"), "{m}");
+}
+
+#[test]
+fn key_that_does_not_fit_the_kind() {
+    let m = refused(&SMALL_CONFIG.replace("levels = [\"north\", \"south\"]", "levels = [\"north\", \"south\"]\nmin = 0"));
+    assert!(m.contains("`min`") && m.contains("region"), "{m}");
+}
+
+#[test]
+fn unknown_column_kind() {
+    let m = refused(&SMALL_CONFIG.replace("kind = \"numeric\"", "kind = \"float\""));
+    assert!(m.contains("float") && m.contains("amount"), "{m}");
+}
+
+#[test]
+fn no_label() {
+    let m = refused(&SMALL_CONFIG.replace("kind = \"label\"\npositive = \"yes\"\nnegative = \"no\"", "kind = \"ignore\""));
+    assert!(m.contains("label"), "{m}");
+}
+
+#[test]
+fn two_labels() {
+    let m = refused(&SMALL_CONFIG.replace(
+        "kind = \"boolean\"",
+        "kind = \"label\"\npositive = \"TRUE\"\nnegative = \"FALSE\"",
+    ));
+    assert!(m.contains("2 columns have kind = \"label\""), "{m}");
+}
+
+#[test]
+fn out_of_range_parameters() {
+    let m = refused(&SMALL_CONFIG.replace("validation_fraction = 0.25", "validation_fraction = 1.5"));
+    assert!(m.contains("split.validation_fraction"), "{m}");
+    let m = refused(&format!("{SMALL_CONFIG}\n[model.gradient_boosting]\nlearning_rate = 0\n"));
+    assert!(m.contains("model.gradient_boosting.learning_rate"), "{m}");
+    let m = refused(&SMALL_CONFIG.replace("min = 0\nmax = 1000", "min = 5\nmax = 1"));
+    assert!(m.contains("amount"), "{m}");
+}
+
+#[test]
+fn log1p_needs_a_non_negative_minimum() {
+    let m = refused(&SMALL_CONFIG.replace("kind = \"integer\"\nmin = 0", "kind = \"integer\"\ntransform = \"log1p\""));
+    assert!(m.contains("log1p"), "{m}");
+}
+
+#[test]
+fn the_shipped_configurations_parse() {
+    for file in ["pipeline.toml", "configs/online-shoppers.toml"] {
+        PipelineConfig::load(&crate::support::root().join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn config_hash_ignores_formatting() {
+    let a = PipelineConfig::parse(SMALL_CONFIG, Path::new("a")).unwrap();
+    let b = PipelineConfig::parse(&format!("# a comment\n{SMALL_CONFIG}\n\n"), Path::new("b")).unwrap();
+    assert_eq!(a.hash(), b.hash());
+    let c = PipelineConfig::parse(&SMALL_CONFIG.replace("seed = 1", "seed = 2"), Path::new("c")).unwrap();
+    assert_ne!(a.hash(), c.hash());
+}

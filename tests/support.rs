@@ -1,0 +1,141 @@
+//! Helpers: the workspace root, a small schema, and the real xtask binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use model::{PipelineConfig, Schema};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+/// The shared Online Shoppers training file, when `../shared` is present.
+pub fn shared_train_csv() -> Option<PathBuf> {
+    let path = root().join("../shared/data/online-shoppers/train.csv");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {} is absent (the shared data lives beside the repository)", path.display());
+        None
+    }
+}
+
+/// A configuration with one column of each kind, for small hand-written files.
+pub const SMALL_CONFIG: &str = r#"
+name = "small"
+
+[data]
+path = "small.csv"
+
+[schema]
+[[schema.columns]]
+name = "id"
+kind = "ignore"
+
+[[schema.columns]]
+name = "amount"
+kind = "numeric"
+min = 0
+max = 1000
+
+[[schema.columns]]
+name = "visits"
+kind = "integer"
+min = 0
+
+[[schema.columns]]
+name = "region"
+kind = "categorical"
+levels = ["north", "south"]
+
+[[schema.columns]]
+name = "member"
+kind = "boolean"
+
+[[schema.columns]]
+name = "bought"
+kind = "label"
+positive = "yes"
+negative = "no"
+
+[split]
+seed = 1
+validation_fraction = 0.25
+
+[model]
+family = "logistic_regression"
+"#;
+
+/// The parsed small configuration.
+pub fn small_config() -> PipelineConfig {
+    PipelineConfig::parse(SMALL_CONFIG, Path::new("small.toml")).expect("the small config is valid")
+}
+
+/// The small configuration's schema.
+pub fn small_schema() -> Schema {
+    small_config().schema
+}
+
+/// `rows` valid rows of the small schema (header included), deterministic and learnable.
+pub fn small_csv(rows: usize) -> String {
+    let mut s = String::from("id,amount,visits,region,member,bought\n");
+    for i in 0..rows {
+        let amount = (i * 37 % 1000) as f64 / 2.0;
+        let visits = i % 7;
+        let region = if i % 3 == 0 { "south" } else { "north" };
+        let member = if i % 4 == 0 { "TRUE" } else { "FALSE" };
+        let bought = if amount + 40.0 * visits as f64 > 330.0 { "yes" } else { "no" };
+        s.push_str(&format!("r{i},{amount},{visits},{region},{member},{bought}\n"));
+    }
+    s
+}
+
+/// The xtask binary, built once per test run from the current sources.
+pub fn xtask_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--package", "xtask"]).current_dir(root());
+        strip_cargo_env(&mut cmd);
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --package xtask failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+        let bin = target.join("debug").join(format!("xtask{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// Removes what cargo hands a test process and a nested cargo must not see (package
+/// variables make build scripts that watch them rerun).
+pub fn strip_cargo_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_str(),
+                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// Runs xtask with `args` in `dir`, GitHub Actions variables removed unless given in `env`.
+pub fn xtask(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(xtask_bin());
+    cmd.args(args).current_dir(dir).env_remove("GITHUB_ACTIONS").env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("xtask runs")
+}
+
+/// stdout and stderr of an output, as text.
+pub fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
