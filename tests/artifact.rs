@@ -11,7 +11,8 @@ use crate::support::{small_config, small_csv};
 fn trained(csv: &str) -> Artifact {
     let config = small_config();
     let data = read_csv(csv.as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
-    let context = BuildContext { config_file: "small.toml".into(), git_commit: None, created_at: "2026-01-01T00:00:00Z".into() };
+    let context =
+        BuildContext { config_file: "small.toml".into(), git_commit: None, created_at: "2026-01-01T00:00:00Z".into() };
     build(&config, &data, &context).unwrap()
 }
 
@@ -59,7 +60,8 @@ fn another_format_version_is_refused() {
 #[test]
 fn same_data_config_and_seed_give_the_same_model_byte_for_byte() {
     for family in ["logistic_regression", "gradient_boosting"] {
-        let text = crate::support::SMALL_CONFIG.replace("family = \"logistic_regression\"", &format!("family = \"{family}\""));
+        let text =
+            crate::support::SMALL_CONFIG.replace("family = \"logistic_regression\"", &format!("family = \"{family}\""));
         let config = model::PipelineConfig::parse(&text, Path::new("small.toml")).unwrap();
         let csv = small_csv(300);
         let data = read_csv(csv.as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
@@ -99,7 +101,10 @@ fn records_predict_zero_or_one_at_the_artifact_threshold() {
 fn record_errors_are_typed() {
     let artifact = trained(&small_csv(200));
     let r = artifact.record([("amount", "1e400"), ("visits", "1"), ("region", "north"), ("member", "TRUE")]);
-    assert!(matches!(r, Err(Error::Record(ref e)) if e.column == "amount" && e.rule == model::Rule::NotFinite), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Record(ref e)) if e.column == "amount" && e.rule == model::Rule::NotFinite),
+        "{r:?}"
+    );
     let r = artifact.record([("amount", "1"), ("region", "north"), ("member", "TRUE")]);
     assert!(matches!(r, Err(Error::Record(ref e)) if e.column == "visits" && e.rule == model::Rule::Missing), "{r:?}");
 }
@@ -109,7 +114,8 @@ fn a_level_unseen_in_training_is_scored_and_counted() {
     // Train on rows from the north only; "south" is declared but never seen.
     let csv: String = small_csv(300).lines().filter(|l| !l.contains("south")).map(|l| format!("{l}\n")).collect();
     let artifact = trained(&csv);
-    let record = artifact.record([("amount", "100"), ("visits", "2"), ("region", "south"), ("member", "FALSE")]).unwrap();
+    let record =
+        artifact.record([("amount", "100"), ("visits", "2"), ("region", "south"), ("member", "FALSE")]).unwrap();
     let p = artifact.probability(&record);
     assert!((0.0..=1.0).contains(&p));
     let batch = "id,amount,visits,region,member\na,100,2,south,FALSE\nb,100,2,north,FALSE\nc,5,1,south,TRUE\n";

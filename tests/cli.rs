@@ -26,18 +26,17 @@ fn build_then_predict() {
     assert_eq!(artifact.lineage.rows_total, 300);
 
     // Scoring data without its label column: one row out per row in, in order.
-    let unlabelled: String = small_csv(40)
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
-        .collect();
+    let unlabelled: String = small_csv(40).lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
     std::fs::write(dir.path().join("new.csv"), &unlabelled).unwrap();
-    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "pred/p.csv"], &[]);
+    let out =
+        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "pred/p.csv"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let predictions = std::fs::read_to_string(dir.path().join("pred/p.csv")).unwrap();
     let lines: Vec<&str> = predictions.lines().collect();
     assert_eq!(lines[0], "probability,prediction");
     assert_eq!(lines.len(), 41);
-    let data = model::read_csv(unlabelled.as_bytes(), "new.csv", &artifact.schema, model::LabelPolicy::Optional).unwrap();
+    let data =
+        model::read_csv(unlabelled.as_bytes(), "new.csv", &artifact.schema, model::LabelPolicy::Optional).unwrap();
     let expected = artifact.score(&data).unwrap().probabilities;
     for (line, p) in lines[1..].iter().zip(&expected) {
         let (prob, pred) = line.split_once(',').unwrap();
@@ -104,7 +103,8 @@ fn a_tampered_model_is_refused_by_predict() {
     let path = dir.path().join("out/model.json");
     let text_model = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text_model.replacen("\"name\":\"small\"", "\"name\":\"smoll\"", 1)).unwrap();
-    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+    let out =
+        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("checksum mismatch"), "{stderr}");

@@ -37,7 +37,8 @@ fn unknown_key_in_a_column() {
 
 #[test]
 fn key_that_does_not_fit_the_kind() {
-    let m = refused(&SMALL_CONFIG.replace("levels = [\"north\", \"south\"]", "levels = [\"north\", \"south\"]\nmin = 0"));
+    let m =
+        refused(&SMALL_CONFIG.replace("levels = [\"north\", \"south\"]", "levels = [\"north\", \"south\"]\nmin = 0"));
     assert!(m.contains("`min`") && m.contains("region"), "{m}");
 }
 
@@ -49,16 +50,16 @@ fn unknown_column_kind() {
 
 #[test]
 fn no_label() {
-    let m = refused(&SMALL_CONFIG.replace("kind = \"label\"\npositive = \"yes\"\nnegative = \"no\"", "kind = \"ignore\""));
+    let m =
+        refused(&SMALL_CONFIG.replace("kind = \"label\"\npositive = \"yes\"\nnegative = \"no\"", "kind = \"ignore\""));
     assert!(m.contains("label"), "{m}");
 }
 
 #[test]
 fn two_labels() {
-    let m = refused(&SMALL_CONFIG.replace(
-        "kind = \"boolean\"",
-        "kind = \"label\"\npositive = \"TRUE\"\nnegative = \"FALSE\"",
-    ));
+    let m = refused(
+        &SMALL_CONFIG.replace("kind = \"boolean\"", "kind = \"label\"\npositive = \"TRUE\"\nnegative = \"FALSE\""),
+    );
     assert!(m.contains("2 columns have kind = \"label\""), "{m}");
 }
 

@@ -6,7 +6,8 @@ use crate::support::root;
 
 #[test]
 fn committed_customers_csv_matches_the_generator() {
-    let committed = std::fs::read_to_string(root().join("data/customers.csv")).expect("data/customers.csv is committed");
+    let committed =
+        std::fs::read_to_string(root().join("data/customers.csv")).expect("data/customers.csv is committed");
     assert!(
         committed == customers_csv(DEFAULT_ROWS, DEFAULT_SEED),
         "data/customers.csv differs from the generator: run `cargo xtask gen-data` and commit"
@@ -18,7 +19,8 @@ fn the_model_beats_the_spending_rule_on_fresh_customers() {
     // Train on the committed data; judge on customers drawn with another seed.
     let root = root();
     let config = model::PipelineConfig::load(&root.join("pipeline.toml")).unwrap();
-    let train = model::load_csv(&root.join("data/customers.csv"), &config.schema, model::LabelPolicy::Required).unwrap();
+    let train =
+        model::load_csv(&root.join("data/customers.csv"), &config.schema, model::LabelPolicy::Required).unwrap();
     let artifact = model::train::build(&config, &train, &Default::default()).unwrap();
     let fresh = customers_csv(4000, 7);
     let test = model::read_csv(fresh.as_bytes(), "fresh.csv", &config.schema, model::LabelPolicy::Required).unwrap();

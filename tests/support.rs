@@ -117,7 +117,11 @@ pub fn strip_cargo_env(cmd: &mut Command) {
         if key.starts_with("CARGO_PKG_")
             || matches!(
                 key.as_str(),
-                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
             )
         {
             cmd.env_remove(key);

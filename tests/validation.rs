@@ -119,7 +119,8 @@ fn validation_is_lazy_counts_are_exact_and_the_list_is_capped() {
             assert_eq!(r.error_count, 500);
             assert_eq!(r.rows_with_errors, 250);
             assert_eq!(r.errors.len(), model::validation::MAX_KEPT_ERRORS);
-            let count = |col: &str, rule: Rule| r.counts.iter().find(|c| c.column == col && c.rule == rule).map(|c| c.count);
+            let count =
+                |col: &str, rule: Rule| r.counts.iter().find(|c| c.column == col && c.rule == rule).map(|c| c.count);
             assert_eq!(count("amount", Rule::BelowMin), Some(250));
             assert_eq!(count("visits", Rule::NotAnInteger), Some(250));
             // The errors are in file order: line 2 first, both columns.
@@ -208,7 +209,6 @@ fn a_single_class_cannot_train() {
     let r = model::train::build(&crate::support::small_config(), &data, &Default::default());
     assert!(matches!(&r, Err(Error::Unusable { problem, .. }) if problem.contains("negative")), "{r:?}");
 }
-
 
 #[test]
 fn blank_lines_are_skipped_and_counted() {

@@ -41,7 +41,7 @@ pub struct DataConfig {
 }
 
 /// The `[model]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The model family to fit.
@@ -53,16 +53,6 @@ pub struct ModelConfig {
     /// Hyper-parameters of logistic regression.
     #[serde(default)]
     pub logistic_regression: LogisticParams,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            family: Family::default(),
-            gradient_boosting: BoostingParams::default(),
-            logistic_regression: LogisticParams::default(),
-        }
-    }
 }
 
 /// A model family.
@@ -160,10 +150,8 @@ impl PipelineConfig {
 
     /// Parses and checks a configuration; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig> {
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let config: PipelineConfig = toml::from_str(text)
+            .map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
         config.check().map_err(|message| Error::Config { path: path.to_path_buf(), message })?;
         Ok(config)
     }

@@ -152,10 +152,8 @@ impl Preprocessor {
                 }
                 (Encoder::OneHot { column, levels }, ColumnValues::Level { levels: data_levels, codes }) => {
                     // Map the data's level codes to training slots once, not once per row.
-                    let slot: Vec<usize> = data_levels
-                        .iter()
-                        .map(|l| levels.binary_search(l).unwrap_or(levels.len()))
-                        .collect();
+                    let slot: Vec<usize> =
+                        data_levels.iter().map(|l| levels.binary_search(l).unwrap_or(levels.len())).collect();
                     let mut unseen = 0u64;
                     for (i, &c) in codes.iter().enumerate() {
                         let s = slot[c as usize];

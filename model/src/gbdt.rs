@@ -228,7 +228,8 @@ impl Binned {
             for &b in &bins[f * n_rows..(f + 1) * n_rows] {
                 counts[b as usize] += 1;
             }
-            let (common, &most) = counts.iter().enumerate().max_by_key(|(b, c)| (**c, std::cmp::Reverse(*b))).unwrap_or((0, &0));
+            let (common, &most) =
+                counts.iter().enumerate().max_by_key(|(b, c)| (**c, std::cmp::Reverse(*b))).unwrap_or((0, &0));
             if n_rows > 0 && most as f64 >= SPARSE_SHARE * n_rows as f64 {
                 sparse.push((f, common as u8));
             } else {
@@ -257,7 +258,6 @@ impl Binned {
     fn column(&self, f: usize) -> &[u8] {
         &self.bins[f * self.n_rows..(f + 1) * self.n_rows]
     }
-
 }
 
 #[derive(Clone, Copy, Default)]
@@ -387,7 +387,8 @@ impl ValidBoostingParams {
         let p = &self.params;
         let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
         let (sg, sh) = rows.iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
-        let mut root = Leaf { node: 0, start: 0, end: rows.len(), depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        let mut root =
+            Leaf { node: 0, start: 0, end: rows.len(), depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
         root.hist = histogram(binned, g, h, &rows[..], allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
@@ -421,8 +422,18 @@ impl ValidBoostingParams {
             tree.bin[leaf.node] = split.bin as u8;
             tree.left[leaf.node] = left_id as u32;
             tree.right[leaf.node] = right_id as u32;
-            let (lg, lh) = rows[leaf.start..mid].iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
-            let mut left = Leaf { node: left_id, start: leaf.start, end: mid, depth: leaf.depth + 1, g: lg, h: lh, hist: Vec::new(), split: None };
+            let (lg, lh) =
+                rows[leaf.start..mid].iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
+            let mut left = Leaf {
+                node: left_id,
+                start: leaf.start,
+                end: mid,
+                depth: leaf.depth + 1,
+                g: lg,
+                h: lh,
+                hist: Vec::new(),
+                split: None,
+            };
             let mut right = Leaf {
                 node: right_id,
                 start: mid,
@@ -469,10 +480,7 @@ impl ValidBoostingParams {
         let lambda = p.l2_regularization;
         let parent = leaf.g * leaf.g / (leaf.h + lambda);
         let mut best: Option<Split> = None;
-        for f in 0..binned.edges.len() {
-            if !allowed[f] {
-                continue;
-            }
+        for (f, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
             let hist = &leaf.hist[binned.offsets[f]..binned.offsets[f + 1]];
             let (mut lg, mut lh, mut ln) = (0.0, 0.0, 0u32);
             for (b, bin) in hist.iter().enumerate().take(hist.len() - 1) {

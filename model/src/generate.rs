@@ -9,8 +9,13 @@ pub const DEFAULT_SEED: u64 = 20_261_126;
 /// Rows of the committed `data/customers.csv`.
 pub const DEFAULT_ROWS: usize = 6_000;
 
-const REGIONS: [(&str, f64, f64); 5] =
-    [("north", 0.24, 0.10), ("south", 0.22, -0.15), ("east", 0.20, 0.0), ("west", 0.20, 0.20), ("central", 0.14, -0.25)];
+const REGIONS: [(&str, f64, f64); 5] = [
+    ("north", 0.24, 0.10),
+    ("south", 0.22, -0.15),
+    ("east", 0.20, 0.0),
+    ("west", 0.20, 0.20),
+    ("central", 0.14, -0.25),
+];
 const DEVICES: [(&str, f64, f64); 3] = [("desktop", 0.46, 0.25), ("mobile", 0.44, -0.35), ("tablet", 0.10, 0.0)];
 
 /// The CSV header of generated data.
@@ -63,7 +68,11 @@ pub fn customers_csv(rows: usize, seed: u64) -> String {
         let time_on_site = pages as f64 * minutes_per_page;
         let past_purchases = poisson(&mut rng, (-0.3 + 0.6 * engagement + 0.012 * (age - 38.0)).exp()).min(80);
         let spending = if past_purchases == 0 {
-            if rng.chance(0.1) { 5.0 + 30.0 * rng.uniform() } else { 0.0 }
+            if rng.chance(0.1) {
+                5.0 + 30.0 * rng.uniform()
+            } else {
+                0.0
+            }
         } else {
             (0..past_purchases).map(|_| (3.4 + 0.6 * rng.normal()).exp()).sum::<f64>()
         };

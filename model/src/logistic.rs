@@ -39,7 +39,7 @@ impl LogisticParams {
         if self.max_iterations == 0 {
             return Err("max_iterations: must be at least 1".into());
         }
-        if !(self.gradient_tolerance > 0.0) {
+        if self.gradient_tolerance.is_nan() || self.gradient_tolerance <= 0.0 {
             return Err(format!("gradient_tolerance: {} is not > 0", self.gradient_tolerance));
         }
         Ok(())
@@ -106,7 +106,8 @@ mod tests {
         assert!(model.probability(&[1.5]) > 0.9);
         assert!(model.probability(&[0.0]) < 0.5);
         let flipped: Vec<bool> = y.iter().map(|b| !b).collect();
-        let model = LogisticParams { alpha: 0.01, ..Default::default() }.validate().unwrap().fit(x.view(), &flipped).unwrap();
+        let model =
+            LogisticParams { alpha: 0.01, ..Default::default() }.validate().unwrap().fit(x.view(), &flipped).unwrap();
         assert!(model.probability(&[1.5]) < 0.1);
     }
 }

@@ -334,7 +334,19 @@ mod tests {
     #[test]
     fn curves_match_scikit_learn() {
         let roc = roc_curve(&Y, &P).unwrap();
-        let fpr = [0.0, 1.0 / 7.0, 1.0 / 7.0, 2.0 / 7.0, 2.0 / 7.0, 3.0 / 7.0, 4.0 / 7.0, 4.0 / 7.0, 5.0 / 7.0, 6.0 / 7.0, 1.0];
+        let fpr = [
+            0.0,
+            1.0 / 7.0,
+            1.0 / 7.0,
+            2.0 / 7.0,
+            2.0 / 7.0,
+            3.0 / 7.0,
+            4.0 / 7.0,
+            4.0 / 7.0,
+            5.0 / 7.0,
+            6.0 / 7.0,
+            1.0,
+        ];
         let tpr = [0.0, 0.0, 0.2, 0.4, 0.6, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0];
         let thr = [f64::INFINITY, 1.0, 0.9, 0.8, 0.7, 0.55, 0.4, 0.35, 0.3, 0.1, 0.0];
         assert_eq!(roc.len(), 11);
@@ -346,7 +358,8 @@ mod tests {
         // scikit-learn lists the PR curve from the lowest threshold and appends (recall 0,
         // precision 1); ours runs from the highest threshold without that sentinel.
         let pr = precision_recall_curve(&Y, &P).unwrap();
-        let precision = [0.0, 0.5, 0.5, 0.6, 0.5, 0.5, 0.5555555555555556, 0.5, 0.45454545454545453, 0.4166666666666667];
+        let precision =
+            [0.0, 0.5, 0.5, 0.6, 0.5, 0.5, 0.5555555555555556, 0.5, 0.45454545454545453, 0.4166666666666667];
         let recall = [0.0, 0.2, 0.4, 0.6, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0];
         assert_eq!(pr.len(), 10);
         for (k, pt) in pr.iter().enumerate() {

@@ -17,9 +17,9 @@ impl Record {
     pub fn parse<'a>(schema: &Schema, fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Record> {
         let mut values = BTreeMap::new();
         for (name, raw) in fields {
-            let column = schema.column(name).ok_or_else(|| {
-                Error::InvalidInput(format!("column `{name}` is not in the schema"))
-            })?;
+            let column = schema
+                .column(name)
+                .ok_or_else(|| Error::InvalidInput(format!("column `{name}` is not in the schema")))?;
             let value = column.parse_record_value(raw)?;
             values.insert(name.to_string(), value);
         }

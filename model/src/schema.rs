@@ -149,7 +149,9 @@ impl TryFrom<RawColumn> for Column {
                 let int = |b: Option<Bound>, key: &str| match b {
                     None => Ok(None),
                     Some(Bound::Int(i)) => Ok(Some(i)),
-                    Some(Bound::Float(_)) => Err(format!("column `{name}`: `{key}` of an integer column must be a whole number")),
+                    Some(Bound::Float(_)) => {
+                        Err(format!("column `{name}`: `{key}` of an integer column must be a whole number"))
+                    }
                 };
                 ColumnKind::Integer {
                     min: int(raw.min, "min")?,

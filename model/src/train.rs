@@ -85,8 +85,7 @@ pub fn check_trainable(data: &Dataset) -> Result<()> {
 pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) -> Result<Artifact> {
     check_trainable(data)?;
     let labels = data.require_labels()?;
-    let (fit_rows, validation_rows) =
-        stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
+    let (fit_rows, validation_rows) = stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
     let fit_data = data.select(&fit_rows);
     let validation_data = data.select(&validation_rows);
     let validation_labels = validation_data.require_labels()?;

@@ -365,8 +365,7 @@ fn validate<R: Read>(
             level_counts: HashMap::new(),
         });
     }
-    let unused_columns: Vec<String> =
-        header.iter().filter(|h| schema.column(h).is_none()).cloned().collect();
+    let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).cloned().collect();
 
     let mut errors: Vec<DataError> = Vec::new();
     let mut error_count = 0u64;
@@ -428,11 +427,9 @@ fn validate<R: Read>(
             let raw = &record[state.field];
             let parsed = match std::str::from_utf8(raw) {
                 Ok(text) => column.parse(text).map_err(|(rule, detail)| (rule, detail, text.to_string())),
-                Err(_) => Err((
-                    Rule::Utf8,
-                    "the file must be UTF-8".to_string(),
-                    String::from_utf8_lossy(raw).into_owned(),
-                )),
+                Err(_) => {
+                    Err((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
+                }
             };
             match parsed {
                 Ok(value) => record_value(state, value),

@@ -49,7 +49,8 @@ impl Rule {
     fn parse(text: &str) -> Result<Rule> {
         for op in [">=", "<=", ">", "<"] {
             if let Some((column, value)) = text.split_once(op) {
-                let value: f64 = value.trim().parse().with_context(|| format!("rule {text:?}: {value:?} is not a number"))?;
+                let value: f64 =
+                    value.trim().parse().with_context(|| format!("rule {text:?}: {value:?} is not a number"))?;
                 return Ok(Rule { column: column.trim().to_string(), op: op.to_string(), value });
             }
         }
@@ -97,7 +98,16 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         let t = &r.at_threshold;
         println!(
             "{:>4}  {:.4}   {:.4}    {:.4}  {:.3}  {:.4}  {:.4}    {:.4}     {:.4}  {:.4}",
-            r.fold, t.roc_auc, t.average_precision, t.f1, t.threshold, r.at_half.f1, t.accuracy, t.precision, t.recall, t.log_loss
+            r.fold,
+            t.roc_auc,
+            t.average_precision,
+            t.f1,
+            t.threshold,
+            r.at_half.f1,
+            t.accuracy,
+            t.precision,
+            t.recall,
+            t.log_loss
         );
     }
     let summary = |name: &str, f: &dyn Fn(&model::crossval::FoldResult) -> f64| {

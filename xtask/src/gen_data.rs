@@ -28,7 +28,8 @@ pub struct Args {
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let csv = customers_csv(args.rows, args.seed);
     if args.check {
-        let existing = std::fs::read_to_string(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
+        let existing =
+            std::fs::read_to_string(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
         if existing != csv {
             bail!("{} differs from the generator's output; run `cargo xtask gen-data`", args.out.display());
         }
