@@ -21,7 +21,7 @@ pub enum ColumnValues {
 }
 
 impl ColumnValues {
-    /// The level or number of row `i`, as a feature encoder needs it.
+    /// Number of rows.
     pub fn len(&self) -> usize {
         match self {
             ColumnValues::Number(v) => v.len(),
