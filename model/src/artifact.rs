@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{hex, PipelineConfig};
 use crate::dataset::Dataset;
+use crate::drift::Reference;
 use crate::error::{Error, Result};
 use crate::features::Preprocessor;
 use crate::gbdt::Booster;
@@ -16,6 +17,7 @@ use crate::logistic::Logistic;
 use crate::metrics::MetricSet;
 use crate::record::Record;
 use crate::schema::Schema;
+use crate::staging::StagingSpec;
 use crate::threshold::Threshold;
 
 /// The artifact format this build writes and reads.
@@ -58,6 +60,8 @@ pub struct Lineage {
     pub data_sha256: String,
     /// Rows in the training file.
     pub rows_total: u64,
+    /// Rows of the training file held out as staging (never trained on).
+    pub rows_staging: u64,
     /// Rows the validation model was fitted on.
     pub rows_fit: u64,
     /// Rows held out to choose the threshold and measure validation metrics.
@@ -91,6 +95,10 @@ pub struct Artifact {
     pub threshold: Threshold,
     /// Metrics on the validation rows, of the model fitted without them.
     pub validation: MetricSet,
+    /// How acceptance finds the staging rows again.
+    pub staging: StagingSpec,
+    /// The training distribution of each feature, for drift monitoring.
+    pub reference: Reference,
     /// The configuration the model was built with.
     pub config: PipelineConfig,
     /// Provenance.

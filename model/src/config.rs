@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::gbdt::BoostingParams;
 use crate::logistic::LogisticParams;
+use crate::gate::AcceptanceConfig;
+use crate::monitor::MonitorConfig;
 use crate::schema::Schema;
+use crate::staging::StagingConfig;
 
 /// A whole pipeline configuration, as read from one TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,14 +32,44 @@ pub struct PipelineConfig {
     /// How the decision threshold is chosen.
     #[serde(default)]
     pub threshold: ThresholdConfig,
+    /// Where acceptance data comes from.
+    #[serde(default)]
+    pub staging: StagingConfig,
+    /// The acceptance gate.
+    #[serde(default)]
+    pub acceptance: AcceptanceConfig,
+    /// The model registry.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// Monitoring of the production model.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+}
+
+/// The `[registry]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registry folder; a relative path is taken from the configuration file's folder.
+    #[serde(default = "default_registry")]
+    pub path: PathBuf,
+}
+
+fn default_registry() -> PathBuf {
+    PathBuf::from("registry")
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { path: default_registry() }
+    }
 }
 
 /// The `[data]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training CSV; a relative path is taken from the working directory (the workspace root
-    /// under `cargo xtask`).
+    /// Training CSV; a relative path is taken from the configuration file's folder.
     pub path: PathBuf,
 }
 
@@ -168,6 +201,9 @@ impl PipelineConfig {
         }
         self.model.gradient_boosting.check().map_err(|m| format!("model.gradient_boosting.{m}"))?;
         self.model.logistic_regression.check().map_err(|m| format!("model.logistic_regression.{m}"))?;
+        self.staging.check()?;
+        self.acceptance.check()?;
+        self.monitor.check()?;
         match (self.threshold.optimise, self.threshold.value) {
             (ThresholdObjective::Fixed, None) => Err("threshold.value: required when optimise = \"fixed\"".into()),
             (ThresholdObjective::Fixed, Some(v)) if !(0.0..=1.0).contains(&v) => {

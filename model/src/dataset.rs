@@ -57,6 +57,8 @@ pub struct Dataset {
     pub labels: Option<Vec<bool>>,
     /// The 1-based line in the source file where each row starts.
     pub lines: Vec<u64>,
+    /// A stable hash of each row's schema columns but the label (see [`crate::staging`]).
+    pub row_keys: Vec<u64>,
     /// What validation saw.
     pub report: ValidationReport,
 }
@@ -88,6 +90,7 @@ impl Dataset {
             features: self.features.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect(),
             labels: self.labels.as_ref().map(|l| rows.iter().map(|&i| l[i]).collect()),
             lines: rows.iter().map(|&i| self.lines[i]).collect(),
+            row_keys: rows.iter().map(|&i| self.row_keys[i]).collect(),
             report: self.report.clone(),
         }
     }

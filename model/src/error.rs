@@ -77,6 +77,13 @@ pub enum Error {
         /// The checksum of the content as found.
         actual: String,
     },
+    /// The registry's files are unreadable or inconsistent.
+    #[error("registry: {0}")]
+    Registry(String),
+    /// The registry refused an operation (nothing staged, a failed verdict, nothing to roll
+    /// back to, ...).
+    #[error("{0}")]
+    Refused(String),
     /// Fitting a model failed.
     #[error("training failed: {0}")]
     Training(String),

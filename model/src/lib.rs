@@ -3,20 +3,27 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod compare;
 pub mod atomic;
 pub mod config;
 pub mod crossval;
 pub mod dataset;
+pub mod drift;
 pub mod error;
 pub mod features;
+pub mod gate;
 pub mod gbdt;
 pub mod generate;
 pub mod logistic;
 pub mod metrics;
+pub mod monitor;
 pub mod record;
+pub mod registry;
+pub mod report;
 pub mod rng;
 pub mod schema;
 pub mod split;
+pub mod staging;
 pub mod threshold;
 pub mod train;
 pub mod validation;

@@ -192,12 +192,31 @@ pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Result<f64> {
 /// A point of a curve at one distinct threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
-    /// Scores >= this are predicted positive.
+    /// Scores >= this are predicted positive (+∞, written `null` in JSON, for the ROC curve's
+    /// first point).
+    #[serde(with = "infinite_as_null")]
     pub threshold: f64,
     /// False-positive rate (ROC) or recall (precision–recall).
     pub x: f64,
     /// True-positive rate (ROC) or precision (precision–recall).
     pub y: f64,
+}
+
+/// JSON has no infinity: +∞ is written as `null` and read back as +∞.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// Cumulative (fp, tp) at each distinct score, from the highest.
@@ -366,6 +385,15 @@ mod tests {
             close(pt.y, precision[k]);
             close(pt.x, recall[k]);
         }
+    }
+
+    #[test]
+    fn curves_survive_a_json_round_trip() {
+        let roc = roc_curve(&Y, &P).unwrap();
+        let json = serde_json::to_string(&roc).unwrap();
+        assert!(json.starts_with(r#"[{"threshold":null,"#), "{json}");
+        let back: Vec<CurvePoint> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, roc);
     }
 
     #[test]

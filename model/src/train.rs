@@ -3,10 +3,12 @@
 use crate::artifact::{Artifact, FittedModel, Lineage};
 use crate::config::{Family, PipelineConfig};
 use crate::dataset::Dataset;
+use crate::drift::Reference;
 use crate::error::{Error, Result};
 use crate::features::Preprocessor;
 use crate::metrics::MetricSet;
 use crate::split::stratified_holdout;
+use crate::staging::StagingSpec;
 use crate::threshold;
 
 /// What the caller knows that the library must not find out by itself (clock, git).
@@ -80,14 +82,19 @@ pub fn check_trainable(data: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// Builds an artifact: holds out a stratified validation split, fits on the rest, chooses the
-/// threshold and measures on the validation rows, then (by default) refits on every row.
+/// Builds an artifact: sets the staging rows aside (see [`crate::staging`]), holds out a
+/// stratified validation split of the rest, fits on the remainder, chooses the threshold and
+/// measures on the validation rows, then (by default) refits on every non-staging row.
 pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) -> Result<Artifact> {
-    check_trainable(data)?;
-    let labels = data.require_labels()?;
-    let (fit_rows, validation_rows) = stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
-    let fit_data = data.select(&fit_rows);
-    let validation_data = data.select(&validation_rows);
+    data.require_labels()?;
+    let (pool_rows, staging_rows) = config.staging.split(&data.row_keys);
+    let pool = data.select(&pool_rows);
+    check_trainable(&pool)?;
+    let labels = pool.require_labels()?;
+    let (fit_rows, validation_rows) =
+        stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
+    let fit_data = pool.select(&fit_rows);
+    let validation_data = pool.select(&validation_rows);
     let validation_labels = validation_data.require_labels()?;
 
     let fitted = fit(config, &fit_data)?;
@@ -96,7 +103,20 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
     let validation = MetricSet::compute(validation_labels, &probabilities, threshold.value)?;
 
     let (final_fit, rows_final_fit) =
-        if config.split.refit { (fit(config, data)?, data.len()) } else { (fitted, fit_rows.len()) };
+        if config.split.refit { (fit(config, &pool)?, pool.len()) } else { (fitted, fit_rows.len()) };
+
+    let staging = match &config.staging.path {
+        Some(path) => StagingSpec::File { path: path.display().to_string() },
+        None => {
+            let all_labels = data.require_labels()?;
+            StagingSpec::Holdout {
+                fraction: config.staging.fraction,
+                salt: config.staging.salt.clone(),
+                rows: staging_rows.len() as u64,
+                positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
+            }
+        }
+    };
 
     Ok(Artifact {
         name: config.name.clone(),
@@ -105,11 +125,14 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
         model: final_fit.model,
         threshold,
         validation,
+        staging,
+        reference: Reference::fit(&pool),
         config: config.clone(),
         lineage: Lineage {
             data_file: data.report.file.clone(),
             data_sha256: data.report.sha256.clone(),
             rows_total: data.len() as u64,
+            rows_staging: staging_rows.len() as u64,
             rows_fit: fit_rows.len() as u64,
             rows_validation: validation_rows.len() as u64,
             rows_final_fit: rows_final_fit as u64,

@@ -1,8 +1,6 @@
 //! Streaming CSV loading with lazy, exhaustive validation against a schema, and its report.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::Hasher;
 use std::io::Read;
 use std::path::Path;
 
@@ -13,6 +11,7 @@ use crate::config::hex;
 use crate::dataset::{ColumnValues, Dataset};
 use crate::error::{DataError, Error, HeaderProblem, Result, Rule};
 use crate::schema::{ColumnKind, Schema, Value};
+use crate::staging::RowHasher;
 
 /// How many located errors a report keeps; counts stay exact beyond it.
 pub const MAX_KEPT_ERRORS: usize = 100;
@@ -277,6 +276,7 @@ struct ColumnState {
     summary: ColumnSummary,
     sum: f64,
     level_counts: HashMap<String, u64>,
+    label: bool,
 }
 
 enum Builder {
@@ -363,6 +363,7 @@ fn validate<R: Read>(
             },
             sum: 0.0,
             level_counts: HashMap::new(),
+            label: matches!(column.kind, ColumnKind::Label { .. }),
         });
     }
     let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).cloned().collect();
@@ -372,7 +373,8 @@ fn validate<R: Read>(
     let mut rows_with_errors = 0u64;
     let mut counts: BTreeMap<(String, Rule), u64> = BTreeMap::new();
     let mut lines: Vec<u64> = Vec::new();
-    let mut seen_rows: HashSet<u64> = HashSet::new();
+    let mut seen_rows: HashSet<(u64, u64)> = HashSet::new();
+    let mut row_keys: Vec<u64> = Vec::new();
     let mut duplicate_rows = 0u64;
     let mut rows = 0u64;
 
@@ -395,15 +397,19 @@ fn validate<R: Read>(
         }
         rows += 1;
         lines.push(line);
-        let mut hasher = DefaultHasher::new();
+        // Duplicates are judged on the whole row as written, 128 bits so that a collision is
+        // out of the question; the row key (staging membership) on the schema's columns.
+        let mut whole = (RowHasher::default(), RowHasher::default());
         for f in record.iter() {
-            hasher.write(f);
-            hasher.write_u8(0x1f);
+            whole.0.field(f);
+            whole.1.field(f);
+            whole.1.field(b"\x01");
         }
-        if !seen_rows.insert(hasher.finish()) {
+        if !seen_rows.insert((whole.0.finish(), whole.1.finish())) {
             duplicate_rows += 1;
         }
         if record.len() != header.len() {
+            row_keys.push(0);
             rows_with_errors += 1;
             report_error(
                 DataError {
@@ -422,7 +428,13 @@ fn validate<R: Read>(
             continue;
         }
         let mut row_ok = true;
+        let mut key = RowHasher::default();
         for state in states.iter_mut() {
+            if state.label {
+                // The label is not part of a row's identity: data to score has none.
+            } else {
+                key.field(&record[state.field]);
+            }
             let column = &schema.columns[state.schema_index];
             let raw = &record[state.field];
             let parsed = match std::str::from_utf8(raw) {
@@ -446,6 +458,7 @@ fn validate<R: Read>(
                 }
             }
         }
+        row_keys.push(key.finish());
         if !row_ok {
             rows_with_errors += 1;
         }
@@ -517,7 +530,7 @@ fn validate<R: Read>(
         };
         features.push((column.name.clone(), values));
     }
-    Ok(Dataset { schema: schema.clone(), features, labels, lines, report })
+    Ok(Dataset { schema: schema.clone(), features, labels, lines, row_keys, report })
 }
 
 fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::result::Result<(), HeaderProblem> {

@@ -11,7 +11,7 @@ use model::metrics::Confusion;
 use model::{Dataset, LabelPolicy};
 use xshell::Shell;
 
-use crate::build::{data_path, load_config, load_data};
+use crate::context::{data_path, load_config, load_data};
 use crate::output;
 
 #[derive(clap::Args)]

@@ -1,11 +1,19 @@
 //! `cargo xtask`: mlgate's command line. Parses flags, dispatches to one module per subcommand,
 //! and turns errors into messages, annotations and exit codes.
 
+mod acceptance;
 mod build;
+mod ci;
+mod context;
 mod cv;
+mod deploy;
 mod gen_data;
+mod monitor;
 mod output;
 mod predict;
+mod registry;
+mod rollback;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -33,10 +41,26 @@ enum Command {
     Cv(cv::Args),
     /// Write the project's default data, data/customers.csv, from its seeded generator.
     GenData(gen_data::Args),
+    /// Formatting, lints and the whole test suite; stops at the first failing step.
+    Test(test::Args),
+    /// Evaluate a candidate on staging data, gate it, register it as `staging`.
+    Acceptance(acceptance::Args),
+    /// Promote the staged candidate to production (when its verdict passed).
+    Deploy(deploy::Args),
+    /// Put the previous production model (or --to vN) back in production.
+    Rollback(rollback::Args),
+    /// Score production on new labelled data: metrics, drift, breaches, automatic rollback.
+    Monitor(monitor::Args),
+    /// Show the registry (aliases, versions, history) or check its consistency.
+    Registry(registry::Args),
+    /// The local CI flow: test, build, acceptance, deploy when asked.
+    Ci(ci::Args),
 }
 
 /// The exit code of a failure that is the user's to fix: bad flags, bad config, bad data.
 pub const EXIT_USAGE_OR_DATA: u8 = 2;
+/// The exit code of a refused registry operation (deploy without a passing verdict, ...).
+pub const EXIT_REFUSED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,12 +80,22 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&sh, args),
         Command::Cv(args) => cv::run(&sh, args),
         Command::GenData(args) => gen_data::run(&sh, args),
+        Command::Test(args) => test::run(&sh, args),
+        Command::Acceptance(args) => acceptance::run(&sh, args),
+        Command::Deploy(args) => deploy::run(&sh, args),
+        Command::Rollback(args) => rollback::run(&sh, args),
+        Command::Monitor(args) => monitor::run(&sh, args),
+        Command::Registry(args) => registry::run(&sh, args),
+        Command::Ci(args) => ci::run(&sh, args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             output::report_error(&e);
-            ExitCode::from(EXIT_USAGE_OR_DATA)
+            // A refusal (a failed verdict, nothing to roll back to) is a decision, like a failed
+            // gate; anything else is the user's to fix.
+            let refused = e.chain().any(|c| matches!(c.downcast_ref::<model::Error>(), Some(model::Error::Refused(_))));
+            ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_USAGE_OR_DATA })
         }
     }
 }

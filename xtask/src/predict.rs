@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use model::{Artifact, LabelPolicy};
 use xshell::Shell;
 
-use crate::{build::load_data, output};
+use crate::{context::load_data, output};
 
 #[derive(clap::Args)]
 pub struct Args {

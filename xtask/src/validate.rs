@@ -7,7 +7,7 @@ use anyhow::Result;
 use model::LabelPolicy;
 use xshell::Shell;
 
-use crate::build::{data_path, load_config, load_data, write_validation};
+use crate::context::{data_path, load_config, load_data, write_validation};
 
 #[derive(clap::Args)]
 pub struct Args {

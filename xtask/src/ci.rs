@@ -1,0 +1,66 @@
+//! `cargo xtask ci`: the whole local flow in order — test, build, acceptance, and deploy when
+//! asked — exactly what the GitHub Action runs, so that CI can be reproduced on a laptop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{acceptance, build, deploy, test};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Training CSV (default: the configuration's `[data] path`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Registry folder (default: the configuration's `[registry] path`).
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Folder for the model (OUT/model) and the acceptance report (OUT/acceptance).
+    #[arg(long, default_value = "target/ci")]
+    out: PathBuf,
+    /// Promote the candidate to production when it passes.
+    #[arg(long)]
+    deploy: bool,
+    /// Skip `cargo xtask test` (for a repository that only brings data and a configuration).
+    #[arg(long)]
+    skip_tests: bool,
+}
+
+pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
+    let start = sh.current_dir();
+    if !args.skip_tests {
+        eprintln!("==> ci: test");
+        test::run(sh, test::Args {})?;
+        sh.change_dir(&start);
+    }
+    eprintln!("==> ci: build");
+    let model_dir = args.out.join("model");
+    let code = build::run(
+        sh,
+        build::Args { config: args.config.clone(), data: args.data.clone(), out: model_dir.clone() },
+    )?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    eprintln!("==> ci: acceptance");
+    let code = acceptance::run(
+        sh,
+        acceptance::Args {
+            config: args.config.clone(),
+            model: model_dir.join("model.json"),
+            data: None,
+            registry: args.registry.clone(),
+            out: args.out.join("acceptance"),
+        },
+    )?;
+    if code != ExitCode::SUCCESS || !args.deploy {
+        return Ok(code);
+    }
+    eprintln!("==> ci: deploy");
+    deploy::run(sh, deploy::Args { config: args.config, registry: args.registry, force: false, reason: None })
+}

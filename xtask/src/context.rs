@@ -1,0 +1,94 @@
+//! What every subcommand needs: the configuration, paths resolved as documented, validated
+//! data, the registry, and who acts when.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use model::registry::{Actor, Registry};
+use model::{LabelPolicy, PipelineConfig};
+use xshell::{cmd, Shell};
+
+use crate::output;
+
+/// Loads a configuration, naming the file on error.
+pub fn load_config(path: &Path) -> Result<PipelineConfig> {
+    PipelineConfig::load(path).with_context(|| format!("cannot use configuration {}", path.display()))
+}
+
+/// The data file: the flag as given, else the configuration's path taken from the
+/// configuration file's folder.
+pub fn data_path(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> PathBuf {
+    flag.unwrap_or_else(|| relative_to_config(&config.data.path, config_path))
+}
+
+/// Reads and validates a CSV; when validation fails and `report_dir` is given, the failed
+/// report is still written there as validation.json / validation.md.
+pub fn load_data(
+    path: &Path,
+    schema: &model::Schema,
+    label: LabelPolicy,
+    report_dir: Option<&Path>,
+) -> Result<model::Dataset> {
+    match model::load_csv(path, schema, label) {
+        Ok(data) => Ok(data),
+        Err(model::Error::Validation(report)) => {
+            if let Some(dir) = report_dir {
+                write_validation(dir, &report)?;
+                eprintln!("validation report: {}", dir.join("validation.json").display());
+            }
+            Err(model::Error::Validation(report)).context("the data does not follow the schema")
+        }
+        Err(e) => Err(e).context("cannot load the data"),
+    }
+}
+
+/// Writes validation.json and validation.md.
+pub fn write_validation(dir: &Path, report: &model::ValidationReport) -> Result<()> {
+    output::write_json(&dir.join("validation.json"), report)?;
+    output::write(&dir.join("validation.md"), report.to_markdown().as_bytes())
+}
+
+/// The commit of the checkout, with `-dirty` when the tree has uncommitted changes.
+pub fn git_commit(sh: &Shell) -> Option<String> {
+    let head = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read().ok()?;
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+/// Now, or `SOURCE_DATE_EPOCH` when set (reproducible builds), as RFC 3339.
+pub fn now_rfc3339() -> String {
+    let time = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .unwrap_or_else(std::time::SystemTime::now);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The registry: the flag as given, else the configuration's `[registry] path` taken from
+/// the configuration file's folder.
+pub fn registry(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> Registry {
+    Registry::open(flag.unwrap_or_else(|| relative_to_config(&config.registry.path, config_path)))
+}
+
+/// A path from a configuration file, taken from that file's folder when relative.
+pub fn relative_to_config(path: &Path, config_path: &Path) -> PathBuf {
+    match config_path.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Who acts: `GITHUB_ACTOR` on GitHub Actions, else the OS user; now; the checkout's commit.
+pub fn actor(sh: &Shell) -> Actor {
+    let who = ["GITHUB_ACTOR", "USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    Actor { who, when: now_rfc3339(), commit: git_commit(sh) }
+}

@@ -1,0 +1,144 @@
+//! `cargo xtask monitor`: score the production model on new labelled data, check its metrics
+//! and the features' drift, count breaches, and roll back when told to.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use model::gate::AcceptanceRecord;
+use model::registry::PRODUCTION;
+use model::LabelPolicy;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::context::{actor, load_config, load_data, registry};
+use crate::output;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// New labelled sessions.
+    #[arg(long)]
+    data: PathBuf,
+    /// Pipeline configuration (TOML): its `[monitor]` section holds the thresholds.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Registry folder (default: the configuration's `[registry] path`).
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Folder for report.md and monitor.json.
+    #[arg(long, default_value = "target/monitor")]
+    out: PathBuf,
+    /// Roll back automatically once `failure_limit` consecutive runs have breached.
+    #[arg(long)]
+    rollback_on_breach: bool,
+}
+
+/// `monitor.json`.
+#[derive(Serialize)]
+struct MonitorRecord<'a> {
+    schema_version: u32,
+    model: &'a str,
+    version: &'a str,
+    data_file: String,
+    data_sha256: &'a str,
+    outcome: &'a model::monitor::MonitorOutcome,
+    consecutive_breaches: u64,
+    failure_limit: u64,
+    rolled_back_to: Option<String>,
+}
+
+pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
+    let config_path = crate::config_path(args.config);
+    let config = load_config(&config_path)?;
+    let registry = registry(args.registry, &config, &config_path);
+    let version = registry
+        .alias(PRODUCTION)?
+        .with_context(|| format!("nothing to monitor: no model is in production in {}", registry.root().display()))?;
+    let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
+    let data = load_data(&args.data, &artifact.schema, LabelPolicy::Required, Some(&args.out))?;
+    let accepted = match registry.read_file(&version, "metrics.json") {
+        Ok(bytes) => Some(
+            serde_json::from_slice::<AcceptanceRecord>(&bytes)
+                .with_context(|| format!("{version}/metrics.json is unreadable"))?
+                .candidate,
+        ),
+        Err(e) => {
+            eprintln!("warning: {version} has no acceptance metrics ({e}); only the [monitor] bounds apply");
+            None
+        }
+    };
+    let outcome = model::monitor::evaluate(&config.monitor, &artifact, &data, accepted.as_ref())
+        .context("cannot evaluate the production model")?;
+    let failed: Vec<String> = outcome.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect();
+    let reason = if outcome.breach {
+        format!("breach on {}: {}", args.data.display(), failed.join("; "))
+    } else {
+        format!("healthy on {}", args.data.display())
+    };
+    let who = actor(sh);
+    let breaches = registry.record_monitoring(&version, outcome.breach, &reason, &who)?;
+    let mut rolled_back_to = None;
+    let mut action = None;
+    if outcome.breach && breaches >= config.monitor.failure_limit {
+        if args.rollback_on_breach {
+            let why = format!("automatic rollback after {breaches} consecutive breaching run(s): {}", failed.join("; "));
+            match registry.rollback(None, &why, &who) {
+                Ok((from, to)) => {
+                    action = Some(format!("Rolled back production from {from} to {to}."));
+                    rolled_back_to = Some(to);
+                }
+                Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
+            }
+        } else {
+            action = Some(format!(
+                "{breaches} consecutive breaching run(s), limit {}: run with --rollback-on-breach to roll back automatically.",
+                config.monitor.failure_limit
+            ));
+        }
+    }
+    let data_file = args.data.display().to_string();
+    let report = model::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
+    output::write(&args.out.join("report.md"), report.as_bytes())?;
+    output::write_json(
+        &args.out.join("monitor.json"),
+        &MonitorRecord {
+            schema_version: 1,
+            model: &artifact.name,
+            version: &version,
+            data_file,
+            data_sha256: &data.report.sha256,
+            outcome: &outcome,
+            consecutive_breaches: breaches,
+            failure_limit: config.monitor.failure_limit,
+            rolled_back_to: rolled_back_to.clone(),
+        },
+    )?;
+    let m = &outcome.metrics;
+    println!(
+        "production {version} on {} rows: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}",
+        m.rows, m.roc_auc, m.f1, m.accuracy
+    );
+    let moved: Vec<&str> = outcome
+        .drift
+        .iter()
+        .filter(|d| d.level == model::drift::DriftLevel::Major)
+        .map(|d| d.column.as_str())
+        .collect();
+    if !moved.is_empty() {
+        println!("drift      major in {}", moved.join(", "));
+    }
+    println!("report     {}", args.out.join("report.md").display());
+    if let Some(a) = &action {
+        println!("{a}");
+    }
+    if outcome.breach {
+        println!("status     BREACH ({breaches} consecutive)");
+        for f in &failed {
+            println!("  failed: {f}");
+        }
+        Ok(ExitCode::from(1))
+    } else {
+        println!("status     healthy");
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,76 @@
+//! `cargo xtask registry`: show the registry — aliases, versions with their verdicts, history —
+//! and check its consistency.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::context::{load_config, registry};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Registry folder (default: the configuration's `[registry] path`).
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Only check consistency; exit 1 when a problem is found.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let config_path = crate::config_path(args.config);
+    let config = load_config(&config_path)?;
+    let registry = registry(args.registry, &config, &config_path);
+    let problems = registry.check()?;
+    if args.check {
+        if problems.is_empty() {
+            println!("{}: consistent", registry.root().display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for p in &problems {
+            println!("problem: {p}");
+        }
+        bail!("{}: {} problem(s)", registry.root().display(), problems.len());
+    }
+    let state = registry.state()?;
+    println!("registry {}", registry.root().display());
+    for (alias, v) in &state.aliases {
+        println!("  {alias:<10} → {v}");
+    }
+    println!("versions:");
+    for v in registry.versions()? {
+        match registry.verdict(&v) {
+            Ok(r) => println!(
+                "  {v:<5} {}  sha256 {}  {}",
+                if r.passed { "passed" } else { "FAILED" },
+                &r.artifact_sha256[..12],
+                r.decided_at
+            ),
+            Err(e) => println!("  {v:<5} unreadable verdict: {e}"),
+        }
+    }
+    println!("history:");
+    for e in registry.history()? {
+        println!(
+            "  {:>3} {} {:<9} {} → {}  by {}{}{}: {}",
+            e.seq,
+            e.actor.when,
+            e.action,
+            e.from.as_deref().unwrap_or("-"),
+            e.to.as_deref().unwrap_or("-"),
+            e.actor.who,
+            e.actor.commit.as_deref().map(|c| format!(" at {}", &c[..c.len().min(12)])).unwrap_or_default(),
+            if e.forced { " (forced)" } else { "" },
+            e.reason
+        );
+    }
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
