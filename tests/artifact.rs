@@ -143,8 +143,16 @@ fn lineage_records_data_and_config() {
     let artifact = trained(&csv);
     let l = &artifact.lineage;
     assert_eq!(l.rows_total, 200);
-    assert_eq!(l.rows_fit + l.rows_validation, 200);
-    assert_eq!(l.rows_final_fit, 200);
+    // The default staging rule holds out about a fifth of the rows; the rest is split and refit.
+    assert!((20..=60).contains(&l.rows_staging), "{}", l.rows_staging);
+    assert_eq!(l.rows_staging + l.rows_fit + l.rows_validation, 200);
+    assert_eq!(l.rows_final_fit, 200 - l.rows_staging);
+    match &artifact.staging {
+        model::staging::StagingSpec::Holdout { rows, fraction, .. } => {
+            assert_eq!((*rows, *fraction), (l.rows_staging, 0.2))
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(l.config_sha256, small_config().hash());
     let digest = sha2::Sha256::digest(csv.as_bytes());
     let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();

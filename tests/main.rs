@@ -4,6 +4,7 @@ mod artifact;
 mod cli;
 mod config;
 mod data;
+mod pipeline;
 mod shared_data;
 mod support;
 mod tidy;

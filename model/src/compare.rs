@@ -58,13 +58,17 @@ fn weighted_metric(metric: &str, y: &[bool], s: Scored, order: &[usize], w: &[u3
     let p = s.probabilities;
     match metric {
         "roc_auc" | "average_precision" => {
-            let (pos_total, neg_total) = y.iter().zip(w).fold((0.0, 0.0), |(a, b), (&yi, &wi)| {
-                if yi {
-                    (a + f64::from(wi), b)
-                } else {
-                    (a, b + f64::from(wi))
-                }
-            });
+            let (pos_total, neg_total) =
+                y.iter().zip(w).fold(
+                    (0.0, 0.0),
+                    |(a, b), (&yi, &wi)| {
+                        if yi {
+                            (a + f64::from(wi), b)
+                        } else {
+                            (a, b + f64::from(wi))
+                        }
+                    },
+                );
             if pos_total == 0.0 || neg_total == 0.0 {
                 return f64::NAN;
             }

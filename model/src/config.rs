@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::gate::AcceptanceConfig;
 use crate::gbdt::BoostingParams;
 use crate::logistic::LogisticParams;
-use crate::gate::AcceptanceConfig;
 use crate::monitor::MonitorConfig;
 use crate::schema::Schema;
 use crate::staging::StagingConfig;

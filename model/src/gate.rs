@@ -72,7 +72,11 @@ impl Default for AcceptanceConfig {
 }
 
 /// Checks metric names in `min` / `max` maps; the message names the key.
-pub fn check_bounds(section: &str, min: &BTreeMap<String, f64>, max: &BTreeMap<String, f64>) -> std::result::Result<(), String> {
+pub fn check_bounds(
+    section: &str,
+    min: &BTreeMap<String, f64>,
+    max: &BTreeMap<String, f64>,
+) -> std::result::Result<(), String> {
     for (kind, map) in [("min", min), ("max", max)] {
         for (metric, v) in map {
             if !COMPARABLE.contains(&metric.as_str()) {
@@ -95,7 +99,8 @@ impl AcceptanceConfig {
                 return Err(format!("acceptance.compare: unknown metric `{m}`; known: {}", COMPARABLE.join(", ")));
             }
         }
-        if !(self.margin >= 0.0) || self.margins.values().any(|m| !(*m >= 0.0)) {
+        let valid = |m: f64| m.is_finite() && m >= 0.0;
+        if !valid(self.margin) || self.margins.values().any(|m| !valid(*m)) {
             return Err("acceptance.margin: margins must be >= 0".into());
         }
         if self.resamples < 1000 {
@@ -248,8 +253,15 @@ pub fn compare_with_production(
     candidate: Scored,
     production: Scored,
 ) -> Result<(Vec<Difference>, McNemar, Vec<Check>)> {
-    let differences =
-        compare::paired_bootstrap(labels, candidate, production, &config.compare, config.resamples, config.confidence, config.seed)?;
+    let differences = compare::paired_bootstrap(
+        labels,
+        candidate,
+        production,
+        &config.compare,
+        config.resamples,
+        config.confidence,
+        config.seed,
+    )?;
     let checks = differences
         .iter()
         .map(|d| {

@@ -3,8 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
-pub mod compare;
 pub mod atomic;
+pub mod compare;
 pub mod config;
 pub mod crossval;
 pub mod dataset;

@@ -61,7 +61,8 @@ impl MonitorConfig {
     /// Checks the section; the message names the key.
     pub fn check(&self) -> std::result::Result<(), String> {
         check_bounds("monitor", &self.min, &self.max)?;
-        check_bounds("monitor", &self.max_drop, &BTreeMap::new()).map_err(|m| m.replace("monitor.min", "monitor.max_drop"))?;
+        check_bounds("monitor", &self.max_drop, &BTreeMap::new())
+            .map_err(|m| m.replace("monitor.min", "monitor.max_drop"))?;
         if self.failure_limit == 0 {
             return Err("monitor.failure_limit: must be at least 1".into());
         }
@@ -71,7 +72,11 @@ impl MonitorConfig {
             }
         }
         let d = &self.drift;
-        if !(0.0 < d.psi_moderate && d.psi_moderate <= d.psi_major && 0.0 < d.js_moderate && d.js_moderate <= d.js_major) {
+        if !(0.0 < d.psi_moderate
+            && d.psi_moderate <= d.psi_major
+            && 0.0 < d.js_moderate
+            && d.js_moderate <= d.js_major)
+        {
             return Err("monitor.drift: thresholds must be positive with moderate <= major".into());
         }
         Ok(())

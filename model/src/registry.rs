@@ -147,7 +147,8 @@ impl Registry {
     pub fn lock(&self) -> Result<Lock> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         let path = self.root.join(".lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         file.lock().map_err(|e| Error::io(&path, e))?;
         Ok(Lock { _file: file })
     }
@@ -333,7 +334,15 @@ impl Registry {
         };
         self.commit(
             next,
-            Event { seq: 0, action: "register".into(), from, to: Some(version.clone()), reason, forced: false, actor: actor.clone() },
+            Event {
+                seq: 0,
+                action: "register".into(),
+                from,
+                to: Some(version.clone()),
+                reason,
+                forced: false,
+                actor: actor.clone(),
+            },
         )?;
         Ok(version)
     }
@@ -343,11 +352,10 @@ impl Registry {
     pub fn promote(&self, force: Option<&str>, actor: &Actor) -> Result<Promotion> {
         let lock = self.lock()?;
         let state = self.recover(&lock)?;
-        let candidate = state
-            .aliases
-            .get(STAGING)
-            .cloned()
-            .ok_or_else(|| Error::Refused("nothing to deploy: no version is staged; run acceptance first".into()))?;
+        let candidate =
+            state.aliases.get(STAGING).cloned().ok_or_else(|| {
+                Error::Refused("nothing to deploy: no version is staged; run acceptance first".into())
+            })?;
         let current = state.aliases.get(PRODUCTION).cloned();
         if current.as_deref() == Some(candidate.as_str()) {
             return Ok(Promotion { deployed: candidate, replaced: None, changed: false });
@@ -416,7 +424,9 @@ impl Registry {
                 v.to_string()
             }
             None => next.previous_productions.pop().ok_or_else(|| {
-                Error::Refused(format!("nothing to roll back to: {current} is the only version that has been in production"))
+                Error::Refused(format!(
+                    "nothing to roll back to: {current} is the only version that has been in production"
+                ))
             })?,
         };
         self.artifact(&target).map_err(|e| Error::Refused(format!("cannot roll back to {target}: {e}")))?;
@@ -484,7 +494,11 @@ impl Registry {
             }
         }
         if history.last().map_or(0, |e| e.seq) != state.seq {
-            problems.push(format!("history ends at {}, state is at {}", history.last().map_or(0, |e| e.seq), state.seq));
+            problems.push(format!(
+                "history ends at {}, state is at {}",
+                history.last().map_or(0, |e| e.seq),
+                state.seq
+            ));
         }
         // Replaying the alias changes of the history must give the state's aliases.
         let mut replay: BTreeMap<String, String> = BTreeMap::new();

@@ -7,7 +7,8 @@ use crate::metrics::MetricSet;
 use crate::monitor::MonitorOutcome;
 
 /// Metrics shown in report tables, in order.
-pub const REPORTED: [&str; 8] = ["roc_auc", "average_precision", "f1", "accuracy", "precision", "recall", "log_loss", "brier"];
+pub const REPORTED: [&str; 8] =
+    ["roc_auc", "average_precision", "f1", "accuracy", "precision", "recall", "log_loss", "brier"];
 
 fn status(checks: &[&Check]) -> &'static str {
     if checks.is_empty() {
@@ -50,7 +51,8 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     let prod = r.production.as_ref();
     match prod {
         Some(p) => {
-            let _ = writeln!(s, "Compared with production **{}** on the same {} staging rows.", p.version, r.staging.rows);
+            let _ =
+                writeln!(s, "Compared with production **{}** on the same {} staging rows.", p.version, r.staging.rows);
         }
         None => {
             let _ = writeln!(s, "No model is in production: only the thresholds apply.");
@@ -61,7 +63,8 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     let _ = writeln!(s, "|---|---:|---:|---|---|:-:|");
     for metric in REPORTED {
         let cand = r.candidate.get(metric).unwrap_or(f64::NAN);
-        let prod_value = prod.and_then(|p| p.metrics.get(metric)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+        let prod_value =
+            prod.and_then(|p| p.metrics.get(metric)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
         let delta = prod
             .and_then(|p| p.differences.iter().find(|d| d.metric == metric))
             .map(|d| format!("{:+.4} ({:+.4} … {:+.4})", d.delta, d.ci_low, d.ci_high))
@@ -116,20 +119,37 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     let _ = writeln!(s, "\n### Lineage\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| artifact sha256 | `{}` |", r.artifact_sha256);
-    let _ = writeln!(s, "| commit | {} |", l.git_commit.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "—".into()));
-    let _ = writeln!(s, "| training data | `{}`, sha256 `{}` |", l.data_file, &l.data_sha256[..12.min(l.data_sha256.len())]);
+    let _ =
+        writeln!(s, "| commit | {} |", l.git_commit.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "—".into()));
+    let _ = writeln!(
+        s,
+        "| training data | `{}`, sha256 `{}` |",
+        l.data_file,
+        &l.data_sha256[..12.min(l.data_sha256.len())]
+    );
     let _ = writeln!(
         s,
         "| rows | {} in the file: {} staging, {} fit + {} validation, final fit on {} |",
         l.rows_total, l.rows_staging, l.rows_fit, l.rows_validation, l.rows_final_fit
     );
-    let _ = writeln!(s, "| configuration | `{}`, sha256 `{}` |", l.config_file, &l.config_sha256[..12.min(l.config_sha256.len())]);
+    let _ = writeln!(
+        s,
+        "| configuration | `{}`, sha256 `{}` |",
+        l.config_file,
+        &l.config_sha256[..12.min(l.config_sha256.len())]
+    );
     let _ = writeln!(s, "| built | {} by mlgate {} |", l.created_at, l.crate_version);
     s
 }
 
 /// The monitoring report (`report.md`).
-pub fn monitor_markdown(model: &str, version: &str, data_file: &str, o: &MonitorOutcome, action: Option<&str>) -> String {
+pub fn monitor_markdown(
+    model: &str,
+    version: &str,
+    data_file: &str,
+    o: &MonitorOutcome,
+    action: Option<&str>,
+) -> String {
     let mut s = String::new();
     if o.breach {
         let _ = writeln!(s, "## ❌ Breach: production `{model}` {version} on `{data_file}`");
@@ -146,8 +166,14 @@ pub fn monitor_markdown(model: &str, version: &str, data_file: &str, o: &Monitor
     let _ = writeln!(s, "\n| metric | now | at acceptance | |\n|---|---:|---:|:-:|");
     for metric in REPORTED {
         let checks: Vec<&Check> = o.checks.iter().filter(|c| c.metric == metric).collect();
-        let then = o.accepted.as_ref().and_then(|a| a.get(metric)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
-        let _ = writeln!(s, "| {metric} | {:.4} | {then} | {} |", o.metrics.get(metric).unwrap_or(f64::NAN), status(&checks));
+        let then =
+            o.accepted.as_ref().and_then(|a| a.get(metric)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            s,
+            "| {metric} | {:.4} | {then} | {} |",
+            o.metrics.get(metric).unwrap_or(f64::NAN),
+            status(&checks)
+        );
     }
     let _ = writeln!(s, "\n{} rows, {} purchases.\n", o.metrics.rows, o.metrics.positives);
     confusion(&mut s, &o.metrics);
@@ -160,13 +186,27 @@ pub fn monitor_markdown(model: &str, version: &str, data_file: &str, o: &Monitor
         100.0 * o.drifted_share
     );
     if !moved.is_empty() {
-        let _ = writeln!(s, "\n| feature | statistic | value | level | largest moves (training → now) |\n|---|---|---:|---|---|");
+        let _ = writeln!(
+            s,
+            "\n| feature | statistic | value | level | largest moves (training → now) |\n|---|---|---:|---|---|"
+        );
         let mut sorted = moved.clone();
         sorted.sort_by(|a, b| b.level.cmp(&a.level).then(b.value.total_cmp(&a.value)));
         for d in sorted {
-            let moves: Vec<String> =
-                d.largest_moves.iter().map(|(n, e, a)| format!("{n}: {:.1} % → {:.1} %", 100.0 * e, 100.0 * a)).collect();
-            let _ = writeln!(s, "| `{}` | {} | {:.4} | {:?} | {} |", d.column, d.statistic, d.value, d.level, moves.join("; "));
+            let moves: Vec<String> = d
+                .largest_moves
+                .iter()
+                .map(|(n, e, a)| format!("{n}: {:.1} % → {:.1} %", 100.0 * e, 100.0 * a))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.4} | {:?} | {} |",
+                d.column,
+                d.statistic,
+                d.value,
+                d.level,
+                moves.join("; ")
+            );
         }
     }
     for (column, n) in &o.unseen_levels {

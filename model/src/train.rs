@@ -91,8 +91,7 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
     let pool = data.select(&pool_rows);
     check_trainable(&pool)?;
     let labels = pool.require_labels()?;
-    let (fit_rows, validation_rows) =
-        stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
+    let (fit_rows, validation_rows) = stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
     let fit_data = pool.select(&fit_rows);
     let validation_data = pool.select(&validation_rows);
     let validation_labels = validation_data.require_labels()?;

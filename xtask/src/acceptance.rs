@@ -49,7 +49,12 @@ pub fn staging_rows(artifact: &Artifact, data: &Dataset) -> Vec<usize> {
     }
 }
 
-fn staging_file(args_data: Option<PathBuf>, artifact: &Artifact, config: &PipelineConfig, config_path: &Path) -> PathBuf {
+fn staging_file(
+    args_data: Option<PathBuf>,
+    artifact: &Artifact,
+    config: &PipelineConfig,
+    config_path: &Path,
+) -> PathBuf {
     if let Some(d) = args_data {
         return d;
     }
@@ -92,7 +97,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             let prod_data = load_data(&file, &prod.schema, LabelPolicy::Required, None)
                 .with_context(|| format!("production {version} cannot read the staging data"))?;
             if prod_data.len() != data.len() {
-                bail!("production {version} reads {} rows of {}, the candidate {}", prod_data.len(), file.display(), data.len());
+                bail!(
+                    "production {version} reads {} rows of {}, the candidate {}",
+                    prod_data.len(),
+                    file.display(),
+                    data.len()
+                );
             }
             let prod_scores = prod.score(&prod_data.select(&rows))?.probabilities;
             let prod_metrics = MetricSet::compute(&labels, &prod_scores, prod.threshold.value)?;
@@ -167,11 +177,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     output::write(&args.out.join("report.md"), report.as_bytes())?;
 
     let m = &record.candidate;
-    println!(
-        "candidate {} registered as {version} (staging) in {}",
-        record.model,
-        registry.root().display()
-    );
+    println!("candidate {} registered as {version} (staging) in {}", record.model, registry.root().display());
     println!(
         "staging    {} rows from {}: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}",
         record.staging.rows, record.staging.file, m.roc_auc, m.f1, m.accuracy, m.precision, m.recall

@@ -40,10 +40,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     }
     eprintln!("==> ci: build");
     let model_dir = args.out.join("model");
-    let code = build::run(
-        sh,
-        build::Args { config: args.config.clone(), data: args.data.clone(), out: model_dir.clone() },
-    )?;
+    let code =
+        build::run(sh, build::Args { config: args.config.clone(), data: args.data.clone(), out: model_dir.clone() })?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }

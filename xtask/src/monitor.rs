@@ -81,7 +81,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let mut action = None;
     if outcome.breach && breaches >= config.monitor.failure_limit {
         if args.rollback_on_breach {
-            let why = format!("automatic rollback after {breaches} consecutive breaching run(s): {}", failed.join("; "));
+            let why =
+                format!("automatic rollback after {breaches} consecutive breaching run(s): {}", failed.join("; "));
             match registry.rollback(None, &why, &who) {
                 Ok((from, to)) => {
                     action = Some(format!("Rolled back production from {from} to {to}."));

@@ -19,7 +19,11 @@ pub fn clean_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
         if key.starts_with("CARGO_PKG_")
             || matches!(
                 key.as_str(),
-                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
             )
         {
             cmd = cmd.env_remove(key);

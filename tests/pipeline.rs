@@ -1,0 +1,425 @@
+//! The delivery pipeline through the real binary: acceptance, registry, deploy, rollback,
+//! monitoring, crash safety, concurrency, `ci` and `test`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use model::generate::customers_csv;
+use model::registry::Registry;
+
+use crate::support::{root, text, xtask, xtask_bin};
+
+/// A temporary project: the repository's pipeline.toml, 4,000 generated customers, and a
+/// deliberately weak variant of the configuration.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/customers.csv"), customers_csv(4000, 11)).unwrap();
+        let config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), &config).unwrap();
+        // A stump: one split, one tree. Same data, same staging rows, a much worse model.
+        let weak = config.replace("family = \"logistic_regression\"", "family = \"gradient_boosting\"").replace(
+            "[model.gradient_boosting]",
+            "[model.gradient_boosting]\nmax_iter = 1\nmax_leaf_nodes = 2\n[model.unused]",
+        );
+        let weak = drop_section(&weak, "[model.unused]");
+        std::fs::write(dir.path().join("weak.toml"), weak).unwrap();
+        std::fs::write(dir.path().join("seed43.toml"), config.replace("seed = 42", "seed = 43")).unwrap();
+        std::fs::write(
+            dir.path().join("strict.toml"),
+            config.replace("min = { roc_auc = 0.72, f1 = 0.45 }", "min = { roc_auc = 0.99, f1 = 0.45 }"),
+        )
+        .unwrap();
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = xtask(self.path(), args, &[("USER", "tester")]);
+        let (o, e) = text(&out);
+        (out.status.code(), o, e)
+    }
+
+    /// build with `config` into `out`, then acceptance; returns acceptance's exit code and stdout.
+    fn candidate(&self, config: &str, out: &str) -> (Option<i32>, String) {
+        let (code, o, e) = self.run(&["build", "--config", config, "--out", out]);
+        assert_eq!(code, Some(0), "build failed: {o}\n{e}");
+        let model = format!("{out}/model.json");
+        let (code, o, e) =
+            self.run(&["acceptance", "--config", "pipeline.toml", "--model", &model, "--out", &format!("{out}/acc")]);
+        (code, format!("{o}\n{e}"))
+    }
+
+    fn registry(&self) -> Registry {
+        Registry::open(self.path().join("registry"))
+    }
+
+    fn production(&self) -> Option<String> {
+        self.registry().alias("production").unwrap()
+    }
+}
+
+/// Removes a TOML section header and its keys (up to the next header).
+fn drop_section(text: &str, header: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with('[') {
+            skipping = line.trim() == header;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn a_passing_candidate_is_registered_deployed_and_recorded() {
+    let p = Project::new();
+    let (code, out) = p.candidate("pipeline.toml", "good");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("registered as v1 (staging)"), "{out}");
+    let report = std::fs::read_to_string(p.path().join("good/acc/report.md")).unwrap();
+    assert!(report.starts_with("## ✅ Accepted: `customer-purchase` v1"), "{report}");
+    assert!(report.contains("| roc_auc |"), "{report}");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("good/acc/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["passed"], true);
+    assert_eq!(metrics["version"], "v1");
+    assert!(metrics["staging"]["rows"].as_u64().unwrap() > 600);
+
+    let (code, out, err) = p.run(&["deploy"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("deployed v1 to production"), "{out}");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+    let history = p.registry().history().unwrap();
+    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["register", "promote"]);
+    assert_eq!(history[1].actor.who, "tester");
+    assert!(p.registry().check().unwrap().is_empty());
+}
+
+#[test]
+fn thresholds_out_of_reach_fail_with_the_checks_listed_and_deploy_refuses() {
+    let p = Project::new();
+    let (code, o, e) = p.run(&["build", "--out", "m"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, out, _) = p.run(&["acceptance", "--config", "strict.toml", "--model", "m/model.json", "--out", "acc"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("failed: roc_auc >= 0.99"), "{out}");
+    assert!(!out.contains("failed: f1"), "{out}");
+    let report = std::fs::read_to_string(p.path().join("acc/report.md")).unwrap();
+    assert!(report.starts_with("## ❌ Rejected"), "{report}");
+    let (code, _, err) = p.run(&["deploy"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("did not pass acceptance"), "{err}");
+    assert_eq!(p.production(), None);
+    // --force needs a reason, and is recorded.
+    let (code, _, _) = p.run(&["deploy", "--force"]);
+    assert_eq!(code, Some(2));
+    let (code, out, err) = p.run(&["deploy", "--force", "--reason", "hotfix approved by on-call"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let last = p.registry().history().unwrap().pop().unwrap();
+    assert!(last.forced && last.reason.contains("hotfix approved by on-call"), "{last:?}");
+}
+
+#[test]
+fn a_regression_is_blocked_and_an_equally_good_retrain_is_not() {
+    let p = Project::new();
+    assert_eq!(p.candidate("pipeline.toml", "good").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+
+    let (code, out) = p.candidate("weak.toml", "weak");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("failed: roc_auc vs production"), "{out}");
+    let (code, _, err) = p.run(&["deploy"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+
+    let (code, out) = p.candidate("seed43.toml", "retrain");
+    assert_eq!(code, Some(0), "an equally good retrain was blocked:\n{out}");
+    assert!(out.contains("production v1 on the same rows"), "{out}");
+}
+
+#[test]
+fn rollback_goes_back_one_production_and_then_refuses() {
+    let p = Project::new();
+    let (code, _, err) = p.run(&["rollback"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no version is in production"), "{err}");
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    let (code, _, err) = p.run(&["rollback"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("nothing to roll back to: v1 is the only version"), "{err}");
+    assert_eq!(p.candidate("seed43.toml", "b").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    assert_eq!(p.production().as_deref(), Some("v2"));
+    let (code, out, err) = p.run(&["rollback", "--reason", "customer complaints"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rolled back production from v2 to v1"), "{out}");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+    let last = p.registry().history().unwrap().pop().unwrap();
+    assert_eq!((last.action.as_str(), last.reason.as_str()), ("rollback", "customer complaints"));
+    assert_eq!(p.run(&["rollback", "--to", "v2"]).0, Some(0));
+    assert_eq!(p.production().as_deref(), Some("v2"));
+    assert_eq!(p.run(&["rollback", "--to", "v9"]).0, Some(1));
+}
+
+#[test]
+fn monitoring_is_healthy_on_the_same_distribution_and_a_breach_rolls_back() {
+    let p = Project::new();
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    assert_eq!(p.candidate("seed43.toml", "b").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    std::fs::write(p.path().join("fresh.csv"), customers_csv(3000, 99)).unwrap();
+    let (code, out, err) = p.run(&["monitor", "--data", "fresh.csv", "--out", "mon"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("status     healthy"), "{out}");
+    let report = std::fs::read_to_string(p.path().join("mon/report.md")).unwrap();
+    assert!(report.starts_with("## ✅ Healthy"), "{report}");
+
+    // New data where the purchase label is independent of everything: the model degrades.
+    let scrambled: String = customers_csv(3000, 5)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once(',')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
+        })
+        .collect();
+    std::fs::write(p.path().join("scrambled.csv"), scrambled).unwrap();
+    let (code, out, err) = p.run(&["monitor", "--data", "scrambled.csv", "--out", "mon2"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(p.production().as_deref(), Some("v2"), "no rollback without the flag");
+    let (code, out, _) = p.run(&["monitor", "--data", "scrambled.csv", "--out", "mon3", "--rollback-on-breach"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("Rolled back production from v2 to v1"), "{out}");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+    let monitor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("mon3/monitor.json")).unwrap()).unwrap();
+    assert_eq!(monitor["rolled_back_to"], "v1");
+    assert_eq!(monitor["outcome"]["breach"], true);
+    let last = p.registry().history().unwrap().pop().unwrap();
+    assert_eq!(last.action, "rollback");
+    assert!(last.reason.starts_with("automatic rollback after 2 consecutive breaching run(s)"), "{}", last.reason);
+    assert!(p.registry().check().unwrap().is_empty());
+}
+
+/// Spawns xtask without waiting.
+fn spawn(dir: &Path, args: &[&str], pause_ms: &str) -> std::process::Child {
+    Command::new(xtask_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("MLGATE_REGISTRY_PAUSE_MS", pause_ms)
+        .env("USER", "tester")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn registry_writers_killed_at_random_points_leave_it_consistent() {
+    let p = Project::new();
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    assert_eq!(p.candidate("seed43.toml", "b").0, Some(0));
+    let registry = p.registry();
+    let mut rng = model::rng::Rng::new(2026);
+    let mut completed = 0;
+    for round in 0..40 {
+        let production = registry.alias("production").unwrap();
+        let args: Vec<&str> = match (round % 5, production.as_deref()) {
+            (4, _) => vec!["acceptance", "--model", "b/model.json", "--out", "acc-kill"],
+            (_, Some("v2")) => vec!["rollback", "--to", "v1"],
+            _ => vec!["deploy"],
+        };
+        let mut child = spawn(p.path(), &args, "4");
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(40) as u64));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        completed += usize::from(status.success());
+        let problems = registry.check().unwrap();
+        assert!(problems.is_empty(), "round {round} ({args:?}): {problems:?}");
+    }
+    // The next writer finishes what a killed one left, and the history agrees with the state.
+    assert!(p.run(&["rollback", "--to", "v1"]).0.is_some());
+    assert!(registry.check().unwrap().is_empty());
+    let history = registry.history().unwrap();
+    let written = std::fs::read_to_string(p.path().join("registry/history.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), history.len(), "history was healed");
+    assert!(completed < 40, "no run was killed: the test did not test anything");
+}
+
+#[test]
+fn two_deploys_at_once_promote_once() {
+    let p = Project::new();
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0));
+    let before = p.registry().history().unwrap().len();
+    let a = spawn(p.path(), &["deploy"], "20");
+    let b = spawn(p.path(), &["deploy"], "20");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let history = p.registry().history().unwrap();
+    assert_eq!(history.len(), before + 1, "{history:?}");
+    assert_eq!(history.last().unwrap().action, "promote");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+    assert!(p.registry().check().unwrap().is_empty());
+}
+
+#[test]
+fn ci_runs_build_acceptance_and_deploy() {
+    let p = Project::new();
+    let (code, out, err) = p.run(&["ci", "--skip-tests", "--deploy", "--out", "ci"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains("==> ci: build") && err.contains("==> ci: acceptance") && err.contains("==> ci: deploy"),
+        "{err}"
+    );
+    assert!(p.path().join("ci/model/model.json").is_file());
+    assert!(p.path().join("ci/acceptance/report.md").is_file());
+    assert_eq!(p.production().as_deref(), Some("v1"));
+}
+
+#[test]
+fn xtask_test_stops_at_the_first_failing_step_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), "pub fn   badly_formatted( ) {}\n").unwrap();
+    let out = Command::new(xtask_bin()).arg("test").current_dir(dir.path()).output().unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("==> format: cargo fmt --all -- --check"), "{err}");
+    assert!(err.contains("step `format` failed"), "{err}");
+    assert!(!err.contains("==> lints"), "{err}");
+}
+
+/// Paths for the shared-data scenario.
+fn shared_scenario_dir() -> Option<(PathBuf, tempfile::TempDir)> {
+    let csv = crate::support::shared_train_csv()?;
+    Some((csv, tempfile::tempdir().unwrap()))
+}
+
+#[test]
+fn online_shoppers_scenario_from_the_issue() {
+    let Some((csv, tmp)) = shared_scenario_dir() else { return };
+    let root = root();
+    let c = root.join("configs/online-shoppers.toml");
+    let (c, csv) = (c.to_str().unwrap(), csv.to_str().unwrap());
+    let r = tmp.path().join("registry");
+    let r = r.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = xtask(tmp.path(), args, &[]);
+        let (o, e) = text(&out);
+        (out.status.code(), format!("{o}\n{e}"))
+    };
+    assert_eq!(run(&["build", "--config", c, "--data", csv, "--out", "full"]).0, Some(0));
+    let (code, out) =
+        run(&["acceptance", "--config", c, "--model", "full/model.json", "--registry", r, "--out", "acc"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(run(&["deploy", "--config", c, "--registry", r]).0, Some(0));
+
+    let text = std::fs::read_to_string(csv).unwrap();
+    let sample: String =
+        text.lines().enumerate().filter(|(i, _)| *i == 0 || (i - 1) % 40 == 0).map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("sample.csv"), sample).unwrap();
+    assert_eq!(run(&["build", "--config", c, "--data", "sample.csv", "--out", "small"]).0, Some(0));
+    let (code, out) =
+        run(&["acceptance", "--config", c, "--model", "small/model.json", "--registry", r, "--out", "acc2"]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = run(&["deploy", "--config", c, "--registry", r]);
+    assert_eq!(code, Some(1), "{out}");
+
+    // Unseen sessions of the same distribution: the staging rows, which no build trained on.
+    let header = text.lines().next().unwrap();
+    let staging = std::fs::read_to_string(tmp.path().join("acc/metrics.json")).unwrap();
+    assert!(staging.contains("\"source\": \"holdout\""));
+    let artifact = model::Artifact::load(&tmp.path().join("full/model.json")).unwrap();
+    let data = model::load_csv(Path::new(csv), &artifact.schema, model::LabelPolicy::Required).unwrap();
+    let (fraction, salt) = match &artifact.staging {
+        model::staging::StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.clone()),
+        other => panic!("{other:?}"),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut unseen = format!("{header}\n");
+    for (i, key) in data.row_keys.iter().enumerate() {
+        if model::staging::StagingSpec::is_staging(fraction, &salt, *key) {
+            unseen.push_str(lines[data.lines[i] as usize - 1]);
+            unseen.push('\n');
+        }
+    }
+    std::fs::write(tmp.path().join("unseen.csv"), unseen).unwrap();
+    let (code, out) = run(&["monitor", "--config", c, "--registry", r, "--data", "unseen.csv", "--out", "mon"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["rollback", "--config", c, "--registry", r]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing to roll back to"), "{out}");
+    let (_, out) = run(&["registry", "--config", c, "--registry", r]);
+    for step in ["register", "promote", "monitor"] {
+        assert!(out.contains(step), "history lacks {step}: {out}");
+    }
+}
+
+#[test]
+fn november_drift_is_named_in_the_monitoring_report() {
+    let Some((csv, tmp)) = shared_scenario_dir() else { return };
+    let c = root().join("configs/online-shoppers.toml");
+    let c = c.to_str().unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header = text.lines().next().unwrap();
+    let month = header.split(',').position(|h| h == "Month").unwrap();
+    let (mut before, mut november) = (format!("{header}\n"), format!("{header}\n"));
+    for line in text.lines().skip(1) {
+        match line.split(',').nth(month) {
+            Some("Nov") => november.push_str(&format!("{line}\n")),
+            Some("Dec") => {}
+            _ => before.push_str(&format!("{line}\n")),
+        }
+    }
+    std::fs::write(tmp.path().join("feb-oct.csv"), before).unwrap();
+    std::fs::write(tmp.path().join("nov.csv"), november).unwrap();
+    let run = |args: &[&str]| {
+        let out = xtask(tmp.path(), args, &[]);
+        let (o, e) = crate::support::text(&out);
+        (out.status.code(), format!("{o}\n{e}"))
+    };
+    assert_eq!(run(&["build", "--config", c, "--data", "feb-oct.csv", "--out", "m"]).0, Some(0));
+    let (code, out) = run(&[
+        "acceptance",
+        "--config",
+        c,
+        "--model",
+        "m/model.json",
+        "--data",
+        "feb-oct.csv",
+        "--registry",
+        "reg",
+        "--out",
+        "a",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(run(&["deploy", "--config", c, "--registry", "reg"]).0, Some(0));
+    let (_, out) = run(&["monitor", "--config", c, "--registry", "reg", "--data", "nov.csv", "--out", "mon"]);
+    let report = std::fs::read_to_string(tmp.path().join("mon/report.md")).unwrap();
+    for feature in ["`Month`", "`TrafficType`"] {
+        assert!(report.contains(feature), "{feature} not named:\n{report}\n{out}");
+    }
+    assert!(report.contains("| `Month` | jensen_shannon |"), "{report}");
+}
