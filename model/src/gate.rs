@@ -242,6 +242,9 @@ pub struct AcceptanceRecord {
     pub curves: Curves,
     /// Levels unseen in training, per column, in the staging data.
     pub unseen_levels: BTreeMap<String, u64>,
+    /// Drift of each feature of the staging rows against the training reference.
+    #[serde(default)]
+    pub drift: Vec<crate::drift::FeatureDrift>,
     /// The candidate's lineage.
     pub lineage: Lineage,
 }

@@ -214,3 +214,154 @@ pub fn monitor_markdown(
     }
     s
 }
+
+/// GitHub refuses comments longer than this many characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// Points of the charts, evenly spaced on the x axis (Mermaid's `xychart-beta` spaces a line's
+/// values evenly).
+const CHART_POINTS: usize = 21;
+
+/// The curve's best y at or before each evenly spaced x in [0, 1] (a step function: ROC's TPR at
+/// a false-positive rate, PR's precision at a recall).
+fn resample(points: &[crate::metrics::CurvePoint], increasing_y: bool) -> Vec<f64> {
+    (0..CHART_POINTS)
+        .map(|k| {
+            let x = k as f64 / (CHART_POINTS - 1) as f64;
+            let eligible = points.iter().filter(|p| if increasing_y { p.x <= x + 1e-12 } else { p.x >= x - 1e-12 });
+            let best = eligible.map(|p| p.y).fold(f64::NAN, f64::max);
+            if best.is_nan() {
+                0.0
+            } else {
+                best
+            }
+        })
+        .collect()
+}
+
+fn values(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ")
+}
+
+fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Vec<f64>]) -> String {
+    let mut s = String::from("```mermaid\nxychart-beta\n");
+    let _ = writeln!(s, "    title \"{title}\"");
+    let _ = writeln!(s, "    x-axis \"{x_label}\" 0 --> 1");
+    let _ = writeln!(s, "    y-axis \"{y_label}\" 0 --> 1");
+    for l in lines {
+        let _ = writeln!(s, "    line [{}]", values(l));
+    }
+    s.push_str("```\n");
+    s
+}
+
+/// The pull-request comment (and job summary): verdict first, metrics table, confusion matrix,
+/// ROC and precision–recall charts in Mermaid with tables beside them, data validation, drift,
+/// lineage; long parts folded. `marker` (an HTML comment) lets the comment be found again. The
+/// result never exceeds `limit` characters: details are cut first, with a line saying so.
+pub fn pull_request_markdown(
+    record: &AcceptanceRecord,
+    validation: Option<&crate::validation::ValidationReport>,
+    marker: &str,
+    limit: usize,
+) -> String {
+    let core = acceptance_core(record);
+    let mut details: Vec<(String, String)> = Vec::new();
+
+    let roc = resample(&record.curves.roc, true);
+    let pr = resample(&record.curves.precision_recall, false);
+    let grid: Vec<f64> = (0..CHART_POINTS).map(|k| k as f64 / (CHART_POINTS - 1) as f64).collect();
+    let mut curves = chart(
+        &format!("ROC curve, AUC {:.3}", record.candidate.roc_auc),
+        "false-positive rate",
+        "true-positive rate",
+        &[roc.clone(), grid.clone()],
+    );
+    curves.push('\n');
+    curves.push_str(&chart(
+        &format!("Precision-recall curve, AP {:.3}", record.candidate.average_precision),
+        "recall",
+        "precision",
+        &[pr.clone()],
+    ));
+    curves.push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
+    for k in (0..CHART_POINTS).step_by(2) {
+        let _ = writeln!(curves, "| {:.2} | {:.3} | | {:.2} | {:.3} |", grid[k], roc[k], grid[k], pr[k]);
+    }
+    details.push(("ROC and precision–recall curves".into(), curves));
+
+    if let Some(v) = validation {
+        details.push(("Data validation".into(), v.to_markdown()));
+    }
+    let moved: Vec<&crate::drift::FeatureDrift> =
+        record.drift.iter().filter(|d| d.level != crate::drift::DriftLevel::None).collect();
+    if !record.drift.is_empty() {
+        let mut d = format!(
+            "{} of {} features of the staging rows moved against the training data.\n",
+            moved.len(),
+            record.drift.len()
+        );
+        if !moved.is_empty() {
+            d.push_str("\n| feature | statistic | value | level |\n|---|---|---:|---|\n");
+            for f in &moved {
+                let _ = writeln!(d, "| `{}` | {} | {:.4} | {:?} |", f.column, f.statistic, f.value, f.level);
+            }
+        }
+        details.push((format!("Drift ({} of {} features moved)", moved.len(), record.drift.len()), d));
+    }
+    let checks: String = record
+        .checks
+        .iter()
+        .map(|c| format!("- {} {} (measured {:.4})\n", if c.passed { "✅" } else { "❌" }, c.description, c.value))
+        .collect();
+    details.push((format!("All {} checks", record.checks.len()), checks));
+
+    let fold = |title: &str, body: &str| format!("\n<details><summary>{title}</summary>\n\n{body}\n</details>\n");
+    let footer = format!("\n<sub>mlgate · artifact `{}`</sub>\n{marker}\n", &record.artifact_sha256[..12]);
+    let mut out = format!("{marker}\n{core}");
+    let mut cut: Vec<&str> = Vec::new();
+    for (title, body) in &details {
+        let block = fold(title, body);
+        // Keep room for the footer and the note on what was cut.
+        if out.chars().count() + block.chars().count() + footer.chars().count() + 200 <= limit {
+            out.push_str(&block);
+        } else {
+            cut.push(title);
+        }
+    }
+    if !cut.is_empty() {
+        let _ = writeln!(out, "\n_Cut to stay within GitHub's {limit}-character limit: {}. The full report is in the job summary and in `metrics.json`._", cut.join(", "));
+    }
+    if out.chars().count() + footer.chars().count() > limit {
+        // Even the core is too long (a pathological number of checks or columns): truncate it.
+        let keep = limit.saturating_sub(footer.chars().count() + 120);
+        out = out.chars().take(keep).collect();
+        out.push_str("\n\n_… the report was truncated to stay within GitHub's comment limit._\n");
+    }
+    out.push_str(&footer);
+    out
+}
+
+/// The acceptance report without its lineage tail: verdict, table, rule, confusion matrix.
+fn acceptance_core(r: &AcceptanceRecord) -> String {
+    let full = acceptance_markdown(r);
+    match full.find("\n### Staging data") {
+        Some(i) => {
+            let mut s = full[..i].to_string();
+            let l = &r.lineage;
+            let _ = writeln!(
+                s,
+                "\n**Lineage** — commit {}, data `{}` sha256 `{}`, config `{}` sha256 `{}`, staging {} rows ({} purchases).",
+                l.git_commit.as_deref().map(|c| format!("`{}`", &c[..c.len().min(12)])).unwrap_or_else(|| "—".into()),
+                l.data_file,
+                &l.data_sha256[..12.min(l.data_sha256.len())],
+                l.config_file,
+                &l.config_sha256[..12.min(l.config_sha256.len())],
+                r.staging.rows,
+                r.staging.positives
+            );
+            s
+        }
+        None => full,
+    }
+}

@@ -54,11 +54,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             data: None,
             registry: args.registry.clone(),
             out: args.out.join("acceptance"),
+            allow_failure: false,
         },
     )?;
     if code != ExitCode::SUCCESS || !args.deploy {
         return Ok(code);
     }
     eprintln!("==> ci: deploy");
-    deploy::run(sh, deploy::Args { config: args.config, registry: args.registry, force: false, reason: None })
+    deploy::run(
+        sh,
+        deploy::Args {
+            config: args.config,
+            registry: args.registry,
+            force: false,
+            reason: None,
+            on_default_branch_push: false,
+        },
+    )
 }

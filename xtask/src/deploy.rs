@@ -22,6 +22,29 @@ pub struct Args {
     /// Why (recorded in the history).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Deploy only when the GitHub event is a push to the repository's default branch (skip,
+    /// with exit 0, otherwise): what the GitHub Action uses.
+    #[arg(long)]
+    pub on_default_branch_push: bool,
+}
+
+/// Why a deploy must not happen for this GitHub event, if it must not.
+fn not_a_default_branch_push() -> Result<Option<String>> {
+    let event = std::env::var("GITHUB_EVENT_NAME").unwrap_or_default();
+    if event != "push" {
+        return Ok(Some(format!("the event is {event:?}, not a push")));
+    }
+    let git_ref = std::env::var("GITHUB_REF").unwrap_or_default();
+    let path = std::env::var("GITHUB_EVENT_PATH").context("GITHUB_EVENT_PATH is not set")?;
+    let payload: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read the event payload {path}"))?,
+    )
+    .with_context(|| format!("{path} is not JSON"))?;
+    let default = payload["repository"]["default_branch"].as_str().context("the push payload names no default branch")?;
+    if git_ref != format!("refs/heads/{default}") {
+        return Ok(Some(format!("{git_ref} is not the default branch {default}")));
+    }
+    Ok(None)
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
@@ -30,6 +53,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let registry = registry(args.registry, &config, &config_path);
     if args.force && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         bail!("--force needs a --reason that says why");
+    }
+    if args.on_default_branch_push {
+        if let Some(why) = not_a_default_branch_push()? {
+            println!("deploy skipped: {why}");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let force = if args.force { args.reason.as_deref() } else { None };
     let promotion = registry.promote(force, &actor(sh)).context("deploy refused")?;

@@ -2,16 +2,19 @@
 //! and turns errors into messages, annotations and exit codes.
 
 mod acceptance;
+mod alert;
 mod build;
 mod ci;
 mod context;
 mod cv;
 mod deploy;
 mod gen_data;
+mod github;
 mod monitor;
 mod output;
 mod predict;
 mod registry;
+mod report;
 mod rollback;
 mod test;
 mod validate;
@@ -55,6 +58,10 @@ enum Command {
     Registry(registry::Args),
     /// The local CI flow: test, build, acceptance, deploy when asked.
     Ci(ci::Args),
+    /// Post the acceptance report: sticky pull-request comment, job summary, step outputs.
+    Report(report::Args),
+    /// Open or update the GitHub issue that alerts on a monitoring breach.
+    Alert(alert::Args),
 }
 
 /// The exit code of a failure that is the user's to fix: bad flags, bad config, bad data.
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(&sh, args),
         Command::Registry(args) => registry::run(&sh, args),
         Command::Ci(args) => ci::run(&sh, args),
+        Command::Report(args) => report::run(&sh, args),
+        Command::Alert(args) => alert::run(&sh, args),
     };
     match result {
         Ok(code) => code,

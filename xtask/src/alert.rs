@@ -1,0 +1,54 @@
+//! `cargo xtask alert`: turn a monitoring breach into a GitHub issue — opened once, then updated
+//! on every breaching run, never duplicated.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use xshell::Shell;
+
+use crate::github::{ApiError, GitHub};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// monitor.json written by `cargo xtask monitor`.
+    #[arg(long, default_value = "target/monitor/monitor.json")]
+    monitor: PathBuf,
+    /// report.md written beside it.
+    #[arg(long, default_value = "target/monitor/report.md")]
+    report: PathBuf,
+    /// Label of alert issues.
+    #[arg(long, default_value = "mlgate-alert")]
+    label: String,
+}
+
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let monitor: Value = serde_json::from_slice(
+        &std::fs::read(&args.monitor).with_context(|| format!("cannot read {}", args.monitor.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", args.monitor.display()))?;
+    let breach = monitor["outcome"]["breach"].as_bool().context("monitor.json has no outcome.breach")?;
+    if !breach {
+        println!("alert      none: production is healthy");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let model = monitor["model"].as_str().unwrap_or("model");
+    let version = monitor["version"].as_str().unwrap_or("?");
+    let report = std::fs::read_to_string(&args.report).with_context(|| format!("cannot read {}", args.report.display()))?;
+    let marker = format!("<!-- mlgate-alert model={} -->", model.replace("--", "-"));
+    let body = format!("{marker}\n{report}");
+    let title = format!("mlgate: production model {model} ({version}) breached its monitoring checks");
+    let token = std::env::var("GITHUB_TOKEN").context("GITHUB_TOKEN is not set")?;
+    let github = GitHub::from_env(&token)?;
+    match github.upsert_issue(&marker, &title, &body, &args.label) {
+        Ok(done) => {
+            println!("alert      {} {}", if done.created { "opened" } else { "updated" }, done.url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiError::Forbidden(m)) => {
+            anyhow::bail!("the token may not open issues ({}): give the workflow `issues: write`", github.scrub(&m))
+        }
+        Err(ApiError::Other(e)) => Err(anyhow::anyhow!("{}", github.scrub(&format!("{e:#}")))),
+    }
+}

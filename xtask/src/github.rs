@@ -1,0 +1,285 @@
+//! Everything that talks to the GitHub REST API, through octocrab: the sticky pull-request
+//! comment and the monitoring alert issue, with bounded retries. The API base comes from
+//! `GITHUB_API_URL` (so GitHub Enterprise's `…/api/v3` works) and the token is never printed.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use octocrab::Octocrab;
+use serde_json::{json, Value};
+
+/// Attempts of one request before giving up (5xx, 429, secondary rate limits).
+const ATTEMPTS: u32 = 4;
+/// Longest wait between attempts, whatever the server asks.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Comments and issues per page when listing (the API's maximum).
+const PER_PAGE: u32 = 100;
+
+/// A response, read whole.
+struct Reply {
+    status: u16,
+    link_next: bool,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("the API answered {} with a body that is not JSON", self.status))
+    }
+
+    fn message(&self) -> String {
+        self.json().ok().and_then(|v| v["message"].as_str().map(str::to_string)).unwrap_or_else(|| self.body.clone())
+    }
+}
+
+/// A failed API call, classified.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The token may not write here (a pull request from a fork: "Resource not accessible by
+    /// integration").
+    Forbidden(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Forbidden(m) => write!(f, "the token may not write here: {m}"),
+            ApiError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Other(e)
+    }
+}
+
+/// A client for one repository.
+pub struct GitHub {
+    crab: Octocrab,
+    runtime: tokio::runtime::Runtime,
+    repository: String,
+    token: String,
+    base_backoff: Duration,
+}
+
+/// What `upsert` did.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    /// Browser URL of the comment or issue.
+    pub url: String,
+    /// True when it was created, false when updated.
+    pub created: bool,
+}
+
+impl GitHub {
+    /// A client from the runner's environment: `GITHUB_API_URL` (default api.github.com) and
+    /// `GITHUB_REPOSITORY` (`owner/name`).
+    pub fn from_env(token: &str) -> Result<GitHub> {
+        let api = std::env::var("GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".into());
+        let repository = std::env::var("GITHUB_REPOSITORY").context("GITHUB_REPOSITORY is not set (owner/name)")?;
+        if repository.split('/').count() != 2 {
+            bail!("GITHUB_REPOSITORY is {repository:?}, not owner/name");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let crab = {
+            let _guard = runtime.enter();
+            Octocrab::builder()
+                .base_uri(api.trim_end_matches('/'))
+                .with_context(|| format!("GITHUB_API_URL {api:?} is not a URL"))?
+                .personal_token(token.to_string())
+                .set_connect_timeout(Some(Duration::from_secs(10)))
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .build()
+                .context("cannot build the GitHub client")?
+        };
+        // Tests shorten the backoff; a real run waits seconds.
+        let base_backoff = std::env::var("MLGATE_RETRY_BASE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        Ok(GitHub { crab, runtime, repository, token: token.to_string(), base_backoff })
+    }
+
+    /// Removes the token from any text that may be shown.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.token.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.token, "***")
+        }
+    }
+
+    fn send_once(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        self.runtime.block_on(async {
+            let response = match method {
+                "GET" => self.crab._get(path).await,
+                "POST" => self.crab._post(path, body).await,
+                // octocrab 0.54's update_comment sends POST; the API wants PATCH.
+                "PATCH" => self.crab._patch(path, body).await,
+                other => return Err(anyhow!("unsupported method {other}")),
+            }
+            .map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let link_next = header("link").is_some_and(|l| l.contains("rel=\"next\""));
+            let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs).or_else(|| {
+                // A primary rate limit says when it resets, in epoch seconds.
+                let remaining = header("x-ratelimit-remaining")?;
+                let reset: u64 = header("x-ratelimit-reset")?.parse().ok()?;
+                if remaining.trim() != "0" {
+                    return None;
+                }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+                Some(Duration::from_secs(reset.saturating_sub(now)))
+            });
+            let body = self.crab.body_to_string(response).await.map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
+            Ok(Reply { status, link_next, retry_after, body })
+        })
+    }
+
+    /// One request, retried on 5xx, 429 and rate-limit 403s with bounded backoff that honours
+    /// `Retry-After` and `x-ratelimit-reset`. Other statuses come back as they are.
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reply = self.send_once(method, path, body);
+            let retryable = match &reply {
+                Err(_) => true,
+                Ok(r) => {
+                    r.status >= 500
+                        || r.status == 429
+                        || (r.status == 403 && (r.retry_after.is_some() || r.message().to_lowercase().contains("rate limit")))
+                }
+            };
+            if !retryable || attempt >= ATTEMPTS {
+                return reply;
+            }
+            let wait = match &reply {
+                Ok(Reply { retry_after: Some(d), .. }) => *d,
+                _ => self.base_backoff * 2u32.pow(attempt - 1),
+            }
+            .min(MAX_WAIT);
+            let why = match &reply {
+                Ok(r) => format!("status {}", r.status),
+                Err(e) => format!("{e:#}"),
+            };
+            eprintln!("github: {method} {path}: {why}; retrying in {:.1} s ({attempt}/{ATTEMPTS})", wait.as_secs_f64());
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn expect(&self, reply: Reply, what: &str) -> Result<Value, ApiError> {
+        match reply.status {
+            200..=299 => Ok(reply.json()?),
+            403 | 404 if reply.message().contains("Resource not accessible by integration") => {
+                Err(ApiError::Forbidden(reply.message()))
+            }
+            403 => Err(ApiError::Forbidden(reply.message())),
+            s => Err(ApiError::Other(anyhow!("{what}: the API answered {s}: {}", self.scrub(&reply.message())))),
+        }
+    }
+
+    /// The login of the token's own user, when the API says (installation tokens may not ask).
+    fn own_login(&self) -> Option<String> {
+        let reply = self.send("GET", "/user", None).ok()?;
+        if reply.status != 200 {
+            return None;
+        }
+        reply.json().ok()?["login"].as_str().map(str::to_string)
+    }
+
+    /// Every item of a paginated list, following pages until there is no `next` link.
+    fn list_all(&self, path: &str, what: &str) -> Result<Vec<Value>, ApiError> {
+        let mut items = Vec::new();
+        let separator = if path.contains('?') { '&' } else { '?' };
+        for page in 1.. {
+            let reply = self.send("GET", &format!("{path}{separator}per_page={PER_PAGE}&page={page}"), None)?;
+            let more = reply.link_next;
+            match self.expect(reply, what)? {
+                Value::Array(a) => items.extend(a),
+                other => return Err(ApiError::Other(anyhow!("{what}: expected a list, got {other}"))),
+            }
+            if !more || page >= 1000 {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The comment carrying `marker`: the token's own user's first, else the oldest.
+    fn find_comment(&self, pr: u64, marker: &str, own: Option<&str>) -> Result<Option<Value>, ApiError> {
+        let comments = self.list_all(&format!("/repos/{}/issues/{pr}/comments", self.repository), "listing comments")?;
+        let marked: Vec<Value> =
+            comments.into_iter().filter(|c| c["body"].as_str().is_some_and(|b| b.contains(marker))).collect();
+        let by_own = marked.iter().find(|c| own.is_some_and(|o| c["user"]["login"].as_str() == Some(o)));
+        let by_bot = marked.iter().find(|c| c["user"]["type"].as_str() == Some("Bot"));
+        Ok(by_own.or(by_bot).or(marked.first()).cloned())
+    }
+
+    /// Creates the pull request's comment that carries `marker`, or updates it in place.
+    pub fn upsert_comment(&self, pr: u64, marker: &str, body: &str) -> Result<Upserted, ApiError> {
+        let own = self.own_login();
+        let payload = json!({ "body": body });
+        for _ in 0..ATTEMPTS {
+            if let Some(existing) = self.find_comment(pr, marker, own.as_deref())? {
+                let id = existing["id"].as_u64().ok_or_else(|| anyhow!("a comment without an id"))?;
+                let reply = self.send("PATCH", &format!("/repos/{}/issues/comments/{id}", self.repository), Some(&payload))?;
+                let updated = self.expect(reply, "updating the comment")?;
+                return Ok(Upserted { url: updated["html_url"].as_str().unwrap_or_default().to_string(), created: false });
+            }
+            let reply = self.send("POST", &format!("/repos/{}/issues/{pr}/comments", self.repository), Some(&payload))?;
+            if reply.status >= 500 {
+                // The create may have landed even though the answer did not: list again before
+                // creating again, so that a retry never leaves two comments.
+                eprintln!("github: creating the comment answered {}; checking whether it landed", reply.status);
+                std::thread::sleep(self.base_backoff);
+                continue;
+            }
+            let created = self.expect(reply, "creating the comment")?;
+            return Ok(Upserted { url: created["html_url"].as_str().unwrap_or_default().to_string(), created: true });
+        }
+        Err(ApiError::Other(anyhow!("creating the comment failed {ATTEMPTS} times")))
+    }
+
+    /// Opens the alert issue carrying `marker`, or updates the open one (never a second one).
+    pub fn upsert_issue(&self, marker: &str, title: &str, body: &str, label: &str) -> Result<Upserted, ApiError> {
+        let payload = json!({ "title": title, "body": body, "labels": [label] });
+        for _ in 0..ATTEMPTS {
+            let open = self.list_all(&format!("/repos/{}/issues?state=open&labels={label}", self.repository), "listing issues")?;
+            let existing = open.iter().find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null());
+            if let Some(issue) = existing {
+                let number = issue["number"].as_u64().ok_or_else(|| anyhow!("an issue without a number"))?;
+                let reply = self.send("PATCH", &format!("/repos/{}/issues/{number}", self.repository), Some(&payload))?;
+                let updated = self.expect(reply, "updating the alert issue")?;
+                return Ok(Upserted { url: updated["html_url"].as_str().unwrap_or_default().to_string(), created: false });
+            }
+            let reply = self.send("POST", &format!("/repos/{}/issues", self.repository), Some(&payload))?;
+            if reply.status >= 500 {
+                std::thread::sleep(self.base_backoff);
+                continue;
+            }
+            let created = self.expect(reply, "opening the alert issue")?;
+            return Ok(Upserted { url: created["html_url"].as_str().unwrap_or_default().to_string(), created: true });
+        }
+        Err(ApiError::Other(anyhow!("opening the alert issue failed {ATTEMPTS} times")))
+    }
+}
+
+/// The pull-request number of the triggering event: `pull_request.number` in the payload at
+/// `GITHUB_EVENT_PATH` (right under `pull_request_target` too, where `GITHUB_REF` is the base).
+pub fn pull_request_number() -> Result<Option<u64>> {
+    let Ok(path) = std::env::var("GITHUB_EVENT_PATH") else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the event payload {path}"))?;
+    let event: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
+    Ok(event["pull_request"]["number"].as_u64())
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask report`: the acceptance report where reviewers look — one sticky comment on the
+//! pull request, the job summary, the step outputs — and, with `--fail-on-reject`, the verdict
+//! as the step's exit code.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use model::gate::AcceptanceRecord;
+use xshell::Shell;
+
+use crate::github::{pull_request_number, ApiError, GitHub};
+use crate::output;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// metrics.json written by acceptance.
+    #[arg(long, default_value = "target/acceptance/metrics.json")]
+    metrics: PathBuf,
+    /// validation.json written by build (its summary goes in the report when present).
+    #[arg(long, default_value = "target/model/validation.json")]
+    validation: PathBuf,
+    /// The configuration the report is about: one comment per configuration.
+    #[arg(long, default_value = "pipeline.toml")]
+    config: String,
+    /// Where to write the comment's Markdown.
+    #[arg(long, default_value = "target/acceptance/comment.md")]
+    out: PathBuf,
+    /// auto: comment on pull requests when the token may; always: fail when the comment cannot
+    /// be posted; never: job summary and outputs only.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    comment: String,
+    /// Exit 1 when the verdict is a rejection (after reporting).
+    #[arg(long)]
+    fail_on_reject: bool,
+}
+
+/// Largest job summary GitHub accepts per step.
+const SUMMARY_LIMIT: usize = 1024 * 1024;
+
+/// The hidden marker that finds this configuration's comment again.
+pub fn marker(config: &str) -> String {
+    format!("<!-- mlgate-report config={} -->", config.replace("--", "-"))
+}
+
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let bytes = std::fs::read(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
+    let record: AcceptanceRecord =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
+    let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let marker = marker(&args.config);
+    let body = model::report::pull_request_markdown(&record, validation.as_ref(), &marker, model::report::COMMENT_LIMIT);
+    output::write(&args.out, body.as_bytes())?;
+    println!("report     {} ({} characters)", args.out.display(), body.chars().count());
+
+    let summary = model::report::pull_request_markdown(&record, validation.as_ref(), &marker, SUMMARY_LIMIT);
+    append_summary(&summary)?;
+
+    let comment_url = comment(&args, &body)?;
+    let verdict = if record.passed { "passed" } else { "failed" };
+    let metrics_json = serde_json::json!({
+        "model": record.model,
+        "version": record.version,
+        "passed": record.passed,
+        "candidate": record.candidate,
+        "production": record.production.as_ref().map(|p| serde_json::json!({"version": p.version, "metrics": p.metrics})),
+        "failed_checks": record.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect::<Vec<_>>(),
+    });
+    write_outputs(&[
+        ("passed", record.passed.to_string()),
+        ("verdict", verdict.to_string()),
+        ("metrics-json", metrics_json.to_string()),
+        ("report-path", absolute(&args.out)),
+        ("model-version", record.version.clone().unwrap_or_default()),
+        ("comment-url", comment_url.unwrap_or_default()),
+    ])?;
+    if !record.passed {
+        println!("verdict    FAILED");
+        if args.fail_on_reject {
+            for c in record.checks.iter().filter(|c| !c.passed) {
+                println!("::error title=acceptance failed::{}", output::escape_data(&c.description));
+            }
+            return Ok(ExitCode::from(1));
+        }
+    } else {
+        println!("verdict    passed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+/// Posts or updates the comment; returns its URL. A token that may not write (a pull request
+/// from a fork) gives a warning, not a failure, unless `--comment always`.
+fn comment(args: &Args, body: &str) -> Result<Option<String>> {
+    if args.comment == "never" {
+        return Ok(None);
+    }
+    let strict = args.comment == "always";
+    let pr = pull_request_number()?;
+    let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
+    let skip = |why: &str| -> Result<Option<String>> {
+        if strict {
+            bail!("--comment always: {why}");
+        }
+        println!("comment    skipped: {why}");
+        Ok(None)
+    };
+    let Some(pr) = pr else { return skip("the triggering event is not a pull request") };
+    if token.is_empty() {
+        return skip("no token (GITHUB_TOKEN) was given");
+    }
+    let github = GitHub::from_env(&token)?;
+    match github.upsert_comment(pr, &marker(&args.config), body) {
+        Ok(done) => {
+            println!("comment    {} {}", if done.created { "created" } else { "updated" }, done.url);
+            Ok(Some(done.url))
+        }
+        Err(ApiError::Forbidden(message)) => {
+            let why = format!(
+                "the token may not comment on pull request #{pr} ({}); a pull request from a fork gets a read-only token. The report is in the job summary.",
+                github.scrub(&message)
+            );
+            if strict {
+                bail!("{why}");
+            }
+            println!("::warning title=mlgate report not posted::{}", output::escape_data(&why));
+            Ok(None)
+        }
+        Err(ApiError::Other(e)) => Err(anyhow::anyhow!("{}", github.scrub(&format!("{e:#}")))).context("cannot post the report"),
+    }
+}
+
+/// Appends to `$GITHUB_STEP_SUMMARY` when running on GitHub Actions.
+fn append_summary(markdown: &str) -> Result<()> {
+    let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") else { return Ok(()) };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the job summary {path}"))?;
+    f.write_all(markdown.as_bytes()).and_then(|_| f.write_all(b"\n")).with_context(|| format!("cannot write the job summary {path}"))
+}
+
+/// Writes step outputs to `$GITHUB_OUTPUT`, each value under a random delimiter so that no value
+/// can end it early or inject another output.
+pub fn write_outputs(outputs: &[(&str, String)]) -> Result<()> {
+    let Ok(path) = std::env::var("GITHUB_OUTPUT") else { return Ok(()) };
+    let mut text = String::new();
+    for (name, value) in outputs {
+        let delimiter = loop {
+            let d = format!("mlgate_{:016x}", random_u64());
+            if !value.contains(&d) {
+                break d;
+            }
+        };
+        text.push_str(&format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the step outputs {path}"))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write the step outputs {path}"))
+}
+
+/// 64 unpredictable bits from the OS-seeded hasher of the standard library.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
