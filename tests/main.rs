@@ -4,6 +4,8 @@ mod artifact;
 mod cli;
 mod config;
 mod data;
+mod fake_github;
+mod github;
 mod pipeline;
 mod shared_data;
 mod support;

@@ -284,7 +284,8 @@ pub fn pull_request_markdown(
         "precision",
         &[pr.clone()],
     ));
-    curves.push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
+    curves
+        .push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
     for k in (0..CHART_POINTS).step_by(2) {
         let _ = writeln!(curves, "| {:.2} | {:.3} | | {:.2} | {:.3} |", grid[k], roc[k], grid[k], pr[k]);
     }

@@ -35,7 +35,8 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     }
     let model = monitor["model"].as_str().unwrap_or("model");
     let version = monitor["version"].as_str().unwrap_or("?");
-    let report = std::fs::read_to_string(&args.report).with_context(|| format!("cannot read {}", args.report.display()))?;
+    let report =
+        std::fs::read_to_string(&args.report).with_context(|| format!("cannot read {}", args.report.display()))?;
     let marker = format!("<!-- mlgate-alert model={} -->", model.replace("--", "-"));
     let body = format!("{marker}\n{report}");
     let title = format!("mlgate: production model {model} ({version}) breached its monitoring checks");

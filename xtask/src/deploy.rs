@@ -36,11 +36,11 @@ fn not_a_default_branch_push() -> Result<Option<String>> {
     }
     let git_ref = std::env::var("GITHUB_REF").unwrap_or_default();
     let path = std::env::var("GITHUB_EVENT_PATH").context("GITHUB_EVENT_PATH is not set")?;
-    let payload: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("cannot read the event payload {path}"))?,
-    )
-    .with_context(|| format!("{path} is not JSON"))?;
-    let default = payload["repository"]["default_branch"].as_str().context("the push payload names no default branch")?;
+    let payload: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read the event payload {path}"))?)
+            .with_context(|| format!("{path} is not JSON"))?;
+    let default =
+        payload["repository"]["default_branch"].as_str().context("the push payload names no default branch")?;
     if git_ref != format!("refs/heads/{default}") {
         return Ok(Some(format!("{git_ref} is not the default branch {default}")));
     }

@@ -25,7 +25,8 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Result<Value> {
-        serde_json::from_str(&self.body).with_context(|| format!("the API answered {} with a body that is not JSON", self.status))
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("the API answered {} with a body that is not JSON", self.status))
     }
 
     fn message(&self) -> String {
@@ -131,34 +132,45 @@ impl GitHub {
             let headers = response.headers().clone();
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let link_next = header("link").is_some_and(|l| l.contains("rel=\"next\""));
-            let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs).or_else(|| {
-                // A primary rate limit says when it resets, in epoch seconds.
-                let remaining = header("x-ratelimit-remaining")?;
-                let reset: u64 = header("x-ratelimit-reset")?.parse().ok()?;
-                if remaining.trim() != "0" {
-                    return None;
-                }
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-                Some(Duration::from_secs(reset.saturating_sub(now)))
-            });
-            let body = self.crab.body_to_string(response).await.map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
+            let retry_after = header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .or_else(|| {
+                    // A primary rate limit says when it resets, in epoch seconds.
+                    let remaining = header("x-ratelimit-remaining")?;
+                    let reset: u64 = header("x-ratelimit-reset")?.parse().ok()?;
+                    if remaining.trim() != "0" {
+                        return None;
+                    }
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+                    Some(Duration::from_secs(reset.saturating_sub(now)))
+                });
+            let body = self
+                .crab
+                .body_to_string(response)
+                .await
+                .map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
             Ok(Reply { status, link_next, retry_after, body })
         })
     }
 
-    /// One request, retried on 5xx, 429 and rate-limit 403s with bounded backoff that honours
-    /// `Retry-After` and `x-ratelimit-reset`. Other statuses come back as they are.
+    /// One request, retried on 429 and rate-limit 403s (the request was not carried out) and,
+    /// for GET and PATCH, on 5xx and transport errors, with bounded backoff that honours
+    /// `Retry-After` and `x-ratelimit-reset`. A POST that met a 5xx may have been carried out:
+    /// it comes back to the caller, who looks before creating again.
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let idempotent = method != "POST";
         let mut attempt = 0;
         loop {
             attempt += 1;
             let reply = self.send_once(method, path, body);
             let retryable = match &reply {
-                Err(_) => true,
+                Err(_) => idempotent,
                 Ok(r) => {
-                    r.status >= 500
+                    (r.status >= 500 && idempotent)
                         || r.status == 429
-                        || (r.status == 403 && (r.retry_after.is_some() || r.message().to_lowercase().contains("rate limit")))
+                        || (r.status == 403
+                            && (r.retry_after.is_some() || r.message().to_lowercase().contains("rate limit")))
                 }
             };
             if !retryable || attempt >= ATTEMPTS {
@@ -218,7 +230,8 @@ impl GitHub {
 
     /// The comment carrying `marker`: the token's own user's first, else the oldest.
     fn find_comment(&self, pr: u64, marker: &str, own: Option<&str>) -> Result<Option<Value>, ApiError> {
-        let comments = self.list_all(&format!("/repos/{}/issues/{pr}/comments", self.repository), "listing comments")?;
+        let comments =
+            self.list_all(&format!("/repos/{}/issues/{pr}/comments", self.repository), "listing comments")?;
         let marked: Vec<Value> =
             comments.into_iter().filter(|c| c["body"].as_str().is_some_and(|b| b.contains(marker))).collect();
         let by_own = marked.iter().find(|c| own.is_some_and(|o| c["user"]["login"].as_str() == Some(o)));
@@ -233,11 +246,23 @@ impl GitHub {
         for _ in 0..ATTEMPTS {
             if let Some(existing) = self.find_comment(pr, marker, own.as_deref())? {
                 let id = existing["id"].as_u64().ok_or_else(|| anyhow!("a comment without an id"))?;
-                let reply = self.send("PATCH", &format!("/repos/{}/issues/comments/{id}", self.repository), Some(&payload))?;
+                let reply =
+                    self.send("PATCH", &format!("/repos/{}/issues/comments/{id}", self.repository), Some(&payload))?;
                 let updated = self.expect(reply, "updating the comment")?;
-                return Ok(Upserted { url: updated["html_url"].as_str().unwrap_or_default().to_string(), created: false });
+                return Ok(Upserted {
+                    url: updated["html_url"].as_str().unwrap_or_default().to_string(),
+                    created: false,
+                });
             }
-            let reply = self.send("POST", &format!("/repos/{}/issues/{pr}/comments", self.repository), Some(&payload))?;
+            let reply =
+                match self.send("POST", &format!("/repos/{}/issues/{pr}/comments", self.repository), Some(&payload)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("github: creating the comment failed ({e:#}); checking whether it landed");
+                        std::thread::sleep(self.base_backoff);
+                        continue;
+                    }
+                };
             if reply.status >= 500 {
                 // The create may have landed even though the answer did not: list again before
                 // creating again, so that a retry never leaves two comments.
@@ -255,15 +280,29 @@ impl GitHub {
     pub fn upsert_issue(&self, marker: &str, title: &str, body: &str, label: &str) -> Result<Upserted, ApiError> {
         let payload = json!({ "title": title, "body": body, "labels": [label] });
         for _ in 0..ATTEMPTS {
-            let open = self.list_all(&format!("/repos/{}/issues?state=open&labels={label}", self.repository), "listing issues")?;
-            let existing = open.iter().find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null());
+            let open = self
+                .list_all(&format!("/repos/{}/issues?state=open&labels={label}", self.repository), "listing issues")?;
+            let existing = open
+                .iter()
+                .find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null());
             if let Some(issue) = existing {
                 let number = issue["number"].as_u64().ok_or_else(|| anyhow!("an issue without a number"))?;
-                let reply = self.send("PATCH", &format!("/repos/{}/issues/{number}", self.repository), Some(&payload))?;
+                let reply =
+                    self.send("PATCH", &format!("/repos/{}/issues/{number}", self.repository), Some(&payload))?;
                 let updated = self.expect(reply, "updating the alert issue")?;
-                return Ok(Upserted { url: updated["html_url"].as_str().unwrap_or_default().to_string(), created: false });
+                return Ok(Upserted {
+                    url: updated["html_url"].as_str().unwrap_or_default().to_string(),
+                    created: false,
+                });
             }
-            let reply = self.send("POST", &format!("/repos/{}/issues", self.repository), Some(&payload))?;
+            let reply = match self.send("POST", &format!("/repos/{}/issues", self.repository), Some(&payload)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("github: opening the alert issue failed ({e:#}); checking whether it landed");
+                    std::thread::sleep(self.base_backoff);
+                    continue;
+                }
+            };
             if reply.status >= 500 {
                 std::thread::sleep(self.base_backoff);
                 continue;

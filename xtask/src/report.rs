@@ -46,11 +46,12 @@ pub fn marker(config: &str) -> String {
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let bytes = std::fs::read(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
-    let record: AcceptanceRecord =
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
+    let record: AcceptanceRecord = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
     let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let marker = marker(&args.config);
-    let body = model::report::pull_request_markdown(&record, validation.as_ref(), &marker, model::report::COMMENT_LIMIT);
+    let body =
+        model::report::pull_request_markdown(&record, validation.as_ref(), &marker, model::report::COMMENT_LIMIT);
     output::write(&args.out, body.as_bytes())?;
     println!("report     {} ({} characters)", args.out.display(), body.chars().count());
 
@@ -130,7 +131,9 @@ fn comment(args: &Args, body: &str) -> Result<Option<String>> {
             println!("::warning title=mlgate report not posted::{}", output::escape_data(&why));
             Ok(None)
         }
-        Err(ApiError::Other(e)) => Err(anyhow::anyhow!("{}", github.scrub(&format!("{e:#}")))).context("cannot post the report"),
+        Err(ApiError::Other(e)) => {
+            Err(anyhow::anyhow!("{}", github.scrub(&format!("{e:#}")))).context("cannot post the report")
+        }
     }
 }
 
@@ -142,7 +145,9 @@ fn append_summary(markdown: &str) -> Result<()> {
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open the job summary {path}"))?;
-    f.write_all(markdown.as_bytes()).and_then(|_| f.write_all(b"\n")).with_context(|| format!("cannot write the job summary {path}"))
+    f.write_all(markdown.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .with_context(|| format!("cannot write the job summary {path}"))
 }
 
 /// Writes step outputs to `$GITHUB_OUTPUT`, each value under a random delimiter so that no value

@@ -1,0 +1,361 @@
+//! A small stateful stand-in for the GitHub REST API on 127.0.0.1: issue comments and issues,
+//! paginated with `Link` headers as the real API does, tokens of several kinds, an optional
+//! path prefix (GitHub Enterprise's `/api/v3`), and failures injected on demand.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+/// What a token may do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Token {
+    /// A user token: `/user` answers with this login, writes succeed.
+    User(String),
+    /// An Actions installation token: `/user` is forbidden, writes succeed as the bot.
+    Installation,
+    /// A read-only token (pull requests from forks): writes are forbidden.
+    ReadOnly,
+}
+
+/// A failure to serve instead of the normal answer, once.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Method it applies to.
+    pub method: &'static str,
+    /// Substring of the path it applies to.
+    pub path_contains: &'static str,
+    /// Status to answer.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body to answer.
+    pub body: String,
+    /// Carry out the request before answering with the failure (an answer lost in transit).
+    pub perform: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub comments: Vec<Value>,
+    pub issues: Vec<Value>,
+    pub requests: Vec<(String, String)>,
+    pub failures: VecDeque<Failure>,
+    pub tokens: Vec<(String, Token)>,
+    next_id: u64,
+}
+
+pub struct FakeGitHub {
+    /// The API base a client should use (with the prefix).
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+}
+
+const REPO: &str = "acme/shop";
+
+impl FakeGitHub {
+    /// Starts the server; `prefix` is "" for github.com or "/api/v3" for GitHub Enterprise.
+    pub fn start(prefix: &str) -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}{prefix}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State {
+            tokens: vec![
+                ("user-token".into(), Token::User("mlgate-bot".into())),
+                ("installation-token".into(), Token::Installation),
+                ("read-only-token".into(), Token::ReadOnly),
+            ],
+            next_id: 1000,
+            ..State::default()
+        }));
+        let shared = state.clone();
+        let prefix = prefix.to_string();
+        let base_for_links = base.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let state = shared.clone();
+                let prefix = prefix.clone();
+                let base = base_for_links.clone();
+                std::thread::spawn(move || serve(stream, &state, &prefix, &base));
+            }
+        });
+        FakeGitHub { url: base, state }
+    }
+
+    /// Adds `n` comments by other users to pull request `pr`.
+    pub fn add_foreign_comments(&self, pr: u64, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        for i in 0..n {
+            let id = s.next_id();
+            let c = comment(id, pr, &format!("LGTM #{i}"), &format!("reviewer{}", i % 7), "User");
+            s.comments.push(c);
+        }
+    }
+
+    /// Adds a comment with `body` by `login`.
+    pub fn add_comment(&self, pr: u64, body: &str, login: &str, kind: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let id = s.next_id();
+        let c = comment(id, pr, body, login, kind);
+        s.comments.push(c);
+        id
+    }
+
+    pub fn fail_next(&self, failure: Failure) {
+        self.state.lock().unwrap().failures.push_back(failure);
+    }
+
+    /// Comments whose body contains `needle`.
+    pub fn comments_containing(&self, needle: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .comments
+            .iter()
+            .filter(|c| c["body"].as_str().unwrap().contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    pub fn issues(&self) -> Vec<Value> {
+        self.state.lock().unwrap().issues.clone()
+    }
+
+    /// Requests received, as "METHOD path".
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.iter().map(|(m, p)| format!("{m} {p}")).collect()
+    }
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+fn comment(id: u64, pr: u64, body: &str, login: &str, kind: &str) -> Value {
+    json!({
+        "id": id,
+        "issue_number": pr,
+        "body": body,
+        "user": { "login": login, "type": kind },
+        "html_url": format!("https://github.test/{REPO}/pull/{pr}#issuecomment-{id}"),
+    })
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    token: Option<String>,
+    body: Value,
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut length = 0usize;
+    let mut token = None;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (name, value) = h.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "authorization" => {
+                let v = value.trim();
+                token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")).map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (
+            p.to_string(),
+            q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ),
+        None => (target.clone(), Vec::new()),
+    };
+    let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    Some(Request { method, path, query, token, body })
+}
+
+fn respond(mut stream: TcpStream, status: u16, headers: &[(String, String)], body: &str) {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+    let _ = stream.flush();
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>, prefix: &str, base: &str) {
+    let Some(req) = read_request(&stream) else { return };
+    let mut s = state.lock().unwrap();
+    s.requests.push((req.method.clone(), format!("{}{}", req.path, if req.query.is_empty() { "" } else { "?" })));
+    let token = req.token.as_ref().and_then(|t| s.tokens.iter().find(|(k, _)| k == t).map(|(_, v)| v.clone()));
+    let Some(token) = token else {
+        drop(s);
+        return respond(stream, 401, &[], r#"{"message":"Bad credentials"}"#);
+    };
+    let Some(path) = req.path.strip_prefix(prefix) else {
+        drop(s);
+        return respond(stream, 404, &[], r#"{"message":"Not Found"}"#);
+    };
+    let failure = s
+        .failures
+        .iter()
+        .position(|f| f.method == req.method && path.contains(f.path_contains))
+        .and_then(|i| s.failures.remove(i));
+    if let Some(f) = &failure {
+        if !f.perform {
+            drop(s);
+            return respond(stream, f.status, &f.headers, &f.body);
+        }
+    }
+    let (status, headers, body) = route(&mut s, &req, path, &token, base);
+    drop(s);
+    match failure {
+        Some(f) => respond(stream, f.status, &f.headers, &f.body),
+        None => respond(stream, status, &headers, &body),
+    }
+}
+
+fn page(items: Vec<Value>, req: &Request, base: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let q = |k: &str| req.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let per_page: usize = q("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).min(100);
+    let page: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let pages = items.len().div_ceil(per_page).max(1);
+    let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let mut headers = Vec::new();
+    let rest: String =
+        req.query.iter().filter(|(k, _)| k != "page" && k != "per_page").map(|(k, v)| format!("&{k}={v}")).collect();
+    if page < pages {
+        headers.push((
+            "Link".to_string(),
+            format!(
+                "<{base}{path}?per_page={per_page}&page={}{rest}>; rel=\"next\", <{base}{path}?per_page={per_page}&page={pages}{rest}>; rel=\"last\"",
+                page + 1
+            ),
+        ));
+    }
+    (200, headers, Value::Array(slice).to_string())
+}
+
+fn author(token: &Token) -> (&str, &str) {
+    match token {
+        Token::User(login) => (login.as_str(), "User"),
+        _ => ("github-actions[bot]", "Bot"),
+    }
+}
+
+fn forbidden() -> (u16, Vec<(String, String)>, String) {
+    (403, Vec::new(), r#"{"message":"Resource not accessible by integration","status":"403"}"#.to_string())
+}
+
+fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) -> (u16, Vec<(String, String)>, String) {
+    let repo = format!("/repos/{REPO}");
+    let segments: Vec<&str> = path.strip_prefix(&repo).unwrap_or("").split('/').filter(|p| !p.is_empty()).collect();
+    let writes = req.method != "GET";
+    if writes && *token == Token::ReadOnly {
+        return forbidden();
+    }
+    match (req.method.as_str(), path, segments.as_slice()) {
+        ("GET", "/user", _) => match token {
+            Token::User(login) => (200, Vec::new(), json!({ "login": login }).to_string()),
+            _ => forbidden(),
+        },
+        ("GET", _, ["issues", n, "comments"]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            let items = s.comments.iter().filter(|c| c["issue_number"] == n).cloned().collect();
+            page(items, req, base, path)
+        }
+        ("POST", _, ["issues", n, "comments"]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            let id = s.next_id();
+            let (login, kind) = author(token);
+            let c = comment(id, n, req.body["body"].as_str().unwrap_or(""), login, kind);
+            s.comments.push(c.clone());
+            (201, Vec::new(), c.to_string())
+        }
+        ("PATCH", _, ["issues", "comments", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match s.comments.iter_mut().find(|c| c["id"] == id) {
+                Some(c) => {
+                    c["body"] = req.body["body"].clone();
+                    (200, Vec::new(), c.to_string())
+                }
+                None => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),
+            }
+        }
+        ("GET", _, ["issues"]) => {
+            let state = req.query.iter().find(|(k, _)| k == "state").map_or("open", |(_, v)| v.as_str()).to_string();
+            let label = req.query.iter().find(|(k, _)| k == "labels").map(|(_, v)| v.clone());
+            let items = s
+                .issues
+                .iter()
+                .filter(|i| i["state"] == state.as_str())
+                .filter(|i| {
+                    label
+                        .as_ref()
+                        .is_none_or(|l| i["labels"].as_array().unwrap().iter().any(|x| x["name"] == l.as_str()))
+                })
+                .cloned()
+                .collect();
+            page(items, req, base, path)
+        }
+        ("POST", _, ["issues"]) => {
+            let number = s.issues.len() as u64 + 1;
+            let labels: Vec<Value> = req.body["labels"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| json!({ "name": l }))
+                .collect();
+            let issue = json!({
+                "number": number,
+                "title": req.body["title"],
+                "body": req.body["body"],
+                "state": "open",
+                "labels": labels,
+                "html_url": format!("https://github.test/{REPO}/issues/{number}"),
+            });
+            s.issues.push(issue.clone());
+            (201, Vec::new(), issue.to_string())
+        }
+        ("PATCH", _, ["issues", n]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            match s.issues.iter_mut().find(|i| i["number"] == n) {
+                Some(i) => {
+                    for key in ["title", "body"] {
+                        if !req.body[key].is_null() {
+                            i[key] = req.body[key].clone();
+                        }
+                    }
+                    (200, Vec::new(), i.to_string())
+                }
+                None => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),
+            }
+        }
+        _ => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),
+    }
+}

@@ -1,0 +1,299 @@
+//! The report and the alert against a local GitHub API (tests/fake_github.rs): one sticky
+//! comment found across every page, retries without duplicates, forks, Enterprise, limits.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::fake_github::{Failure, FakeGitHub};
+use crate::support::{root, text, xtask};
+
+/// A folder holding a real acceptance run (target/acceptance/metrics.json, target/model/
+/// validation.json) and a breaching monitoring run (target/monitor/), made once.
+fn fixture() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::create_dir(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data/customers.csv"), model::generate::customers_csv(2000, 3)).unwrap();
+        std::fs::copy(root().join("pipeline.toml"), dir.join("pipeline.toml")).unwrap();
+        for args in [&["build"][..], &["acceptance"], &["deploy"]] {
+            let out = xtask(&dir, args, &[]);
+            assert!(out.status.success(), "{args:?}: {:?}", text(&out));
+        }
+        // Labels independent of the features: the monitoring run breaches.
+        let scrambled: String = model::generate::customers_csv(800, 4)
+            .lines()
+            .enumerate()
+            .map(|(i, l)| match l.rsplit_once(',') {
+                Some((head, _)) if i > 0 => format!("{head},{}\n", if i % 3 == 0 { "yes" } else { "no" }),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(dir.join("scrambled.csv"), scrambled).unwrap();
+        let out = xtask(&dir, &["monitor", "--data", "scrambled.csv"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+        dir
+    })
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    summary: String,
+    outputs: String,
+}
+
+/// Runs xtask as a GitHub Actions step would, against `api`, on pull request 7.
+fn run_step(api: &FakeGitHub, token: &str, args: &[&str]) -> Run {
+    let step = tempfile::tempdir().unwrap();
+    let event = step.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"action":"synchronize","pull_request":{"number":7},"repository":{"default_branch":"main"}}"#,
+    )
+    .unwrap();
+    let summary = step.path().join("summary.md");
+    let outputs = step.path().join("outputs");
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_API_URL", api.url.as_str()),
+        ("GITHUB_REPOSITORY", "acme/shop"),
+        ("GITHUB_EVENT_NAME", "pull_request"),
+        ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
+        ("GITHUB_TOKEN", token),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+        ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+        ("MLGATE_RETRY_BASE_MS", "10"),
+    ];
+    let out = xtask(fixture(), args, &env);
+    let (stdout, stderr) = text(&out);
+    Run {
+        code: out.status.code(),
+        stdout,
+        stderr,
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+        outputs: std::fs::read_to_string(&outputs).unwrap_or_default(),
+    }
+}
+
+fn report(api: &FakeGitHub, token: &str, config: &str) -> Run {
+    let out = format!("target/comment-{}.md", config.replace(['/', '.'], "_"));
+    run_step(api, token, &["report", "--config", config, "--out", &out])
+}
+
+const MARKER: &str = "<!-- mlgate-report config=pipeline.toml -->";
+
+/// The value of a step output written with a heredoc delimiter.
+fn output(outputs: &str, name: &str) -> Option<String> {
+    let mut lines = outputs.lines();
+    while let Some(line) = lines.next() {
+        if let Some(delimiter) = line.strip_prefix(&format!("{name}<<")) {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+            return Some(value.join("\n"));
+        }
+    }
+    None
+}
+
+#[test]
+fn creates_one_comment_then_updates_it_among_130_from_others() {
+    let api = FakeGitHub::start("");
+    api.add_foreign_comments(7, 130);
+    let first = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(first.code, Some(0), "{}{}", first.stdout, first.stderr);
+    assert!(first.stdout.contains("comment    created"), "{}", first.stdout);
+    let second = report(&api, "installation-token", "pipeline.toml");
+    assert!(second.stdout.contains("comment    updated"), "{}", second.stdout);
+    let ours = api.comments_containing(MARKER);
+    assert_eq!(ours.len(), 1);
+    let body = ours[0]["body"].as_str().unwrap();
+    assert!(body.contains("## ✅ Accepted"), "{body}");
+    assert!(body.contains("| roc_auc |"), "{body}");
+    assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    assert!(body.chars().count() <= model::report::COMMENT_LIMIT);
+    // Every page was read: 131 comments at 100 a page is two pages.
+    assert!(api.requests().iter().any(|r| r.starts_with("GET /repos/acme/shop/issues/7/comments")));
+    assert_eq!(output(&second.outputs, "passed").as_deref(), Some("true"));
+    assert_eq!(output(&second.outputs, "verdict").as_deref(), Some("passed"));
+    assert_eq!(output(&second.outputs, "model-version").as_deref(), Some("v1"));
+    assert_eq!(output(&second.outputs, "comment-url").unwrap(), ours[0]["html_url"].as_str().unwrap());
+    let metrics: serde_json::Value = serde_json::from_str(&output(&second.outputs, "metrics-json").unwrap()).unwrap();
+    assert_eq!(metrics["passed"], true);
+    assert!(second.summary.contains("## ✅ Accepted"));
+}
+
+#[test]
+fn updates_the_comment_when_its_marker_sits_on_page_two_of_three() {
+    let api = FakeGitHub::start("");
+    api.add_foreign_comments(7, 150);
+    let ours = api.add_comment(7, &format!("{MARKER}\nold report"), "github-actions[bot]", "Bot");
+    api.add_foreign_comments(7, 100);
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let marked = api.comments_containing(MARKER);
+    assert_eq!(marked.len(), 1, "a duplicate was posted");
+    assert_eq!(marked[0]["id"], ours);
+    assert!(!marked[0]["body"].as_str().unwrap().contains("old report"));
+    let requests = api.requests();
+    assert!(!requests.iter().any(|r| r.starts_with("POST")), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r.starts_with(&format!("PATCH /repos/acme/shop/issues/comments/{ours}"))),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn prefers_the_comment_of_the_tokens_own_user() {
+    let api = FakeGitHub::start("");
+    let someone = api.add_comment(7, &format!("quoting: {MARKER}"), "reviewer", "User");
+    let own = api.add_comment(7, &format!("{MARKER}\nold"), "mlgate-bot", "User");
+    let run = report(&api, "user-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let requests = api.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with(&format!("PATCH /repos/acme/shop/issues/comments/{own}"))),
+        "{requests:?}"
+    );
+    assert!(!requests.iter().any(|r| r.contains(&format!("comments/{someone}"))), "{requests:?}");
+}
+
+#[test]
+fn two_configurations_get_two_comments() {
+    let api = FakeGitHub::start("");
+    for _ in 0..2 {
+        assert_eq!(report(&api, "installation-token", "pipeline.toml").code, Some(0));
+        assert_eq!(report(&api, "installation-token", "configs/other.toml").code, Some(0));
+    }
+    assert_eq!(api.comments_containing("<!-- mlgate-report config=").len(), 2);
+    assert_eq!(api.comments_containing("config=configs/other.toml").len(), 1);
+}
+
+#[test]
+fn a_502_on_create_is_retried_without_a_duplicate() {
+    let api = FakeGitHub::start("");
+    api.add_foreign_comments(7, 3);
+    // The comment is created, but the answer is lost: a naive retry would post it twice.
+    api.fail_next(Failure {
+        method: "POST",
+        path_contains: "/comments",
+        status: 502,
+        headers: vec![],
+        body: r#"{"message":"Bad Gateway"}"#.into(),
+        perform: true,
+    });
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried_honouring_retry_after() {
+    let api = FakeGitHub::start("");
+    api.fail_next(Failure {
+        method: "GET",
+        path_contains: "/comments",
+        status: 429,
+        headers: vec![("Retry-After".into(), "1".into())],
+        body: r#"{"message":"too many requests"}"#.into(),
+        perform: false,
+    });
+    api.fail_next(Failure {
+        method: "GET",
+        path_contains: "/comments",
+        status: 403,
+        headers: vec![("Retry-After".into(), "0".into())],
+        body: r#"{"message":"You have exceeded a secondary rate limit"}"#.into(),
+        perform: false,
+    });
+    api.fail_next(Failure {
+        method: "GET",
+        path_contains: "/comments",
+        status: 503,
+        headers: vec![],
+        body: "{}".into(),
+        perform: false,
+    });
+    let started = std::time::Instant::now();
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was not honoured");
+    assert!(run.stderr.contains("status 429; retrying in 1.0 s"), "{}", run.stderr);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
+}
+
+#[test]
+fn a_read_only_token_warns_and_the_summary_still_holds_the_report() {
+    let api = FakeGitHub::start("");
+    let run = report(&api, "read-only-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("::warning title=mlgate report not posted::"), "{}", run.stdout);
+    assert!(run.stdout.contains("Resource not accessible by integration"), "{}", run.stdout);
+    assert!(run.summary.contains("## ✅ Accepted"), "{}", run.summary);
+    assert!(api.comments_containing(MARKER).is_empty());
+    // --comment always makes it an error.
+    let run = run_step(&api, "read-only-token", &["report", "--comment", "always"]);
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn github_enterprise_api_prefix_works() {
+    let api = FakeGitHub::start("/api/v3");
+    assert!(api.url.ends_with("/api/v3"));
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
+}
+
+#[test]
+fn the_token_never_appears_in_any_output() {
+    let api = FakeGitHub::start("");
+    // A server that echoes the credentials in an error.
+    for _ in 0..8 {
+        api.fail_next(Failure {
+            method: "GET",
+            path_contains: "/comments",
+            status: 422,
+            headers: vec![],
+            body: r#"{"message":"token installation-token is not valid here"}"#.into(),
+            perform: false,
+        });
+    }
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(2));
+    for text in [&run.stdout, &run.stderr, &run.summary, &run.outputs] {
+        assert!(!text.contains("installation-token"), "the token leaked: {text}");
+    }
+    assert!(run.stderr.contains("***"), "{}", run.stderr);
+}
+
+#[test]
+fn a_body_over_the_limit_is_cut_with_a_note() {
+    let record: model::gate::AcceptanceRecord =
+        serde_json::from_slice(&std::fs::read(fixture().join("target/acceptance/metrics.json")).unwrap()).unwrap();
+    let validation: model::ValidationReport =
+        serde_json::from_slice(&std::fs::read(fixture().join("target/model/validation.json")).unwrap()).unwrap();
+    let full = model::report::pull_request_markdown(&record, Some(&validation), MARKER, 1 << 20);
+    assert!(full.contains("<summary>Data validation</summary>"));
+    let limit = 3500;
+    let cut = model::report::pull_request_markdown(&record, Some(&validation), MARKER, limit);
+    assert!(cut.chars().count() <= limit, "{} characters", cut.chars().count());
+    assert!(cut.contains("Cut to stay within GitHub's 3500-character limit"), "{cut}");
+    assert!(cut.starts_with(MARKER) && cut.contains("## ✅ Accepted"), "the verdict must survive: {cut}");
+    let tiny = model::report::pull_request_markdown(&record, Some(&validation), MARKER, 1200);
+    assert!(tiny.chars().count() <= 1200 && tiny.contains(MARKER));
+}
+
+#[test]
+fn the_alert_issue_is_opened_once_then_updated() {
+    let api = FakeGitHub::start("");
+    let first = run_step(&api, "installation-token", &["alert"]);
+    assert_eq!(first.code, Some(0), "{}{}", first.stdout, first.stderr);
+    assert!(first.stdout.contains("alert      opened"), "{}", first.stdout);
+    let second = run_step(&api, "installation-token", &["alert"]);
+    assert!(second.stdout.contains("alert      updated"), "{}", second.stdout);
+    let issues = api.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0]["body"].as_str().unwrap().contains("## ❌ Breach"));
+    assert_eq!(issues[0]["labels"][0]["name"], "mlgate-alert");
+}
