@@ -1,5 +1,6 @@
 //! mlgate's integration tests: one binary, one module per theme.
 
+mod action;
 mod artifact;
 mod cli;
 mod config;

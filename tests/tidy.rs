@@ -24,3 +24,18 @@ fn readme_starts_with_the_two_commands() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.contains("cargo test --workspace"), ".ci/run must run README's test command");
 }
+
+#[test]
+fn readme_tables_list_every_input_and_output_of_the_action() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let action = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    let doc = yaml_rust2::YamlLoader::load_from_str(&action).unwrap().remove(0);
+    for section in ["inputs", "outputs"] {
+        let names: Vec<String> =
+            doc[section].as_hash().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        assert!(!names.is_empty());
+        for name in names {
+            assert!(readme.contains(&format!("| `{name}` |")), "README's {section} table lacks `{name}`");
+        }
+    }
+}

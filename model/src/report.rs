@@ -282,7 +282,7 @@ pub fn pull_request_markdown(
         &format!("Precision-recall curve, AP {:.3}", record.candidate.average_precision),
         "recall",
         "precision",
-        &[pr.clone()],
+        std::slice::from_ref(&pr),
     ));
     curves
         .push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
@@ -318,7 +318,7 @@ pub fn pull_request_markdown(
     details.push((format!("All {} checks", record.checks.len()), checks));
 
     let fold = |title: &str, body: &str| format!("\n<details><summary>{title}</summary>\n\n{body}\n</details>\n");
-    let footer = format!("\n<sub>mlgate · artifact `{}`</sub>\n{marker}\n", &record.artifact_sha256[..12]);
+    let footer = format!("\n<sub>mlgate · artifact `{}`</sub>\n", &record.artifact_sha256[..12]);
     let mut out = format!("{marker}\n{core}");
     let mut cut: Vec<&str> = Vec::new();
     for (title, body) in &details {

@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value = "target/model/model.json")]
     pub model: PathBuf,
     /// The file staging rows come from (default: the artifact's staging source).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::context::path_or_empty)]
     pub data: Option<PathBuf>,
     /// Registry folder (default: the configuration's `[registry] path`).
     #[arg(long)]
@@ -59,7 +59,7 @@ fn staging_file(
     config: &PipelineConfig,
     config_path: &Path,
 ) -> PathBuf {
-    if let Some(d) = args_data {
+    if let Some(d) = args_data.filter(|d| !d.as_os_str().is_empty()) {
         return d;
     }
     match &artifact.staging {

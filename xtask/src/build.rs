@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Training CSV; defaults to the configuration's `[data] path`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::context::path_or_empty)]
     pub data: Option<PathBuf>,
     /// Folder for model.json and validation.json.
     #[arg(long, default_value = "target/model")]

@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Training CSV (default: the configuration's `[data] path`).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::context::path_or_empty)]
     data: Option<PathBuf>,
     /// Registry folder (default: the configuration's `[registry] path`).
     #[arg(long)]

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// CSV; defaults to the configuration's `[data] path`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::context::path_or_empty)]
     data: Option<PathBuf>,
     /// Number of folds.
     #[arg(long, default_value_t = 5)]

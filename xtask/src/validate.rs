@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// CSV to check; defaults to the configuration's `[data] path`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::context::path_or_empty)]
     data: Option<PathBuf>,
     /// Folder for validation.json and validation.md.
     #[arg(long, default_value = "target/validation")]

@@ -1,0 +1,331 @@
+//! `action.yml` run as a GitHub runner runs a composite action: each step's `run:` with its
+//! shell, the runner's environment and files, inputs and expressions substituted, against the
+//! local GitHub API of tests/fake_github.rs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::fake_github::FakeGitHub;
+use crate::support::{root, xtask_bin};
+
+fn action() -> Yaml {
+    let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+/// What a run left behind.
+struct Job {
+    success: bool,
+    failed_step: Option<String>,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+    log: String,
+}
+
+struct Runner<'a> {
+    action_path: PathBuf,
+    workspace: PathBuf,
+    temp: PathBuf,
+    token: String,
+    inputs: BTreeMap<String, String>,
+    steps: BTreeMap<String, BTreeMap<String, String>>,
+    env: Vec<(String, String)>,
+    api: &'a FakeGitHub,
+}
+
+/// Parses a GITHUB_OUTPUT / GITHUB_ENV file: `name=value` lines and `name<<DELIM` blocks.
+fn parse_file_commands(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+            out.push((name.to_string(), value.join("\n")));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.push((name.to_string(), value.to_string()));
+        }
+    }
+    out
+}
+
+impl Runner<'_> {
+    fn context(&self, expr: &str) -> String {
+        let expr = expr.trim();
+        let parts: Vec<&str> = expr.split('.').collect();
+        match parts.as_slice() {
+            ["inputs", name] => self.inputs.get(*name).cloned().unwrap_or_default(),
+            ["github", "token"] => self.token.clone(),
+            ["github", "action_path"] => self.action_path.display().to_string(),
+            ["github", "workspace"] => self.workspace.display().to_string(),
+            ["runner", "temp"] => self.temp.display().to_string(),
+            ["steps", id, "outputs", name] => {
+                self.steps.get(*id).and_then(|o| o.get(*name)).cloned().unwrap_or_default()
+            }
+            _ => panic!("the test runner does not know the expression `{expr}`: teach it, or keep action.yml simple"),
+        }
+    }
+
+    /// Replaces every `${{ … }}`.
+    fn substitute(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${{") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find("}}").expect("unclosed expression") + start;
+            out.push_str(&self.context(&rest[start + 3..end]));
+            rest = &rest[end + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// `if:` conditions of the form `EXPR == 'literal'`.
+    fn condition(&self, text: &str) -> bool {
+        let (left, right) = text.split_once("==").unwrap_or_else(|| panic!("unsupported condition `{text}`"));
+        let literal = right.trim().trim_matches('\'');
+        self.context(left) == literal
+    }
+
+    fn run(mut self, event_name: &str, payload: &str, git_ref: &str) -> Job {
+        let action = action();
+        for (name, spec) in action["inputs"].as_hash().unwrap() {
+            let name = name.as_str().unwrap().to_string();
+            if !self.inputs.contains_key(&name) {
+                let default = spec["default"].as_str().unwrap_or_default().to_string();
+                let value = self.substitute(&default);
+                self.inputs.insert(name, value);
+            }
+        }
+        let event = self.temp.join("event.json");
+        std::fs::write(&event, payload).unwrap();
+        let github_env = self.temp.join("github_env");
+        std::fs::write(&github_env, "").unwrap();
+        let mut log = String::new();
+        let mut summary = String::new();
+        let mut failed_step = None;
+        for (i, step) in action["runs"]["steps"].as_vec().unwrap().iter().enumerate() {
+            let name = step["name"].as_str().unwrap_or("step").to_string();
+            if let Some(cond) = step["if"].as_str() {
+                if !self.condition(cond) {
+                    log.push_str(&format!("== {name}: skipped\n"));
+                    continue;
+                }
+            }
+            assert_eq!(step["shell"].as_str(), Some("bash"), "step {name} needs `shell: bash`");
+            let script = step["run"].as_str().unwrap();
+            assert!(!script.contains("${{"), "step {name} splices an expression into its script");
+            let script_path = self.temp.join(format!("step{i}.sh"));
+            std::fs::write(&script_path, script).unwrap();
+            let output_file = self.temp.join(format!("output{i}"));
+            let summary_file = self.temp.join(format!("summary{i}"));
+            std::fs::write(&output_file, "").unwrap();
+            std::fs::write(&summary_file, "").unwrap();
+            let dir = match step["working-directory"].as_str() {
+                Some(d) => self.workspace.join(self.substitute(d)),
+                None => self.workspace.clone(),
+            };
+            let mut cmd = Command::new("bash");
+            cmd.args(["--noprofile", "--norc", "-eo", "pipefail"]).arg(&script_path).current_dir(&dir);
+            cmd.env_clear();
+            for key in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+                if let Ok(v) = std::env::var(key) {
+                    cmd.env(key, v);
+                }
+            }
+            let runner_env = [
+                ("CI", "true".to_string()),
+                ("GITHUB_ACTIONS", "true".to_string()),
+                ("GITHUB_ACTION_PATH", self.action_path.display().to_string()),
+                ("GITHUB_WORKSPACE", self.workspace.display().to_string()),
+                ("GITHUB_EVENT_NAME", event_name.to_string()),
+                ("GITHUB_EVENT_PATH", event.display().to_string()),
+                ("GITHUB_REF", git_ref.to_string()),
+                ("GITHUB_REPOSITORY", "acme/shop".to_string()),
+                ("GITHUB_ACTOR", "octocat".to_string()),
+                ("GITHUB_API_URL", self.api.url.clone()),
+                ("GITHUB_OUTPUT", output_file.display().to_string()),
+                ("GITHUB_ENV", github_env.display().to_string()),
+                ("GITHUB_STEP_SUMMARY", summary_file.display().to_string()),
+                ("RUNNER_TEMP", self.temp.display().to_string()),
+                ("MLGATE_RETRY_BASE_MS", "10".to_string()),
+            ];
+            for (k, v) in runner_env.iter().cloned().chain(self.env.iter().cloned().map(|(k, v)| (leak(k), v))) {
+                cmd.env(k, v);
+            }
+            for (k, v) in parse_file_commands(&std::fs::read_to_string(&github_env).unwrap()) {
+                cmd.env(k, v);
+            }
+            if let Some(env) = step["env"].as_hash() {
+                for (k, v) in env {
+                    let v = match v {
+                        Yaml::String(s) => s.clone(),
+                        other => format!("{}", other.as_i64().map(|i| i.to_string()).unwrap_or_default()),
+                    };
+                    cmd.env(k.as_str().unwrap(), self.substitute(&v));
+                }
+            }
+            let out = cmd.output().unwrap();
+            log.push_str(&format!(
+                "== {name} (exit {:?})\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            summary.push_str(&std::fs::read_to_string(&summary_file).unwrap());
+            if let Some(id) = step["id"].as_str() {
+                let outputs =
+                    parse_file_commands(&std::fs::read_to_string(&output_file).unwrap()).into_iter().collect();
+                self.steps.insert(id.to_string(), outputs);
+            }
+            if !out.status.success() {
+                failed_step = Some(name);
+                break;
+            }
+        }
+        let mut outputs = BTreeMap::new();
+        for (name, spec) in action["outputs"].as_hash().unwrap() {
+            outputs.insert(name.as_str().unwrap().to_string(), self.substitute(spec["value"].as_str().unwrap()));
+        }
+        Job { success: failed_step.is_none(), failed_step, outputs, summary, log }
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// A caller's repository: its own configuration and data in `ml/`, nothing of mlgate's.
+fn caller_repository(strict: bool) -> tempfile::TempDir {
+    let ws = tempfile::tempdir().unwrap();
+    let ml = ws.path().join("ml");
+    std::fs::create_dir_all(ml.join("data")).unwrap();
+    std::fs::write(ml.join("data/customers.csv"), model::generate::customers_csv(3000, 21)).unwrap();
+    let mut config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+    if strict {
+        config = config.replace("min = { roc_auc = 0.72, f1 = 0.45 }", "min = { roc_auc = 0.99 }");
+    }
+    std::fs::write(ml.join("pipeline.toml"), config).unwrap();
+    ws
+}
+
+fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str)]) -> Runner<'a> {
+    let temp = ws.join("_runner_temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let mut all: BTreeMap<String, String> = inputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    all.entry("working-directory".into()).or_insert_with(|| "ml".into());
+    Runner {
+        action_path: root(),
+        workspace: ws.to_path_buf(),
+        temp,
+        token: token.into(),
+        inputs: all,
+        steps: BTreeMap::new(),
+        // The build step honours a prebuilt binary; building the release binary here would
+        // take minutes of the suite.
+        env: vec![("MLGATE_PREBUILT".into(), xtask_bin().display().to_string())],
+        api,
+    }
+}
+
+const PR_EVENT: &str = r#"{"action":"synchronize","number":7,"pull_request":{"number":7,"head":{"ref":"feature"}},"repository":{"default_branch":"main"}}"#;
+const PUSH_EVENT: &str = r#"{"ref":"refs/heads/main","repository":{"default_branch":"main"}}"#;
+const MARKER: &str = "<!-- mlgate-report config=pipeline.toml -->";
+
+#[test]
+fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
+    let api = FakeGitHub::start("");
+    api.add_foreign_comments(7, 130);
+    let ws = caller_repository(false);
+    let job = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
+    let comments = api.comments_containing(MARKER);
+    assert_eq!(comments.len(), 1);
+    let body = comments[0]["body"].as_str().unwrap();
+    assert!(body.contains("## ✅ Accepted: `customer-purchase` v1"), "{body}");
+    assert!(body.contains("| metric | candidate | production | Δ (95 % CI) | threshold | |"), "{body}");
+    assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    assert_eq!(job.outputs["passed"], "true");
+    assert_eq!(job.outputs["verdict"], "passed");
+    assert_eq!(job.outputs["model-version"], "v1");
+    assert_eq!(job.outputs["comment-url"], comments[0]["html_url"].as_str().unwrap());
+    assert!(Path::new(&job.outputs["report-path"]).is_file());
+    let metrics: serde_json::Value = serde_json::from_str(&job.outputs["metrics-json"]).unwrap();
+    assert!(metrics["candidate"]["roc_auc"].as_f64().unwrap() > 0.7);
+    assert!(job.summary.contains("## ✅ Accepted"), "{}", job.summary);
+    assert!(job.log.contains("== Deploy: skipped"), "{}", job.log);
+
+    let again = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(again.success, "{}", again.log);
+    assert_eq!(api.comments_containing(MARKER).len(), 1, "the second run must update, not add");
+    assert!(again.log.contains("comment    updated"), "{}", again.log);
+    assert!(api.requests().iter().any(|r| r.starts_with("PATCH /repos/acme/shop/issues/comments/")));
+}
+
+#[test]
+fn a_read_only_token_still_succeeds_and_the_summary_holds_the_report() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let job = runner(ws.path(), &api, "read-only-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
+    assert!(api.comments_containing(MARKER).is_empty());
+    assert!(job.log.contains("::warning title=mlgate report not posted::"), "{}", job.log);
+    assert!(job.summary.contains("## ✅ Accepted"), "{}", job.summary);
+    assert_eq!(job.outputs["comment-url"], "");
+}
+
+#[test]
+fn a_rejected_model_fails_the_job_after_reporting() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(true);
+    let job = runner(ws.path(), &api, "installation-token", &[("deploy", "true")]).run(
+        "pull_request",
+        PR_EVENT,
+        "refs/pull/7/merge",
+    );
+    assert!(!job.success);
+    assert_eq!(job.failed_step.as_deref(), Some("Report"), "{}", job.log);
+    assert_eq!(job.outputs["passed"], "false");
+    let comments = api.comments_containing(MARKER);
+    assert!(comments[0]["body"].as_str().unwrap().contains("## ❌ Rejected"));
+    assert!(job.log.contains("::error title=acceptance failed::roc_auc >= 0.99"), "{}", job.log);
+}
+
+#[test]
+fn deploy_happens_on_a_push_to_the_default_branch_only() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let registry = model::registry::Registry::open(ws.path().join("ml/registry"));
+    let job = runner(ws.path(), &api, "installation-token", &[("deploy", "true")]).run(
+        "pull_request",
+        PR_EVENT,
+        "refs/pull/7/merge",
+    );
+    assert!(job.success, "{}", job.log);
+    assert!(job.log.contains("deploy skipped: the event is \"pull_request\", not a push"), "{}", job.log);
+    assert_eq!(registry.alias("production").unwrap(), None);
+    let job = runner(ws.path(), &api, "installation-token", &[("deploy", "true"), ("comment", "never")]).run(
+        "push",
+        PUSH_EVENT,
+        "refs/heads/main",
+    );
+    assert!(job.success, "{}", job.log);
+    assert_eq!(registry.alias("production").unwrap().as_deref(), Some("v1"));
+    let last = registry.history().unwrap().pop().unwrap();
+    assert_eq!((last.action.as_str(), last.actor.who.as_str()), ("promote", "octocat"));
+}
+
+#[test]
+fn inputs_have_descriptions_and_reach_scripts_through_env_only() {
+    let action = action();
+    for (name, spec) in action["inputs"].as_hash().unwrap() {
+        assert!(spec["description"].as_str().is_some(), "input {name:?} has no description");
+        assert!(!spec["default"].is_badvalue(), "input {name:?} has no default");
+    }
+    for step in action["runs"]["steps"].as_vec().unwrap() {
+        let run = step["run"].as_str().unwrap();
+        assert!(!run.contains("${{"), "a run script splices an expression: {run}");
+    }
+}
