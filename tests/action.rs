@@ -162,7 +162,7 @@ impl Runner<'_> {
                 for (k, v) in env {
                     let v = match v {
                         Yaml::String(s) => s.clone(),
-                        other => format!("{}", other.as_i64().map(|i| i.to_string()).unwrap_or_default()),
+                        other => other.as_i64().map(|i| i.to_string()).unwrap_or_default(),
                     };
                     cmd.env(k.as_str().unwrap(), self.substitute(&v));
                 }
