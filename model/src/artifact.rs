@@ -194,15 +194,21 @@ impl Artifact {
     /// Scores every row of a data set validated with this model's schema.
     pub fn score(&self, data: &Dataset) -> Result<Scores> {
         let encoded = self.preprocessing.transform(data)?;
-        let probabilities = encoded
-            .matrix
-            .rows()
-            .into_iter()
-            .map(|row| match row.as_slice() {
-                Some(r) => self.model.probability(r),
-                None => self.model.probability(&row.to_vec()),
-            })
-            .collect();
+        let width = encoded.matrix.ncols().max(1);
+        let inputs = encoded.matrix.as_slice().expect("encoded matrices are row-major and contiguous");
+        let mut probabilities = vec![0.0; data.len()];
+        // Rows are independent: score them on every core, each thread its own block of rows.
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let block = data.len().div_ceil(threads).max(4096);
+        std::thread::scope(|scope| {
+            for (out, rows) in probabilities.chunks_mut(block).zip(inputs.chunks(block * width)) {
+                scope.spawn(move || {
+                    for (p, row) in out.iter_mut().zip(rows.chunks(width)) {
+                        *p = self.model.probability(row);
+                    }
+                });
+            }
+        });
         Ok(Scores { probabilities, unseen_levels: encoded.unseen_levels })
     }
 }

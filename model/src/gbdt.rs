@@ -352,6 +352,7 @@ impl ValidBoostingParams {
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
         let mut columns: Vec<usize> = (0..n_inputs).collect();
+        let mut chosen = vec![false; n];
         for _ in 0..p.max_iter {
             for i in 0..n {
                 let prob = sigmoid(raw[i]);
@@ -360,9 +361,10 @@ impl ValidBoostingParams {
             }
             let rows: Vec<u32> = if n_sample < n {
                 rng.shuffle(&mut all_rows);
-                let mut r = all_rows[..n_sample].to_vec();
-                r.sort_unstable();
-                r
+                // The drawn rows in increasing order, without sorting them.
+                chosen.iter_mut().for_each(|c| *c = false);
+                all_rows[..n_sample].iter().for_each(|&r| chosen[r as usize] = true);
+                (0..n as u32).filter(|&r| chosen[r as usize]).collect()
             } else {
                 all_rows.clone()
             };

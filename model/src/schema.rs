@@ -237,6 +237,21 @@ pub enum Value {
     Ignored,
 }
 
+/// A value checked against its column, text borrowed from the input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Parsed<'a> {
+    /// A numeric or integer value.
+    Number(f64),
+    /// A categorical level, as written.
+    Level(&'a str),
+    /// A boolean.
+    Bool(bool),
+    /// The label: true for the positive class.
+    Label(bool),
+    /// The value of an ignored column.
+    Ignored,
+}
+
 impl Schema {
     /// Checks the schema itself: names unique and non-empty, exactly one label, sane ranges.
     /// Returns a message naming the offending key.
@@ -341,10 +356,11 @@ fn check_range(key: &str, min: Option<f64>, max: Option<f64>, transform: Transfo
 }
 
 impl Column {
-    /// Parses one raw value; on failure returns the rule broken and its detail.
-    pub fn parse(&self, raw: &str) -> std::result::Result<Value, (Rule, String)> {
+    /// Checks one raw value and parses it, borrowing text values; on failure returns the rule
+    /// broken and its detail. The hot path of validation: it allocates only on failure.
+    pub fn check<'a>(&self, raw: &'a str) -> std::result::Result<Parsed<'a>, (Rule, String)> {
         match &self.kind {
-            ColumnKind::Ignore => Ok(Value::Ignored),
+            ColumnKind::Ignore => Ok(Parsed::Ignored),
             _ if raw.is_empty() => Err((Rule::Missing, "a value is required".into())),
             ColumnKind::Numeric { min, max, .. } => {
                 let x: f64 = raw.parse().map_err(|_| (Rule::NotANumber, "expected a decimal number".to_string()))?;
@@ -352,24 +368,24 @@ impl Column {
                     return Err((Rule::NotFinite, "NaN and infinities are refused".into()));
                 }
                 check_bounds(x, *min, *max)?;
-                Ok(Value::Number(x))
+                Ok(Parsed::Number(x))
             }
             ColumnKind::Integer { min, max, .. } => {
                 let x: i64 = raw.parse().map_err(|_| (Rule::NotAnInteger, "expected a whole number".to_string()))?;
                 check_bounds(x as f64, min.map(|m| m as f64), max.map(|m| m as f64))?;
-                Ok(Value::Number(x as f64))
+                Ok(Parsed::Number(x as f64))
             }
             ColumnKind::Categorical { levels } => match levels {
                 Some(levels) if !levels.iter().any(|l| l == raw) => {
                     Err((Rule::UndeclaredLevel, format!("declared levels: {}", levels.join(", "))))
                 }
-                _ => Ok(Value::Level(raw.to_string())),
+                _ => Ok(Parsed::Level(raw)),
             },
             ColumnKind::Boolean { true_values, false_values } => {
                 if true_values.iter().any(|t| t == raw) {
-                    Ok(Value::Bool(true))
+                    Ok(Parsed::Bool(true))
                 } else if false_values.iter().any(|t| t == raw) {
-                    Ok(Value::Bool(false))
+                    Ok(Parsed::Bool(false))
                 } else {
                     Err((
                         Rule::NotABoolean,
@@ -379,14 +395,26 @@ impl Column {
             }
             ColumnKind::Label { positive, negative } => {
                 if raw == positive {
-                    Ok(Value::Label(true))
+                    Ok(Parsed::Label(true))
                 } else if raw == negative {
-                    Ok(Value::Label(false))
+                    Ok(Parsed::Label(false))
                 } else {
                     Err((Rule::NotALabel, format!("positive is {positive:?}, negative is {negative:?}")))
                 }
             }
         }
+    }
+
+    /// Parses one raw value into an owned [`Value`]; on failure returns the rule broken and its
+    /// detail.
+    pub fn parse(&self, raw: &str) -> std::result::Result<Value, (Rule, String)> {
+        Ok(match self.check(raw)? {
+            Parsed::Number(x) => Value::Number(x),
+            Parsed::Level(l) => Value::Level(l.to_string()),
+            Parsed::Bool(b) => Value::Bool(b),
+            Parsed::Label(b) => Value::Label(b),
+            Parsed::Ignored => Value::Ignored,
+        })
     }
 
     /// Parses one raw value of a single record (no file, no line).

@@ -96,13 +96,21 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
     let validation_data = pool.select(&validation_rows);
     let validation_labels = validation_data.require_labels()?;
 
-    let fitted = fit(config, &fit_data)?;
+    // The validation fit and the final refit are independent: fit them on both cores.
+    let (fitted, refitted) = std::thread::scope(|scope| {
+        let refit = config.split.refit.then(|| scope.spawn(|| fit(config, &pool)));
+        let fitted = fit(config, &fit_data);
+        (fitted, refit.map(|h| h.join().expect("the refit thread panicked")))
+    });
+    let fitted = fitted?;
     let probabilities = fitted.probabilities(&validation_data)?;
     let threshold = threshold::choose(&config.threshold, validation_labels, &probabilities)?;
     let validation = MetricSet::compute(validation_labels, &probabilities, threshold.value)?;
 
-    let (final_fit, rows_final_fit) =
-        if config.split.refit { (fit(config, &pool)?, pool.len()) } else { (fitted, fit_rows.len()) };
+    let (final_fit, rows_final_fit) = match refitted {
+        Some(refit) => (refit?, pool.len()),
+        None => (fitted, fit_rows.len()),
+    };
 
     let staging = match &config.staging.path {
         Some(path) => StagingSpec::File { path: path.display().to_string() },

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::hex;
 use crate::dataset::{ColumnValues, Dataset};
 use crate::error::{DataError, Error, HeaderProblem, Result, Rule};
-use crate::schema::{ColumnKind, Schema, Value};
+use crate::schema::{ColumnKind, Parsed, Schema};
 use crate::staging::RowHasher;
 
 /// How many located errors a report keeps; counts stay exact beyond it.
@@ -275,7 +275,8 @@ struct ColumnState {
     values: Option<Builder>,
     summary: ColumnSummary,
     sum: f64,
-    level_counts: HashMap<String, u64>,
+    /// Rows per level code (categorical) or per false/true (boolean, label).
+    counts: Vec<u64>,
     label: bool,
 }
 
@@ -362,7 +363,11 @@ fn validate<R: Read>(
                 levels: BTreeMap::new(),
             },
             sum: 0.0,
-            level_counts: HashMap::new(),
+            counts: if matches!(column.kind, ColumnKind::Boolean { .. } | ColumnKind::Label { .. }) {
+                vec![0, 0]
+            } else {
+                Vec::new()
+            },
             label: matches!(column.kind, ColumnKind::Label { .. }),
         });
     }
@@ -438,7 +443,7 @@ fn validate<R: Read>(
             let column = &schema.columns[state.schema_index];
             let raw = &record[state.field];
             let parsed = match std::str::from_utf8(raw) {
-                Ok(text) => column.parse(text).map_err(|(rule, detail)| (rule, detail, text.to_string())),
+                Ok(text) => column.check(text).map_err(|(rule, detail)| (rule, detail, text.to_string())),
                 Err(_) => {
                     Err((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
                 }
@@ -470,10 +475,18 @@ fn validate<R: Read>(
         if s.count > 0 && s.min.is_some() {
             s.mean = Some(state.sum / s.count as f64);
         }
+        let named: Vec<(String, u64)> = match &state.values {
+            Some(Builder::Level { levels, .. }) => levels.iter().cloned().zip(state.counts.iter().copied()).collect(),
+            Some(Builder::Bool(_)) => {
+                vec![("false".to_string(), state.counts[0]), ("true".to_string(), state.counts[1])]
+            }
+            _ => Vec::new(),
+        };
         if matches!(state.values, Some(Builder::Level { .. }) | Some(Builder::Bool(_))) {
-            s.distinct = Some(state.level_counts.len() as u64);
-            if state.level_counts.len() <= MAX_LISTED_LEVELS {
-                s.levels = state.level_counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let present: Vec<(String, u64)> = named.into_iter().filter(|(_, c)| *c > 0).collect();
+            s.distinct = Some(present.len() as u64);
+            if present.len() <= MAX_LISTED_LEVELS {
+                s.levels = present.into_iter().collect();
             }
         }
         columns.push(s.clone());
@@ -555,32 +568,33 @@ fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::
     Ok(())
 }
 
-fn record_value(state: &mut ColumnState, value: Value) {
+fn record_value(state: &mut ColumnState, value: Parsed<'_>) {
     let s = &mut state.summary;
     s.count += 1;
     match (value, state.values.as_mut()) {
-        (Value::Number(x), Some(Builder::Number(v))) => {
+        (Parsed::Number(x), Some(Builder::Number(v))) => {
             v.push(x);
             state.sum += x;
             s.min = Some(s.min.map_or(x, |m| m.min(x)));
             s.max = Some(s.max.map_or(x, |m| m.max(x)));
         }
-        (Value::Level(level), Some(Builder::Level { index, levels, codes })) => {
-            let code = match index.get(&level) {
+        (Parsed::Level(level), Some(Builder::Level { index, levels, codes })) => {
+            let code = match index.get(level) {
                 Some(c) => *c,
                 None => {
                     let c = levels.len() as u32;
-                    index.insert(level.clone(), c);
-                    levels.push(level.clone());
+                    index.insert(level.to_string(), c);
+                    levels.push(level.to_string());
+                    state.counts.push(0);
                     c
                 }
             };
             codes.push(code);
-            *state.level_counts.entry(level).or_default() += 1;
+            state.counts[code as usize] += 1;
         }
-        (Value::Bool(b) | Value::Label(b), Some(Builder::Bool(v))) => {
+        (Parsed::Bool(b) | Parsed::Label(b), Some(Builder::Bool(v))) => {
             v.push(b);
-            *state.level_counts.entry(b.to_string()).or_default() += 1;
+            state.counts[usize::from(b)] += 1;
         }
         _ => {}
     }
