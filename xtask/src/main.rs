@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod alert;
+mod bench;
 mod build;
 mod ci;
 mod context;
@@ -62,6 +63,8 @@ enum Command {
     Report(report::Args),
     /// Open or update the GitHub issue that alerts on a monitoring breach.
     Alert(alert::Args),
+    /// Measure the gate, scale and build cost; write BENCHMARKS.md.
+    Bench(bench::Args),
 }
 
 /// The exit code of a failure that is the user's to fix: bad flags, bad config, bad data.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Ci(args) => ci::run(&sh, args),
         Command::Report(args) => report::run(&sh, args),
         Command::Alert(args) => alert::run(&sh, args),
+        Command::Bench(args) => bench::run(&sh, args),
     };
     match result {
         Ok(code) => code,

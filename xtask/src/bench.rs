@@ -1,0 +1,379 @@
+//! `cargo xtask bench`: measure what users wait for — the whole gate against the same gate in
+//! scikit-learn, throughput and memory at 100 k to 5 M rows, and the build a runner pays — and
+//! write BENCHMARKS.md. Runs the release binary; no test asserts a time.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::test::{clean_env, workspace_root};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rows of the generated data sets.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000,5000000")]
+    sizes: Vec<usize>,
+    /// Runs of each measurement (the largest size gets at most 3).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Skip the cold build of xtask (minutes).
+    #[arg(long)]
+    skip_build_cost: bool,
+    /// Skip scikit-learn.
+    #[arg(long)]
+    skip_python: bool,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+}
+
+/// One timed run of a child process.
+#[derive(Clone, Copy)]
+struct Sample {
+    seconds: f64,
+    max_rss_mb: f64,
+}
+
+/// Runs a command to completion and measures its wall time and peak resident memory.
+fn measure(mut command: Command) -> Result<Sample> {
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let child = command.spawn().with_context(|| format!("cannot start {command:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet waited for; the pointers are valid for the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    if waited != pid {
+        bail!("wait4 failed for {command:?}");
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("{command:?} failed: {}", err.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
+    }
+    // ru_maxrss is in KiB on Linux.
+    Ok(Sample { seconds, max_rss_mb: usage.ru_maxrss as f64 / 1024.0 })
+}
+
+struct Summary {
+    median: f64,
+    min: f64,
+    max: f64,
+    rss_mb: f64,
+}
+
+fn summarise(samples: &[Sample]) -> Summary {
+    let mut t: Vec<f64> = samples.iter().map(|s| s.seconds).collect();
+    t.sort_by(f64::total_cmp);
+    let median = if t.len() % 2 == 1 { t[t.len() / 2] } else { (t[t.len() / 2 - 1] + t[t.len() / 2]) / 2.0 };
+    Summary { median, min: t[0], max: t[t.len() - 1], rss_mb: samples.iter().map(|s| s.max_rss_mb).fold(0.0, f64::max) }
+}
+
+fn fmt_time(s: &Summary) -> String {
+    format!("{:.3} s ({:.3}–{:.3})", s.median, s.min, s.max)
+}
+
+fn xtask(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args);
+    c
+}
+
+pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
+    let root = workspace_root(sh)?;
+    sh.change_dir(&root);
+    eprintln!("==> bench: building the release binary");
+    clean_env(cmd!(sh, "cargo build --release --locked --package xtask"))
+        .run()
+        .context("cannot build the release binary")?;
+    let bin = root.join("target/release/xtask");
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work)?;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo xtask bench` (release build of xtask), {}. Times are wall-clock medians \
+         with the range (min–max) of the runs; memory is the peak resident set of the process. \
+         Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
+         `--skip-python`).\n",
+        crate::context::now_rfc3339()
+    );
+    machine(sh, &mut md);
+
+    let python = if args.skip_python { None } else { python_env(sh, &work) };
+    gate(&bin, &root, &work, python.as_deref(), args.runs, &mut md)?;
+    scale(&bin, &root, &work, python.as_deref(), &args, &mut md)?;
+    if !args.skip_build_cost {
+        build_cost(sh, &root, &work, &mut md)?;
+    }
+    crate::output::write(&root.join(&args.out), md.as_bytes())?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn machine(sh: &Shell, md: &mut String) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0))
+        })
+        .map_or("?".to_string(), |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0));
+    let rustc = cmd!(sh, "rustc --version").read().unwrap_or_default();
+    let _ = writeln!(md, "Machine: {cpu}, {cores} cores, {mem} of memory; {rustc}.\n");
+}
+
+/// A virtual environment with scikit-learn and pandas, made once under target/bench.
+fn python_env(sh: &Shell, work: &Path) -> Option<PathBuf> {
+    let venv = work.join("venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("==> bench: creating a Python environment with scikit-learn and pandas");
+        let ok = cmd!(sh, "python3 -m venv {venv}").run().is_ok()
+            && cmd!(sh, "{python} -m pip install --quiet scikit-learn pandas").run().is_ok();
+        if !ok {
+            eprintln!("warning: no Python environment; scikit-learn is skipped");
+            return None;
+        }
+    }
+    Some(python)
+}
+
+fn gate(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, runs: usize, md: &mut String) -> Result<()> {
+    let train = root.join("../shared/data/online-shoppers/train.csv");
+    let _ = writeln!(md, "## The whole gate on the Online Shoppers data\n");
+    if !train.is_file() {
+        let _ = writeln!(md, "Skipped: `{}` is absent.\n", train.display());
+        return Ok(());
+    }
+    let config = root.join("configs/online-shoppers.toml");
+    let (train_s, config_s) = (train.to_str().unwrap(), config.to_str().unwrap());
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for run in 0..runs {
+        eprintln!("==> bench: gate run {}/{runs}", run + 1);
+        let dir = work.join(format!("gate{run}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let d = dir.to_str().unwrap();
+        // Build then acceptance, as one user-visible step: load, validate, train, evaluate, report.
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(
+            "\"$0\" build --config \"$1\" --data \"$2\" --out \"$3/model\" && \"$0\" acceptance --config \"$1\" --model \"$3/model/model.json\" --data \"$2\" --registry \"$3/registry\" --out \"$3/acceptance\"",
+        )
+        .args([bin.to_str().unwrap(), config_s, train_s, d]);
+        ours.push(measure(c)?);
+        if let Some(py) = python {
+            let mut c = Command::new(py);
+            c.arg(root.join("../shared/anchors/sklearn_gate.py")).arg(&train).arg(dir.join("python"));
+            theirs.push(measure(c)?);
+        }
+    }
+    let o = summarise(&ours);
+    let _ = writeln!(md, "| gate | time | peak memory |\n|---|---|---:|");
+    let _ = writeln!(
+        md,
+        "| mlgate: `build` + `acceptance` (GBDT, 2 fits of 300 trees, bootstrap-ready report) | {} | {:.0} MB |",
+        fmt_time(&o),
+        o.rss_mb
+    );
+    if !theirs.is_empty() {
+        let p = summarise(&theirs);
+        let _ = writeln!(
+            md,
+            "| Python: `sklearn_gate.py` (pandas + HistGradientBoosting, 1 fit) | {} | {:.0} MB |",
+            fmt_time(&p),
+            p.rss_mb
+        );
+        let _ = writeln!(
+            md,
+            "\n**mlgate is {:.1}× faster** (ratio of medians, {runs} runs each, alternating).\n",
+            p.median / o.median
+        );
+    }
+    let _ = writeln!(
+        md,
+        "Commands: `target/release/xtask build --config configs/online-shoppers.toml --data TRAIN --out D/model && \
+         target/release/xtask acceptance --config configs/online-shoppers.toml --model D/model/model.json --data TRAIN \
+         --registry D/registry --out D/acceptance` against `python ../shared/anchors/sklearn_gate.py TRAIN D/python` \
+         (TRAIN = `../shared/data/online-shoppers/train.csv`, a fresh D each run).\n"
+    );
+    Ok(())
+}
+
+fn scale(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, args: &Args, md: &mut String) -> Result<()> {
+    let _ = writeln!(md, "## Scale: generated customers, default schema\n");
+    let _ = writeln!(
+        md,
+        "Files written by `cargo xtask gen-data --rows N --seed 1`; configuration `pipeline.toml` with its data path \
+         replaced, for each model family. `build` is validate + split + both fits + threshold + drift reference + artifact. \
+         `predict` is validate + encode + score + write the output CSV.\n"
+    );
+    let _ = writeln!(md, "| rows | CSV | step | time | throughput | peak memory |\n|---:|---:|---|---|---:|---:|");
+    let mut python_rows = String::new();
+    let base = std::fs::read_to_string(root.join("pipeline.toml"))?;
+    for &rows in &args.sizes {
+        let csv = work.join(format!("customers_{rows}.csv"));
+        if !csv.exists() {
+            eprintln!("==> bench: generating {rows} rows");
+            measure(xtask(
+                bin,
+                &["gen-data", "--rows", &rows.to_string(), "--seed", "1", "--out", csv.to_str().unwrap()],
+            ))?;
+        }
+        let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
+        let runs = if rows >= 5_000_000 { args.runs.min(3) } else { args.runs };
+        let mut configs = Vec::new();
+        for family in ["logistic_regression", "gradient_boosting"] {
+            let text = base
+                .replace("path = \"data/customers.csv\"", &format!("path = {:?}", csv.display().to_string()))
+                .replace("family = \"logistic_regression\"", &format!("family = \"{family}\""));
+            let path = work.join(format!("bench_{family}.toml"));
+            std::fs::write(&path, text)?;
+            configs.push((family, path));
+        }
+        let row = |md: &mut String, step: &str, s: &Summary, throughput: String| {
+            let _ =
+                writeln!(md, "| {rows} | {mb:.0} MB | {step} | {} | {throughput} | {:.0} MB |", fmt_time(s), s.rss_mb);
+        };
+        eprintln!("==> bench: {rows} rows: validate");
+        let cfg = configs[0].1.to_str().unwrap().to_string();
+        let out = work.join("out");
+        let out_s = out.to_str().unwrap().to_string();
+        let samples: Vec<Sample> = (0..runs)
+            .map(|_| measure(xtask(bin, &["validate", "--config", &cfg, "--out", &out_s])))
+            .collect::<Result<_>>()?;
+        let s = summarise(&samples);
+        row(md, "load + validate", &s, format!("{:.0} MB/s", mb / s.median));
+        for (family, config) in &configs {
+            eprintln!("==> bench: {rows} rows: build {family}");
+            let model_dir = work.join(format!("model_{family}"));
+            let c = config.to_str().unwrap();
+            let m = model_dir.to_str().unwrap();
+            let samples: Vec<Sample> =
+                (0..runs).map(|_| measure(xtask(bin, &["build", "--config", c, "--out", m]))).collect::<Result<_>>()?;
+            let s = summarise(&samples);
+            row(md, &format!("build, {family}"), &s, format!("{:.0} rows/s", rows as f64 / s.median));
+            eprintln!("==> bench: {rows} rows: predict {family}");
+            let model = model_dir.join("model.json");
+            let pred = work.join("predictions.csv");
+            let samples: Vec<Sample> = (0..runs)
+                .map(|_| {
+                    measure(xtask(
+                        bin,
+                        &[
+                            "predict",
+                            "--model",
+                            model.to_str().unwrap(),
+                            "--data",
+                            csv.to_str().unwrap(),
+                            "--out",
+                            pred.to_str().unwrap(),
+                        ],
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            let s = summarise(&samples);
+            row(
+                md,
+                &format!("predict, {family}"),
+                &s,
+                format!("{:.0} MB/s, {:.2} M rows/s", mb / s.median, rows as f64 / s.median / 1e6),
+            );
+        }
+        if let Some(py) = python {
+            eprintln!("==> bench: {rows} rows: scikit-learn");
+            let mut c = Command::new(py);
+            c.arg(root.join("bench/sklearn_scale.py")).arg(&csv);
+            c.stdout(std::process::Stdio::piped());
+            let started = Instant::now();
+            let output = c.output().context("cannot run bench/sklearn_scale.py")?;
+            let wall = started.elapsed();
+            if output.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    python_rows,
+                    "| {rows} | {:.2} s ({:.0} MB/s) | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.0} s |",
+                    f("load_s"),
+                    mb / f("load_s"),
+                    f("logistic_fit_s"),
+                    f("logistic_predict_s"),
+                    f("hist_gb_fit_s"),
+                    f("hist_gb_predict_s"),
+                    wall.as_secs_f64()
+                );
+            } else {
+                let _ = writeln!(
+                    python_rows,
+                    "| {rows} | failed: {} | | | | | |",
+                    String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+                );
+            }
+        }
+    }
+    if !python_rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nscikit-learn on the same files (`bench/sklearn_scale.py`, one run each; pandas `read_csv`, then \
+             LogisticRegression and HistGradientBoosting with the same hyper-parameters, each fitted on every row once \
+             and predicting every row):\n"
+        );
+        let _ = writeln!(md, "| rows | load | logistic fit | logistic predict | HGB fit | HGB predict | whole script |\n|---:|---|---|---|---|---|---|");
+        md.push_str(&python_rows);
+    }
+    md.push('\n');
+    Ok(())
+}
+
+fn build_cost(sh: &Shell, root: &Path, work: &Path, md: &mut String) -> Result<()> {
+    let _ = writeln!(md, "## What a runner pays to build the action\n");
+    let target = work.join("cold-target");
+    let _ = std::fs::remove_dir_all(&target);
+    eprintln!("==> bench: cold release build of xtask (minutes)");
+    let t = target.to_str().unwrap();
+    let started = Instant::now();
+    clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
+        .quiet()
+        .run()
+        .context("cold build failed")?;
+    let cold = started.elapsed();
+    let main_rs = root.join("xtask/src/main.rs");
+    let text = std::fs::read(&main_rs)?;
+    std::fs::write(&main_rs, &text)?; // touch
+    let started = Instant::now();
+    clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
+        .quiet()
+        .run()
+        .context("rebuild failed")?;
+    let warm = started.elapsed();
+    let _ = std::fs::remove_dir_all(&target);
+    let secs = |d: Duration| format!("{:.0} s", d.as_secs_f64());
+    let _ = writeln!(
+        md,
+        "| build | time |\n|---|---:|\n| cold `cargo build --release --package xtask` (empty target folder, crates already downloaded) | {} |\n| rebuild after touching `xtask/src/main.rs` | {} |\n",
+        secs(cold),
+        secs(warm)
+    );
+    let _ = writeln!(md, "One run each (a cold build takes minutes); `--skip-build-cost` leaves this out.\n");
+    Ok(())
+}
