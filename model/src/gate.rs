@@ -20,7 +20,10 @@ pub struct AcceptanceConfig {
     /// Gate 1: highest acceptable value per metric (e.g. `log_loss = 0.4`).
     #[serde(default)]
     pub max: BTreeMap<String, f64>,
-    /// Gate 2: metrics compared with production.
+    /// Gate 2: metrics that fail the gate when they drop significantly. F1 and accuracy are
+    /// always shown with their intervals; by default they do not gate, because at a threshold
+    /// chosen on a few hundred validation rows they move with the threshold more than with the
+    /// model.
     #[serde(default = "default_compare")]
     pub compare: Vec<String>,
     /// Gate 2: the drop tolerated in every compared metric.
@@ -41,7 +44,7 @@ pub struct AcceptanceConfig {
 }
 
 fn default_compare() -> Vec<String> {
-    ["roc_auc", "average_precision", "f1"].map(String::from).to_vec()
+    ["roc_auc", "average_precision"].map(String::from).to_vec()
 }
 fn default_margin() -> f64 {
     0.01
@@ -256,17 +259,24 @@ pub fn compare_with_production(
     candidate: Scored,
     production: Scored,
 ) -> Result<(Vec<Difference>, McNemar, Vec<Check>)> {
+    // Every gated metric, and F1 and accuracy for the report, in the report's order.
+    let shown: Vec<String> = crate::report::REPORTED
+        .iter()
+        .filter(|m| config.compare.iter().any(|c| c == *m) || ["f1", "accuracy"].contains(m))
+        .map(|m| m.to_string())
+        .collect();
     let differences = compare::paired_bootstrap(
         labels,
         candidate,
         production,
-        &config.compare,
+        &shown,
         config.resamples,
         config.confidence,
         config.seed,
     )?;
     let checks = differences
         .iter()
+        .filter(|d| config.compare.contains(&d.metric))
         .map(|d| {
             let margin = config.margin_of(&d.metric);
             let (dropped, real) = if lower_is_better(&d.metric) {
