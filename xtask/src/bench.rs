@@ -117,6 +117,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     if !args.skip_build_cost {
         build_cost(sh, &root, &work, &mut md)?;
     }
+    // The hand-kept record of targets and of what changed, with its own measured figures.
+    if let Ok(history) = std::fs::read_to_string(root.join("bench/history.md")) {
+        md.push_str(&history);
+    }
     crate::output::write(&root.join(&args.out), md.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
