@@ -149,3 +149,40 @@ pub fn subcommands() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[test]
+fn predict_streams_many_blocks_in_order_and_refuses_a_bad_row_without_output() {
+    let dir = project(&small_csv(300));
+    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    let artifact = model::Artifact::load(&dir.path().join("out/model.json")).unwrap();
+    // 20,000 rows: several blocks, scored on several threads, must come back in order.
+    let big = small_csv(20_000);
+    std::fs::write(dir.path().join("big.csv"), &big).unwrap();
+    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "big.csv", "--out", "p.csv"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let data = model::read_csv(big.as_bytes(), "big.csv", &artifact.schema, model::LabelPolicy::Optional).unwrap();
+    let expected = artifact.score(&data).unwrap().probabilities;
+    let got: Vec<f64> = std::fs::read_to_string(dir.path().join("p.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().0.parse().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+
+    // One bad value deep in the file: exit 2, the line named, nothing written.
+    let mut lines: Vec<String> = big.lines().map(str::to_string).collect();
+    lines[15_000] = lines[15_000].replacen(",north,", ",atlantis,", 1).replacen(",south,", ",atlantis,", 1);
+    std::fs::write(dir.path().join("bad.csv"), lines.join("\n") + "\n").unwrap();
+    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "bad.csv", "--out", "q.csv"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.csv:15001: column `region`: value \"atlantis\": undeclared level"), "{stderr}");
+    assert!(!dir.path().join("q.csv").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod report;
 pub mod rng;
 pub mod schema;
+pub mod scoring;
 pub mod split;
 pub mod staging;
 pub mod threshold;

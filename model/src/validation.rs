@@ -221,10 +221,10 @@ pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPol
 /// Passes bytes through to the CSV parser while hashing them and noting where lines end, so
 /// that line numbers are exact whatever the line terminator (the csv crate's own count is off
 /// by one with CRLF).
-struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
-    bytes: u64,
+    pub(crate) hasher: Sha256,
+    pub(crate) bytes: u64,
     /// Offsets of `\n` bytes read but not yet passed by a record end.
     newlines: VecDeque<u64>,
     /// 1 + the newlines popped so far: the line the parser has reached.
@@ -232,7 +232,7 @@ struct HashingReader<R> {
 }
 
 impl<R> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         HashingReader { inner, hasher: Sha256::new(), bytes: 0, newlines: VecDeque::new(), line: 1 }
     }
 
@@ -242,7 +242,7 @@ impl<R> HashingReader<R> {
     /// The csv crate's own record positions point where the parser resumed reading: before
     /// skipped blank lines, and on the `\n` of a CRLF. Counting back from the record's end
     /// avoids both.
-    fn record_start_line(&mut self, end: u64, newlines_inside: u64) -> u64 {
+    pub(crate) fn record_start_line(&mut self, end: u64, newlines_inside: u64) -> u64 {
         let mut last_popped = None;
         while self.newlines.front().is_some_and(|&o| o < end) {
             last_popped = self.newlines.pop_front();
@@ -545,7 +545,11 @@ fn validate<R: Read>(
     Ok(Dataset { schema: schema.clone(), features, labels, lines, row_keys, report })
 }
 
-fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::result::Result<(), HeaderProblem> {
+pub(crate) fn check_header(
+    header: &[String],
+    schema: &Schema,
+    label: LabelPolicy,
+) -> std::result::Result<(), HeaderProblem> {
     let expected = schema.delimiter;
     if header.len() == 1 && schema.columns.len() > 1 {
         if let Some(found) = [',', ';', '\t', '|'].into_iter().find(|d| *d != expected && header[0].contains(*d)) {

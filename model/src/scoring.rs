@@ -1,0 +1,320 @@
+//! Streaming batch scoring: CSV in, `probability,prediction` CSV out, in blocks of rows that
+//! are checked, encoded and scored on every core while the next block is read. Memory stays
+//! flat whatever the file's size; every value is still checked against the schema.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::sync::mpsc;
+
+use crate::artifact::Artifact;
+use crate::config::hex;
+use crate::error::{DataError, Error, Result, Rule};
+use crate::features::Encoder;
+use crate::schema::{Column, Parsed};
+use crate::validation::{check_header, HashingReader, LabelPolicy, RuleCount, ValidationReport, MAX_KEPT_ERRORS};
+
+/// Rows per block handed to a worker.
+const BLOCK: usize = 8192;
+
+/// What a scoring run saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreSummary {
+    /// Rows scored.
+    pub rows: u64,
+    /// Rows predicted positive.
+    pub positives: u64,
+    /// Column → rows whose level was not seen in training.
+    pub unseen_levels: BTreeMap<String, u64>,
+    /// sha256 of the input's bytes.
+    pub sha256: String,
+}
+
+/// One block's outcome.
+#[derive(Default)]
+struct BlockResult {
+    text: String,
+    rows: u64,
+    positives: u64,
+    unseen: BTreeMap<String, u64>,
+    errors: Vec<DataError>,
+    counts: BTreeMap<(String, Rule), u64>,
+    error_count: u64,
+    rows_with_errors: u64,
+}
+
+/// How each model input is read from a record.
+struct Plan<'a> {
+    /// Schema columns present in the file: (column, field index).
+    checked: Vec<(&'a Column, usize)>,
+    /// For each encoder, the index into `checked` of its column.
+    sources: Vec<usize>,
+    header_len: usize,
+}
+
+fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::ByteRecord)]) -> BlockResult {
+    let mut out = BlockResult { text: String::with_capacity(block.len() * 24), ..BlockResult::default() };
+    let width = artifact.preprocessing.width();
+    let mut inputs = vec![0.0; width];
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(plan.checked.len());
+    let threshold = artifact.threshold.value;
+    for (line, record) in block {
+        let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
+            out.error_count += 1;
+            *out.counts.entry((column.to_string(), rule)).or_default() += 1;
+            if out.errors.len() < MAX_KEPT_ERRORS {
+                out.errors.push(DataError {
+                    file: name.into(),
+                    line: *line,
+                    column: column.into(),
+                    value,
+                    rule,
+                    detail,
+                });
+            }
+        };
+        out.rows += 1;
+        if record.len() != plan.header_len {
+            out.rows_with_errors += 1;
+            let detail = format!("the header has {} fields", plan.header_len);
+            fail(&mut out, "*", format!("{} fields", record.len()), Rule::FieldCount, detail);
+            continue;
+        }
+        parsed.clear();
+        let errors_before = out.error_count;
+        for &(column, field) in &plan.checked {
+            let raw = &record[field];
+            let value = match std::str::from_utf8(raw) {
+                Ok(text) => column.check(text).map_err(|(rule, detail)| (rule, detail, text.to_string())),
+                Err(_) => {
+                    Err((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
+                }
+            };
+            match value {
+                Ok(v) => parsed.push(v),
+                Err((rule, detail, value)) => {
+                    fail(&mut out, &column.name, value, rule, detail);
+                    parsed.push(Parsed::Ignored);
+                }
+            }
+        }
+        if out.error_count > errors_before {
+            out.rows_with_errors += 1;
+            continue;
+        }
+        inputs.iter_mut().for_each(|x| *x = 0.0);
+        let mut offset = 0;
+        for (encoder, &source) in artifact.preprocessing.encoders.iter().zip(&plan.sources) {
+            match (encoder, parsed[source]) {
+                (Encoder::Standardise { transform, mean, scale, .. }, Parsed::Number(x)) => {
+                    inputs[offset] = (transform.apply(x) - mean) / scale;
+                    offset += 1;
+                }
+                (Encoder::OneHot { column, levels }, Parsed::Level(l)) => {
+                    let slot = levels.binary_search_by(|k| k.as_str().cmp(l)).unwrap_or(levels.len());
+                    if slot == levels.len() {
+                        *out.unseen.entry(column.clone()).or_default() += 1;
+                    }
+                    inputs[offset + slot] = 1.0;
+                    offset += levels.len() + 1;
+                }
+                (Encoder::Boolean { .. }, Parsed::Bool(b)) => {
+                    inputs[offset] = f64::from(u8::from(b));
+                    offset += 1;
+                }
+                _ => unreachable!("a checked column parses to its encoder's kind"),
+            }
+        }
+        let p = artifact.model.probability(&inputs);
+        let prediction = u8::from(p >= threshold);
+        out.positives += u64::from(prediction);
+        let _ = writeln!(out.text, "{p},{prediction}");
+    }
+    out
+}
+
+/// Scores every row of `input` (CSV with a header; the label column may be absent) and writes
+/// `probability,prediction` lines, in order, to `output`. On any invalid value nothing more is
+/// written, the rest is still checked, and the error carries the report: callers write to a
+/// temporary file and keep it only on success.
+pub fn score_csv<R: Read, W: Write + Send>(
+    artifact: &Artifact,
+    input: R,
+    name: &str,
+    output: &mut W,
+) -> Result<ScoreSummary> {
+    let schema = &artifact.schema;
+    let path = || std::path::PathBuf::from(name);
+    let mut hashing = HashingReader::new(input);
+    let mut csv = csv::ReaderBuilder::new()
+        .delimiter(schema.delimiter as u8)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&mut hashing);
+    let csv_error = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(source) => Error::Io { path: path(), source },
+        other => Error::Unusable { path: path(), problem: format!("unreadable CSV: {other:?}") },
+    };
+    let mut record = csv::ByteRecord::new();
+    if !csv.read_byte_record(&mut record).map_err(csv_error)? {
+        return Err(Error::Header { path: path(), problem: crate::error::HeaderProblem::Empty });
+    }
+    let mut header: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    if let Some(first) = header.first_mut() {
+        if let Some(stripped) = first.strip_prefix('\u{feff}') {
+            *first = stripped.to_string();
+        }
+    }
+    check_header(&header, schema, LabelPolicy::Optional).map_err(|problem| Error::Header { path: path(), problem })?;
+    let checked: Vec<(&Column, usize)> =
+        schema.columns.iter().filter_map(|c| header.iter().position(|h| *h == c.name).map(|i| (c, i))).collect();
+    let sources = artifact
+        .preprocessing
+        .encoders
+        .iter()
+        .map(|e| {
+            let column = match e {
+                Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column } => {
+                    column
+                }
+            };
+            checked
+                .iter()
+                .position(|(c, _)| c.name == *column)
+                .ok_or_else(|| Error::InvalidInput(format!("the data has no column `{column}` that the model needs")))
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let plan = Plan { checked, sources, header_len: header.len() };
+
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let mut totals = BlockResult::default();
+    let mut write_error: Option<std::io::Error> = None;
+    // Blocks travel reader → worker → back to the reader, so that their records' buffers are
+    // reused instead of allocated and freed for every row.
+    type Block = Vec<(u64, csv::ByteRecord)>;
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Block, usize)>(threads * 2);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, BlockResult)>();
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Block>();
+    std::thread::scope(|scope| -> Result<()> {
+        let job_tx = job_tx;
+        for _ in 0..threads {
+            let (job_rx, done_tx, recycle_tx, plan) = (&job_rx, done_tx.clone(), recycle_tx.clone(), &plan);
+            scope.spawn(move || loop {
+                let job = job_rx.lock().expect("a worker panicked").recv();
+                let Ok((id, block, used)) = job else { break };
+                let result = process(artifact, plan, name, &block[..used]);
+                let _ = recycle_tx.send(block);
+                if done_tx.send((id, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(recycle_tx);
+        drop(done_tx);
+        // The writer keeps the blocks' order and stops writing at the first invalid block.
+        let writer = scope.spawn(|| {
+            let mut pending: BTreeMap<usize, BlockResult> = BTreeMap::new();
+            let mut next = 0;
+            let mut totals = BlockResult::default();
+            let mut write_error = None;
+            if let Err(e) = output.write_all(b"probability,prediction\n") {
+                write_error = Some(e);
+            }
+            for (id, result) in done_rx {
+                pending.insert(id, result);
+                while let Some(r) = pending.remove(&next) {
+                    next += 1;
+                    if totals.error_count == 0 && r.error_count == 0 && write_error.is_none() {
+                        if let Err(e) = output.write_all(r.text.as_bytes()) {
+                            write_error = Some(e);
+                        }
+                    }
+                    totals.rows += r.rows;
+                    totals.positives += r.positives;
+                    totals.error_count += r.error_count;
+                    totals.rows_with_errors += r.rows_with_errors;
+                    for (k, v) in r.unseen {
+                        *totals.unseen.entry(k).or_default() += v;
+                    }
+                    for (k, v) in r.counts {
+                        *totals.counts.entry(k).or_default() += v;
+                    }
+                    let room = MAX_KEPT_ERRORS.saturating_sub(totals.errors.len());
+                    totals.errors.extend(r.errors.into_iter().take(room));
+                }
+            }
+            (totals, write_error)
+        });
+        let fresh = || -> Block { (0..BLOCK).map(|_| (0, csv::ByteRecord::new())).collect() };
+        let mut block = fresh();
+        let mut used = 0;
+        let mut id = 0;
+        loop {
+            let record = &mut block[used].1;
+            if !csv.read_byte_record(record).map_err(csv_error)? {
+                break;
+            }
+            let end = csv.position().byte();
+            let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+            let line = csv.get_mut().record_start_line(end, inside);
+            if record.len() == 1 && record[0].is_empty() && plan.header_len > 1 {
+                continue;
+            }
+            block[used].0 = line;
+            used += 1;
+            if used == BLOCK {
+                let next = recycle_rx.try_recv().unwrap_or_else(|_| fresh());
+                job_tx.send((id, std::mem::replace(&mut block, next), used)).expect("workers run");
+                used = 0;
+                id += 1;
+            }
+        }
+        if used > 0 {
+            job_tx.send((id, block, used)).expect("workers run");
+        }
+        drop(job_tx);
+        let (t, e) = writer.join().expect("the writer panicked");
+        totals = t;
+        write_error = e;
+        Ok(())
+    })?;
+    drop(csv);
+    if let Some(e) = write_error {
+        return Err(Error::io("output", e));
+    }
+    let mut rest = Vec::new();
+    hashing.read_to_end(&mut rest).map_err(|e| Error::io(name, e))?;
+    let (sha256, bytes) = hashing.finish();
+    if totals.error_count > 0 {
+        return Err(Error::Validation(Box::new(ValidationReport {
+            file: name.into(),
+            sha256,
+            bytes,
+            rows: totals.rows,
+            error_count: totals.error_count,
+            rows_with_errors: totals.rows_with_errors,
+            errors: totals.errors,
+            counts: totals
+                .counts
+                .into_iter()
+                .map(|((column, rule), count)| RuleCount { column, rule, count })
+                .collect(),
+            columns: Vec::new(),
+            unused_columns: header.iter().filter(|h| schema.column(h).is_none()).cloned().collect(),
+            duplicate_rows: 0,
+            class_balance: None,
+        })));
+    }
+    if totals.rows == 0 {
+        return Err(Error::Unusable { path: path(), problem: "the file has a header but no data rows".into() });
+    }
+    Ok(ScoreSummary { rows: totals.rows, positives: totals.positives, unseen_levels: totals.unseen, sha256 })
+}
+
+impl<R> HashingReader<R> {
+    /// The sha256 and size of everything read.
+    pub(crate) fn finish(self) -> (String, u64) {
+        (hex(&sha2::Digest::finalize(self.hasher)), self.bytes)
+    }
+}
