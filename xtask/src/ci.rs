@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
+use crate::context::RegistryArgs;
 use crate::{acceptance, build, deploy, test};
 
 #[derive(clap::Args)]
@@ -64,8 +65,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     deploy::run(
         sh,
         deploy::Args {
-            config: args.config,
-            registry: args.registry,
+            pipeline: RegistryArgs { config: args.config, registry: args.registry },
             force: false,
             reason: None,
             on_default_branch_push: false,

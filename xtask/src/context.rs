@@ -77,6 +77,27 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// `--config` and `--registry`, shared by the subcommands that work on the registry.
+#[derive(clap::Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Registry folder (default: the configuration's `[registry] path`).
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// Loads the configuration and opens its registry.
+    pub fn open(self) -> Result<(PipelineConfig, Registry)> {
+        let config_path = crate::config_path(self.config);
+        let config = load_config(&config_path)?;
+        let registry = registry(self.registry, &config, &config_path);
+        Ok((config, registry))
+    }
+}
+
 /// The registry: the flag as given, else the configuration's `[registry] path` taken from
 /// the configuration file's folder.
 pub fn registry(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> Registry {

@@ -1,21 +1,16 @@
 //! `cargo xtask deploy`: promote the staged candidate to production when its verdict passed.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::context::{actor, load_config, registry};
+use crate::context::{actor, RegistryArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Registry folder (default: the configuration's `[registry] path`).
-    #[arg(long)]
-    pub registry: Option<PathBuf>,
+    #[command(flatten)]
+    pub pipeline: RegistryArgs,
     /// Deploy even though the verdict failed (needs --reason; recorded in the history).
     #[arg(long, requires = "reason")]
     pub force: bool,
@@ -48,9 +43,7 @@ fn not_a_default_branch_push() -> Result<Option<String>> {
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let registry = registry(args.registry, &config, &config_path);
+    let (_, registry) = args.pipeline.open()?;
     if args.force && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         bail!("--force needs a --reason that says why");
     }

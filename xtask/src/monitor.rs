@@ -11,7 +11,7 @@ use model::LabelPolicy;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::context::{actor, load_config, load_data, registry};
+use crate::context::{actor, load_data, RegistryArgs};
 use crate::output;
 
 #[derive(clap::Args)]
@@ -19,12 +19,9 @@ pub struct Args {
     /// New labelled sessions.
     #[arg(long)]
     data: PathBuf,
-    /// Pipeline configuration (TOML): its `[monitor]` section holds the thresholds.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Registry folder (default: the configuration's `[registry] path`).
-    #[arg(long)]
-    registry: Option<PathBuf>,
+    /// `--config` (its `[monitor]` section holds the thresholds) and `--registry`.
+    #[command(flatten)]
+    pipeline: RegistryArgs,
     /// Folder for report.md and monitor.json.
     #[arg(long, default_value = "target/monitor")]
     out: PathBuf,
@@ -48,9 +45,7 @@ struct MonitorRecord<'a> {
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let registry = registry(args.registry, &config, &config_path);
+    let (config, registry) = args.pipeline.open()?;
     let version = registry
         .alias(PRODUCTION)?
         .with_context(|| format!("nothing to monitor: no model is in production in {}", registry.root().display()))?;

@@ -1,31 +1,24 @@
 //! `cargo xtask registry`: show the registry — aliases, versions with their verdicts, history —
 //! and check its consistency.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::context::{load_config, registry};
+use crate::context::RegistryArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Registry folder (default: the configuration's `[registry] path`).
-    #[arg(long)]
-    registry: Option<PathBuf>,
+    #[command(flatten)]
+    pipeline: RegistryArgs,
     /// Only check consistency; exit 1 when a problem is found.
     #[arg(long)]
     check: bool,
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let registry = registry(args.registry, &config, &config_path);
+    let (_, registry) = args.pipeline.open()?;
     let problems = registry.check()?;
     if args.check {
         if problems.is_empty() {
