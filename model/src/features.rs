@@ -116,21 +116,6 @@ impl Preprocessor {
         self.encoders.iter().map(Encoder::width).sum()
     }
 
-    /// A name for each model input (`column`, or `column=level`, or `column=<unknown>`).
-    pub fn input_names(&self) -> Vec<String> {
-        let mut names = Vec::with_capacity(self.width());
-        for e in &self.encoders {
-            match e {
-                Encoder::OneHot { column, levels } => {
-                    names.extend(levels.iter().map(|l| format!("{column}={l}")));
-                    names.push(format!("{column}=<unknown>"));
-                }
-                other => names.push(other.column().to_string()),
-            }
-        }
-        names
-    }
-
     /// Encodes every row of a data set read with the same schema.
     pub fn transform(&self, data: &Dataset) -> Result<Encoded> {
         let n = data.len();

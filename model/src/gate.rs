@@ -155,25 +155,17 @@ pub fn threshold_checks(
     metrics: &MetricSet,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    for (metric, bound) in min {
-        let value = metrics.get(metric).unwrap_or(f64::NAN);
-        checks.push(Check {
-            gate: gate.into(),
-            metric: metric.clone(),
-            description: format!("{metric} >= {bound}"),
-            value,
-            passed: value >= *bound,
-        });
-    }
-    for (metric, bound) in max {
-        let value = metrics.get(metric).unwrap_or(f64::NAN);
-        checks.push(Check {
-            gate: gate.into(),
-            metric: metric.clone(),
-            description: format!("{metric} <= {bound}"),
-            value,
-            passed: value <= *bound,
-        });
+    for (bounds, op) in [(min, ">="), (max, "<=")] {
+        for (metric, bound) in bounds {
+            let value = metrics.get(metric).unwrap_or(f64::NAN);
+            checks.push(Check {
+                gate: gate.into(),
+                metric: metric.clone(),
+                description: format!("{metric} {op} {bound}"),
+                value,
+                passed: if op == ">=" { value >= *bound } else { value <= *bound },
+            });
+        }
     }
     checks
 }

@@ -9,16 +9,13 @@ use model::train::BuildContext;
 use model::{Artifact, LabelPolicy};
 use xshell::Shell;
 
-use crate::context::{data_path, git_commit, load_config, load_data, now_rfc3339, write_validation};
+use crate::context::{git_commit, load_data, now_rfc3339, write_validation, DataArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Training CSV; defaults to the configuration's `[data] path`.
-    #[arg(long, value_parser = crate::context::path_or_empty)]
-    pub data: Option<PathBuf>,
+    /// `--config`, and `--data`: the training CSV.
+    #[command(flatten)]
+    pub input: DataArgs,
     /// Folder for model.json and validation.json.
     #[arg(long, default_value = "target/model")]
     pub out: PathBuf,
@@ -26,9 +23,7 @@ pub struct Args {
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let data_path = data_path(args.data, &config, &config_path);
+    let (config_path, config, data_path) = args.input.resolve()?;
     let data = load_data(&data_path, &config.schema, LabelPolicy::Required, Some(&args.out))?;
     write_validation(&args.out, &data.report)?;
     eprintln!(

@@ -7,17 +7,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::context::RegistryArgs;
+use crate::context::{DataArgs, RegistryArgs};
 use crate::{acceptance, build, deploy, test};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Training CSV (default: the configuration's `[data] path`).
-    #[arg(long, value_parser = crate::context::path_or_empty)]
-    data: Option<PathBuf>,
+    /// `--config`, and `--data`: the training CSV (staging rows are drawn from it too).
+    #[command(flatten)]
+    input: DataArgs,
     /// Registry folder (default: the configuration's `[registry] path`).
     #[arg(long)]
     registry: Option<PathBuf>,
@@ -41,8 +38,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     }
     eprintln!("==> ci: build");
     let model_dir = args.out.join("model");
-    let code =
-        build::run(sh, build::Args { config: args.config.clone(), data: args.data.clone(), out: model_dir.clone() })?;
+    let code = build::run(sh, build::Args { input: args.input.clone(), out: model_dir.clone() })?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }
@@ -50,9 +46,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let code = acceptance::run(
         sh,
         acceptance::Args {
-            config: args.config.clone(),
+            config: args.input.config.clone(),
             model: model_dir.join("model.json"),
-            data: None,
+            // The same file as build: a hold-out staging rule finds its rows there.
+            data: args.input.data.clone(),
             registry: args.registry.clone(),
             out: args.out.join("acceptance"),
             allow_failure: false,
@@ -65,7 +62,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     deploy::run(
         sh,
         deploy::Args {
-            pipeline: RegistryArgs { config: args.config, registry: args.registry },
+            pipeline: RegistryArgs { config: args.input.config, registry: args.registry },
             force: false,
             reason: None,
             on_default_branch_push: false,

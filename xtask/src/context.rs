@@ -77,6 +77,27 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// `--config` and `--data`, shared by the subcommands that read a data set.
+#[derive(clap::Args, Clone, Default)]
+pub struct DataArgs {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// CSV (default: the configuration's `[data] path`; an empty value means the default).
+    #[arg(long, value_parser = path_or_empty)]
+    pub data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Loads the configuration; returns its path, itself and the data file to read.
+    pub fn resolve(self) -> Result<(PathBuf, PipelineConfig, PathBuf)> {
+        let config_path = crate::config_path(self.config);
+        let config = load_config(&config_path)?;
+        let data = data_path(self.data, &config, &config_path);
+        Ok((config_path, config, data))
+    }
+}
+
 /// `--config` and `--registry`, shared by the subcommands that work on the registry.
 #[derive(clap::Args, Clone, Default)]
 pub struct RegistryArgs {

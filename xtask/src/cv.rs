@@ -11,17 +11,13 @@ use model::metrics::Confusion;
 use model::{Dataset, LabelPolicy};
 use xshell::Shell;
 
-use crate::context::{data_path, load_config, load_data};
+use crate::context::{load_data, DataArgs};
 use crate::output;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// CSV; defaults to the configuration's `[data] path`.
-    #[arg(long, value_parser = crate::context::path_or_empty)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    input: DataArgs,
     /// Number of folds.
     #[arg(long, default_value_t = 5)]
     folds: usize,
@@ -77,9 +73,7 @@ impl Rule {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let path = data_path(args.data, &config, &config_path);
+    let (_, config, path) = args.input.resolve()?;
     let data = load_data(&path, &config.schema, LabelPolicy::Required, None)?;
     let rule = args.rule.as_deref().map(Rule::parse).transpose()?;
     let cv = cross_validate(&config, &data, args.folds, args.seed).context("cross-validation failed")?;

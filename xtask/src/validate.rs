@@ -7,16 +7,12 @@ use anyhow::Result;
 use model::LabelPolicy;
 use xshell::Shell;
 
-use crate::context::{data_path, load_config, load_data, write_validation};
+use crate::context::{load_data, write_validation, DataArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pipeline configuration (TOML).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// CSV to check; defaults to the configuration's `[data] path`.
-    #[arg(long, value_parser = crate::context::path_or_empty)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    input: DataArgs,
     /// Folder for validation.json and validation.md.
     #[arg(long, default_value = "target/validation")]
     out: PathBuf,
@@ -26,9 +22,7 @@ pub struct Args {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
-    let config = load_config(&config_path)?;
-    let path = data_path(args.data, &config, &config_path);
+    let (_, config, path) = args.input.resolve()?;
     let label = if args.unlabelled { LabelPolicy::Optional } else { LabelPolicy::Required };
     let data = load_data(&path, &config.schema, label, Some(&args.out))?;
     write_validation(&args.out, &data.report)?;
