@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod drift;
 pub mod error;
 pub mod features;
+pub mod forest;
 pub mod gate;
 pub mod gbdt;
 pub mod generate;

@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, FittedModel};
 use crate::config::hex;
 use crate::error::{DataError, Error, Result, Rule};
 use crate::features::Encoder;
+use crate::forest::Forest;
 use crate::schema::{Column, Parsed};
 use crate::validation::{check_header, HashingReader, LabelPolicy, RuleCount, ValidationReport, MAX_KEPT_ERRORS};
 
@@ -43,8 +44,10 @@ struct BlockResult {
     rows_with_errors: u64,
 }
 
-/// How each model input is read from a record.
+/// How each model input is read from a record, and how the model is evaluated.
 struct Plan<'a> {
+    /// Boosted trees compiled for scoring (see [`Forest`]); none for other models.
+    forest: Option<Forest>,
     /// Schema columns present in the file: (column, field index).
     checked: Vec<(&'a Column, usize)>,
     /// For each encoder, the index into `checked` of its column.
@@ -55,7 +58,7 @@ struct Plan<'a> {
 fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::ByteRecord)]) -> BlockResult {
     let mut out = BlockResult { text: String::with_capacity(block.len() * 24), ..BlockResult::default() };
     let width = artifact.preprocessing.width();
-    let mut inputs = vec![0.0; width];
+    let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
     let mut parsed: Vec<Parsed> = Vec::with_capacity(plan.checked.len());
     let threshold = artifact.threshold.value;
     for (line, record) in block {
@@ -102,7 +105,11 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
             out.rows_with_errors += 1;
             continue;
         }
-        inputs.iter_mut().for_each(|x| *x = 0.0);
+        // Encoded rows are kept, one after the other, and scored together at the end of the
+        // block (no output is written for a block with an error anyway).
+        let at = encoded.len();
+        encoded.resize(at + width, 0.0);
+        let inputs = &mut encoded[at..];
         let mut offset = 0;
         for (encoder, &source) in artifact.preprocessing.encoders.iter().zip(&plan.sources) {
             match (encoder, parsed[source]) {
@@ -125,7 +132,20 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
                 _ => unreachable!("a checked column parses to its encoder's kind"),
             }
         }
-        let p = artifact.model.probability(&inputs);
+    }
+    if out.error_count > 0 {
+        return out;
+    }
+    let mut probabilities = vec![0.0; encoded.len() / width.max(1)];
+    match &plan.forest {
+        Some(forest) => forest.probabilities(&encoded, width, &mut probabilities, &mut Vec::new()),
+        None => {
+            for (p, row) in probabilities.iter_mut().zip(encoded.chunks_exact(width.max(1))) {
+                *p = artifact.model.probability(row);
+            }
+        }
+    }
+    for p in probabilities {
         let prediction = u8::from(p >= threshold);
         out.positives += u64::from(prediction);
         let _ = writeln!(out.text, "{p},{prediction}");
@@ -184,7 +204,11 @@ pub fn score_csv<R: Read, W: Write + Send>(
                 .ok_or_else(|| Error::InvalidInput(format!("the data has no column `{column}` that the model needs")))
         })
         .collect::<Result<Vec<usize>>>()?;
-    let plan = Plan { checked, sources, header_len: header.len() };
+    let forest = match &artifact.model {
+        FittedModel::GradientBoosting(booster) => Forest::new(booster),
+        FittedModel::LogisticRegression(_) => None,
+    };
+    let plan = Plan { forest, checked, sources, header_len: header.len() };
 
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut totals = BlockResult::default();

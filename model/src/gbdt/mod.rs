@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use data::{histogram, Bin, Binned, Sample};
 
-/// At most this many rows per feature are sorted to place bin edges (as scikit-learn does).
-const BINNING_SAMPLE: usize = 200_000;
+mod data;
+
 /// Splits that would leave a child with less total hessian than this are not considered.
 const MIN_CHILD_HESSIAN: f64 = 1e-3;
 
@@ -163,124 +164,15 @@ pub(crate) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Inputs quantised to at most 256 bins per input, stored by column.
-struct Binned {
-    n_rows: usize,
-    bins: Vec<u8>,
-    /// Upper edge of each bin but the last: value `x` falls in the first bin whose edge is >= x.
-    edges: Vec<Vec<f64>>,
-    /// Where each input's bins start in a histogram (inputs have as many bins as they need,
-    /// so a one-hot input costs two slots, not 256).
-    offsets: Vec<usize>,
-    /// Inputs whose histograms are built from every row's bin.
-    dense: Vec<usize>,
-    /// The dense inputs' bins again, row by row (`dense.len()` bytes a row): a histogram pass
-    /// reads one cache line per row instead of one per row and input.
-    dense_rows: Vec<u8>,
-    /// Inputs where one bin holds most rows (one-hot levels): each row lists only its other
-    /// bins, and the common bin is the node's total minus the rest. A row of the Online
-    /// Shoppers data touches 18 histogram slots this way instead of 75.
-    sparse: Vec<(usize, u8)>,
-    /// Row r's uncommon sparse bins are `entries[row_start[r]..row_start[r + 1]]`, each a
-    /// histogram index.
-    row_start: Vec<u32>,
-    entries: Vec<u32>,
-}
-
-/// An input is stored sparsely when its most common bin holds at least this share of rows.
-const SPARSE_SHARE: f64 = 0.8;
-
-impl Binned {
-    fn new(x: ArrayView2<f64>, max_bins: usize) -> Binned {
-        let (n_rows, n_inputs) = x.dim();
-        let mut bins = vec![0u8; n_rows * n_inputs];
-        let mut edges = Vec::with_capacity(n_inputs);
-        let stride = n_rows.div_ceil(BINNING_SAMPLE).max(1);
-        for f in 0..n_inputs {
-            let column = x.column(f);
-            let mut sample: Vec<f64> = column.iter().step_by(stride).copied().collect();
-            sample.sort_by(f64::total_cmp);
-            let mut distinct = sample.clone();
-            distinct.dedup();
-            let e: Vec<f64> = if distinct.len() <= max_bins {
-                distinct.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2.0).collect()
-            } else {
-                let mut cuts: Vec<f64> = (1..max_bins).map(|k| sample[k * sample.len() / max_bins]).collect();
-                cuts.dedup();
-                // The largest value needs a bin above the last edge.
-                if cuts.last() == sample.last() {
-                    cuts.pop();
-                }
-                cuts
-            };
-            let out = &mut bins[f * n_rows..(f + 1) * n_rows];
-            for (o, &v) in out.iter_mut().zip(column.iter()) {
-                *o = e.partition_point(|&edge| edge < v) as u8;
-            }
-            edges.push(e);
-        }
-        let mut offsets = Vec::with_capacity(n_inputs + 1);
-        offsets.push(0);
-        for e in &edges {
-            offsets.push(offsets.last().copied().unwrap_or(0) + e.len() + 1);
-        }
-        let mut dense = Vec::new();
-        let mut sparse = Vec::new();
-        for (f, e) in edges.iter().enumerate() {
-            let mut counts = vec![0usize; e.len() + 1];
-            for &b in &bins[f * n_rows..(f + 1) * n_rows] {
-                counts[b as usize] += 1;
-            }
-            let (common, &most) =
-                counts.iter().enumerate().max_by_key(|(b, c)| (**c, std::cmp::Reverse(*b))).unwrap_or((0, &0));
-            if n_rows > 0 && most as f64 >= SPARSE_SHARE * n_rows as f64 {
-                sparse.push((f, common as u8));
-            } else {
-                dense.push(f);
-            }
-        }
-        let mut dense_rows = vec![0u8; n_rows * dense.len()];
-        for (j, &f) in dense.iter().enumerate() {
-            for (r, &b) in bins[f * n_rows..(f + 1) * n_rows].iter().enumerate() {
-                dense_rows[r * dense.len() + j] = b;
-            }
-        }
-        let mut row_start = Vec::with_capacity(n_rows + 1);
-        let mut entries = Vec::new();
-        row_start.push(0u32);
-        for r in 0..n_rows {
-            for &(f, common) in &sparse {
-                let b = bins[f * n_rows + r];
-                if b != common {
-                    entries.push((offsets[f] + b as usize) as u32);
-                }
-            }
-            row_start.push(entries.len() as u32);
-        }
-        Binned { n_rows, bins, edges, offsets, dense, dense_rows, sparse, row_start, entries }
-    }
-
-    fn histogram_len(&self) -> usize {
-        self.offsets.last().copied().unwrap_or(0)
-    }
-
-    fn column(&self, f: usize) -> &[u8] {
-        &self.bins[f * self.n_rows..(f + 1) * self.n_rows]
-    }
-}
-
-#[derive(Clone, Copy, Default)]
-struct Bin {
-    g: f64,
-    h: f64,
-    n: u32,
-}
-
 #[derive(Clone, Copy)]
 struct Split {
     gain: f64,
     feature: usize,
     bin: usize,
+    /// Gradient and hessian sums of the rows going left (from the histogram, so that the
+    /// partition pass need not read gradients).
+    left_g: f64,
+    left_h: f64,
 }
 
 /// A leaf of the tree being grown: its rows are `rows[start..end]`.
@@ -353,41 +245,36 @@ impl ValidBoostingParams {
         let n = y.len();
         let n_inputs = binned.edges.len();
         let mut raw = vec![base_score; n];
-        let mut g = vec![0.0; n];
-        let mut h = vec![0.0; n];
         let mut rng = Rng::new(seed);
         let mut trees = Vec::with_capacity(p.max_iter);
-        let all_rows: Vec<u32> = (0..n as u32).collect();
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
         let mut columns: Vec<usize> = (0..n_inputs).collect();
-        let mut chosen = vec![false; n];
+        let mut chosen = vec![true; n];
+        let sampled = n_sample < n;
+        let mut sample = Sample::new(binned, n_sample);
+        let mut scratch = Sample::new(binned, n_sample);
+        let mut rows: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..p.max_iter {
-            let rows: Vec<u32> = if n_sample < n {
-                // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly,
-                // in increasing order, in one sequential pass (a shuffle of a million rows per
-                // tree is mostly cache misses).
-                let mut needed = n_sample;
-                let mut picked = Vec::with_capacity(n_sample);
+            // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
+            // increasing order, in one sequential pass without branches (a shuffle of a million
+            // rows per tree is mostly cache misses; a branch on a coin flip, mispredictions).
+            rows.clear();
+            if sampled {
+                rows.resize(n, 0);
+                let (mut needed, mut picked) = (n_sample as f64, 0);
                 for (i, slot) in chosen.iter_mut().enumerate() {
-                    let take = (rng.uniform() * (n - i) as f64) < needed as f64;
+                    let take = rng.uniform() * ((n - i) as f64) < needed;
                     *slot = take;
-                    if take {
-                        picked.push(i as u32);
-                        needed -= 1;
-                    }
+                    rows[picked] = i as u32;
+                    picked += usize::from(take);
+                    needed -= f64::from(u8::from(take));
                 }
-                picked
+                rows.truncate(picked);
             } else {
-                all_rows.clone()
-            };
-            // Gradients of the log loss, needed only where the tree looks.
-            for &r in &rows {
-                let i = r as usize;
-                let prob = sigmoid(raw[i]);
-                g[i] = prob - f64::from(u8::from(y[i]));
-                h[i] = (prob * (1.0 - prob)).max(1e-16);
+                rows.extend(0..n as u32);
             }
+            sample.fill(binned, &rows, &raw, y);
             let allowed: Vec<bool> = if n_cols < n_inputs {
                 rng.shuffle(&mut columns);
                 let mut a = vec![false; n_inputs];
@@ -396,12 +283,12 @@ impl ValidBoostingParams {
             } else {
                 vec![true; n_inputs]
             };
-            let sampled = n_sample < n;
-            let (tree, rows, leaves) = self.grow(binned, &g, &h, rows, &allowed);
+            let (tree, leaves) = self.grow(binned, &mut sample, &mut scratch, &allowed);
             // Rows that grew the tree sit in their leaves' ranges; only the others walk it.
             for &(node, start, end) in &leaves {
-                for &r in &rows[start..end] {
-                    raw[r as usize] += tree.value[node];
+                let value = tree.value[node];
+                for &r in &sample.rows[start..end] {
+                    raw[r as usize] += value;
                 }
             }
             if sampled {
@@ -416,23 +303,22 @@ impl ValidBoostingParams {
         trees
     }
 
-    /// Grows one tree on `rows`; returns it, the rows reordered so that each leaf's rows are
-    /// contiguous, and each leaf as (node, start, end) into them.
-    #[allow(clippy::type_complexity)]
+    /// Grows one tree on the rows of `sample`, which it reorders so that each leaf's rows are
+    /// contiguous (and still increasing); returns the tree and each leaf as (node, start, end)
+    /// into them. `scratch` holds as many rows as `sample` at least.
     fn grow(
         &self,
         binned: &Binned,
-        g: &[f64],
-        h: &[f64],
-        mut rows: Vec<u32>,
+        sample: &mut Sample,
+        scratch: &mut Sample,
         allowed: &[bool],
-    ) -> (BinTree, Vec<u32>, Vec<(usize, usize, usize)>) {
+    ) -> (BinTree, Vec<(usize, usize, usize)>) {
         let p = &self.params;
         let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
-        let (sg, sh) = rows.iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
-        let mut root =
-            Leaf { node: 0, start: 0, end: rows.len(), depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
-        root.hist = histogram(binned, g, h, &rows[..], allowed, (sg, sh));
+        let (sg, sh) = sample.gh.iter().fold((0.0, 0.0), |(a, b), gh| (a + gh[0], b + gh[1]));
+        let n = sample.len();
+        let mut root = Leaf { node: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        root.hist = histogram(binned, sample, 0..n, allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
         let mut n_leaves = 1;
@@ -449,27 +335,16 @@ impl ValidBoostingParams {
             };
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
-            let column = binned.column(split.feature);
-            let segment = &mut rows[leaf.start..leaf.end];
-            let mut mid = 0;
-            // Partition the leaf's rows and sum the left child's gradients in the same pass.
-            let (mut lg, mut lh) = (0.0, 0.0);
-            for k in 0..segment.len() {
-                let r = segment[k];
-                if usize::from(column[r as usize]) <= split.bin {
-                    lg += g[r as usize];
-                    lh += h[r as usize];
-                    segment.swap(k, mid);
-                    mid += 1;
-                }
-            }
-            let mid = leaf.start + mid;
+            // After the last split nothing reads the leaves' histograms, gradients or bins.
+            let last = n_leaves + 1 == p.max_leaf_nodes;
+            let mid = sample.partition(binned, split.feature, split.bin as u8, leaf.start..leaf.end, scratch, last);
             let left_id = tree.push();
             let right_id = tree.push();
             tree.feature[leaf.node] = split.feature as i32;
             tree.bin[leaf.node] = split.bin as u8;
             tree.left[leaf.node] = left_id as u32;
             tree.right[leaf.node] = right_id as u32;
+            let (lg, lh) = (split.left_g, split.left_h);
             let mut left = Leaf {
                 node: left_id,
                 start: leaf.start,
@@ -490,13 +365,18 @@ impl ValidBoostingParams {
                 hist: Vec::new(),
                 split: None,
             };
+            n_leaves += 1;
+            if last {
+                leaves.extend([left, right]);
+                break;
+            }
             // Build the smaller child's histogram; the larger one is the parent's minus it.
             let (small, large) = if left.end - left.start <= right.end - right.start {
                 (&mut left, &mut right)
             } else {
                 (&mut right, &mut left)
             };
-            small.hist = histogram(binned, g, h, &rows[small.start..small.end], allowed, (small.g, small.h));
+            small.hist = histogram(binned, sample, small.start..small.end, allowed, (small.g, small.h));
             let mut parent = leaf.hist;
             for (pb, sb) in parent.iter_mut().zip(&small.hist) {
                 pb.g -= sb.g;
@@ -504,7 +384,6 @@ impl ValidBoostingParams {
                 pb.n -= sb.n;
             }
             large.hist = parent;
-            n_leaves += 1;
             for child in [left, right] {
                 let mut child = child;
                 child.split = self.best_split(binned, &child, allowed);
@@ -515,7 +394,7 @@ impl ValidBoostingParams {
             tree.value[leaf.node] = -p.learning_rate * leaf.g / (leaf.h + p.l2_regularization);
         }
         let ranges = leaves.iter().map(|l| (l.node, l.start, l.end)).collect();
-        (tree, rows, ranges)
+        (tree, ranges)
     }
 
     fn best_split(&self, binned: &Binned, leaf: &Leaf, allowed: &[bool]) -> Option<Split> {
@@ -546,58 +425,12 @@ impl ValidBoostingParams {
                 }
                 let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
                 if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
-                    best = Some(Split { gain, feature: f, bin: b });
+                    best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh });
                 }
             }
         }
         best
     }
-}
-
-/// Sums of gradient, hessian and rows per bin of each allowed input over `rows`, whose totals
-/// are `total` (needed to fill the common bin of sparse inputs).
-fn histogram(binned: &Binned, g: &[f64], h: &[f64], rows: &[u32], allowed: &[bool], total: (f64, f64)) -> Vec<Bin> {
-    let mut hist = vec![Bin::default(); binned.histogram_len()];
-    let gh: Vec<(f64, f64)> = rows.iter().map(|&r| (g[r as usize], h[r as usize])).collect();
-    let width = binned.dense.len();
-    let active: Vec<(usize, usize)> =
-        binned.dense.iter().enumerate().filter(|(_, &f)| allowed[f]).map(|(j, &f)| (j, binned.offsets[f])).collect();
-    if !active.is_empty() {
-        for (&r, &(gr, hr)) in rows.iter().zip(&gh) {
-            let row = &binned.dense_rows[r as usize * width..(r as usize + 1) * width];
-            for &(j, offset) in &active {
-                let bin = &mut hist[offset + row[j] as usize];
-                bin.g += gr;
-                bin.h += hr;
-                bin.n += 1;
-            }
-        }
-    }
-    if binned.sparse.is_empty() {
-        return hist;
-    }
-    for (&r, &(gr, hr)) in rows.iter().zip(&gh) {
-        let r = r as usize;
-        for &slot in &binned.entries[binned.row_start[r] as usize..binned.row_start[r + 1] as usize] {
-            let bin = &mut hist[slot as usize];
-            bin.g += gr;
-            bin.h += hr;
-            bin.n += 1;
-        }
-    }
-    for &(f, common) in &binned.sparse {
-        let bins = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
-        let (mut og, mut oh, mut on) = (0.0, 0.0, 0u32);
-        for (b, bin) in bins.iter().enumerate() {
-            if b != common as usize {
-                og += bin.g;
-                oh += bin.h;
-                on += bin.n;
-            }
-        }
-        bins[common as usize] = Bin { g: total.0 - og, h: total.1 - oh, n: rows.len() as u32 - on };
-    }
-    hist
 }
 
 /// A tree while it grows: splits on bin numbers.
@@ -677,9 +510,11 @@ mod tests {
         let (x, y) = xor_data(500, 3);
         let params = BoostingParams { max_iter: 5, ..BoostingParams::default() }.validate(0).unwrap();
         let binned = Binned::new(x.view(), 255);
-        let g: Vec<f64> = y.iter().map(|&b| if b { -0.5 } else { 0.5 }).collect();
-        let h = vec![0.25; 500];
-        let (tree, _, _) = params.grow(&binned, &g, &h, (0..500).collect(), &[true; 3]);
+        let mut sample = Sample::new(&binned, 500);
+        let rows: Vec<u32> = (0..500).collect();
+        // At scores of zero the gradients are ±0.5 and the hessians 0.25.
+        sample.fill(&binned, &rows, &[0.0; 500], &y);
+        let (tree, _) = params.grow(&binned, &mut sample, &mut Sample::new(&binned, 500), &[true; 3]);
         let value_tree = to_value_tree(&tree, &binned);
         for i in 0..500 {
             assert_eq!(predict_binned(&tree, &binned, i), value_tree.predict(x.row(i).as_slice().unwrap()));
