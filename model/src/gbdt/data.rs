@@ -10,6 +10,32 @@ use super::sigmoid;
 /// At most this many rows per feature are sorted to place bin edges (as scikit-learn does).
 const BINNING_SAMPLE: usize = 200_000;
 
+/// Calls `$fixed::<N>($args)` with N = `$width` when it is at most 16 (records of a known
+/// width are copied as arrays, not by a call to `memcpy` each), `$otherwise` beyond.
+macro_rules! with_row_width {
+    ($width:expr, $fixed:ident, ($($arg:expr),*), $otherwise:block) => {
+        match $width {
+            1 => $fixed::<1>($($arg),*),
+            2 => $fixed::<2>($($arg),*),
+            3 => $fixed::<3>($($arg),*),
+            4 => $fixed::<4>($($arg),*),
+            5 => $fixed::<5>($($arg),*),
+            6 => $fixed::<6>($($arg),*),
+            7 => $fixed::<7>($($arg),*),
+            8 => $fixed::<8>($($arg),*),
+            9 => $fixed::<9>($($arg),*),
+            10 => $fixed::<10>($($arg),*),
+            11 => $fixed::<11>($($arg),*),
+            12 => $fixed::<12>($($arg),*),
+            13 => $fixed::<13>($($arg),*),
+            14 => $fixed::<14>($($arg),*),
+            15 => $fixed::<15>($($arg),*),
+            16 => $fixed::<16>($($arg),*),
+            _ => $otherwise,
+        }
+    };
+}
+
 /// Inputs quantised to at most 256 bins per input, stored by column.
 pub(super) struct Binned {
     pub(super) n_rows: usize,
@@ -21,19 +47,13 @@ pub(super) struct Binned {
     pub(super) offsets: Vec<usize>,
     /// Inputs whose histograms are built from every row's bin.
     pub(super) dense: Vec<usize>,
-    /// The dense inputs' bins again, row by row, eight to a word (`words_per_row` words a
-    /// row): moving a row's bins is a copy of one or two words.
-    pub(super) dense_rows: Vec<u64>,
-    pub(super) words_per_row: usize,
     /// Inputs where one bin holds most rows (one-hot levels): each row lists only its other
     /// bins, and the common bin is the node's total minus the rest. A row of the Online
     /// Shoppers data touches 18 histogram slots this way instead of 75.
     pub(super) sparse: Vec<(usize, u8)>,
-    /// The most uncommon sparse bins any row has.
-    pub(super) slots_per_row: usize,
-    /// Row r's uncommon sparse bins as histogram indices, `slots_per_row` a row, padded at the
-    /// end with [`Binned::histogram_len`] (past the last bin).
-    pub(super) sparse_rows: Vec<u32>,
+    /// What a histogram reads of each row, `layout.fixed` words a row (see [`Layout`]).
+    pub(super) rows: Vec<u64>,
+    pub(super) layout: Layout,
 }
 
 /// An input is stored sparsely when its most common bin holds at least this share of rows.
@@ -88,25 +108,25 @@ impl Binned {
                 dense.push(f);
             }
         }
-        let words_per_row = dense.len().div_ceil(8);
-        let mut dense_rows = vec![0u64; n_rows * words_per_row];
-        for (j, &f) in dense.iter().enumerate() {
-            for (r, &b) in bins[f * n_rows..(f + 1) * n_rows].iter().enumerate() {
-                dense_rows[r * words_per_row + j / 8] |= u64::from(b) << (8 * (j % 8));
-            }
-        }
         let histogram_len = offsets.last().copied().unwrap_or(0);
         let column_major = &bins;
         let uncommon = |r: usize| sparse.iter().filter(move |&&(f, common)| column_major[f * n_rows + r] != common);
-        let slots_per_row = (0..n_rows).map(|r| uncommon(r).count()).max().unwrap_or(0);
-        let mut sparse_rows = vec![histogram_len as u32; n_rows * slots_per_row];
-        for r in 0..n_rows {
-            let out = &mut sparse_rows[r * slots_per_row..(r + 1) * slots_per_row];
-            for (o, &(f, _)) in out.iter_mut().zip(uncommon(r)) {
-                *o = (offsets[f] + bins[f * n_rows + r] as usize) as u32;
+        let slots = (0..n_rows).map(|r| uncommon(r).count()).max().unwrap_or(0);
+        let layout = Layout::new(dense.len(), slots);
+        let mut rows = vec![0u64; n_rows * layout.fixed];
+        for (r, record) in rows.chunks_exact_mut(layout.fixed.max(1)).enumerate().take(n_rows) {
+            record[0] = r as u64;
+            for (j, &f) in dense.iter().enumerate() {
+                record[1 + j / 8] |= u64::from(bins[f * n_rows + r]) << (8 * (j % 8));
+            }
+            let mut slot = uncommon(r).map(|&(f, _)| (offsets[f] + bins[f * n_rows + r] as usize) as u64);
+            for word in &mut record[layout.slots - 2..] {
+                let low = slot.next().unwrap_or(histogram_len as u64);
+                let high = slot.next().unwrap_or(histogram_len as u64);
+                *word = low | high << 32;
             }
         }
-        Binned { n_rows, bins, edges, offsets, dense, dense_rows, words_per_row, sparse, slots_per_row, sparse_rows }
+        Binned { n_rows, bins, edges, offsets, dense, sparse, rows, layout }
     }
 
     pub(super) fn histogram_len(&self) -> usize {
@@ -125,207 +145,179 @@ pub(super) struct Bin {
     pub(super) n: u32,
 }
 
-/// The rows growing one tree, with everything a histogram reads of them (gradients, dense
-/// bins, sparse slots) stored in the rows' order. Partitioning a leaf moves all of it, so that
-/// each leaf's data is contiguous and a histogram reads memory front to back: gathering it
-/// row by row through the row numbers was a cache miss or more per row at a million rows.
+/// Where things sit in a row's record of words. A record is the gradient and hessian (as
+/// `f64` bits), the row number, the dense inputs' bins eight to a word, then the uncommon
+/// sparse bins as histogram indices two to a word, padded with [`Binned::histogram_len`].
+/// [`Binned::rows`] holds the last three parts of every row; a [`Sample`] whole records.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout {
+    /// Words of a record in a sample.
+    pub(super) stride: usize,
+    /// Words of a row in `Binned::rows`.
+    pub(super) fixed: usize,
+    /// Record word where the dense bins start.
+    dense: usize,
+    /// Record word where the sparse slots start.
+    slots: usize,
+}
+
+impl Layout {
+    fn new(dense: usize, slots: usize) -> Layout {
+        let fixed = 1 + dense.div_ceil(8) + slots.div_ceil(2);
+        Layout { stride: 2 + fixed, fixed, dense: 3, slots: 3 + dense.div_ceil(8) }
+    }
+}
+
+/// The rows growing one tree, as records (see [`Layout`]) in two buffers. Each leaf's records
+/// are contiguous in one of them; splitting a leaf writes its children to the other. A
+/// histogram reads memory front to back and a split moves each row once: gathering gradients
+/// and bins row by row through the row numbers was a cache miss or more per row at a million
+/// rows.
 pub(super) struct Sample {
-    pub(super) rows: Vec<u32>,
-    pub(super) gh: Vec<[f64; 2]>,
-    /// `Binned::dense_rows` of each row.
-    pub(super) dense: Vec<u64>,
-    /// `Binned::sparse_rows` of each row.
-    pub(super) slots: Vec<u32>,
-    pub(super) words: usize,
-    pub(super) slots_per_row: usize,
-    /// Which side of the split each row of the leaf being partitioned goes to.
-    pub(super) goes_left: Vec<bool>,
+    pub(super) buffers: [Vec<u64>; 2],
+    pub(super) layout: Layout,
 }
 
 impl Sample {
     pub(super) fn new(binned: &Binned, capacity: usize) -> Sample {
-        let (words, slots_per_row) = (binned.words_per_row, binned.slots_per_row);
-        Sample {
-            rows: Vec::with_capacity(capacity),
-            gh: Vec::with_capacity(capacity),
-            dense: Vec::with_capacity(capacity * words),
-            slots: Vec::with_capacity(capacity * slots_per_row),
-            words,
-            slots_per_row,
-            goes_left: Vec::with_capacity(capacity),
-        }
+        let layout = binned.layout;
+        Sample { buffers: [Vec::with_capacity(capacity * layout.stride), Vec::new()], layout }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.rows.len()
+        self.buffers[0].len() / self.layout.stride
     }
 
-    /// Takes `rows` with their data and the gradients of the log loss at the current scores.
+    /// Takes `rows` with their data and the gradients of the log loss at the current scores,
+    /// into buffer 0.
     pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f64], y: &[bool]) {
-        self.rows.clear();
-        self.rows.extend_from_slice(rows);
-        self.gh.clear();
-        self.gh.extend(rows.iter().map(|&r| {
-            let prob = sigmoid(raw[r as usize]);
-            [prob - f64::from(u8::from(y[r as usize])), (prob * (1.0 - prob)).max(1e-16)]
-        }));
-        gather_rows(&binned.dense_rows, self.words, rows, &mut self.dense);
-        gather_rows(&binned.sparse_rows, self.slots_per_row, rows, &mut self.slots);
+        fn fixed<const N: usize>(out: &mut Vec<u64>, source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
+            for &r in rows {
+                let r = r as usize;
+                let prob = sigmoid(raw[r]);
+                let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
+                let row: [u64; N] = source[r * N..(r + 1) * N].try_into().expect("N words a row");
+                out.push(g.to_bits());
+                out.push(h.to_bits());
+                out.extend_from_slice(&row);
+            }
+        }
+        let out = &mut self.buffers[0];
+        out.clear();
+        let width = self.layout.fixed;
+        with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
+            for &r in rows {
+                let r = r as usize;
+                let prob = sigmoid(raw[r]);
+                let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
+                out.push(g.to_bits());
+                out.push(h.to_bits());
+                out.extend_from_slice(&binned.rows[r * width..(r + 1) * width]);
+            }
+        });
+        let len = out.len();
+        self.buffers[1].resize(len, 0);
     }
 
-    /// Moves the rows of `range` whose bin of input `feature` is at most `bin` to its front,
-    /// keeping the order on both sides, and returns where the others start. With `rows_only`
-    /// the rest of the data is left as it was (stale).
+    /// The row numbers of the records of `range` in `buffer`.
+    pub(super) fn rows(&self, buffer: usize, range: Range<usize>) -> impl Iterator<Item = usize> + '_ {
+        let stride = self.layout.stride;
+        self.buffers[buffer][range.start * stride..range.end * stride].chunks_exact(stride).map(|r| r[2] as usize)
+    }
+
+    /// Writes the records of `range` from buffer `from` to the other buffer, those whose bin
+    /// of input `feature` is at most `bin` first, and returns where the others start. No
+    /// branch depends on the data: which side a row goes to is as good as random, and a
+    /// mispredicted branch per row costs more than the copy. The left side keeps its order,
+    /// the right side is reversed.
     pub(super) fn partition(
         &mut self,
         binned: &Binned,
         feature: usize,
         bin: u8,
         range: Range<usize>,
-        scratch: &mut Sample,
-        rows_only: bool,
+        from: usize,
     ) -> usize {
-        self.goes_left.clear();
-        match binned.dense.iter().position(|&f| f == feature) {
-            // A dense input's bins are in the sample, in order; a sparse one's are read by row.
+        fn fixed<const N: usize>(source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+            let (mut left, mut right) = (0, source.len() / N);
+            for record in source.chunks_exact(N) {
+                let record: &[u64; N] = record.try_into().expect("N words a record");
+                let l = goes_left(record);
+                let to = if l { left } else { right - 1 };
+                out[to * N..(to + 1) * N].copy_from_slice(record);
+                left += usize::from(l);
+                right -= usize::from(!l);
+            }
+            left
+        }
+        fn any(n: usize, source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+            let (mut left, mut right) = (0, source.len() / n);
+            for record in source.chunks_exact(n) {
+                let l = goes_left(record);
+                let to = if l { left } else { right - 1 };
+                out[to * n..(to + 1) * n].copy_from_slice(record);
+                left += usize::from(l);
+                right -= usize::from(!l);
+            }
+            left
+        }
+        let stride = self.layout.stride;
+        let [a, b] = &mut self.buffers;
+        let (source, out) = if from == 0 { (&a[..], &mut b[..]) } else { (&b[..], &mut a[..]) };
+        let words = range.start * stride..range.end * stride;
+        let (source, out) = (&source[words.clone()], &mut out[words]);
+        let left = match binned.dense.iter().position(|&f| f == feature) {
             Some(j) => {
-                let w = self.words;
-                let words = &self.dense[range.start * w..range.end * w];
-                let shift = 8 * (j % 8);
-                self.goes_left.extend(words.chunks_exact(w).map(|row| (row[j / 8] >> shift) as u8 <= bin));
+                let (word, shift) = (self.layout.dense + j / 8, 8 * (j % 8));
+                let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
+                with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }
             None => {
                 let column = binned.column(feature);
-                self.goes_left.extend(self.rows[range.clone()].iter().map(|&r| column[r as usize] <= bin));
+                let goes_left = move |r: &[u64]| column[r[2] as usize] <= bin;
+                with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }
-        }
-        let side = &self.goes_left;
-        let n_left = side.iter().filter(|&&l| l).count();
-        let left = range.start + n_left;
-        move_rows(&mut self.rows, &mut scratch.rows, 1, range.start, side, n_left);
-        if rows_only {
-            return left;
-        }
-        move_rows(&mut self.gh, &mut scratch.gh, 1, range.start, side, n_left);
-        move_rows(&mut self.dense, &mut scratch.dense, self.words, range.start, side, n_left);
-        move_rows(&mut self.slots, &mut scratch.slots, self.slots_per_row, range.start, side, n_left);
-        left
+        };
+        range.start + left
     }
 }
 
-/// Calls `$fixed::<_, N>($args)` with N = `$width` when it is at most 16 (rows of a known
-/// width are copied as arrays, not by a call to `memcpy` per row), `$otherwise` beyond.
-macro_rules! with_row_width {
-    ($width:expr, $fixed:ident, ($($arg:expr),*), $otherwise:block) => {
-        match $width {
-            0 => {}
-            1 => $fixed::<_, 1>($($arg),*),
-            2 => $fixed::<_, 2>($($arg),*),
-            3 => $fixed::<_, 3>($($arg),*),
-            4 => $fixed::<_, 4>($($arg),*),
-            5 => $fixed::<_, 5>($($arg),*),
-            6 => $fixed::<_, 6>($($arg),*),
-            7 => $fixed::<_, 7>($($arg),*),
-            8 => $fixed::<_, 8>($($arg),*),
-            9 => $fixed::<_, 9>($($arg),*),
-            10 => $fixed::<_, 10>($($arg),*),
-            11 => $fixed::<_, 11>($($arg),*),
-            12 => $fixed::<_, 12>($($arg),*),
-            13 => $fixed::<_, 13>($($arg),*),
-            14 => $fixed::<_, 14>($($arg),*),
-            15 => $fixed::<_, 15>($($arg),*),
-            16 => $fixed::<_, 16>($($arg),*),
-            _ => $otherwise,
-        }
-    };
-}
-
-/// Copies the items (`per_row` a row) of each of `rows` from `source` to `out`.
-pub(super) fn gather_rows<T: Copy>(source: &[T], per_row: usize, rows: &[u32], out: &mut Vec<T>) {
-    pub(super) fn fixed<T: Copy, const N: usize>(source: &[T], rows: &[u32], out: &mut Vec<T>) {
-        for &r in rows {
-            let row: [T; N] = source[r as usize * N..(r as usize + 1) * N].try_into().expect("N items a row");
-            out.extend_from_slice(&row);
-        }
-    }
-    out.clear();
-    with_row_width!(per_row, fixed, (source, rows, out), {
-        let n = per_row;
-        rows.iter().for_each(|&r| out.extend_from_slice(&source[r as usize * n..(r as usize + 1) * n]))
-    });
-}
-
-/// Stable partition of the rows from `start` on (`per_row` items a row) by `goes_left`, of
-/// which `n_left` are true: each row is written once to its place in `scratch`, then the whole
-/// range is copied back. No branch depends on the data: which side a row goes to is as good
-/// as random, and a mispredicted branch per row costs more than the copies.
-pub(super) fn move_rows<T: Copy + Default>(
-    data: &mut [T],
-    scratch: &mut Vec<T>,
-    per_row: usize,
-    start: usize,
-    goes_left: &[bool],
-    n_left: usize,
-) {
-    pub(super) fn fixed<T: Copy, const N: usize>(region: &[T], out: &mut [T], goes_left: &[bool], n_left: usize) {
-        let (mut left, mut right) = (0, n_left);
-        for (row, &l) in region.chunks_exact(N).zip(goes_left) {
-            let to = if l { left } else { right };
-            out[to * N..(to + 1) * N].copy_from_slice(row);
-            left += usize::from(l);
-            right += usize::from(!l);
-        }
-    }
-    if per_row == 0 {
-        return;
-    }
-    let region = &mut data[start * per_row..(start + goes_left.len()) * per_row];
-    if scratch.len() < region.len() {
-        scratch.resize(region.len(), T::default());
-    }
-    let out = &mut scratch[..region.len()];
-    with_row_width!(per_row, fixed, (region, out, goes_left, n_left), {
-        let (n, mut left, mut right) = (per_row, 0, n_left);
-        for (row, &l) in region.chunks_exact(n).zip(goes_left) {
-            let to = if l { left } else { right };
-            out[to * n..(to + 1) * n].copy_from_slice(row);
-            left += usize::from(l);
-            right += usize::from(!l);
-        }
-    });
-    region.copy_from_slice(out);
-}
-
-/// Sums of gradient, hessian and rows per bin of each allowed input over the rows of `sample`
-/// in `range`, whose totals are `total` (needed to fill the common bin of sparse inputs).
+/// Sums of gradient, hessian and rows per bin of each allowed input over the records of
+/// `range` in buffer `buffer`, whose totals are `total` (needed to fill the common bin of
+/// sparse inputs).
 pub(super) fn histogram(
     binned: &Binned,
     sample: &Sample,
+    buffer: usize,
     range: Range<usize>,
     allowed: &[bool],
     total: (f64, f64),
 ) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
-    let (w, k) = (sample.words, sample.slots_per_row);
-    let active: Vec<(usize, usize)> =
-        binned.dense.iter().enumerate().filter(|(_, &f)| allowed[f]).map(|(j, &f)| (j, binned.offsets[f])).collect();
+    let layout = sample.layout;
+    let active: Vec<(usize, u32, usize)> = binned
+        .dense
+        .iter()
+        .enumerate()
+        .filter(|(_, &f)| allowed[f])
+        .map(|(j, &f)| (layout.dense + j / 8, 8 * (j % 8) as u32, binned.offsets[f]))
+        .collect();
     let rows = range.len() as u32;
-    let padding = binned.histogram_len() as u32;
-    let gh = &sample.gh[range.clone()];
-    let dense = &sample.dense[range.start * w..range.end * w];
-    let slots = &sample.slots[range.start * k..range.end * k];
-    for (i, &[g, h]) in gh.iter().enumerate() {
-        let row = &dense[i * w..(i + 1) * w];
-        for &(j, offset) in &active {
-            let b = (row[j / 8] >> (8 * (j % 8))) as u8;
-            let bin = &mut hist[offset + b as usize];
+    let padding = binned.histogram_len() as u64;
+    let stride = layout.stride;
+    let records = &sample.buffers[buffer][range.start * stride..range.end * stride];
+    for record in records.chunks_exact(stride) {
+        let (g, h) = (f64::from_bits(record[0]), f64::from_bits(record[1]));
+        for &(word, shift, offset) in &active {
+            let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
             bin.g += g;
             bin.h += h;
             bin.n += 1;
         }
         // A row's slots come first, then the padding, which would make one long chain of
         // additions to the same bin.
-        for &slot in slots[i * k..(i + 1) * k].iter().take_while(|&&slot| slot != padding) {
+        let slots = record[layout.slots..].iter().flat_map(|&w| [w & 0xffff_ffff, w >> 32]);
+        for slot in slots.take_while(|&slot| slot != padding) {
             let bin = &mut hist[slot as usize];
             bin.g += g;
             bin.h += h;

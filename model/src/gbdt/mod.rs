@@ -175,9 +175,11 @@ struct Split {
     left_h: f64,
 }
 
-/// A leaf of the tree being grown: its rows are `rows[start..end]`.
+/// A leaf of the tree being grown: its rows are the records `start..end` of the sample's
+/// buffer `buffer`.
 struct Leaf {
     node: usize,
+    buffer: usize,
     start: usize,
     end: usize,
     depth: usize,
@@ -253,7 +255,6 @@ impl ValidBoostingParams {
         let mut chosen = vec![true; n];
         let sampled = n_sample < n;
         let mut sample = Sample::new(binned, n_sample);
-        let mut scratch = Sample::new(binned, n_sample);
         let mut rows: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..p.max_iter {
             // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
@@ -283,12 +284,12 @@ impl ValidBoostingParams {
             } else {
                 vec![true; n_inputs]
             };
-            let (tree, leaves) = self.grow(binned, &mut sample, &mut scratch, &allowed);
+            let (tree, leaves) = self.grow(binned, &mut sample, &allowed);
             // Rows that grew the tree sit in their leaves' ranges; only the others walk it.
-            for &(node, start, end) in &leaves {
+            for &(node, buffer, start, end) in &leaves {
                 let value = tree.value[node];
-                for &r in &sample.rows[start..end] {
-                    raw[r as usize] += value;
+                for r in sample.rows(buffer, start..end) {
+                    raw[r] += value;
                 }
             }
             if sampled {
@@ -303,22 +304,26 @@ impl ValidBoostingParams {
         trees
     }
 
-    /// Grows one tree on the rows of `sample`, which it reorders so that each leaf's rows are
-    /// contiguous (and still increasing); returns the tree and each leaf as (node, start, end)
-    /// into them. `scratch` holds as many rows as `sample` at least.
+    /// Grows one tree on the rows of `sample` (in its buffer 0), which it moves between its
+    /// buffers so that each leaf's rows are contiguous; returns the tree and each leaf as
+    /// (node, buffer, start, end).
+    #[allow(clippy::type_complexity)]
     fn grow(
         &self,
         binned: &Binned,
         sample: &mut Sample,
-        scratch: &mut Sample,
         allowed: &[bool],
-    ) -> (BinTree, Vec<(usize, usize, usize)>) {
+    ) -> (BinTree, Vec<(usize, usize, usize, usize)>) {
         let p = &self.params;
         let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
-        let (sg, sh) = sample.gh.iter().fold((0.0, 0.0), |(a, b), gh| (a + gh[0], b + gh[1]));
         let n = sample.len();
-        let mut root = Leaf { node: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
-        root.hist = histogram(binned, sample, 0..n, allowed, (sg, sh));
+        let stride = sample.layout.stride;
+        let (sg, sh) = sample.buffers[0]
+            .chunks_exact(stride)
+            .fold((0.0, 0.0), |(a, b), r| (a + f64::from_bits(r[0]), b + f64::from_bits(r[1])));
+        let mut root =
+            Leaf { node: 0, buffer: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        root.hist = histogram(binned, sample, 0, 0..n, allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
         let mut n_leaves = 1;
@@ -335,9 +340,10 @@ impl ValidBoostingParams {
             };
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
-            // After the last split nothing reads the leaves' histograms, gradients or bins.
+            let mid = sample.partition(binned, split.feature, split.bin as u8, leaf.start..leaf.end, leaf.buffer);
+            let buffer = 1 - leaf.buffer;
+            // After the last split nothing reads the leaves' histograms.
             let last = n_leaves + 1 == p.max_leaf_nodes;
-            let mid = sample.partition(binned, split.feature, split.bin as u8, leaf.start..leaf.end, scratch, last);
             let left_id = tree.push();
             let right_id = tree.push();
             tree.feature[leaf.node] = split.feature as i32;
@@ -347,6 +353,7 @@ impl ValidBoostingParams {
             let (lg, lh) = (split.left_g, split.left_h);
             let mut left = Leaf {
                 node: left_id,
+                buffer,
                 start: leaf.start,
                 end: mid,
                 depth: leaf.depth + 1,
@@ -357,6 +364,7 @@ impl ValidBoostingParams {
             };
             let mut right = Leaf {
                 node: right_id,
+                buffer,
                 start: mid,
                 end: leaf.end,
                 depth: leaf.depth + 1,
@@ -376,7 +384,7 @@ impl ValidBoostingParams {
             } else {
                 (&mut right, &mut left)
             };
-            small.hist = histogram(binned, sample, small.start..small.end, allowed, (small.g, small.h));
+            small.hist = histogram(binned, sample, buffer, small.start..small.end, allowed, (small.g, small.h));
             let mut parent = leaf.hist;
             for (pb, sb) in parent.iter_mut().zip(&small.hist) {
                 pb.g -= sb.g;
@@ -393,7 +401,7 @@ impl ValidBoostingParams {
         for leaf in &leaves {
             tree.value[leaf.node] = -p.learning_rate * leaf.g / (leaf.h + p.l2_regularization);
         }
-        let ranges = leaves.iter().map(|l| (l.node, l.start, l.end)).collect();
+        let ranges = leaves.iter().map(|l| (l.node, l.buffer, l.start, l.end)).collect();
         (tree, ranges)
     }
 
@@ -514,7 +522,7 @@ mod tests {
         let rows: Vec<u32> = (0..500).collect();
         // At scores of zero the gradients are ±0.5 and the hessians 0.25.
         sample.fill(&binned, &rows, &[0.0; 500], &y);
-        let (tree, _) = params.grow(&binned, &mut sample, &mut Sample::new(&binned, 500), &[true; 3]);
+        let (tree, _) = params.grow(&binned, &mut sample, &[true; 3]);
         let value_tree = to_value_tree(&tree, &binned);
         for i in 0..500 {
             assert_eq!(predict_binned(&tree, &binned, i), value_tree.predict(x.row(i).as_slice().unwrap()));
@@ -530,6 +538,27 @@ mod tests {
         let c = params.validate(12).unwrap().fit(x.view(), &y).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn wide_inputs_take_the_general_record_path() {
+        // 140 inputs: 18 words of dense bins, past the widths copied as fixed-size arrays.
+        let (n, width) = (1500, 140);
+        let mut rng = Rng::new(9);
+        let mut x = Array2::zeros((n, width));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            for j in 0..width {
+                x[[i, j]] = rng.normal();
+            }
+            y.push(x[[i, 0]] + x[[i, 139]] > 0.0);
+        }
+        let binned = Binned::new(x.view(), 255);
+        assert!(binned.layout.stride > 16, "stride {}", binned.layout.stride);
+        let params = BoostingParams { max_iter: 60, subsample: 0.8, ..BoostingParams::default() };
+        let model = params.validate(1).unwrap().fit(x.view(), &y).unwrap();
+        let correct = (0..n).filter(|&i| (model.probability(x.row(i).as_slice().unwrap()) >= 0.5) == y[i]).count();
+        assert!(correct > n * 9 / 10, "{correct} of {n} correct");
     }
 
     #[test]
