@@ -12,6 +12,7 @@ use crate::dataset::Dataset;
 use crate::drift::Reference;
 use crate::error::{Error, Result};
 use crate::features::Preprocessor;
+use crate::forest::Forest;
 use crate::gbdt::Booster;
 use crate::logistic::Logistic;
 use crate::metrics::MetricSet;
@@ -42,11 +43,43 @@ impl FittedModel {
         }
     }
 
+    /// Scores many rows at a time: boosted trees compiled into a [`Forest`] once (the same
+    /// probabilities, bit for bit, several times faster), other models row by row.
+    pub fn scorer(&self) -> Scorer<'_> {
+        let forest = match self {
+            FittedModel::GradientBoosting(booster) => Forest::new(booster),
+            FittedModel::LogisticRegression(_) => None,
+        };
+        Scorer { model: self, forest }
+    }
+
     /// The family's name.
     pub fn family(&self) -> &'static str {
         match self {
             FittedModel::GradientBoosting(_) => "gradient_boosting",
             FittedModel::LogisticRegression(_) => "logistic_regression",
+        }
+    }
+}
+
+/// A model ready to score many rows; see [`FittedModel::scorer`].
+#[derive(Debug)]
+pub struct Scorer<'a> {
+    model: &'a FittedModel,
+    forest: Option<Forest>,
+}
+
+impl Scorer<'_> {
+    /// Positive-class probabilities of rows of encoded inputs, `width` a row, one after the
+    /// other in `inputs`, written to `out` (one per row).
+    pub fn probabilities(&self, inputs: &[f64], width: usize, out: &mut [f64]) {
+        match &self.forest {
+            Some(forest) => forest.probabilities(inputs, width, out, &mut Vec::new()),
+            None => {
+                for (p, row) in out.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
+                    *p = self.model.probability(row);
+                }
+            }
         }
     }
 }
@@ -197,16 +230,13 @@ impl Artifact {
         let width = encoded.matrix.ncols().max(1);
         let inputs = encoded.matrix.as_slice().expect("encoded matrices are row-major and contiguous");
         let mut probabilities = vec![0.0; data.len()];
+        let scorer = &self.model.scorer();
         // Rows are independent: score them on every core, each thread its own block of rows.
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
         let block = data.len().div_ceil(threads).max(4096);
         std::thread::scope(|scope| {
             for (out, rows) in probabilities.chunks_mut(block).zip(inputs.chunks(block * width)) {
-                scope.spawn(move || {
-                    for (p, row) in out.iter_mut().zip(rows.chunks(width)) {
-                        *p = self.model.probability(row);
-                    }
-                });
+                scope.spawn(move || scorer.probabilities(rows, width, out));
             }
         });
         Ok(Scores { probabilities, unseen_levels: encoded.unseen_levels })

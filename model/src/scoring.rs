@@ -7,11 +7,10 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
-use crate::artifact::{Artifact, FittedModel};
+use crate::artifact::{Artifact, Scorer};
 use crate::config::hex;
 use crate::error::{DataError, Error, Result, Rule};
 use crate::features::Encoder;
-use crate::forest::Forest;
 use crate::schema::{Column, Parsed};
 use crate::validation::{check_header, HashingReader, LabelPolicy, RuleCount, ValidationReport, MAX_KEPT_ERRORS};
 
@@ -46,8 +45,7 @@ struct BlockResult {
 
 /// How each model input is read from a record, and how the model is evaluated.
 struct Plan<'a> {
-    /// Boosted trees compiled for scoring (see [`Forest`]); none for other models.
-    forest: Option<Forest>,
+    scorer: Scorer<'a>,
     /// Schema columns present in the file: (column, field index).
     checked: Vec<(&'a Column, usize)>,
     /// For each encoder, the index into `checked` of its column.
@@ -137,14 +135,7 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         return out;
     }
     let mut probabilities = vec![0.0; encoded.len() / width.max(1)];
-    match &plan.forest {
-        Some(forest) => forest.probabilities(&encoded, width, &mut probabilities, &mut Vec::new()),
-        None => {
-            for (p, row) in probabilities.iter_mut().zip(encoded.chunks_exact(width.max(1))) {
-                *p = artifact.model.probability(row);
-            }
-        }
-    }
+    plan.scorer.probabilities(&encoded, width, &mut probabilities);
     for p in probabilities {
         let prediction = u8::from(p >= threshold);
         out.positives += u64::from(prediction);
@@ -204,11 +195,7 @@ pub fn score_csv<R: Read, W: Write + Send>(
                 .ok_or_else(|| Error::InvalidInput(format!("the data has no column `{column}` that the model needs")))
         })
         .collect::<Result<Vec<usize>>>()?;
-    let forest = match &artifact.model {
-        FittedModel::GradientBoosting(booster) => Forest::new(booster),
-        FittedModel::LogisticRegression(_) => None,
-    };
-    let plan = Plan { forest, checked, sources, header_len: header.len() };
+    let plan = Plan { scorer: artifact.model.scorer(), checked, sources, header_len: header.len() };
 
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut totals = BlockResult::default();

@@ -35,12 +35,10 @@ impl Fitted {
     /// Probabilities of every row of `data`.
     pub fn probabilities(&self, data: &Dataset) -> Result<Vec<f64>> {
         let encoded = self.preprocessing.transform(data)?;
-        Ok(encoded
-            .matrix
-            .rows()
-            .into_iter()
-            .map(|row| self.model.probability(row.as_slice().expect("encoded matrices are row-major")))
-            .collect())
+        let inputs = encoded.matrix.as_slice().expect("encoded matrices are row-major and contiguous");
+        let mut probabilities = vec![0.0; data.len()];
+        self.model.scorer().probabilities(inputs, encoded.matrix.ncols(), &mut probabilities);
+        Ok(probabilities)
     }
 }
 
