@@ -115,12 +115,14 @@ impl Binned {
         let layout = Layout::new(dense.len(), slots);
         let mut rows = vec![0u64; n_rows * layout.fixed];
         for (r, record) in rows.chunks_exact_mut(layout.fixed.max(1)).enumerate().take(n_rows) {
+            // The same layout as a sample's records, less the words in front of the row number.
+            let head = layout.row;
             record[0] = r as u64;
             for (j, &f) in dense.iter().enumerate() {
-                record[1 + j / 8] |= u64::from(bins[f * n_rows + r]) << (8 * (j % 8));
+                record[layout.dense - head + j / 8] |= u64::from(bins[f * n_rows + r]) << (8 * (j % 8));
             }
             let mut slot = uncommon(r).map(|&(f, _)| (offsets[f] + bins[f * n_rows + r] as usize) as u64);
-            for word in &mut record[layout.slots - 2..] {
+            for word in &mut record[layout.slots - head..] {
                 let low = slot.next().unwrap_or(histogram_len as u64);
                 let high = slot.next().unwrap_or(histogram_len as u64);
                 *word = low | high << 32;
@@ -145,8 +147,18 @@ pub(super) struct Bin {
     pub(super) n: u32,
 }
 
-/// Where things sit in a row's record of words. A record is the gradient and hessian (as
-/// `f64` bits), the row number, the dense inputs' bins eight to a word, then the uncommon
+/// Gradient and hessian in one word, as `f32`s (LightGBM's precision for them too): a record
+/// is a word shorter, and moving records is most of a split's cost. Sums stay in `f64`.
+pub(super) fn pack(g: f64, h: f64) -> u64 {
+    u64::from((g as f32).to_bits()) | u64::from((h as f32).to_bits()) << 32
+}
+
+pub(super) fn unpack(word: u64) -> (f64, f64) {
+    (f64::from(f32::from_bits(word as u32)), f64::from(f32::from_bits((word >> 32) as u32)))
+}
+
+/// Where things sit in a row's record of words. A record is the gradient and hessian
+/// ([`pack`]), the row number, the dense inputs' bins eight to a word, then the uncommon
 /// sparse bins as histogram indices two to a word, padded with [`Binned::histogram_len`].
 /// [`Binned::rows`] holds the last three parts of every row; a [`Sample`] whole records.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +167,8 @@ pub(super) struct Layout {
     pub(super) stride: usize,
     /// Words of a row in `Binned::rows`.
     pub(super) fixed: usize,
+    /// Record word of the row number (the first one `Binned::rows` holds).
+    row: usize,
     /// Record word where the dense bins start.
     dense: usize,
     /// Record word where the sparse slots start.
@@ -164,7 +178,7 @@ pub(super) struct Layout {
 impl Layout {
     fn new(dense: usize, slots: usize) -> Layout {
         let fixed = 1 + dense.div_ceil(8) + slots.div_ceil(2);
-        Layout { stride: 2 + fixed, fixed, dense: 3, slots: 3 + dense.div_ceil(8) }
+        Layout { stride: 1 + fixed, fixed, row: 1, dense: 2, slots: 2 + dense.div_ceil(8) }
     }
 }
 
@@ -197,8 +211,7 @@ impl Sample {
                 let prob = sigmoid(raw[r]);
                 let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
                 let row: [u64; N] = source[r * N..(r + 1) * N].try_into().expect("N words a row");
-                out.push(g.to_bits());
-                out.push(h.to_bits());
+                out.push(pack(g, h));
                 out.extend_from_slice(&row);
             }
         }
@@ -210,8 +223,7 @@ impl Sample {
                 let r = r as usize;
                 let prob = sigmoid(raw[r]);
                 let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
-                out.push(g.to_bits());
-                out.push(h.to_bits());
+                out.push(pack(g, h));
                 out.extend_from_slice(&binned.rows[r * width..(r + 1) * width]);
             }
         });
@@ -221,8 +233,10 @@ impl Sample {
 
     /// The row numbers of the records of `range` in `buffer`.
     pub(super) fn rows(&self, buffer: usize, range: Range<usize>) -> impl Iterator<Item = usize> + '_ {
-        let stride = self.layout.stride;
-        self.buffers[buffer][range.start * stride..range.end * stride].chunks_exact(stride).map(|r| r[2] as usize)
+        let (stride, row) = (self.layout.stride, self.layout.row);
+        self.buffers[buffer][range.start * stride..range.end * stride]
+            .chunks_exact(stride)
+            .map(move |r| r[row] as usize)
     }
 
     /// Writes the records of `range` from buffer `from` to the other buffer, those whose bin
@@ -274,7 +288,8 @@ impl Sample {
             }
             None => {
                 let column = binned.column(feature);
-                let goes_left = move |r: &[u64]| column[r[2] as usize] <= bin;
+                let row = self.layout.row;
+                let goes_left = move |r: &[u64]| column[r[row] as usize] <= bin;
                 with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }
         };
@@ -307,7 +322,7 @@ pub(super) fn histogram(
     let stride = layout.stride;
     let records = &sample.buffers[buffer][range.start * stride..range.end * stride];
     for record in records.chunks_exact(stride) {
-        let (g, h) = (f64::from_bits(record[0]), f64::from_bits(record[1]));
+        let (g, h) = unpack(record[0]);
         for &(word, shift, offset) in &active {
             let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
             bin.g += g;
@@ -337,4 +352,82 @@ pub(super) fn histogram(
         bins[common as usize] = Bin { g: total.0 - og, h: total.1 - oh, n: rows - on };
     }
     hist
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use ndarray::Array2;
+
+    /// Inputs of every kind: continuous, a yes/no, and one-hot levels (stored sparsely).
+    fn mixed(n: usize, seed: u64) -> Array2<f64> {
+        let mut rng = Rng::new(seed);
+        let mut x = Array2::zeros((n, 7));
+        for i in 0..n {
+            x[[i, 0]] = rng.normal();
+            x[[i, 1]] = if rng.uniform() < 0.4 { 1.0 } else { 0.0 };
+            let level = 2 + (rng.uniform() * 5.0) as usize;
+            x[[i, level]] = 1.0;
+        }
+        x
+    }
+
+    #[test]
+    fn records_hold_every_bin_of_their_row() {
+        let x = mixed(2000, 1);
+        let binned = Binned::new(x.view(), 255);
+        assert!(!binned.sparse.is_empty() && !binned.dense.is_empty());
+        let mut sample = Sample::new(&binned, 2000);
+        let rows: Vec<u32> = (0..2000).rev().step_by(3).collect();
+        sample.fill(&binned, &rows, &vec![0.3; 2000], &vec![true; 2000]);
+        let layout = sample.layout;
+        let padding = binned.histogram_len() as u64;
+        for (record, &r) in sample.buffers[0].chunks_exact(layout.stride).zip(&rows) {
+            let r = r as usize;
+            assert_eq!(record[layout.row] as usize, r);
+            let (g, h) = unpack(record[0]);
+            let p = sigmoid(0.3);
+            assert!((g - (p - 1.0)).abs() < 1e-7 && (h - p * (1.0 - p)).abs() < 1e-7);
+            for (j, &f) in binned.dense.iter().enumerate() {
+                let b = (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8;
+                assert_eq!(b, binned.column(f)[r], "row {r}, dense input {f}");
+            }
+            let slots: Vec<u64> = record[layout.slots..]
+                .iter()
+                .flat_map(|&w| [w & 0xffff_ffff, w >> 32])
+                .filter(|&s| s != padding)
+                .collect();
+            let expected: Vec<u64> = binned
+                .sparse
+                .iter()
+                .filter(|&&(f, common)| binned.column(f)[r] != common)
+                .map(|&(f, _)| (binned.offsets[f] + binned.column(f)[r] as usize) as u64)
+                .collect();
+            assert_eq!(slots, expected, "row {r}");
+        }
+    }
+
+    #[test]
+    fn a_partition_splits_on_dense_and_sparse_inputs_alike() {
+        let x = mixed(1000, 2);
+        let binned = Binned::new(x.view(), 255);
+        for feature in [0, 1, 3] {
+            let mut sample = Sample::new(&binned, 1000);
+            let rows: Vec<u32> = (0..1000).collect();
+            sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
+            let bin = 0;
+            let mid = sample.partition(&binned, feature, bin, 100..900, 0);
+            let column = binned.column(feature);
+            let left: Vec<usize> = sample.rows(1, 100..mid).collect();
+            let right: Vec<usize> = sample.rows(1, mid..900).collect();
+            assert!(left.iter().all(|&r| column[r] <= bin) && right.iter().all(|&r| column[r] > bin));
+            assert_eq!(left.len() + right.len(), 800);
+            // The left side keeps its order.
+            assert!(left.windows(2).all(|w| w[0] < w[1]));
+            let mut all: Vec<usize> = left.into_iter().chain(right).collect();
+            all.sort_unstable();
+            assert_eq!(all, (100..900).collect::<Vec<_>>());
+        }
+    }
 }

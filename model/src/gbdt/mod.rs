@@ -320,7 +320,8 @@ impl ValidBoostingParams {
         let stride = sample.layout.stride;
         let (sg, sh) = sample.buffers[0]
             .chunks_exact(stride)
-            .fold((0.0, 0.0), |(a, b), r| (a + f64::from_bits(r[0]), b + f64::from_bits(r[1])));
+            .map(|r| data::unpack(r[0]))
+            .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
         let mut root =
             Leaf { node: 0, buffer: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
         root.hist = histogram(binned, sample, 0, 0..n, allowed, (sg, sh));
