@@ -252,18 +252,8 @@ impl Sample {
         range: Range<usize>,
         from: usize,
     ) -> usize {
-        fn fixed<const N: usize>(source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
-            let (mut left, mut right) = (0, source.len() / N);
-            for record in source.chunks_exact(N) {
-                let record: &[u64; N] = record.try_into().expect("N words a record");
-                let l = goes_left(record);
-                let to = if l { left } else { right - 1 };
-                out[to * N..(to + 1) * N].copy_from_slice(record);
-                left += usize::from(l);
-                right -= usize::from(!l);
-            }
-            left
-        }
+        // Inlined into `fixed` with a constant width, the copies become a few moves.
+        #[inline(always)]
         fn any(n: usize, source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
             let (mut left, mut right) = (0, source.len() / n);
             for record in source.chunks_exact(n) {
@@ -274,6 +264,9 @@ impl Sample {
                 right -= usize::from(!l);
             }
             left
+        }
+        fn fixed<const N: usize>(source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+            any(N, source, out, goes_left)
         }
         let stride = self.layout.stride;
         let [a, b] = &mut self.buffers;
