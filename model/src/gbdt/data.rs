@@ -205,27 +205,25 @@ impl Sample {
     /// Takes `rows` with their data and the gradients of the log loss at the current scores,
     /// into buffer 0.
     pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f64], y: &[bool]) {
-        fn fixed<const N: usize>(out: &mut Vec<u64>, source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
+        // Inlined into `fixed` with a constant width, the copy becomes a few moves.
+        #[inline(always)]
+        fn any(n: usize, out: &mut Vec<u64>, source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
             for &r in rows {
                 let r = r as usize;
                 let prob = sigmoid(raw[r]);
                 let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
-                let row: [u64; N] = source[r * N..(r + 1) * N].try_into().expect("N words a row");
                 out.push(pack(g, h));
-                out.extend_from_slice(&row);
+                out.extend_from_slice(&source[r * n..(r + 1) * n]);
             }
+        }
+        fn fixed<const N: usize>(out: &mut Vec<u64>, source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
+            any(N, out, source, rows, raw, y);
         }
         let out = &mut self.buffers[0];
         out.clear();
         let width = self.layout.fixed;
         with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
-            for &r in rows {
-                let r = r as usize;
-                let prob = sigmoid(raw[r]);
-                let (g, h) = (prob - f64::from(u8::from(y[r])), (prob * (1.0 - prob)).max(1e-16));
-                out.push(pack(g, h));
-                out.extend_from_slice(&binned.rows[r * width..(r + 1) * width]);
-            }
+            any(width, out, &binned.rows, rows, raw, y)
         });
         let len = out.len();
         self.buffers[1].resize(len, 0);
