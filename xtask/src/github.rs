@@ -242,75 +242,69 @@ impl GitHub {
     /// Creates the pull request's comment that carries `marker`, or updates it in place.
     pub fn upsert_comment(&self, pr: u64, marker: &str, body: &str) -> Result<Upserted, ApiError> {
         let own = self.own_login();
-        let payload = json!({ "body": body });
-        for _ in 0..ATTEMPTS {
-            if let Some(existing) = self.find_comment(pr, marker, own.as_deref())? {
-                let id = existing["id"].as_u64().ok_or_else(|| anyhow!("a comment without an id"))?;
-                let reply =
-                    self.send("PATCH", &format!("/repos/{}/issues/comments/{id}", self.repository), Some(&payload))?;
-                let updated = self.expect(reply, "updating the comment")?;
-                return Ok(Upserted {
-                    url: updated["html_url"].as_str().unwrap_or_default().to_string(),
-                    created: false,
-                });
-            }
-            let reply =
-                match self.send("POST", &format!("/repos/{}/issues/{pr}/comments", self.repository), Some(&payload)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("github: creating the comment failed ({e:#}); checking whether it landed");
-                        std::thread::sleep(self.base_backoff);
-                        continue;
-                    }
-                };
-            if reply.status >= 500 {
-                // The create may have landed even though the answer did not: list again before
-                // creating again, so that a retry never leaves two comments.
-                eprintln!("github: creating the comment answered {}; checking whether it landed", reply.status);
-                std::thread::sleep(self.base_backoff);
-                continue;
-            }
-            let created = self.expect(reply, "creating the comment")?;
-            return Ok(Upserted { url: created["html_url"].as_str().unwrap_or_default().to_string(), created: true });
-        }
-        Err(ApiError::Other(anyhow!("creating the comment failed {ATTEMPTS} times")))
+        let existing = || -> Result<Option<String>, ApiError> {
+            let Some(comment) = self.find_comment(pr, marker, own.as_deref())? else { return Ok(None) };
+            let id = comment["id"].as_u64().ok_or_else(|| anyhow!("a comment without an id"))?;
+            Ok(Some(format!("/repos/{}/issues/comments/{id}", self.repository)))
+        };
+        let create = format!("/repos/{}/issues/{pr}/comments", self.repository);
+        self.upsert(existing, &create, &json!({ "body": body }), ("updating the comment", "creating the comment"))
     }
 
     /// Opens the alert issue carrying `marker`, or updates the open one (never a second one).
     pub fn upsert_issue(&self, marker: &str, title: &str, body: &str, label: &str) -> Result<Upserted, ApiError> {
-        let payload = json!({ "title": title, "body": body, "labels": [label] });
-        for _ in 0..ATTEMPTS {
+        let existing = || -> Result<Option<String>, ApiError> {
             let open = self
                 .list_all(&format!("/repos/{}/issues?state=open&labels={label}", self.repository), "listing issues")?;
-            let existing = open
+            let Some(issue) = open
                 .iter()
-                .find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null());
-            if let Some(issue) = existing {
-                let number = issue["number"].as_u64().ok_or_else(|| anyhow!("an issue without a number"))?;
-                let reply =
-                    self.send("PATCH", &format!("/repos/{}/issues/{number}", self.repository), Some(&payload))?;
-                let updated = self.expect(reply, "updating the alert issue")?;
+                .find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null())
+            else {
+                return Ok(None);
+            };
+            let number = issue["number"].as_u64().ok_or_else(|| anyhow!("an issue without a number"))?;
+            Ok(Some(format!("/repos/{}/issues/{number}", self.repository)))
+        };
+        let create = format!("/repos/{}/issues", self.repository);
+        let payload = json!({ "title": title, "body": body, "labels": [label] });
+        self.upsert(existing, &create, &payload, ("updating the alert issue", "opening the alert issue"))
+    }
+
+    /// Updates what `existing` finds (the address to PATCH) or POSTs `payload` to `create`. A
+    /// create that fails or answers 5xx may have landed even though the answer did not: the
+    /// next attempt looks again before creating again, so that a retry never makes two.
+    fn upsert(
+        &self,
+        existing: impl Fn() -> Result<Option<String>, ApiError>,
+        create: &str,
+        payload: &Value,
+        (updating, creating): (&str, &str),
+    ) -> Result<Upserted, ApiError> {
+        for _ in 0..ATTEMPTS {
+            if let Some(path) = existing()? {
+                let updated = self.expect(self.send("PATCH", &path, Some(payload))?, updating)?;
                 return Ok(Upserted {
                     url: updated["html_url"].as_str().unwrap_or_default().to_string(),
                     created: false,
                 });
             }
-            let reply = match self.send("POST", &format!("/repos/{}/issues", self.repository), Some(&payload)) {
+            let reply = match self.send("POST", create, Some(payload)) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("github: opening the alert issue failed ({e:#}); checking whether it landed");
+                    eprintln!("github: {creating} failed ({e:#}); checking whether it landed");
                     std::thread::sleep(self.base_backoff);
                     continue;
                 }
             };
             if reply.status >= 500 {
+                eprintln!("github: {creating} answered {}; checking whether it landed", reply.status);
                 std::thread::sleep(self.base_backoff);
                 continue;
             }
-            let created = self.expect(reply, "opening the alert issue")?;
+            let created = self.expect(reply, creating)?;
             return Ok(Upserted { url: created["html_url"].as_str().unwrap_or_default().to_string(), created: true });
         }
-        Err(ApiError::Other(anyhow!("opening the alert issue failed {ATTEMPTS} times")))
+        Err(ApiError::Other(anyhow!("{creating} failed {ATTEMPTS} times")))
     }
 }
 
