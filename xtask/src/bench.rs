@@ -355,21 +355,19 @@ fn build_cost(sh: &Shell, root: &Path, work: &Path, md: &mut String) -> Result<(
     let _ = std::fs::remove_dir_all(&target);
     eprintln!("==> bench: cold release build of xtask (minutes)");
     let t = target.to_str().unwrap();
-    let started = Instant::now();
-    clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
-        .quiet()
-        .run()
-        .context("cold build failed")?;
-    let cold = started.elapsed();
+    let timed_build = |what: &str| -> Result<Duration> {
+        let started = Instant::now();
+        clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
+            .quiet()
+            .run()
+            .with_context(|| format!("{what} failed"))?;
+        Ok(started.elapsed())
+    };
+    let cold = timed_build("cold build")?;
     let main_rs = root.join("xtask/src/main.rs");
     let text = std::fs::read(&main_rs)?;
     std::fs::write(&main_rs, &text)?; // touch
-    let started = Instant::now();
-    clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
-        .quiet()
-        .run()
-        .context("rebuild failed")?;
-    let warm = started.elapsed();
+    let warm = timed_build("rebuild")?;
     let _ = std::fs::remove_dir_all(&target);
     let secs = |d: Duration| format!("{:.0} s", d.as_secs_f64());
     let _ = writeln!(
