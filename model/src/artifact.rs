@@ -12,7 +12,7 @@ use crate::dataset::Dataset;
 use crate::drift::Reference;
 use crate::error::{Error, Result};
 use crate::features::Preprocessor;
-use crate::forest::Forest;
+use crate::forest::{Forest, Scratch};
 use crate::gbdt::Booster;
 use crate::logistic::Logistic;
 use crate::metrics::MetricSet;
@@ -74,7 +74,7 @@ impl Scorer<'_> {
     /// other in `inputs`, written to `out` (one per row).
     pub fn probabilities(&self, inputs: &[f64], width: usize, out: &mut [f64]) {
         match &self.forest {
-            Some(forest) => forest.probabilities(inputs, width, out, &mut Vec::new()),
+            Some(forest) => forest.probabilities(inputs, width, out, &mut Scratch::default()),
             None => {
                 for (p, row) in out.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
                     *p = self.model.probability(row);

@@ -41,7 +41,8 @@ pub enum Encoder {
 }
 
 impl Encoder {
-    fn column(&self) -> &str {
+    /// The column it reads.
+    pub fn column(&self) -> &str {
         match self {
             Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column } => {
                 column
@@ -49,7 +50,8 @@ impl Encoder {
         }
     }
 
-    fn width(&self) -> usize {
+    /// How many model inputs it writes.
+    pub fn width(&self) -> usize {
         match self {
             Encoder::Standardise { .. } | Encoder::Boolean { .. } => 1,
             Encoder::OneHot { levels, .. } => levels.len() + 1,

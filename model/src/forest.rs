@@ -1,131 +1,275 @@
 //! Scoring many rows with a boosted ensemble: the trees laid out by input and threshold
-//! (QuickScorer, Lucchese et al., SIGIR 2015) instead of walked node by node.
+//! (QuickScorer, Lucchese et al., SIGIR 2015), sixteen rows at a time across SIMD lanes
+//! (V-QuickScorer, Lucchese et al., SIGIR 2016), instead of walked node by node.
 //!
 //! Each tree keeps a bit per leaf, leaves numbered left to right. A split whose test fails
-//! (`x > threshold`, the row goes right) rules out every leaf of its left subtree. For each
-//! input, the splits on it are sorted by threshold, so a row clears the bits of exactly the
-//! splits whose threshold is below its value, in one forward scan that stops at the first
-//! threshold at or above the value. The row's leaf in a tree is then the lowest bit still set.
-//! The work per row is one AND per failed test, with no branch that depends on which way a row
-//! went; walking 300 trees node by node mispredicts about one branch per node.
+//! (`x > threshold`, or `x` is NaN: the row goes right) rules out every leaf of its left
+//! subtree. The row's leaf in a tree is the lowest bit left once every failed test has cleared
+//! its bits.
+//!
+//! Each input's thresholds, over all trees, are few (a fit bins an input into at most 256
+//! bins), so a value is first turned into its rank: how many of its input's thresholds it
+//! fails. A test then fails exactly when the rank exceeds the test's own threshold's rank, a
+//! comparison of small integers. A block of sixteen rows keeps, per tree, sixteen masks side by
+//! side, and every test updates all of them at once without a branch: compilers turn that loop
+//! into a few vector instructions on any x86-64 or aarch64 (portable code; no `unsafe`, no
+//! CPU-specific build). Walking 300 trees node by node instead mispredicts about a branch a
+//! node, and scanning each row's failed tests branch by branch about one per input.
 //!
 //! The leaf values are added in the trees' order, so the scores are bit for bit those of
 //! [`Booster::decision`].
 
 use crate::gbdt::{sigmoid, Booster, Tree};
 
-/// A failed test clears these leaves of `tree`.
-#[derive(Debug, Clone, Copy)]
-struct Test {
-    threshold: f64,
-    tree: u32,
-    keep: u64,
-}
-
-/// The tests on one input, by ascending threshold.
-#[derive(Debug, Clone)]
-struct InputTests {
-    input: usize,
-    tests: Vec<Test>,
-}
+/// Rows scored side by side.
+const LANES: usize = 32;
 
 /// A [`Booster`] compiled for scoring; see the module's documentation.
 #[derive(Debug, Clone)]
 pub struct Forest {
+    kernel: Kernel,
+}
+
+/// The compiled trees, with a leaf mask as wide as the largest tree needs: the narrower the
+/// masks, the more of them a vector instruction updates.
+#[derive(Debug, Clone)]
+enum Kernel {
+    Leaves8(Compiled<u8>),
+    Leaves16(Compiled<u16>),
+    Leaves32(Compiled<u32>),
+    Leaves64(Compiled<u64>),
+}
+
+/// A failed test clears the `clear` leaves of `tree` in the rows whose rank on input `slot`
+/// exceeds `rank`.
+#[derive(Debug, Clone, Copy)]
+struct Test<M> {
+    slot: u32,
+    tree: u32,
+    rank: M,
+    clear: M,
+}
+
+#[derive(Debug, Clone)]
+struct Compiled<M> {
     base_score: f64,
-    inputs: Vec<InputTests>,
+    /// For each input some test reads (its slot): the input's index and its thresholds,
+    /// ascending and distinct.
+    inputs: Vec<(usize, Vec<f64>)>,
+    /// By slot, then rank: a slot's ranks stay in registers while its tests run.
+    tests: Vec<Test<M>>,
     /// Tree t's leaf values, left to right, from `leaf_start[t]`.
     leaf_values: Vec<f64>,
     leaf_start: Vec<usize>,
     /// Every leaf of tree t set.
-    all_leaves: Vec<u64>,
+    all_leaves: Vec<M>,
 }
 
-impl Forest {
-    /// Compiles `booster`; `None` when a tree has more leaves than a 64-bit word holds (such
-    /// ensembles are scored tree by tree).
-    pub fn new(booster: &Booster) -> Option<Forest> {
-        let mut by_input: Vec<Vec<Test>> = vec![Vec::new(); booster.n_inputs];
-        let mut leaf_values = Vec::new();
-        let mut leaf_start = Vec::with_capacity(booster.trees.len());
-        let mut all_leaves = Vec::with_capacity(booster.trees.len());
-        for (t, tree) in booster.trees.iter().enumerate() {
-            leaf_start.push(leaf_values.len());
-            let mut splits = Vec::new();
-            let leaves = number_leaves(tree, 0, &mut leaf_values, &mut splits)?;
-            if leaves > 64 {
-                return None;
+/// A leaf mask: an unsigned integer with a bit per leaf.
+trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 'static {
+    const BITS: u32;
+    fn from_u64(bits: u64) -> Self;
+    fn from_rank(rank: u8) -> Self;
+    fn lowest(self) -> usize;
+    /// `self` without the `clear` bits when `rank > test`, unchanged otherwise; written
+    /// without a branch so that a loop over lanes becomes vector instructions.
+    fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self;
+}
+
+macro_rules! impl_mask {
+    ($($t:ty),*) => {$(
+        impl Mask for $t {
+            const BITS: u32 = <$t>::BITS;
+            fn from_u64(bits: u64) -> Self {
+                bits as $t
             }
-            all_leaves.push(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 });
-            for (node, left_leaves) in splits {
-                let input = usize::try_from(tree.feature[node]).ok()?;
-                let keep = !left_leaves;
-                by_input.get_mut(input)?.push(Test { threshold: tree.value[node], tree: t as u32, keep });
+            fn from_rank(rank: u8) -> Self {
+                <$t>::from(rank)
+            }
+            #[inline(always)]
+            fn lowest(self) -> usize {
+                self.trailing_zeros() as usize
+            }
+            #[inline(always)]
+            fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self {
+                // All ones when `rank > test`, else zero: saturating arithmetic rather than a
+                // comparison, which compilers tend to turn into a branch per lane.
+                let fails = rank.saturating_sub(test).min(1).wrapping_neg();
+                self & !(fails & clear)
             }
         }
-        let inputs = by_input
-            .into_iter()
-            .enumerate()
-            .filter(|(_, tests)| !tests.is_empty())
-            .map(|(input, mut tests)| {
-                // Equal thresholds keep their tree order; the clearing is the same either way.
-                tests.sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
-                InputTests { input, tests }
-            })
-            .collect();
-        Some(Forest { base_score: booster.base_score, inputs, leaf_values, leaf_start, all_leaves })
+    )*};
+}
+impl_mask!(u8, u16, u32, u64);
+
+impl Forest {
+    /// Compiles `booster`; `None` when a tree has more leaves than a 64-bit word holds, when
+    /// an input has more than 255 distinct thresholds (a fit never makes more), or for a
+    /// malformed tree (NaN threshold, a feature or child out of range). Such ensembles are
+    /// scored tree by tree.
+    pub fn new(booster: &Booster) -> Option<Forest> {
+        let mut widest = 1;
+        for tree in &booster.trees {
+            widest = widest.max(tree.feature.iter().filter(|&&f| f < 0).count());
+        }
+        let kernel = match widest {
+            0..=8 => Kernel::Leaves8(Compiled::new(booster)?),
+            9..=16 => Kernel::Leaves16(Compiled::new(booster)?),
+            17..=32 => Kernel::Leaves32(Compiled::new(booster)?),
+            33..=64 => Kernel::Leaves64(Compiled::new(booster)?),
+            _ => return None,
+        };
+        Some(Forest { kernel })
     }
 
-    /// Raw score (log-odds) of one row of inputs; `leaves` is working space, reused between
-    /// calls to save an allocation per row.
-    pub fn decision(&self, x: &[f64], leaves: &mut Vec<u64>) -> f64 {
+    /// Raw score (log-odds) of one row of inputs.
+    pub fn decision(&self, x: &[f64]) -> f64 {
         let mut out = [0.0];
-        self.decisions::<1>(x, &mut out, leaves);
+        self.scores(x, x.len(), &mut out, &mut Scratch::default());
         out[0]
     }
 
     /// Positive-class probabilities of rows of `width` inputs each, one after the other in
-    /// `x`, written to `out` (as many as there are rows). Rows go four at a time: the sum of a
-    /// row's leaves is a chain of 300 additions, each waiting for the one before, and four
-    /// rows' chains run side by side.
-    pub fn probabilities(&self, x: &[f64], width: usize, out: &mut [f64], leaves: &mut Vec<u64>) {
-        let mut quads = out.chunks_exact_mut(4);
-        let mut rows = x.chunks_exact(4 * width.max(1));
-        for (o, rows) in (&mut quads).zip(&mut rows) {
-            self.decisions::<4>(rows, o, leaves);
-        }
-        for (o, row) in quads.into_remainder().iter_mut().zip(rows.remainder().chunks_exact(width.max(1))) {
-            *o = self.decision(row, leaves);
-        }
+    /// `x`, written to `out` (as many as there are rows).
+    pub fn probabilities(&self, x: &[f64], width: usize, out: &mut [f64], scratch: &mut Scratch) {
+        self.scores(x, width, out, scratch);
         out.iter_mut().for_each(|p| *p = sigmoid(*p));
     }
 
-    /// Raw scores of `N` rows, one after the other in `x`.
-    fn decisions<const N: usize>(&self, x: &[f64], out: &mut [f64], leaves: &mut Vec<u64>) {
-        let trees = self.all_leaves.len();
-        let width = x.len() / N;
-        leaves.clear();
-        for _ in 0..N {
-            leaves.extend_from_slice(&self.all_leaves);
+    fn scores(&self, x: &[f64], width: usize, out: &mut [f64], scratch: &mut Scratch) {
+        match &self.kernel {
+            Kernel::Leaves8(c) => c.scores(x, width, out, &mut scratch.m8),
+            Kernel::Leaves16(c) => c.scores(x, width, out, &mut scratch.m16),
+            Kernel::Leaves32(c) => c.scores(x, width, out, &mut scratch.m32),
+            Kernel::Leaves64(c) => c.scores(x, width, out, &mut scratch.m64),
         }
-        for (row, set) in x.chunks_exact(width.max(1)).zip(leaves.chunks_exact_mut(trees.max(1))) {
-            for input in &self.inputs {
-                let value = row[input.input];
-                // `value <= threshold` goes left; NaN never does, as in the tree walk.
-                for test in &input.tests {
-                    if value <= test.threshold {
-                        break;
-                    }
-                    set[test.tree as usize] &= test.keep;
+    }
+}
+
+/// Working space for [`Forest::probabilities`], reused between calls to save allocations.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    m8: Lanes<u8>,
+    m16: Lanes<u16>,
+    m32: Lanes<u32>,
+    m64: Lanes<u64>,
+}
+
+/// A block's ranks (by slot) and leaf masks (by tree), a lane per row.
+#[derive(Debug, Default)]
+struct Lanes<M> {
+    ranks: Vec<[M; LANES]>,
+    masks: Vec<[M; LANES]>,
+}
+
+impl<M: Mask> Compiled<M> {
+    fn new(booster: &Booster) -> Option<Compiled<M>> {
+        let mut thresholds: Vec<Vec<f64>> = vec![Vec::new(); booster.n_inputs];
+        let mut leaf_values = Vec::new();
+        let mut leaf_start = Vec::with_capacity(booster.trees.len());
+        let mut all_leaves = Vec::with_capacity(booster.trees.len());
+        // (input, threshold, tree, left leaves)
+        let mut raw = Vec::new();
+        for (t, tree) in booster.trees.iter().enumerate() {
+            leaf_start.push(leaf_values.len());
+            let mut splits = Vec::new();
+            let leaves = number_leaves(tree, 0, &mut leaf_values, &mut splits)?;
+            if leaves as u32 > M::BITS {
+                return None;
+            }
+            all_leaves.push(M::from_u64(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 }));
+            for (node, left_leaves) in splits {
+                let input = usize::try_from(tree.feature[node]).ok()?;
+                let threshold = tree.value[node];
+                if threshold.is_nan() {
+                    return None;
                 }
+                thresholds.get_mut(input)?.push(threshold);
+                raw.push((input, threshold, t as u32, M::from_u64(left_leaves)));
             }
         }
-        // Each row's leaves are added in the trees' order, starting from -0.0 as `Iterator::sum`
-        // does, so that the scores are bit for bit those of the tree walk.
-        let mut sums = [-0.0f64; N];
-        for (t, &start) in self.leaf_start.iter().enumerate() {
-            for (r, sum) in sums.iter_mut().enumerate() {
-                *sum += self.leaf_values[start + leaves[r * trees + t].trailing_zeros() as usize];
+        let mut slot_of = vec![u32::MAX; booster.n_inputs];
+        let mut inputs = Vec::new();
+        for (input, mut cuts) in thresholds.into_iter().enumerate() {
+            if cuts.is_empty() {
+                continue;
+            }
+            cuts.sort_by(f64::total_cmp);
+            cuts.dedup_by(|a, b| a == b);
+            if cuts.len() > 255 {
+                return None;
+            }
+            slot_of[input] = inputs.len() as u32;
+            inputs.push((input, cuts));
+        }
+        let mut tests: Vec<Test<M>> = raw
+            .into_iter()
+            .map(|(input, threshold, tree, clear)| {
+                let slot = slot_of[input];
+                let cuts = &inputs[slot as usize].1;
+                let rank = cuts.partition_point(|c| *c < threshold) as u8;
+                Test { slot, tree, rank: M::from_rank(rank), clear }
+            })
+            .collect();
+        // Equal keys keep their tree order; the clearing is the same either way.
+        tests.sort_by_key(|t| (t.slot, t.rank));
+        Some(Compiled { base_score: booster.base_score, inputs, tests, leaf_values, leaf_start, all_leaves })
+    }
+
+    /// Raw scores of the rows of `x`, `width` inputs each, into `out`.
+    fn scores(&self, x: &[f64], width: usize, out: &mut [f64], lanes: &mut Lanes<M>) {
+        let width = width.max(1);
+        lanes.ranks.resize(self.inputs.len(), [M::default(); LANES]);
+        lanes.masks.resize(self.all_leaves.len(), [M::default(); LANES]);
+        let mut blocks = out.chunks_exact_mut(LANES);
+        let mut rows = x.chunks_exact(LANES * width);
+        for (out, rows) in (&mut blocks).zip(&mut rows) {
+            self.block(rows, width, out, lanes);
+        }
+        // The last rows: a full block whose extra lanes repeat the last row.
+        let out = blocks.into_remainder();
+        if let Some(last) = rows.remainder().chunks_exact(width).last() {
+            let mut padded = rows.remainder().to_vec();
+            while padded.len() < LANES * width {
+                padded.extend_from_slice(last);
+            }
+            let mut all = [0.0; LANES];
+            self.block(&padded, width, &mut all, lanes);
+            out.copy_from_slice(&all[..out.len()]);
+        }
+    }
+
+    /// Raw scores of `LANES` rows.
+    fn block(&self, x: &[f64], width: usize, out: &mut [f64], lanes: &mut Lanes<M>) {
+        for ((input, cuts), ranks) in self.inputs.iter().zip(lanes.ranks.iter_mut()) {
+            for (rank, row) in ranks.iter_mut().zip(x.chunks_exact(width)) {
+                let value = row[*input];
+                // How many thresholds send the value right: `value <= threshold` goes left,
+                // NaN never does (as in the tree walk).
+                let above = if value.is_nan() { cuts.len() } else { cuts.partition_point(|c| *c < value) };
+                *rank = M::from_rank(above as u8);
+            }
+        }
+        for (masks, &all) in lanes.masks.iter_mut().zip(&self.all_leaves) {
+            *masks = [all; LANES];
+        }
+        for test in &self.tests {
+            // Copies, not references: the compiler cannot tell that two slices of one
+            // structure do not overlap, and would not use vector instructions.
+            let ranks = lanes.ranks[test.slot as usize];
+            let mut masks = lanes.masks[test.tree as usize];
+            for (mask, rank) in masks.iter_mut().zip(ranks) {
+                *mask = mask.clear_if_above(rank, test.rank, test.clear);
+            }
+            lanes.masks[test.tree as usize] = masks;
+        }
+        // Each row's leaves are added in the trees' order, starting from -0.0 as
+        // `Iterator::sum` does, so that the scores are bit for bit those of the tree walk.
+        let mut sums = [-0.0f64; LANES];
+        for (masks, &start) in lanes.masks.iter().zip(&self.leaf_start) {
+            let values = &self.leaf_values[start..];
+            for (sum, mask) in sums.iter_mut().zip(masks) {
+                *sum += values[mask.lowest()];
             }
         }
         for (o, sum) in out.iter_mut().zip(sums) {
@@ -191,16 +335,16 @@ mod tests {
     #[test]
     fn scores_are_bit_for_bit_those_of_the_tree_walk() {
         let (x, y) = data(3000, 1);
-        for leaves in [2, 8, 31, 64] {
+        for leaves in [2, 8, 12, 31, 64] {
             let params =
                 BoostingParams { max_iter: 40, max_leaf_nodes: leaves, min_samples_leaf: 5, ..Default::default() };
             let booster = params.validate(3).unwrap().fit(x.view(), &y).unwrap();
             let forest = Forest::new(&booster).expect("at most 64 leaves a tree");
             let (xt, _) = data(2000, 2);
-            let mut scratch = Vec::new();
+            let mut scratch = Scratch::default();
             for row in xt.rows() {
                 let row = row.as_slice().unwrap();
-                assert_eq!(forest.decision(row, &mut scratch).to_bits(), booster.decision(row).to_bits());
+                assert_eq!(forest.decision(row).to_bits(), booster.decision(row).to_bits());
             }
             // Values on the thresholds themselves, and beyond every threshold, and NaN.
             for tree in &booster.trees {
@@ -208,7 +352,7 @@ mod tests {
                     if f >= 0 {
                         let mut row = xt.row(0).to_vec();
                         row[f as usize] = tree.value[n];
-                        assert_eq!(forest.decision(&row, &mut scratch).to_bits(), booster.decision(&row).to_bits());
+                        assert_eq!(forest.decision(&row).to_bits(), booster.decision(&row).to_bits());
                     }
                 }
             }
@@ -220,9 +364,46 @@ mod tests {
             }
             for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -1e300] {
                 let row = [v; 4];
-                assert_eq!(forest.decision(&row, &mut scratch).to_bits(), booster.decision(&row).to_bits());
+                assert_eq!(forest.decision(&row).to_bits(), booster.decision(&row).to_bits());
             }
         }
+    }
+
+    /// A stump on input 0 at `threshold`, leaves -1 and +1.
+    fn stump(threshold: f64) -> Tree {
+        Tree { feature: vec![0, -1, -1], value: vec![threshold, -1.0, 1.0], left: vec![1, 0, 0], right: vec![2, 0, 0] }
+    }
+
+    #[test]
+    fn ensembles_a_fit_never_makes_are_left_to_the_walk_or_scored_alike() {
+        // 255 distinct thresholds on an input rank in a byte; 256 do not.
+        let booster = |n: usize| Booster {
+            base_score: 0.25,
+            n_inputs: 2,
+            trees: (0..n).map(|i| stump(i as f64 / 4.0 - 10.0)).collect(),
+        };
+        let fits = booster(255);
+        let forest = Forest::new(&fits).expect("255 thresholds an input");
+        let mut scratch = Scratch::default();
+        let rows: Vec<f64> = (-50..400).flat_map(|i| [i as f64 / 8.0 - 10.0, 0.0]).collect();
+        let mut out = vec![0.0; rows.len() / 2];
+        forest.probabilities(&rows, 2, &mut out, &mut scratch);
+        for (row, p) in rows.chunks_exact(2).zip(&out) {
+            assert_eq!(p.to_bits(), fits.probability(row).to_bits(), "{row:?}");
+        }
+        assert!(Forest::new(&booster(256)).is_none());
+        // Equal thresholds in several trees share a rank; a NaN threshold is refused.
+        let twice =
+            Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(0.5), stump(0.5), stump(-0.0), stump(0.0)] };
+        let forest = Forest::new(&twice).expect("compiles");
+        for x in [-1.0, -0.0, 0.0, 0.25, 0.5, 0.75, f64::NAN] {
+            assert_eq!(forest.decision(&[x, 0.0]).to_bits(), twice.decision(&[x, 0.0]).to_bits(), "{x}");
+        }
+        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(f64::NAN)] }).is_none());
+        // An input out of range is refused rather than read out of bounds.
+        let mut wide = stump(0.5);
+        wide.feature[0] = 2;
+        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![wide] }).is_none());
     }
 
     #[test]

@@ -48,8 +48,9 @@ struct Plan<'a> {
     scorer: Scorer<'a>,
     /// Schema columns present in the file: (column, field index).
     checked: Vec<(&'a Column, usize)>,
-    /// For each encoder, the index into `checked` of its column.
-    sources: Vec<usize>,
+    /// For each entry of `checked`, the encoder of its column and where its inputs start in a
+    /// row of model inputs; `None` for a column the model does not read (checked all the same).
+    encoders: Vec<Option<(&'a Encoder, usize)>>,
     header_len: usize,
 }
 
@@ -57,7 +58,6 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
     let mut out = BlockResult { text: String::with_capacity(block.len() * 24), ..BlockResult::default() };
     let width = artifact.preprocessing.width();
     let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
-    let mut parsed: Vec<Parsed> = Vec::with_capacity(plan.checked.len());
     let threshold = artifact.threshold.value;
     for (line, record) in block {
         let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
@@ -81,39 +81,32 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
             fail(&mut out, "*", format!("{} fields", record.len()), Rule::FieldCount, detail);
             continue;
         }
-        parsed.clear();
         let errors_before = out.error_count;
-        for &(column, field) in &plan.checked {
-            let raw = &record[field];
-            let value = match std::str::from_utf8(raw) {
-                Ok(text) => column.check(text).map_err(|(rule, detail)| (rule, detail, text.to_string())),
-                Err(_) => {
-                    Err((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
-                }
-            };
-            match value {
-                Ok(v) => parsed.push(v),
-                Err((rule, detail, value)) => {
-                    fail(&mut out, &column.name, value, rule, detail);
-                    parsed.push(Parsed::Ignored);
-                }
-            }
-        }
-        if out.error_count > errors_before {
-            out.rows_with_errors += 1;
-            continue;
-        }
         // Encoded rows are kept, one after the other, and scored together at the end of the
-        // block (no output is written for a block with an error anyway).
+        // block. Each value is encoded as soon as it is checked (carrying checked values from
+        // one loop to another cost more than the encoding); a row with an error is dropped
+        // (no output is written for a block with an error anyway).
         let at = encoded.len();
         encoded.resize(at + width, 0.0);
         let inputs = &mut encoded[at..];
-        let mut offset = 0;
-        for (encoder, &source) in artifact.preprocessing.encoders.iter().zip(&plan.sources) {
-            match (encoder, parsed[source]) {
+        for (&(column, field), encoder) in plan.checked.iter().zip(&plan.encoders) {
+            let raw = &record[field];
+            let Ok(text) = std::str::from_utf8(raw) else {
+                let value = String::from_utf8_lossy(raw).into_owned();
+                fail(&mut out, &column.name, value, Rule::Utf8, "the file must be UTF-8".into());
+                continue;
+            };
+            let value = match column.check(text) {
+                Ok(value) => value,
+                Err((rule, detail)) => {
+                    fail(&mut out, &column.name, text.to_string(), rule, detail);
+                    continue;
+                }
+            };
+            let Some((encoder, offset)) = *encoder else { continue };
+            match (encoder, value) {
                 (Encoder::Standardise { transform, mean, scale, .. }, Parsed::Number(x)) => {
                     inputs[offset] = (transform.apply(x) - mean) / scale;
-                    offset += 1;
                 }
                 (Encoder::OneHot { column, levels }, Parsed::Level(l)) => {
                     let slot = levels.binary_search_by(|k| k.as_str().cmp(l)).unwrap_or(levels.len());
@@ -121,14 +114,16 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
                         *out.unseen.entry(column.clone()).or_default() += 1;
                     }
                     inputs[offset + slot] = 1.0;
-                    offset += levels.len() + 1;
                 }
                 (Encoder::Boolean { .. }, Parsed::Bool(b)) => {
                     inputs[offset] = f64::from(u8::from(b));
-                    offset += 1;
                 }
                 _ => unreachable!("a checked column parses to its encoder's kind"),
             }
+        }
+        if out.error_count > errors_before {
+            out.rows_with_errors += 1;
+            encoded.truncate(at);
         }
     }
     if out.error_count > 0 {
@@ -179,23 +174,21 @@ pub fn score_csv<R: Read, W: Write + Send>(
     check_header(&header, schema, LabelPolicy::Optional).map_err(|problem| Error::Header { path: path(), problem })?;
     let checked: Vec<(&Column, usize)> =
         schema.columns.iter().filter_map(|c| header.iter().position(|h| *h == c.name).map(|i| (c, i))).collect();
-    let sources = artifact
-        .preprocessing
-        .encoders
-        .iter()
-        .map(|e| {
-            let column = match e {
-                Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column } => {
-                    column
-                }
-            };
-            checked
-                .iter()
-                .position(|(c, _)| c.name == *column)
-                .ok_or_else(|| Error::InvalidInput(format!("the data has no column `{column}` that the model needs")))
-        })
-        .collect::<Result<Vec<usize>>>()?;
-    let plan = Plan { scorer: artifact.model.scorer(), checked, sources, header_len: header.len() };
+    let mut encoders = vec![None; checked.len()];
+    let mut offset = 0;
+    for encoder in &artifact.preprocessing.encoders {
+        let column = encoder.column();
+        let source = checked
+            .iter()
+            .position(|(c, _)| c.name == *column)
+            .ok_or_else(|| Error::InvalidInput(format!("the data has no column `{column}` that the model needs")))?;
+        if encoders[source].is_some() {
+            return Err(Error::InvalidInput(format!("the model encodes column `{column}` twice")));
+        }
+        encoders[source] = Some((encoder, offset));
+        offset += encoder.width();
+    }
+    let plan = Plan { scorer: artifact.model.scorer(), checked, encoders, header_len: header.len() };
 
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut totals = BlockResult::default();
