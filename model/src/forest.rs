@@ -22,7 +22,9 @@
 use crate::gbdt::{sigmoid, Booster, Tree};
 
 /// Rows scored side by side.
-const LANES: usize = 32;
+const LANES: usize = 64;
+/// Rows whose leaf values are added side by side.
+const GROUP: usize = 8;
 
 /// A [`Booster`] compiled for scoring; see the module's documentation.
 #[derive(Debug, Clone)]
@@ -58,9 +60,8 @@ struct Compiled<M> {
     inputs: Vec<(usize, Vec<f64>)>,
     /// By slot, then rank: a slot's ranks stay in registers while its tests run.
     tests: Vec<Test<M>>,
-    /// Tree t's leaf values, left to right, from `leaf_start[t]`.
+    /// Tree t's leaf values, left to right, from `t * M::TABLE`, zeros after its last leaf.
     leaf_values: Vec<f64>,
-    leaf_start: Vec<usize>,
     /// Every leaf of tree t set.
     all_leaves: Vec<M>,
 }
@@ -68,6 +69,8 @@ struct Compiled<M> {
 /// A leaf mask: an unsigned integer with a bit per leaf.
 trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 'static {
     const BITS: u32;
+    /// Entries of a tree's table of leaf values: a power of two above `BITS`.
+    const TABLE: usize = 2 * Self::BITS as usize;
     fn from_u64(bits: u64) -> Self;
     fn from_rank(rank: u8) -> Self;
     fn lowest(self) -> usize;
@@ -165,18 +168,18 @@ struct Lanes<M> {
 impl<M: Mask> Compiled<M> {
     fn new(booster: &Booster) -> Option<Compiled<M>> {
         let mut thresholds: Vec<Vec<f64>> = vec![Vec::new(); booster.n_inputs];
-        let mut leaf_values = Vec::new();
-        let mut leaf_start = Vec::with_capacity(booster.trees.len());
+        let mut leaf_values = Vec::with_capacity(booster.trees.len() * M::TABLE);
         let mut all_leaves = Vec::with_capacity(booster.trees.len());
         // (input, threshold, tree, left leaves)
         let mut raw = Vec::new();
         for (t, tree) in booster.trees.iter().enumerate() {
-            leaf_start.push(leaf_values.len());
+            let start = leaf_values.len();
             let mut splits = Vec::new();
             let leaves = number_leaves(tree, 0, &mut leaf_values, &mut splits)?;
             if leaves as u32 > M::BITS {
                 return None;
             }
+            leaf_values.resize(start + M::TABLE, 0.0);
             all_leaves.push(M::from_u64(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 }));
             for (node, left_leaves) in splits {
                 let input = usize::try_from(tree.feature[node]).ok()?;
@@ -213,7 +216,7 @@ impl<M: Mask> Compiled<M> {
             .collect();
         // Equal keys keep their tree order; the clearing is the same either way.
         tests.sort_by_key(|t| (t.slot, t.rank));
-        Some(Compiled { base_score: booster.base_score, inputs, tests, leaf_values, leaf_start, all_leaves })
+        Some(Compiled { base_score: booster.base_score, inputs, tests, leaf_values, all_leaves })
     }
 
     /// Raw scores of the rows of `x`, `width` inputs each, into `out`.
@@ -257,20 +260,29 @@ impl<M: Mask> Compiled<M> {
             // Copies, not references: the compiler cannot tell that two slices of one
             // structure do not overlap, and would not use vector instructions.
             let ranks = lanes.ranks[test.slot as usize];
-            let mut masks = lanes.masks[test.tree as usize];
+            let tree = &mut lanes.masks[test.tree as usize];
+            let mut masks = *tree;
             for (mask, rank) in masks.iter_mut().zip(ranks) {
                 *mask = mask.clear_if_above(rank, test.rank, test.clear);
             }
-            lanes.masks[test.tree as usize] = masks;
+            *tree = masks;
         }
         // Each row's leaves are added in the trees' order, starting from -0.0 as
         // `Iterator::sum` does, so that the scores are bit for bit those of the tree walk.
+        // Eight rows at a time: eight sums stay in registers, and eight chains of additions
+        // run side by side.
         let mut sums = [-0.0f64; LANES];
-        for (masks, &start) in lanes.masks.iter().zip(&self.leaf_start) {
-            let values = &self.leaf_values[start..];
-            for (sum, mask) in sums.iter_mut().zip(masks) {
-                *sum += values[mask.lowest()];
+        for (lane, sums) in sums.chunks_exact_mut(GROUP).enumerate() {
+            let mut acc = [-0.0f64; GROUP];
+            for (masks, values) in lanes.masks.iter().zip(self.leaf_values.chunks_exact(M::TABLE)) {
+                let masks = &masks[lane * GROUP..][..GROUP];
+                for (acc, mask) in acc.iter_mut().zip(masks) {
+                    // The mask keeps the index in the table for the compiler (it does not
+                    // change it: the lowest bit is at most `M::BITS`).
+                    *acc += values[mask.lowest() & (M::TABLE - 1)];
+                }
             }
+            sums.copy_from_slice(&acc);
         }
         for (o, sum) in out.iter_mut().zip(sums) {
             *o = self.base_score + sum;
