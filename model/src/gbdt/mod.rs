@@ -263,13 +263,17 @@ impl ValidBoostingParams {
             rows.clear();
             if sampled {
                 rows.resize(n, 0);
-                let (mut needed, mut picked) = (n_sample as f64, 0);
+                let (mut needed, mut picked) = (n_sample as u64, 0);
                 for (i, slot) in chosen.iter_mut().enumerate() {
-                    let take = rng.uniform() * ((n - i) as f64) < needed;
+                    // Row i is taken when `uniform · (n − i) < needed`. `needed` being whole,
+                    // the integer part of the product decides the same: the comparison that
+                    // the next row waits on is then one of integers, not of floats.
+                    let draw = (rng.uniform() * ((n - i) as f64)) as u64;
+                    let take = draw < needed;
                     *slot = take;
                     rows[picked] = i as u32;
                     picked += usize::from(take);
-                    needed -= f64::from(u8::from(take));
+                    needed -= u64::from(take);
                 }
                 rows.truncate(picked);
             } else {
