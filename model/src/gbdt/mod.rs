@@ -252,30 +252,34 @@ impl ValidBoostingParams {
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
         let mut columns: Vec<usize> = (0..n_inputs).collect();
-        let mut chosen = vec![true; n];
         let sampled = n_sample < n;
         let mut sample = Sample::new(binned, n_sample);
         let mut rows: Vec<u32> = Vec::with_capacity(n);
+        let mut unseen: Vec<u32> = Vec::with_capacity(n - n_sample);
         for _ in 0..p.max_iter {
             // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
             // increasing order, in one sequential pass without branches (a shuffle of a million
             // rows per tree is mostly cache misses; a branch on a coin flip, mispredictions).
             rows.clear();
+            unseen.clear();
             if sampled {
                 rows.resize(n, 0);
-                let (mut needed, mut picked) = (n_sample as u64, 0);
-                for (i, slot) in chosen.iter_mut().enumerate() {
+                unseen.resize(n, 0);
+                let (mut needed, mut picked) = (n_sample as i64, 0);
+                for i in 0..n {
                     // Row i is taken when `uniform · (n − i) < needed`. `needed` being whole,
                     // the integer part of the product decides the same: the comparison that
                     // the next row waits on is then one of integers, not of floats.
-                    let draw = (rng.uniform() * ((n - i) as f64)) as u64;
+                    let draw = (rng.uniform() * ((n - i) as f64)) as i64;
                     let take = draw < needed;
-                    *slot = take;
+                    // Written to both lists; the one it does not belong to overwrites it next.
                     rows[picked] = i as u32;
+                    unseen[i - picked] = i as u32;
                     picked += usize::from(take);
-                    needed -= u64::from(take);
+                    needed -= i64::from(take);
                 }
                 rows.truncate(picked);
+                unseen.truncate(n - picked);
             } else {
                 rows.extend(0..n as u32);
             }
@@ -296,12 +300,9 @@ impl ValidBoostingParams {
                     raw[r] += value;
                 }
             }
-            if sampled {
-                for (i, r) in raw.iter_mut().enumerate() {
-                    if !chosen[i] {
-                        *r += predict_binned(&tree, binned, i);
-                    }
-                }
+            let depth = tree.depth();
+            for &i in &unseen {
+                raw[i as usize] += predict_binned(&tree, binned, i as usize, depth);
             }
             trees.push(to_value_tree(&tree, binned));
         }
@@ -456,6 +457,18 @@ struct BinTree {
 }
 
 impl BinTree {
+    /// Splits on the longest path from the root to a leaf.
+    fn depth(&self) -> usize {
+        fn below(tree: &BinTree, node: usize) -> usize {
+            if tree.feature[node] < 0 {
+                0
+            } else {
+                1 + below(tree, tree.left[node] as usize).max(below(tree, tree.right[node] as usize))
+            }
+        }
+        below(self, 0)
+    }
+
     fn push(&mut self) -> usize {
         self.feature.push(-1);
         self.bin.push(0);
@@ -466,16 +479,19 @@ impl BinTree {
     }
 }
 
-fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64 {
+/// The value of `row`'s leaf; `depth` is the tree's (see [`BinTree::depth`]). The walk takes
+/// `depth` steps whatever the leaf (a leaf stays where it is), each step a choice the compiler
+/// makes without a branch: at one unpredictable branch a level, the walk cost more than the
+/// rest of a tree's bookkeeping.
+fn predict_binned(tree: &BinTree, binned: &Binned, row: usize, depth: usize) -> f64 {
     let mut n = 0usize;
-    loop {
+    for _ in 0..depth {
         let f = tree.feature[n];
-        if f < 0 {
-            return tree.value[n];
-        }
-        let b = binned.bins[f as usize * binned.n_rows + row];
-        n = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
+        let b = binned.bins[f.max(0) as usize * binned.n_rows + row];
+        let next = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
+        n = if f < 0 { n } else { next };
     }
+    tree.value[n]
 }
 
 /// Replaces bin numbers by the real split values: `bin <= b` is `x <= edges[b]`.
@@ -530,7 +546,10 @@ mod tests {
         let (tree, _) = params.grow(&binned, &mut sample, &[true; 3]);
         let value_tree = to_value_tree(&tree, &binned);
         for i in 0..500 {
-            assert_eq!(predict_binned(&tree, &binned, i), value_tree.predict(x.row(i).as_slice().unwrap()));
+            assert_eq!(
+                predict_binned(&tree, &binned, i, tree.depth()),
+                value_tree.predict(x.row(i).as_slice().unwrap())
+            );
         }
     }
 
