@@ -158,3 +158,59 @@ fn lineage_records_data_and_config() {
     let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(l.data_sha256, expected);
 }
+
+#[test]
+fn streamed_scores_are_those_of_the_batch_for_both_families() {
+    for family in ["logistic_regression", "gradient_boosting"] {
+        let text = crate::support::SMALL_CONFIG.replace(
+            "family = \"logistic_regression\"",
+            &format!("family = \"{family}\"\n[model.gradient_boosting]\nmax_iter = 30\nmin_samples_leaf = 5"),
+        );
+        let config = model::PipelineConfig::parse(&text, Path::new("small.toml")).unwrap();
+        let data = read_csv(small_csv(400).as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
+        let context = BuildContext {
+            config_file: "small.toml".into(),
+            git_commit: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let artifact = build(&config, &data, &context).unwrap();
+        assert_eq!(artifact.model.family(), family);
+        // Integers inside and beyond the table of looked-up encodings, several blocks.
+        let mut csv = String::from("id,amount,visits,region,member\n");
+        for i in 0..20_000 {
+            let visits = [0, 3, 6, 1023, 1024, 5000][i % 6];
+            let region = if i % 5 == 0 { "south" } else { "north" };
+            csv.push_str(&format!("r{i},{},{visits},{region},{}\n", (i * 13 % 1000) as f64 / 2.0, i % 2 == 0));
+        }
+        let csv = csv.replace(",true\n", ",TRUE\n").replace(",false\n", ",FALSE\n");
+        let mut out = Vec::new();
+        let summary = model::scoring::score_csv(&artifact, csv.as_bytes(), "new.csv", &mut out).unwrap();
+        assert_eq!(summary.rows, 20_000);
+        let batch = read_csv(csv.as_bytes(), "new.csv", &artifact.schema, LabelPolicy::Optional).unwrap();
+        let expected = artifact.score(&batch).unwrap().probabilities;
+        let got: Vec<f64> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_once(',').unwrap().0.parse().unwrap())
+            .collect();
+        assert_eq!(got, expected, "{family}");
+    }
+}
+
+#[test]
+fn a_character_cut_between_two_fields_is_refused_when_streaming() {
+    let artifact = trained(&small_csv(200));
+    // "é" is C3 A9: its first byte ends `region`, its second starts `member`. The record's
+    // bytes are valid UTF-8 together, not field by field.
+    let mut bytes = b"id,amount,visits,region,member\nr1,2.5,3,north,TRUE\nr2,2.5,3,north".to_vec();
+    bytes.extend_from_slice(b"\xc3,\xa9TRUE\n");
+    let mut out = Vec::new();
+    match model::scoring::score_csv(&artifact, &bytes[..], "cut.csv", &mut out) {
+        Err(Error::Validation(report)) => {
+            let e = &report.errors[0];
+            assert_eq!((e.line, e.column.as_str(), e.rule), (3, "region", model::Rule::Utf8), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
