@@ -67,7 +67,7 @@ struct Compiled<M> {
 }
 
 /// A leaf mask: an unsigned integer with a bit per leaf.
-trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 'static {
+pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 'static {
     const BITS: u32;
     /// Entries of a tree's table of leaf values: a power of two above `BITS`.
     const TABLE: usize = 2 * Self::BITS as usize;

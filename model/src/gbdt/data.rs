@@ -230,6 +230,7 @@ impl Sample {
     }
 
     /// The row numbers of the records of `range` in `buffer`.
+    #[cfg(test)]
     pub(super) fn rows(&self, buffer: usize, range: Range<usize>) -> impl Iterator<Item = usize> + '_ {
         let (stride, row) = (self.layout.stride, self.layout.row);
         self.buffers[buffer][range.start * stride..range.end * stride]

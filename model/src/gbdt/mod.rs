@@ -8,6 +8,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::forest::Mask;
 use crate::rng::Rng;
 use data::{histogram, Bin, Binned, Sample};
 
@@ -255,16 +256,13 @@ impl ValidBoostingParams {
         let sampled = n_sample < n;
         let mut sample = Sample::new(binned, n_sample);
         let mut rows: Vec<u32> = Vec::with_capacity(n);
-        let mut unseen: Vec<u32> = Vec::with_capacity(n - n_sample);
         for _ in 0..p.max_iter {
             // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
             // increasing order, in one sequential pass without branches (a shuffle of a million
             // rows per tree is mostly cache misses; a branch on a coin flip, mispredictions).
             rows.clear();
-            unseen.clear();
             if sampled {
                 rows.resize(n, 0);
-                unseen.resize(n, 0);
                 let (mut needed, mut picked) = (n_sample as i64, 0);
                 for i in 0..n {
                     // Row i is taken when `uniform · (n − i) < needed`. `needed` being whole,
@@ -272,14 +270,11 @@ impl ValidBoostingParams {
                     // the next row waits on is then one of integers, not of floats.
                     let draw = (rng.uniform() * ((n - i) as f64)) as i64;
                     let take = draw < needed;
-                    // Written to both lists; the one it does not belong to overwrites it next.
                     rows[picked] = i as u32;
-                    unseen[i - picked] = i as u32;
                     picked += usize::from(take);
                     needed -= i64::from(take);
                 }
                 rows.truncate(picked);
-                unseen.truncate(n - picked);
             } else {
                 rows.extend(0..n as u32);
             }
@@ -292,33 +287,16 @@ impl ValidBoostingParams {
             } else {
                 vec![true; n_inputs]
             };
-            let (tree, leaves) = self.grow(binned, &mut sample, &allowed);
-            // Rows that grew the tree sit in their leaves' ranges; only the others walk it.
-            for &(node, buffer, start, end) in &leaves {
-                let value = tree.value[node];
-                for r in sample.rows(buffer, start..end) {
-                    raw[r] += value;
-                }
-            }
-            let depth = tree.depth();
-            for &i in &unseen {
-                raw[i as usize] += predict_binned(&tree, binned, i as usize, depth);
-            }
+            let tree = self.grow(binned, &mut sample, &allowed);
+            add_tree(&tree, binned, &mut raw);
             trees.push(to_value_tree(&tree, binned));
         }
         trees
     }
 
     /// Grows one tree on the rows of `sample` (in its buffer 0), which it moves between its
-    /// buffers so that each leaf's rows are contiguous; returns the tree and each leaf as
-    /// (node, buffer, start, end).
-    #[allow(clippy::type_complexity)]
-    fn grow(
-        &self,
-        binned: &Binned,
-        sample: &mut Sample,
-        allowed: &[bool],
-    ) -> (BinTree, Vec<(usize, usize, usize, usize)>) {
+    /// buffers as it splits them.
+    fn grow(&self, binned: &Binned, sample: &mut Sample, allowed: &[bool]) -> BinTree {
         let p = &self.params;
         let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
         let n = sample.len();
@@ -407,8 +385,7 @@ impl ValidBoostingParams {
         for leaf in &leaves {
             tree.value[leaf.node] = -p.learning_rate * leaf.g / (leaf.h + p.l2_regularization);
         }
-        let ranges = leaves.iter().map(|l| (l.node, l.buffer, l.start, l.end)).collect();
-        (tree, ranges)
+        tree
     }
 
     fn best_split(&self, binned: &Binned, leaf: &Leaf, allowed: &[bool]) -> Option<Split> {
@@ -457,18 +434,6 @@ struct BinTree {
 }
 
 impl BinTree {
-    /// Splits on the longest path from the root to a leaf.
-    fn depth(&self) -> usize {
-        fn below(tree: &BinTree, node: usize) -> usize {
-            if tree.feature[node] < 0 {
-                0
-            } else {
-                1 + below(tree, tree.left[node] as usize).max(below(tree, tree.right[node] as usize))
-            }
-        }
-        below(self, 0)
-    }
-
     fn push(&mut self) -> usize {
         self.feature.push(-1);
         self.bin.push(0);
@@ -479,19 +444,75 @@ impl BinTree {
     }
 }
 
-/// The value of `row`'s leaf; `depth` is the tree's (see [`BinTree::depth`]). The walk takes
-/// `depth` steps whatever the leaf (a leaf stays where it is), each step a choice the compiler
-/// makes without a branch: at one unpredictable branch a level, the walk cost more than the
-/// rest of a tree's bookkeeping.
-fn predict_binned(tree: &BinTree, binned: &Binned, row: usize, depth: usize) -> f64 {
-    let mut n = 0usize;
-    for _ in 0..depth {
-        let f = tree.feature[n];
-        let b = binned.bins[f.max(0) as usize * binned.n_rows + row];
-        let next = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
-        n = if f < 0 { n } else { next };
+/// Adds `tree`'s value at each row to `raw`, every row of the data (those the tree grew on
+/// and the others alike). The leaves of a tree with few of them are found as in
+/// [`crate::forest`], sixty-four rows at a time from the bins of the inputs the tree splits
+/// on, read in order: a few vector instructions a split for all the rows, where walking each
+/// row down the tree is a mispredicted branch or more a row.
+fn add_tree(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
+    let leaves = tree.feature.iter().filter(|&&f| f < 0).count();
+    match leaves {
+        0..=8 => add_tree_as::<u8>(tree, binned, raw),
+        9..=16 => add_tree_as::<u16>(tree, binned, raw),
+        17..=32 => add_tree_as::<u32>(tree, binned, raw),
+        33..=64 => add_tree_as::<u64>(tree, binned, raw),
+        _ => {
+            for (row, r) in raw.iter_mut().enumerate() {
+                *r += predict_binned(tree, binned, row);
+            }
+        }
     }
-    tree.value[n]
+}
+
+fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
+    const ROWS: usize = 64;
+    // Leaves numbered left to right, their values in a table of `M::TABLE`; each split with
+    // the leaves of its left subtree, which a row going right rules out.
+    let mut values = vec![0.0; M::TABLE];
+    let mut splits: Vec<(&[u8], M, M)> = Vec::new();
+    fn number(tree: &BinTree, node: usize, first: usize, values: &mut [f64], splits: &mut Vec<(usize, u64)>) -> usize {
+        if tree.feature[node] < 0 {
+            values[first] = tree.value[node];
+            return 1;
+        }
+        let at = splits.len();
+        splits.push((node, 0));
+        let left = number(tree, tree.left[node] as usize, first, values, splits);
+        let right = number(tree, tree.right[node] as usize, first + left, values, splits);
+        splits[at].1 = if left == 64 { u64::MAX } else { ((1u64 << left) - 1) << first };
+        left + right
+    }
+    let mut nodes = Vec::new();
+    let leaves = number(tree, 0, 0, &mut values, &mut nodes);
+    for (node, left_leaves) in nodes {
+        let column = binned.column(tree.feature[node] as usize);
+        splits.push((column, M::from_rank(tree.bin[node]), M::from_u64(left_leaves)));
+    }
+    let all = M::from_u64(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 });
+    for (start, raw) in (0..raw.len()).step_by(ROWS).zip(raw.chunks_mut(ROWS)) {
+        let mut masks = [all; ROWS];
+        for &(column, bin, clear) in &splits {
+            for (mask, &b) in masks.iter_mut().zip(&column[start..start + raw.len()]) {
+                *mask = mask.clear_if_above(M::from_rank(b), bin, clear);
+            }
+        }
+        for (r, mask) in raw.iter_mut().zip(masks) {
+            *r += values[mask.lowest() & (M::TABLE - 1)];
+        }
+    }
+}
+
+/// The value of `row`'s leaf, walking down the tree.
+fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64 {
+    let mut n = 0usize;
+    loop {
+        let f = tree.feature[n];
+        if f < 0 {
+            return tree.value[n];
+        }
+        let b = binned.bins[f as usize * binned.n_rows + row];
+        n = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
+    }
 }
 
 /// Replaces bin numbers by the real split values: `bin <= b` is `x <= edges[b]`.
@@ -536,20 +557,31 @@ mod tests {
 
     #[test]
     fn binned_and_value_trees_agree_on_training_rows() {
-        let (x, y) = xor_data(500, 3);
-        let params = BoostingParams { max_iter: 5, ..BoostingParams::default() }.validate(0).unwrap();
+        let (x, _) = xor_data(1000, 3);
+        // Labels unrelated to the inputs: every split gains a little, so trees grow wide.
+        let mut rng = Rng::new(9);
+        let y: Vec<bool> = (0..1000).map(|_| rng.uniform() < 0.4).collect();
         let binned = Binned::new(x.view(), 255);
-        let mut sample = Sample::new(&binned, 500);
-        let rows: Vec<u32> = (0..500).collect();
-        // At scores of zero the gradients are ±0.5 and the hessians 0.25.
-        sample.fill(&binned, &rows, &[0.0; 500], &y);
-        let (tree, _) = params.grow(&binned, &mut sample, &[true; 3]);
-        let value_tree = to_value_tree(&tree, &binned);
-        for i in 0..500 {
-            assert_eq!(
-                predict_binned(&tree, &binned, i, tree.depth()),
-                value_tree.predict(x.row(i).as_slice().unwrap())
-            );
+        let rows: Vec<u32> = (0..1000).collect();
+        // Leaf masks of each width, and trees too wide for one (walked row by row).
+        for leaves in [3, 8, 9, 16, 31, 64, 90] {
+            let params = BoostingParams { max_leaf_nodes: leaves, min_samples_leaf: 2, ..BoostingParams::default() }
+                .validate(0)
+                .unwrap();
+            let mut sample = Sample::new(&binned, 1000);
+            // At scores of zero the gradients are ±0.5 and the hessians 0.25.
+            sample.fill(&binned, &rows, &[0.0; 1000], &y);
+            let tree = params.grow(&binned, &mut sample, &[true; 3]);
+            assert_eq!(tree.feature.iter().filter(|&&f| f < 0).count(), leaves);
+            let value_tree = to_value_tree(&tree, &binned);
+            let start: Vec<f64> = (0..1000).map(|i| i as f64 / 100.0).collect();
+            let mut raw = start.clone();
+            add_tree(&tree, &binned, &mut raw);
+            for i in 0..1000 {
+                let value = value_tree.predict(x.row(i).as_slice().unwrap());
+                assert_eq!(predict_binned(&tree, &binned, i), value);
+                assert_eq!(raw[i].to_bits(), (start[i] + value).to_bits(), "row {i}, {leaves} leaves");
+            }
         }
     }
 
