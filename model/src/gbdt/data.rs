@@ -289,9 +289,15 @@ impl Sample {
     }
 }
 
+/// Rows from which a histogram is worth a second thread, when a core is idle (a thread costs
+/// tens of microseconds; fifty thousand rows, about a millisecond of sums).
+const HELPED_ROWS: usize = 50_000;
+
 /// Sums of gradient, hessian and rows per bin of each allowed input over the records of
 /// `range` in buffer `buffer`, whose totals are `total` (needed to fill the common bin of
-/// sparse inputs).
+/// sparse inputs). When a core is idle (see [`cores`]), a second thread sums half of the
+/// inputs: each bin is still summed by one thread in the records' order, so the histogram is
+/// the same, bit for bit, with or without it.
 pub(super) fn histogram(
     binned: &Binned,
     sample: &Sample,
@@ -300,37 +306,48 @@ pub(super) fn histogram(
     allowed: &[bool],
     total: (f64, f64),
 ) -> Vec<Bin> {
-    let mut hist = vec![Bin::default(); binned.histogram_len()];
+    let helper = if range.len() >= HELPED_ROWS { cores::claim() } else { None };
+    histogram_with(binned, sample, buffer, range, allowed, total, helper.is_some())
+}
+
+fn histogram_with(
+    binned: &Binned,
+    sample: &Sample,
+    buffer: usize,
+    range: Range<usize>,
+    allowed: &[bool],
+    total: (f64, f64),
+    helped: bool,
+) -> Vec<Bin> {
     let layout = sample.layout;
-    let active: Vec<(usize, u32, usize)> = binned
+    // For each allowed dense input: the input, its record word, shift, and first bin.
+    let dense: Vec<(usize, usize, u32, usize)> = binned
         .dense
         .iter()
         .enumerate()
         .filter(|(_, &f)| allowed[f])
-        .map(|(j, &f)| (layout.dense + j / 8, 8 * (j % 8) as u32, binned.offsets[f]))
+        .map(|(j, &f)| (f, layout.dense + j / 8, 8 * (j % 8) as u32, binned.offsets[f]))
         .collect();
     let rows = range.len() as u32;
-    let padding = binned.histogram_len() as u64;
     let stride = layout.stride;
     let records = &sample.buffers[buffer][range.start * stride..range.end * stride];
-    for record in records.chunks_exact(stride) {
-        let (g, h) = unpack(record[0]);
-        for &(word, shift, offset) in &active {
-            let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
-            bin.g += g;
-            bin.h += h;
-            bin.n += 1;
-        }
-        // A row's slots come first, then the padding, which would make one long chain of
-        // additions to the same bin.
-        let slots = record[layout.slots..].iter().flat_map(|&w| [w & 0xffff_ffff, w >> 32]);
-        for slot in slots.take_while(|&slot| slot != padding) {
-            let bin = &mut hist[slot as usize];
-            bin.g += g;
-            bin.h += h;
-            bin.n += 1;
-        }
-    }
+    let mut hist = if helped {
+        // The helper takes the sparse slots and the second half of the dense inputs.
+        let (mine, theirs) = dense.split_at(dense.len().div_ceil(2));
+        std::thread::scope(|scope| {
+            let helper = scope.spawn(|| sums(binned, records, layout, theirs, true));
+            let mut hist = sums(binned, records, layout, mine, false);
+            let other = helper.join().expect("a histogram thread panicked");
+            let sparse = binned.sparse.iter().map(|&(f, _)| f);
+            for f in theirs.iter().map(|d| d.0).chain(sparse) {
+                let bins = binned.offsets[f]..binned.offsets[f + 1];
+                hist[bins.clone()].copy_from_slice(&other[bins]);
+            }
+            hist
+        })
+    } else {
+        sums(binned, records, layout, &dense, true)
+    };
     for &(f, common) in &binned.sparse {
         let bins = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
         let (mut og, mut oh, mut on) = (0.0, 0.0, 0u32);
@@ -344,6 +361,77 @@ pub(super) fn histogram(
         bins[common as usize] = Bin { g: total.0 - og, h: total.1 - oh, n: rows - on };
     }
     hist
+}
+
+/// The sums of `records` for the `dense` inputs, and for the sparse ones' slots if `slots`.
+fn sums(
+    binned: &Binned,
+    records: &[u64],
+    layout: Layout,
+    dense: &[(usize, usize, u32, usize)],
+    slots: bool,
+) -> Vec<Bin> {
+    let mut hist = vec![Bin::default(); binned.histogram_len()];
+    let padding = binned.histogram_len() as u64;
+    for record in records.chunks_exact(layout.stride) {
+        let (g, h) = unpack(record[0]);
+        for &(_, word, shift, offset) in dense {
+            let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
+            bin.g += g;
+            bin.h += h;
+            bin.n += 1;
+        }
+        if !slots {
+            continue;
+        }
+        // A row's slots come first, then the padding, which would make one long chain of
+        // additions to the same bin.
+        let slots = record[layout.slots..].iter().flat_map(|&w| [w & 0xffff_ffff, w >> 32]);
+        for slot in slots.take_while(|&slot| slot != padding) {
+            let bin = &mut hist[slot as usize];
+            bin.g += g;
+            bin.h += h;
+            bin.n += 1;
+        }
+    }
+    hist
+}
+
+/// How many threads are boosting or helping, against the cores there are: a fit lends an idle
+/// core to the other fit's histograms (a build's validation fit ends before its final fit,
+/// which has a quarter more rows).
+pub(super) mod cores {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    static BUSY: AtomicUsize = AtomicUsize::new(0);
+
+    fn available() -> usize {
+        static CORES: OnceLock<usize> = OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// A core in use for as long as it lives.
+    pub(in crate::gbdt) struct Busy(());
+
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            BUSY.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts a boosting thread in, whatever the others do.
+    pub(in crate::gbdt) fn enter() -> Busy {
+        BUSY.fetch_add(1, Ordering::AcqRel);
+        Busy(())
+    }
+
+    /// A core for a helper thread, if one is idle.
+    pub(in crate::gbdt) fn claim() -> Option<Busy> {
+        let cores = available();
+        BUSY.fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| (busy < cores).then_some(busy + 1)).ok()?;
+        Some(Busy(()))
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +485,33 @@ mod tests {
                 .map(|&(f, _)| (binned.offsets[f] + binned.column(f)[r] as usize) as u64)
                 .collect();
             assert_eq!(slots, expected, "row {r}");
+        }
+    }
+
+    #[test]
+    fn a_histogram_helped_by_a_second_thread_is_the_same_bit_for_bit() {
+        let x = mixed(3000, 3);
+        let binned = Binned::new(x.view(), 255);
+        let mut sample = Sample::new(&binned, 3000);
+        let rows: Vec<u32> = (0..3000).collect();
+        let raw: Vec<f64> = (0..3000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+        let labels: Vec<bool> = (0..3000).map(|i| (i * 31) % 7 < 3).collect();
+        sample.fill(&binned, &rows, &raw, &labels);
+        let total = sample.buffers[0]
+            .chunks_exact(sample.layout.stride)
+            .map(|r| unpack(r[0]))
+            .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
+        for allowed in [
+            vec![true; 7],
+            vec![true, false, true, false, true, true, false],
+            vec![false, true, true, true, true, true, true],
+        ] {
+            let alone = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, false);
+            let helped = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, true);
+            assert!(alone.iter().any(|b| b.n > 0));
+            for (a, b) in alone.iter().zip(&helped) {
+                assert_eq!((a.g.to_bits(), a.h.to_bits(), a.n), (b.g.to_bits(), b.h.to_bits(), b.n));
+            }
         }
     }
 

@@ -244,6 +244,7 @@ impl ValidBoostingParams {
 
     /// One boosting run with its own seed.
     fn boost(&self, binned: &Binned, y: &[bool], base_score: f64, seed: u64) -> Vec<Tree> {
+        let _busy = data::cores::enter();
         let p = &self.params;
         let n = y.len();
         let n_inputs = binned.edges.len();
