@@ -115,9 +115,8 @@ impl Binned {
         let layout = Layout::new(dense.len(), slots);
         let mut rows = vec![0u64; n_rows * layout.fixed];
         for (r, record) in rows.chunks_exact_mut(layout.fixed.max(1)).enumerate().take(n_rows) {
-            // The same layout as a sample's records, less the words in front of the row number.
-            let head = layout.row;
-            record[0] = r as u64;
+            // The same layout as a sample's records, less the gradient's word in front.
+            let head = 1;
             for (j, &f) in dense.iter().enumerate() {
                 record[layout.dense - head + j / 8] |= u64::from(bins[f * n_rows + r]) << (8 * (j % 8));
             }
@@ -158,17 +157,16 @@ pub(super) fn unpack(word: u64) -> (f64, f64) {
 }
 
 /// Where things sit in a row's record of words. A record is the gradient and hessian
-/// ([`pack`]), the row number, the dense inputs' bins eight to a word, then the uncommon
-/// sparse bins as histogram indices two to a word, padded with [`Binned::histogram_len`].
-/// [`Binned::rows`] holds the last three parts of every row; a [`Sample`] whole records.
+/// ([`pack`]), the dense inputs' bins eight to a word, then the uncommon sparse bins as
+/// histogram indices two to a word, padded with [`Binned::histogram_len`]. [`Binned::rows`]
+/// holds the last two parts of every row; a [`Sample`] whole records. No row number: a sparse
+/// input's bin is read from the slots, and every word less is less to move in a split.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layout {
     /// Words of a record in a sample.
     pub(super) stride: usize,
     /// Words of a row in `Binned::rows`.
     pub(super) fixed: usize,
-    /// Record word of the row number (the first one `Binned::rows` holds).
-    row: usize,
     /// Record word where the dense bins start.
     dense: usize,
     /// Record word where the sparse slots start.
@@ -177,8 +175,8 @@ pub(super) struct Layout {
 
 impl Layout {
     fn new(dense: usize, slots: usize) -> Layout {
-        let fixed = 1 + dense.div_ceil(8) + slots.div_ceil(2);
-        Layout { stride: 1 + fixed, fixed, row: 1, dense: 2, slots: 2 + dense.div_ceil(8) }
+        let fixed = dense.div_ceil(8) + slots.div_ceil(2);
+        Layout { stride: 1 + fixed, fixed, dense: 1, slots: 1 + dense.div_ceil(8) }
     }
 }
 
@@ -229,15 +227,6 @@ impl Sample {
         self.buffers[1].resize(len, 0);
     }
 
-    /// The row numbers of the records of `range` in `buffer`.
-    #[cfg(test)]
-    pub(super) fn rows(&self, buffer: usize, range: Range<usize>) -> impl Iterator<Item = usize> + '_ {
-        let (stride, row) = (self.layout.stride, self.layout.row);
-        self.buffers[buffer][range.start * stride..range.end * stride]
-            .chunks_exact(stride)
-            .map(move |r| r[row] as usize)
-    }
-
     /// Writes the records of `range` from buffer `from` to the other buffer, those whose bin
     /// of input `feature` is at most `bin` first, and returns where the others start. No
     /// branch depends on the data: which side a row goes to is as good as random, and a
@@ -279,9 +268,21 @@ impl Sample {
                 with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }
             None => {
-                let column = binned.column(feature);
-                let row = self.layout.row;
-                let goes_left = move |r: &[u64]| column[r[row] as usize] <= bin;
+                // The row's bin is the common one unless a slot falls in the input's bins.
+                let (first, count) =
+                    (binned.offsets[feature] as u64, (binned.offsets[feature + 1] - binned.offsets[feature]) as u64);
+                let common = binned.sparse.iter().find(|s| s.0 == feature).map_or(0, |s| s.1);
+                let slots = self.layout.slots;
+                let goes_left = move |r: &[u64]| {
+                    let mut b = u64::from(common);
+                    for &word in &r[slots..] {
+                        for slot in [word & 0xffff_ffff, word >> 32] {
+                            let at = slot.wrapping_sub(first);
+                            b = if at < count { at } else { b };
+                        }
+                    }
+                    b <= u64::from(bin)
+                };
                 with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }
         };
@@ -465,7 +466,6 @@ mod tests {
         let padding = binned.histogram_len() as u64;
         for (record, &r) in sample.buffers[0].chunks_exact(layout.stride).zip(&rows) {
             let r = r as usize;
-            assert_eq!(record[layout.row] as usize, r);
             let (g, h) = unpack(record[0]);
             let p = sigmoid(0.3);
             assert!((g - (p - 1.0)).abs() < 1e-7 && (h - p * (1.0 - p)).abs() < 1e-7);
@@ -515,21 +515,49 @@ mod tests {
         }
     }
 
+    /// Rows whose first two inputs spell their number (bins: `r % 250` and `r / 250`), then a
+    /// continuous input and one-hot levels (stored sparsely).
+    fn numbered(n: usize, seed: u64) -> Array2<f64> {
+        let mut rng = Rng::new(seed);
+        let mut x = Array2::zeros((n, 11));
+        for i in 0..n {
+            x[[i, 0]] = (i % 250) as f64;
+            x[[i, 1]] = (i / 250) as f64;
+            x[[i, 2]] = rng.normal();
+            x[[i, 3 + (rng.uniform() * 8.0) as usize]] = 1.0;
+        }
+        x
+    }
+
+    /// The row of each record of `range` in `buffer`, read back from its first two bins.
+    fn rows_of(binned: &Binned, sample: &Sample, buffer: usize, range: Range<usize>) -> Vec<usize> {
+        let layout = sample.layout;
+        let bin = |record: &[u64], f: usize| {
+            let j = binned.dense.iter().position(|&d| d == f).expect("dense");
+            (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8 as usize
+        };
+        sample.buffers[buffer][range.start * layout.stride..range.end * layout.stride]
+            .chunks_exact(layout.stride)
+            .map(|record| bin(record, 0) + 250 * bin(record, 1))
+            .collect()
+    }
+
     #[test]
     fn a_partition_splits_on_dense_and_sparse_inputs_alike() {
-        let x = mixed(1000, 2);
+        let x = numbered(1000, 2);
         let binned = Binned::new(x.view(), 255);
-        for feature in [0, 1, 3] {
+        assert!(binned.sparse.iter().any(|s| s.0 == 4) && binned.dense.contains(&2));
+        for (feature, bin) in [(2, 100), (4, 0), (5, 0), (0, 17)] {
             let mut sample = Sample::new(&binned, 1000);
             let rows: Vec<u32> = (0..1000).collect();
             sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
-            let bin = 0;
+            assert_eq!(rows_of(&binned, &sample, 0, 0..1000), (0..1000).collect::<Vec<_>>());
             let mid = sample.partition(&binned, feature, bin, 100..900, 0);
             let column = binned.column(feature);
-            let left: Vec<usize> = sample.rows(1, 100..mid).collect();
-            let right: Vec<usize> = sample.rows(1, mid..900).collect();
+            let left = rows_of(&binned, &sample, 1, 100..mid);
+            let right = rows_of(&binned, &sample, 1, mid..900);
+            assert!(!left.is_empty() && !right.is_empty(), "input {feature}");
             assert!(left.iter().all(|&r| column[r] <= bin) && right.iter().all(|&r| column[r] > bin));
-            assert_eq!(left.len() + right.len(), 800);
             // The left side keeps its order.
             assert!(left.windows(2).all(|w| w[0] < w[1]));
             let mut all: Vec<usize> = left.into_iter().chain(right).collect();
