@@ -1,5 +1,5 @@
 //! Scoring many rows with a boosted ensemble: the trees laid out by input and threshold
-//! (QuickScorer, Lucchese et al., SIGIR 2015), sixteen rows at a time across SIMD lanes
+//! (QuickScorer, Lucchese et al., SIGIR 2015), sixty-four rows at a time across SIMD lanes
 //! (V-QuickScorer, Lucchese et al., SIGIR 2016), instead of walked node by node.
 //!
 //! Each tree keeps a bit per leaf, leaves numbered left to right. A split whose test fails
@@ -10,8 +10,8 @@
 //! Each input's thresholds, over all trees, are few (a fit bins an input into at most 256
 //! bins), so a value is first turned into its rank: how many of its input's thresholds it
 //! fails. A test then fails exactly when the rank exceeds the test's own threshold's rank, a
-//! comparison of small integers. A block of sixteen rows keeps, per tree, sixteen masks side by
-//! side, and every test updates all of them at once without a branch: compilers turn that loop
+//! comparison of small integers. A block of sixty-four rows keeps, per tree, sixty-four masks
+//! side by side, and every test updates all of them at once without a branch: compilers turn that loop
 //! into a few vector instructions on any x86-64 or aarch64 (portable code; no `unsafe`, no
 //! CPU-specific build). Walking 300 trees node by node instead mispredicts about a branch a
 //! node, and scanning each row's failed tests branch by branch about one per input.
