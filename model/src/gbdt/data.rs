@@ -336,7 +336,12 @@ fn histogram_with(
         // The helper takes the sparse slots and the second half of the dense inputs.
         let (mine, theirs) = dense.split_at(dense.len().div_ceil(2));
         std::thread::scope(|scope| {
-            let helper = scope.spawn(|| sums(binned, records, layout, theirs, true));
+            // A thread the system refuses to start leaves the work to this one.
+            let Ok(helper) =
+                std::thread::Builder::new().spawn_scoped(scope, || sums(binned, records, layout, theirs, true))
+            else {
+                return sums(binned, records, layout, &dense, true);
+            };
             let mut hist = sums(binned, records, layout, mine, false);
             let other = helper.join().expect("a histogram thread panicked");
             let sparse = binned.sparse.iter().map(|&(f, _)| f);
