@@ -19,7 +19,7 @@
 //! The leaf values are added in the trees' order, so the scores are bit for bit those of
 //! [`Booster::decision`].
 
-use crate::gbdt::{sigmoid, Booster, Tree};
+use crate::gbdt::{sigmoid, Booster};
 
 /// Rows scored side by side.
 const LANES: usize = 64;
@@ -72,6 +72,10 @@ pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 's
     /// Entries of a tree's table of leaf values: a power of two above `BITS`.
     const TABLE: usize = 2 * Self::BITS as usize;
     fn from_u64(bits: u64) -> Self;
+    /// The first `leaves` bits set (at most `BITS`).
+    fn all(leaves: usize) -> Self {
+        Self::from_u64(if leaves >= 64 { u64::MAX } else { (1u64 << leaves) - 1 })
+    }
     fn from_rank(rank: u8) -> Self;
     fn lowest(self) -> usize;
     /// `self` without the `clear` bits when `rank > test`, unchanged otherwise; written
@@ -175,12 +179,13 @@ impl<M: Mask> Compiled<M> {
         for (t, tree) in booster.trees.iter().enumerate() {
             let start = leaf_values.len();
             let mut splits = Vec::new();
-            let leaves = number_leaves(tree, 0, &mut leaf_values, &mut splits)?;
+            let leaves =
+                number_leaves(&tree.feature, &tree.left, &tree.right, &tree.value, &mut leaf_values, &mut splits)?;
             if leaves as u32 > M::BITS {
                 return None;
             }
             leaf_values.resize(start + M::TABLE, 0.0);
-            all_leaves.push(M::from_u64(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 }));
+            all_leaves.push(M::all(leaves));
             for (node, left_leaves) in splits {
                 let input = usize::try_from(tree.feature[node]).ok()?;
                 let threshold = tree.value[node];
@@ -290,42 +295,51 @@ impl<M: Mask> Compiled<M> {
     }
 }
 
-/// Numbers the leaves under `node` left to right (appending their values), records for each
-/// split the bits of its left subtree's leaves, and returns how many leaves there are. `None`
-/// for a malformed tree (a child index out of range, or deeper than a sound tree can be).
-fn number_leaves(tree: &Tree, node: usize, values: &mut Vec<f64>, splits: &mut Vec<(usize, u64)>) -> Option<usize> {
+/// Numbers the leaves of a tree given as parallel arrays (a [`crate::gbdt::Tree`], or a tree
+/// on bins while it grows) left to right, appending their values; records for each split the
+/// bits of its left subtree's leaves, and returns how many leaves there are. `None` for a malformed tree
+/// (a child index out of range, or deeper than a sound tree can be).
+pub(crate) fn number_leaves(
+    feature: &[i32],
+    left: &[u32],
+    right: &[u32],
+    value: &[f64],
+    values: &mut Vec<f64>,
+    splits: &mut Vec<(usize, u64)>,
+) -> Option<usize> {
+    type Arrays<'a> = (&'a [i32], &'a [u32], &'a [u32], &'a [f64]);
     fn walk(
-        tree: &Tree,
+        tree: Arrays,
         node: usize,
         depth: usize,
         first: usize,
         values: &mut Vec<f64>,
         splits: &mut Vec<(usize, u64)>,
     ) -> Option<usize> {
-        if depth > tree.feature.len() {
+        let (feature, left, right, value) = tree;
+        if depth > feature.len() {
             return None;
         }
-        if *tree.feature.get(node)? < 0 {
-            values.push(*tree.value.get(node)?);
+        if *feature.get(node)? < 0 {
+            values.push(*value.get(node)?);
             return Some(1);
         }
         let at = splits.len();
         splits.push((node, 0));
-        let left = walk(tree, *tree.left.get(node)? as usize, depth + 1, first, values, splits)?;
-        let right = walk(tree, *tree.right.get(node)? as usize, depth + 1, first + left, values, splits)?;
-        if first + left <= 64 {
-            let bits = if left == 64 { u64::MAX } else { ((1u64 << left) - 1) << first };
-            splits[at].1 = bits;
+        let l = walk(tree, *left.get(node)? as usize, depth + 1, first, values, splits)?;
+        let r = walk(tree, *right.get(node)? as usize, depth + 1, first + l, values, splits)?;
+        if first + l <= 64 {
+            splits[at].1 = if l == 64 { u64::MAX } else { ((1u64 << l) - 1) << first };
         }
-        Some(left + right)
+        Some(l + r)
     }
-    walk(tree, node, 0, 0, values, splits)
+    walk((feature, left, right, value), 0, 0, 0, values, splits)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gbdt::BoostingParams;
+    use crate::gbdt::{BoostingParams, Tree};
     use crate::rng::Rng;
     use ndarray::Array2;
 

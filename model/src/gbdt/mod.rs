@@ -8,7 +8,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::forest::Mask;
+use crate::forest::{number_leaves, Mask};
 use crate::rng::Rng;
 use data::{histogram, Bin, Binned, Sample};
 
@@ -469,27 +469,18 @@ fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
     const ROWS: usize = 64;
     // Leaves numbered left to right, their values in a table of `M::TABLE`; each split with
     // the leaves of its left subtree, which a row going right rules out.
-    let mut values = vec![0.0; M::TABLE];
-    let mut splits: Vec<(&[u8], M, M)> = Vec::new();
-    fn number(tree: &BinTree, node: usize, first: usize, values: &mut [f64], splits: &mut Vec<(usize, u64)>) -> usize {
-        if tree.feature[node] < 0 {
-            values[first] = tree.value[node];
-            return 1;
-        }
-        let at = splits.len();
-        splits.push((node, 0));
-        let left = number(tree, tree.left[node] as usize, first, values, splits);
-        let right = number(tree, tree.right[node] as usize, first + left, values, splits);
-        splits[at].1 = if left == 64 { u64::MAX } else { ((1u64 << left) - 1) << first };
-        left + right
-    }
+    let mut values = Vec::with_capacity(M::TABLE);
     let mut nodes = Vec::new();
-    let leaves = number(tree, 0, 0, &mut values, &mut nodes);
-    for (node, left_leaves) in nodes {
-        let column = binned.column(tree.feature[node] as usize);
-        splits.push((column, M::from_rank(tree.bin[node]), M::from_u64(left_leaves)));
-    }
-    let all = M::from_u64(if leaves == 64 { u64::MAX } else { (1u64 << leaves) - 1 });
+    let leaves = number_leaves(&tree.feature, &tree.left, &tree.right, &tree.value, &mut values, &mut nodes)
+        .expect("a grown tree is sound");
+    values.resize(M::TABLE, 0.0);
+    let splits: Vec<(&[u8], M, M)> = nodes
+        .into_iter()
+        .map(|(node, left_leaves)| {
+            (binned.column(tree.feature[node] as usize), M::from_rank(tree.bin[node]), M::from_u64(left_leaves))
+        })
+        .collect();
+    let all = M::all(leaves);
     for (start, raw) in (0..raw.len()).step_by(ROWS).zip(raw.chunks_mut(ROWS)) {
         let mut masks = [all; ROWS];
         for &(column, bin, clear) in &splits {
