@@ -155,7 +155,8 @@ pub fn threshold_checks(
     metrics: &MetricSet,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    for (bounds, op) in [(min, ">="), (max, "<=")] {
+    type Holds = fn(&f64, &f64) -> bool;
+    for (bounds, op, holds) in [(min, ">=", f64::ge as Holds), (max, "<=", f64::le as Holds)] {
         for (metric, bound) in bounds {
             let value = metrics.get(metric).unwrap_or(f64::NAN);
             checks.push(Check {
@@ -163,7 +164,7 @@ pub fn threshold_checks(
                 metric: metric.clone(),
                 description: format!("{metric} {op} {bound}"),
                 value,
-                passed: if op == ">=" { value >= *bound } else { value <= *bound },
+                passed: holds(&value, bound),
             });
         }
     }

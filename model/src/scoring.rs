@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use crate::artifact::{Artifact, Scorer};
-use crate::config::hex;
 use crate::error::{DataError, Error, Result, Rule};
 use crate::features::Encoder;
 use crate::schema::{same, Column, ColumnKind, Parsed};
@@ -352,11 +351,4 @@ pub fn score_csv<R: Read, W: Write + Send>(
         return Err(Error::Unusable { path: path(), problem: "the file has a header but no data rows".into() });
     }
     Ok(ScoreSummary { rows: totals.rows, positives: totals.positives, unseen_levels: totals.unseen, sha256 })
-}
-
-impl<R> HashingReader<R> {
-    /// The sha256 and size of everything read.
-    pub(crate) fn finish(self) -> (String, u64) {
-        (hex(&sha2::Digest::finalize(self.hasher)), self.bytes)
-    }
 }

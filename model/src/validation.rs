@@ -201,16 +201,14 @@ pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPol
     let mut hashing = HashingReader::new(reader);
     match validate(&mut hashing, name, schema, label) {
         Ok(mut dataset) => {
-            dataset.report.sha256 = hex(&hashing.hasher.finalize());
-            dataset.report.bytes = hashing.bytes;
+            (dataset.report.sha256, dataset.report.bytes) = hashing.finish();
             Ok(dataset)
         }
         Err(Error::Validation(mut report)) => {
             // Read what the CSV reader left, so that the hash covers the whole file.
             let mut rest = Vec::new();
             hashing.read_to_end(&mut rest).map_err(|e| Error::io(name, e))?;
-            report.sha256 = hex(&hashing.hasher.finalize());
-            report.bytes = hashing.bytes;
+            (report.sha256, report.bytes) = hashing.finish();
             Err(Error::Validation(report))
         }
         Err(other) => Err(other),
@@ -222,8 +220,8 @@ pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPol
 /// by one with CRLF).
 pub(crate) struct HashingReader<R> {
     inner: R,
-    pub(crate) hasher: Sha256,
-    pub(crate) bytes: u64,
+    hasher: Sha256,
+    bytes: u64,
     /// Offsets of `\n` bytes read but not yet passed by a record end.
     newlines: VecDeque<u64>,
     /// 1 + the newlines popped so far: the line the parser has reached.
@@ -233,6 +231,11 @@ pub(crate) struct HashingReader<R> {
 impl<R> HashingReader<R> {
     pub(crate) fn new(inner: R) -> Self {
         HashingReader { inner, hasher: Sha256::new(), bytes: 0, newlines: VecDeque::new(), line: 1 }
+    }
+
+    /// The sha256 and size of everything read.
+    pub(crate) fn finish(self) -> (String, u64) {
+        (hex(&self.hasher.finalize()), self.bytes)
     }
 
     /// The 1-based line on which a record starts, given the parser's position just after the
@@ -453,19 +456,16 @@ fn validate<R: Read>(
                     Some((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
                 }
             };
-            match failed {
-                None => {}
-                Some((rule, detail, value)) => {
-                    row_ok = false;
-                    if rule == Rule::Missing {
-                        state.summary.missing += 1;
-                    }
-                    report_error(
-                        DataError { file: name.into(), line, column: column.name.clone(), value, rule, detail },
-                        &mut counts,
-                    );
-                    push_placeholder(state);
+            if let Some((rule, detail, value)) = failed {
+                row_ok = false;
+                if rule == Rule::Missing {
+                    state.summary.missing += 1;
                 }
+                report_error(
+                    DataError { file: name.into(), line, column: column.name.clone(), value, rule, detail },
+                    &mut counts,
+                );
+                push_placeholder(state);
             }
         }
         row_keys.push(key.finish());

@@ -1,7 +1,6 @@
 //! `cargo xtask predict`: score a CSV with an artifact, one output row per input row, in order,
 //! streamed in blocks scored on every core.
 
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,48 +26,15 @@ pub struct Args {
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let artifact = Artifact::load(&args.model).context("cannot load the model")?;
     let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
-    // Written beside the target and renamed into place only when every row was valid and
-    // scored: a failed run leaves no half-written predictions.
-    let dir = match args.out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let scored = (|| -> Result<model::scoring::ScoreSummary> {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        let mut writer = BufWriter::with_capacity(1 << 20, file);
-        let summary = model::scoring::score_csv(
-            &artifact,
-            std::io::BufReader::new(input),
-            &args.data.display().to_string(),
-            &mut writer,
-        )
-        .map_err(|e| match e {
-            e @ model::Error::Validation(_) => {
-                anyhow::Error::new(e).context("the data does not follow the model's schema")
-            }
-            e => anyhow::Error::new(e).context("cannot score the data"),
-        })?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
-        Ok(summary)
-    })();
-    let summary = match scored {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    // Renamed into place only when every row was valid and scored: a failed run leaves no
+    // half-written predictions.
+    let summary = model::atomic::write_with(&args.out, |writer| {
+        model::scoring::score_csv(&artifact, std::io::BufReader::new(input), &args.data.display().to_string(), writer)
+    })
+    .map_err(|e| match e {
+        e @ model::Error::Validation(_) => anyhow::Error::new(e).context("the data does not follow the model's schema"),
+        e => anyhow::Error::new(e).context("cannot score the data"),
+    })?;
     for (column, rows) in &summary.unseen_levels {
         eprintln!("warning: column `{column}`: {rows} rows have a level not seen in training (scored as unknown)");
         if output::on_github_actions() {

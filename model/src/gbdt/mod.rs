@@ -502,7 +502,7 @@ fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64 {
         if f < 0 {
             return tree.value[n];
         }
-        let b = binned.bins[f as usize * binned.n_rows + row];
+        let b = binned.column(f as usize)[row];
         n = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
     }
 }
