@@ -202,7 +202,7 @@ fn caller_repository(strict: bool) -> tempfile::TempDir {
     let ws = tempfile::tempdir().unwrap();
     let ml = ws.path().join("ml");
     std::fs::create_dir_all(ml.join("data")).unwrap();
-    std::fs::write(ml.join("data/customers.csv"), model::generate::customers_csv(3000, 21)).unwrap();
+    std::fs::write(ml.join("data/customers.csv"), model::data::generate::customers_csv(3000, 21)).unwrap();
     let mut config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
     if strict {
         config = config.replace("min = { roc_auc = 0.72, f1 = 0.45 }", "min = { roc_auc = 0.99 }");
@@ -297,7 +297,7 @@ fn a_rejected_model_fails_the_job_after_reporting() {
 fn deploy_happens_on_a_push_to_the_default_branch_only() {
     let api = FakeGitHub::start("");
     let ws = caller_repository(false);
-    let registry = model::registry::Registry::open(ws.path().join("ml/registry"));
+    let registry = model::lifecycle::registry::Registry::open(ws.path().join("ml/registry"));
     let job = runner(ws.path(), &api, "installation-token", &[("deploy", "true")]).run(
         "pull_request",
         PR_EVENT,
@@ -318,7 +318,7 @@ fn deploy_happens_on_a_push_to_the_default_branch_only() {
     assert!(matches!(registered, Some("v1" | "v2")), "{}", job.log);
     assert_eq!(registry.alias("production").unwrap().as_deref(), registered, "{}", job.log);
     let last = registry.history().unwrap().pop().unwrap();
-    assert_eq!((last.action.as_str(), last.actor.who.as_str()), ("promote", "octocat"));
+    assert_eq!((last.action.name(), last.actor.who.as_str()), ("promote", "octocat"));
 }
 
 #[test]

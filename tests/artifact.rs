@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use model::train::{build, BuildContext};
+use model::pipeline::build::{build, BuildContext};
 use model::{read_csv, Artifact, Error, LabelPolicy};
 use sha2::Digest;
 
@@ -148,7 +148,7 @@ fn lineage_records_data_and_config() {
     assert_eq!(l.rows_staging + l.rows_fit + l.rows_validation, 200);
     assert_eq!(l.rows_final_fit, 200 - l.rows_staging);
     match &artifact.staging {
-        model::staging::StagingSpec::Holdout { rows, fraction, .. } => {
+        model::pipeline::staging::StagingSpec::Holdout { rows, fraction, .. } => {
             assert_eq!((*rows, *fraction), (l.rows_staging, 0.2))
         }
         other => panic!("{other:?}"),
@@ -174,7 +174,7 @@ fn streamed_scores_are_those_of_the_batch_for_both_families() {
             created_at: "2026-01-01T00:00:00Z".into(),
         };
         let artifact = build(&config, &data, &context).unwrap();
-        assert_eq!(artifact.model.family(), family);
+        assert_eq!(artifact.model.family().name(), family);
         // Integers inside and beyond the table of looked-up encodings, several blocks.
         let mut csv = String::from("id,amount,visits,region,member\n");
         for i in 0..20_000 {
@@ -184,7 +184,7 @@ fn streamed_scores_are_those_of_the_batch_for_both_families() {
         }
         let csv = csv.replace(",true\n", ",TRUE\n").replace(",false\n", ",FALSE\n");
         let mut out = Vec::new();
-        let summary = model::scoring::score_csv(&artifact, csv.as_bytes(), "new.csv", &mut out).unwrap();
+        let summary = model::pipeline::scoring::score_csv(&artifact, csv.as_bytes(), "new.csv", &mut out).unwrap();
         assert_eq!(summary.rows, 20_000);
         let batch = read_csv(csv.as_bytes(), "new.csv", &artifact.schema, LabelPolicy::Optional).unwrap();
         let expected = artifact.score(&batch).unwrap().probabilities;
@@ -206,7 +206,7 @@ fn a_character_cut_between_two_fields_is_refused_when_streaming() {
     let mut bytes = b"id,amount,visits,region,member\nr1,2.5,3,north,TRUE\nr2,2.5,3,north".to_vec();
     bytes.extend_from_slice(b"\xc3,\xa9TRUE\n");
     let mut out = Vec::new();
-    match model::scoring::score_csv(&artifact, &bytes[..], "cut.csv", &mut out) {
+    match model::pipeline::scoring::score_csv(&artifact, &bytes[..], "cut.csv", &mut out) {
         Err(Error::Validation(report)) => {
             let e = &report.errors[0];
             assert_eq!((e.line, e.column.as_str(), e.rule), (3, "region", model::Rule::Utf8), "{e:?}");

@@ -1,6 +1,6 @@
 //! The committed default data is exactly what the seeded generator writes, and it is learnable.
 
-use model::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
+use model::data::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
 
 use crate::support::root;
 
@@ -21,18 +21,18 @@ fn the_model_beats_the_spending_rule_on_fresh_customers() {
     let config = model::PipelineConfig::load(&root.join("pipeline.toml")).unwrap();
     let train =
         model::load_csv(&root.join("data/customers.csv"), &config.schema, model::LabelPolicy::Required).unwrap();
-    let artifact = model::train::build(&config, &train, &Default::default()).unwrap();
+    let artifact = model::pipeline::build::build(&config, &train, &Default::default()).unwrap();
     let fresh = customers_csv(4000, 7);
     let test = model::read_csv(fresh.as_bytes(), "fresh.csv", &config.schema, model::LabelPolicy::Required).unwrap();
     let labels = test.require_labels().unwrap();
     let scores = artifact.score(&test).unwrap();
     let ours = model::MetricSet::compute(labels, &scores.probabilities, artifact.threshold.value).unwrap();
     let spending = match &test.features.iter().find(|(n, _)| n == "spending").unwrap().1 {
-        model::dataset::ColumnValues::Number(v) => v.clone(),
+        model::data::dataset::ColumnValues::Number(v) => v.clone(),
         other => panic!("{other:?}"),
     };
     let rule: Vec<f64> = spending.iter().map(|&s| f64::from(u8::from(s > 100.0))).collect();
-    let rule = model::metrics::Confusion::at(labels, &rule, 0.5);
+    let rule = model::eval::metrics::Confusion::at(labels, &rule, 0.5);
     assert!(ours.f1 > rule.f1() + 0.2, "model F1 {} vs rule F1 {}", ours.f1, rule.f1());
     assert!(ours.roc_auc > 0.75, "model AUC {}", ours.roc_auc);
 }

@@ -14,14 +14,14 @@ fn fixture() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         std::fs::create_dir(dir.join("data")).unwrap();
-        std::fs::write(dir.join("data/customers.csv"), model::generate::customers_csv(2000, 3)).unwrap();
+        std::fs::write(dir.join("data/customers.csv"), model::data::generate::customers_csv(2000, 3)).unwrap();
         std::fs::copy(root().join("pipeline.toml"), dir.join("pipeline.toml")).unwrap();
         for args in [&["build"][..], &["acceptance"], &["deploy"]] {
             let out = xtask(&dir, args, &[]);
             assert!(out.status.success(), "{args:?}: {:?}", text(&out));
         }
         // Labels independent of the features: the monitoring run breaches.
-        let scrambled: String = model::generate::customers_csv(800, 4)
+        let scrambled: String = model::data::generate::customers_csv(800, 4)
             .lines()
             .enumerate()
             .map(|(i, l)| match l.rsplit_once(',') {
@@ -111,7 +111,7 @@ fn creates_one_comment_then_updates_it_among_130_from_others() {
     assert!(body.contains("## ✅ Accepted"), "{body}");
     assert!(body.contains("| roc_auc |"), "{body}");
     assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
-    assert!(body.chars().count() <= model::report::COMMENT_LIMIT);
+    assert!(body.chars().count() <= model::render::report::COMMENT_LIMIT);
     // Every page was read: 131 comments at 100 a page is two pages.
     assert!(api.requests().iter().any(|r| r.starts_with("GET /repos/acme/shop/issues/7/comments")));
     assert_eq!(output(&second.outputs, "passed").as_deref(), Some("true"));
@@ -269,18 +269,18 @@ fn the_token_never_appears_in_any_output() {
 
 #[test]
 fn a_body_over_the_limit_is_cut_with_a_note() {
-    let record: model::gate::AcceptanceRecord =
+    let record: model::lifecycle::gate::AcceptanceRecord =
         serde_json::from_slice(&std::fs::read(fixture().join("target/acceptance/metrics.json")).unwrap()).unwrap();
     let validation: model::ValidationReport =
         serde_json::from_slice(&std::fs::read(fixture().join("target/model/validation.json")).unwrap()).unwrap();
-    let full = model::report::pull_request_markdown(&record, Some(&validation), MARKER, 1 << 20);
+    let full = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, 1 << 20);
     assert!(full.contains("<summary>Data validation</summary>"));
     let limit = 3500;
-    let cut = model::report::pull_request_markdown(&record, Some(&validation), MARKER, limit);
+    let cut = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, limit);
     assert!(cut.chars().count() <= limit, "{} characters", cut.chars().count());
     assert!(cut.contains("Cut to stay within GitHub's 3500-character limit"), "{cut}");
     assert!(cut.starts_with(MARKER) && cut.contains("## ✅ Accepted"), "the verdict must survive: {cut}");
-    let tiny = model::report::pull_request_markdown(&record, Some(&validation), MARKER, 1200);
+    let tiny = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, 1200);
     assert!(tiny.chars().count() <= 1200 && tiny.contains(MARKER));
 }
 

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use model::generate::customers_csv;
-use model::registry::Registry;
+use model::data::generate::customers_csv;
+use model::lifecycle::registry::{Action, Registry};
 
 use crate::support::{root, text, xtask, xtask_bin};
 
@@ -103,7 +103,7 @@ fn a_passing_candidate_is_registered_deployed_and_recorded() {
     assert!(out.contains("deployed v1 to production"), "{out}");
     assert_eq!(p.production().as_deref(), Some("v1"));
     let history = p.registry().history().unwrap();
-    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    let actions: Vec<&str> = history.iter().map(|e| e.action.name()).collect();
     assert_eq!(actions, ["register", "promote"]);
     assert_eq!(history[1].actor.who, "tester");
     assert!(p.registry().check().unwrap().is_empty());
@@ -170,7 +170,7 @@ fn rollback_goes_back_one_production_and_then_refuses() {
     assert!(out.contains("rolled back production from v2 to v1"), "{out}");
     assert_eq!(p.production().as_deref(), Some("v1"));
     let last = p.registry().history().unwrap().pop().unwrap();
-    assert_eq!((last.action.as_str(), last.reason.as_str()), ("rollback", "customer complaints"));
+    assert_eq!((last.action.name(), last.reason.as_str()), ("rollback", "customer complaints"));
     assert_eq!(p.run(&["rollback", "--to", "v2"]).0, Some(0));
     assert_eq!(p.production().as_deref(), Some("v2"));
     assert_eq!(p.run(&["rollback", "--to", "v9"]).0, Some(1));
@@ -212,7 +212,7 @@ fn monitoring_is_healthy_on_the_same_distribution_and_a_breach_rolls_back() {
     assert_eq!(monitor["rolled_back_to"], "v1");
     assert_eq!(monitor["outcome"]["breach"], true);
     let last = p.registry().history().unwrap().pop().unwrap();
-    assert_eq!(last.action, "rollback");
+    assert_eq!(last.action, Action::Rollback);
     assert!(last.reason.starts_with("automatic rollback after 2 consecutive breaching run(s)"), "{}", last.reason);
     assert!(p.registry().check().unwrap().is_empty());
 }
@@ -274,7 +274,7 @@ fn two_deploys_at_once_promote_once() {
     assert!(a.status.success() && b.status.success());
     let history = p.registry().history().unwrap();
     assert_eq!(history.len(), before + 1, "{history:?}");
-    assert_eq!(history.last().unwrap().action, "promote");
+    assert_eq!(history.last().unwrap().action, Action::Promote);
     assert_eq!(p.production().as_deref(), Some("v1"));
     assert!(p.registry().check().unwrap().is_empty());
 }
@@ -354,13 +354,13 @@ fn online_shoppers_scenario_from_the_issue() {
     let artifact = model::Artifact::load(&tmp.path().join("full/model.json")).unwrap();
     let data = model::load_csv(Path::new(csv), &artifact.schema, model::LabelPolicy::Required).unwrap();
     let (fraction, salt) = match &artifact.staging {
-        model::staging::StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.clone()),
+        model::pipeline::staging::StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.clone()),
         other => panic!("{other:?}"),
     };
     let lines: Vec<&str> = text.lines().collect();
     let mut unseen = format!("{header}\n");
     for (i, key) in data.row_keys.iter().enumerate() {
-        if model::staging::StagingSpec::is_staging(fraction, &salt, *key) {
+        if model::pipeline::staging::StagingSpec::is_staging(fraction, &salt, *key) {
             unseen.push_str(lines[data.lines[i] as usize - 1]);
             unseen.push('\n');
         }

@@ -16,7 +16,7 @@ fn online_shoppers_validates_and_builds_an_accurate_model() {
     assert_eq!(data.report.sha256, "d5940f5bffb63d3f89e6d79590c095855056056f264aba1263f74bc211bc7b75");
     let rate = data.report.class_balance.as_ref().unwrap().positive_rate;
     assert!((rate - 0.1547).abs() < 0.0005, "{rate}");
-    let artifact = model::train::build(&config, &data, &Default::default()).unwrap();
+    let artifact = model::pipeline::build::build(&config, &data, &Default::default()).unwrap();
     // scikit-learn's HistGradientBoosting reaches about 0.93 on data of this kind; a model well
     // below that on its own validation rows has regressed.
     assert!(artifact.validation.roc_auc > 0.92, "{:?}", artifact.validation);

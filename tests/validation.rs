@@ -118,7 +118,7 @@ fn validation_is_lazy_counts_are_exact_and_the_list_is_capped() {
             assert_eq!(r.rows, 250);
             assert_eq!(r.error_count, 500);
             assert_eq!(r.rows_with_errors, 250);
-            assert_eq!(r.errors.len(), model::validation::MAX_KEPT_ERRORS);
+            assert_eq!(r.errors.len(), model::data::report::MAX_KEPT_ERRORS);
             let count =
                 |col: &str, rule: Rule| r.counts.iter().find(|c| c.column == col && c.rule == rule).map(|c| c.count);
             assert_eq!(count("amount", Rule::BelowMin), Some(250));
@@ -199,14 +199,15 @@ fn report_describes_the_data() {
     // sha256 of the exact bytes.
     assert_eq!(r.bytes, text.len() as u64);
     assert_eq!(r.sha256.len(), 64);
-    assert!(r.to_markdown().contains("| `amount` | numeric | 3 | 0 | 1.0000 | 3.0000 | 2.3333 |"));
+    assert!(model::render::validation::validation_markdown(r)
+        .contains("| `amount` | numeric | 3 | 0 | 1.0000 | 3.0000 | 2.3333 |"));
 }
 
 #[test]
 fn a_single_class_cannot_train() {
     let text = format!("{HEADER}a,1,2,north,TRUE,no\nb,3,4,south,FALSE,no\n");
     let data = load(&text).unwrap();
-    let r = model::train::build(&crate::support::small_config(), &data, &Default::default());
+    let r = model::pipeline::build::build(&crate::support::small_config(), &data, &Default::default());
     assert!(matches!(&r, Err(Error::Unusable { problem, .. }) if problem.contains("negative")), "{r:?}");
 }
 

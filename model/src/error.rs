@@ -1,9 +1,11 @@
-//! The library's one error type: every failure the model crate can report, typed.
+//! The library's one error type: every failure the model crate can report, each a variant a
+//! caller can tell apart. Part of the foundation: it knows the data layer's report types (a
+//! validation failure carries its report) and nothing else of the crate.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::validation::ValidationReport;
+use crate::data::report::{DataError, HeaderProblem, ValidationReport};
 
 /// Result of every fallible operation of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,12 +22,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The pipeline configuration is invalid.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {problem}", path.display())]
     Config {
         /// The configuration file.
         path: PathBuf,
         /// What is wrong, naming the key.
-        message: String,
+        problem: ConfigProblem,
     },
     /// The CSV header does not match the schema.
     #[error("{}: line 1 (header): {problem}", path.display())]
@@ -49,6 +51,12 @@ pub enum Error {
     /// A single record given for prediction breaks the schema.
     #[error("record: {0}")]
     Record(DataError),
+    /// A single record names a column the schema does not declare.
+    #[error("record: column `{column}` is not in the schema")]
+    UnknownColumn {
+        /// The column named.
+        column: String,
+    },
     /// A model artifact could not be parsed (truncated or not an artifact).
     #[error("{}: not a readable model artifact: {message}", path.display())]
     ArtifactCorrupt {
@@ -77,134 +85,223 @@ pub enum Error {
         /// The checksum of the content as found.
         actual: String,
     },
-    /// The registry's files are unreadable or inconsistent.
-    #[error("registry: {0}")]
-    Registry(String),
-    /// The registry refused an operation (nothing staged, a failed verdict, nothing to roll
-    /// back to, ...).
-    #[error("{0}")]
-    Refused(String),
-    /// Fitting a model failed.
-    #[error("training failed: {0}")]
-    Training(String),
-    /// An argument given to a function is out of its domain (empty input, mismatched lengths, ...).
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
-}
-
-/// What can be wrong with a CSV header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderProblem {
-    /// The file is empty: there is no header.
-    Empty,
-    /// A schema column is absent from the header.
-    MissingColumn(String),
-    /// A column name appears twice.
-    DuplicateColumn(String),
-    /// The header splits on another delimiter than the one configured.
-    WrongDelimiter {
-        /// The delimiter the schema expects.
-        expected: char,
-        /// The delimiter the header appears to use.
-        found: char,
+    /// A parameter given to a function is out of its range.
+    #[error("invalid parameter: {0}")]
+    Param(ParamError),
+    /// Two inputs that go together have different lengths.
+    #[error("{what}: {found} where {expected} were expected")]
+    MismatchedLengths {
+        /// What was compared with what.
+        what: &'static str,
+        /// The length required.
+        expected: usize,
+        /// The length found.
+        found: usize,
     },
-}
-
-impl fmt::Display for HeaderProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HeaderProblem::Empty => write!(f, "the file is empty, a header row is required"),
-            HeaderProblem::MissingColumn(c) => write!(f, "column `{c}` of the schema is missing"),
-            HeaderProblem::DuplicateColumn(c) => write!(f, "column `{c}` appears more than once"),
-            HeaderProblem::WrongDelimiter { expected, found } => write!(
-                f,
-                "the header is delimited by {found:?}, not {expected:?}: was the file written with another delimiter?"
-            ),
-        }
-    }
-}
-
-/// The rule a value broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    /// The row has another number of fields than the header.
-    FieldCount,
-    /// The bytes of the row are not UTF-8.
-    Utf8,
-    /// The value is empty where a value is required.
-    Missing,
-    /// The value does not parse as a number.
-    NotANumber,
-    /// The value parses to NaN or an infinity.
-    NotFinite,
-    /// The value does not parse as an integer.
-    NotAnInteger,
-    /// The value is below the declared minimum.
-    BelowMin,
-    /// The value is above the declared maximum.
-    AboveMax,
-    /// The value is not one of the declared levels.
-    UndeclaredLevel,
-    /// The value is not one of the declared boolean spellings.
-    NotABoolean,
-    /// The label is neither the positive nor the negative spelling.
-    NotALabel,
-}
-
-impl Rule {
-    /// A short description of the rule, for summaries.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Rule::FieldCount => "wrong number of fields",
-            Rule::Utf8 => "not valid UTF-8",
-            Rule::Missing => "missing value",
-            Rule::NotANumber => "not a number",
-            Rule::NotFinite => "NaN or infinite",
-            Rule::NotAnInteger => "not an integer",
-            Rule::BelowMin => "below the minimum",
-            Rule::AboveMax => "above the maximum",
-            Rule::UndeclaredLevel => "undeclared level",
-            Rule::NotABoolean => "not a declared boolean spelling",
-            Rule::NotALabel => "not a declared label spelling",
-        }
-    }
-}
-
-/// One value that broke the schema, located exactly.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DataError {
-    /// The data file (empty for a single record).
-    pub file: String,
-    /// 1-based line number in the file; the header is line 1.
-    pub line: u64,
-    /// The column name (or `*` for a row-level error).
-    pub column: String,
-    /// The offending value, as written.
-    pub value: String,
-    /// The rule broken.
-    pub rule: Rule,
-    /// The rule, spelled out with its parameters (for example `must be >= 0`).
-    pub detail: String,
-}
-
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: column `{}`: value {:?}: {} ({})",
-            self.file,
-            self.line,
-            self.column,
-            self.value,
-            self.rule.describe(),
-            self.detail
-        )
-    }
+    /// There are no rows to work on.
+    #[error("no rows {what}")]
+    NoRows {
+        /// What needed rows (for example "to score").
+        what: &'static str,
+    },
+    /// A score given to a metric is NaN or infinite.
+    #[error("score {value} is not finite")]
+    NonFiniteScore {
+        /// The score.
+        value: f64,
+    },
+    /// The rows hold a single class where both are needed.
+    #[error("{what} needs both classes; the data has only one")]
+    TooFewClasses {
+        /// What needed both classes.
+        what: &'static str,
+    },
+    /// The data lacks a column the model reads.
+    #[error("the data has no column `{column}` that the model needs")]
+    MissingColumn {
+        /// The column.
+        column: String,
+    },
+    /// A column's values are not of the kind the model's encoder was fitted on.
+    #[error("column `{column}` does not have the kind the model was trained with")]
+    EncoderKind {
+        /// The column.
+        column: String,
+    },
+    /// The model encodes a column twice.
+    #[error("the model encodes column `{column}` twice")]
+    EncodedTwice {
+        /// The column.
+        column: String,
+    },
+    /// linfa-logistic's solver failed.
+    #[error("training failed: logistic regression: {0}")]
+    LogisticSolver(#[source] linfa_logistic::error::Error),
+    /// linfa refused the data set given to a model.
+    #[error("training failed: {0}")]
+    Linfa(#[from] linfa::Error),
+    /// The staging rows hold a single class.
+    #[error("{file}: the {rows} staging rows hold a single class; acceptance needs both (is this the right file?)")]
+    StagingSingleClass {
+        /// The staging file.
+        file: String,
+        /// Staging rows read.
+        rows: u64,
+    },
+    /// Production reads another number of rows of the staging file than the candidate.
+    #[error("production {version} reads {production} rows of {file}, the candidate {candidate}")]
+    ProductionRowsDiffer {
+        /// Production's version.
+        version: String,
+        /// The staging file.
+        file: String,
+        /// Rows production read.
+        production: u64,
+        /// Rows the candidate read.
+        candidate: u64,
+    },
+    /// The registry's files are unreadable or inconsistent.
+    #[error("registry: {}: {message}", path.display())]
+    RegistryCorrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Deploy found no staged version.
+    #[error("nothing to deploy: no version is staged; run acceptance first")]
+    NothingStaged,
+    /// The version did not pass acceptance, and no `--force` overrides it.
+    #[error("{version} did not pass acceptance ({}); deploy --force --reason TEXT overrides", failed.join("; "))]
+    VerdictFailed {
+        /// The version.
+        version: String,
+        /// Its failed checks, in words.
+        failed: Vec<String>,
+    },
+    /// The version's artifact is not the one its verdict judged.
+    #[error("{version}: its artifact (sha256 {actual}) is not the one acceptance judged ({judged})")]
+    NotTheJudgedArtifact {
+        /// The version.
+        version: String,
+        /// The artifact's checksum now.
+        actual: String,
+        /// The checksum the verdict is bound to.
+        judged: String,
+    },
+    /// Rollback found no production.
+    #[error("nothing to roll back: no version is in production")]
+    NothingInProduction,
+    /// The rollback target is production already.
+    #[error("{version} is already in production")]
+    AlreadyInProduction {
+        /// The version.
+        version: String,
+    },
+    /// Production has no predecessor to roll back to.
+    #[error("nothing to roll back to: {version} is the only version that has been in production")]
+    NoEarlierProduction {
+        /// The version in production.
+        version: String,
+    },
+    /// The rollback target cannot be loaded.
+    #[error("cannot roll back to {version}: {source}")]
+    RollbackTarget {
+        /// The version asked for.
+        version: String,
+        /// Why it cannot be loaded.
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
+    }
+
+    /// True for a refusal of the registry (a failed verdict, nothing to deploy or roll back
+    /// to): a decision, as a failed gate is, rather than an error to fix.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::NothingStaged
+                | Error::VerdictFailed { .. }
+                | Error::NotTheJudgedArtifact { .. }
+                | Error::NothingInProduction
+                | Error::AlreadyInProduction { .. }
+                | Error::NoEarlierProduction { .. }
+                | Error::RollbackTarget { .. }
+        )
+    }
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigProblem {
+    /// The TOML does not parse or does not fit the configuration's shape (the parser's message,
+    /// which names the key).
+    Syntax(String),
+    /// A parameter is out of its range or contradicts another.
+    Param(ParamError),
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigProblem::Syntax(m) => f.write_str(m),
+            ConfigProblem::Param(p) => p.fmt(f),
+        }
+    }
+}
+
+/// A parameter that its check refused, naming its key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    /// A value outside its documented range.
+    #[error("{key}: {value} is not {bound}")]
+    OutOfRange {
+        /// The key, as written in the configuration (`model.gradient_boosting.max_iter`).
+        key: String,
+        /// The value given.
+        value: String,
+        /// The range, in words (`in 1..=100000`).
+        bound: String,
+    },
+    /// A value that contradicts the rules of its key, or another key.
+    #[error("{key}: {why}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl ParamError {
+    /// A value out of its range.
+    pub fn out_of_range(key: impl Into<String>, value: impl fmt::Display, bound: impl Into<String>) -> ParamError {
+        ParamError::OutOfRange { key: key.into(), value: value.to_string(), bound: bound.into() }
+    }
+
+    /// A value that breaks a rule of its key.
+    pub fn invalid(key: impl Into<String>, why: impl Into<String>) -> ParamError {
+        ParamError::Invalid { key: key.into(), why: why.into() }
+    }
+
+    /// The same problem, its key under `section` (`learning_rate` → `model.gradient_boosting.learning_rate`).
+    pub fn under(self, section: &str) -> ParamError {
+        match self {
+            ParamError::OutOfRange { key, value, bound } => {
+                ParamError::OutOfRange { key: format!("{section}.{key}"), value, bound }
+            }
+            ParamError::Invalid { key, why } => ParamError::Invalid { key: format!("{section}.{key}"), why },
+        }
+    }
+
+    /// The key concerned.
+    pub fn key(&self) -> &str {
+        match self {
+            ParamError::OutOfRange { key, .. } | ParamError::Invalid { key, .. } => key,
+        }
     }
 }

@@ -1,40 +1,38 @@
 //! mlgate's model crate: schema-validated data → features → fitted model → sealed artifact →
-//! predictions and metrics. No printing, no process exit, no network: callers decide that.
+//! predictions, metrics, gates and the registry. No printing, no process exit, no network:
+//! callers decide that.
+//!
+//! The crate is layered; a layer uses the ones before it and knows nothing of those after it
+//! (ARCHITECTURE.md, checked by the tidy test `tests/tidy.rs`):
+//!
+//! 0. [`error`], [`rng`], [`atomic`]: the foundation every layer may use;
+//! 1. [`data`]: what enters (schema, CSV reader, validation, dataset, records);
+//! 2. [`learn`] and [`eval`], side by side and blind to each other: fitting and scoring models;
+//!    measuring and comparing scores;
+//! 3. [`pipeline`]: the configuration, the build, cross-validation, the artifact, batch scoring,
+//!    staging rows;
+//! 4. [`lifecycle`]: acceptance, the gate, monitoring, the registry;
+//! 5. [`render`]: Markdown for people; nothing in the library uses it.
 #![warn(missing_docs)]
 
-pub mod artifact;
 pub mod atomic;
-pub mod compare;
-pub mod config;
-pub mod crossval;
-pub mod dataset;
-pub mod drift;
 pub mod error;
-pub mod features;
-pub mod forest;
-pub mod gate;
-pub mod gbdt;
-pub mod generate;
-pub mod logistic;
-pub mod metrics;
-pub mod monitor;
-pub mod record;
-pub mod registry;
-pub mod report;
 pub mod rng;
-pub mod schema;
-pub mod scoring;
-pub mod split;
-pub mod staging;
-pub mod threshold;
-pub mod train;
-pub mod validation;
 
-pub use artifact::{Artifact, FittedModel, Scores};
-pub use config::PipelineConfig;
-pub use dataset::Dataset;
-pub use error::{DataError, Error, HeaderProblem, Result, Rule};
-pub use metrics::MetricSet;
-pub use record::Record;
-pub use schema::Schema;
-pub use validation::{load_csv, read_csv, LabelPolicy, ValidationReport};
+pub mod data;
+pub mod eval;
+pub mod learn;
+pub mod lifecycle;
+pub mod pipeline;
+pub mod render;
+
+pub use data::dataset::Dataset;
+pub use data::record::Record;
+pub use data::report::{DataError, HeaderProblem, Rule, ValidationReport};
+pub use data::schema::Schema;
+pub use data::validation::{load_csv, read_csv, LabelPolicy};
+pub use error::{Error, Result};
+pub use eval::metrics::{Metric, MetricSet};
+pub use learn::model::{Family, FittedModel};
+pub use pipeline::artifact::{Artifact, Scores};
+pub use pipeline::config::PipelineConfig;

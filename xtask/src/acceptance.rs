@@ -4,13 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use model::compare::Scored;
-use model::gate::{self, AcceptanceRecord, Curves, ProductionComparison, StagingSummary};
-use model::metrics::{precision_recall_curve, roc_curve, thin, MetricSet};
-use model::registry::{VerdictRecord, PRODUCTION};
-use model::staging::StagingSpec;
-use model::{Artifact, Dataset, LabelPolicy, PipelineConfig};
+use anyhow::{Context, Result};
+use model::lifecycle::acceptance::{self, Production};
+use model::lifecycle::registry::{VerdictRecord, PRODUCTION};
+use model::pipeline::staging::StagingSpec;
+use model::{Artifact, LabelPolicy, PipelineConfig};
 use xshell::Shell;
 
 use crate::context::{actor, data_path, load_config, load_data, now_rfc3339, registry, relative_to_config};
@@ -42,17 +40,6 @@ pub struct Args {
 /// The exit code of a failed gate.
 pub const EXIT_GATE_FAILED: u8 = 1;
 
-/// The staging rows of `artifact`, read with `schema` from `file`: every row of a separate
-/// staging file, or the rows of a training file that the artifact's hold-out rule sets aside.
-pub fn staging_rows(artifact: &Artifact, data: &Dataset) -> Vec<usize> {
-    match &artifact.staging {
-        StagingSpec::File { .. } => (0..data.len()).collect(),
-        StagingSpec::Holdout { fraction, salt, .. } => {
-            (0..data.len()).filter(|&i| StagingSpec::is_staging(*fraction, salt, data.row_keys[i])).collect()
-        }
-    }
-}
-
 fn staging_file(
     args_data: Option<PathBuf>,
     artifact: &Artifact,
@@ -77,85 +64,23 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
 
     let file = staging_file(args.data, &candidate, &config, &config_path);
     let data = load_data(&file, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
-    let rows = staging_rows(&candidate, &data);
-    let staging = data.select(&rows);
-    let labels = staging.require_labels()?.to_vec();
-    let positives = labels.iter().filter(|&&y| y).count();
-    if positives == 0 || positives == labels.len() {
-        bail!(
-            "{}: the {} staging rows hold a single class; acceptance needs both (is this the right file?)",
-            file.display(),
-            labels.len()
-        );
-    }
-    let scores = candidate.score(&staging).context("cannot score the staging rows")?;
-    let metrics = MetricSet::compute(&labels, &scores.probabilities, candidate.threshold.value)?;
-    let mut checks = gate::threshold_checks("threshold", &config.acceptance.min, &config.acceptance.max, &metrics);
-
     let production = match registry.alias(PRODUCTION)? {
         None => None,
         Some(version) => {
             let prod = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
-            // Production may declare other columns: read the same file with its schema and take
-            // the same rows.
+            // Production may declare other columns: read the same file with its schema.
             let prod_data = load_data(&file, &prod.schema, LabelPolicy::Required, None)
                 .with_context(|| format!("production {version} cannot read the staging data"))?;
-            if prod_data.len() != data.len() {
-                bail!(
-                    "production {version} reads {} rows of {}, the candidate {}",
-                    prod_data.len(),
-                    file.display(),
-                    data.len()
-                );
-            }
-            let prod_scores = prod.score(&prod_data.select(&rows))?.probabilities;
-            let prod_metrics = MetricSet::compute(&labels, &prod_scores, prod.threshold.value)?;
-            let (differences, mcnemar, regression) = gate::compare_with_production(
-                &config.acceptance,
-                &labels,
-                Scored { probabilities: &scores.probabilities, threshold: candidate.threshold.value },
-                Scored { probabilities: &prod_scores, threshold: prod.threshold.value },
-            )?;
-            checks.extend(regression);
-            Some(ProductionComparison {
-                version,
-                metrics: prod_metrics,
-                differences,
-                mcnemar,
-                overlap_warning: overlap(&prod, &staging),
-            })
+            Some((version, prod, prod_data))
         }
     };
-    let passed = checks.iter().all(|c| c.passed);
-    let artifact_sha256 = candidate.checksum();
-    let mut record = AcceptanceRecord {
-        schema_version: 1,
-        model: candidate.name.clone(),
-        artifact_sha256: artifact_sha256.clone(),
-        version: None,
-        passed,
-        checks,
-        rule: config.acceptance.rule(),
-        staging: StagingSummary {
-            source: match candidate.staging {
-                StagingSpec::File { .. } => "file".into(),
-                StagingSpec::Holdout { .. } => "holdout".into(),
-            },
-            file: file.display().to_string(),
-            data_sha256: data.report.sha256.clone(),
-            rows: labels.len() as u64,
-            positives: positives as u64,
-        },
-        candidate: metrics,
-        production,
-        curves: Curves {
-            roc: thin(&roc_curve(&labels, &scores.probabilities)?, 101),
-            precision_recall: thin(&precision_recall_curve(&labels, &scores.probabilities)?, 101),
-        },
-        unseen_levels: scores.unseen_levels,
-        drift: candidate.reference.compare(&staging, &config.monitor.drift),
-        lineage: candidate.lineage.clone(),
-    };
+    let file_name = file.display().to_string();
+    let production =
+        production.as_ref().map(|(version, artifact, data)| Production { version: version.clone(), artifact, data });
+    let mut record = acceptance::judge(&config, &candidate, &data, &file_name, production)
+        .context("cannot judge the candidate on its staging rows")?;
+    let passed = record.passed;
+    let artifact_sha256 = record.artifact_sha256.clone();
     let verdict = VerdictRecord {
         passed,
         artifact_sha256,
@@ -170,7 +95,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 record.version = Some(version.to_string());
                 vec![
                     ("metrics.json".into(), json_bytes(&record)),
-                    ("report.md".into(), model::report::acceptance_markdown(&record).into_bytes()),
+                    ("report.md".into(), model::render::report::acceptance_markdown(&record).into_bytes()),
                 ]
             },
             &actor(sh),
@@ -178,7 +103,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot register the candidate in {}", registry.root().display()))?;
     record.version = Some(version.clone());
     output::write(&args.out.join("metrics.json"), &json_bytes(&record))?;
-    let report = model::report::acceptance_markdown(&record);
+    let report = model::render::report::acceptance_markdown(&record);
     output::write(&args.out.join("report.md"), report.as_bytes())?;
 
     let m = &record.candidate;
@@ -207,25 +132,4 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut v = serde_json::to_vec_pretty(value).expect("reports serialise");
     v.push(b'\n');
     v
-}
-
-/// Staging rows that production's own split may have trained on (when it was built with
-/// another staging rule, or with a separate staging file).
-fn overlap(production: &Artifact, staging: &Dataset) -> Option<String> {
-    let (fraction, salt) = match &production.staging {
-        StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.as_str()),
-        StagingSpec::File { path } => {
-            return Some(format!(
-                "production was validated on a separate file ({path}); it may have trained on these staging rows"
-            ))
-        }
-    };
-    let exposed = staging.row_keys.iter().filter(|&&k| !StagingSpec::is_staging(fraction, salt, k)).count();
-    (exposed > 0).then(|| {
-        format!(
-            "{exposed} of the {} staging rows fall outside production's own staging rule: production may have \
-             trained on them, which flatters it in this comparison",
-            staging.len()
-        )
-    })
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use model::train::BuildContext;
+use model::pipeline::build::BuildContext;
 use model::{Artifact, LabelPolicy};
 use xshell::Shell;
 
@@ -38,7 +38,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         git_commit: git_commit(sh),
         created_at: now_rfc3339(),
     };
-    let artifact = model::train::build(&config, &data, &context).context("cannot build the model")?;
+    let artifact = model::pipeline::build::build(&config, &data, &context).context("cannot build the model")?;
     let model_path = args.out.join("model.json");
     artifact.save(&model_path).with_context(|| format!("cannot write {}", model_path.display()))?;
     print_summary(&artifact, &model_path);
@@ -48,7 +48,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
 
 fn print_summary(artifact: &Artifact, path: &Path) {
     let v = &artifact.validation;
-    println!("model      {} ({})", artifact.name, artifact.model.family());
+    println!("model      {} ({})", artifact.name, artifact.model.family().name());
     println!("artifact   {} (sha256 {})", path.display(), &artifact.checksum()[..12]);
     println!(
         "rows       {} total: fitted on {}, validated on {}, final fit on {}",

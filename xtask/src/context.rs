@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use model::registry::{Actor, Registry};
+use model::lifecycle::registry::{Actor, Registry};
 use model::{LabelPolicy, PipelineConfig};
 use xshell::{cmd, Shell};
 
@@ -52,7 +52,7 @@ pub fn load_data(
 /// Writes validation.json and validation.md.
 pub fn write_validation(dir: &Path, report: &model::ValidationReport) -> Result<()> {
     output::write_json(&dir.join("validation.json"), report)?;
-    output::write(&dir.join("validation.md"), report.to_markdown().as_bytes())
+    output::write(&dir.join("validation.md"), model::render::validation::validation_markdown(report).as_bytes())
 }
 
 /// The commit of the checkout, with `-dirty` when the tree has uncommitted changes.

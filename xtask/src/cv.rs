@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use model::crossval::{cross_validate, mean_std};
-use model::dataset::ColumnValues;
-use model::metrics::Confusion;
+use model::data::dataset::ColumnValues;
+use model::eval::metrics::Confusion;
+use model::pipeline::crossval::{cross_validate, mean_std};
 use model::{Dataset, LabelPolicy};
 use xshell::Shell;
 
@@ -104,7 +104,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             t.log_loss
         );
     }
-    let summary = |name: &str, f: &dyn Fn(&model::crossval::FoldResult) -> f64| {
+    let summary = |name: &str, f: &dyn Fn(&model::pipeline::crossval::FoldResult) -> f64| {
         let values: Vec<f64> = cv.results.iter().map(f).collect();
         let (m, s) = mean_std(&values);
         println!("mean {name:<18} {m:.4} ± {s:.4}");

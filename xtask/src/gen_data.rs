@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use model::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
+use model::data::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
 use xshell::Shell;
 
 use crate::output;

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             output::report_error(&e);
             // A refusal (a failed verdict, nothing to roll back to) is a decision, like a failed
             // gate; anything else is the user's to fix.
-            let refused = e.chain().any(|c| matches!(c.downcast_ref::<model::Error>(), Some(model::Error::Refused(_))));
+            let refused = e.chain().any(|c| c.downcast_ref::<model::Error>().is_some_and(model::Error::is_refusal));
             ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_USAGE_OR_DATA })
         }
     }

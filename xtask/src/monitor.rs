@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use model::gate::AcceptanceRecord;
-use model::registry::PRODUCTION;
+use model::lifecycle::gate::AcceptanceRecord;
+use model::lifecycle::registry::PRODUCTION;
 use model::LabelPolicy;
 use serde::Serialize;
 use xshell::Shell;
@@ -38,7 +38,7 @@ struct MonitorRecord<'a> {
     version: &'a str,
     data_file: String,
     data_sha256: &'a str,
-    outcome: &'a model::monitor::MonitorOutcome,
+    outcome: &'a model::lifecycle::monitor::MonitorOutcome,
     consecutive_breaches: u64,
     failure_limit: u64,
     rolled_back_to: Option<String>,
@@ -62,7 +62,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             None
         }
     };
-    let outcome = model::monitor::evaluate(&config.monitor, &artifact, &data, accepted.as_ref())
+    let outcome = model::lifecycle::monitor::evaluate(&config.monitor, &artifact, &data, accepted.as_ref())
         .context("cannot evaluate the production model")?;
     let failed: Vec<String> = outcome.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect();
     let reason = if outcome.breach {
@@ -93,7 +93,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         }
     }
     let data_file = args.data.display().to_string();
-    let report = model::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
+    let report =
+        model::render::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
     output::write(&args.out.join("report.md"), report.as_bytes())?;
     output::write_json(
         &args.out.join("monitor.json"),
@@ -117,7 +118,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let moved: Vec<&str> = outcome
         .drift
         .iter()
-        .filter(|d| d.level == model::drift::DriftLevel::Major)
+        .filter(|d| d.level == model::eval::drift::DriftLevel::Major)
         .map(|d| d.column.as_str())
         .collect();
     if !moved.is_empty() {

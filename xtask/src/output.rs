@@ -20,7 +20,7 @@ pub fn report_error(e: &anyhow::Error) {
     let model_error = e.chain().find_map(|c| c.downcast_ref::<Error>());
     match model_error {
         Some(Error::Validation(report)) => {
-            for d in report.errors.iter().take(model::validation::SUMMARY_ERRORS) {
+            for d in report.errors.iter().take(model::data::report::SUMMARY_ERRORS) {
                 println!(
                     "::error file={},line={},title=data validation::{}",
                     escape_property(&d.file),

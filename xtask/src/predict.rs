@@ -29,7 +29,12 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     // Renamed into place only when every row was valid and scored: a failed run leaves no
     // half-written predictions.
     let summary = model::atomic::write_with(&args.out, |writer| {
-        model::scoring::score_csv(&artifact, std::io::BufReader::new(input), &args.data.display().to_string(), writer)
+        model::pipeline::scoring::score_csv(
+            &artifact,
+            std::io::BufReader::new(input),
+            &args.data.display().to_string(),
+            writer,
+        )
     })
     .map_err(|e| match e {
         e @ model::Error::Validation(_) => anyhow::Error::new(e).context("the data does not follow the model's schema"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use model::gate::AcceptanceRecord;
+use model::lifecycle::gate::AcceptanceRecord;
 use xshell::Shell;
 
 use crate::github::{pull_request_number, ApiError, GitHub};
@@ -29,11 +29,22 @@ pub struct Args {
     out: PathBuf,
     /// auto: comment on pull requests when the token may; always: fail when the comment cannot
     /// be posted; never: job summary and outputs only.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
-    comment: String,
+    #[arg(long, value_enum, default_value_t = CommentMode::Auto)]
+    comment: CommentMode,
     /// Exit 1 when the verdict is a rejection (after reporting).
     #[arg(long)]
     fail_on_reject: bool,
+}
+
+/// Whether the pull-request comment is posted.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommentMode {
+    /// On pull requests, when the token may comment.
+    Auto,
+    /// Always; fail when the comment cannot be posted.
+    Always,
+    /// Never: job summary and outputs only.
+    Never,
 }
 
 /// Largest job summary GitHub accepts per step.
@@ -50,12 +61,16 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
     let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let marker = marker(&args.config);
-    let body =
-        model::report::pull_request_markdown(&record, validation.as_ref(), &marker, model::report::COMMENT_LIMIT);
+    let body = model::render::report::pull_request_markdown(
+        &record,
+        validation.as_ref(),
+        &marker,
+        model::render::report::COMMENT_LIMIT,
+    );
     output::write(&args.out, body.as_bytes())?;
     println!("report     {} ({} characters)", args.out.display(), body.chars().count());
 
-    let summary = model::report::pull_request_markdown(&record, validation.as_ref(), &marker, SUMMARY_LIMIT);
+    let summary = model::render::report::pull_request_markdown(&record, validation.as_ref(), &marker, SUMMARY_LIMIT);
     append_summary(&summary)?;
 
     let comment_url = comment(&args, &body)?;
@@ -97,10 +112,10 @@ fn absolute(path: &Path) -> String {
 /// Posts or updates the comment; returns its URL. A token that may not write (a pull request
 /// from a fork) gives a warning, not a failure, unless `--comment always`.
 fn comment(args: &Args, body: &str) -> Result<Option<String>> {
-    if args.comment == "never" {
+    if args.comment == CommentMode::Never {
         return Ok(None);
     }
-    let strict = args.comment == "always";
+    let strict = args.comment == CommentMode::Always;
     let pr = pull_request_number()?;
     let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
     let skip = |why: &str| -> Result<Option<String>> {

@@ -1,0 +1,199 @@
+//! The one CSV reader: bytes hashed as they pass, the header read (byte-order mark dropped) and
+//! checked against the schema, every data row handed to a [`RowSink`] with the exact line it
+//! starts on. Validation and streaming scoring plug into it; neither reads CSV itself.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Read;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::data::report::HeaderProblem;
+use crate::data::schema::{ColumnKind, Schema};
+use crate::error::{Error, Result};
+
+/// Whether the label column must be present in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelPolicy {
+    /// Training and evaluation data: the label column is required.
+    Required,
+    /// Data to score: the label column may be absent (it is read when present).
+    Optional,
+}
+
+/// What consumes the rows of a [`CsvSource`], one at a time, in file order.
+pub trait RowSink {
+    /// One data row, starting on 1-based `line`. The sink may keep the record by swapping it
+    /// with a buffer of its own: the reader then reads the next row into that buffer.
+    fn row(&mut self, line: u64, record: &mut csv::ByteRecord) -> Result<()>;
+}
+
+impl<F: FnMut(u64, &mut csv::ByteRecord) -> Result<()>> RowSink for F {
+    fn row(&mut self, line: u64, record: &mut csv::ByteRecord) -> Result<()> {
+        self(line, record)
+    }
+}
+
+/// A CSV file being read: its header checked, its rows still to come.
+pub struct CsvSource<R: Read> {
+    csv: csv::Reader<HashingReader<R>>,
+    name: String,
+    header: Vec<String>,
+}
+
+impl<R: Read> CsvSource<R> {
+    /// Reads the header of `reader` (named `name` in errors) and checks it against `schema`.
+    pub fn open(reader: R, name: &str, schema: &Schema, label: LabelPolicy) -> Result<CsvSource<R>> {
+        let csv = csv::ReaderBuilder::new()
+            .delimiter(schema.delimiter as u8)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(HashingReader::new(reader));
+        let mut source = CsvSource { csv, name: name.to_string(), header: Vec::new() };
+        let mut record = csv::ByteRecord::new();
+        if !source.csv.read_byte_record(&mut record).map_err(|e| source.csv_error(e))? {
+            return Err(Error::Header { path: source.path(), problem: HeaderProblem::Empty });
+        }
+        source.header = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        if let Some(first) = source.header.first_mut() {
+            // A UTF-8 byte-order mark, as spreadsheet programs write it, is not part of the name.
+            if let Some(stripped) = first.strip_prefix('\u{feff}') {
+                *first = stripped.to_string();
+            }
+        }
+        check_header(&source.header, schema, label)
+            .map_err(|problem| Error::Header { path: source.path(), problem })?;
+        Ok(source)
+    }
+
+    /// The header's column names, as written.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The name the source goes by in errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(&self.name)
+    }
+
+    fn csv_error(&self, e: csv::Error) -> Error {
+        match e.into_kind() {
+            csv::ErrorKind::Io(source) => Error::Io { path: self.path(), source },
+            other => Error::Unusable { path: self.path(), problem: format!("unreadable CSV: {other:?}") },
+        }
+    }
+
+    /// Hands every data row to `sink`, in order, with the line it starts on. Blank lines are
+    /// not rows. Stops at the first error of the reader or of the sink.
+    pub fn drive(&mut self, sink: &mut impl RowSink) -> Result<()> {
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match self.csv.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(self.csv_error(e)),
+            }
+            let end = self.csv.position().byte();
+            let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+            let line = self.csv.get_mut().record_start_line(end, inside);
+            // A blank line is not a row; csv already skips those, this guards a lone
+            // delimiter-free empty field as the last line.
+            if record.len() == 1 && record[0].is_empty() && self.header.len() > 1 {
+                continue;
+            }
+            sink.row(line, &mut record)?;
+        }
+    }
+
+    /// Reads whatever the parser left (so that the hash covers the whole file) and returns the
+    /// sha256 and the size of the file's bytes.
+    pub fn finish(self) -> Result<(String, u64)> {
+        let path = self.path();
+        let mut hashing = self.csv.into_inner();
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
+        Ok(hashing.finish())
+    }
+}
+
+/// Passes bytes through to the CSV parser while hashing them and noting where lines end, so
+/// that line numbers are exact whatever the line terminator (the csv crate's own count is off
+/// by one with CRLF).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    /// Offsets of `\n` bytes read but not yet passed by a record end.
+    newlines: VecDeque<u64>,
+    /// 1 + the newlines popped so far: the line the parser has reached.
+    line: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new(), bytes: 0, newlines: VecDeque::new(), line: 1 }
+    }
+
+    /// The sha256 and size of everything read.
+    fn finish(self) -> (String, u64) {
+        (format!("{:x}", self.hasher.finalize()), self.bytes)
+    }
+
+    /// The 1-based line on which a record starts, given the parser's position just after the
+    /// record (`end`) and the newlines inside the record's fields. Asked in file order.
+    ///
+    /// The csv crate's own record positions point where the parser resumed reading: before
+    /// skipped blank lines, and on the `\n` of a CRLF. Counting back from the record's end
+    /// avoids both.
+    fn record_start_line(&mut self, end: u64, newlines_inside: u64) -> u64 {
+        let mut last_popped = None;
+        while self.newlines.front().is_some_and(|&o| o < end) {
+            last_popped = self.newlines.pop_front();
+            self.line += 1;
+        }
+        // With an LF terminator the parser has consumed it; with CRLF it stops after the `\r`;
+        // at the end of a file without a final newline there is none.
+        let terminator_counted = end > 0 && last_popped == Some(end - 1);
+        let last_line = if terminator_counted { self.line - 1 } else { self.line };
+        last_line.saturating_sub(newlines_inside).max(1)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            self.newlines.push_back(self.bytes + i as u64);
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Checks a header against the schema: no name twice, every schema column present (the label
+/// only when `label` requires it), and a hint when the file is split on another delimiter.
+fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::result::Result<(), HeaderProblem> {
+    let expected = schema.delimiter;
+    if header.len() == 1 && schema.columns.len() > 1 {
+        if let Some(found) = [',', ';', '\t', '|'].into_iter().find(|d| *d != expected && header[0].contains(*d)) {
+            return Err(HeaderProblem::WrongDelimiter { expected, found });
+        }
+    }
+    let mut seen = HashSet::new();
+    for h in header {
+        if !seen.insert(h.as_str()) {
+            return Err(HeaderProblem::DuplicateColumn(h.clone()));
+        }
+    }
+    for c in &schema.columns {
+        let optional = label == LabelPolicy::Optional && matches!(c.kind, ColumnKind::Label { .. });
+        if !optional && !seen.contains(c.name.as_str()) {
+            return Err(HeaderProblem::MissingColumn(c.name.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Feature drift: a reference of each feature's training distribution, stored in the artifact,
+//! and its distance to new data — PSI on quantile bins for numbers, Jensen–Shannon divergence for
+//! levels.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::{ColumnValues, Dataset};
+
+/// Proportions are floored at this before logarithms, so that an empty bin does not make the
+/// PSI infinite.
+const FLOOR: f64 = 1e-4;
+/// Quantile bins of a numeric reference.
+const BINS: usize = 10;
+
+/// The training distribution of one feature column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeatureReference {
+    /// Quantile bins: `x <= edges[0]` is bin 0, …, `x > edges[last]` the last bin.
+    Numeric {
+        /// Column name.
+        column: String,
+        /// Upper edges of all bins but the last.
+        edges: Vec<f64>,
+        /// Training share of each bin.
+        shares: Vec<f64>,
+    },
+    /// Shares of each level (booleans as `true` / `false`).
+    Levels {
+        /// Column name.
+        column: String,
+        /// Training share of each level.
+        shares: BTreeMap<String, f64>,
+    },
+}
+
+/// The training reference of every feature column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// One entry per feature column.
+    pub features: Vec<FeatureReference>,
+}
+
+/// How far a feature moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftLevel {
+    /// Below the moderate threshold.
+    None,
+    /// At or above the moderate threshold.
+    Moderate,
+    /// At or above the major threshold.
+    Major,
+}
+
+/// Drift of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    /// Column name.
+    pub column: String,
+    /// `psi` or `jensen_shannon`.
+    pub statistic: String,
+    /// Its value.
+    pub value: f64,
+    /// Classified against the thresholds.
+    pub level: DriftLevel,
+    /// The bins or levels whose share moved most: (name, reference share, new share).
+    pub largest_moves: Vec<(String, f64, f64)>,
+}
+
+/// Thresholds of drift, from `[monitor]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftThresholds {
+    /// PSI at which a numeric feature has moved moderately.
+    pub psi_moderate: f64,
+    /// PSI at which a numeric feature has moved majorly.
+    pub psi_major: f64,
+    /// Jensen–Shannon divergence (base 2) at which levels have moved moderately.
+    pub js_moderate: f64,
+    /// Jensen–Shannon divergence (base 2) at which levels have moved majorly.
+    pub js_major: f64,
+}
+
+impl Default for DriftThresholds {
+    fn default() -> Self {
+        DriftThresholds { psi_moderate: 0.1, psi_major: 0.25, js_moderate: 0.05, js_major: 0.1 }
+    }
+}
+
+fn level(value: f64, moderate: f64, major: f64) -> DriftLevel {
+    if value >= major {
+        DriftLevel::Major
+    } else if value >= moderate {
+        DriftLevel::Moderate
+    } else {
+        DriftLevel::None
+    }
+}
+
+impl Reference {
+    /// Records the distribution of each feature of the training rows.
+    pub fn fit(data: &Dataset) -> Reference {
+        let features = data
+            .features
+            .iter()
+            .map(|(column, values)| match values {
+                ColumnValues::Number(v) => {
+                    let mut sorted = v.clone();
+                    sorted.sort_by(f64::total_cmp);
+                    let mut edges: Vec<f64> =
+                        (1..BINS).map(|k| sorted[(k * sorted.len() / BINS).min(sorted.len() - 1)]).collect();
+                    edges.dedup();
+                    if edges.last() == sorted.last() && edges.len() > 1 {
+                        edges.pop();
+                    }
+                    let shares = numeric_shares(v, &edges);
+                    FeatureReference::Numeric { column: column.clone(), edges, shares }
+                }
+                other => FeatureReference::Levels { column: column.clone(), shares: level_shares(other) },
+            })
+            .collect();
+        Reference { features }
+    }
+
+    /// Drift of each feature of `data` (same schema) against this reference.
+    pub fn compare(&self, data: &Dataset, thresholds: &DriftThresholds) -> Vec<FeatureDrift> {
+        let mut out = Vec::new();
+        for reference in &self.features {
+            let (FeatureReference::Numeric { column, .. } | FeatureReference::Levels { column, .. }) = reference;
+            let Some((_, values)) = data.features.iter().find(|(n, _)| n == column) else { continue };
+            match (reference, values) {
+                (FeatureReference::Numeric { edges, shares, .. }, ColumnValues::Number(v)) => {
+                    let new = numeric_shares(v, edges);
+                    let value = psi(shares, &new);
+                    let names: Vec<String> = (0..shares.len())
+                        .map(|b| match (b.checked_sub(1).map(|p| short(edges[p])), edges.get(b).map(|&e| short(e))) {
+                            (None, Some(hi)) => format!("≤ {hi}"),
+                            (Some(lo), Some(hi)) => format!("({lo}, {hi}]"),
+                            (Some(lo), None) => format!("> {lo}"),
+                            (None, None) => "all".into(),
+                        })
+                        .collect();
+                    let moves = largest_moves(names.into_iter().zip(shares.iter().copied().zip(new)).collect());
+                    out.push(FeatureDrift {
+                        column: column.clone(),
+                        statistic: "psi".into(),
+                        value,
+                        level: level(value, thresholds.psi_moderate, thresholds.psi_major),
+                        largest_moves: moves,
+                    });
+                }
+                (FeatureReference::Levels { shares, .. }, values) => {
+                    let new = level_shares(values);
+                    let mut names: Vec<&String> = shares.keys().chain(new.keys()).collect();
+                    names.sort();
+                    names.dedup();
+                    let pairs: Vec<(String, (f64, f64))> = names
+                        .into_iter()
+                        .map(|n| (n.clone(), (*shares.get(n).unwrap_or(&0.0), *new.get(n).unwrap_or(&0.0))))
+                        .collect();
+                    let (p, q): (Vec<f64>, Vec<f64>) = pairs.iter().map(|(_, pq)| *pq).unzip();
+                    let value = jensen_shannon(&p, &q);
+                    out.push(FeatureDrift {
+                        column: column.clone(),
+                        statistic: "jensen_shannon".into(),
+                        value,
+                        level: level(value, thresholds.js_moderate, thresholds.js_major),
+                        largest_moves: largest_moves(pairs),
+                    });
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// A bin edge, short enough to read: four significant digits.
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn largest_moves(mut pairs: Vec<(String, (f64, f64))>) -> Vec<(String, f64, f64)> {
+    pairs.sort_by(|a, b| (b.1 .1 - b.1 .0).abs().total_cmp(&(a.1 .1 - a.1 .0).abs()).then(a.0.cmp(&b.0)));
+    pairs.into_iter().take(3).map(|(n, (e, a))| (n, e, a)).collect()
+}
+
+fn numeric_shares(values: &[f64], edges: &[f64]) -> Vec<f64> {
+    let mut counts = vec![0u64; edges.len() + 1];
+    for &x in values {
+        counts[edges.partition_point(|&e| e < x)] += 1;
+    }
+    let n = values.len().max(1) as f64;
+    counts.into_iter().map(|c| c as f64 / n).collect()
+}
+
+fn level_shares(values: &ColumnValues) -> BTreeMap<String, f64> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    match values {
+        ColumnValues::Level { levels, codes } => {
+            let mut per_code = vec![0u64; levels.len()];
+            codes.iter().for_each(|&c| per_code[c as usize] += 1);
+            for (l, c) in levels.iter().zip(per_code) {
+                if c > 0 {
+                    *counts.entry(l.clone()).or_default() += c;
+                }
+            }
+        }
+        ColumnValues::Bool(v) => {
+            for &b in v {
+                *counts.entry(b.to_string()).or_default() += 1;
+            }
+        }
+        ColumnValues::Number(_) => {}
+    }
+    let n = values.len().max(1) as f64;
+    counts.into_iter().map(|(k, c)| (k, c as f64 / n)).collect()
+}
+
+/// Population stability index: Σ (a − e) · ln(a / e), shares floored at 1e-4.
+pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
+    expected
+        .iter()
+        .zip(actual)
+        .map(|(&e, &a)| {
+            let (e, a) = (e.max(FLOOR), a.max(FLOOR));
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
+/// Jensen–Shannon divergence in bits (0 = same distribution, 1 = disjoint).
+pub fn jensen_shannon(p: &[f64], q: &[f64]) -> f64 {
+    let kl = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter().zip(m).filter(|(x, _)| **x > 0.0).map(|(&x, &y)| x * (x / y).log2()).sum::<f64>()
+    };
+    let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| (a + b) / 2.0).collect();
+    (0.5 * kl(p, &m) + 0.5 * kl(q, &m)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psi_matches_a_hand_computation() {
+        // (0.3-0.25)·ln(0.3/0.25) + (0.2-0.25)·ln(0.2/0.25) + 2·0 = 0.0091161 + 0.0111572
+        let v = psi(&[0.25, 0.25, 0.25, 0.25], &[0.3, 0.2, 0.25, 0.25]);
+        assert!((v - 0.020_273_255_405_408).abs() < 1e-12, "{v}");
+        assert_eq!(psi(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
+    }
+
+    #[test]
+    fn jensen_shannon_is_zero_for_equal_and_one_for_disjoint() {
+        assert!(jensen_shannon(&[0.5, 0.5], &[0.5, 0.5]).abs() < 1e-15);
+        assert!((jensen_shannon(&[1.0, 0.0], &[0.0, 1.0]) - 1.0).abs() < 1e-12);
+        // scipy 1.x: jensenshannon([0.1,0.4,0.5], [0.3,0.3,0.4], base=2)**2, computed once.
+        let v = jensen_shannon(&[0.1, 0.4, 0.5], &[0.3, 0.3, 0.4]);
+        assert!((v - 0.046_930_300_568_985).abs() < 1e-12, "{v}");
+    }
+}

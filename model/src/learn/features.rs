@@ -1,0 +1,223 @@
+//! Feature encoding fitted on training rows: standardised numbers, one-hot levels with an
+//! "unknown" slot, booleans as 0/1.
+
+use std::collections::BTreeMap;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::{ColumnValues, Dataset};
+use crate::data::record::Record;
+use crate::data::schema::{same, ColumnKind, Parsed, Transform};
+use crate::error::{Error, Result};
+
+/// How one input column becomes one or more model inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "encoding", rename_all = "snake_case")]
+pub enum Encoder {
+    /// `(transform(x) - mean) / scale`.
+    Standardise {
+        /// Input column.
+        column: String,
+        /// Transform applied first.
+        transform: Transform,
+        /// Mean of the transformed training values.
+        mean: f64,
+        /// Standard deviation of the transformed training values (1 when constant).
+        scale: f64,
+    },
+    /// One input per training level, plus a last input for levels never seen in training.
+    OneHot {
+        /// Input column.
+        column: String,
+        /// Levels seen in training, sorted.
+        levels: Vec<String>,
+    },
+    /// 1 for true, 0 for false.
+    Boolean {
+        /// Input column.
+        column: String,
+    },
+}
+
+impl Encoder {
+    /// The column it reads.
+    pub fn column(&self) -> &str {
+        match self {
+            Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column } => {
+                column
+            }
+        }
+    }
+
+    /// True when values of a column of this kind are what the encoder reads.
+    pub fn accepts(&self, kind: &ColumnKind) -> bool {
+        matches!(
+            (self, kind),
+            (Encoder::Standardise { .. }, ColumnKind::Numeric { .. } | ColumnKind::Integer { .. })
+                | (Encoder::OneHot { .. }, ColumnKind::Categorical { .. })
+                | (Encoder::Boolean { .. }, ColumnKind::Boolean { .. })
+        )
+    }
+
+    /// Writes one checked value's inputs into `out` (which starts at the encoder's first input
+    /// and is zero beyond the value's own slot). Returns `Some(true)` for a level unseen in
+    /// training, `None` when the value is not of the encoder's kind (see [`Encoder::accepts`]).
+    pub fn write(&self, value: Parsed<'_>, out: &mut [f64]) -> Option<bool> {
+        match (self, value) {
+            (Encoder::Standardise { transform, mean, scale, .. }, Parsed::Number(x)) => {
+                out[0] = (transform.apply(x) - mean) / scale;
+                Some(false)
+            }
+            (Encoder::OneHot { levels, .. }, Parsed::Level(l)) => {
+                // Levels are sorted; a few are scanned faster than searched.
+                let slot = if levels.len() <= 16 {
+                    levels.iter().position(|k| same(k, l))
+                } else {
+                    levels.binary_search_by(|k| k.as_str().cmp(l)).ok()
+                }
+                .unwrap_or(levels.len());
+                out[slot] = 1.0;
+                Some(slot == levels.len())
+            }
+            (Encoder::Boolean { .. }, Parsed::Bool(b)) => {
+                out[0] = f64::from(u8::from(b));
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// How many model inputs it writes.
+    pub fn width(&self) -> usize {
+        match self {
+            Encoder::Standardise { .. } | Encoder::Boolean { .. } => 1,
+            Encoder::OneHot { levels, .. } => levels.len() + 1,
+        }
+    }
+}
+
+/// The fitted encoders of every feature column, in schema order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessor {
+    /// One encoder per feature column.
+    pub encoders: Vec<Encoder>,
+}
+
+/// Matrix of model inputs and how many values were levels unseen in training, per column.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// rows × inputs.
+    pub matrix: Array2<f64>,
+    /// Column → number of rows whose level was not seen in training.
+    pub unseen_levels: BTreeMap<String, u64>,
+}
+
+impl Preprocessor {
+    /// Fits the encoders on the given rows.
+    pub fn fit(data: &Dataset) -> Result<Preprocessor> {
+        let mut encoders = Vec::with_capacity(data.features.len());
+        for (name, values) in &data.features {
+            let column = data.schema.column(name).expect("data set columns come from its schema");
+            let encoder = match (values, &column.kind) {
+                (
+                    ColumnValues::Number(v),
+                    ColumnKind::Numeric { transform, .. } | ColumnKind::Integer { transform, .. },
+                ) => {
+                    if v.is_empty() {
+                        return Err(Error::NoRows { what: "to fit the encoders on" });
+                    }
+                    let n = v.len() as f64;
+                    let mean = v.iter().map(|&x| transform.apply(x)).sum::<f64>() / n;
+                    let var = v.iter().map(|&x| (transform.apply(x) - mean).powi(2)).sum::<f64>() / n;
+                    let scale = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+                    Encoder::Standardise { column: name.clone(), transform: *transform, mean, scale }
+                }
+                (ColumnValues::Level { levels, codes }, _) => {
+                    let mut used = vec![false; levels.len()];
+                    for &c in codes {
+                        used[c as usize] = true;
+                    }
+                    let mut seen: Vec<String> =
+                        levels.iter().zip(&used).filter(|(_, u)| **u).map(|(l, _)| l.clone()).collect();
+                    seen.sort();
+                    Encoder::OneHot { column: name.clone(), levels: seen }
+                }
+                (ColumnValues::Bool(_), _) => Encoder::Boolean { column: name.clone() },
+                _ => return Err(Error::EncoderKind { column: name.clone() }),
+            };
+            encoders.push(encoder);
+        }
+        Ok(Preprocessor { encoders })
+    }
+
+    /// Number of model inputs.
+    pub fn width(&self) -> usize {
+        self.encoders.iter().map(Encoder::width).sum()
+    }
+
+    /// Encodes every row of a data set read with the same schema.
+    pub fn transform(&self, data: &Dataset) -> Result<Encoded> {
+        let n = data.len();
+        let mut matrix = Array2::<f64>::zeros((n, self.width()));
+        let mut unseen_levels = BTreeMap::new();
+        let mut offset = 0;
+        for e in &self.encoders {
+            let values = data
+                .features
+                .iter()
+                .find(|(name, _)| name == e.column())
+                .map(|(_, v)| v)
+                .ok_or_else(|| Error::MissingColumn { column: e.column().to_string() })?;
+            match (e, values) {
+                (Encoder::Standardise { transform, mean, scale, .. }, ColumnValues::Number(v)) => {
+                    for (i, &x) in v.iter().enumerate() {
+                        matrix[[i, offset]] = (transform.apply(x) - mean) / scale;
+                    }
+                }
+                (Encoder::OneHot { column, levels }, ColumnValues::Level { levels: data_levels, codes }) => {
+                    // Map the data's level codes to training slots once, not once per row.
+                    let slot: Vec<usize> =
+                        data_levels.iter().map(|l| levels.binary_search(l).unwrap_or(levels.len())).collect();
+                    let mut unseen = 0u64;
+                    for (i, &c) in codes.iter().enumerate() {
+                        let s = slot[c as usize];
+                        unseen += u64::from(s == levels.len());
+                        matrix[[i, offset + s]] = 1.0;
+                    }
+                    if unseen > 0 {
+                        unseen_levels.insert(column.clone(), unseen);
+                    }
+                }
+                (Encoder::Boolean { .. }, ColumnValues::Bool(v)) => {
+                    for (i, &b) in v.iter().enumerate() {
+                        matrix[[i, offset]] = f64::from(u8::from(b));
+                    }
+                }
+                _ => return Err(Error::EncoderKind { column: e.column().to_string() }),
+            }
+            offset += e.width();
+        }
+        Ok(Encoded { matrix, unseen_levels })
+    }
+
+    /// Encodes one record into `out` (length [`Preprocessor::width`]); returns the columns
+    /// whose level was not seen in training.
+    pub fn encode_record(&self, record: &Record, out: &mut [f64]) -> Vec<String> {
+        out.iter_mut().for_each(|x| *x = 0.0);
+        let mut unseen = Vec::new();
+        let mut offset = 0;
+        for e in &self.encoders {
+            // A record is parsed with the artifact's schema, so each column is present with its
+            // kind; anything else is a bug in Record::parse.
+            let value = record.get(e.column()).map(|v| v.as_parsed());
+            match value.and_then(|v| e.write(v, &mut out[offset..])) {
+                Some(true) => unseen.push(e.column().to_string()),
+                Some(false) => {}
+                None => unreachable!("record checked against the schema lacks column `{}`", e.column()),
+            }
+            offset += e.width();
+        }
+        unseen
+    }
+}

@@ -1,0 +1,207 @@
+//! Growing one tree leaf by leaf on a sample's records: the best split of each leaf from its
+//! histogram, the larger child's histogram by subtraction, splits on bin numbers.
+
+use super::binning::Binned;
+use super::histogram::{histogram, Bin};
+use super::partition::{unpack, Sample};
+use super::{Tree, ValidBoostingParams, MIN_CHILD_HESSIAN};
+
+#[derive(Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: usize,
+    /// Gradient and hessian sums of the rows going left (from the histogram, so that the
+    /// partition pass need not read gradients).
+    left_g: f64,
+    left_h: f64,
+}
+
+/// A leaf of the tree being grown: its rows are the records `start..end` of the sample's
+/// buffer `buffer`.
+struct Leaf {
+    node: usize,
+    buffer: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    g: f64,
+    h: f64,
+    hist: Vec<Bin>,
+    split: Option<Split>,
+}
+
+impl ValidBoostingParams {
+    /// Grows one tree on the rows of `sample` (in its buffer 0), which it moves between its
+    /// buffers as it splits them.
+    pub(super) fn grow(&self, binned: &Binned, sample: &mut Sample, allowed: &[bool]) -> BinTree {
+        let p = &self.params;
+        let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
+        let n = sample.len();
+        let stride = sample.layout.stride;
+        let (sg, sh) = sample.buffers[0]
+            .chunks_exact(stride)
+            .map(|r| unpack(r[0]))
+            .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
+        let mut root =
+            Leaf { node: 0, buffer: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        root.hist = histogram(binned, sample, 0, 0..n, allowed, (sg, sh));
+        root.split = self.best_split(binned, &root, allowed);
+        let mut leaves = vec![root];
+        let mut n_leaves = 1;
+        while n_leaves < p.max_leaf_nodes {
+            // The leaf with the largest gain splits next; ties go to the oldest node.
+            let Some(pick) = leaves
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.split.map(|s| (i, s.gain, l.node)))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
+                .map(|(i, _, _)| i)
+            else {
+                break;
+            };
+            let leaf = leaves.swap_remove(pick);
+            let split = leaf.split.expect("picked leaves have a split");
+            let mid = sample.partition(binned, split.feature, split.bin as u8, leaf.start..leaf.end, leaf.buffer);
+            let buffer = 1 - leaf.buffer;
+            // After the last split nothing reads the leaves' histograms.
+            let last = n_leaves + 1 == p.max_leaf_nodes;
+            let left_id = tree.push();
+            let right_id = tree.push();
+            tree.feature[leaf.node] = split.feature as i32;
+            tree.bin[leaf.node] = split.bin as u8;
+            tree.left[leaf.node] = left_id as u32;
+            tree.right[leaf.node] = right_id as u32;
+            let (lg, lh) = (split.left_g, split.left_h);
+            let mut left = Leaf {
+                node: left_id,
+                buffer,
+                start: leaf.start,
+                end: mid,
+                depth: leaf.depth + 1,
+                g: lg,
+                h: lh,
+                hist: Vec::new(),
+                split: None,
+            };
+            let mut right = Leaf {
+                node: right_id,
+                buffer,
+                start: mid,
+                end: leaf.end,
+                depth: leaf.depth + 1,
+                g: leaf.g - lg,
+                h: leaf.h - lh,
+                hist: Vec::new(),
+                split: None,
+            };
+            n_leaves += 1;
+            if last {
+                leaves.extend([left, right]);
+                break;
+            }
+            // Build the smaller child's histogram; the larger one is the parent's minus it.
+            let (small, large) = if left.end - left.start <= right.end - right.start {
+                (&mut left, &mut right)
+            } else {
+                (&mut right, &mut left)
+            };
+            small.hist = histogram(binned, sample, buffer, small.start..small.end, allowed, (small.g, small.h));
+            let mut parent = leaf.hist;
+            for (pb, sb) in parent.iter_mut().zip(&small.hist) {
+                pb.g -= sb.g;
+                pb.h -= sb.h;
+                pb.n -= sb.n;
+            }
+            large.hist = parent;
+            for child in [left, right] {
+                let mut child = child;
+                child.split = self.best_split(binned, &child, allowed);
+                leaves.push(child);
+            }
+        }
+        for leaf in &leaves {
+            tree.value[leaf.node] = -p.learning_rate * leaf.g / (leaf.h + p.l2_regularization);
+        }
+        tree
+    }
+
+    fn best_split(&self, binned: &Binned, leaf: &Leaf, allowed: &[bool]) -> Option<Split> {
+        let p = &self.params;
+        if p.max_depth.is_some_and(|d| leaf.depth >= d) || leaf.end - leaf.start < 2 * p.min_samples_leaf {
+            return None;
+        }
+        let n = (leaf.end - leaf.start) as u32;
+        let lambda = p.l2_regularization;
+        let parent = leaf.g * leaf.g / (leaf.h + lambda);
+        let mut best: Option<Split> = None;
+        for (f, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
+            let hist = &leaf.hist[binned.offsets[f]..binned.offsets[f + 1]];
+            let (mut lg, mut lh, mut ln) = (0.0, 0.0, 0u32);
+            for (b, bin) in hist.iter().enumerate().take(hist.len() - 1) {
+                lg += bin.g;
+                lh += bin.h;
+                ln += bin.n;
+                if (ln as usize) < p.min_samples_leaf {
+                    continue;
+                }
+                if ((n - ln) as usize) < p.min_samples_leaf {
+                    break;
+                }
+                let (rg, rh) = (leaf.g - lg, leaf.h - lh);
+                if lh < MIN_CHILD_HESSIAN || rh < MIN_CHILD_HESSIAN {
+                    continue;
+                }
+                let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
+                if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
+                    best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh });
+                }
+            }
+        }
+        best
+    }
+}
+
+/// A tree while it grows: splits on bin numbers.
+pub(super) struct BinTree {
+    pub(super) feature: Vec<i32>,
+    pub(super) bin: Vec<u8>,
+    pub(super) value: Vec<f64>,
+    pub(super) left: Vec<u32>,
+    pub(super) right: Vec<u32>,
+}
+
+impl BinTree {
+    fn push(&mut self) -> usize {
+        self.feature.push(-1);
+        self.bin.push(0);
+        self.value.push(0.0);
+        self.left.push(0);
+        self.right.push(0);
+        self.feature.len() - 1
+    }
+}
+
+/// The value of `row`'s leaf, walking down the tree.
+pub(super) fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64 {
+    let mut n = 0usize;
+    loop {
+        let f = tree.feature[n];
+        if f < 0 {
+            return tree.value[n];
+        }
+        let b = binned.column(f as usize)[row];
+        n = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
+    }
+}
+
+/// Replaces bin numbers by the real split values: `bin <= b` is `x <= edges[b]`.
+pub(super) fn to_value_tree(tree: &BinTree, binned: &Binned) -> Tree {
+    let value = (0..tree.feature.len())
+        .map(|n| match tree.feature[n] {
+            f if f < 0 => tree.value[n],
+            f => binned.edges[f as usize][tree.bin[n] as usize],
+        })
+        .collect();
+    Tree { feature: tree.feature.clone(), value, left: tree.left.clone(), right: tree.right.clone() }
+}

@@ -1,0 +1,297 @@
+//! Histograms of gradient and hessian sums per bin over a leaf's records, summed by one
+//! thread or, for a large leaf when a core is idle, by two.
+
+use std::ops::Range;
+
+use super::binning::Binned;
+use super::partition::{unpack, Layout, Sample};
+
+#[derive(Clone, Copy, Default)]
+pub(super) struct Bin {
+    pub(super) g: f64,
+    pub(super) h: f64,
+    pub(super) n: u32,
+}
+
+/// Rows from which a histogram is worth a second thread, when a core is idle (a thread costs
+/// tens of microseconds; fifty thousand rows, about a millisecond of sums).
+const HELPED_ROWS: usize = 50_000;
+
+/// Sums of gradient, hessian and rows per bin of each allowed input over the records of
+/// `range` in buffer `buffer`, whose totals are `total` (needed to fill the common bin of
+/// sparse inputs). When a core is idle (see [`cores`]), a second thread sums half of the
+/// inputs: each bin is still summed by one thread in the records' order, so the histogram is
+/// the same, bit for bit, with or without it.
+pub(super) fn histogram(
+    binned: &Binned,
+    sample: &Sample,
+    buffer: usize,
+    range: Range<usize>,
+    allowed: &[bool],
+    total: (f64, f64),
+) -> Vec<Bin> {
+    let helper = if range.len() >= HELPED_ROWS { cores::claim() } else { None };
+    histogram_with(binned, sample, buffer, range, allowed, total, helper.is_some())
+}
+
+fn histogram_with(
+    binned: &Binned,
+    sample: &Sample,
+    buffer: usize,
+    range: Range<usize>,
+    allowed: &[bool],
+    total: (f64, f64),
+    helped: bool,
+) -> Vec<Bin> {
+    let layout = sample.layout;
+    // For each allowed dense input: the input, its record word, shift, and first bin.
+    let dense: Vec<(usize, usize, u32, usize)> = binned
+        .dense
+        .iter()
+        .enumerate()
+        .filter(|(_, &f)| allowed[f])
+        .map(|(j, &f)| (f, layout.dense + j / 8, 8 * (j % 8) as u32, binned.offsets[f]))
+        .collect();
+    let rows = range.len() as u32;
+    let stride = layout.stride;
+    let records = &sample.buffers[buffer][range.start * stride..range.end * stride];
+    let mut hist = if helped {
+        // The helper takes the sparse slots and the second half of the dense inputs.
+        let (mine, theirs) = dense.split_at(dense.len().div_ceil(2));
+        std::thread::scope(|scope| {
+            // A thread the system refuses to start leaves the work to this one.
+            let Ok(helper) =
+                std::thread::Builder::new().spawn_scoped(scope, || sums(binned, records, layout, theirs, true))
+            else {
+                return sums(binned, records, layout, &dense, true);
+            };
+            let mut hist = sums(binned, records, layout, mine, false);
+            let other = helper.join().expect("a histogram thread panicked");
+            let sparse = binned.sparse.iter().map(|&(f, _)| f);
+            for f in theirs.iter().map(|d| d.0).chain(sparse) {
+                let bins = binned.offsets[f]..binned.offsets[f + 1];
+                hist[bins.clone()].copy_from_slice(&other[bins]);
+            }
+            hist
+        })
+    } else {
+        sums(binned, records, layout, &dense, true)
+    };
+    for &(f, common) in &binned.sparse {
+        let bins = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
+        let (mut og, mut oh, mut on) = (0.0, 0.0, 0u32);
+        for (b, bin) in bins.iter().enumerate() {
+            if b != common as usize {
+                og += bin.g;
+                oh += bin.h;
+                on += bin.n;
+            }
+        }
+        bins[common as usize] = Bin { g: total.0 - og, h: total.1 - oh, n: rows - on };
+    }
+    hist
+}
+
+/// The sums of `records` for the `dense` inputs, and for the sparse ones' slots if `slots`.
+fn sums(
+    binned: &Binned,
+    records: &[u64],
+    layout: Layout,
+    dense: &[(usize, usize, u32, usize)],
+    slots: bool,
+) -> Vec<Bin> {
+    let mut hist = vec![Bin::default(); binned.histogram_len()];
+    let padding = binned.histogram_len() as u64;
+    for record in records.chunks_exact(layout.stride) {
+        let (g, h) = unpack(record[0]);
+        for &(_, word, shift, offset) in dense {
+            let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
+            bin.g += g;
+            bin.h += h;
+            bin.n += 1;
+        }
+        if !slots {
+            continue;
+        }
+        // A row's slots come first, then the padding, which would make one long chain of
+        // additions to the same bin.
+        let slots = record[layout.slots..].iter().flat_map(|&w| [w & 0xffff_ffff, w >> 32]);
+        for slot in slots.take_while(|&slot| slot != padding) {
+            let bin = &mut hist[slot as usize];
+            bin.g += g;
+            bin.h += h;
+            bin.n += 1;
+        }
+    }
+    hist
+}
+
+/// How many threads are boosting or helping, against the cores there are: a fit lends an idle
+/// core to the other fit's histograms (a build's validation fit ends before its final fit,
+/// which has a quarter more rows).
+pub(super) mod cores {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    static BUSY: AtomicUsize = AtomicUsize::new(0);
+
+    fn available() -> usize {
+        static CORES: OnceLock<usize> = OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// A core in use for as long as it lives.
+    pub(in crate::learn::gbdt) struct Busy(());
+
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            BUSY.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts a boosting thread in, whatever the others do.
+    pub(in crate::learn::gbdt) fn enter() -> Busy {
+        BUSY.fetch_add(1, Ordering::AcqRel);
+        Busy(())
+    }
+
+    /// A core for a helper thread, if one is idle.
+    pub(in crate::learn::gbdt) fn claim() -> Option<Busy> {
+        let cores = available();
+        BUSY.fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| (busy < cores).then_some(busy + 1)).ok()?;
+        Some(Busy(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::sigmoid;
+    use crate::rng::Rng;
+    use ndarray::Array2;
+
+    /// Inputs of every kind: continuous, a yes/no, and one-hot levels (stored sparsely).
+    fn mixed(n: usize, seed: u64) -> Array2<f64> {
+        let mut rng = Rng::new(seed);
+        let mut x = Array2::zeros((n, 7));
+        for i in 0..n {
+            x[[i, 0]] = rng.normal();
+            x[[i, 1]] = if rng.uniform() < 0.4 { 1.0 } else { 0.0 };
+            let level = 2 + (rng.uniform() * 5.0) as usize;
+            x[[i, level]] = 1.0;
+        }
+        x
+    }
+
+    #[test]
+    fn records_hold_every_bin_of_their_row() {
+        let x = mixed(2000, 1);
+        let binned = Binned::new(x.view(), 255);
+        assert!(!binned.sparse.is_empty() && !binned.dense.is_empty());
+        let mut sample = Sample::new(&binned, 2000);
+        let rows: Vec<u32> = (0..2000).rev().step_by(3).collect();
+        sample.fill(&binned, &rows, &vec![0.3; 2000], &vec![true; 2000]);
+        let layout = sample.layout;
+        let padding = binned.histogram_len() as u64;
+        for (record, &r) in sample.buffers[0].chunks_exact(layout.stride).zip(&rows) {
+            let r = r as usize;
+            let (g, h) = unpack(record[0]);
+            let p = sigmoid(0.3);
+            assert!((g - (p - 1.0)).abs() < 1e-7 && (h - p * (1.0 - p)).abs() < 1e-7);
+            for (j, &f) in binned.dense.iter().enumerate() {
+                let b = (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8;
+                assert_eq!(b, binned.column(f)[r], "row {r}, dense input {f}");
+            }
+            let slots: Vec<u64> = record[layout.slots..]
+                .iter()
+                .flat_map(|&w| [w & 0xffff_ffff, w >> 32])
+                .filter(|&s| s != padding)
+                .collect();
+            let expected: Vec<u64> = binned
+                .sparse
+                .iter()
+                .filter(|&&(f, common)| binned.column(f)[r] != common)
+                .map(|&(f, _)| (binned.offsets[f] + binned.column(f)[r] as usize) as u64)
+                .collect();
+            assert_eq!(slots, expected, "row {r}");
+        }
+    }
+
+    #[test]
+    fn a_histogram_helped_by_a_second_thread_is_the_same_bit_for_bit() {
+        let x = mixed(3000, 3);
+        let binned = Binned::new(x.view(), 255);
+        let mut sample = Sample::new(&binned, 3000);
+        let rows: Vec<u32> = (0..3000).collect();
+        let raw: Vec<f64> = (0..3000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+        let labels: Vec<bool> = (0..3000).map(|i| (i * 31) % 7 < 3).collect();
+        sample.fill(&binned, &rows, &raw, &labels);
+        let total = sample.buffers[0]
+            .chunks_exact(sample.layout.stride)
+            .map(|r| unpack(r[0]))
+            .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
+        for allowed in [
+            vec![true; 7],
+            vec![true, false, true, false, true, true, false],
+            vec![false, true, true, true, true, true, true],
+        ] {
+            let alone = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, false);
+            let helped = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, true);
+            assert!(alone.iter().any(|b| b.n > 0));
+            for (a, b) in alone.iter().zip(&helped) {
+                assert_eq!((a.g.to_bits(), a.h.to_bits(), a.n), (b.g.to_bits(), b.h.to_bits(), b.n));
+            }
+        }
+    }
+
+    /// Rows whose first two inputs spell their number (bins: `r % 250` and `r / 250`), then a
+    /// continuous input and one-hot levels (stored sparsely).
+    fn numbered(n: usize, seed: u64) -> Array2<f64> {
+        let mut rng = Rng::new(seed);
+        let mut x = Array2::zeros((n, 11));
+        for i in 0..n {
+            x[[i, 0]] = (i % 250) as f64;
+            x[[i, 1]] = (i / 250) as f64;
+            x[[i, 2]] = rng.normal();
+            x[[i, 3 + (rng.uniform() * 8.0) as usize]] = 1.0;
+        }
+        x
+    }
+
+    /// The row of each record of `range` in `buffer`, read back from its first two bins.
+    fn rows_of(binned: &Binned, sample: &Sample, buffer: usize, range: Range<usize>) -> Vec<usize> {
+        let layout = sample.layout;
+        let bin = |record: &[u64], f: usize| {
+            let j = binned.dense.iter().position(|&d| d == f).expect("dense");
+            (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8 as usize
+        };
+        sample.buffers[buffer][range.start * layout.stride..range.end * layout.stride]
+            .chunks_exact(layout.stride)
+            .map(|record| bin(record, 0) + 250 * bin(record, 1))
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_splits_on_dense_and_sparse_inputs_alike() {
+        let x = numbered(1000, 2);
+        let binned = Binned::new(x.view(), 255);
+        assert!(binned.sparse.iter().any(|s| s.0 == 4) && binned.dense.contains(&2));
+        for (feature, bin) in [(2, 100), (4, 0), (5, 0), (0, 17)] {
+            let mut sample = Sample::new(&binned, 1000);
+            let rows: Vec<u32> = (0..1000).collect();
+            sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
+            assert_eq!(rows_of(&binned, &sample, 0, 0..1000), (0..1000).collect::<Vec<_>>());
+            let mid = sample.partition(&binned, feature, bin, 100..900, 0);
+            let column = binned.column(feature);
+            let left = rows_of(&binned, &sample, 1, 100..mid);
+            let right = rows_of(&binned, &sample, 1, mid..900);
+            assert!(!left.is_empty() && !right.is_empty(), "input {feature}");
+            assert!(left.iter().all(|&r| column[r] <= bin) && right.iter().all(|&r| column[r] > bin));
+            // The left side keeps its order.
+            assert!(left.windows(2).all(|w| w[0] < w[1]));
+            let mut all: Vec<usize> = left.into_iter().chain(right).collect();
+            all.sort_unstable();
+            assert_eq!(all, (100..900).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The fitted model of either family, and its scorer for many rows at a time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::learn::gbdt::scorer::{Forest, Scratch};
+use crate::learn::gbdt::Booster;
+use crate::learn::logistic::Logistic;
+
+/// A model family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Histogram gradient-boosted trees (this crate's own implementation).
+    #[default]
+    GradientBoosting,
+    /// L2-regularised logistic regression (linfa-logistic).
+    LogisticRegression,
+}
+
+impl Family {
+    /// The name used in configurations and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::GradientBoosting => "gradient_boosting",
+            Family::LogisticRegression => "logistic_regression",
+        }
+    }
+}
+
+/// A fitted model of one of the supported families.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum FittedModel {
+    /// Gradient-boosted trees.
+    GradientBoosting(Booster),
+    /// Logistic regression.
+    LogisticRegression(Logistic),
+}
+
+impl FittedModel {
+    /// Positive-class probability of one row of encoded inputs.
+    pub fn probability(&self, inputs: &[f64]) -> f64 {
+        match self {
+            FittedModel::GradientBoosting(b) => b.probability(inputs),
+            FittedModel::LogisticRegression(l) => l.probability(inputs),
+        }
+    }
+
+    /// Scores many rows at a time: boosted trees compiled into a [`Forest`] once (the same
+    /// probabilities, bit for bit, several times faster), other models row by row.
+    pub fn scorer(&self) -> Scorer<'_> {
+        let forest = match self {
+            FittedModel::GradientBoosting(booster) => Forest::new(booster),
+            FittedModel::LogisticRegression(_) => None,
+        };
+        Scorer { model: self, forest }
+    }
+
+    /// The model's family.
+    pub fn family(&self) -> Family {
+        match self {
+            FittedModel::GradientBoosting(_) => Family::GradientBoosting,
+            FittedModel::LogisticRegression(_) => Family::LogisticRegression,
+        }
+    }
+}
+
+/// A model ready to score many rows; see [`FittedModel::scorer`].
+#[derive(Debug)]
+pub struct Scorer<'a> {
+    model: &'a FittedModel,
+    forest: Option<Forest>,
+}
+
+impl Scorer<'_> {
+    /// Positive-class probabilities of rows of encoded inputs, `width` a row, one after the
+    /// other in `inputs`, written to `out` (one per row).
+    pub fn probabilities(&self, inputs: &[f64], width: usize, out: &mut [f64]) {
+        match &self.forest {
+            Some(forest) => forest.probabilities(inputs, width, out, &mut Scratch::default()),
+            None => {
+                for (p, row) in out.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
+                    *p = self.model.probability(row);
+                }
+            }
+        }
+    }
+}

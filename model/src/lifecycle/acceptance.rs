@@ -1,0 +1,141 @@
+//! Acceptance: the candidate's staging rows found again, the candidate and production scored on
+//! the same rows, both gates run, and everything measured and decided gathered in the
+//! [`AcceptanceRecord`] (`metrics.json`).
+
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::compare::Scored;
+use crate::eval::metrics::{precision_recall_curve, roc_curve, thin, MetricSet};
+use crate::lifecycle::gate::{
+    self, AcceptanceRecord, Curves, GateKind, ProductionComparison, StagingSource, StagingSummary,
+};
+use crate::pipeline::artifact::Artifact;
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::staging::StagingSpec;
+
+/// The layout version of `metrics.json` this build writes.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// The production model, as acceptance compares against it.
+pub struct Production<'a> {
+    /// Its registry version.
+    pub version: String,
+    /// Its artifact.
+    pub artifact: &'a Artifact,
+    /// The staging file read with production's own schema (it may declare other columns).
+    pub data: &'a Dataset,
+}
+
+/// The staging rows of `artifact` in `data` (read with the artifact's schema): every row of a
+/// separate staging file, or the rows of a training file that the artifact's hold-out rule sets
+/// aside.
+pub fn staging_rows(artifact: &Artifact, data: &Dataset) -> Vec<usize> {
+    match &artifact.staging {
+        StagingSpec::File { .. } => (0..data.len()).collect(),
+        StagingSpec::Holdout { fraction, salt, .. } => {
+            (0..data.len()).filter(|&i| StagingSpec::is_staging(*fraction, salt, data.row_keys[i])).collect()
+        }
+    }
+}
+
+/// Scores the candidate (and production, when there is one) on the candidate's staging rows of
+/// `data` and runs the gate of `config`. `file` names the staging file in the record. The
+/// record's `version` is left empty: the registry gives it.
+pub fn judge(
+    config: &PipelineConfig,
+    candidate: &Artifact,
+    data: &Dataset,
+    file: &str,
+    production: Option<Production<'_>>,
+) -> Result<AcceptanceRecord> {
+    let rows = staging_rows(candidate, data);
+    let staging = data.select(&rows);
+    let labels = staging.require_labels()?.to_vec();
+    let positives = labels.iter().filter(|&&y| y).count();
+    if positives == 0 || positives == labels.len() {
+        return Err(Error::StagingSingleClass { file: file.into(), rows: labels.len() as u64 });
+    }
+    let scores = candidate.score(&staging)?;
+    let metrics = MetricSet::compute(&labels, &scores.probabilities, candidate.threshold.value)?;
+    let acceptance = &config.acceptance;
+    let mut checks = gate::threshold_checks(GateKind::Threshold, &acceptance.min, &acceptance.max, &metrics);
+
+    let production = match production {
+        None => None,
+        Some(Production { version, artifact: prod, data: prod_data }) => {
+            if prod_data.len() != data.len() {
+                return Err(Error::ProductionRowsDiffer {
+                    version,
+                    file: file.into(),
+                    production: prod_data.len() as u64,
+                    candidate: data.len() as u64,
+                });
+            }
+            let prod_scores = prod.score(&prod_data.select(&rows))?.probabilities;
+            let prod_metrics = MetricSet::compute(&labels, &prod_scores, prod.threshold.value)?;
+            let (differences, mcnemar, regression) = gate::compare_with_production(
+                acceptance,
+                &labels,
+                Scored { probabilities: &scores.probabilities, threshold: candidate.threshold.value },
+                Scored { probabilities: &prod_scores, threshold: prod.threshold.value },
+            )?;
+            checks.extend(regression);
+            Some(ProductionComparison {
+                version,
+                metrics: prod_metrics,
+                differences,
+                mcnemar,
+                overlap_warning: overlap(prod, &staging),
+            })
+        }
+    };
+    Ok(AcceptanceRecord {
+        schema_version: RECORD_SCHEMA_VERSION,
+        model: candidate.name.clone(),
+        artifact_sha256: candidate.checksum(),
+        version: None,
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+        rule: acceptance.rule(),
+        staging: StagingSummary {
+            source: match candidate.staging {
+                StagingSpec::File { .. } => StagingSource::File,
+                StagingSpec::Holdout { .. } => StagingSource::Holdout,
+            },
+            file: file.to_string(),
+            data_sha256: data.report.sha256.clone(),
+            rows: labels.len() as u64,
+            positives: positives as u64,
+        },
+        candidate: metrics,
+        production,
+        curves: Curves {
+            roc: thin(&roc_curve(&labels, &scores.probabilities)?, 101),
+            precision_recall: thin(&precision_recall_curve(&labels, &scores.probabilities)?, 101),
+        },
+        unseen_levels: scores.unseen_levels,
+        drift: candidate.reference.compare(&staging, &config.monitor.drift),
+        lineage: candidate.lineage.clone(),
+    })
+}
+
+/// Staging rows that production's own split may have trained on (when it was built with
+/// another staging rule, or with a separate staging file).
+fn overlap(production: &Artifact, staging: &Dataset) -> Option<String> {
+    let (fraction, salt) = match &production.staging {
+        StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.as_str()),
+        StagingSpec::File { path } => {
+            return Some(format!(
+                "production was validated on a separate file ({path}); it may have trained on these staging rows"
+            ))
+        }
+    };
+    let exposed = staging.row_keys.iter().filter(|&&k| !StagingSpec::is_staging(fraction, salt, k)).count();
+    (exposed > 0).then(|| {
+        format!(
+            "{exposed} of the {} staging rows fall outside production's own staging rule: production may have \
+             trained on them, which flatters it in this comparison",
+            staging.len()
+        )
+    })
+}

@@ -1,0 +1,7 @@
+//! A model's life after the build: acceptance on staging rows, the gate, monitoring and the
+//! registry of versions and aliases. Knows nothing of Markdown or GitHub.
+
+pub mod acceptance;
+pub mod gate;
+pub mod monitor;
+pub mod registry;

@@ -1,0 +1,538 @@
+//! The model registry on the filesystem: numbered versions, the aliases `staging` and
+//! `production`, and an append-only history — written so that a process killed at any point
+//! leaves a registry that reads back whole and consistent.
+//!
+//! Layout:
+//!
+//! ```text
+//! registry/
+//!   state.json          aliases, the stack of earlier productions, the breach counter,
+//!                       and the last event (replaced atomically: the source of truth)
+//!   history.jsonl       one JSON event per line, append-only
+//!   versions/v1/        model.json, verdict.json, metrics.json, report.md
+//!   .lock               held (flock) by every writer
+//! ```
+//!
+//! A change is made in this order: new version folders are written under a temporary name and
+//! renamed into place; then `state.json` is replaced; then the event is appended to the
+//! history. A writer killed after the state but before the history leaves the event in
+//! `state.json`; the next writer appends it (the history may lag by one event, never disagree).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::pipeline::artifact::Artifact;
+
+/// Alias of the last accepted candidate.
+pub const STAGING: &str = "staging";
+/// Alias of the deployed model.
+pub const PRODUCTION: &str = "production";
+
+/// Who acts, when, from which commit: supplied by the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    /// A user name (`GITHUB_ACTOR` or the OS user).
+    pub who: String,
+    /// RFC 3339 time.
+    pub when: String,
+    /// The git commit, when known.
+    pub commit: Option<String>,
+}
+
+/// What an event of the history did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A candidate was registered and staged.
+    Register,
+    /// `staging` was promoted to production.
+    Promote,
+    /// Production was put back to an earlier version.
+    Rollback,
+    /// A monitoring run of production was recorded.
+    Monitor,
+}
+
+impl Action {
+    /// The alias the action moves, if any.
+    pub fn alias(self) -> Option<&'static str> {
+        match self {
+            Action::Register => Some(STAGING),
+            Action::Promote | Action::Rollback => Some(PRODUCTION),
+            Action::Monitor => None,
+        }
+    }
+
+    /// The name written in the history.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Register => "register",
+            Action::Promote => "promote",
+            Action::Rollback => "rollback",
+            Action::Monitor => "monitor",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the history, from 1.
+    pub seq: u64,
+    /// What happened.
+    pub action: Action,
+    /// Version before the change (for promote and rollback: the production replaced).
+    pub from: Option<String>,
+    /// Version after the change.
+    pub to: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// True when a failed verdict was overridden with `--force`.
+    #[serde(default)]
+    pub forced: bool,
+    /// Who, when, which commit.
+    #[serde(flatten)]
+    pub actor: Actor,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Sequence number of the last event.
+    pub seq: u64,
+    /// Alias → version.
+    pub aliases: BTreeMap<String, String>,
+    /// Earlier productions, the most recent last: where a rollback goes.
+    pub previous_productions: Vec<String>,
+    /// Consecutive monitoring runs that breached, for the current production.
+    pub consecutive_breaches: u64,
+    /// The last event, kept here until it is surely in the history.
+    pub last_event: Option<Event>,
+}
+
+/// `verdict.json` of a version: the acceptance decision, bound to the artifact's checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    /// True when every acceptance check passed.
+    pub passed: bool,
+    /// sha256 of the artifact the verdict is about.
+    pub artifact_sha256: String,
+    /// The failed checks, in words.
+    pub failed: Vec<String>,
+    /// When the verdict was given.
+    pub decided_at: String,
+}
+
+/// What `promote` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// The version now in production.
+    pub deployed: String,
+    /// The version it replaced.
+    pub replaced: Option<String>,
+    /// False when the version was already in production (nothing changed).
+    pub changed: bool,
+}
+
+/// A registry folder.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+/// The exclusive lock of a registry, released when dropped (or when the process dies).
+pub struct Lock {
+    _file: File,
+}
+
+fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::RegistryCorrupt { path: path.to_path_buf(), message: message.to_string() }
+}
+
+impl Registry {
+    /// A registry at `root` (created on first write).
+    pub fn open(root: impl Into<PathBuf>) -> Registry {
+        Registry { root: root.into() }
+    }
+
+    /// The registry folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a version.
+    pub fn version_dir(&self, version: &str) -> PathBuf {
+        self.root.join("versions").join(version)
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    fn history_path(&self) -> PathBuf {
+        self.root.join("history.jsonl")
+    }
+
+    /// Takes the registry's exclusive lock, waiting for another writer to finish.
+    pub fn lock(&self) -> Result<Lock> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let path = self.root.join(".lock");
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(Lock { _file: file })
+    }
+
+    /// The current state (empty for a new registry).
+    pub fn state(&self) -> Result<State> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Every event, oldest first, including one a killed writer left only in the state.
+    pub fn history(&self) -> Result<Vec<Event>> {
+        let mut events = self.written_history()?;
+        if let Some(last) = self.state()?.last_event {
+            if events.last().is_none_or(|e| e.seq < last.seq) {
+                events.push(last);
+            }
+        }
+        Ok(events)
+    }
+
+    fn written_history(&self) -> Result<Vec<Event>> {
+        let path = self.history_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| corrupt(&path, format!("line {}: {e}", i + 1))))
+            .collect()
+    }
+
+    /// The version an alias points to.
+    pub fn alias(&self, alias: &str) -> Result<Option<String>> {
+        Ok(self.state()?.aliases.get(alias).cloned())
+    }
+
+    /// Loads a version's artifact (checksum verified).
+    pub fn artifact(&self, version: &str) -> Result<Artifact> {
+        Artifact::load(&self.version_dir(version).join("model.json"))
+    }
+
+    /// Loads a version's verdict.
+    pub fn verdict(&self, version: &str) -> Result<VerdictRecord> {
+        let path = self.version_dir(version).join("verdict.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))
+    }
+
+    /// Reads a file of a version (for example `metrics.json`).
+    pub fn read_file(&self, version: &str, name: &str) -> Result<Vec<u8>> {
+        let path = self.version_dir(version).join(name);
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Versions present, in order.
+    pub fn versions(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("versions");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut numbers: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix('v')).and_then(|n| n.parse().ok()))
+            .collect();
+        numbers.sort_unstable();
+        Ok(numbers.into_iter().map(|n| format!("v{n}")).collect())
+    }
+
+    /// Finishes what a killed writer left: appends an event that reached the state but not the
+    /// history, removes half-written version folders. Call with the lock held.
+    fn recover(&self, _lock: &Lock) -> Result<State> {
+        let state = self.state()?;
+        if let Some(last) = &state.last_event {
+            let written = self.written_history()?;
+            if written.last().is_none_or(|e| e.seq < last.seq) {
+                self.append(last)?;
+            }
+        }
+        let tmp_root = self.root.join("versions");
+        if let Ok(entries) = std::fs::read_dir(&tmp_root) {
+            for entry in entries.filter_map(|e| e.ok()) {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    fn append(&self, event: &Event) -> Result<()> {
+        let path = self.history_path();
+        let mut line = serde_json::to_vec(event).expect("events serialise");
+        line.push(b'\n');
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        // One write of the whole line: a kill cannot split it.
+        file.write_all(&line).and_then(|_| file.sync_all()).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Replaces the state with `state`, recording `event` (its seq is set here), then appends
+    /// the event to the history.
+    fn commit(&self, mut state: State, mut event: Event) -> Result<Event> {
+        event.seq = state.seq + 1;
+        state.seq = event.seq;
+        state.last_event = Some(event.clone());
+        let mut bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
+        bytes.push(b'\n');
+        pause("state");
+        crate::atomic::write(&self.state_path(), &bytes)?;
+        pause("history");
+        self.append(&event)?;
+        Ok(event)
+    }
+
+    /// Registers an accepted (or rejected) candidate and points `staging` at it. A candidate
+    /// whose artifact is already registered reuses its version, with the new verdict. `files`
+    /// makes the version's other files (metrics, report) once its version is known.
+    pub fn register(
+        &self,
+        artifact_bytes: &[u8],
+        verdict: &VerdictRecord,
+        files: impl FnOnce(&str) -> Vec<(String, Vec<u8>)>,
+        actor: &Actor,
+    ) -> Result<String> {
+        let artifact_sha256 = verdict.artifact_sha256.as_str();
+        let lock = self.lock()?;
+        let state = self.recover(&lock)?;
+        let mut existing = None;
+        for v in self.versions()? {
+            if self.verdict(&v).map(|r| r.artifact_sha256 == artifact_sha256).unwrap_or(false) {
+                existing = Some(v);
+            }
+        }
+        let verdict_bytes = serde_json::to_vec_pretty(verdict).expect("verdicts serialise");
+        let version = match existing {
+            Some(v) => {
+                let dir = self.version_dir(&v);
+                let mut all = files(&v);
+                all.push(("verdict.json".into(), verdict_bytes));
+                for (name, bytes) in &all {
+                    crate::atomic::write(&dir.join(name), bytes)?;
+                }
+                v
+            }
+            None => {
+                let next = self.versions()?.iter().filter_map(|v| v[1..].parse::<u64>().ok()).max().unwrap_or(0) + 1;
+                let version = format!("v{next}");
+                let mut all = files(&version);
+                all.push(("model.json".into(), artifact_bytes.to_vec()));
+                all.push(("verdict.json".into(), verdict_bytes));
+                crate::atomic::write_dir(&self.version_dir(&version), &all, || pause("version file"))?;
+                version
+            }
+        };
+        let mut next = state.clone();
+        let from = next.aliases.insert(STAGING.into(), version.clone());
+        let reason = if verdict.passed {
+            "acceptance passed".to_string()
+        } else {
+            format!("acceptance failed: {}", verdict.failed.join("; "))
+        };
+        self.commit(
+            next,
+            Event {
+                seq: 0,
+                action: Action::Register,
+                from,
+                to: Some(version.clone()),
+                reason,
+                forced: false,
+                actor: actor.clone(),
+            },
+        )?;
+        Ok(version)
+    }
+
+    /// Promotes `staging` to `production` when its verdict passed (or `force` gives a reason)
+    /// and its artifact still matches the checksum the verdict is bound to.
+    pub fn promote(&self, force: Option<&str>, actor: &Actor) -> Result<Promotion> {
+        let lock = self.lock()?;
+        let state = self.recover(&lock)?;
+        let candidate = state.aliases.get(STAGING).cloned().ok_or_else(|| Error::NothingStaged)?;
+        let current = state.aliases.get(PRODUCTION).cloned();
+        if current.as_deref() == Some(candidate.as_str()) {
+            return Ok(Promotion { deployed: candidate, replaced: None, changed: false });
+        }
+        let verdict = self.verdict(&candidate)?;
+        // The artifact must be the very one the verdict judged; no flag overrides this.
+        let artifact = self.artifact(&candidate)?;
+        let actual = artifact.checksum();
+        if actual != verdict.artifact_sha256 {
+            return Err(Error::NotTheJudgedArtifact { version: candidate, actual, judged: verdict.artifact_sha256 });
+        }
+        if !verdict.passed && force.is_none() {
+            return Err(Error::VerdictFailed { version: candidate, failed: verdict.failed });
+        }
+        let mut next = state.clone();
+        next.aliases.insert(PRODUCTION.into(), candidate.clone());
+        if let Some(c) = &current {
+            next.previous_productions.push(c.clone());
+        }
+        next.consecutive_breaches = 0;
+        let reason = match force {
+            Some(r) if !verdict.passed => format!("forced over a failed verdict: {r}"),
+            Some(r) => r.to_string(),
+            None => "acceptance passed".into(),
+        };
+        self.commit(
+            next,
+            Event {
+                seq: 0,
+                action: Action::Promote,
+                from: current.clone(),
+                to: Some(candidate.clone()),
+                reason,
+                forced: force.is_some() && !verdict.passed,
+                actor: actor.clone(),
+            },
+        )?;
+        Ok(Promotion { deployed: candidate, replaced: current, changed: true })
+    }
+
+    /// Puts the previous production (or `to`) back in production.
+    pub fn rollback(&self, to: Option<&str>, reason: &str, actor: &Actor) -> Result<(String, String)> {
+        let lock = self.lock()?;
+        let state = self.recover(&lock)?;
+        let current = state.aliases.get(PRODUCTION).cloned().ok_or(Error::NothingInProduction)?;
+        let mut next = state.clone();
+        let target = match to {
+            Some(v) => {
+                if v == current {
+                    return Err(Error::AlreadyInProduction { version: v.to_string() });
+                }
+                self.artifact(v).map_err(|e| Error::RollbackTarget { version: v.to_string(), source: Box::new(e) })?;
+                if let Some(pos) = next.previous_productions.iter().rposition(|p| p == v) {
+                    next.previous_productions.truncate(pos);
+                }
+                v.to_string()
+            }
+            None => next
+                .previous_productions
+                .pop()
+                .ok_or_else(|| Error::NoEarlierProduction { version: current.clone() })?,
+        };
+        self.artifact(&target).map_err(|e| Error::RollbackTarget { version: target.clone(), source: Box::new(e) })?;
+        next.aliases.insert(PRODUCTION.into(), target.clone());
+        next.consecutive_breaches = 0;
+        self.commit(
+            next,
+            Event {
+                seq: 0,
+                action: Action::Rollback,
+                from: Some(current.clone()),
+                to: Some(target.clone()),
+                reason: reason.to_string(),
+                forced: false,
+                actor: actor.clone(),
+            },
+        )?;
+        Ok((current, target))
+    }
+
+    /// Records a monitoring run of `version` and returns the consecutive breaches so far.
+    pub fn record_monitoring(&self, version: &str, breach: bool, reason: &str, actor: &Actor) -> Result<u64> {
+        let lock = self.lock()?;
+        let state = self.recover(&lock)?;
+        let mut next = state.clone();
+        next.consecutive_breaches = if breach { state.consecutive_breaches + 1 } else { 0 };
+        let count = next.consecutive_breaches;
+        self.commit(
+            next,
+            Event {
+                seq: 0,
+                action: Action::Monitor,
+                from: None,
+                to: Some(version.to_string()),
+                reason: reason.to_string(),
+                forced: false,
+                actor: actor.clone(),
+            },
+        )?;
+        Ok(count)
+    }
+
+    /// Lists what is inconsistent (empty when all is well): aliases pointing at missing or
+    /// unreadable versions, a history out of sequence or disagreeing with the state.
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let state = self.state()?;
+        for (alias, v) in &state.aliases {
+            if let Err(e) = self.artifact(v) {
+                problems.push(format!("alias {alias} → {v}: {e}"));
+            }
+            if let Err(e) = self.verdict(v) {
+                problems.push(format!("alias {alias} → {v}: {e}"));
+            }
+        }
+        for v in &state.previous_productions {
+            if !self.version_dir(v).join("model.json").is_file() {
+                problems.push(format!("previous production {v} is missing"));
+            }
+        }
+        let history = self.history()?;
+        for (i, e) in history.iter().enumerate() {
+            if e.seq != i as u64 + 1 {
+                problems.push(format!("history event {} has seq {}", i + 1, e.seq));
+            }
+        }
+        if history.last().map_or(0, |e| e.seq) != state.seq {
+            problems.push(format!(
+                "history ends at {}, state is at {}",
+                history.last().map_or(0, |e| e.seq),
+                state.seq
+            ));
+        }
+        // Replaying the alias changes of the history must give the state's aliases.
+        let mut replay: BTreeMap<String, String> = BTreeMap::new();
+        for e in &history {
+            let Some(alias) = e.action.alias() else { continue };
+            if let Some(to) = &e.to {
+                replay.insert(alias.into(), to.clone());
+            }
+        }
+        if replay != state.aliases {
+            problems.push(format!("history replays to {replay:?}, state has {:?}", state.aliases));
+        }
+        Ok(problems)
+    }
+}
+
+/// Crash-test hook: `MLGATE_REGISTRY_PAUSE_MS` makes each durable step wait, so that a test can
+/// kill a writer between any two of them. Unset, it costs one environment lookup.
+fn pause(_step: &str) {
+    if let Some(ms) = std::env::var("MLGATE_REGISTRY_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}

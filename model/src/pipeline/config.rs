@@ -1,0 +1,369 @@
+//! The pipeline configuration (`pipeline.toml`): data, schema, model, split and threshold.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::schema::Schema;
+use crate::error::{ConfigProblem, Error, ParamError, Result};
+use crate::eval::drift::DriftThresholds;
+use crate::eval::metrics::Metric;
+use crate::eval::threshold::ThresholdConfig;
+use crate::learn::gbdt::BoostingParams;
+use crate::learn::logistic::LogisticParams;
+use crate::learn::model::Family;
+use crate::pipeline::staging::StagingConfig;
+
+/// A whole pipeline configuration, as read from one TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Name of the model: it names artifacts and reports.
+    pub name: String,
+    /// Where the training data lives.
+    pub data: DataConfig,
+    /// The declared columns.
+    pub schema: Schema,
+    /// Which model to fit, with its hyper-parameters.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// How training rows are split into fit and validation rows.
+    #[serde(default)]
+    pub split: SplitConfig,
+    /// How the decision threshold is chosen.
+    #[serde(default)]
+    pub threshold: ThresholdConfig,
+    /// Where acceptance data comes from.
+    #[serde(default)]
+    pub staging: StagingConfig,
+    /// The acceptance gate.
+    #[serde(default)]
+    pub acceptance: AcceptanceConfig,
+    /// The model registry.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// Monitoring of the production model.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+}
+
+/// The `[registry]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registry folder; a relative path is taken from the configuration file's folder.
+    #[serde(default = "default_registry")]
+    pub path: PathBuf,
+}
+
+fn default_registry() -> PathBuf {
+    PathBuf::from("registry")
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { path: default_registry() }
+    }
+}
+
+/// The `[data]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training CSV; a relative path is taken from the configuration file's folder.
+    pub path: PathBuf,
+}
+
+/// The `[model]` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model family to fit.
+    #[serde(default)]
+    pub family: Family,
+    /// Hyper-parameters of gradient boosting.
+    #[serde(default)]
+    pub gradient_boosting: BoostingParams,
+    /// Hyper-parameters of logistic regression.
+    #[serde(default)]
+    pub logistic_regression: LogisticParams,
+}
+
+/// The `[split]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Seed of every random choice of the pipeline.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Fraction of training rows held out (stratified) to choose the threshold and report
+    /// validation metrics.
+    #[serde(default = "default_validation_fraction")]
+    pub validation_fraction: f64,
+    /// Refit on all training rows (fit + validation) once the threshold is chosen.
+    #[serde(default = "default_true")]
+    pub refit: bool,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_validation_fraction() -> f64 {
+    0.2
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig { seed: default_seed(), validation_fraction: default_validation_fraction(), refit: true }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        PipelineConfig::parse(&text, path)
+    }
+
+    /// Parses and checks a configuration; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            problem: ConfigProblem::Syntax(e.to_string().trim_end().to_string()),
+        })?;
+        config.check().map_err(|p| Error::Config { path: path.to_path_buf(), problem: ConfigProblem::Param(p) })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: ranges, the schema's own rules.
+    pub fn check(&self) -> std::result::Result<(), ParamError> {
+        if self.name.trim().is_empty() {
+            return Err(ParamError::invalid("name", "must not be empty"));
+        }
+        self.schema.check().map_err(|p| p.under("schema"))?;
+        let f = self.split.validation_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(ParamError::out_of_range("split.validation_fraction", f, "strictly between 0 and 1"));
+        }
+        self.model.gradient_boosting.check().map_err(|p| p.under("model.gradient_boosting"))?;
+        self.model.logistic_regression.check().map_err(|p| p.under("model.logistic_regression"))?;
+        self.staging.check()?;
+        self.acceptance.check()?;
+        self.monitor.check()?;
+        self.threshold.check()
+    }
+
+    /// sha256 of the configuration as the pipeline understood it (canonical JSON), so that
+    /// reformatting the file or reordering its keys does not change the hash.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a configuration always serialises");
+        format!("{:x}", Sha256::digest(&canonical))
+    }
+}
+
+/// Bootstrap resamples allowed at most: each costs a pass over the staging rows per metric.
+pub const MAX_RESAMPLES: usize = 1_000_000;
+/// Consecutive breaching runs allowed at most before a rollback.
+pub const MAX_FAILURE_LIMIT: u64 = 1_000;
+
+/// The `[acceptance]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptanceConfig {
+    /// Gate 1: lowest acceptable value per metric (e.g. `roc_auc = 0.85`).
+    #[serde(default)]
+    pub min: BTreeMap<Metric, f64>,
+    /// Gate 1: highest acceptable value per metric (e.g. `log_loss = 0.4`).
+    #[serde(default)]
+    pub max: BTreeMap<Metric, f64>,
+    /// Gate 2: metrics that fail the gate when they drop significantly. F1 and accuracy are
+    /// always shown with their intervals; by default they do not gate, because at a threshold
+    /// chosen on a few hundred validation rows they move with the threshold more than with the
+    /// model.
+    #[serde(default = "default_compare")]
+    pub compare: Vec<Metric>,
+    /// Gate 2: the drop tolerated in every compared metric.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Gate 2: per-metric tolerated drops, overriding `margin`.
+    #[serde(default)]
+    pub margins: BTreeMap<Metric, f64>,
+    /// Bootstrap resamples (at least 1,000).
+    #[serde(default = "default_resamples")]
+    pub resamples: usize,
+    /// Confidence level of the intervals.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Seed of the bootstrap.
+    #[serde(default = "default_bootstrap_seed")]
+    pub seed: u64,
+}
+
+fn default_compare() -> Vec<Metric> {
+    vec![Metric::RocAuc, Metric::AveragePrecision]
+}
+fn default_margin() -> f64 {
+    0.01
+}
+fn default_resamples() -> usize {
+    2000
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_bootstrap_seed() -> u64 {
+    7
+}
+
+impl Default for AcceptanceConfig {
+    fn default() -> Self {
+        AcceptanceConfig {
+            min: BTreeMap::new(),
+            max: BTreeMap::new(),
+            compare: default_compare(),
+            margin: default_margin(),
+            margins: BTreeMap::new(),
+            resamples: default_resamples(),
+            confidence: default_confidence(),
+            seed: default_bootstrap_seed(),
+        }
+    }
+}
+
+/// Checks the bounds of a `min` / `max` / `max_drop` map: finite numbers.
+fn check_bounds(section: &str, maps: [(&str, &BTreeMap<Metric, f64>); 2]) -> std::result::Result<(), ParamError> {
+    for (kind, map) in maps {
+        for (metric, v) in map {
+            if !v.is_finite() {
+                return Err(ParamError::out_of_range(format!("{section}.{kind}.{metric}"), v, "a finite number"));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl AcceptanceConfig {
+    /// Checks the section; the message names the key.
+    pub fn check(&self) -> std::result::Result<(), ParamError> {
+        check_bounds("acceptance", [("min", &self.min), ("max", &self.max)])?;
+        let valid = |m: f64| m.is_finite() && m >= 0.0;
+        if !valid(self.margin) {
+            return Err(ParamError::out_of_range("acceptance.margin", self.margin, ">= 0"));
+        }
+        if let Some((metric, m)) = self.margins.iter().find(|(_, m)| !valid(**m)) {
+            return Err(ParamError::out_of_range(format!("acceptance.margins.{metric}"), m, ">= 0"));
+        }
+        if !(1000..=MAX_RESAMPLES).contains(&self.resamples) {
+            return Err(ParamError::out_of_range(
+                "acceptance.resamples",
+                self.resamples,
+                format!("in 1000..={MAX_RESAMPLES}"),
+            ));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(ParamError::out_of_range("acceptance.confidence", self.confidence, "in (0.5, 1)"));
+        }
+        Ok(())
+    }
+
+    /// The drop tolerated in `metric`.
+    pub fn margin_of(&self, metric: Metric) -> f64 {
+        *self.margins.get(&metric).unwrap_or(&self.margin)
+    }
+
+    /// The rule of gate 2, in words, for reports.
+    pub fn rule(&self) -> String {
+        format!(
+            "A metric fails the comparison with production only when it drops by more than its margin \
+             ({} unless set per metric) and the {:.0} % paired-bootstrap confidence interval of the \
+             difference ({} stratified resamples) lies entirely on the side of a drop.",
+            self.margin,
+            100.0 * self.confidence,
+            self.resamples
+        )
+    }
+}
+
+/// The `[monitor]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Lowest acceptable value per metric on new data.
+    #[serde(default)]
+    pub min: BTreeMap<Metric, f64>,
+    /// Highest acceptable value per metric on new data.
+    #[serde(default)]
+    pub max: BTreeMap<Metric, f64>,
+    /// Largest tolerated drop per metric from the value measured at acceptance.
+    #[serde(default = "default_max_drop")]
+    pub max_drop: BTreeMap<Metric, f64>,
+    /// Consecutive breaching runs before an automatic rollback.
+    #[serde(default = "default_failure_limit")]
+    pub failure_limit: u64,
+    /// Breach when the share of features with major drift exceeds this (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drifted_share: Option<f64>,
+    /// Drift thresholds.
+    #[serde(default)]
+    pub drift: DriftThresholds,
+}
+
+fn default_max_drop() -> BTreeMap<Metric, f64> {
+    BTreeMap::from([(Metric::RocAuc, 0.05), (Metric::F1, 0.1)])
+}
+
+fn default_failure_limit() -> u64 {
+    1
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            min: BTreeMap::new(),
+            max: BTreeMap::new(),
+            max_drop: default_max_drop(),
+            failure_limit: default_failure_limit(),
+            max_drifted_share: None,
+            drift: DriftThresholds::default(),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Checks the section; the message names the key.
+    pub fn check(&self) -> std::result::Result<(), ParamError> {
+        check_bounds("monitor", [("min", &self.min), ("max", &self.max)])?;
+        check_bounds("monitor", [("max_drop", &self.max_drop), ("max_drop", &BTreeMap::new())])?;
+        if !(1..=MAX_FAILURE_LIMIT).contains(&self.failure_limit) {
+            return Err(ParamError::out_of_range(
+                "monitor.failure_limit",
+                self.failure_limit,
+                format!("in 1..={MAX_FAILURE_LIMIT}"),
+            ));
+        }
+        if let Some(s) = self.max_drifted_share {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(ParamError::out_of_range("monitor.max_drifted_share", s, "in [0, 1]"));
+            }
+        }
+        let d = &self.drift;
+        if !(0.0 < d.psi_moderate
+            && d.psi_moderate <= d.psi_major
+            && 0.0 < d.js_moderate
+            && d.js_moderate <= d.js_major
+            && d.psi_major.is_finite()
+            && d.js_major.is_finite())
+        {
+            return Err(ParamError::Invalid {
+                key: "monitor.drift".into(),
+                why: "thresholds must be positive and finite with moderate <= major".into(),
+            });
+        }
+        Ok(())
+    }
+}

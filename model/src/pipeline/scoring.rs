@@ -1,0 +1,290 @@
+//! Streaming batch scoring: CSV in, `probability,prediction` CSV out, in blocks of rows that
+//! are checked, encoded and scored on every core while the next block is read. Memory stays
+//! flat whatever the file's size; every value is still checked against the schema.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::sync::mpsc;
+
+use crate::data::reader::{CsvSource, LabelPolicy};
+use crate::data::report::{DataError, ErrorTally, Rule, ValidationReport};
+use crate::data::schema::{Column, ColumnKind, Parsed};
+use crate::error::{Error, Result};
+use crate::learn::features::Encoder;
+use crate::learn::model::Scorer;
+use crate::pipeline::artifact::Artifact;
+
+/// Rows per block handed to a worker.
+const BLOCK: usize = 8192;
+
+/// What a scoring run saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreSummary {
+    /// Rows scored.
+    pub rows: u64,
+    /// Rows predicted positive.
+    pub positives: u64,
+    /// Column → rows whose level was not seen in training.
+    pub unseen_levels: BTreeMap<String, u64>,
+    /// sha256 of the input's bytes.
+    pub sha256: String,
+}
+
+/// One block's outcome.
+#[derive(Default)]
+struct BlockResult {
+    text: String,
+    rows: u64,
+    positives: u64,
+    unseen: BTreeMap<String, u64>,
+    tally: ErrorTally,
+}
+
+/// How each model input is read from a record, and how the model is evaluated.
+struct Plan<'a> {
+    scorer: Scorer<'a>,
+    /// Schema columns present in the file: (column, field index).
+    checked: Vec<(&'a Column, usize)>,
+    /// For each entry of `checked`, how the model reads its column; `None` for a column the
+    /// model does not read (checked all the same).
+    encoders: Vec<Option<Input<'a>>>,
+    header_len: usize,
+}
+
+/// A column the model reads.
+struct Input<'a> {
+    encoder: &'a Encoder,
+    /// Where its inputs start in a row of model inputs.
+    offset: usize,
+    /// For an integer column, the encoded values of 0, 1, 2, …: integers repeat, and the
+    /// encoding (a logarithm, a division) costs more than looking it up. The same arithmetic,
+    /// so the same bits.
+    by_integer: Vec<f64>,
+}
+
+/// Integers from 0 up to this many get their encoding looked up.
+const INTEGER_TABLE: i64 = 1024;
+
+fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::ByteRecord)]) -> BlockResult {
+    let mut out = BlockResult { text: String::with_capacity(block.len() * 24), ..BlockResult::default() };
+    let width = artifact.preprocessing.width();
+    let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
+    let threshold = artifact.threshold.value;
+    for (line, record) in block {
+        let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
+            out.tally.push(DataError { file: name.into(), line: *line, column: column.into(), value, rule, detail });
+        };
+        out.rows += 1;
+        if record.len() != plan.header_len {
+            out.tally.rows_with_errors += 1;
+            let detail = format!("the header has {} fields", plan.header_len);
+            fail(&mut out, "*", format!("{} fields", record.len()), Rule::FieldCount, detail);
+            continue;
+        }
+        let errors_before = out.tally.error_count;
+        // Encoded rows are kept, one after the other, and scored together at the end of the
+        // block. Each value is encoded as soon as it is checked (carrying checked values from
+        // one loop to another cost more than the encoding); a row with an error is dropped
+        // (no output is written for a block with an error anyway).
+        let at = encoded.len();
+        encoded.resize(at + width, 0.0);
+        let inputs = &mut encoded[at..];
+        // The record's text checked as UTF-8 once, rather than field by field (a field cut
+        // inside a character is still caught: it is not a slice of the text).
+        let whole = std::str::from_utf8(record.as_slice()).ok();
+        for (&(column, field), encoder) in plan.checked.iter().zip(&plan.encoders) {
+            let raw = &record[field];
+            let text = match whole.zip(record.range(field)).and_then(|(whole, range)| whole.get(range)) {
+                Some(text) => Ok(text),
+                None => std::str::from_utf8(raw),
+            };
+            let Ok(text) = text else {
+                let value = String::from_utf8_lossy(raw).into_owned();
+                fail(&mut out, &column.name, value, Rule::Utf8, "the file must be UTF-8".into());
+                continue;
+            };
+            let value = match column.check(text) {
+                Ok(value) => value,
+                Err((rule, detail)) => {
+                    fail(&mut out, &column.name, text.to_string(), rule, detail);
+                    continue;
+                }
+            };
+            let Some(Input { encoder, offset, by_integer }) = encoder else { continue };
+            let unseen = match value {
+                Parsed::Number(x) if x >= 0.0 && (x as usize) < by_integer.len() => {
+                    inputs[*offset] = by_integer[x as usize];
+                    false
+                }
+                _ => encoder.write(value, &mut inputs[*offset..]).expect("the plan pairs each column with its encoder"),
+            };
+            if unseen {
+                *out.unseen.entry(column.name.clone()).or_default() += 1;
+            }
+        }
+        if out.tally.error_count > errors_before {
+            out.tally.rows_with_errors += 1;
+            encoded.truncate(at);
+        }
+    }
+    if out.tally.error_count > 0 {
+        return out;
+    }
+    let mut probabilities = vec![0.0; encoded.len() / width.max(1)];
+    plan.scorer.probabilities(&encoded, width, &mut probabilities);
+    for p in probabilities {
+        let prediction = u8::from(p >= threshold);
+        out.positives += u64::from(prediction);
+        let _ = writeln!(out.text, "{p},{prediction}");
+    }
+    out
+}
+
+/// Scores every row of `input` (CSV with a header; the label column may be absent) and writes
+/// `probability,prediction` lines, in order, to `output`. On any invalid value nothing more is
+/// written, the rest is still checked, and the error carries the report: callers write to a
+/// temporary file and keep it only on success.
+pub fn score_csv<R: Read, W: Write + Send>(
+    artifact: &Artifact,
+    input: R,
+    name: &str,
+    output: &mut W,
+) -> Result<ScoreSummary> {
+    let schema = &artifact.schema;
+    let path = || std::path::PathBuf::from(name);
+    let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
+    let header = source.header().to_vec();
+    let checked: Vec<(&Column, usize)> =
+        schema.columns.iter().filter_map(|c| header.iter().position(|h| *h == c.name).map(|i| (c, i))).collect();
+    let mut encoders: Vec<Option<Input>> = checked.iter().map(|_| None).collect();
+    let mut offset = 0;
+    for encoder in &artifact.preprocessing.encoders {
+        let column = encoder.column();
+        let source = checked
+            .iter()
+            .position(|(c, _)| c.name == *column)
+            .ok_or_else(|| Error::MissingColumn { column: column.to_string() })?;
+        if !encoder.accepts(&checked[source].0.kind) {
+            return Err(Error::EncoderKind { column: column.to_string() });
+        }
+        if encoders[source].is_some() {
+            return Err(Error::EncodedTwice { column: column.to_string() });
+        }
+        let by_integer = match (encoder, &checked[source].0.kind) {
+            (Encoder::Standardise { transform, mean, scale, .. }, ColumnKind::Integer { max, .. }) => {
+                let high = max.unwrap_or(i64::MAX).min(INTEGER_TABLE - 1);
+                (0..=high).map(|x| (transform.apply(x as f64) - mean) / scale).collect()
+            }
+            _ => Vec::new(),
+        };
+        encoders[source] = Some(Input { encoder, offset, by_integer });
+        offset += encoder.width();
+    }
+    let plan = Plan { scorer: artifact.model.scorer(), checked, encoders, header_len: header.len() };
+
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let mut totals = BlockResult::default();
+    let mut write_error: Option<std::io::Error> = None;
+    // Blocks travel reader → worker → back to the reader, so that their records' buffers are
+    // reused instead of allocated and freed for every row.
+    type Block = Vec<(u64, csv::ByteRecord)>;
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Block, usize)>(threads * 2);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, BlockResult)>();
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Block>();
+    std::thread::scope(|scope| -> Result<()> {
+        let job_tx = job_tx;
+        for _ in 0..threads {
+            let (job_rx, done_tx, recycle_tx, plan) = (&job_rx, done_tx.clone(), recycle_tx.clone(), &plan);
+            scope.spawn(move || loop {
+                let job = job_rx.lock().expect("a worker panicked").recv();
+                let Ok((id, block, used)) = job else { break };
+                let result = process(artifact, plan, name, &block[..used]);
+                let _ = recycle_tx.send(block);
+                if done_tx.send((id, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(recycle_tx);
+        drop(done_tx);
+        // The writer keeps the blocks' order and stops writing at the first invalid block.
+        let writer = scope.spawn(|| {
+            let mut pending: BTreeMap<usize, BlockResult> = BTreeMap::new();
+            let mut next = 0;
+            let mut totals = BlockResult::default();
+            let mut write_error = None;
+            if let Err(e) = output.write_all(b"probability,prediction\n") {
+                write_error = Some(e);
+            }
+            for (id, result) in done_rx {
+                pending.insert(id, result);
+                while let Some(r) = pending.remove(&next) {
+                    next += 1;
+                    if totals.tally.error_count == 0 && r.tally.error_count == 0 && write_error.is_none() {
+                        if let Err(e) = output.write_all(r.text.as_bytes()) {
+                            write_error = Some(e);
+                        }
+                    }
+                    totals.rows += r.rows;
+                    totals.positives += r.positives;
+                    for (k, v) in r.unseen {
+                        *totals.unseen.entry(k).or_default() += v;
+                    }
+                    totals.tally.merge(r.tally);
+                }
+            }
+            (totals, write_error)
+        });
+        let fresh = || -> Block { (0..BLOCK).map(|_| (0, csv::ByteRecord::new())).collect() };
+        let mut block = fresh();
+        let mut used = 0;
+        let mut id = 0;
+        source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
+            // The block keeps the record; the reader reads the next row into the block's old one.
+            block[used].0 = line;
+            std::mem::swap(&mut block[used].1, record);
+            used += 1;
+            if used == BLOCK {
+                let next = recycle_rx.try_recv().unwrap_or_else(|_| fresh());
+                job_tx.send((id, std::mem::replace(&mut block, next), used)).expect("workers run");
+                used = 0;
+                id += 1;
+            }
+            Ok(())
+        })?;
+        if used > 0 {
+            job_tx.send((id, block, used)).expect("workers run");
+        }
+        drop(job_tx);
+        let (t, e) = writer.join().expect("the writer panicked");
+        totals = t;
+        write_error = e;
+        Ok(())
+    })?;
+    if let Some(e) = write_error {
+        return Err(Error::io("output", e));
+    }
+    let (sha256, bytes) = source.finish()?;
+    if totals.tally.error_count > 0 {
+        return Err(Error::Validation(Box::new(ValidationReport {
+            file: name.into(),
+            sha256,
+            bytes,
+            rows: totals.rows,
+            error_count: totals.tally.error_count,
+            rows_with_errors: totals.tally.rows_with_errors,
+            counts: totals.tally.rule_counts(),
+            errors: totals.tally.errors,
+            columns: Vec::new(),
+            unused_columns: header.iter().filter(|h| schema.column(h).is_none()).cloned().collect(),
+            duplicate_rows: 0,
+            class_balance: None,
+        })));
+    }
+    if totals.rows == 0 {
+        return Err(Error::Unusable { path: path(), problem: "the file has a header but no data rows".into() });
+    }
+    Ok(ScoreSummary { rows: totals.rows, positives: totals.positives, unseen_levels: totals.unseen, sha256 })
+}

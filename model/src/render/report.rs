@@ -1,0 +1,360 @@
+//! Markdown reports of acceptance and monitoring: the verdict first, then the evidence.
+
+use std::fmt::Write;
+
+use crate::eval::metrics::{Metric, MetricSet};
+use crate::lifecycle::gate::{AcceptanceRecord, Check, GateKind, Measure, StagingSource};
+use crate::lifecycle::monitor::MonitorOutcome;
+
+fn status(checks: &[&Check]) -> &'static str {
+    if checks.is_empty() {
+        "—"
+    } else if checks.iter().all(|c| c.passed) {
+        "✅"
+    } else {
+        "❌"
+    }
+}
+
+fn confusion(out: &mut String, m: &MetricSet) {
+    let c = &m.confusion;
+    let _ = writeln!(out, "| threshold {:.4} | predicted purchase | predicted no purchase |", m.threshold);
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(out, "| **purchased** | {} (TP) | {} (FN) |", c.tp, c.r#fn);
+    let _ = writeln!(out, "| **did not purchase** | {} (FP) | {} (TN) |", c.fp, c.tn);
+}
+
+/// The acceptance report (`report.md`).
+pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
+    let mut s = String::new();
+    let version = r.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+    if r.passed {
+        let _ = writeln!(s, "## ✅ Accepted: `{}`{version}", r.model);
+    } else {
+        let _ = writeln!(s, "## ❌ Rejected: `{}`{version}", r.model);
+    }
+    let _ = writeln!(s);
+    let failed: Vec<&Check> = r.checks.iter().filter(|c| !c.passed).collect();
+    if failed.is_empty() {
+        let _ = writeln!(s, "All {} checks passed.", r.checks.len());
+    } else {
+        let _ = writeln!(s, "{} of {} checks failed:", failed.len(), r.checks.len());
+        for c in &failed {
+            let _ = writeln!(s, "- ❌ {} (measured {:.4})", c.description, c.value);
+        }
+    }
+    let _ = writeln!(s);
+    let prod = r.production.as_ref();
+    match prod {
+        Some(p) => {
+            let _ =
+                writeln!(s, "Compared with production **{}** on the same {} staging rows.", p.version, r.staging.rows);
+        }
+        None => {
+            let _ = writeln!(s, "No model is in production: only the thresholds apply.");
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| metric | candidate | production | Δ (95 % CI) | threshold | |");
+    let _ = writeln!(s, "|---|---:|---:|---|---|:-:|");
+    for metric in Metric::REPORTED {
+        let cand = r.candidate.get(metric);
+        let prod_value = prod.map(|p| format!("{:.4}", p.metrics.get(metric))).unwrap_or_else(|| "—".into());
+        let delta = prod
+            .and_then(|p| p.differences.iter().find(|d| d.metric == metric))
+            .map(|d| format!("{:+.4} ({:+.4} … {:+.4})", d.delta, d.ci_low, d.ci_high))
+            .unwrap_or_else(|| "—".into());
+        let checks: Vec<&Check> = r.checks.iter().filter(|c| c.metric == Measure::Metric(metric)).collect();
+        let bounds: Vec<String> = checks
+            .iter()
+            .filter(|c| c.gate == GateKind::Threshold)
+            .map(|c| c.description.trim_start_matches(metric.name()).trim().to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {metric} | {cand:.4} | {prod_value} | {delta} | {} | {} |",
+            if bounds.is_empty() { "—".to_string() } else { bounds.join(", ") },
+            status(&checks)
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", r.rule);
+    if let Some(p) = prod {
+        let m = &p.mcnemar;
+        let _ = writeln!(
+            s,
+            "\nMcNemar's exact test on the {} rows where the decisions differ: candidate right alone on {}, \
+             production right alone on {}, p = {:.4}{}.",
+            m.candidate_only + m.production_only,
+            m.candidate_only,
+            m.production_only,
+            m.p_value,
+            if m.p_value < 0.05 { " (the decisions differ significantly)" } else { " (no significant difference)" }
+        );
+        if let Some(w) = &p.overlap_warning {
+            let _ = writeln!(s, "\n⚠️ {w}");
+        }
+    }
+    let _ = writeln!(s, "\n### Confusion matrix on staging\n");
+    confusion(&mut s, &r.candidate);
+    let _ = writeln!(s, "\n### Staging data\n");
+    let _ = writeln!(
+        s,
+        "{} rows ({} purchases) from `{}` ({}), sha256 `{}`.",
+        r.staging.rows,
+        r.staging.positives,
+        r.staging.file,
+        match r.staging.source {
+            StagingSource::Holdout => "holdout",
+            StagingSource::File => "file",
+        },
+        &r.staging.data_sha256[..12.min(r.staging.data_sha256.len())]
+    );
+    for (column, n) in &r.unseen_levels {
+        let _ = writeln!(s, "\n⚠️ `{column}`: {n} rows have a level not seen in training.");
+    }
+    let l = &r.lineage;
+    let _ = writeln!(s, "\n### Lineage\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| artifact sha256 | `{}` |", r.artifact_sha256);
+    let _ =
+        writeln!(s, "| commit | {} |", l.git_commit.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "—".into()));
+    let _ = writeln!(
+        s,
+        "| training data | `{}`, sha256 `{}` |",
+        l.data_file,
+        &l.data_sha256[..12.min(l.data_sha256.len())]
+    );
+    let _ = writeln!(
+        s,
+        "| rows | {} in the file: {} staging, {} fit + {} validation, final fit on {} |",
+        l.rows_total, l.rows_staging, l.rows_fit, l.rows_validation, l.rows_final_fit
+    );
+    let _ = writeln!(
+        s,
+        "| configuration | `{}`, sha256 `{}` |",
+        l.config_file,
+        &l.config_sha256[..12.min(l.config_sha256.len())]
+    );
+    let _ = writeln!(s, "| built | {} by mlgate {} |", l.created_at, l.crate_version);
+    s
+}
+
+/// The monitoring report (`report.md`).
+pub fn monitor_markdown(
+    model: &str,
+    version: &str,
+    data_file: &str,
+    o: &MonitorOutcome,
+    action: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    if o.breach {
+        let _ = writeln!(s, "## ❌ Breach: production `{model}` {version} on `{data_file}`");
+    } else {
+        let _ = writeln!(s, "## ✅ Healthy: production `{model}` {version} on `{data_file}`");
+    }
+    let _ = writeln!(s);
+    for c in o.checks.iter().filter(|c| !c.passed) {
+        let _ = writeln!(s, "- ❌ {} (measured {:.4})", c.description, c.value);
+    }
+    if let Some(a) = action {
+        let _ = writeln!(s, "\n**{a}**");
+    }
+    let _ = writeln!(s, "\n| metric | now | at acceptance | |\n|---|---:|---:|:-:|");
+    for metric in Metric::REPORTED {
+        let checks: Vec<&Check> = o.checks.iter().filter(|c| c.metric == Measure::Metric(metric)).collect();
+        let then = o.accepted.as_ref().map(|a| format!("{:.4}", a.get(metric))).unwrap_or_else(|| "—".into());
+        let _ = writeln!(s, "| {metric} | {:.4} | {then} | {} |", o.metrics.get(metric), status(&checks));
+    }
+    let _ = writeln!(s, "\n{} rows, {} purchases.\n", o.metrics.rows, o.metrics.positives);
+    confusion(&mut s, &o.metrics);
+    let moved: Vec<_> = o.drift.iter().filter(|d| d.level != crate::eval::drift::DriftLevel::None).collect();
+    let _ = writeln!(
+        s,
+        "\n### Drift\n\n{} of {} features moved ({:.0} % majorly).",
+        moved.len(),
+        o.drift.len(),
+        100.0 * o.drifted_share
+    );
+    if !moved.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| feature | statistic | value | level | largest moves (training → now) |\n|---|---|---:|---|---|"
+        );
+        let mut sorted = moved.clone();
+        sorted.sort_by(|a, b| b.level.cmp(&a.level).then(b.value.total_cmp(&a.value)));
+        for d in sorted {
+            let moves: Vec<String> = d
+                .largest_moves
+                .iter()
+                .map(|(n, e, a)| format!("{n}: {:.1} % → {:.1} %", 100.0 * e, 100.0 * a))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.4} | {:?} | {} |",
+                d.column,
+                d.statistic,
+                d.value,
+                d.level,
+                moves.join("; ")
+            );
+        }
+    }
+    for (column, n) in &o.unseen_levels {
+        let _ = writeln!(s, "\n⚠️ `{column}`: {n} rows have a level not seen in training.");
+    }
+    s
+}
+
+/// GitHub refuses comments longer than this many characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// Points of the charts, evenly spaced on the x axis (Mermaid's `xychart-beta` spaces a line's
+/// values evenly).
+const CHART_POINTS: usize = 21;
+
+/// The curve's best y at or before each evenly spaced x in [0, 1] (a step function: ROC's TPR at
+/// a false-positive rate, PR's precision at a recall).
+fn resample(points: &[crate::eval::metrics::CurvePoint], increasing_y: bool) -> Vec<f64> {
+    (0..CHART_POINTS)
+        .map(|k| {
+            let x = k as f64 / (CHART_POINTS - 1) as f64;
+            let eligible = points.iter().filter(|p| if increasing_y { p.x <= x + 1e-12 } else { p.x >= x - 1e-12 });
+            let best = eligible.map(|p| p.y).fold(f64::NAN, f64::max);
+            if best.is_nan() {
+                0.0
+            } else {
+                best
+            }
+        })
+        .collect()
+}
+
+fn values(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ")
+}
+
+fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Vec<f64>]) -> String {
+    let mut s = String::from("```mermaid\nxychart-beta\n");
+    let _ = writeln!(s, "    title \"{title}\"");
+    let _ = writeln!(s, "    x-axis \"{x_label}\" 0 --> 1");
+    let _ = writeln!(s, "    y-axis \"{y_label}\" 0 --> 1");
+    for l in lines {
+        let _ = writeln!(s, "    line [{}]", values(l));
+    }
+    s.push_str("```\n");
+    s
+}
+
+/// The pull-request comment (and job summary): verdict first, metrics table, confusion matrix,
+/// ROC and precision–recall charts in Mermaid with tables beside them, data validation, drift,
+/// lineage; long parts folded. `marker` (an HTML comment) lets the comment be found again. The
+/// result never exceeds `limit` characters: details are cut first, with a line saying so.
+pub fn pull_request_markdown(
+    record: &AcceptanceRecord,
+    validation: Option<&crate::data::report::ValidationReport>,
+    marker: &str,
+    limit: usize,
+) -> String {
+    let core = acceptance_core(record);
+    let mut details: Vec<(String, String)> = Vec::new();
+
+    let roc = resample(&record.curves.roc, true);
+    let pr = resample(&record.curves.precision_recall, false);
+    let grid: Vec<f64> = (0..CHART_POINTS).map(|k| k as f64 / (CHART_POINTS - 1) as f64).collect();
+    let mut curves = chart(
+        &format!("ROC curve, AUC {:.3}", record.candidate.roc_auc),
+        "false-positive rate",
+        "true-positive rate",
+        &[roc.clone(), grid.clone()],
+    );
+    curves.push('\n');
+    curves.push_str(&chart(
+        &format!("Precision-recall curve, AP {:.3}", record.candidate.average_precision),
+        "recall",
+        "precision",
+        std::slice::from_ref(&pr),
+    ));
+    curves
+        .push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
+    for k in (0..CHART_POINTS).step_by(2) {
+        let _ = writeln!(curves, "| {:.2} | {:.3} | | {:.2} | {:.3} |", grid[k], roc[k], grid[k], pr[k]);
+    }
+    details.push(("ROC and precision–recall curves".into(), curves));
+
+    if let Some(v) = validation {
+        details.push(("Data validation".into(), crate::render::validation::validation_markdown(v)));
+    }
+    let moved: Vec<&crate::eval::drift::FeatureDrift> =
+        record.drift.iter().filter(|d| d.level != crate::eval::drift::DriftLevel::None).collect();
+    if !record.drift.is_empty() {
+        let mut d = format!(
+            "{} of {} features of the staging rows moved against the training data.\n",
+            moved.len(),
+            record.drift.len()
+        );
+        if !moved.is_empty() {
+            d.push_str("\n| feature | statistic | value | level |\n|---|---|---:|---|\n");
+            for f in &moved {
+                let _ = writeln!(d, "| `{}` | {} | {:.4} | {:?} |", f.column, f.statistic, f.value, f.level);
+            }
+        }
+        details.push((format!("Drift ({} of {} features moved)", moved.len(), record.drift.len()), d));
+    }
+    let checks: String = record
+        .checks
+        .iter()
+        .map(|c| format!("- {} {} (measured {:.4})\n", if c.passed { "✅" } else { "❌" }, c.description, c.value))
+        .collect();
+    details.push((format!("All {} checks", record.checks.len()), checks));
+
+    let fold = |title: &str, body: &str| format!("\n<details><summary>{title}</summary>\n\n{body}\n</details>\n");
+    let footer = format!("\n<sub>mlgate · artifact `{}`</sub>\n", &record.artifact_sha256[..12]);
+    let mut out = format!("{marker}\n{core}");
+    let mut cut: Vec<&str> = Vec::new();
+    for (title, body) in &details {
+        let block = fold(title, body);
+        // Keep room for the footer and the note on what was cut.
+        if out.chars().count() + block.chars().count() + footer.chars().count() + 200 <= limit {
+            out.push_str(&block);
+        } else {
+            cut.push(title);
+        }
+    }
+    if !cut.is_empty() {
+        let _ = writeln!(out, "\n_Cut to stay within GitHub's {limit}-character limit: {}. The full report is in the job summary and in `metrics.json`._", cut.join(", "));
+    }
+    if out.chars().count() + footer.chars().count() > limit {
+        // Even the core is too long (a pathological number of checks or columns): truncate it.
+        let keep = limit.saturating_sub(footer.chars().count() + 120);
+        out = out.chars().take(keep).collect();
+        out.push_str("\n\n_… the report was truncated to stay within GitHub's comment limit._\n");
+    }
+    out.push_str(&footer);
+    out
+}
+
+/// The acceptance report without its lineage tail: verdict, table, rule, confusion matrix.
+fn acceptance_core(r: &AcceptanceRecord) -> String {
+    let full = acceptance_markdown(r);
+    match full.find("\n### Staging data") {
+        Some(i) => {
+            let mut s = full[..i].to_string();
+            let l = &r.lineage;
+            let _ = writeln!(
+                s,
+                "\n**Lineage** — commit {}, data `{}` sha256 `{}`, config `{}` sha256 `{}`, staging {} rows ({} purchases).",
+                l.git_commit.as_deref().map(|c| format!("`{}`", &c[..c.len().min(12)])).unwrap_or_else(|| "—".into()),
+                l.data_file,
+                &l.data_sha256[..12.min(l.data_sha256.len())],
+                l.config_file,
+                &l.config_sha256[..12.min(l.config_sha256.len())],
+                r.staging.rows,
+                r.staging.positives
+            );
+            s
+        }
+        None => full,
+    }
+}
