@@ -1,5 +1,8 @@
 //! Helpers: the workspace root, a small schema, and the real xtask binary.
 
+#[path = "../xtask/src/nested_cargo.rs"]
+mod nested_cargo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -110,22 +113,10 @@ pub fn xtask_bin() -> &'static Path {
 }
 
 /// Removes what cargo hands a test process and a nested cargo must not see (package
-/// variables make build scripts that watch them rerun).
+/// variables make build scripts that watch them rerun): xtask's own list.
 pub fn strip_cargo_env(cmd: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_PKG_")
-            || matches!(
-                key.as_str(),
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-            )
-        {
-            cmd.env_remove(key);
-        }
+    for key in nested_cargo::inherited_cargo_variables() {
+        cmd.env_remove(key);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Docs kept in step with the code: every subcommand is documented.
 
+use std::path::Path;
+
 use crate::support::root;
 
 #[test]
@@ -11,6 +13,15 @@ fn every_subcommand_is_in_readme_and_architecture() {
         for c in &commands {
             assert!(text.contains(&format!("cargo xtask {c}")), "{doc} does not mention `cargo xtask {c}`");
         }
+    }
+}
+
+#[test]
+fn the_xtask_crate_description_lists_every_subcommand() {
+    let manifest = std::fs::read_to_string(root().join("xtask/Cargo.toml")).unwrap();
+    let description = manifest.lines().find(|l| l.starts_with("description")).expect("xtask has a description");
+    for c in crate::cli::subcommands() {
+        assert!(description.contains(&format!(" {c}")), "xtask/Cargo.toml's description lacks `{c}`");
     }
 }
 
@@ -36,6 +47,177 @@ fn readme_tables_list_every_input_and_output_of_the_action() {
         assert!(!names.is_empty());
         for name in names {
             assert!(readme.contains(&format!("| `{name}` |")), "README's {section} table lacks `{name}`");
+        }
+    }
+}
+
+/// The layer of a file of `model/src` (by its folder), lowest first; `None` for `lib.rs`.
+fn layer_of(file: &str) -> Option<(usize, &'static str)> {
+    let top = file.split('/').next().unwrap_or(file).trim_end_matches(".rs");
+    Some(match top {
+        "lib" => return None,
+        "error" | "rng" | "atomic" => (0, "foundation"),
+        "data" => (1, "data"),
+        "learn" => (2, "learn"),
+        "eval" => (2, "eval"),
+        "pipeline" => (3, "pipeline"),
+        "lifecycle" => (4, "lifecycle"),
+        "render" => (5, "render"),
+        other => panic!("model/src/{file}: `{other}` is no layer; add it to ARCHITECTURE.md and to this test"),
+    })
+}
+
+/// Every `crate::…` path a source file names (comments left out), as module paths:
+/// `use crate::{a::b, c}` gives `a::b` and `c`.
+fn crate_paths(source: &str) -> Vec<String> {
+    let code: String = source.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let mut paths = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // A group: split its top-level items.
+            let (mut depth, mut item, mut end) = (0, String::new(), group.len());
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        paths.push(std::mem::take(&mut item));
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+            paths.push(item);
+            rest = &group[end..];
+        } else {
+            let len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len());
+            paths.push(rest[..len].to_string());
+        }
+    }
+    paths.into_iter().map(|p| p.trim().trim_end_matches(':').to_string()).filter(|p| !p.is_empty()).collect()
+}
+
+/// The file of `model/src` that a module path lands in: the longest prefix that is a file.
+fn file_of(path: &str, files: &std::collections::BTreeSet<String>) -> Option<String> {
+    let parts: Vec<&str> = path.split("::").map(|p| p.split_whitespace().next().unwrap_or("")).collect();
+    (1..=parts.len()).rev().find_map(|n| {
+        let stem = parts[..n].join("/");
+        [format!("{stem}.rs"), format!("{stem}/mod.rs")].into_iter().find(|f| files.contains(f))
+    })
+}
+
+/// Each file of `model/src` (relative, with `/`) and the files it imports through `crate::`.
+fn model_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, base, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let base = root().join("model/src");
+    let mut sources = Vec::new();
+    walk(&base, &base, &mut sources);
+    let files: std::collections::BTreeSet<String> = sources.iter().map(|(f, _)| f.clone()).collect();
+    sources
+        .iter()
+        .map(|(file, text)| {
+            let targets = crate_paths(text).iter().filter_map(|p| file_of(p, &files)).filter(|t| t != file).collect();
+            (file.clone(), targets)
+        })
+        .collect()
+}
+
+/// The layering of ARCHITECTURE.md, enforced: a file imports only its own layer and those
+/// below (the error type, in the foundation, knows the data layer's report types and nothing
+/// else), `learn` and `eval` know nothing of each other, nothing imports `render`, and no
+/// cycle of imports spans two layers.
+#[test]
+fn model_imports_follow_the_layers() {
+    let imports = model_imports();
+    assert!(imports.len() > 30, "model/src has {} files", imports.len());
+    let mut wrong = Vec::new();
+    for (file, targets) in &imports {
+        let Some((level, name)) = layer_of(file) else { continue };
+        for target in targets {
+            let Some((t_level, t_name)) = layer_of(target) else { continue };
+            let allowed = if file == "error.rs" {
+                target == "data/report.rs"
+            } else if t_name == "render" {
+                name == "render"
+            } else if (name, t_name) == ("learn", "eval") || (name, t_name) == ("eval", "learn") {
+                false
+            } else {
+                t_level <= level
+            };
+            if !allowed {
+                wrong.push(format!("model/src/{file} ({name}) imports model/src/{target} ({t_name})"));
+            }
+        }
+    }
+    // A cycle across layers: an import from one layer to another whose target reaches back.
+    let reaches = |from: &str, to: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![from.to_string()];
+        while let Some(f) = stack.pop() {
+            if f == to {
+                return true;
+            }
+            if seen.insert(f.clone()) {
+                stack.extend(imports.get(&f).into_iter().flatten().cloned());
+            }
+        }
+        false
+    };
+    for (file, targets) in &imports {
+        for target in targets {
+            if layer_of(file).map(|l| l.1) != layer_of(target).map(|l| l.1) && reaches(target, file) {
+                wrong.push(format!("cycle across layers: model/src/{file} → model/src/{target} → … → {file}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layering:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_layer_check_reads_imports_as_rust_writes_them() {
+    let paths = crate_paths(
+        "use crate::data::report::{A, B};\nuse crate::{error::Error, eval::metrics};\n// crate::render::x\nfn f() { crate::learn::labelled(x) }",
+    );
+    assert_eq!(
+        paths,
+        ["data::report::", "error::Error", "eval::metrics", "learn::labelled"].map(|p| p.trim_end_matches(':'))
+    );
+    let files =
+        ["data/report.rs", "learn/mod.rs", "learn/gbdt/mod.rs", "learn/gbdt/scorer.rs"].map(String::from).into();
+    assert_eq!(file_of("learn::gbdt::scorer::Forest", &files).as_deref(), Some("learn/gbdt/scorer.rs"));
+    assert_eq!(file_of("learn::labelled", &files).as_deref(), Some("learn/mod.rs"));
+    assert_eq!(file_of("data::report", &files).as_deref(), Some("data/report.rs"));
+}
+
+#[test]
+fn the_code_map_names_every_folder_of_the_model_crate() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    for entry in std::fs::read_dir(root().join("model/src")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(text.contains(&format!("`model/src/{name}/`")), "ARCHITECTURE.md does not map model/src/{name}/");
         }
     }
 }

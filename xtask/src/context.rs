@@ -15,15 +15,15 @@ pub fn load_config(path: &Path) -> Result<PipelineConfig> {
     PipelineConfig::load(path).with_context(|| format!("cannot use configuration {}", path.display()))
 }
 
-/// The data file: the flag as given, else the configuration's path taken from the
-/// configuration file's folder.
 /// Parses a path flag, accepting an empty value (which then means "the default"): the GitHub
 /// Action passes its inputs as they are, and clap's own path parser refuses "".
 pub fn path_or_empty(value: &str) -> std::result::Result<PathBuf, String> {
     Ok(PathBuf::from(value))
 }
 
-/// An empty flag counts as absent (the GitHub Action passes its `data` input, empty by default).
+/// The data file: the flag as given, else the configuration's path taken from the
+/// configuration file's folder. An empty flag counts as absent (the GitHub Action passes its
+/// `data` input, empty by default).
 pub fn data_path(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> PathBuf {
     flag.filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| relative_to_config(&config.data.path, config_path))
 }

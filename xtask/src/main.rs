@@ -12,6 +12,7 @@ mod deploy;
 mod gen_data;
 mod github;
 mod monitor;
+mod nested_cargo;
 mod output;
 mod predict;
 mod registry;

@@ -10,24 +10,10 @@ use xshell::{cmd, Cmd, Shell};
 #[derive(clap::Args)]
 pub struct Args {}
 
-/// Environment variables `cargo run` hands to xtask that a child cargo must not see: build
-/// scripts (ring's, through octocrab and rustls) watch them and would rebuild everything above
-/// them on every call.
+/// `cmd` without the variables a nested cargo must not inherit (see [`crate::nested_cargo`]).
 pub fn clean_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_PKG_")
-            || matches!(
-                key.as_str(),
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            cmd = cmd.env_remove(key);
-        }
+    for key in crate::nested_cargo::inherited_cargo_variables() {
+        cmd = cmd.env_remove(key);
     }
     cmd
 }
