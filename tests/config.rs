@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use model::error::{ConfigProblem, ParamError};
 use model::{Error, PipelineConfig};
 
 use crate::support::SMALL_CONFIG;
@@ -93,4 +94,20 @@ fn config_hash_ignores_formatting() {
     assert_eq!(a.hash(), b.hash());
     let c = PipelineConfig::parse(&SMALL_CONFIG.replace("seed = 1", "seed = 2"), Path::new("c")).unwrap();
     assert_ne!(a.hash(), c.hash());
+}
+
+#[test]
+fn a_parameter_out_of_its_range_is_named_with_its_bound() {
+    // Nine quintillion trees would allocate without end: refused at validation, naming the key.
+    let text = format!("{SMALL_CONFIG}\n[model.gradient_boosting]\nmax_iter = 9223372036854775807\n");
+    match PipelineConfig::parse(&text, Path::new("p.toml")) {
+        Err(Error::Config { problem: ConfigProblem::Param(ParamError::OutOfRange { key, bound, .. }), .. }) => {
+            assert_eq!(key, "model.gradient_boosting.max_iter");
+            assert!(bound.contains("10000"), "{bound}");
+        }
+        other => panic!("expected an out-of-range parameter, got {other:?}"),
+    }
+    let text = SMALL_CONFIG.replace("[split]", "[acceptance]\nresamples = 1000000000000000\n\n[split]");
+    let m = refused(&text);
+    assert!(m.contains("acceptance.resamples") && m.contains("1000000"), "{m}");
 }

@@ -55,13 +55,32 @@ pub enum DriftLevel {
     Major,
 }
 
+/// How a feature's drift is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftStatistic {
+    /// Population stability index, for numeric features over the training deciles.
+    Psi,
+    /// Jensen–Shannon divergence, for levels and booleans.
+    JensenShannon,
+}
+
+impl std::fmt::Display for DriftStatistic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DriftStatistic::Psi => "psi",
+            DriftStatistic::JensenShannon => "jensen_shannon",
+        })
+    }
+}
+
 /// Drift of one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureDrift {
     /// Column name.
     pub column: String,
-    /// `psi` or `jensen_shannon`.
-    pub statistic: String,
+    /// The statistic measured.
+    pub statistic: DriftStatistic,
     /// Its value.
     pub value: f64,
     /// Classified against the thresholds.
@@ -146,7 +165,7 @@ impl Reference {
                     let moves = largest_moves(names.into_iter().zip(shares.iter().copied().zip(new)).collect());
                     out.push(FeatureDrift {
                         column: column.clone(),
-                        statistic: "psi".into(),
+                        statistic: DriftStatistic::Psi,
                         value,
                         level: level(value, thresholds.psi_moderate, thresholds.psi_major),
                         largest_moves: moves,
@@ -165,7 +184,7 @@ impl Reference {
                     let value = jensen_shannon(&p, &q);
                     out.push(FeatureDrift {
                         column: column.clone(),
-                        statistic: "jensen_shannon".into(),
+                        statistic: DriftStatistic::JensenShannon,
                         value,
                         level: level(value, thresholds.js_moderate, thresholds.js_major),
                         largest_moves: largest_moves(pairs),
