@@ -51,14 +51,21 @@ impl RowHasher {
     }
 }
 
+impl RowHasher {
+    /// The key of a row given as its fields' text.
+    pub fn key_of(fields: &[&str]) -> u64 {
+        let mut h = RowHasher::default();
+        fields.iter().for_each(|f| h.field(f.as_bytes()));
+        h.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(fields: &[&str]) -> u64 {
-        let mut h = RowHasher::default();
-        fields.iter().for_each(|f| h.field(f.as_bytes()));
-        h.finish()
+        RowHasher::key_of(fields)
     }
 
     #[test]

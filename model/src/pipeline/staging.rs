@@ -98,9 +98,7 @@ mod tests {
     use super::*;
 
     fn key(fields: &[&str]) -> u64 {
-        let mut h = RowHasher::default();
-        fields.iter().for_each(|f| h.field(f.as_bytes()));
-        h.finish()
+        RowHasher::key_of(fields)
     }
 
     #[test]
