@@ -214,3 +214,80 @@ fn a_character_cut_between_two_fields_is_refused_when_streaming() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The artifact file around `body`, sealed with the body's own checksum: what someone who edits
+/// an artifact by hand and recomputes its sha256 would write.
+fn resealed(body: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::to_string(body).unwrap();
+    let sum = format!("{:x}", sha2::Sha256::digest(body.as_bytes()));
+    format!("{{\"format_version\":1,\"sha256\":\"{sum}\",\"artifact\":{body}}}\n").into_bytes()
+}
+
+fn body_of(artifact: &Artifact) -> serde_json::Value {
+    serde_json::from_slice::<serde_json::Value>(&artifact.to_bytes()).unwrap()["artifact"].clone()
+}
+
+fn boosted() -> Artifact {
+    let mut config = small_config();
+    config.model.family = model::Family::GradientBoosting;
+    let data = read_csv(small_csv(300).as_bytes(), "small.csv", &config.schema, LabelPolicy::Required).unwrap();
+    build(&config, &data, &BuildContext::default()).unwrap()
+}
+
+#[test]
+fn a_resealed_artifact_with_an_impossible_model_is_refused() {
+    let refused = |body: &serde_json::Value, what: &str| {
+        let r = Artifact::from_bytes(&resealed(body), Path::new("m.json"));
+        match r {
+            Err(e @ Error::ArtifactCorrupt { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("not a readable model artifact"), "{what}: {m}");
+            }
+            other => panic!("{what}: expected a corrupt artifact, got {other:?}"),
+        }
+    };
+    let trees = boosted();
+    let good = body_of(&trees);
+    // The unchanged body, resealed, loads: the check refuses only what is wrong.
+    assert_eq!(Artifact::from_bytes(&resealed(&good), Path::new("m.json")).unwrap(), trees);
+    let tree = |b: &mut serde_json::Value| b["model"]["trees"][0].clone();
+    let split = tree(&mut good.clone())["feature"].as_array().unwrap().iter().position(|f| f.as_i64() != Some(-1));
+    let split = split.expect("the first tree splits");
+
+    let mut b = good.clone();
+    b["model"]["trees"][0]["left"][split] = serde_json::json!(split);
+    refused(&b, "a node that is its own child");
+    let mut b = good.clone();
+    b["model"]["trees"][0]["right"][split] = serde_json::json!(1_000_000);
+    refused(&b, "a child out of range");
+    let mut b = good.clone();
+    b["model"]["trees"][0]["feature"][split] = serde_json::json!(9_999);
+    refused(&b, "an input out of range");
+    let mut b = good.clone();
+    b["model"]["n_inputs"] = serde_json::json!(3);
+    refused(&b, "trees reading another number of inputs");
+    let mut b = good.clone();
+    b["model"]["trees"][0]["value"].as_array_mut().unwrap().pop();
+    refused(&b, "arrays of different lengths");
+    let mut b = good.clone();
+    let columns = b["schema"]["columns"].as_array_mut().unwrap();
+    let label = columns.iter().position(|c| c["kind"] == "label").unwrap();
+    columns[label] = serde_json::json!({"name": columns[label]["name"], "kind": "ignore"});
+    refused(&b, "a schema without a label");
+    let mut b = good.clone();
+    let shares =
+        b["reference"]["features"].as_array_mut().unwrap().iter_mut().find(|f| f["type"] == "numeric").unwrap()
+            ["shares"]
+            .as_array_mut()
+            .unwrap();
+    shares.push(serde_json::json!(0.5));
+    refused(&b, "a drift reference with more shares than bins");
+
+    let linear = body_of(&trained(&small_csv(200)));
+    let mut b = linear.clone();
+    b["model"]["weights"].as_array_mut().unwrap().pop();
+    refused(&b, "weights of the wrong length");
+    let mut b = linear;
+    b["threshold"]["value"] = serde_json::json!(1.5);
+    refused(&b, "a threshold that is not a probability");
+}

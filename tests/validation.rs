@@ -226,3 +226,47 @@ fn last_row_without_a_newline_and_quoted_newlines_under_crlf() {
     let text = "id,amount,visits,region,member,bought\r\n\"a\r\nb\",1.5,2,north,TRUE,yes\r\nc,x,2,north,TRUE,yes\r\n";
     assert_eq!(errors(text)[0].line, 4);
 }
+
+#[test]
+fn lines_are_exact_under_lone_carriage_returns() {
+    // A file written with old Mac line endings: every break a lone CR.
+    let rows = ["a,1.5,2,north,TRUE,yes", "b,x,2,north,TRUE,yes", "c,1.0,2,atlantis,TRUE,yes", "d,-1,2,north,TRUE,yes"];
+    let cr = format!("{}{}\r", HEADER.replace('\n', "\r"), rows.join("\r"));
+    let lines: Vec<u64> = errors(&cr).iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 4, 5]);
+    // Mixed endings, a blank line of each kind, and a quoted CR inside a field.
+    let mixed = format!("{HEADER}a,1.5,2,north,TRUE,yes\r\r\n\"q\rq\",x,2,north,TRUE,yes\rc,x,2,north,TRUE,yes\n");
+    let lines: Vec<u64> = errors(&mixed).iter().map(|e| e.line).collect();
+    assert_eq!(lines, [4, 6]);
+}
+
+#[test]
+fn an_unterminated_quote_is_reported_on_the_line_it_opens() {
+    // The quote swallows the final newline: the row still starts on line 3.
+    let text = format!("{HEADER}a,1.5,2,north,TRUE,yes\nb,x,2,north,TRUE,\"yes\n");
+    let e = errors(&text);
+    assert!(e.iter().all(|e| e.line == 3), "{e:?}");
+}
+
+#[test]
+fn errors_within_a_row_come_in_the_file_order_of_their_columns() {
+    // The file puts `region` before `amount`, the schema declares `amount` first.
+    let text = "id,region,amount,visits,member,bought\na,atlantis,x,2,TRUE,yes\n";
+    let columns: Vec<String> = errors(text).into_iter().map(|e| e.column).collect();
+    assert_eq!(columns, ["region", "amount"]);
+}
+
+#[test]
+fn a_huge_value_is_echoed_cut_with_its_length() {
+    let huge = "9".repeat(1_000_000) + "x";
+    let e = single(&format!("b,{huge},2,north,TRUE,yes"));
+    assert_eq!((e.line, e.column.as_str(), e.rule), (3, "amount", Rule::NotANumber));
+    assert!(e.value.len() < 300, "{} bytes echoed", e.value.len());
+    assert!(e.value.starts_with("999") && e.value.ends_with("(1000001 bytes in all)"), "{}", &e.value[190..]);
+    // The summary printed on failure stays small too.
+    let report = match load(&format!("{HEADER}b,{huge},2,north,TRUE,yes\n")) {
+        Err(Error::Validation(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(report.summary().len() < 1000);
+}

@@ -57,6 +57,15 @@ pub enum Error {
         /// The column named.
         column: String,
     },
+    /// An output path exists and is not a regular file (nor a link to one): it is never
+    /// replaced.
+    #[error("{}: refusing to write over a {kind}: outputs are regular files", path.display())]
+    NotARegularFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// A model artifact could not be parsed (truncated or not an artifact).
     #[error("{}: not a readable model artifact: {message}", path.display())]
     ArtifactCorrupt {

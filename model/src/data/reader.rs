@@ -92,14 +92,15 @@ impl<R: Read> CsvSource<R> {
     pub fn drive(&mut self, sink: &mut impl RowSink) -> Result<()> {
         let mut record = csv::ByteRecord::new();
         loop {
+            // Where the parser resumes: the end of the previous record (on the LF of a CRLF,
+            // before skipped blank lines).
+            let resume = self.csv.position().byte();
             match self.csv.read_byte_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(e) => return Err(self.csv_error(e)),
             }
-            let end = self.csv.position().byte();
-            let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
-            let line = self.csv.get_mut().record_start_line(end, inside);
+            let line = self.csv.get_mut().line_from(resume);
             // A blank line is not a row; csv already skips those, this guards a lone
             // delimiter-free empty field as the last line.
             if record.len() == 1 && record[0].is_empty() && self.header.len() > 1 {
@@ -119,22 +120,25 @@ impl<R: Read> CsvSource<R> {
     }
 }
 
-/// Passes bytes through to the CSV parser while hashing them and noting where lines end, so
-/// that line numbers are exact whatever the line terminator (the csv crate's own count is off
-/// by one with CRLF).
+/// Passes bytes through to the CSV parser while hashing them and noting where lines break,
+/// so that line numbers are exact whatever the line endings: LF, CRLF or a lone CR, each one
+/// break (the csv crate's own count is off with CRLF and knows no lone CR).
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
-    /// Offsets of `\n` bytes read but not yet passed by a record end.
-    newlines: VecDeque<u64>,
-    /// 1 + the newlines popped so far: the line the parser has reached.
+    /// Offsets of the CR and LF bytes read but not yet passed, each with whether it begins a
+    /// line break (a CR, or an LF that no CR precedes).
+    breaks: VecDeque<(u64, bool)>,
+    /// The last byte read was a CR (an LF first in the next read continues its break).
+    after_cr: bool,
+    /// 1 + the breaks passed so far.
     line: u64,
 }
 
 impl<R> HashingReader<R> {
     fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), bytes: 0, newlines: VecDeque::new(), line: 1 }
+        HashingReader { inner, hasher: Sha256::new(), bytes: 0, breaks: VecDeque::new(), after_cr: false, line: 1 }
     }
 
     /// The sha256 and size of everything read.
@@ -142,32 +146,39 @@ impl<R> HashingReader<R> {
         (format!("{:x}", self.hasher.finalize()), self.bytes)
     }
 
-    /// The 1-based line on which a record starts, given the parser's position just after the
-    /// record (`end`) and the newlines inside the record's fields. Asked in file order.
-    ///
-    /// The csv crate's own record positions point where the parser resumed reading: before
-    /// skipped blank lines, and on the `\n` of a CRLF. Counting back from the record's end
-    /// avoids both.
-    fn record_start_line(&mut self, end: u64, newlines_inside: u64) -> u64 {
-        let mut last_popped = None;
-        while self.newlines.front().is_some_and(|&o| o < end) {
-            last_popped = self.newlines.pop_front();
-            self.line += 1;
+    /// The 1-based line on which the record starts that the parser read from byte `resume`
+    /// on: one more than the line breaks before its first byte. Line-break bytes right at
+    /// `resume` are the rest of the previous record's CRLF or skipped blank lines, not the
+    /// record. Asked in file order.
+    fn line_from(&mut self, resume: u64) -> u64 {
+        let mut start = resume;
+        while let Some(&(offset, begins)) = self.breaks.front() {
+            if offset > start {
+                break;
+            }
+            if offset == start {
+                start += 1;
+            }
+            self.breaks.pop_front();
+            self.line += u64::from(begins);
         }
-        // With an LF terminator the parser has consumed it; with CRLF it stops after the `\r`;
-        // at the end of a file without a final newline there is none.
-        let terminator_counted = end > 0 && last_popped == Some(end - 1);
-        let last_line = if terminator_counted { self.line - 1 } else { self.line };
-        last_line.saturating_sub(newlines_inside).max(1)
+        self.line
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            self.newlines.push_back(self.bytes + i as u64);
+        let read = &buf[..n];
+        self.hasher.update(read);
+        for (i, &b) in read.iter().enumerate() {
+            if b == b'\r' || b == b'\n' {
+                let after_cr = if i == 0 { self.after_cr } else { read[i - 1] == b'\r' };
+                self.breaks.push_back((self.bytes + i as u64, b == b'\r' || !after_cr));
+            }
+        }
+        if let Some(&last) = read.last() {
+            self.after_cr = last == b'\r';
         }
         self.bytes += n as u64;
         Ok(n)
@@ -186,7 +197,7 @@ fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::
     let mut seen = HashSet::new();
     for h in header {
         if !seen.insert(h.as_str()) {
-            return Err(HeaderProblem::DuplicateColumn(h.clone()));
+            return Err(HeaderProblem::DuplicateColumn(crate::data::report::echo(h)));
         }
     }
     for c in &schema.columns {

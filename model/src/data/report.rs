@@ -87,6 +87,18 @@ pub struct ClassBalance {
     pub positive_rate: f64,
 }
 
+/// Longest value echoed in an error, in characters.
+pub const ECHO_CHARS: usize = 200;
+
+/// `value` as errors echo it: whole when short, else its first [`ECHO_CHARS`] characters and
+/// its length, so that a megabyte of garbage in a cell does not flood a terminal or a report.
+pub fn echo(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => value.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &value[..cut], value.len()),
+    }
+}
+
 /// Broken values as they are found: exact counts per column and rule, the first
 /// [`MAX_KEPT_ERRORS`] located. Validation and scoring both count through it.
 #[derive(Debug, Clone, Default, PartialEq)]

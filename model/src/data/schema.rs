@@ -467,7 +467,7 @@ impl Column {
                 file: String::new(),
                 line: 0,
                 column: self.name.clone(),
-                value: raw.to_string(),
+                value: crate::data::report::echo(raw),
                 rule,
                 detail,
             })

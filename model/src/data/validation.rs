@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::data::dataset::{ColumnValues, Dataset};
 use crate::data::reader::CsvSource;
 pub use crate::data::reader::LabelPolicy;
-use crate::data::report::{ClassBalance, ColumnSummary, DataError, ErrorTally, Rule, ValidationReport};
+use crate::data::report::{echo, ClassBalance, ColumnSummary, DataError, ErrorTally, Rule, ValidationReport};
 use crate::data::rowhash::RowHasher;
 use crate::data::schema::{ColumnKind, Parsed, Schema};
 use crate::error::{Error, Result};
@@ -113,7 +113,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             label: matches!(column.kind, ColumnKind::Label { .. }),
         });
     }
-    let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).cloned().collect();
+    let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).map(|h| echo(h)).collect();
 
     let mut tally = ErrorTally::default();
     let mut lines: Vec<u64> = Vec::new();
@@ -149,7 +149,8 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             }
             return Ok(());
         }
-        let mut row_ok = true;
+        // Errors of this row, by field, pushed in the file's column order at the row's end.
+        let mut row_errors: Vec<(usize, DataError)> = Vec::new();
         let mut key = RowHasher::default();
         for state in states.iter_mut() {
             if state.label {
@@ -167,24 +168,24 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
                         record_value(state, value);
                         None
                     }
-                    Err((rule, detail)) => Some((rule, detail, text.to_string())),
+                    Err((rule, detail)) => Some((rule, detail, echo(text))),
                 },
-                Err(_) => {
-                    Some((Rule::Utf8, "the file must be UTF-8".to_string(), String::from_utf8_lossy(raw).into_owned()))
-                }
+                Err(_) => Some((Rule::Utf8, "the file must be UTF-8".to_string(), echo(&String::from_utf8_lossy(raw)))),
             };
             if let Some((rule, detail, value)) = failed {
-                row_ok = false;
                 if rule == Rule::Missing {
                     state.summary.missing += 1;
                 }
-                tally.push(DataError { file: name.clone(), line, column: column.name.clone(), value, rule, detail });
+                let error = DataError { file: name.clone(), line, column: column.name.clone(), value, rule, detail };
+                row_errors.push((state.field, error));
                 push_placeholder(state);
             }
         }
         row_keys.push(key.finish());
-        if !row_ok {
+        if !row_errors.is_empty() {
             tally.rows_with_errors += 1;
+            row_errors.sort_by_key(|(field, _)| *field);
+            row_errors.into_iter().for_each(|(_, e)| tally.push(e));
         }
         Ok(())
     })?;

@@ -144,6 +144,33 @@ impl Reference {
         Reference { features }
     }
 
+    /// Checks that every numeric reference has one share more than it has edges, edges that are
+    /// numbers in increasing order, and shares in [0, 1].
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for reference in &self.features {
+            let (column, shares): (&str, Vec<f64>) = match reference {
+                FeatureReference::Numeric { column, edges, shares } => {
+                    if shares.len() != edges.len() + 1 || edges.iter().any(|e| e.is_nan()) {
+                        return Err(format!(
+                            "the drift reference of `{column}` has {} edges and {} shares",
+                            edges.len(),
+                            shares.len()
+                        ));
+                    }
+                    if edges.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(format!("the drift reference of `{column}` has edges out of order"));
+                    }
+                    (column, shares.clone())
+                }
+                FeatureReference::Levels { column, shares } => (column, shares.values().copied().collect()),
+            };
+            if shares.iter().any(|s| !(0.0..=1.0).contains(s)) {
+                return Err(format!("the drift reference of `{column}` has a share outside [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+
     /// Drift of each feature of `data` (same schema) against this reference.
     pub fn compare(&self, data: &Dataset, thresholds: &DriftThresholds) -> Vec<FeatureDrift> {
         let mut out = Vec::new();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::{ColumnValues, Dataset};
 use crate::data::record::Record;
-use crate::data::schema::{same, ColumnKind, Parsed, Transform};
+use crate::data::schema::{same, ColumnKind, Parsed, Schema, Transform};
 use crate::error::{Error, Result};
 
 /// How one input column becomes one or more model inputs.
@@ -149,6 +149,34 @@ impl Preprocessor {
             encoders.push(encoder);
         }
         Ok(Preprocessor { encoders })
+    }
+
+    /// Checks the encoders against the schema they read: each a feature column of the kind it
+    /// encodes, none twice, numbers finite and scales positive, levels sorted and distinct.
+    pub fn check(&self, schema: &Schema) -> std::result::Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.encoders {
+            let name = e.column();
+            let column = schema
+                .feature_columns()
+                .find(|c| c.name == name)
+                .ok_or_else(|| format!("an encoder reads `{name}`, which is not a feature column of the schema"))?;
+            if !e.accepts(&column.kind) || !seen.insert(name) {
+                return Err(format!("the encoder of `{name}` does not match its column, or is there twice"));
+            }
+            match e {
+                Encoder::Standardise { mean, scale, .. }
+                    if !(mean.is_finite() && scale.is_finite() && *scale > 0.0) =>
+                {
+                    return Err(format!("`{name}` is standardised with mean {mean} and scale {scale}"));
+                }
+                Encoder::OneHot { levels, .. } if levels.windows(2).any(|w| w[0] >= w[1]) => {
+                    return Err(format!("the levels of `{name}` are not sorted and distinct"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Number of model inputs.

@@ -107,6 +107,17 @@ impl<'a> Fit<ArrayView2<'a, f64>, ArrayView1<'a, bool>, Error> for ValidLogistic
 }
 
 impl Logistic {
+    /// Checks that there is one finite weight per input and a finite intercept.
+    pub fn check(&self, n_inputs: usize) -> std::result::Result<(), String> {
+        if self.weights.len() != n_inputs {
+            return Err(format!("{} weights for {n_inputs} inputs", self.weights.len()));
+        }
+        if let Some(w) = self.weights.iter().chain([&self.intercept]).find(|w| !w.is_finite()) {
+            return Err(format!("a weight is {w}"));
+        }
+        Ok(())
+    }
+
     /// Positive-class probability of one row of inputs.
     pub fn probability(&self, x: &[f64]) -> f64 {
         sigmoid(self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + self.intercept)

@@ -56,6 +56,17 @@ impl FittedModel {
         Scorer { model: self, forest }
     }
 
+    /// Checks the model's structure against the number of inputs its encoders write.
+    pub fn check(&self, n_inputs: usize) -> std::result::Result<(), String> {
+        match self {
+            FittedModel::GradientBoosting(b) if b.n_inputs != n_inputs => {
+                Err(format!("the trees read {} inputs, the encoders write {n_inputs}", b.n_inputs))
+            }
+            FittedModel::GradientBoosting(b) => b.check(),
+            FittedModel::LogisticRegression(l) => l.check(n_inputs),
+        }
+    }
+
     /// The model's family.
     pub fn family(&self) -> Family {
         match self {

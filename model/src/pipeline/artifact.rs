@@ -141,7 +141,29 @@ impl Artifact {
         if actual != envelope.sha256 {
             return Err(Error::ArtifactChecksum { path: path.to_path_buf(), recorded: envelope.sha256, actual });
         }
-        serde_json::from_str(envelope.artifact.get()).map_err(|e| corrupt(e.to_string()))
+        let artifact: Artifact = serde_json::from_str(envelope.artifact.get()).map_err(|e| corrupt(e.to_string()))?;
+        artifact.check().map_err(corrupt)?;
+        Ok(artifact)
+    }
+
+    /// Checks what a checksum cannot: that the content is a model this build can run (an
+    /// artifact edited by hand and sealed again may hold a tree that loops, weights of the wrong
+    /// length, a schema without a label).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        self.schema.check().map_err(|p| format!("schema: {p}"))?;
+        self.preprocessing.check(&self.schema)?;
+        self.model.check(self.preprocessing.width())?;
+        self.reference.check()?;
+        let t = self.threshold.value;
+        if !(0.0..=1.0).contains(&t) {
+            return Err(format!("the threshold {t} is not a probability"));
+        }
+        if let StagingSpec::Holdout { fraction, .. } = self.staging {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(format!("the staging fraction {fraction} is not strictly between 0 and 1"));
+            }
+        }
+        Ok(())
     }
 
     /// Parses `(column, value)` pairs into a record with this model's schema.

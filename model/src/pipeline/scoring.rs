@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use crate::data::reader::{CsvSource, LabelPolicy};
-use crate::data::report::{DataError, ErrorTally, Rule, ValidationReport};
+use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
 use crate::data::schema::{Column, ColumnKind, Parsed};
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
@@ -100,14 +100,14 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
                 None => std::str::from_utf8(raw),
             };
             let Ok(text) = text else {
-                let value = String::from_utf8_lossy(raw).into_owned();
+                let value = echo(&String::from_utf8_lossy(raw));
                 fail(&mut out, &column.name, value, Rule::Utf8, "the file must be UTF-8".into());
                 continue;
             };
             let value = match column.check(text) {
                 Ok(value) => value,
                 Err((rule, detail)) => {
-                    fail(&mut out, &column.name, text.to_string(), rule, detail);
+                    fail(&mut out, &column.name, echo(text), rule, detail);
                     continue;
                 }
             };
@@ -155,8 +155,10 @@ pub fn score_csv<R: Read, W: Write + Send>(
     let path = || std::path::PathBuf::from(name);
     let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
     let header = source.header().to_vec();
-    let checked: Vec<(&Column, usize)> =
+    let mut checked: Vec<(&Column, usize)> =
         schema.columns.iter().filter_map(|c| header.iter().position(|h| *h == c.name).map(|i| (c, i))).collect();
+    // Checked in the file's column order, so that a row's errors come in that order.
+    checked.sort_by_key(|&(_, field)| field);
     let mut encoders: Vec<Option<Input>> = checked.iter().map(|_| None).collect();
     let mut offset = 0;
     for encoder in &artifact.preprocessing.encoders {
@@ -278,7 +280,7 @@ pub fn score_csv<R: Read, W: Write + Send>(
             counts: totals.tally.rule_counts(),
             errors: totals.tally.errors,
             columns: Vec::new(),
-            unused_columns: header.iter().filter(|h| schema.column(h).is_none()).cloned().collect(),
+            unused_columns: header.iter().filter(|h| schema.column(h).is_none()).map(|h| echo(h)).collect(),
             duplicate_rows: 0,
             class_balance: None,
         })));

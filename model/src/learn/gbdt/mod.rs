@@ -198,6 +198,62 @@ impl Booster {
     }
 }
 
+impl Tree {
+    /// Checks that the tree is one a fit could have made: parallel arrays of one length, every
+    /// split on an input below `n_inputs` with a threshold that is a number, and both children
+    /// after their parent (so that every walk from the root ends at a leaf), leaf values finite.
+    pub fn check(&self, n_inputs: usize) -> std::result::Result<(), String> {
+        let n = self.feature.len();
+        if n == 0 || self.value.len() != n || self.left.len() != n || self.right.len() != n {
+            return Err(format!(
+                "a tree's arrays differ in length (feature {n}, value {}, left {}, right {}) or are empty",
+                self.value.len(),
+                self.left.len(),
+                self.right.len()
+            ));
+        }
+        for node in 0..n {
+            let value = self.value[node];
+            match usize::try_from(self.feature[node]) {
+                Err(_) if self.feature[node] == -1 => {
+                    if !value.is_finite() {
+                        return Err(format!("leaf {node} has the value {value}"));
+                    }
+                }
+                Err(_) => return Err(format!("node {node} tests input {}", self.feature[node])),
+                Ok(f) if f >= n_inputs => {
+                    return Err(format!("node {node} tests input {f}, the model has {n_inputs}"));
+                }
+                Ok(_) => {
+                    if value.is_nan() {
+                        return Err(format!("node {node} splits at NaN"));
+                    }
+                    for child in [self.left[node], self.right[node]] {
+                        let child = child as usize;
+                        if child <= node || child >= n {
+                            return Err(format!("node {node} has the child {child}, outside {}..{n}", node + 1));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Booster {
+    /// Checks every tree (see [`Tree::check`]) and the base score.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !self.base_score.is_finite() {
+            return Err(format!("the base score is {}", self.base_score));
+        }
+        for (i, tree) in self.trees.iter().enumerate() {
+            tree.check(self.n_inputs).map_err(|m| format!("tree {i}: {m}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for Booster {
     /// Positive-class probabilities of the rows of `x`, through the compiled forest when the
     /// ensemble compiles (the same bits as the tree walk).
