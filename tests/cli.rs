@@ -186,3 +186,58 @@ fn predict_streams_many_blocks_in_order_and_refuses_a_bad_row_without_output() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn predict_writes_through_a_symlink_and_refuses_what_is_not_a_file() {
+    let dir = project(&small_csv(200));
+    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    let predict = |out: &str| {
+        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", out], &[])
+    };
+    std::fs::create_dir(dir.path().join("results")).unwrap();
+    std::fs::write(dir.path().join("results/p.csv"), "old\n").unwrap();
+    std::os::unix::fs::symlink("results/p.csv", dir.path().join("latest.csv")).unwrap();
+    // A run killed earlier left its temporary file: the next run removes it.
+    std::fs::write(dir.path().join("results/.p.csv.999999.tmp"), "half").unwrap();
+    let out = predict("latest.csv");
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(std::fs::symlink_metadata(dir.path().join("latest.csv")).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(dir.path().join("results/p.csv")).unwrap().starts_with("probability,prediction\n"));
+    assert_eq!(std::fs::read_dir(dir.path().join("results")).unwrap().count(), 1, "no temporary is left");
+
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (target, kind) in [("results", "directory"), ("fifo", "FIFO")] {
+        let out = predict(target);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(target) && stderr.contains(kind), "{stderr}");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still a FIFO");
+}
+
+#[test]
+fn predict_refuses_a_resealed_artifact_with_a_looping_tree() {
+    let dir = project(&small_csv(200));
+    let config = SMALL_CONFIG.replace("family = \"logistic_regression\"", "family = \"gradient_boosting\"");
+    std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
+    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    let path = dir.path().join("out/model.json");
+    let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let tree = &mut file["artifact"]["model"]["trees"][0];
+    assert!(tree["feature"][0].as_i64().unwrap() >= 0, "the first tree splits at its root");
+    tree["left"][0] = serde_json::json!(0);
+    let body = serde_json::to_string(&file["artifact"]).unwrap();
+    use sha2::Digest;
+    let sum = format!("{:x}", sha2::Sha256::digest(body.as_bytes()));
+    std::fs::write(&path, format!("{{\"format_version\":1,\"sha256\":\"{sum}\",\"artifact\":{body}}}\n")).unwrap();
+    let out =
+        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a readable model artifact") && stderr.contains("node 0"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("p.csv")), "{left:?}");
+}

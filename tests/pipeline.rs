@@ -423,3 +423,36 @@ fn november_drift_is_named_in_the_monitoring_report() {
     }
     assert!(report.contains("| `Month` | jensen_shannon |"), "{report}");
 }
+
+#[test]
+fn a_held_lock_is_waited_on_with_a_message_and_a_timeout() {
+    let p = Project::new();
+    let (code, out) = p.candidate("pipeline.toml", "c1");
+    assert_eq!(code, Some(0), "{out}");
+    let lock = std::fs::File::options().write(true).open(p.path().join("registry/.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = xtask(p.path(), &["deploy"], &[("MLGATE_LOCK_TIMEOUT_SECS", "0.5")]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("waiting for the registry lock"), "{stderr}");
+    assert!(stderr.contains("deploy failed") && stderr.contains("held the registry's lock"), "{stderr}");
+    assert!(!stderr.contains("refused"), "{stderr}");
+    drop(lock);
+    let (code, o, e) = p.run(&["deploy"]);
+    assert_eq!(code, Some(0), "{o}\n{e}");
+}
+
+#[test]
+fn acceptance_that_registered_but_cannot_write_its_report_says_what_was_committed() {
+    let p = Project::new();
+    let (code, o, e) = p.run(&["build", "--out", "c1"]);
+    assert_eq!(code, Some(0), "{o}\n{e}");
+    // `--out` names a file: the folder for metrics.json cannot be made.
+    std::fs::write(p.path().join("taken"), "a file").unwrap();
+    let (code, o, e) = p.run(&["acceptance", "--model", "c1/model.json", "--out", "taken"]);
+    assert_eq!(code, Some(2), "{o}\n{e}");
+    assert!(e.contains("IS registered as v1 (staging, verdict passed)"), "{e}");
+    let registry = Registry::open(p.path().join("registry"));
+    assert_eq!(registry.alias("staging").unwrap().as_deref(), Some("v1"));
+    assert!(registry.read_file("v1", "metrics.json").is_ok());
+}

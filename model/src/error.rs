@@ -177,6 +177,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// Another writer held the registry's lock for longer than the timeout.
+    #[error("{}: another writer has held the registry's lock for {seconds} s; is a job stuck? (the lock is released when its process ends)", path.display())]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this writer waited.
+        seconds: f64,
+    },
     /// Deploy found no staged version.
     #[error("nothing to deploy: no version is staged; run acceptance first")]
     NothingStaged,

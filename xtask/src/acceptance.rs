@@ -102,9 +102,18 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         )
         .with_context(|| format!("cannot register the candidate in {}", registry.root().display()))?;
     record.version = Some(version.clone());
-    output::write(&args.out.join("metrics.json"), &json_bytes(&record))?;
     let report = model::render::report::acceptance_markdown(&record);
-    output::write(&args.out.join("report.md"), report.as_bytes())?;
+    output::write(&args.out.join("metrics.json"), &json_bytes(&record))
+        .and_then(|()| output::write(&args.out.join("report.md"), report.as_bytes()))
+        .with_context(|| {
+            format!(
+                "the candidate IS registered as {version} (staging, verdict {}) in {}, with its metrics.json and \
+                 report.md in the registry; only the copies in {} are missing",
+                if passed { "passed" } else { "failed" },
+                registry.root().display(),
+                args.out.display()
+            )
+        })?;
 
     let m = &record.candidate;
     println!("candidate {} registered as {version} (staging) in {}", record.model, registry.root().display());

@@ -122,7 +122,21 @@ impl RegistryArgs {
 /// The registry: the flag as given, else the configuration's `[registry] path` taken from
 /// the configuration file's folder.
 pub fn registry(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> Registry {
+    let timeout = std::env::var("MLGATE_LOCK_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(model::lifecycle::registry::LOCK_TIMEOUT, std::time::Duration::from_secs_f64);
     Registry::open(flag.unwrap_or_else(|| relative_to_config(&config.registry.path, config_path)))
+        .with_notices(|notice| eprintln!("note: {notice}"))
+        .with_lock_timeout(timeout)
+}
+
+/// `error` with the context that says what an operation of the registry did not do: "refused"
+/// for a refusal (nothing was changed, by decision), "failed" for anything else.
+pub fn registry_failure(error: model::Error, operation: &str) -> anyhow::Error {
+    let context = if error.is_refusal() { format!("{operation} refused") } else { format!("{operation} failed") };
+    anyhow::Error::new(error).context(context)
 }
 
 /// A path from a configuration file, taken from that file's folder when relative.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::context::{actor, RegistryArgs};
+use crate::context::{actor, registry_failure, RegistryArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,7 +54,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         }
     }
     let force = if args.force { args.reason.as_deref() } else { None };
-    let promotion = registry.promote(force, &actor(sh)).context("deploy refused")?;
+    let promotion = registry.promote(force, &actor(sh)).map_err(|e| registry_failure(e, "deploy"))?;
     if !promotion.changed {
         println!("{} is already in production; nothing to deploy", promotion.deployed);
     } else {

@@ -95,21 +95,31 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let data_file = args.data.display().to_string();
     let report =
         model::render::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
-    output::write(&args.out.join("report.md"), report.as_bytes())?;
-    output::write_json(
-        &args.out.join("monitor.json"),
-        &MonitorRecord {
-            schema_version: 1,
-            model: &artifact.name,
-            version: &version,
-            data_file,
-            data_sha256: &data.report.sha256,
-            outcome: &outcome,
-            consecutive_breaches: breaches,
-            failure_limit: config.monitor.failure_limit,
-            rolled_back_to: rolled_back_to.clone(),
-        },
-    )?;
+    let record = MonitorRecord {
+        schema_version: 1,
+        model: &artifact.name,
+        version: &version,
+        data_file,
+        data_sha256: &data.report.sha256,
+        outcome: &outcome,
+        consecutive_breaches: breaches,
+        failure_limit: config.monitor.failure_limit,
+        rolled_back_to: rolled_back_to.clone(),
+    };
+    output::write(&args.out.join("report.md"), report.as_bytes())
+        .and_then(|()| output::write_json(&args.out.join("monitor.json"), &record))
+        .with_context(|| {
+            let rolled = match &rolled_back_to {
+                Some(to) => format!(" and production WAS rolled back from {version} to {to}"),
+                None => String::new(),
+            };
+            format!(
+                "the monitoring run IS recorded in {} ({}, {breaches} consecutive breach(es)){rolled}; only its report in {} is missing",
+                registry.root().display(),
+                if outcome.breach { "breach" } else { "healthy" },
+                args.out.display()
+            )
+        })?;
     let m = &outcome.metrics;
     println!(
         "production {version} on {} rows: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}",

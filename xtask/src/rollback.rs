@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
-use crate::context::{actor, RegistryArgs};
+use crate::context::{actor, registry_failure, RegistryArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +21,8 @@ pub struct Args {
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, registry) = args.pipeline.open()?;
-    let (from, to) = registry.rollback(args.to.as_deref(), &args.reason, &actor(sh)).context("rollback refused")?;
+    let (from, to) =
+        registry.rollback(args.to.as_deref(), &args.reason, &actor(sh)).map_err(|e| registry_failure(e, "rollback"))?;
     println!("rolled back production from {from} to {to}");
     Ok(ExitCode::SUCCESS)
 }

@@ -149,7 +149,15 @@ pub struct Promotion {
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+    /// How long a writer waits for another writer's lock.
+    lock_timeout: std::time::Duration,
+    /// Where the registry says what a caller should know but that is no error (the library
+    /// prints nothing itself): a wait for the lock, a history line left for the next writer.
+    notice: fn(&str),
 }
+
+/// How long a writer waits for the lock by default.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The exclusive lock of a registry, released when dropped (or when the process dies).
 pub struct Lock {
@@ -163,7 +171,17 @@ fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
 impl Registry {
     /// A registry at `root` (created on first write).
     pub fn open(root: impl Into<PathBuf>) -> Registry {
-        Registry { root: root.into() }
+        Registry { root: root.into(), lock_timeout: LOCK_TIMEOUT, notice: |_| {} }
+    }
+
+    /// The same registry, telling `notice` what a caller should know (see [`Registry`]).
+    pub fn with_notices(self, notice: fn(&str)) -> Registry {
+        Registry { notice, ..self }
+    }
+
+    /// The same registry, waiting at most `timeout` for another writer's lock.
+    pub fn with_lock_timeout(self, timeout: std::time::Duration) -> Registry {
+        Registry { lock_timeout: timeout, ..self }
     }
 
     /// The registry folder.
@@ -190,8 +208,27 @@ impl Registry {
         let path = self.root.join(".lock");
         let file =
             OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        file.lock().map_err(|e| Error::io(&path, e))?;
-        Ok(Lock { _file: file })
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+            }
+            if started.elapsed() >= self.lock_timeout {
+                return Err(Error::LockTimeout { path, seconds: self.lock_timeout.as_secs_f64() });
+            }
+            if !told {
+                (self.notice)(&format!(
+                    "waiting for the registry lock {}: another writer holds it (at most {} s)",
+                    path.display(),
+                    self.lock_timeout.as_secs_f64()
+                ));
+                told = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// The current state (empty for a new registry).
@@ -309,7 +346,15 @@ impl Registry {
         pause("state");
         crate::atomic::write(&self.state_path(), &bytes)?;
         pause("history");
-        self.append(&event)?;
+        // The state is the source of truth and already holds the event: the change is made.
+        // A history line that cannot be appended (a full disk) is appended by the next writer.
+        if let Err(e) = self.append(&event) {
+            (self.notice)(&format!(
+                "{} {} is committed in state.json, but its history line could not be appended ({e}); the next change appends it",
+                event.action,
+                event.to.as_deref().unwrap_or("")
+            ));
+        }
         Ok(event)
     }
 
