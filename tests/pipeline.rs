@@ -456,3 +456,59 @@ fn acceptance_that_registered_but_cannot_write_its_report_says_what_was_committe
     assert_eq!(registry.alias("staging").unwrap().as_deref(), Some("v1"));
     assert!(registry.read_file("v1", "metrics.json").is_ok());
 }
+
+#[test]
+fn hand_damage_is_named_and_refused_and_a_torn_history_line_is_healed() {
+    let p = Project::new();
+    let (code, out) = p.candidate("pipeline.toml", "c1");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, o, e) = p.run(&["deploy"]);
+    assert_eq!(code, Some(0), "{o}\n{e}");
+    let reg = p.path().join("registry");
+
+    // A torn last line (a crash mid-append): readers skip it, the next writer cuts it off.
+    let history = reg.join("history.jsonl");
+    let whole = std::fs::read(&history).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(b"{\"seq\":3,\"action\":\"prom");
+    std::fs::write(&history, &torn).unwrap();
+    let (code, o, e) = p.run(&["registry", "--check"]);
+    assert_eq!(code, Some(0), "a torn line is not damage: {o}\n{e}");
+    let (code, o, e) = p.run(&["rollback", "--to", "v1"]);
+    assert_eq!(code, Some(1), "v1 is production already: refused, {o}\n{e}");
+    let (code, out) = p.candidate("seed43.toml", "c2");
+    assert_eq!(code, Some(0), "{out}");
+    let lines = std::fs::read_to_string(&history).unwrap();
+    assert!(lines.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{lines}");
+
+    // A copy of a version under another spelling of its number.
+    let copy = reg.join("versions/v01");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(reg.join("versions/v1/model.json"), copy.join("model.json")).unwrap();
+    let (code, o, e) = p.run(&["deploy"]);
+    assert_eq!(code, Some(2), "{o}\n{e}");
+    assert!(e.contains("versions/v01") && e.contains("move it out of versions/"), "{e}");
+    let (code, o, _) = p.run(&["registry", "--check"]);
+    assert_eq!(code, Some(1));
+    assert!(o.contains("v01"), "{o}");
+    std::fs::remove_dir_all(&copy).unwrap();
+
+    // A deleted version folder the history names: refused, and its number never reused.
+    let v2 = reg.join("versions/v2");
+    let kept = p.path().join("v2-backup");
+    std::fs::rename(&v2, &kept).unwrap();
+    let (code, o, e) = p.run(&["acceptance", "--model", "c1/model.json", "--out", "c1/acc2"]);
+    assert_eq!(code, Some(2), "{o}\n{e}");
+    assert!(e.contains("versions/v2 is named by the history but missing"), "{e}");
+    assert!(!v2.exists());
+    std::fs::rename(&kept, &v2).unwrap();
+
+    // A deleted state.json beside a history.
+    std::fs::rename(reg.join("state.json"), p.path().join("state-backup.json")).unwrap();
+    let (code, o, e) = p.run(&["deploy"]);
+    assert_eq!(code, Some(2), "{o}\n{e}");
+    assert!(e.contains("state.json is missing but history.jsonl holds"), "{e}");
+    std::fs::rename(p.path().join("state-backup.json"), reg.join("state.json")).unwrap();
+    let (code, o, e) = p.run(&["registry", "--check"]);
+    assert_eq!(code, Some(0), "repaired: {o}\n{e}");
+}

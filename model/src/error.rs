@@ -185,6 +185,14 @@ pub enum Error {
         /// How long this writer waited.
         seconds: f64,
     },
+    /// The registry was damaged by hand in a way no writer leaves it; nothing is written.
+    #[error("registry {}: {problem}; `cargo xtask registry --check` lists every problem", root.display())]
+    RegistryDamaged {
+        /// The registry.
+        root: PathBuf,
+        /// What is broken and how to repair it.
+        problem: String,
+    },
     /// Deploy found no staged version.
     #[error("nothing to deploy: no version is staged; run acceptance first")]
     NothingStaged,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use crate::context::RegistryArgs;
@@ -28,7 +28,8 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         for p in &problems {
             println!("problem: {p}");
         }
-        bail!("{}: {} problem(s)", registry.root().display(), problems.len());
+        eprintln!("{}: {} problem(s)", registry.root().display(), problems.len());
+        return Ok(ExitCode::from(1));
     }
     let state = registry.state()?;
     println!("registry {}", registry.root().display());

@@ -252,18 +252,84 @@ impl Registry {
         Ok(events)
     }
 
+    /// The history's complete lines. A last line without its newline is a torn append (a crash
+    /// or a full disk mid-write): left out here, cut off by the next writer.
     fn written_history(&self) -> Result<Vec<Event>> {
         let path = self.history_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| corrupt(&path, e))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
             .map(|(i, l)| serde_json::from_str(l).map_err(|e| corrupt(&path, format!("line {}: {e}", i + 1))))
             .collect()
+    }
+
+    /// Cuts a torn last line off the history (see [`Registry::written_history`]).
+    fn heal_history(&self) -> Result<()> {
+        let path = self.history_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            let file = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            file.set_len(whole as u64).and_then(|()| file.sync_all()).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// What a hand has broken that no writer could have: a missing `state.json` beside a
+    /// history, a version the history names that is gone, a folder in `versions/` that is not
+    /// a version's name. Each says how to repair it; writers refuse to work on such a registry.
+    pub fn damage(&self) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let history = self.written_history()?;
+        if !self.state_path().exists() && !history.is_empty() {
+            found.push(format!(
+                "{} is missing but history.jsonl holds {} events: restore state.json from a copy of the \
+                 registry (a folder registry is plain files), or move the registry aside and start anew",
+                self.state_path().display(),
+                history.len()
+            ));
+        }
+        let dir = self.root.join("versions");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
+                let canonical = name.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()).map(|n| format!("v{n}"));
+                if canonical.as_deref() != Some(name.as_str()) {
+                    found.push(format!(
+                        "{}: not a version folder this registry writes (v1, v2, …): move it out of versions/",
+                        dir.join(&name).display()
+                    ));
+                }
+            }
+        }
+        let mut named: Vec<&str> =
+            history.iter().flat_map(|e| [e.from.as_deref(), e.to.as_deref()]).flatten().collect();
+        named.sort_unstable();
+        named.dedup();
+        for v in named {
+            if !self.version_dir(v).join("model.json").is_file() {
+                found.push(format!(
+                    "{} is named by the history but missing: restore the folder from a copy of the registry \
+                     (its number is never given to another version)",
+                    self.version_dir(v).display()
+                ));
+            }
+        }
+        Ok(found)
     }
 
     /// The version an alias points to.
@@ -308,6 +374,10 @@ impl Registry {
     /// Finishes what a killed writer left: appends an event that reached the state but not the
     /// history, removes half-written version folders. Call with the lock held.
     fn recover(&self, _lock: &Lock) -> Result<State> {
+        if let Some(problem) = self.damage()?.into_iter().next() {
+            return Err(Error::RegistryDamaged { root: self.root.clone(), problem });
+        }
+        self.heal_history()?;
         let state = self.state()?;
         if let Some(last) = &state.last_event {
             let written = self.written_history()?;
@@ -389,7 +459,16 @@ impl Registry {
                 v
             }
             None => {
-                let next = self.versions()?.iter().filter_map(|v| v[1..].parse::<u64>().ok()).max().unwrap_or(0) + 1;
+                // Past every number a folder or the history holds: a number is never given twice.
+                let named = self.written_history()?.into_iter().flat_map(|e| [e.from, e.to]).flatten();
+                let next = self
+                    .versions()?
+                    .into_iter()
+                    .chain(named)
+                    .filter_map(|v| v.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()))
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
                 let version = format!("v{next}");
                 let mut all = files(&version);
                 all.push(("model.json".into(), artifact_bytes.to_vec()));
@@ -531,7 +610,7 @@ impl Registry {
     /// Lists what is inconsistent (empty when all is well): aliases pointing at missing or
     /// unreadable versions, a history out of sequence or disagreeing with the state.
     pub fn check(&self) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
+        let mut problems = self.damage()?;
         let state = self.state()?;
         for (alias, v) in &state.aliases {
             if let Err(e) = self.artifact(v) {
