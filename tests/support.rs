@@ -26,50 +26,7 @@ pub fn shared_train_csv() -> Option<PathBuf> {
 }
 
 /// A configuration with one column of each kind, for small hand-written files.
-pub const SMALL_CONFIG: &str = r#"
-name = "small"
-
-[data]
-path = "small.csv"
-
-[schema]
-[[schema.columns]]
-name = "id"
-kind = "ignore"
-
-[[schema.columns]]
-name = "amount"
-kind = "numeric"
-min = 0
-max = 1000
-
-[[schema.columns]]
-name = "visits"
-kind = "integer"
-min = 0
-
-[[schema.columns]]
-name = "region"
-kind = "categorical"
-levels = ["north", "south"]
-
-[[schema.columns]]
-name = "member"
-kind = "boolean"
-
-[[schema.columns]]
-name = "bought"
-kind = "label"
-positive = "yes"
-negative = "no"
-
-[split]
-seed = 1
-validation_fraction = 0.25
-
-[model]
-family = "logistic_regression"
-"#;
+pub const SMALL_CONFIG: &str = include_str!("data/small.toml");
 
 /// The parsed small configuration.
 pub fn small_config() -> PipelineConfig {
