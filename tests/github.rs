@@ -297,3 +297,24 @@ fn the_alert_issue_is_opened_once_then_updated() {
     assert!(issues[0]["body"].as_str().unwrap().contains("## ❌ Breach"));
     assert_eq!(issues[0]["labels"][0]["name"], "mlgate-alert");
 }
+
+#[test]
+fn a_token_echoed_in_an_answer_reaches_neither_stdout_nor_the_step_outputs() {
+    let api = FakeGitHub::start("");
+    // The comment is created, and the answer's html_url echoes the token.
+    api.fail_next(Failure {
+        method: "POST",
+        path_contains: "/comments",
+        status: 201,
+        headers: vec![],
+        body: r#"{"id":1,"html_url":"https://github.test/o/r/pull/7#issuecomment-1?access_token=installation-token"}"#
+            .into(),
+        perform: true,
+    });
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for text in [&run.stdout, &run.stderr, &run.summary, &run.outputs] {
+        assert!(!text.contains("installation-token"), "the token leaked: {text}");
+    }
+    assert!(run.outputs.contains("access_token=***"), "{}", run.outputs);
+}

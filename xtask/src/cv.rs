@@ -18,7 +18,7 @@ use crate::output;
 pub struct Args {
     #[command(flatten)]
     input: DataArgs,
-    /// Number of folds.
+    /// Number of folds (2 to 100).
     #[arg(long, default_value_t = 5)]
     folds: usize,
     /// Seed of the fold assignment.

@@ -14,8 +14,8 @@ pub struct Args {
     /// Where to write.
     #[arg(long, default_value = "data/customers.csv")]
     out: PathBuf,
-    /// Rows to draw.
-    #[arg(long, default_value_t = DEFAULT_ROWS)]
+    /// Rows to draw (1 to 10,000,000: the file is built in memory).
+    #[arg(long, default_value_t = DEFAULT_ROWS, value_parser = parse_rows)]
     rows: usize,
     /// Seed of the draw.
     #[arg(long, default_value_t = DEFAULT_SEED)]
@@ -39,4 +39,14 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         println!("wrote {} rows to {} (seed {})", args.rows, args.out.display(), args.seed);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A row count in 1..=10,000,000.
+fn parse_rows(value: &str) -> std::result::Result<usize, String> {
+    let rows: usize = value.parse().map_err(|e| format!("{e}"))?;
+    if (1..=10_000_000).contains(&rows) {
+        Ok(rows)
+    } else {
+        Err(format!("{rows} is not in 1..=10000000"))
+    }
 }

@@ -109,7 +109,8 @@ impl GitHub {
         Ok(GitHub { crab, runtime, repository, token: token.to_string(), base_backoff })
     }
 
-    /// Removes the token from any text that may be shown.
+    /// Removes the token from any text that may be shown: error messages, and every value of an
+    /// API answer that reaches stdout or a step output (an answer may echo the token).
     pub fn scrub(&self, text: &str) -> String {
         if self.token.is_empty() {
             text.to_string()
@@ -284,7 +285,7 @@ impl GitHub {
             if let Some(path) = existing()? {
                 let updated = self.expect(self.send("PATCH", &path, Some(payload))?, updating)?;
                 return Ok(Upserted {
-                    url: updated["html_url"].as_str().unwrap_or_default().to_string(),
+                    url: self.scrub(updated["html_url"].as_str().unwrap_or_default()),
                     created: false,
                 });
             }
@@ -302,7 +303,7 @@ impl GitHub {
                 continue;
             }
             let created = self.expect(reply, creating)?;
-            return Ok(Upserted { url: created["html_url"].as_str().unwrap_or_default().to_string(), created: true });
+            return Ok(Upserted { url: self.scrub(created["html_url"].as_str().unwrap_or_default()), created: true });
         }
         Err(ApiError::Other(anyhow!("{creating} failed {ATTEMPTS} times")))
     }

@@ -167,7 +167,7 @@ impl PipelineConfig {
 }
 
 /// Bootstrap resamples allowed at most: each costs a pass over the staging rows per metric.
-pub const MAX_RESAMPLES: usize = 1_000_000;
+pub const MAX_RESAMPLES: usize = 100_000;
 /// Consecutive breaching runs allowed at most before a rollback.
 pub const MAX_FAILURE_LIMIT: u64 = 1_000;
 

@@ -10,6 +10,9 @@ use crate::learn::split::stratified_folds;
 use crate::pipeline::build::{build, check_trainable, BuildContext};
 use crate::pipeline::config::PipelineConfig;
 
+/// Folds allowed at most: each is a whole build.
+pub const MAX_FOLDS: usize = 100;
+
 /// Metrics of one fold's held-out rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FoldResult {
@@ -45,8 +48,8 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 /// Runs `folds`-fold stratified cross-validation of the full build on `data`.
 pub fn cross_validate(config: &PipelineConfig, data: &Dataset, folds: usize, seed: u64) -> Result<CrossValidation> {
     check_trainable(data)?;
-    if folds < 2 {
-        return Err(crate::Error::Param(ParamError::out_of_range("folds", folds, ">= 2")));
+    if !(2..=MAX_FOLDS).contains(&folds) {
+        return Err(crate::Error::Param(ParamError::out_of_range("folds", folds, format!("in 2..={MAX_FOLDS}"))));
     }
     let labels = data.require_labels()?;
     let assignment = stratified_folds(labels, folds, seed);
