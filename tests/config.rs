@@ -111,3 +111,11 @@ fn a_parameter_out_of_its_range_is_named_with_its_bound() {
     let m = refused(&text);
     assert!(m.contains("acceptance.resamples") && m.contains("in 1000..=100000"), "{m}");
 }
+
+#[test]
+fn huge_counts_are_refused_before_any_arithmetic_on_them() {
+    for (key, value) in [("min_samples_leaf", "18446744073709551615"), ("max_leaf_nodes", "100000"), ("bags", "65")] {
+        let m = refused(&format!("{SMALL_CONFIG}\n[model.gradient_boosting]\n{key} = {value}\n"));
+        assert!(m.contains(&format!("model.gradient_boosting.{key}: {value} is not in")), "{m}");
+    }
+}

@@ -96,6 +96,9 @@ impl Default for BoostingParams {
 pub const MAX_TREES: usize = 10_000;
 /// Leaves per tree allowed at most (`max_leaf_nodes`).
 pub const MAX_LEAVES: usize = 4_096;
+/// Rows a leaf may be asked to hold at least, at most (`min_samples_leaf`): beyond a billion no
+/// split of any data this crate loads is possible.
+pub const MAX_LEAF_ROWS: usize = 1_000_000_000;
 /// Depth allowed at most (`max_depth`).
 pub const MAX_DEPTH: usize = 64;
 
@@ -125,8 +128,12 @@ impl BoostingParams {
         if let Some(d) = p.max_depth.filter(|d| !(1..=MAX_DEPTH).contains(d)) {
             return Err(ParamError::out_of_range("max_depth", d, format!("in 1..={MAX_DEPTH}")));
         }
-        if p.min_samples_leaf == 0 {
-            return Err(ParamError::out_of_range("min_samples_leaf", p.min_samples_leaf, ">= 1"));
+        if !(1..=MAX_LEAF_ROWS).contains(&p.min_samples_leaf) {
+            return Err(ParamError::out_of_range(
+                "min_samples_leaf",
+                p.min_samples_leaf,
+                format!("in 1..={MAX_LEAF_ROWS}"),
+            ));
         }
         if !(p.l2_regularization >= 0.0 && p.l2_regularization.is_finite()) {
             return Err(ParamError::out_of_range("l2_regularization", p.l2_regularization, ">= 0 and finite"));
