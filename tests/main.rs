@@ -1,6 +1,7 @@
 //! mlgate's integration tests: one binary, one module per theme.
 
 mod action;
+mod arrival;
 mod artifact;
 mod cli;
 mod config;

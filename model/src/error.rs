@@ -66,6 +66,18 @@ pub enum Error {
         /// What it is.
         kind: &'static str,
     },
+    /// More rows were invalid than the share allowed when invalid rows are skipped.
+    #[error("{file}: {invalid} of {rows} rows are invalid, more than the {share} allowed (see the rejects file)")]
+    TooManyInvalid {
+        /// The data file.
+        file: String,
+        /// Invalid rows.
+        invalid: u64,
+        /// Rows read.
+        rows: u64,
+        /// The share allowed.
+        share: f64,
+    },
     /// A model artifact could not be parsed (truncated or not an artifact).
     #[error("{}: not a readable model artifact: {message}", path.display())]
     ArtifactCorrupt {

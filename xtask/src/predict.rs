@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use model::pipeline::scoring::{score_csv_with, ScoreOptions};
 use model::Artifact;
 use xshell::Shell;
 
@@ -18,25 +19,51 @@ pub struct Args {
     /// CSV to score; the label column may be absent.
     #[arg(long)]
     data: PathBuf,
-    /// Output CSV: columns `probability` and `prediction` (0 or 1).
+    /// Output CSV: the id column (when the schema has one), the `--keep` columns, then
+    /// `probability` and `prediction` (0 or 1).
     #[arg(long)]
     out: PathBuf,
+    /// Input columns to carry to the output, comma-separated, after the id.
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+    /// Score the valid rows and write each broken value of the invalid ones (line, column, value,
+    /// rule) to this CSV, instead of stopping at the first invalid row.
+    #[arg(long, value_name = "REJECTS.csv")]
+    skip_invalid: Option<PathBuf>,
+    /// With --skip-invalid: fail when more than this share of the rows is invalid.
+    #[arg(long, default_value_t = 0.01, requires = "skip_invalid", value_parser = share)]
+    max_invalid: f64,
+}
+
+fn share(value: &str) -> std::result::Result<f64, String> {
+    let share: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{share} is not a share in [0, 1]"))
+    }
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let artifact = Artifact::load(&args.model).context("cannot load the model")?;
     let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
-    // Renamed into place only when every row was valid and scored: a failed run leaves no
-    // half-written predictions.
-    let summary = model::atomic::write_with(&args.out, |writer| {
-        model::pipeline::scoring::score_csv(
-            &artifact,
-            std::io::BufReader::new(input),
-            &args.data.display().to_string(),
-            writer,
-        )
-    })
-    .map_err(|e| match e {
+    let options =
+        ScoreOptions { keep: args.keep.clone(), skip_invalid: args.skip_invalid.as_ref().map(|_| args.max_invalid) };
+    let name = args.data.display().to_string();
+    // Renamed into place only when every row (or, skipping invalid rows, enough of them) was
+    // valid and scored: a failed run leaves no half-written predictions. The rejects file is
+    // kept either way: it says what was wrong.
+    let score = |rejects: &mut (dyn std::io::Write + Send)| {
+        model::atomic::write_with(&args.out, |writer| {
+            score_csv_with(&artifact, std::io::BufReader::new(&input), &name, writer, &options, rejects)
+        })
+    };
+    let scored = match &args.skip_invalid {
+        None => score(&mut std::io::sink()),
+        Some(path) => model::atomic::write_with(path, |rejects| Ok(score(rejects)))
+            .with_context(|| format!("cannot write {}", path.display()))?,
+    };
+    let summary = scored.map_err(|e| match e {
         e @ model::Error::Validation(_) => anyhow::Error::new(e).context("the data does not follow the model's schema"),
         e => anyhow::Error::new(e).context("cannot score the data"),
     })?;
@@ -48,6 +75,9 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
                 output::escape_data(&format!("column `{column}`: {rows} rows have a level not seen in training"))
             );
         }
+    }
+    if let Some(path) = &args.skip_invalid {
+        eprintln!("skipped {} invalid rows; each broken value is in {}", summary.skipped, path.display());
     }
     eprintln!(
         "scored {} rows of {} with {} (threshold {:.4}): {} predicted to purchase; wrote {}",

@@ -234,6 +234,23 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The rule's name, as JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::FieldCount => "field_count",
+            Rule::Utf8 => "utf8",
+            Rule::Missing => "missing",
+            Rule::NotANumber => "not_a_number",
+            Rule::NotFinite => "not_finite",
+            Rule::NotAnInteger => "not_an_integer",
+            Rule::BelowMin => "below_min",
+            Rule::AboveMax => "above_max",
+            Rule::UndeclaredLevel => "undeclared_level",
+            Rule::NotABoolean => "not_a_boolean",
+            Rule::NotALabel => "not_a_label",
+        }
+    }
+
     /// A short description of the rule, for summaries.
     pub fn describe(self) -> &'static str {
         match self {

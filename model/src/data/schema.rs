@@ -66,7 +66,10 @@ pub enum ColumnKind {
         /// The spelling of the negative class.
         negative: String,
     },
-    /// A column that is read but neither checked nor used (an identifier, a free-text note).
+    /// The row's identifier (a session or customer id): required, never a feature, carried
+    /// to predictions; when a schema has one, it alone decides a row's staging membership.
+    Id,
+    /// A column that is read but neither checked nor used (a free-text note).
     Ignore,
 }
 
@@ -130,10 +133,10 @@ impl TryFrom<RawColumn> for Column {
             "categorical" => &["levels"],
             "boolean" => &["true", "false"],
             "label" => &["positive", "negative"],
-            "ignore" => &[],
+            "ignore" | "id" => &[],
             other => {
                 return Err(format!(
-                    "column `{name}`: unknown kind {other:?}; expected one of numeric, integer, categorical, boolean, label, ignore"
+                    "column `{name}`: unknown kind {other:?}; expected one of numeric, integer, categorical, boolean, label, id, ignore"
                 ))
             }
         };
@@ -169,6 +172,7 @@ impl TryFrom<RawColumn> for Column {
                 positive: raw.positive.ok_or_else(|| format!("column `{name}`: a label needs `positive`"))?,
                 negative: raw.negative.ok_or_else(|| format!("column `{name}`: a label needs `negative`"))?,
             },
+            "id" => ColumnKind::Id,
             _ => ColumnKind::Ignore,
         };
         Ok(Column { name, kind })
@@ -234,6 +238,8 @@ pub enum Value {
     Bool(bool),
     /// The label: true for the positive class.
     Label(bool),
+    /// The row's identifier.
+    Id(String),
     /// The value of an ignored column.
     Ignored,
 }
@@ -246,6 +252,7 @@ impl Value {
             Value::Level(l) => Parsed::Level(l),
             Value::Bool(b) => Parsed::Bool(*b),
             Value::Label(b) => Parsed::Label(*b),
+            Value::Id(id) => Parsed::Id(id),
             Value::Ignored => Parsed::Ignored,
         }
     }
@@ -262,6 +269,8 @@ pub enum Parsed<'a> {
     Bool(bool),
     /// The label: true for the positive class.
     Label(bool),
+    /// The row's identifier, as written.
+    Id(&'a str),
     /// The value of an ignored column.
     Ignored,
 }
@@ -333,8 +342,14 @@ impl Schema {
                         ));
                     }
                 }
-                ColumnKind::Categorical { levels: None } | ColumnKind::Ignore => {}
+                ColumnKind::Categorical { levels: None } | ColumnKind::Id | ColumnKind::Ignore => {}
             }
+        }
+        if self.columns.iter().filter(|c| c.kind == ColumnKind::Id).count() > 1 {
+            return Err(ParamError::invalid(
+                "columns",
+                "more than one column has kind = \"id\"; at most one is allowed",
+            ));
         }
         let labels = self.columns.iter().filter(|c| matches!(c.kind, ColumnKind::Label { .. })).count();
         match labels {
@@ -363,7 +378,14 @@ impl Schema {
 
     /// The columns used as features, in declaration order.
     pub fn feature_columns(&self) -> impl Iterator<Item = &Column> {
-        self.columns.iter().filter(|c| !matches!(c.kind, ColumnKind::Label { .. } | ColumnKind::Ignore))
+        self.columns
+            .iter()
+            .filter(|c| !matches!(c.kind, ColumnKind::Label { .. } | ColumnKind::Id | ColumnKind::Ignore))
+    }
+
+    /// The id column, when there is one.
+    pub fn id(&self) -> Option<&Column> {
+        self.columns.iter().find(|c| c.kind == ColumnKind::Id)
     }
 
     /// Looks up a column by name.
@@ -445,6 +467,7 @@ impl Column {
                     Err((Rule::NotALabel, format!("positive is {positive:?}, negative is {negative:?}")))
                 }
             }
+            ColumnKind::Id => Ok(Parsed::Id(raw)),
         }
     }
 
@@ -456,6 +479,7 @@ impl Column {
             Parsed::Level(l) => Value::Level(l.to_string()),
             Parsed::Bool(b) => Value::Bool(b),
             Parsed::Label(b) => Value::Label(b),
+            Parsed::Id(id) => Value::Id(id.to_string()),
             Parsed::Ignored => Value::Ignored,
         })
     }

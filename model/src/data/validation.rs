@@ -66,6 +66,7 @@ fn kind_name(kind: &ColumnKind) -> &'static str {
         ColumnKind::Categorical { .. } => "categorical",
         ColumnKind::Boolean { .. } => "boolean",
         ColumnKind::Label { .. } => "label",
+        ColumnKind::Id => "id",
         ColumnKind::Ignore => "ignore",
     }
 }
@@ -84,7 +85,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
                 Some(Builder::Level { index: HashMap::new(), levels: Vec::new(), codes: Vec::new() })
             }
             ColumnKind::Boolean { .. } | ColumnKind::Label { .. } => Some(Builder::Bool(Vec::new())),
-            ColumnKind::Ignore => None,
+            ColumnKind::Id | ColumnKind::Ignore => None,
         };
         if matches!(column.kind, ColumnKind::Label { .. }) {
             label_state = Some(states.len());
@@ -113,6 +114,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             label: matches!(column.kind, ColumnKind::Label { .. }),
         });
     }
+    let id_field = schema.id().and_then(|c| header.iter().position(|h| *h == c.name));
     let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).map(|h| echo(h)).collect();
 
     let mut tally = ErrorTally::default();
@@ -152,8 +154,12 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
         // Errors of this row, by field, pushed in the file's column order at the row's end.
         let mut row_errors: Vec<(usize, DataError)> = Vec::new();
         let mut key = RowHasher::default();
+        if let Some(field) = id_field {
+            // A row is its id: adding or removing a feature keeps its staging membership.
+            key.field(&record[field]);
+        }
         for state in states.iter_mut() {
-            if state.label {
+            if state.label || id_field.is_some() {
                 // The label is not part of a row's identity: data to score has none.
             } else {
                 key.field(&record[state.field]);

@@ -71,7 +71,8 @@ pub fn judge(
                     candidate: data.len() as u64,
                 });
             }
-            let prod_scores = prod.score(&prod_data.select(&rows))?.probabilities;
+            let prod_staging = prod_data.select(&rows);
+            let prod_scores = prod.score(&prod_staging)?.probabilities;
             let prod_metrics = MetricSet::compute(&labels, &prod_scores, prod.threshold.value)?;
             let (differences, mcnemar, regression) = gate::compare_with_production(
                 acceptance,
@@ -85,7 +86,9 @@ pub fn judge(
                 metrics: prod_metrics,
                 differences,
                 mcnemar,
-                overlap_warning: overlap(prod, &staging),
+                // Production's membership is judged on its own row keys: its schema (another set
+                // of columns, or an id) decides which rows it held out.
+                overlap_warning: overlap(prod, &prod_staging),
             })
         }
     };

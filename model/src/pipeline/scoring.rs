@@ -1,6 +1,8 @@
-//! Streaming batch scoring: CSV in, `probability,prediction` CSV out, in blocks of rows that
-//! are checked, encoded and scored on every core while the next block is read. Memory stays
-//! flat whatever the file's size; every value is still checked against the schema.
+//! Streaming batch scoring: CSV in, `[id,][kept columns,]probability,prediction` CSV out, in
+//! blocks of rows that are checked, encoded and scored on every core while the next block is
+//! read. Memory stays flat whatever the file's size; every value is still checked against the
+//! schema. Strict by default; asked to, it scores the valid rows and writes the invalid ones,
+//! located, to a rejects file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,12 +31,40 @@ pub struct ScoreSummary {
     pub unseen_levels: BTreeMap<String, u64>,
     /// sha256 of the input's bytes.
     pub sha256: String,
+    /// Rows left out as invalid (only when invalid rows are skipped).
+    pub skipped: u64,
+}
+
+/// What [`score_csv_with`] writes besides the scores, and what it does with an invalid row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreOptions {
+    /// Input columns carried to the output, after the id column (when the schema has one).
+    pub keep: Vec<String>,
+    /// Score the valid rows and write the invalid ones to the rejects writer, failing only when
+    /// more than this share of the rows is invalid; `None` stops at the first invalid row.
+    pub skip_invalid: Option<f64>,
+}
+
+/// The header of a rejects file: one line per broken value.
+pub const REJECTS_HEADER: &str = "line,column,value,rule,detail\n";
+
+/// `text` as a CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
+fn csv_field(out: &mut String, text: &str) {
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(text);
+    }
 }
 
 /// One block's outcome.
 #[derive(Default)]
 struct BlockResult {
     text: String,
+    /// Lines of the rejects file (when invalid rows are skipped).
+    rejects: String,
     rows: u64,
     positives: u64,
     unseen: BTreeMap<String, u64>,
@@ -50,6 +80,10 @@ struct Plan<'a> {
     /// model does not read (checked all the same).
     encoders: Vec<Option<Input<'a>>>,
     header_len: usize,
+    /// Fields written before the scores, in order: the id, then the kept columns.
+    carried: Vec<usize>,
+    /// Invalid rows are skipped (and written to the rejects), not the end of the output.
+    skip: bool,
 }
 
 /// A column the model reads.
@@ -71,8 +105,19 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
     let width = artifact.preprocessing.width();
     let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
     let threshold = artifact.threshold.value;
+    let mut prefixes: Vec<String> = Vec::new();
     for (line, record) in block {
         let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
+            if plan.skip {
+                let r = &mut out.rejects;
+                let _ = write!(r, "{line},");
+                csv_field(r, column);
+                r.push(',');
+                csv_field(r, &value);
+                let _ = write!(r, ",{},", rule.name());
+                csv_field(r, &detail);
+                r.push('\n');
+            }
             out.tally.push(DataError { file: name.into(), line: *line, column: column.into(), value, rule, detail });
         };
         out.rows += 1;
@@ -126,16 +171,26 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         if out.tally.error_count > errors_before {
             out.tally.rows_with_errors += 1;
             encoded.truncate(at);
+        } else if !plan.carried.is_empty() {
+            let mut prefix = String::new();
+            for &field in &plan.carried {
+                csv_field(&mut prefix, &String::from_utf8_lossy(&record[field]));
+                prefix.push(',');
+            }
+            prefixes.push(prefix);
         }
     }
-    if out.tally.error_count > 0 {
+    if out.tally.error_count > 0 && !plan.skip {
         return out;
     }
     let mut probabilities = vec![0.0; encoded.len() / width.max(1)];
     plan.scorer.probabilities(&encoded, width, &mut probabilities);
-    for p in probabilities {
+    for (i, p) in probabilities.into_iter().enumerate() {
         let prediction = u8::from(p >= threshold);
         out.positives += u64::from(prediction);
+        if let Some(prefix) = prefixes.get(i) {
+            out.text.push_str(prefix);
+        }
         let _ = writeln!(out.text, "{p},{prediction}");
     }
     out
@@ -150,6 +205,21 @@ pub fn score_csv<R: Read, W: Write + Send>(
     input: R,
     name: &str,
     output: &mut W,
+) -> Result<ScoreSummary> {
+    score_csv_with(artifact, input, name, output, &ScoreOptions::default(), &mut std::io::sink())
+}
+
+/// [`score_csv`] with options: the id column (when the schema has one) and the `keep` columns
+/// are written before the scores; with `skip_invalid`, invalid rows are left out of the output
+/// and written to `rejects` (one line per broken value, [`REJECTS_HEADER`]), and the run fails
+/// only when their share of the rows is above the limit.
+pub fn score_csv_with<R: Read, W: Write + Send, J: Write + Send + ?Sized>(
+    artifact: &Artifact,
+    input: R,
+    name: &str,
+    output: &mut W,
+    options: &ScoreOptions,
+    rejects: &mut J,
 ) -> Result<ScoreSummary> {
     let schema = &artifact.schema;
     let path = || std::path::PathBuf::from(name);
@@ -183,7 +253,26 @@ pub fn score_csv<R: Read, W: Write + Send>(
         encoders[source] = Some(Input { encoder, offset, by_integer });
         offset += encoder.width();
     }
-    let plan = Plan { scorer: artifact.model.scorer(), checked, encoders, header_len: header.len() };
+    let field_of = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn { column: name.to_string() })
+    };
+    let mut carried: Vec<usize> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for name in schema.id().map(|c| c.name.as_str()).into_iter().chain(options.keep.iter().map(String::as_str)) {
+        let field = field_of(name)?;
+        if !carried.contains(&field) {
+            carried.push(field);
+            names.push(name);
+        }
+    }
+    let mut output_header = String::new();
+    for name in &names {
+        csv_field(&mut output_header, name);
+        output_header.push(',');
+    }
+    output_header.push_str("probability,prediction\n");
+    let skip = options.skip_invalid.is_some();
+    let plan = Plan { scorer: artifact.model.scorer(), checked, encoders, header_len: header.len(), carried, skip };
 
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut totals = BlockResult::default();
@@ -217,15 +306,24 @@ pub fn score_csv<R: Read, W: Write + Send>(
             let mut next = 0;
             let mut totals = BlockResult::default();
             let mut write_error = None;
-            if let Err(e) = output.write_all(b"probability,prediction\n") {
+            if let Err(e) = output.write_all(output_header.as_bytes()) {
                 write_error = Some(e);
+            }
+            if skip {
+                if let Err(e) = rejects.write_all(REJECTS_HEADER.as_bytes()) {
+                    write_error = Some(e);
+                }
             }
             for (id, result) in done_rx {
                 pending.insert(id, result);
                 while let Some(r) = pending.remove(&next) {
                     next += 1;
-                    if totals.tally.error_count == 0 && r.tally.error_count == 0 && write_error.is_none() {
+                    let clean = totals.tally.error_count == 0 && r.tally.error_count == 0;
+                    if (clean || skip) && write_error.is_none() {
                         if let Err(e) = output.write_all(r.text.as_bytes()) {
+                            write_error = Some(e);
+                        }
+                        if let Err(e) = rejects.write_all(r.rejects.as_bytes()) {
                             write_error = Some(e);
                         }
                     }
@@ -269,7 +367,13 @@ pub fn score_csv<R: Read, W: Write + Send>(
         return Err(Error::io("output", e));
     }
     let (sha256, bytes) = source.finish()?;
-    if totals.tally.error_count > 0 {
+    let skipped = totals.tally.rows_with_errors;
+    if let Some(share) = options.skip_invalid {
+        if totals.rows > 0 && skipped as f64 > share * totals.rows as f64 {
+            return Err(Error::TooManyInvalid { file: name.into(), invalid: skipped, rows: totals.rows, share });
+        }
+    }
+    if totals.tally.error_count > 0 && !skip {
         return Err(Error::Validation(Box::new(ValidationReport {
             file: name.into(),
             sha256,
@@ -288,5 +392,11 @@ pub fn score_csv<R: Read, W: Write + Send>(
     if totals.rows == 0 {
         return Err(Error::Unusable { path: path(), problem: "the file has a header but no data rows".into() });
     }
-    Ok(ScoreSummary { rows: totals.rows, positives: totals.positives, unseen_levels: totals.unseen, sha256 })
+    Ok(ScoreSummary {
+        rows: totals.rows - skipped,
+        positives: totals.positives,
+        unseen_levels: totals.unseen,
+        sha256,
+        skipped,
+    })
 }

@@ -1,0 +1,130 @@
+//! Data as it really arrives: an id column carried through and deciding staging membership,
+//! scoring that keeps going when asked, categorical hygiene, unlabelled monitoring.
+
+use std::path::Path;
+
+use model::{read_csv, LabelPolicy, PipelineConfig};
+
+use crate::support::{small_csv, text, xtask, SMALL_CONFIG};
+
+/// The small configuration with `id` declared as the row's id.
+fn with_id() -> String {
+    SMALL_CONFIG.replacen("name = \"id\"\nkind = \"ignore\"", "name = \"id\"\nkind = \"id\"", 1)
+}
+
+fn parse(text: &str) -> PipelineConfig {
+    PipelineConfig::parse(text, Path::new("p.toml")).unwrap()
+}
+
+/// `small_csv` with one more column, `extra`, after `amount`.
+fn with_extra_column(csv: &str) -> String {
+    csv.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let (head, tail) = l.split_once(",amount,").unwrap_or(("", ""));
+            if i == 0 {
+                format!("{head},amount,extra,{tail}\n")
+            } else {
+                let fields: Vec<&str> = l.split(',').collect();
+                format!("{},{},{},{}\n", fields[0], fields[1], i % 5, fields[2..].join(","))
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn with_an_id_adding_a_feature_keeps_the_staging_rows() {
+    let csv = with_extra_column(&small_csv(500));
+    let extra =
+        "[[schema.columns]]\nname = \"extra\"\nkind = \"integer\"\nmin = 0\n\n[[schema.columns]]\nname = \"visits\"";
+    let keys = |config: &str| {
+        let config = parse(config);
+        read_csv(csv.as_bytes(), "in.csv", &config.schema, LabelPolicy::Required).unwrap().row_keys
+    };
+    // With an id, the row key is the id's alone.
+    let base = with_id();
+    let grown = base.replacen("[[schema.columns]]\nname = \"visits\"", extra, 1);
+    assert_ne!(base, grown);
+    assert_eq!(keys(&base), keys(&grown));
+    // Without one, every column is part of the key: the rows move.
+    let grown = SMALL_CONFIG.replacen("[[schema.columns]]\nname = \"visits\"", extra, 1);
+    assert_ne!(keys(SMALL_CONFIG), keys(&grown));
+}
+
+#[test]
+fn a_schema_has_at_most_one_id_and_it_is_no_feature() {
+    let two = with_id().replacen("name = \"region\"\nkind = \"categorical\"", "name = \"region\"\nkind = \"id\"", 1);
+    let two = two.replace("levels = [\"north\", \"south\"]\n", "");
+    let err = PipelineConfig::parse(&two, Path::new("p.toml")).unwrap_err().to_string();
+    assert!(err.contains("more than one column has kind = \"id\""), "{err}");
+    let config = parse(&with_id());
+    assert_eq!(config.schema.id().map(|c| c.name.as_str()), Some("id"));
+    assert!(config.schema.feature_columns().all(|c| c.name != "id"));
+}
+
+fn project(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
+    std::fs::write(dir.path().join("small.csv"), small_csv(300)).unwrap();
+    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    dir
+}
+
+#[test]
+fn predict_carries_the_id_and_kept_columns_first() {
+    let dir = project(&with_id());
+    let new = "id,amount,visits,region,member,bought\nr1,1.5,2,north,TRUE,yes\n\"r,2\",2,3,south,FALSE,no\n";
+    std::fs::write(dir.path().join("new.csv"), new).unwrap();
+    let out = xtask(
+        dir.path(),
+        &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "p.csv", "--keep", "region,visits"],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let p = std::fs::read_to_string(dir.path().join("p.csv")).unwrap();
+    let lines: Vec<&str> = p.lines().collect();
+    assert_eq!(lines[0], "id,region,visits,probability,prediction");
+    assert!(lines[1].starts_with("r1,north,2,0."), "{p}");
+    assert!(lines[2].starts_with("\"r,2\",south,3,0."), "{p}");
+    // A kept column the file lacks is named.
+    let out = xtask(
+        dir.path(),
+        &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "q.csv", "--keep", "colour"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("`colour`"), "{:?}", text(&out));
+}
+
+#[test]
+fn predict_skips_invalid_rows_when_asked_and_fails_above_the_share() {
+    let dir = project(SMALL_CONFIG);
+    let mut new = small_csv(100);
+    new.push_str("bad1,x,2,north,TRUE,yes\nbad2,1.0,2,atlantis,maybe,no\n");
+    std::fs::write(dir.path().join("new.csv"), &new).unwrap();
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "p.csv"];
+        args.extend_from_slice(extra);
+        xtask(dir.path(), &args, &[])
+    };
+    // Strict by default.
+    assert_eq!(predict(&[]).status.code(), Some(2));
+    assert!(!dir.path().join("p.csv").exists());
+    // Two invalid rows of 102 are above the default 1 %: refused, the rejects kept.
+    let out = predict(&["--skip-invalid", "rejects.csv"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("2 of 102 rows are invalid"), "{:?}", text(&out));
+    assert!(!dir.path().join("p.csv").exists());
+    // Within the share: the valid rows are scored, each broken value is in the rejects file.
+    let out = predict(&["--skip-invalid", "rejects.csv", "--max-invalid", "0.05"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let p = std::fs::read_to_string(dir.path().join("p.csv")).unwrap();
+    assert_eq!(p.lines().count(), 101, "a header and the 100 valid rows");
+    let rejects = std::fs::read_to_string(dir.path().join("rejects.csv")).unwrap();
+    assert_eq!(
+        rejects,
+        "line,column,value,rule,detail\n102,amount,x,not_a_number,expected a decimal number\n\
+         103,region,atlantis,undeclared_level,\"declared levels: north, south\"\n\
+         103,member,maybe,not_a_boolean,\"true is TRUE/true, false is FALSE/false\"\n"
+    );
+}
