@@ -128,3 +128,43 @@ fn predict_skips_invalid_rows_when_asked_and_fails_above_the_share() {
          103,member,maybe,not_a_boolean,\"true is TRUE/true, false is FALSE/false\"\n"
     );
 }
+
+#[test]
+fn levels_written_two_ways_are_flagged_and_many_levels_listed_by_count() {
+    let mut config = parse(SMALL_CONFIG);
+    // Any level allowed in `region`, so that the near-duplicates pass validation.
+    for c in &mut config.schema.columns {
+        if c.name == "region" {
+            c.kind = model::data::schema::ColumnKind::Categorical { levels: None };
+        }
+    }
+    let csv = small_csv(60).replace(",south,", ",South ,").replacen(",South ,", ",south,", 3);
+    let data = read_csv(csv.as_bytes(), "in.csv", &config.schema, LabelPolicy::Required).unwrap();
+    let region = data.report.columns.iter().find(|c| c.name == "region").unwrap();
+    assert_eq!(region.near_duplicates.len(), 1, "{:?}", region.near_duplicates);
+    let d = &region.near_duplicates[0];
+    assert_eq!((d.level.as_str(), d.like.as_str(), d.count), ("south", "South ", 3));
+    let md = model::render::validation::validation_markdown(&data.report);
+    assert!(md.contains("| `region` | `south` | 3 | `South ` |"), "{md}");
+
+    // Sixty distinct levels: the twenty most common are listed with their counts.
+    let many: String = std::iter::once("id,amount,visits,region,member,bought\n".to_string())
+        .chain((0..300).map(|i| {
+            format!(
+                "r{i},1,1,L{},TRUE,{}\n",
+                if i < 150 { 0 } else { 1 + i % 60 },
+                if i % 3 == 0 { "yes" } else { "no" }
+            )
+        }))
+        .collect();
+    let data = read_csv(many.as_bytes(), "many.csv", &config.schema, LabelPolicy::Required).unwrap();
+    let region = data.report.columns.iter().find(|c| c.name == "region").unwrap();
+    assert!(region.levels.is_empty());
+    assert_eq!(region.top_levels.len(), 20);
+    assert_eq!(region.top_levels[0], ("L0".to_string(), 150));
+
+    // With declared levels, a near miss is still an error, and says which level it resembles.
+    let strict = small_csv(5).replacen(",north,", ",North,", 1);
+    let err = read_csv(strict.as_bytes(), "in.csv", &parse(SMALL_CONFIG).schema, LabelPolicy::Required).unwrap_err();
+    assert!(err.to_string().contains("\"north\" differs only in case or surrounding spaces"), "{err}");
+}

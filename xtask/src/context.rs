@@ -37,7 +37,21 @@ pub fn load_data(
     report_dir: Option<&Path>,
 ) -> Result<model::Dataset> {
     match model::load_csv(path, schema, label) {
-        Ok(data) => Ok(data),
+        Ok(data) => {
+            for c in &data.report.columns {
+                for d in &c.near_duplicates {
+                    eprintln!(
+                        "warning: {}: column `{}`: level {:?} ({} rows) differs from {:?} only in case or surrounding spaces",
+                        path.display(),
+                        c.name,
+                        d.level,
+                        d.count,
+                        d.like
+                    );
+                }
+            }
+            Ok(data)
+        }
         Err(model::Error::Validation(report)) => {
             if let Some(dir) = report_dir {
                 write_validation(dir, &report)?;

@@ -74,6 +74,23 @@ pub struct ColumnSummary {
     /// Count of each level, when there are few enough to list.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub levels: BTreeMap<String, u64>,
+    /// The most common levels with their counts, when there are too many to list them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_levels: Vec<(String, u64)>,
+    /// Levels that differ from a more common one only by case or surrounding whitespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_duplicates: Vec<NearDuplicate>,
+}
+
+/// A level written like another, more common one but for case or surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearDuplicate {
+    /// The level as written.
+    pub level: String,
+    /// The more common spelling it resembles.
+    pub like: String,
+    /// Rows with this spelling.
+    pub count: u64,
 }
 
 /// Label counts.

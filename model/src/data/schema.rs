@@ -442,7 +442,7 @@ impl Column {
             }
             ColumnKind::Categorical { levels } => match levels {
                 Some(levels) if !levels.iter().any(|l| same(l, raw)) => {
-                    Err((Rule::UndeclaredLevel, format!("declared levels: {}", levels.join(", "))))
+                    Err((Rule::UndeclaredLevel, format!("declared levels: {}{}", levels.join(", "), hint(levels, raw))))
                 }
                 _ => Ok(Parsed::Level(raw)),
             },
@@ -452,9 +452,15 @@ impl Column {
                 } else if false_values.iter().any(|t| same(t, raw)) {
                     Ok(Parsed::Bool(false))
                 } else {
+                    let spellings: Vec<String> = true_values.iter().chain(false_values).cloned().collect();
                     Err((
                         Rule::NotABoolean,
-                        format!("true is {}, false is {}", true_values.join("/"), false_values.join("/")),
+                        format!(
+                            "true is {}, false is {}{}",
+                            true_values.join("/"),
+                            false_values.join("/"),
+                            hint(&spellings, raw)
+                        ),
                     ))
                 }
             }
@@ -496,6 +502,16 @@ impl Column {
                 detail,
             })
         })
+    }
+}
+
+/// "; `Yes` differs only in case or spaces" when `raw` is one of `known` but for case or
+/// surrounding whitespace (`" yes"` for `"Yes"`), else nothing.
+fn hint(known: &[String], raw: &str) -> String {
+    let folded = raw.trim().to_lowercase();
+    match known.iter().find(|k| k.trim().to_lowercase() == folded) {
+        Some(k) => format!("; {k:?} differs only in case or surrounding spaces"),
+        None => String::new(),
     }
 }
 

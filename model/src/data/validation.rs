@@ -9,13 +9,35 @@ use std::path::Path;
 use crate::data::dataset::{ColumnValues, Dataset};
 use crate::data::reader::CsvSource;
 pub use crate::data::reader::LabelPolicy;
-use crate::data::report::{echo, ClassBalance, ColumnSummary, DataError, ErrorTally, Rule, ValidationReport};
+use crate::data::report::{
+    echo, ClassBalance, ColumnSummary, DataError, ErrorTally, NearDuplicate, Rule, ValidationReport,
+};
 use crate::data::rowhash::RowHasher;
 use crate::data::schema::{ColumnKind, Parsed, Schema};
 use crate::error::{Error, Result};
 
 /// Categorical columns with at most this many distinct levels list each level's count.
 const MAX_LISTED_LEVELS: usize = 50;
+/// Columns with more levels list this many of the most common.
+const TOP_LEVELS: usize = 20;
+
+/// Levels that differ from a more common level only by case or surrounding whitespace
+/// (`" Yes"` beside `"Yes"`): almost always one category written two ways.
+fn near_duplicates(levels: &[(String, u64)]) -> Vec<NearDuplicate> {
+    let mut groups: HashMap<String, Vec<&(String, u64)>> = HashMap::new();
+    for level in levels {
+        groups.entry(level.0.trim().to_lowercase()).or_default().push(level);
+    }
+    let mut found = Vec::new();
+    for group in groups.values().filter(|g| g.len() > 1) {
+        let like = group.iter().max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0))).expect("a group is not empty");
+        for (level, count) in group.iter().map(|l| (&l.0, l.1)).filter(|(l, _)| *l != &like.0) {
+            found.push(NearDuplicate { level: level.clone(), like: like.0.clone(), count });
+        }
+    }
+    found.sort_by(|a, b| a.level.cmp(&b.level));
+    found
+}
 
 /// Reads and validates a CSV file.
 pub fn load_csv(path: &Path, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
@@ -104,6 +126,8 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
                 mean: None,
                 distinct: None,
                 levels: BTreeMap::new(),
+                top_levels: Vec::new(),
+                near_duplicates: Vec::new(),
             },
             sum: 0.0,
             counts: if matches!(column.kind, ColumnKind::Boolean { .. } | ColumnKind::Label { .. }) {
@@ -213,10 +237,15 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             _ => Vec::new(),
         };
         if matches!(state.values, Some(Builder::Level { .. }) | Some(Builder::Bool(_))) {
-            let present: Vec<(String, u64)> = named.into_iter().filter(|(_, c)| *c > 0).collect();
+            let mut present: Vec<(String, u64)> = named.into_iter().filter(|(_, c)| *c > 0).collect();
             s.distinct = Some(present.len() as u64);
+            s.near_duplicates = near_duplicates(&present);
             if present.len() <= MAX_LISTED_LEVELS {
                 s.levels = present.into_iter().collect();
+            } else {
+                present.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                present.truncate(TOP_LEVELS);
+                s.top_levels = present;
             }
         }
         columns.push(s.clone());

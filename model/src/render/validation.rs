@@ -59,5 +59,33 @@ pub fn validation_markdown(report: &ValidationReport) -> String {
             c.distinct.map(|d| d.to_string()).unwrap_or_default()
         ));
     }
+    let near: Vec<String> = report
+        .columns
+        .iter()
+        .flat_map(|c| {
+            c.near_duplicates.iter().map(move |d| {
+                format!(
+                    "| {} | {} | {} | {} |\n",
+                    table::code(&c.name),
+                    table::code(&d.level),
+                    d.count,
+                    table::code(&d.like)
+                )
+            })
+        })
+        .collect();
+    if !near.is_empty() {
+        s.push_str("\n⚠️ Levels written like another but for case or surrounding spaces:\n\n| column | level | rows | like |\n|---|---|---:|---|\n");
+        near.iter().for_each(|line| s.push_str(line));
+    }
+    for c in report.columns.iter().filter(|c| !c.top_levels.is_empty()) {
+        let listed: Vec<String> = c.top_levels.iter().map(|(l, n)| format!("{} ({n})", table::code(l))).collect();
+        s.push_str(&format!(
+            "\nMost common of the {} levels of {}: {}\n",
+            c.distinct.unwrap_or(0),
+            table::code(&c.name),
+            listed.join(", ")
+        ));
+    }
     s
 }
