@@ -512,3 +512,63 @@ fn hand_damage_is_named_and_refused_and_a_torn_history_line_is_healed() {
     let (code, o, e) = p.run(&["registry", "--check"]);
     assert_eq!(code, Some(0), "repaired: {o}\n{e}");
 }
+
+/// `csv` with the label column (the last) dropped.
+fn unlabelled(csv: &str) -> String {
+    csv.lines().map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string() + "\n").collect()
+}
+
+#[test]
+fn monitoring_without_labels_estimates_and_flags_drifted_scores_and_a_label_shift() {
+    let p = Project::new();
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0));
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    let fresh = customers_csv(3000, 99);
+    std::fs::write(p.path().join("fresh.csv"), unlabelled(&fresh)).unwrap();
+    let (code, out, err) = p.run(&["monitor", "--data", "fresh.csv", "--out", "mon"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("3000 unlabelled rows: estimated f1"), "{out}");
+    let monitor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("mon/monitor.json")).unwrap()).unwrap();
+    assert!(monitor["outcome"]["metrics"].is_null());
+    let estimated = monitor["outcome"]["estimated"]["f1"].as_f64().unwrap();
+    assert!(estimated > 0.3 && estimated < 0.9, "{estimated}");
+    let report = std::fs::read_to_string(p.path().join("mon/report.md")).unwrap();
+    assert!(
+        report.contains("assumes calibrated probabilities") && report.contains("expected calibration error"),
+        "{report}"
+    );
+
+    // Sessions that view three times the pages and bought before: the scores move.
+    let drifted: String = unlabelled(&fresh)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                return format!("{l}\n");
+            }
+            let mut f: Vec<String> = l.split(',').map(String::from).collect();
+            f[5] = (f[5].parse::<u64>().unwrap() * 3 + 20).to_string();
+            f[7] = (f[7].parse::<u64>().unwrap() + 6).to_string();
+            f.join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(p.path().join("drifted.csv"), drifted).unwrap();
+    let (code, out, err) = p.run(&["monitor", "--data", "drifted.csv", "--out", "mon2"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("failed: PSI of the scores against acceptance"), "{out}");
+
+    // Labelled data whose positive rate rose by a quarter of the rows.
+    let shifted: String = fresh
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match l.rsplit_once(',') {
+            Some((head, "no")) if i % 4 == 1 => format!("{head},yes\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(p.path().join("shifted.csv"), shifted).unwrap();
+    let (code, out, _) = p.run(&["monitor", "--data", "shifted.csv", "--out", "mon3"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("failed: positive rate of the labels moved from"), "{out}");
+}

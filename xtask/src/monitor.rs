@@ -50,12 +50,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         .alias(PRODUCTION)?
         .with_context(|| format!("nothing to monitor: no model is in production in {}", registry.root().display()))?;
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
-    let data = load_data(&args.data, &artifact.schema, LabelPolicy::Required, Some(&args.out))?;
+    // Labels arrive late in production: without them, monitoring estimates instead of measuring.
+    let data = load_data(&args.data, &artifact.schema, LabelPolicy::Optional, Some(&args.out))?;
     let accepted = match registry.read_file(&version, "metrics.json") {
         Ok(bytes) => Some(
             serde_json::from_slice::<AcceptanceRecord>(&bytes)
-                .with_context(|| format!("{version}/metrics.json is unreadable"))?
-                .candidate,
+                .with_context(|| format!("{version}/metrics.json is unreadable"))?,
         ),
         Err(e) => {
             eprintln!("warning: {version} has no acceptance metrics ({e}); only the [monitor] bounds apply");
@@ -120,11 +120,19 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 args.out.display()
             )
         })?;
-    let m = &outcome.metrics;
-    println!(
-        "production {version} on {} rows: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}",
-        m.rows, m.roc_auc, m.f1, m.accuracy
-    );
+    match &outcome.metrics {
+        Some(m) => println!(
+            "production {version} on {} rows: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}",
+            m.rows, m.roc_auc, m.f1, m.accuracy
+        ),
+        None => println!(
+            "production {version} on {} unlabelled rows: estimated f1 {:.4}  accuracy {:.4} (assuming calibration), predicted positive {:.2} %",
+            data.len(),
+            outcome.estimated.f1,
+            outcome.estimated.accuracy,
+            100.0 * outcome.predicted_positive_rate
+        ),
+    }
     let moved: Vec<&str> = outcome
         .drift
         .iter()

@@ -4,6 +4,7 @@
 
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::eval::calibration::{calibration, ScoreDistribution};
 use crate::eval::compare::Scored;
 use crate::eval::metrics::{precision_recall_curve, roc_curve, thin, MetricSet};
 use crate::lifecycle::gate::{
@@ -119,6 +120,8 @@ pub fn judge(
         unseen_levels: scores.unseen_levels,
         drift: candidate.reference.compare(&staging, &config.monitor.drift),
         lineage: candidate.lineage.clone(),
+        calibration: calibration(&labels, &scores.probabilities)?,
+        scores: Some(ScoreDistribution::of(&scores.probabilities, candidate.threshold.value)),
     })
 }
 

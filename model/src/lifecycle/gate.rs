@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::eval::calibration::{CalibrationBin, ScoreDistribution};
 use crate::eval::compare::{self, Difference, McNemar, Scored};
 use crate::eval::drift::FeatureDrift;
 use crate::eval::metrics::{CurvePoint, Metric, MetricSet};
@@ -24,22 +25,26 @@ pub enum GateKind {
     Monitor,
 }
 
-/// What a check measures: a metric, or the share of features that drifted.
+/// What a check measures: a metric, or another quantity of the scored rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Measure {
     /// A metric of the scored rows.
     Metric(Metric),
-    /// The share of features with major drift.
-    Drift(DriftShare),
+    /// Another quantity.
+    Quantity(Quantity),
 }
 
-/// The one measure that is not a metric, written `drift`.
+/// The measures that are not metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DriftShare {
+pub enum Quantity {
     /// The share of features with major drift.
     Drift,
+    /// The positive rate of the labels.
+    PositiveRate,
+    /// The PSI of the scores against those at acceptance.
+    ScorePsi,
 }
 
 /// One check of the gate.
@@ -163,6 +168,13 @@ pub struct AcceptanceRecord {
     pub drift: Vec<FeatureDrift>,
     /// The candidate's lineage.
     pub lineage: Lineage,
+    /// The candidate's reliability table on the staging rows.
+    #[serde(default)]
+    pub calibration: Vec<CalibrationBin>,
+    /// How the candidate's scores on the staging rows are spread (monitoring's reference for
+    /// prediction drift).
+    #[serde(default)]
+    pub scores: Option<ScoreDistribution>,
 }
 
 /// Runs gate 2: compares candidate and production on the same labelled rows.

@@ -1,5 +1,6 @@
-//! Monitoring the production model on new labelled data: its metrics against thresholds and
-//! against what it measured at acceptance, and the drift of every feature.
+//! Monitoring the production model on new data: with labels, its metrics against thresholds
+//! and against what it measured at acceptance; without, the performance its probabilities
+//! promise; always, the drift of its scores and of every feature.
 
 use std::collections::BTreeMap;
 
@@ -7,19 +8,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
 use crate::error::Result;
+use crate::eval::calibration::{estimate, expected_calibration_error, Estimate, ScoreDistribution};
 use crate::eval::drift::{DriftLevel, FeatureDrift};
+use crate::eval::metrics::Metric;
 use crate::eval::metrics::MetricSet;
-use crate::lifecycle::gate::{threshold_checks, Check, DriftShare, GateKind, Measure};
+use crate::lifecycle::gate::{threshold_checks, AcceptanceRecord, Check, GateKind, Measure, Quantity};
 use crate::pipeline::artifact::Artifact;
 use crate::pipeline::config::MonitorConfig;
 
 /// What one monitoring run found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorOutcome {
-    /// Metrics of the production model on the new data, at its threshold.
-    pub metrics: MetricSet,
+    /// Metrics of the production model on the new data, at its threshold (when it is labelled).
+    pub metrics: Option<MetricSet>,
     /// Metrics it had at acceptance, when known.
     pub accepted: Option<MetricSet>,
+    /// The performance its probabilities promise on the new data, were they calibrated.
+    pub estimated: Estimate,
+    /// Its expected calibration error on the staging rows at acceptance, when known: how far
+    /// the estimate's assumption held there.
+    pub accepted_calibration_error: Option<f64>,
+    /// The positive rate of the new data's labels, when it has them.
+    pub positive_rate: Option<f64>,
+    /// The positive rate of the staging rows at acceptance, when known.
+    pub accepted_positive_rate: Option<f64>,
+    /// The share of the new rows predicted positive.
+    pub predicted_positive_rate: f64,
+    /// The share of the staging rows predicted positive at acceptance, when known.
+    pub accepted_predicted_positive_rate: Option<f64>,
+    /// PSI of the scores against those at acceptance, when known.
+    pub score_psi: Option<f64>,
     /// Every check.
     pub checks: Vec<Check>,
     /// Drift of each feature.
@@ -32,46 +50,104 @@ pub struct MonitorOutcome {
     pub breach: bool,
 }
 
-/// Scores the production artifact on labelled new data and runs every check.
+/// Metrics an estimate gives (those at a threshold); ranking metrics need labels.
+fn estimated_value(e: &Estimate, metric: Metric) -> Option<f64> {
+    match metric {
+        Metric::Accuracy => Some(e.accuracy),
+        Metric::Precision => Some(e.precision),
+        Metric::Recall => Some(e.recall),
+        Metric::F1 => Some(e.f1),
+        _ => None,
+    }
+}
+
+/// Scores the production artifact on new data and runs every check: with labels, its metrics
+/// against the bounds and its acceptance figures, and the labels' positive rate; without, the
+/// performance its probabilities promise; always, the drift of its scores and of every feature.
 pub fn evaluate(
     config: &MonitorConfig,
     artifact: &Artifact,
     data: &Dataset,
-    accepted: Option<&MetricSet>,
+    accepted: Option<&AcceptanceRecord>,
 ) -> Result<MonitorOutcome> {
-    let labels = data.require_labels()?;
     let scores = artifact.score(data)?;
-    let metrics = MetricSet::compute(labels, &scores.probabilities, artifact.threshold.value)?;
-    let mut checks = threshold_checks(GateKind::Monitor, &config.min, &config.max, &metrics);
-    if let Some(accepted) = accepted {
-        for (&metric, allowed) in &config.max_drop {
-            let (now, then) = (metrics.get(metric), accepted.get(metric));
-            let drop = if metric.lower_is_better() { now - then } else { then - now };
-            checks.push(Check {
-                gate: GateKind::Monitor,
-                metric: Measure::Metric(metric),
-                description: format!("{metric} drop from acceptance ({then:.4} → {now:.4}) <= {allowed}"),
-                value: drop,
-                passed: drop <= *allowed,
-            });
+    let threshold = artifact.threshold.value;
+    let estimated = estimate(&scores.probabilities, threshold)?;
+    let metrics = match &data.labels {
+        Some(labels) => Some(MetricSet::compute(labels, &scores.probabilities, threshold)?),
+        None => None,
+    };
+    let then = accepted.map(|a| &a.candidate);
+    let mut checks = Vec::new();
+    let check = |metric: Measure, description: String, value: f64, passed: bool| Check {
+        gate: GateKind::Monitor,
+        metric,
+        description,
+        value,
+        passed,
+    };
+    match &metrics {
+        Some(metrics) => {
+            checks.extend(threshold_checks(GateKind::Monitor, &config.min, &config.max, metrics));
+            if let Some(then) = then {
+                for (&metric, allowed) in &config.max_drop {
+                    let (now, was) = (metrics.get(metric), then.get(metric));
+                    let drop = if metric.lower_is_better() { now - was } else { was - now };
+                    let description = format!("{metric} drop from acceptance ({was:.4} → {now:.4}) <= {allowed}");
+                    checks.push(check(Measure::Metric(metric), description, drop, drop <= *allowed));
+                }
+            }
         }
+        None => {
+            if let Some(then) = then {
+                for (&metric, allowed) in &config.max_drop {
+                    let Some(now) = estimated_value(&estimated, metric) else { continue };
+                    let was = then.get(metric);
+                    let drop = was - now;
+                    let description = format!(
+                        "estimated {metric} drop from acceptance ({was:.4} → {now:.4}, no labels) <= {allowed}"
+                    );
+                    checks.push(check(Measure::Metric(metric), description, drop, drop <= *allowed));
+                }
+            }
+        }
+    }
+    let positive_rate = data.labels.as_ref().map(|l| l.iter().filter(|&&y| y).count() as f64 / l.len().max(1) as f64);
+    let accepted_positive_rate = accepted.map(|a| a.staging.positives as f64 / a.staging.rows.max(1) as f64);
+    if let (Some(now), Some(was)) = (positive_rate, accepted_positive_rate) {
+        let shift = (now - was).abs();
+        let limit = config.max_label_shift;
+        let description = format!("positive rate of the labels moved from {was:.4} to {now:.4}, by at most {limit}");
+        checks.push(check(Measure::Quantity(Quantity::PositiveRate), description, shift, shift <= limit));
+    }
+    let distribution = ScoreDistribution::of(&scores.probabilities, threshold);
+    let reference = accepted.and_then(|a| a.scores.as_ref());
+    let score_psi = reference.map(|r| distribution.psi_against(r));
+    if let Some(psi) = score_psi {
+        let limit = config.max_prediction_psi;
+        let description = format!("PSI of the scores against acceptance <= {limit}");
+        checks.push(check(Measure::Quantity(Quantity::ScorePsi), description, psi, psi <= limit));
     }
     let drift = artifact.reference.compare(data, &config.drift);
     let major = drift.iter().filter(|d| d.level == DriftLevel::Major).count();
     let drifted_share = if drift.is_empty() { 0.0 } else { major as f64 / drift.len() as f64 };
     if let Some(limit) = config.max_drifted_share {
-        checks.push(Check {
-            gate: GateKind::Monitor,
-            metric: Measure::Drift(DriftShare::Drift),
-            description: format!("share of features with major drift <= {limit}"),
-            value: drifted_share,
-            passed: drifted_share <= limit,
-        });
+        let description = format!("share of features with major drift <= {limit}");
+        checks.push(check(Measure::Quantity(Quantity::Drift), description, drifted_share, drifted_share <= limit));
     }
     let breach = checks.iter().any(|c| !c.passed);
     Ok(MonitorOutcome {
         metrics,
-        accepted: accepted.cloned(),
+        accepted: then.cloned(),
+        estimated,
+        accepted_calibration_error: accepted
+            .filter(|a| !a.calibration.is_empty())
+            .map(|a| expected_calibration_error(&a.calibration)),
+        positive_rate,
+        accepted_positive_rate,
+        predicted_positive_rate: distribution.predicted_positive_rate,
+        accepted_predicted_positive_rate: reference.map(|r| r.predicted_positive_rate),
+        score_psi,
         checks,
         drift,
         drifted_share,

@@ -311,6 +311,22 @@ pub struct MonitorConfig {
     /// Drift thresholds.
     #[serde(default)]
     pub drift: DriftThresholds,
+    /// Breach when the positive rate of labelled new data moves further than this (absolute)
+    /// from the staging rows' at acceptance.
+    #[serde(default = "default_max_label_shift")]
+    pub max_label_shift: f64,
+    /// Breach when the PSI of production's scores on the new data against its scores on the
+    /// staging rows at acceptance is above this.
+    #[serde(default = "default_max_prediction_psi")]
+    pub max_prediction_psi: f64,
+}
+
+fn default_max_label_shift() -> f64 {
+    0.05
+}
+
+fn default_max_prediction_psi() -> f64 {
+    0.25
 }
 
 fn default_max_drop() -> BTreeMap<Metric, f64> {
@@ -330,6 +346,8 @@ impl Default for MonitorConfig {
             failure_limit: default_failure_limit(),
             max_drifted_share: None,
             drift: DriftThresholds::default(),
+            max_label_shift: default_max_label_shift(),
+            max_prediction_psi: default_max_prediction_psi(),
         }
     }
 }
@@ -344,6 +362,16 @@ impl MonitorConfig {
                 "monitor.failure_limit",
                 self.failure_limit,
                 format!("in 1..={MAX_FAILURE_LIMIT}"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_label_shift) {
+            return Err(ParamError::out_of_range("monitor.max_label_shift", self.max_label_shift, "in [0, 1]"));
+        }
+        if !(self.max_prediction_psi > 0.0 && self.max_prediction_psi.is_finite()) {
+            return Err(ParamError::out_of_range(
+                "monitor.max_prediction_psi",
+                self.max_prediction_psi,
+                "> 0 and finite",
             ));
         }
         if let Some(s) = self.max_drifted_share {

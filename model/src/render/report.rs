@@ -97,6 +97,20 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     }
     let _ = writeln!(s, "\n### Confusion matrix on staging\n");
     confusion(&mut s, &r.candidate);
+    if !r.calibration.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Calibration on staging\n\nExpected calibration error {:.4}: how far the probabilities are from the observed rates (monitoring without labels relies on them).\n\n| probability | rows | mean probability | positive rate |\n|---|---:|---:|---:|",
+            crate::eval::calibration::expected_calibration_error(&r.calibration)
+        );
+        for b in r.calibration.iter().filter(|b| b.rows > 0) {
+            let _ = writeln!(
+                s,
+                "| {:.1}–{:.1} | {} | {:.4} | {:.4} |",
+                b.low, b.high, b.rows, b.mean_probability, b.positive_rate
+            );
+        }
+    }
     let _ = writeln!(s, "\n### Staging data\n");
     let _ = writeln!(
         s,
@@ -161,14 +175,48 @@ pub fn monitor_markdown(
     if let Some(a) = action {
         let _ = writeln!(s, "\n**{a}**");
     }
-    let _ = writeln!(s, "\n| metric | now | at acceptance | |\n|---|---:|---:|:-:|");
+    let e = &o.estimated;
+    let estimated = |metric: Metric| match metric {
+        Metric::Accuracy => format!("{:.4}", e.accuracy),
+        Metric::Precision => format!("{:.4}", e.precision),
+        Metric::Recall => format!("{:.4}", e.recall),
+        Metric::F1 => format!("{:.4}", e.f1),
+        _ => "—".into(),
+    };
+    let _ = writeln!(s, "\n| metric | now | estimated without labels | at acceptance | |\n|---|---:|---:|---:|:-:|");
     for metric in Metric::REPORTED {
         let checks: Vec<&Check> = o.checks.iter().filter(|c| c.metric == Measure::Metric(metric)).collect();
         let then = o.accepted.as_ref().map(|a| format!("{:.4}", a.get(metric))).unwrap_or_else(|| "—".into());
-        let _ = writeln!(s, "| {metric} | {:.4} | {then} | {} |", o.metrics.get(metric), status(&checks));
+        let now = o.metrics.as_ref().map(|m| format!("{:.4}", m.get(metric))).unwrap_or_else(|| "—".into());
+        let _ = writeln!(s, "| {metric} | {now} | {} | {then} | {} |", estimated(metric), status(&checks));
     }
-    let _ = writeln!(s, "\n{} rows, {} purchases.\n", o.metrics.rows, o.metrics.positives);
-    confusion(&mut s, &o.metrics);
+    let rate = |r: Option<f64>| r.map(|r| format!("{:.2} %", 100.0 * r)).unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        s,
+        "\nPositive rate: labels {} (at acceptance {}); predicted {} (at acceptance {}); PSI of the scores against acceptance {}.",
+        rate(o.positive_rate),
+        rate(o.accepted_positive_rate),
+        rate(Some(o.predicted_positive_rate)),
+        rate(o.accepted_predicted_positive_rate),
+        o.score_psi.map(|p| format!("{p:.4}")).unwrap_or_else(|| "—".into())
+    );
+    let _ = writeln!(
+        s,
+        "\nThe estimate assumes calibrated probabilities (a row scored p is positive with probability p); {}.",
+        match o.accepted_calibration_error {
+            Some(ece) => format!("on the staging rows at acceptance the expected calibration error was {ece:.4}"),
+            None => "the acceptance record holds no calibration to check it against".into(),
+        }
+    );
+    match &o.metrics {
+        Some(m) => {
+            let _ = writeln!(s, "\n{} rows, {} purchases.\n", m.rows, m.positives);
+            confusion(&mut s, m);
+        }
+        None => {
+            let _ = writeln!(s, "\nThe data has no labels: metrics are estimated, not measured.");
+        }
+    }
     let moved: Vec<_> = o.drift.iter().filter(|d| d.level != crate::eval::drift::DriftLevel::None).collect();
     let _ = writeln!(
         s,
