@@ -168,3 +168,101 @@ fn levels_written_two_ways_are_flagged_and_many_levels_listed_by_count() {
     let err = read_csv(strict.as_bytes(), "in.csv", &parse(SMALL_CONFIG).schema, LabelPolicy::Required).unwrap_err();
     assert!(err.to_string().contains("\"north\" differs only in case or surrounding spaces"), "{err}");
 }
+
+/// The small configuration with missing values allowed in `amount` (blank or `NA`), `region`
+/// and `member`, and `family` as the model.
+fn with_missing(family: &str) -> String {
+    SMALL_CONFIG
+        .replacen("name = \"amount\"\nkind = \"numeric\"", "name = \"amount\"\nkind = \"numeric\"\nmissing = \"allow\"\nmissing_values = [\"\", \"NA\"]\nmax_missing = 0.5", 1)
+        .replacen("name = \"region\"\nkind = \"categorical\"", "name = \"region\"\nkind = \"categorical\"\nmissing = \"allow\"", 1)
+        .replacen("name = \"member\"\nkind = \"boolean\"", "name = \"member\"\nkind = \"boolean\"\nmissing = \"allow\"", 1)
+        .replace("family = \"logistic_regression\"", &format!("family = \"{family}\""))
+}
+
+/// `small_csv(rows)` with every seventh row's amount blank, every eleventh `NA`, every
+/// thirteenth region blank and every fifth member blank.
+fn with_blanks(rows: usize) -> String {
+    small_csv(rows)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                return format!("{l}\n");
+            }
+            let mut f: Vec<String> = l.split(',').map(String::from).collect();
+            if i % 7 == 0 {
+                f[1].clear();
+            } else if i % 11 == 0 {
+                f[1] = "NA".into();
+            }
+            if i % 13 == 0 {
+                f[3].clear();
+            }
+            if i % 5 == 0 {
+                f[4].clear();
+            }
+            f.join(",") + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn blanks_in_columns_that_allow_them_build_predict_and_monitor_with_both_families() {
+    for family in ["gradient_boosting", "logistic_regression"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), with_missing(family)).unwrap();
+        std::fs::write(dir.path().join("small.csv"), with_blanks(600)).unwrap();
+        let run = |args: &[&str]| {
+            let out = xtask(dir.path(), args, &[]);
+            let (o, e) = text(&out);
+            assert!(out.status.success(), "{family}: {args:?}\n{o}\n{e}");
+            o
+        };
+        run(&["build", "--out", "out"]);
+        let report: model::ValidationReport =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out/validation.json")).unwrap()).unwrap();
+        let amount = report.columns.iter().find(|c| c.name == "amount").unwrap();
+        // 85 rows a multiple of 7, and 47 of 11 but not of 7.
+        assert_eq!(amount.missing, 85 + 47, "{amount:?}");
+        assert!((amount.missing_share - 132.0 / 600.0).abs() < 1e-12);
+        let artifact = model::Artifact::load(&dir.path().join("out/model.json")).unwrap();
+        assert!(artifact.validation.roc_auc > 0.8, "{family}: {}", artifact.validation.roc_auc);
+        run(&["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"]);
+        let p = std::fs::read_to_string(dir.path().join("p.csv")).unwrap();
+        assert_eq!(p.lines().count(), 601);
+        assert!(p.lines().skip(1).all(|l| l.split(',').next().unwrap().parse::<f64>().unwrap().is_finite()));
+        // A record with missing values scores as its row does.
+        let record = artifact.record([("amount", ""), ("visits", "3"), ("region", ""), ("member", "")]).unwrap();
+        let p1 = artifact.probability(&record);
+        assert!(p1.is_finite() && (0.0..=1.0).contains(&p1));
+        run(&["acceptance", "--model", "out/model.json", "--out", "acc"]);
+        run(&["deploy"]);
+        run(&["monitor", "--data", "small.csv", "--out", "mon"]);
+    }
+}
+
+#[test]
+fn a_blank_where_missing_is_refused_keeps_its_line_and_column_and_max_missing_holds() {
+    let config = parse(&with_missing("gradient_boosting"));
+    let mut csv = with_blanks(100);
+    csv.push_str("late,1.0,,north,TRUE,yes\n");
+    let err = read_csv(csv.as_bytes(), "in.csv", &config.schema, LabelPolicy::Required).unwrap_err();
+    let model::Error::Validation(report) = err else { panic!("{err:?}") };
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let e = &report.errors[0];
+    assert_eq!((e.line, e.column.as_str(), e.rule), (102, "visits", model::Rule::Missing));
+    // More missing than `max_missing` allows is a data error naming the column.
+    let mostly_blank: String = small_csv(40)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i > 0 && i % 3 != 0 {
+                l.replacen(&format!(",{},", l.split(',').nth(1).unwrap()), ",,", 1) + "\n"
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let err = read_csv(mostly_blank.as_bytes(), "in.csv", &config.schema, LabelPolicy::Required).unwrap_err();
+    assert!(err.to_string().contains("amount") && err.to_string().contains("too many missing values"), "{err}");
+}

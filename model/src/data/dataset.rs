@@ -6,7 +6,7 @@ use crate::data::schema::Schema;
 /// The values of one feature column, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnValues {
-    /// Numeric and integer columns.
+    /// Numeric and integer columns (NaN: missing, in a column that allows it).
     Number(Vec<f64>),
     /// Categorical columns: a dictionary of levels (in order of first appearance) and a code
     /// per row.
@@ -16,9 +16,12 @@ pub enum ColumnValues {
         /// Index into `levels`, one per row.
         codes: Vec<u32>,
     },
-    /// Boolean columns.
-    Bool(Vec<bool>),
+    /// Boolean columns (`None`: missing).
+    Bool(Vec<Option<bool>>),
 }
+
+/// The level code of a missing value in [`ColumnValues::Level`] (numbers are NaN when missing).
+pub const MISSING_CODE: u32 = u32::MAX;
 
 impl ColumnValues {
     /// Number of rows.

@@ -61,8 +61,12 @@ pub struct ColumnSummary {
     pub kind: String,
     /// Valid values.
     pub count: u64,
-    /// Empty values.
+    /// Missing values: empty values where a value is required (errors), or values spelled as
+    /// missing in a column that allows them.
     pub missing: u64,
+    /// `missing` over the rows read.
+    #[serde(default)]
+    pub missing_share: f64,
     /// Smallest value (numeric and integer columns).
     pub min: Option<f64>,
     /// Largest value (numeric and integer columns).
@@ -248,6 +252,8 @@ pub enum Rule {
     NotABoolean,
     /// The label is neither the positive nor the negative spelling.
     NotALabel,
+    /// A column that allows missing values has more of them than its `max_missing`.
+    TooManyMissing,
 }
 
 impl Rule {
@@ -265,6 +271,7 @@ impl Rule {
             Rule::UndeclaredLevel => "undeclared_level",
             Rule::NotABoolean => "not_a_boolean",
             Rule::NotALabel => "not_a_label",
+            Rule::TooManyMissing => "too_many_missing",
         }
     }
 
@@ -282,6 +289,7 @@ impl Rule {
             Rule::UndeclaredLevel => "undeclared level",
             Rule::NotABoolean => "not a declared boolean spelling",
             Rule::NotALabel => "not a declared label spelling",
+            Rule::TooManyMissing => "too many missing values",
         }
     }
 }

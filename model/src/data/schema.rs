@@ -14,6 +14,35 @@ pub struct Column {
     /// What the column holds, with its rules.
     #[serde(flatten)]
     pub kind: ColumnKind,
+    /// Whether a value may be missing (`missing = "allow"`); refused by default.
+    #[serde(default, skip_serializing_if = "Missing::is_refuse")]
+    pub missing: Missing,
+    /// The spellings of a missing value when missing values are allowed (default: the empty
+    /// value alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_values: Vec<String>,
+    /// The largest share of missing values a file may hold (more is a data error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_missing: Option<f64>,
+}
+
+/// Whether a column's value may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// A value is required (an empty one breaks rule `missing`).
+    #[default]
+    Refuse,
+    /// A value may be missing: it is then neither checked nor coerced, and the models handle it
+    /// (gradient boosting learns where it goes at each split; logistic regression imputes it and
+    /// reads an indicator).
+    Allow,
+}
+
+impl Missing {
+    fn is_refuse(&self) -> bool {
+        *self == Missing::Refuse
+    }
 }
 
 /// What a column holds.
@@ -90,6 +119,9 @@ struct RawColumn {
     false_values: Option<Vec<String>>,
     positive: Option<String>,
     negative: Option<String>,
+    missing: Option<Missing>,
+    missing_values: Option<Vec<String>>,
+    max_missing: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +175,29 @@ impl TryFrom<RawColumn> for Column {
         if let Some(key) = present.iter().find(|k| !allowed.contains(k)) {
             return Err(format!("column `{name}`: key `{key}` does not apply to kind = {:?}", raw.kind));
         }
+        let missing = raw.missing.unwrap_or_default();
+        if missing == Missing::Allow && matches!(raw.kind.as_str(), "label" | "id" | "ignore") {
+            return Err(format!(
+                "column `{name}`: `missing = \"allow\"` applies to feature columns, not kind = {:?}",
+                raw.kind
+            ));
+        }
+        if missing == Missing::Refuse && (raw.missing_values.is_some() || raw.max_missing.is_some()) {
+            return Err(format!("column `{name}`: `missing_values` and `max_missing` need `missing = \"allow\"`"));
+        }
+        let missing_values = match (missing, raw.missing_values) {
+            (Missing::Refuse, _) => Vec::new(),
+            (Missing::Allow, None) => vec![String::new()],
+            (Missing::Allow, Some(v)) if v.is_empty() => {
+                return Err(format!(
+                    "column `{name}`: `missing_values` is empty: leave it out for the empty value alone"
+                ))
+            }
+            (Missing::Allow, Some(v)) => v,
+        };
+        if let Some(share) = raw.max_missing.filter(|s| !(0.0..=1.0).contains(s)) {
+            return Err(format!("column `{name}`: `max_missing` {share} is not a share in [0, 1]"));
+        }
         let kind = match raw.kind.as_str() {
             "numeric" => ColumnKind::Numeric {
                 min: raw.min.map(|b| b.as_f64()),
@@ -175,7 +230,7 @@ impl TryFrom<RawColumn> for Column {
             "id" => ColumnKind::Id,
             _ => ColumnKind::Ignore,
         };
-        Ok(Column { name, kind })
+        Ok(Column { name, kind, missing, missing_values, max_missing: raw.max_missing })
     }
 }
 
@@ -240,6 +295,8 @@ pub enum Value {
     Label(bool),
     /// The row's identifier.
     Id(String),
+    /// A missing value (in a column that allows them).
+    Missing,
     /// The value of an ignored column.
     Ignored,
 }
@@ -253,6 +310,7 @@ impl Value {
             Value::Bool(b) => Parsed::Bool(*b),
             Value::Label(b) => Parsed::Label(*b),
             Value::Id(id) => Parsed::Id(id),
+            Value::Missing => Parsed::Missing,
             Value::Ignored => Parsed::Ignored,
         }
     }
@@ -271,6 +329,8 @@ pub enum Parsed<'a> {
     Label(bool),
     /// The row's identifier, as written.
     Id(&'a str),
+    /// A missing value (in a column that allows them).
+    Missing,
     /// The value of an ignored column.
     Ignored,
 }
@@ -426,6 +486,9 @@ impl Column {
     pub fn check<'a>(&self, raw: &'a str) -> std::result::Result<Parsed<'a>, (Rule, String)> {
         match &self.kind {
             ColumnKind::Ignore => Ok(Parsed::Ignored),
+            _ if self.missing == Missing::Allow && self.missing_values.iter().any(|m| same(m, raw)) => {
+                Ok(Parsed::Missing)
+            }
             _ if raw.is_empty() => Err((Rule::Missing, "a value is required".into())),
             ColumnKind::Numeric { min, max, .. } => {
                 let x: f64 = raw.parse().map_err(|_| (Rule::NotANumber, "expected a decimal number".to_string()))?;
@@ -486,6 +549,7 @@ impl Column {
             Parsed::Bool(b) => Value::Bool(b),
             Parsed::Label(b) => Value::Label(b),
             Parsed::Id(id) => Value::Id(id.to_string()),
+            Parsed::Missing => Value::Missing,
             Parsed::Ignored => Value::Ignored,
         })
     }

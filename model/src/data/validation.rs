@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use crate::data::dataset::{ColumnValues, Dataset};
+use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
 use crate::data::reader::CsvSource;
 pub use crate::data::reader::LabelPolicy;
 use crate::data::report::{
@@ -78,7 +78,7 @@ struct ColumnState {
 enum Builder {
     Number(Vec<f64>),
     Level { index: HashMap<String, u32>, levels: Vec<String>, codes: Vec<u32> },
-    Bool(Vec<bool>),
+    Bool(Vec<Option<bool>>),
 }
 
 fn kind_name(kind: &ColumnKind) -> &'static str {
@@ -121,6 +121,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
                 kind: kind_name(&column.kind).into(),
                 count: 0,
                 missing: 0,
+                missing_share: 0.0,
                 min: None,
                 max: None,
                 mean: None,
@@ -220,12 +221,27 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
         Ok(())
     })?;
 
+    for state in &states {
+        let column = &schema.columns[state.schema_index];
+        let missing = state.summary.missing;
+        if let Some(max) = column.max_missing.filter(|&max| rows > 0 && missing as f64 > max * rows as f64) {
+            tally.push(DataError {
+                file: name.clone(),
+                line: 1,
+                column: column.name.clone(),
+                value: format!("{missing} of {rows} rows missing ({:.2} %)", 100.0 * missing as f64 / rows as f64),
+                rule: Rule::TooManyMissing,
+                detail: format!("max_missing = {max}"),
+            });
+        }
+    }
     row_hashes.sort_unstable();
     let duplicate_rows = row_hashes.windows(2).filter(|w| w[0] == w[1]).count() as u64;
     drop(row_hashes);
     let mut columns = Vec::with_capacity(states.len());
     for state in &mut states {
         let s = &mut state.summary;
+        s.missing_share = if rows == 0 { 0.0 } else { s.missing as f64 / rows as f64 };
         if s.count > 0 && s.min.is_some() {
             s.mean = Some(state.sum / s.count as f64);
         }
@@ -252,7 +268,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
     }
     let class_balance = label_state.map(|i| {
         let positive = match &states[i].values {
-            Some(Builder::Bool(v)) => v.iter().filter(|b| **b).count() as u64,
+            Some(Builder::Bool(v)) => v.iter().filter(|b| **b == Some(true)).count() as u64,
             _ => 0,
         };
         let counted = states[i].summary.count;
@@ -294,7 +310,8 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             Some(Builder::Level { levels, codes, .. }) => ColumnValues::Level { levels, codes },
             Some(Builder::Bool(v)) => {
                 if matches!(column.kind, ColumnKind::Label { .. }) {
-                    labels = Some(v);
+                    // A label is never missing: its column refuses `missing = "allow"`.
+                    labels = Some(v.into_iter().map(|b| b.unwrap_or(false)).collect());
                     continue;
                 }
                 ColumnValues::Bool(v)
@@ -330,8 +347,17 @@ fn record_value(state: &mut ColumnState, value: Parsed<'_>) {
             state.counts[code as usize] += 1;
         }
         (Parsed::Bool(b) | Parsed::Label(b), Some(Builder::Bool(v))) => {
-            v.push(b);
+            v.push(Some(b));
             state.counts[usize::from(b)] += 1;
+        }
+        (Parsed::Missing, Some(builder)) => {
+            s.count -= 1;
+            s.missing += 1;
+            match builder {
+                Builder::Number(v) => v.push(f64::NAN),
+                Builder::Level { codes, .. } => codes.push(MISSING_CODE),
+                Builder::Bool(v) => v.push(None),
+            }
         }
         _ => {}
     }
@@ -342,7 +368,7 @@ fn push_placeholder(state: &mut ColumnState) {
     match state.values.as_mut() {
         Some(Builder::Number(v)) => v.push(0.0),
         Some(Builder::Level { codes, .. }) => codes.push(0),
-        Some(Builder::Bool(v)) => v.push(false),
+        Some(Builder::Bool(v)) => v.push(None),
         None => {}
     }
 }

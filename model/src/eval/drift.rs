@@ -26,6 +26,9 @@ pub enum FeatureReference {
         edges: Vec<f64>,
         /// Training share of each bin.
         shares: Vec<f64>,
+        /// Training share of missing values, a bin of its own (absent: none were missing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<f64>,
     },
     /// Shares of each level (booleans as `true` / `false`).
     Levels {
@@ -33,6 +36,9 @@ pub enum FeatureReference {
         column: String,
         /// Training share of each level.
         shares: BTreeMap<String, f64>,
+        /// Training share of missing values, a level of its own (absent: none were missing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<f64>,
     },
 }
 
@@ -126,19 +132,38 @@ impl Reference {
             .features
             .iter()
             .map(|(column, values)| match values {
-                ColumnValues::Number(v) => {
+                ColumnValues::Number(all) => {
+                    let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let missing = (v.len() < all.len()).then(|| (all.len() - v.len()) as f64 / all.len() as f64);
                     let mut sorted = v.clone();
                     sorted.sort_by(f64::total_cmp);
+                    if sorted.is_empty() {
+                        return FeatureReference::Numeric {
+                            column: column.clone(),
+                            edges: Vec::new(),
+                            shares: vec![0.0],
+                            missing,
+                        };
+                    }
                     let mut edges: Vec<f64> =
                         (1..BINS).map(|k| sorted[(k * sorted.len() / BINS).min(sorted.len() - 1)]).collect();
                     edges.dedup();
                     if edges.last() == sorted.last() && edges.len() > 1 {
                         edges.pop();
                     }
-                    let shares = numeric_shares(v, &edges);
-                    FeatureReference::Numeric { column: column.clone(), edges, shares }
+                    // Shares of all rows: with the missing share they sum to one.
+                    let present = v.len() as f64 / all.len() as f64;
+                    let shares = numeric_shares(&v, &edges).into_iter().map(|s| s * present).collect();
+                    FeatureReference::Numeric { column: column.clone(), edges, shares, missing }
                 }
-                other => FeatureReference::Levels { column: column.clone(), shares: level_shares(other) },
+                other => {
+                    let (shares, missing) = level_shares(other);
+                    FeatureReference::Levels {
+                        column: column.clone(),
+                        shares,
+                        missing: (missing > 0.0).then_some(missing),
+                    }
+                }
             })
             .collect();
         Reference { features }
@@ -149,7 +174,7 @@ impl Reference {
     pub fn check(&self) -> std::result::Result<(), String> {
         for reference in &self.features {
             let (column, shares): (&str, Vec<f64>) = match reference {
-                FeatureReference::Numeric { column, edges, shares } => {
+                FeatureReference::Numeric { column, edges, shares, .. } => {
                     if shares.len() != edges.len() + 1 || edges.iter().any(|e| e.is_nan()) {
                         return Err(format!(
                             "the drift reference of `{column}` has {} edges and {} shares",
@@ -162,7 +187,7 @@ impl Reference {
                     }
                     (column, shares.clone())
                 }
-                FeatureReference::Levels { column, shares } => (column, shares.values().copied().collect()),
+                FeatureReference::Levels { column, shares, .. } => (column, shares.values().copied().collect()),
             };
             if shares.iter().any(|s| !(0.0..=1.0).contains(s)) {
                 return Err(format!("the drift reference of `{column}` has a share outside [0, 1]"));
@@ -178,15 +203,32 @@ impl Reference {
             let (FeatureReference::Numeric { column, .. } | FeatureReference::Levels { column, .. }) = reference;
             let Some((_, values)) = data.features.iter().find(|(n, _)| n == column) else { continue };
             match (reference, values) {
-                (FeatureReference::Numeric { edges, shares, .. }, ColumnValues::Number(v)) => {
-                    let new = numeric_shares(v, edges);
-                    let value = psi(shares, &new);
+                (FeatureReference::Numeric { edges, shares, missing, .. }, ColumnValues::Number(all)) => {
+                    let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let present = v.len() as f64 / all.len().max(1) as f64;
+                    let mut new: Vec<f64> = numeric_shares(&v, edges).into_iter().map(|s| s * present).collect();
+                    let mut shares = shares.clone();
+                    let new_missing = 1.0 - present;
+                    // Missing values are a bin of their own, when either side has any.
+                    let with_missing = missing.is_some() || new_missing > 0.0;
+                    if with_missing {
+                        shares.push(missing.unwrap_or(0.0));
+                        new.push(new_missing);
+                    }
+                    let value = psi(&shares, &new);
+                    let bins = edges.len() + 1;
                     let names: Vec<String> = (0..shares.len())
-                        .map(|b| match (b.checked_sub(1).map(|p| short(edges[p])), edges.get(b).map(|&e| short(e))) {
-                            (None, Some(hi)) => format!("≤ {hi}"),
-                            (Some(lo), Some(hi)) => format!("({lo}, {hi}]"),
-                            (Some(lo), None) => format!("> {lo}"),
-                            (None, None) => "all".into(),
+                        .map(|b| {
+                            match (
+                                b.checked_sub(1).and_then(|p| edges.get(p)).map(|&e| short(e)),
+                                edges.get(b).map(|&e| short(e)),
+                            ) {
+                                _ if b == bins => "missing".into(),
+                                (None, Some(hi)) => format!("≤ {hi}"),
+                                (Some(lo), Some(hi)) => format!("({lo}, {hi}]"),
+                                (Some(lo), None) => format!("> {lo}"),
+                                (None, None) => "all".into(),
+                            }
                         })
                         .collect();
                     let moves = largest_moves(names.into_iter().zip(shares.iter().copied().zip(new)).collect());
@@ -198,8 +240,15 @@ impl Reference {
                         largest_moves: moves,
                     });
                 }
-                (FeatureReference::Levels { shares, .. }, values) => {
-                    let new = level_shares(values);
+                (FeatureReference::Levels { shares, missing, .. }, values) => {
+                    let (mut new, new_missing) = level_shares(values);
+                    let mut shares = shares.clone();
+                    // Missing values are a level of their own, under a name no level can have.
+                    const MISSING: &str = "\u{0}missing";
+                    if missing.is_some() || new_missing > 0.0 {
+                        shares.insert(MISSING.into(), missing.unwrap_or(0.0));
+                        new.insert(MISSING.into(), new_missing);
+                    }
                     let mut names: Vec<&String> = shares.keys().chain(new.keys()).collect();
                     names.sort();
                     names.dedup();
@@ -252,12 +301,19 @@ fn numeric_shares(values: &[f64], edges: &[f64]) -> Vec<f64> {
     counts.into_iter().map(|c| c as f64 / n).collect()
 }
 
-fn level_shares(values: &ColumnValues) -> BTreeMap<String, f64> {
+/// The share of each level of the rows, and the share missing.
+fn level_shares(values: &ColumnValues) -> (BTreeMap<String, f64>, f64) {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut missing = 0u64;
     match values {
         ColumnValues::Level { levels, codes } => {
             let mut per_code = vec![0u64; levels.len()];
-            codes.iter().for_each(|&c| per_code[c as usize] += 1);
+            for &c in codes {
+                match per_code.get_mut(c as usize) {
+                    Some(n) => *n += 1,
+                    None => missing += 1,
+                }
+            }
             for (l, c) in levels.iter().zip(per_code) {
                 if c > 0 {
                     *counts.entry(l.clone()).or_default() += c;
@@ -265,14 +321,17 @@ fn level_shares(values: &ColumnValues) -> BTreeMap<String, f64> {
             }
         }
         ColumnValues::Bool(v) => {
-            for &b in v {
-                *counts.entry(b.to_string()).or_default() += 1;
+            for b in v {
+                match b {
+                    Some(b) => *counts.entry(b.to_string()).or_default() += 1,
+                    None => missing += 1,
+                }
             }
         }
         ColumnValues::Number(_) => {}
     }
     let n = values.len().max(1) as f64;
-    counts.into_iter().map(|(k, c)| (k, c as f64 / n)).collect()
+    (counts.into_iter().map(|(k, c)| (k, c as f64 / n)).collect(), missing as f64 / n)
 }
 
 /// Population stability index: Σ (a − e) · ln(a / e), shares floored at 1e-4.

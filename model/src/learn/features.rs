@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::{ColumnValues, Dataset};
+use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
 use crate::data::record::Record;
-use crate::data::schema::{same, ColumnKind, Parsed, Schema, Transform};
+use crate::data::schema::{same, ColumnKind, Missing, Parsed, Schema, Transform};
 use crate::error::{Error, Result};
 
 /// How one input column becomes one or more model inputs.
@@ -25,6 +25,9 @@ pub enum Encoder {
         mean: f64,
         /// Standard deviation of the transformed training values (1 when constant).
         scale: f64,
+        /// What a missing value becomes (absent: the column refuses missing values).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<MissingRule<f64>>,
     },
     /// One input per training level, plus a last input for levels never seen in training.
     OneHot {
@@ -32,19 +35,52 @@ pub enum Encoder {
         column: String,
         /// Levels seen in training, sorted.
         levels: Vec<String>,
+        /// What a missing value becomes (absent: the column refuses missing values).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<MissingRule<String>>,
     },
     /// 1 for true, 0 for false.
     Boolean {
         /// Input column.
         column: String,
+        /// What a missing value becomes (absent: the column refuses missing values).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<MissingRule<bool>>,
     },
+}
+
+/// What an encoder writes for a missing value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingRule<T> {
+    /// The training rows' median (numbers) or most frequent value in its place, and 1 in an
+    /// indicator input after the encoder's own: what the logistic family reads.
+    Impute(T),
+    /// NaN in every input of the encoder: gradient boosting sends it the way each split
+    /// learned to.
+    Nan,
+}
+
+/// How the encoders of a build handle missing values: the model family decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingHandling {
+    /// Impute and add an indicator (a linear model cannot read NaN).
+    Impute,
+    /// Pass NaN on (trees learn a direction for it at each split).
+    Nan,
+}
+
+impl<T> MissingRule<T> {
+    fn indicator(rule: &Option<MissingRule<T>>) -> usize {
+        usize::from(matches!(rule, Some(MissingRule::Impute(_))))
+    }
 }
 
 impl Encoder {
     /// The column it reads.
     pub fn column(&self) -> &str {
         match self {
-            Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column } => {
+            Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column, .. } => {
                 column
             }
         }
@@ -84,15 +120,41 @@ impl Encoder {
                 out[0] = f64::from(u8::from(b));
                 Some(false)
             }
+            (_, Parsed::Missing) => {
+                self.write_missing(out)?;
+                Some(false)
+            }
             _ => None,
         }
+    }
+
+    /// Writes a missing value's inputs (see [`MissingRule`]); `None` when the encoder's column
+    /// refuses missing values.
+    fn write_missing(&self, out: &mut [f64]) -> Option<()> {
+        let width = self.width();
+        let imputed = match self {
+            Encoder::Standardise { missing: Some(MissingRule::Impute(x)), .. } => Parsed::Number(*x),
+            Encoder::OneHot { missing: Some(MissingRule::Impute(level)), .. } => Parsed::Level(level),
+            Encoder::Boolean { missing: Some(MissingRule::Impute(b)), .. } => Parsed::Bool(*b),
+            Encoder::Standardise { missing: Some(MissingRule::Nan), .. }
+            | Encoder::OneHot { missing: Some(MissingRule::Nan), .. }
+            | Encoder::Boolean { missing: Some(MissingRule::Nan), .. } => {
+                out[..width].iter_mut().for_each(|x| *x = f64::NAN);
+                return Some(());
+            }
+            _ => return None,
+        };
+        self.write(imputed, out)?;
+        out[width - 1] = 1.0;
+        Some(())
     }
 
     /// How many model inputs it writes.
     pub fn width(&self) -> usize {
         match self {
-            Encoder::Standardise { .. } | Encoder::Boolean { .. } => 1,
-            Encoder::OneHot { levels, .. } => levels.len() + 1,
+            Encoder::Standardise { missing, .. } => 1 + MissingRule::indicator(missing),
+            Encoder::Boolean { missing, .. } => 1 + MissingRule::indicator(missing),
+            Encoder::OneHot { levels, missing, .. } => levels.len() + 1 + MissingRule::indicator(missing),
         }
     }
 }
@@ -114,36 +176,51 @@ pub struct Encoded {
 }
 
 impl Preprocessor {
-    /// Fits the encoders on the given rows.
-    pub fn fit(data: &Dataset) -> Result<Preprocessor> {
+    /// Fits the encoders on the given rows; a column that allows missing values gets the
+    /// missing rule `how` asks for, fitted on these rows (the median, the most frequent value).
+    pub fn fit(data: &Dataset, how: MissingHandling) -> Result<Preprocessor> {
         let mut encoders = Vec::with_capacity(data.features.len());
         for (name, values) in &data.features {
             let column = data.schema.column(name).expect("data set columns come from its schema");
+            let allows = column.missing == Missing::Allow;
             let encoder = match (values, &column.kind) {
                 (
-                    ColumnValues::Number(v),
+                    ColumnValues::Number(all),
                     ColumnKind::Numeric { transform, .. } | ColumnKind::Integer { transform, .. },
                 ) => {
+                    let mut v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
                     if v.is_empty() {
-                        return Err(Error::NoRows { what: "to fit the encoders on" });
+                        return Err(Error::NoRows { what: "with a value to fit the encoders on" });
                     }
                     let n = v.len() as f64;
                     let mean = v.iter().map(|&x| transform.apply(x)).sum::<f64>() / n;
                     let var = v.iter().map(|&x| (transform.apply(x) - mean).powi(2)).sum::<f64>() / n;
                     let scale = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-                    Encoder::Standardise { column: name.clone(), transform: *transform, mean, scale }
+                    let missing = rule(allows, how, allows.then(|| median(&mut v)));
+                    Encoder::Standardise { column: name.clone(), transform: *transform, mean, scale, missing }
                 }
                 (ColumnValues::Level { levels, codes }, _) => {
-                    let mut used = vec![false; levels.len()];
-                    for &c in codes {
-                        used[c as usize] = true;
+                    let mut counts = vec![0u64; levels.len()];
+                    for &c in codes.iter().filter(|&&c| c != MISSING_CODE) {
+                        counts[c as usize] += 1;
                     }
                     let mut seen: Vec<String> =
-                        levels.iter().zip(&used).filter(|(_, u)| **u).map(|(l, _)| l.clone()).collect();
+                        levels.iter().zip(&counts).filter(|(_, c)| **c > 0).map(|(l, _)| l.clone()).collect();
                     seen.sort();
-                    Encoder::OneHot { column: name.clone(), levels: seen }
+                    // The most frequent level; ties to the first in sort order.
+                    let mode = levels
+                        .iter()
+                        .zip(&counts)
+                        .filter(|(_, c)| **c > 0)
+                        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                        .map(|(l, _)| l.clone());
+                    Encoder::OneHot { column: name.clone(), levels: seen, missing: rule(allows, how, mode) }
                 }
-                (ColumnValues::Bool(_), _) => Encoder::Boolean { column: name.clone() },
+                (ColumnValues::Bool(v), _) => {
+                    let trues = v.iter().filter(|b| **b == Some(true)).count();
+                    let falses = v.iter().filter(|b| **b == Some(false)).count();
+                    Encoder::Boolean { column: name.clone(), missing: rule(allows, how, Some(trues > falses)) }
+                }
                 _ => return Err(Error::EncoderKind { column: name.clone() }),
             };
             encoders.push(encoder);
@@ -170,6 +247,9 @@ impl Preprocessor {
                 {
                     return Err(format!("`{name}` is standardised with mean {mean} and scale {scale}"));
                 }
+                Encoder::Standardise { missing: Some(MissingRule::Impute(x)), .. } if !x.is_finite() => {
+                    return Err(format!("`{name}` imputes {x}"));
+                }
                 Encoder::OneHot { levels, .. } if levels.windows(2).any(|w| w[0] >= w[1]) => {
                     return Err(format!("the levels of `{name}` are not sorted and distinct"));
                 }
@@ -190,7 +270,15 @@ impl Preprocessor {
         let mut matrix = Array2::<f64>::zeros((n, self.width()));
         let mut unseen_levels = BTreeMap::new();
         let mut offset = 0;
+        let width = self.width();
         for e in &self.encoders {
+            let w = e.width();
+            // A missing value's inputs, written into row `i` of the matrix.
+            let missing = |matrix: &mut Array2<f64>, i: usize| {
+                let row = matrix.as_slice_mut().expect("a fresh matrix is contiguous");
+                e.write_missing(&mut row[i * width + offset..i * width + offset + w])
+                    .ok_or_else(|| Error::EncoderKind { column: e.column().to_string() })
+            };
             let values = data
                 .features
                 .iter()
@@ -200,15 +288,23 @@ impl Preprocessor {
             match (e, values) {
                 (Encoder::Standardise { transform, mean, scale, .. }, ColumnValues::Number(v)) => {
                     for (i, &x) in v.iter().enumerate() {
-                        matrix[[i, offset]] = (transform.apply(x) - mean) / scale;
+                        if x.is_nan() {
+                            missing(&mut matrix, i)?;
+                        } else {
+                            matrix[[i, offset]] = (transform.apply(x) - mean) / scale;
+                        }
                     }
                 }
-                (Encoder::OneHot { column, levels }, ColumnValues::Level { levels: data_levels, codes }) => {
+                (Encoder::OneHot { column, levels, .. }, ColumnValues::Level { levels: data_levels, codes }) => {
                     // Map the data's level codes to training slots once, not once per row.
                     let slot: Vec<usize> =
                         data_levels.iter().map(|l| levels.binary_search(l).unwrap_or(levels.len())).collect();
                     let mut unseen = 0u64;
                     for (i, &c) in codes.iter().enumerate() {
+                        if c == MISSING_CODE {
+                            missing(&mut matrix, i)?;
+                            continue;
+                        }
                         let s = slot[c as usize];
                         unseen += u64::from(s == levels.len());
                         matrix[[i, offset + s]] = 1.0;
@@ -219,7 +315,10 @@ impl Preprocessor {
                 }
                 (Encoder::Boolean { .. }, ColumnValues::Bool(v)) => {
                     for (i, &b) in v.iter().enumerate() {
-                        matrix[[i, offset]] = f64::from(u8::from(b));
+                        match b {
+                            Some(b) => matrix[[i, offset]] = f64::from(u8::from(b)),
+                            None => missing(&mut matrix, i)?,
+                        }
                     }
                 }
                 _ => return Err(Error::EncoderKind { column: e.column().to_string() }),
@@ -247,5 +346,25 @@ impl Preprocessor {
             offset += e.width();
         }
         unseen
+    }
+}
+
+/// The median of `values` (not empty), the mean of the two middle values for an even count.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The missing rule of a column: none when it refuses missing values, else as `how` asks.
+fn rule<T>(allows: bool, how: MissingHandling, fill: Option<T>) -> Option<MissingRule<T>> {
+    match how {
+        _ if !allows => None,
+        MissingHandling::Nan => Some(MissingRule::Nan),
+        MissingHandling::Impute => fill.map(MissingRule::Impute),
     }
 }

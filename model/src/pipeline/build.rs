@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::eval::drift::Reference;
 use crate::eval::metrics::MetricSet;
 use crate::eval::threshold;
-use crate::learn::features::Preprocessor;
+use crate::learn::features::{MissingHandling, Preprocessor};
 use crate::learn::labelled;
 use crate::learn::model::{Family, FittedModel};
 use crate::learn::split::stratified_holdout;
@@ -49,7 +49,12 @@ impl Fitted {
 /// Fits encoders and the configured model on all rows of `data`.
 pub fn fit(config: &PipelineConfig, data: &Dataset) -> Result<Fitted> {
     let labels = data.require_labels()?;
-    let preprocessing = Preprocessor::fit(data)?;
+    // A linear model cannot read NaN: it imputes; trees learn where a missing value goes.
+    let how = match config.model.family {
+        Family::GradientBoosting => MissingHandling::Nan,
+        Family::LogisticRegression => MissingHandling::Impute,
+    };
+    let preprocessing = Preprocessor::fit(data, how)?;
     let encoded = preprocessing.transform(data)?;
     let rows = labelled(encoded.matrix.view(), labels);
     let model = match config.model.family {

@@ -26,6 +26,9 @@ pub(super) struct Binned {
     /// What a histogram reads of each row, `layout.fixed` words a row (see [`Layout`]).
     pub(super) rows: Vec<u64>,
     pub(super) layout: Layout,
+    /// Per input, the bin of a missing value (NaN), after its regular bins, when the training
+    /// rows had any; a split learns which side it goes to.
+    pub(super) missing: Vec<Option<u8>>,
 }
 
 /// An input is stored sparsely when its most common bin holds at least this share of rows.
@@ -37,9 +40,13 @@ impl Binned {
         let mut bins = vec![0u8; n_rows * n_inputs];
         let mut edges = Vec::with_capacity(n_inputs);
         let stride = n_rows.div_ceil(BINNING_SAMPLE).max(1);
+        let mut missing = Vec::with_capacity(n_inputs);
         for f in 0..n_inputs {
             let column = x.column(f);
-            let mut sample: Vec<f64> = column.iter().step_by(stride).copied().collect();
+            let has_missing = column.iter().any(|v| v.is_nan());
+            // The missing bin must fit in a byte after the regular ones.
+            let max_bins = if has_missing { max_bins.min(255) } else { max_bins };
+            let mut sample: Vec<f64> = column.iter().step_by(stride).copied().filter(|v| !v.is_nan()).collect();
             sample.sort_by(f64::total_cmp);
             let mut distinct = sample.clone();
             distinct.dedup();
@@ -55,20 +62,25 @@ impl Binned {
                 cuts
             };
             let out = &mut bins[f * n_rows..(f + 1) * n_rows];
+            let missing_bin = has_missing.then_some((e.len() + 1) as u8);
             for (o, &v) in out.iter_mut().zip(column.iter()) {
-                *o = e.partition_point(|&edge| edge < v) as u8;
+                *o = match missing_bin {
+                    Some(m) if v.is_nan() => m,
+                    _ => e.partition_point(|&edge| edge < v) as u8,
+                };
             }
             edges.push(e);
+            missing.push(missing_bin);
         }
         let mut offsets = Vec::with_capacity(n_inputs + 1);
         offsets.push(0);
-        for e in &edges {
-            offsets.push(offsets.last().copied().unwrap_or(0) + e.len() + 1);
+        for (e, m) in edges.iter().zip(&missing) {
+            offsets.push(offsets.last().copied().unwrap_or(0) + e.len() + 1 + usize::from(m.is_some()));
         }
         let mut dense = Vec::new();
         let mut sparse = Vec::new();
         for (f, e) in edges.iter().enumerate() {
-            let mut counts = vec![0usize; e.len() + 1];
+            let mut counts = vec![0usize; e.len() + 1 + usize::from(missing[f].is_some())];
             for &b in &bins[f * n_rows..(f + 1) * n_rows] {
                 counts[b as usize] += 1;
             }
@@ -99,7 +111,7 @@ impl Binned {
                 *word = low | high << 32;
             }
         }
-        Binned { n_rows, bins, edges, offsets, dense, sparse, rows, layout }
+        Binned { n_rows, bins, edges, offsets, dense, sparse, rows, layout, missing }
     }
 
     pub(super) fn histogram_len(&self) -> usize {

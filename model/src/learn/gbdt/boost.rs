@@ -163,18 +163,32 @@ fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
     let leaves = number_leaves(&tree.feature, &tree.left, &tree.right, &tree.value, &mut values, &mut nodes)
         .expect("a grown tree is sound");
     values.resize(M::TABLE, 0.0);
-    let splits: Vec<(&[u8], M, M)> = nodes
+    let splits: Vec<(&[u8], M, M, Option<u8>)> = nodes
         .into_iter()
         .map(|(node, left_leaves)| {
-            (binned.column(tree.feature[node] as usize), M::from_rank(tree.bin[node]), M::from_u64(left_leaves))
+            let f = tree.feature[node] as usize;
+            let missing = binned.missing[f].filter(|_| tree.missing_left[node]);
+            (binned.column(f), M::from_rank(tree.bin[node]), M::from_u64(left_leaves), missing)
         })
         .collect();
     let all = M::all(leaves);
     for (start, raw) in (0..raw.len()).step_by(ROWS).zip(raw.chunks_mut(ROWS)) {
         let mut masks = [all; ROWS];
-        for &(column, bin, clear) in &splits {
-            for (mask, &b) in masks.iter_mut().zip(&column[start..start + raw.len()]) {
-                *mask = mask.clear_if_above(M::from_rank(b), bin, clear);
+        for &(column, bin, clear, missing) in &splits {
+            let column = &column[start..start + raw.len()];
+            match missing {
+                None => {
+                    for (mask, &b) in masks.iter_mut().zip(column) {
+                        *mask = mask.clear_if_above(M::from_rank(b), bin, clear);
+                    }
+                }
+                // Missing values go left: their bin counts as the lowest.
+                Some(m) => {
+                    for (mask, &b) in masks.iter_mut().zip(column) {
+                        let b = if b == m { 0 } else { b };
+                        *mask = mask.clear_if_above(M::from_rank(b), bin, clear);
+                    }
+                }
             }
         }
         for (r, mask) in raw.iter_mut().zip(masks) {

@@ -15,6 +15,8 @@ struct Split {
     /// partition pass need not read gradients).
     left_g: f64,
     left_h: f64,
+    /// Missing values go left (they go right otherwise, as NaN fails `x <= threshold`).
+    missing_left: bool,
 }
 
 /// A leaf of the tree being grown: its rows are the records `start..end` of the sample's
@@ -36,7 +38,14 @@ impl ValidBoostingParams {
     /// buffers as it splits them.
     pub(super) fn grow(&self, binned: &Binned, sample: &mut Sample, allowed: &[bool]) -> BinTree {
         let p = &self.params;
-        let mut tree = BinTree { feature: vec![-1], bin: vec![0], value: vec![0.0], left: vec![0], right: vec![0] };
+        let mut tree = BinTree {
+            feature: vec![-1],
+            bin: vec![0],
+            value: vec![0.0],
+            left: vec![0],
+            right: vec![0],
+            missing_left: vec![false],
+        };
         let n = sample.len();
         let stride = sample.layout.stride;
         let (sg, sh) = sample.buffers[0]
@@ -62,7 +71,9 @@ impl ValidBoostingParams {
             };
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
-            let mid = sample.partition(binned, split.feature, split.bin as u8, leaf.start..leaf.end, leaf.buffer);
+            let missing = binned.missing[split.feature].filter(|_| split.missing_left);
+            let mid =
+                sample.partition(binned, split.feature, split.bin as u8, missing, leaf.start..leaf.end, leaf.buffer);
             let buffer = 1 - leaf.buffer;
             // After the last split nothing reads the leaves' histograms.
             let last = n_leaves + 1 == p.max_leaf_nodes;
@@ -70,6 +81,7 @@ impl ValidBoostingParams {
             let right_id = tree.push();
             tree.feature[leaf.node] = split.feature as i32;
             tree.bin[leaf.node] = split.bin as u8;
+            tree.missing_left[leaf.node] = split.missing_left;
             tree.left[leaf.node] = left_id as u32;
             tree.right[leaf.node] = right_id as u32;
             let (lg, lh) = (split.left_g, split.left_h);
@@ -154,7 +166,32 @@ impl ValidBoostingParams {
                 }
                 let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
                 if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
-                    best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh });
+                    best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh, missing_left: false });
+                }
+            }
+            // With missing values (their bin is the last), each cut but the one between the
+            // regular bins and the missing bin is tried again with the missing rows on the left.
+            if binned.missing[f].is_some() && hist.len() > 2 {
+                let miss = hist[hist.len() - 1];
+                let (mut lg, mut lh, mut ln) = (miss.g, miss.h, miss.n);
+                for (b, bin) in hist.iter().enumerate().take(hist.len() - 2) {
+                    lg += bin.g;
+                    lh += bin.h;
+                    ln += bin.n;
+                    if (ln as usize) < p.min_samples_leaf {
+                        continue;
+                    }
+                    if ((n - ln) as usize) < p.min_samples_leaf {
+                        break;
+                    }
+                    let (rg, rh) = (leaf.g - lg, leaf.h - lh);
+                    if lh < MIN_CHILD_HESSIAN || rh < MIN_CHILD_HESSIAN {
+                        continue;
+                    }
+                    let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
+                    if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
+                        best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh, missing_left: true });
+                    }
                 }
             }
         }
@@ -169,6 +206,7 @@ pub(super) struct BinTree {
     pub(super) value: Vec<f64>,
     pub(super) left: Vec<u32>,
     pub(super) right: Vec<u32>,
+    pub(super) missing_left: Vec<bool>,
 }
 
 impl BinTree {
@@ -178,6 +216,7 @@ impl BinTree {
         self.value.push(0.0);
         self.left.push(0);
         self.right.push(0);
+        self.missing_left.push(false);
         self.feature.len() - 1
     }
 }
@@ -191,7 +230,8 @@ pub(super) fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64
             return tree.value[n];
         }
         let b = binned.column(f as usize)[row];
-        n = if b <= tree.bin[n] { tree.left[n] } else { tree.right[n] } as usize;
+        let left = b <= tree.bin[n] || (tree.missing_left[n] && binned.missing[f as usize] == Some(b));
+        n = if left { tree.left[n] } else { tree.right[n] } as usize;
     }
 }
 
@@ -200,8 +240,11 @@ pub(super) fn to_value_tree(tree: &BinTree, binned: &Binned) -> Tree {
     let value = (0..tree.feature.len())
         .map(|n| match tree.feature[n] {
             f if f < 0 => tree.value[n],
-            f => binned.edges[f as usize][tree.bin[n] as usize],
+            // The cut between an input's regular bins and its missing bin: every number goes
+            // left (the largest finite number, since JSON has no infinity).
+            f => binned.edges[f as usize].get(tree.bin[n] as usize).copied().unwrap_or(f64::MAX),
         })
         .collect();
-    Tree { feature: tree.feature.clone(), value, left: tree.left.clone(), right: tree.right.clone() }
+    let missing_left = if tree.missing_left.iter().any(|&m| m) { tree.missing_left.clone() } else { Vec::new() };
+    Tree { feature: tree.feature.clone(), value, left: tree.left.clone(), right: tree.right.clone(), missing_left }
 }

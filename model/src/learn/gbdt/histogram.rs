@@ -281,7 +281,7 @@ mod tests {
             let rows: Vec<u32> = (0..1000).collect();
             sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
             assert_eq!(rows_of(&binned, &sample, 0, 0..1000), (0..1000).collect::<Vec<_>>());
-            let mid = sample.partition(&binned, feature, bin, 100..900, 0);
+            let mid = sample.partition(&binned, feature, bin, None, 100..900, 0);
             let column = binned.column(feature);
             let left = rows_of(&binned, &sample, 1, 100..mid);
             let right = rows_of(&binned, &sample, 1, mid..900);

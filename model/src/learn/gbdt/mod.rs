@@ -167,6 +167,10 @@ pub struct Tree {
     pub left: Vec<u32>,
     /// Right child of each split node (0 for leaves).
     pub right: Vec<u32>,
+    /// Per node, whether a missing value (NaN) goes left; empty when none does (a NaN fails
+    /// `x <= threshold` and goes right).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_left: Vec<bool>,
 }
 
 impl Tree {
@@ -177,7 +181,9 @@ impl Tree {
             if f < 0 {
                 return self.value[n];
             }
-            n = if x[f as usize] <= self.value[n] { self.left[n] } else { self.right[n] } as usize;
+            let x = x[f as usize];
+            let left = x <= self.value[n] || (x.is_nan() && self.missing_left.get(n) == Some(&true));
+            n = if left { self.left[n] } else { self.right[n] } as usize;
         }
     }
 }
@@ -211,7 +217,12 @@ impl Tree {
     /// after their parent (so that every walk from the root ends at a leaf), leaf values finite.
     pub fn check(&self, n_inputs: usize) -> std::result::Result<(), String> {
         let n = self.feature.len();
-        if n == 0 || self.value.len() != n || self.left.len() != n || self.right.len() != n {
+        if n == 0
+            || self.value.len() != n
+            || self.left.len() != n
+            || self.right.len() != n
+            || !(self.missing_left.is_empty() || self.missing_left.len() == n)
+        {
             return Err(format!(
                 "a tree's arrays differ in length (feature {n}, value {}, left {}, right {}) or are empty",
                 self.value.len(),
@@ -393,5 +404,51 @@ mod tests {
         let y = vec![true; 50];
         let r = BoostingParams::default().validate(0).unwrap().fit(&labelled(x.view(), &y));
         assert!(matches!(r, Err(Error::TooFewClasses { .. })));
+    }
+
+    #[test]
+    fn missing_values_learn_their_direction_and_every_path_agrees_on_them() {
+        // Input 0 is missing in a third of the rows; a row is positive when input 0 is low or
+        // missing: the best cut sends missing values left, with the low ones.
+        let mut rng = Rng::new(21);
+        let n = 3000;
+        let mut x = Array2::zeros((n, 3));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let missing = rng.uniform() < 0.33;
+            let (a, b) = (rng.uniform(), rng.uniform());
+            x[[i, 0]] = if missing { f64::NAN } else { a };
+            x[[i, 1]] = b;
+            x[[i, 2]] = if rng.uniform() < 0.1 { f64::NAN } else { rng.normal() };
+            y.push(missing || a < 0.4);
+        }
+        let params = BoostingParams { max_iter: 60, ..BoostingParams::default() }.validate(3).unwrap();
+        let model = params.fit(&labelled(x.view(), &y)).unwrap();
+        let correct = (0..n).filter(|&i| (model.probability(x.row(i).as_slice().unwrap()) >= 0.5) == y[i]).count();
+        assert!(correct as f64 > 0.97 * n as f64, "{correct} of {n}");
+        assert!(model.trees.iter().any(|t| t.missing_left.iter().any(|&m| m)), "some split sends missing values left");
+        model.check().unwrap();
+        // The batch path (which walks trees that send NaN left) gives the row-by-row values.
+        let batch = model.predict(&x);
+        for i in 0..n {
+            assert_eq!(batch[i].to_bits(), model.probability(x.row(i).as_slice().unwrap()).to_bits());
+        }
+
+        // The grown tree, walked on bins, its leaf masks, and the value tree agree on every row.
+        let binned = Binned::new(x.view(), 255);
+        assert!(binned.missing[0].is_some() && binned.missing[1].is_none());
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let mut sample = Sample::new(&binned, n);
+        let raw0 = vec![0.0; n];
+        sample.fill(&binned, &rows, &raw0, &y);
+        let tree = params.grow(&binned, &mut sample, &[true; 3]);
+        let value_tree = to_value_tree(&tree, &binned);
+        let mut raw = vec![0.0; n];
+        add_tree(&tree, &binned, &mut raw);
+        for (i, &added) in raw.iter().enumerate() {
+            let value = value_tree.predict(x.row(i).as_slice().unwrap());
+            assert_eq!(predict_binned(&tree, &binned, i), value, "row {i}");
+            assert_eq!(added, value, "row {i}");
+        }
     }
 }

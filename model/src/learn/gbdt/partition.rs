@@ -97,6 +97,7 @@ impl Sample {
         binned: &Binned,
         feature: usize,
         bin: u8,
+        missing_left: Option<u8>,
         range: Range<usize>,
         from: usize,
     ) -> usize {
@@ -124,8 +125,23 @@ impl Sample {
         let left = match binned.dense.iter().position(|&f| f == feature) {
             Some(j) => {
                 let (word, shift) = (self.layout.dense + j / 8, 8 * (j % 8));
-                let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
-                with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
+                match missing_left {
+                    None => {
+                        let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
+                        with_row_width!(stride, fixed, (source, out, &goes_left), {
+                            any(stride, source, out, &goes_left)
+                        })
+                    }
+                    Some(m) => {
+                        let goes_left = move |r: &[u64]| {
+                            let b = (r[word] >> shift) as u8;
+                            (b <= bin) | (b == m)
+                        };
+                        with_row_width!(stride, fixed, (source, out, &goes_left), {
+                            any(stride, source, out, &goes_left)
+                        })
+                    }
+                }
             }
             None => {
                 // The row's bin is the common one unless a slot falls in the input's bins.
@@ -141,7 +157,7 @@ impl Sample {
                             b = if at < count { at } else { b };
                         }
                     }
-                    b <= u64::from(bin)
+                    (b <= u64::from(bin)) | missing_left.is_some_and(|m| b == u64::from(m))
                 };
                 with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
             }

@@ -115,6 +115,11 @@ impl Forest {
     /// malformed tree (NaN threshold, a feature or child out of range). Such ensembles are
     /// scored tree by tree.
     pub fn new(booster: &Booster) -> Option<Forest> {
+        // A value's rank cannot say which way a NaN goes where a split sends it left; such
+        // ensembles are walked (a NaN elsewhere ranks above every threshold, as it fails them).
+        if booster.trees.iter().any(|t| t.missing_left.iter().any(|&m| m)) {
+            return None;
+        }
         let mut widest = 1;
         for tree in &booster.trees {
             widest = widest.max(tree.feature.iter().filter(|&&f| f < 0).count());
@@ -398,7 +403,13 @@ mod tests {
 
     /// A stump on input 0 at `threshold`, leaves -1 and +1.
     fn stump(threshold: f64) -> Tree {
-        Tree { feature: vec![0, -1, -1], value: vec![threshold, -1.0, 1.0], left: vec![1, 0, 0], right: vec![2, 0, 0] }
+        Tree {
+            feature: vec![0, -1, -1],
+            value: vec![threshold, -1.0, 1.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            missing_left: Vec::new(),
+        }
     }
 
     #[test]
