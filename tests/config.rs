@@ -82,7 +82,7 @@ fn log1p_needs_a_non_negative_minimum() {
 
 #[test]
 fn the_shipped_configurations_parse() {
-    for file in ["pipeline.toml", "configs/online-shoppers.toml"] {
+    for file in ["pipeline.toml", "configs/online-shoppers.toml", "configs/online-shoppers-missing.toml"] {
         PipelineConfig::load(&crate::support::root().join(file)).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -1,6 +1,8 @@
 //! The real Online Shoppers data from ../shared: it validates, and a build on it is accurate.
 //! Skips with a printed reason when ../shared is absent.
 
+use std::path::Path;
+
 use model::{LabelPolicy, PipelineConfig};
 
 use crate::support::{root, shared_train_csv};
@@ -21,4 +23,67 @@ fn online_shoppers_validates_and_builds_an_accurate_model() {
     // below that on its own validation rows has regressed.
     assert!(artifact.validation.roc_auc > 0.92, "{:?}", artifact.validation);
     assert!(artifact.validation.f1 > 0.6, "{:?}", artifact.validation);
+}
+
+/// `text` (the shared train.csv) with each cell of `columns` blanked with probability 5 %
+/// (seeded), and the number of cells blanked.
+fn blank(text: &str, columns: &[&str], seed: u64) -> (String, usize) {
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let at: Vec<usize> = columns.iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
+    let mut rng = model::rng::Rng::new(seed);
+    let mut blanked = String::with_capacity(text.len());
+    let mut blanks = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let mut fields: Vec<&str> = line.split(',').collect();
+        if i > 0 {
+            for &f in &at {
+                if rng.uniform() < 0.05 {
+                    fields[f] = "";
+                    blanks += 1;
+                }
+            }
+        }
+        blanked.push_str(&fields.join(","));
+        blanked.push('\n');
+    }
+    (blanked, blanks)
+}
+
+/// Cross-validated ROC AUC of gradient boosting on the shared data, complete and with 5 % of the
+/// cells of three columns blanked at random (seeded), those columns declared `missing = "allow"`.
+/// README "Missing values" quotes the figures this prints.
+#[test]
+fn blanking_five_percent_of_three_columns_costs_little_roc_auc() {
+    let Some(csv) = shared_train_csv() else { return };
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let config_text = std::fs::read_to_string(root().join("configs/online-shoppers.toml")).unwrap();
+    let complete = PipelineConfig::parse(&config_text, Path::new("online-shoppers.toml")).unwrap();
+    let auc = |config: &PipelineConfig, text: &str| {
+        let data = model::read_csv(text.as_bytes(), "train.csv", &config.schema, LabelPolicy::Required).unwrap();
+        let cv = model::pipeline::crossval::cross_validate(config, &data, 5, 0).unwrap();
+        let aucs: Vec<f64> = cv.results.iter().map(|r| r.at_threshold.roc_auc).collect();
+        model::pipeline::crossval::mean_std(&aucs).0
+    };
+    let full = auc(&complete, &text);
+    // Three columns of middling weight, then three with PageValues, the one feature that carries
+    // most of the signal: a session whose page value is unknown has lost most of what predicts
+    // it, whatever the model (scikit-learn's HistGradientBoosting, which handles missing values
+    // natively, loses 0.0080 on the same kind of data: README).
+    for (columns, bound) in [
+        (["ProductRelated_Duration", "ExitRates", "BounceRates"], 0.005),
+        (["ProductRelated_Duration", "ExitRates", "PageValues"], 0.008),
+    ] {
+        let (blanked, blanks) = blank(&text, &columns, 2026);
+        let mut with_missing = complete.clone();
+        for c in with_missing.schema.columns.iter_mut().filter(|c| columns.contains(&c.name.as_str())) {
+            c.missing = model::data::schema::Missing::Allow;
+            c.missing_values = vec![String::new()];
+        }
+        let holed = auc(&with_missing, &blanked);
+        println!(
+            "ROC AUC, 5-fold CV, fold seed 0: complete {full:.4}; {blanks} cells of {columns:?} blanked {holed:.4}, drop {:.4}",
+            full - holed
+        );
+        assert!(full - holed <= bound, "{columns:?}: complete {full:.4}, blanked {holed:.4}");
+    }
 }
