@@ -214,6 +214,9 @@ impl Preprocessor {
                         .filter(|(_, c)| **c > 0)
                         .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
                         .map(|(l, _)| l.clone());
+                    if allows && mode.is_none() && how == MissingHandling::Impute {
+                        return Err(Error::NoRows { what: "with a value to fit the encoders on" });
+                    }
                     Encoder::OneHot { column: name.clone(), levels: seen, missing: rule(allows, how, mode) }
                 }
                 (ColumnValues::Bool(v), _) => {
@@ -240,6 +243,14 @@ impl Preprocessor {
                 .ok_or_else(|| format!("an encoder reads `{name}`, which is not a feature column of the schema"))?;
             if !e.accepts(&column.kind) || !seen.insert(name) {
                 return Err(format!("the encoder of `{name}` does not match its column, or is there twice"));
+            }
+            let has_rule = match e {
+                Encoder::Standardise { missing, .. } => missing.is_some(),
+                Encoder::OneHot { missing, .. } => missing.is_some(),
+                Encoder::Boolean { missing, .. } => missing.is_some(),
+            };
+            if has_rule != (column.missing == Missing::Allow) {
+                return Err(format!("`{name}`: the encoder's rule for missing values does not match the column's"));
             }
             match e {
                 Encoder::Standardise { mean, scale, .. }
