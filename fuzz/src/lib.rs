@@ -34,6 +34,7 @@ pub fn valid_csv(schema: &Schema, rows: usize) -> String {
                 }
                 ColumnKind::Boolean { true_values, .. } => true_values[0].clone(),
                 ColumnKind::Label { positive, negative } => if row % 2 == 0 { positive } else { negative }.clone(),
+                ColumnKind::Id => format!("row{row}"),
                 ColumnKind::Ignore => String::new(),
             })
             .collect();
