@@ -142,8 +142,11 @@ fn a_regression_is_blocked_and_an_equally_good_retrain_is_not() {
     let (code, out) = p.candidate("weak.toml", "weak");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("failed: roc_auc vs production"), "{out}");
-    let (code, _, err) = p.run(&["deploy"]);
-    assert_eq!(code, Some(1), "{err}");
+    // A failed candidate does not move `staging`: deploy has nothing new to promote.
+    let (code, out, err) = p.run(&["deploy"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("v1 is already in production"), "{out}");
+    assert_eq!(p.registry().alias("staging").unwrap().as_deref(), Some("v1"));
     assert_eq!(p.production().as_deref(), Some("v1"));
 
     let (code, out) = p.candidate("seed43.toml", "retrain");
@@ -341,11 +344,26 @@ fn online_shoppers_scenario_from_the_issue() {
         text.lines().enumerate().filter(|(i, _)| *i == 0 || (i - 1) % 40 == 0).map(|(_, l)| format!("{l}\n")).collect();
     std::fs::write(tmp.path().join("sample.csv"), sample).unwrap();
     assert_eq!(run(&["build", "--config", c, "--data", "sample.csv", "--out", "small"]).0, Some(0));
-    let (code, out) =
-        run(&["acceptance", "--config", c, "--model", "small/model.json", "--registry", r, "--out", "acc2"]);
+    // Judged on the full file's staging rows (without --data, acceptance reads the file the
+    // model was built from: the sample).
+    let (code, out) = run(&[
+        "acceptance",
+        "--config",
+        c,
+        "--model",
+        "small/model.json",
+        "--data",
+        csv,
+        "--registry",
+        r,
+        "--out",
+        "acc2",
+    ]);
     assert_eq!(code, Some(1), "{out}");
+    // The failed candidate moved no alias: production stays, deploy has nothing to promote.
     let (code, out) = run(&["deploy", "--config", c, "--registry", r]);
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("v1 is already in production"), "{out}");
 
     // Unseen sessions of the same distribution: the staging rows, which no build trained on.
     let header = text.lines().next().unwrap();
@@ -571,4 +589,89 @@ fn monitoring_without_labels_estimates_and_flags_drifted_scores_and_a_label_shif
     let (code, out, _) = p.run(&["monitor", "--data", "shifted.csv", "--out", "mon3"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("failed: positive rate of the labels moved from"), "{out}");
+}
+
+#[test]
+fn life_cycle_rules_hold_on_a_folder_registry() {
+    let p = Project::new();
+    // Nothing in production yet: monitoring is neutral, acceptance may insist on production.
+    std::fs::write(p.path().join("fresh.csv"), customers_csv(500, 3)).unwrap();
+    let (code, out, err) = p.run(&["monitor", "--data", "fresh.csv", "--out", "mon0"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("nothing to monitor yet"), "{out}");
+    let (code, o, e) = p.run(&["build", "--out", "a"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, _, err) = p.run(&["acceptance", "--model", "a/model.json", "--out", "a/acc0", "--require-production"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--require-production: no model is in production"), "{err}");
+
+    assert_eq!(p.candidate("pipeline.toml", "a").0, Some(0)); // v1 passes
+    assert_eq!(p.run(&["deploy"]).0, Some(0));
+    assert_eq!(p.candidate("weak.toml", "w").0, Some(1)); // v2 fails against production
+    assert_eq!(p.candidate("seed43.toml", "b").0, Some(0)); // v3 passes
+    let reg = p.registry();
+    assert_eq!(reg.alias("staging").unwrap().as_deref(), Some("v3"));
+    let register: Vec<_> = reg.history().unwrap().into_iter().filter(|e| e.action == Action::Register).collect();
+    assert_eq!(register[1].version.as_deref(), Some("v2"));
+    assert_eq!(register[1].to.as_deref(), Some("v1"), "a failed candidate leaves staging where it was");
+
+    // A named version: unknown names are refused with the versions there are; a failed one
+    // needs --force with a reason, recorded as forced.
+    for name in ["v9", "v01", "production"] {
+        let (code, _, err) = p.run(&["deploy", "--version", name]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains("is not a version of this registry (it has v1, v2, v3)"), "{err}");
+    }
+    let (code, _, err) = p.run(&["deploy", "--version", "v2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("v2 did not pass acceptance"), "{err}");
+    let (code, out, err) = p.run(&["deploy", "--version", "v3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(p.production().as_deref(), Some("v3"));
+
+    // rollback --to: only a version that passed or was in production.
+    let (code, _, err) = p.run(&["rollback", "--to", "v2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("v2 did not pass acceptance"), "{err}");
+    let (code, out, err) = p.run(&["rollback", "--to", "v2", "--force", "--reason", "bisecting an incident"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let last = p.registry().history().unwrap().pop().unwrap();
+    assert!(last.forced && last.reason.contains("bisecting an incident"), "{last:?}");
+    let (code, out, err) = p.run(&["deploy", "--version", "v3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // A breach: the rollback target (v2, the weak stump, production before v3) is scored on the
+    // same data first, and production rolls back only when the target does no worse.
+    let scrambled: String = customers_csv(3000, 5)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once(',')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
+        })
+        .collect();
+    std::fs::write(p.path().join("scrambled.csv"), scrambled).unwrap();
+    let (code, out, _) = p.run(&["monitor", "--data", "scrambled.csv", "--out", "mon", "--rollback-on-breach"]);
+    assert_eq!(code, Some(1), "{out}");
+    let monitor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("mon/monitor.json")).unwrap()).unwrap();
+    let comparison = &monitor["rollback_comparison"];
+    assert_eq!(comparison["measure"], "roc_auc", "{monitor}");
+    let (prod, target) = (comparison["production"].as_f64().unwrap(), comparison["target"].as_f64().unwrap());
+    assert_eq!(comparison["version"], "v2", "{monitor}");
+    // The stump does worse (0.51 against 0.53 here): no rollback, both figures recorded.
+    assert!(target < prod, "{comparison}");
+    assert!(monitor["rolled_back_to"].is_null() && out.contains("No automatic rollback"), "{out}");
+    assert_eq!(p.production().as_deref(), Some("v3"));
+
+    // The actor is never "unknown": without any user variable, the uid. And v1, in production
+    // before, may be rolled back to.
+    let out = xtask(
+        p.path(),
+        &["rollback", "--to", "v1", "--reason", "who am I"],
+        &[("USER", ""), ("LOGNAME", ""), ("GITHUB_ACTOR", ""), ("USERNAME", "")],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let last = p.registry().history().unwrap().pop().unwrap();
+    assert!(last.actor.who.starts_with("uid "), "{:?}", last.actor);
 }

@@ -226,6 +226,14 @@ pub enum Error {
         /// The checksum the verdict is bound to.
         judged: String,
     },
+    /// A version named on the command line is not one of the registry's.
+    #[error("{version} is not a version of this registry (it has {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownVersion {
+        /// The version named.
+        version: String,
+        /// The versions there are.
+        known: Vec<String>,
+    },
     /// Rollback found no production.
     #[error("nothing to roll back: no version is in production")]
     NothingInProduction,
@@ -268,6 +276,7 @@ impl Error {
                 | Error::AlreadyInProduction { .. }
                 | Error::NoEarlierProduction { .. }
                 | Error::RollbackTarget { .. }
+                | Error::UnknownVersion { .. }
         )
     }
 }

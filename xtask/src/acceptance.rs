@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use model::lifecycle::acceptance::{self, Production};
 use model::lifecycle::registry::{VerdictRecord, PRODUCTION};
 use model::pipeline::staging::StagingSpec;
@@ -31,6 +31,10 @@ pub struct Args {
     /// Folder for metrics.json and report.md.
     #[arg(long, default_value = "target/acceptance")]
     pub out: PathBuf,
+    /// Fail (exit 2) when no production model can be read, instead of judging on thresholds
+    /// alone: a mistyped registry then stops the pipeline.
+    #[arg(long)]
+    pub require_production: bool,
     /// Exit 0 when a gate fails (the verdict is still in metrics.json and the registry): for a
     /// workflow that reports before it fails.
     #[arg(long)]
@@ -51,7 +55,11 @@ fn staging_file(
     }
     match &artifact.staging {
         StagingSpec::File { path } => relative_to_config(Path::new(path), config_path),
-        StagingSpec::Holdout { .. } => data_path(None, config, config_path),
+        // The file the model was built from, as its build named it; the configuration's data
+        // when that is gone (a build in another folder).
+        StagingSpec::Holdout { .. } => Some(PathBuf::from(&artifact.lineage.data_file))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| data_path(None, config, config_path)),
     }
 }
 
@@ -65,6 +73,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let file = staging_file(args.data, &candidate, &config, &config_path);
     let data = load_data(&file, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
     let production = match registry.alias(PRODUCTION)? {
+        None if args.require_production => bail!(
+            "--require-production: no model is in production in {} (is the registry right?)",
+            registry.root().display()
+        ),
         None => None,
         Some(version) => {
             let prod = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;

@@ -28,6 +28,10 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         &std::fs::read(&args.monitor).with_context(|| format!("cannot read {}", args.monitor.display()))?,
     )
     .with_context(|| format!("{} is not JSON", args.monitor.display()))?;
+    if monitor["status"] == "no_production" {
+        println!("alert      none: no model is in production yet");
+        return Ok(ExitCode::SUCCESS);
+    }
     let breach = monitor["outcome"]["breach"].as_bool().context("monitor.json has no outcome.breach")?;
     if !breach {
         println!("alert      none: production is healthy");

@@ -53,6 +53,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             registry: args.registry.clone(),
             out: args.out.join("acceptance"),
             allow_failure: false,
+            require_production: false,
         },
     )?;
     if code != ExitCode::SUCCESS || !args.deploy {
@@ -63,6 +64,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         sh,
         deploy::Args {
             pipeline: RegistryArgs { config: args.input.config, registry: args.registry },
+            version: None,
             force: false,
             reason: None,
             on_default_branch_push: false,

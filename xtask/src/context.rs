@@ -166,6 +166,7 @@ pub fn actor(sh: &Shell) -> Actor {
     let who = ["GITHUB_ACTOR", "USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
     Actor { who, when: now_rfc3339(), commit: git_commit(sh) }
 }

@@ -11,6 +11,9 @@ use crate::context::{actor, registry_failure, RegistryArgs};
 pub struct Args {
     #[command(flatten)]
     pub pipeline: RegistryArgs,
+    /// The version to deploy (default: `staging`, the last candidate that passed).
+    #[arg(long)]
+    pub version: Option<String>,
     /// Deploy even though the verdict failed (needs --reason; recorded in the history).
     #[arg(long, requires = "reason")]
     pub force: bool,
@@ -54,7 +57,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         }
     }
     let force = if args.force { args.reason.as_deref() } else { None };
-    let promotion = registry.promote(force, &actor(sh)).map_err(|e| registry_failure(e, "deploy"))?;
+    let promotion =
+        registry.promote(args.version.as_deref(), force, &actor(sh)).map_err(|e| registry_failure(e, "deploy"))?;
     if !promotion.changed {
         println!("{} is already in production; nothing to deploy", promotion.deployed);
     } else {

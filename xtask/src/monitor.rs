@@ -42,13 +42,54 @@ struct MonitorRecord<'a> {
     consecutive_breaches: u64,
     failure_limit: u64,
     rolled_back_to: Option<String>,
+    /// The rollback target scored on the same data, when a rollback was considered.
+    rollback_comparison: Option<Comparison>,
+}
+
+/// Production and the rollback target on the same data.
+#[derive(Serialize)]
+struct Comparison {
+    version: String,
+    /// `roc_auc` with labels, `estimated_f1` without.
+    measure: &'static str,
+    production: f64,
+    target: f64,
+}
+
+/// Scores the rollback target on the monitored data: ROC AUC with labels, the estimated F1
+/// without.
+fn compare_target(
+    registry: &model::lifecycle::registry::Registry,
+    target: &str,
+    data: &std::path::Path,
+    config: &model::pipeline::config::MonitorConfig,
+    production: &model::lifecycle::monitor::MonitorOutcome,
+) -> Result<Comparison> {
+    let artifact = registry.artifact(target).with_context(|| format!("cannot load the rollback target {target}"))?;
+    let rows = load_data(data, &artifact.schema, LabelPolicy::Optional, None)
+        .with_context(|| format!("the rollback target {target} cannot read {}", data.display()))?;
+    let theirs = model::lifecycle::monitor::evaluate(config, &artifact, &rows, None)
+        .with_context(|| format!("cannot score the rollback target {target}"))?;
+    let (measure, production, target_score) = match (&production.metrics, &theirs.metrics) {
+        (Some(p), Some(t)) => ("roc_auc", p.roc_auc, t.roc_auc),
+        _ => ("estimated_f1", production.estimated.f1, theirs.estimated.f1),
+    };
+    Ok(Comparison { version: target.to_string(), measure, production, target: target_score })
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (config, registry) = args.pipeline.open()?;
-    let version = registry
-        .alias(PRODUCTION)?
-        .with_context(|| format!("nothing to monitor: no model is in production in {}", registry.root().display()))?;
+    let Some(version) = registry.alias(PRODUCTION)? else {
+        // A new project's scheduled run: nothing to watch yet is no failure.
+        let line = format!("nothing to monitor yet: no model is in production in {}", registry.root().display());
+        output::write(&args.out.join("report.md"), format!("## Nothing in production yet\n\n{line}.\n").as_bytes())?;
+        output::write_json(
+            &args.out.join("monitor.json"),
+            &serde_json::json!({"schema_version": 1, "status": "no_production"}),
+        )?;
+        println!("status     {line}");
+        return Ok(ExitCode::SUCCESS);
+    };
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
     // Labels arrive late in production: without them, monitoring estimates instead of measuring.
     let data = load_data(&args.data, &artifact.schema, LabelPolicy::Optional, Some(&args.out))?;
@@ -74,17 +115,46 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let breaches = registry.record_monitoring(&version, outcome.breach, &reason, &who)?;
     let mut rolled_back_to = None;
     let mut action = None;
+    let mut rollback_comparison = None;
     if outcome.breach && breaches >= config.monitor.failure_limit {
         if args.rollback_on_breach {
-            let why =
-                format!("automatic rollback after {breaches} consecutive breaching run(s): {}", failed.join("; "));
-            match registry.rollback(None, &why, &who) {
-                Ok((from, to)) => {
-                    action = Some(format!("Rolled back production from {from} to {to}."));
-                    rolled_back_to = Some(to);
+            // The target is scored on the same data first: a rollback to a model that does no
+            // better would only trade one breach for another.
+            let comparison = match registry.rollback_target()? {
+                Some(target) => Some(compare_target(&registry, &target, &args.data, &config.monitor, &outcome)?),
+                None => None,
+            };
+            match &comparison {
+                Some(c) if c.target < c.production => {
+                    action = Some(format!(
+                        "No automatic rollback: {} scores {} {:.4} on this data, production {:.4}.",
+                        c.version, c.measure, c.target, c.production
+                    ));
                 }
-                Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
+                _ => {
+                    let compared = comparison
+                        .as_ref()
+                        .map(|c| {
+                            format!(
+                                " ({} scores {} {:.4} on this data, production {:.4})",
+                                c.version, c.measure, c.target, c.production
+                            )
+                        })
+                        .unwrap_or_default();
+                    let why = format!(
+                        "automatic rollback after {breaches} consecutive breaching run(s): {}{compared}",
+                        failed.join("; ")
+                    );
+                    match registry.rollback(None, &why, None, &who) {
+                        Ok((from, to)) => {
+                            action = Some(format!("Rolled back production from {from} to {to}{compared}."));
+                            rolled_back_to = Some(to);
+                        }
+                        Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
+                    }
+                }
             }
+            rollback_comparison = comparison;
         } else {
             action = Some(format!(
                 "{breaches} consecutive breaching run(s), limit {}: run with --rollback-on-breach to roll back automatically.",
@@ -105,6 +175,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         consecutive_breaches: breaches,
         failure_limit: config.monitor.failure_limit,
         rolled_back_to: rolled_back_to.clone(),
+        rollback_comparison,
     };
     output::write(&args.out.join("report.md"), report.as_bytes())
         .and_then(|()| output::write_json(&args.out.join("monitor.json"), &record))

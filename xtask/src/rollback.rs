@@ -17,12 +17,17 @@ pub struct Args {
     /// Why (recorded in the history).
     #[arg(long, default_value = "manual rollback")]
     reason: String,
+    /// Roll back to a `--to` version whose verdict failed and that was never in production
+    /// (the --reason is recorded, as forced).
+    #[arg(long, requires = "to")]
+    force: bool,
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, registry) = args.pipeline.open()?;
-    let (from, to) =
-        registry.rollback(args.to.as_deref(), &args.reason, &actor(sh)).map_err(|e| registry_failure(e, "rollback"))?;
+    let (from, to) = registry
+        .rollback(args.to.as_deref(), &args.reason, args.force.then_some(args.reason.as_str()), &actor(sh))
+        .map_err(|e| registry_failure(e, "rollback"))?;
     println!("rolled back production from {from} to {to}");
     Ok(ExitCode::SUCCESS)
 }

@@ -101,6 +101,10 @@ pub struct Event {
     /// True when a failed verdict was overridden with `--force`.
     #[serde(default)]
     pub forced: bool,
+    /// The version registered (for `register`: `to` is the staging alias after the event,
+    /// which a failed candidate does not move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Who, when, which commit.
     #[serde(flatten)]
     pub actor: Actor,
@@ -317,7 +321,7 @@ impl Registry {
             }
         }
         let mut named: Vec<&str> =
-            history.iter().flat_map(|e| [e.from.as_deref(), e.to.as_deref()]).flatten().collect();
+            history.iter().flat_map(|e| [e.from.as_deref(), e.to.as_deref(), e.version.as_deref()]).flatten().collect();
         named.sort_unstable();
         named.dedup();
         for v in named {
@@ -460,7 +464,7 @@ impl Registry {
             }
             None => {
                 // Past every number a folder or the history holds: a number is never given twice.
-                let named = self.written_history()?.into_iter().flat_map(|e| [e.from, e.to]).flatten();
+                let named = self.written_history()?.into_iter().flat_map(|e| [e.from, e.to, e.version]).flatten();
                 let next = self
                     .versions()?
                     .into_iter()
@@ -478,11 +482,14 @@ impl Registry {
             }
         };
         let mut next = state.clone();
-        let from = next.aliases.insert(STAGING.into(), version.clone());
-        let reason = if verdict.passed {
-            "acceptance passed".to_string()
+        // `staging` is the last candidate that passed: a failed one is registered (its verdict
+        // and report kept) but moves no alias.
+        let from = next.aliases.get(STAGING).cloned();
+        let (to, reason) = if verdict.passed {
+            next.aliases.insert(STAGING.into(), version.clone());
+            (Some(version.clone()), "acceptance passed".to_string())
         } else {
-            format!("acceptance failed: {}", verdict.failed.join("; "))
+            (from.clone(), format!("acceptance failed: {}; staging unchanged", verdict.failed.join("; ")))
         };
         self.commit(
             next,
@@ -490,9 +497,10 @@ impl Registry {
                 seq: 0,
                 action: Action::Register,
                 from,
-                to: Some(version.clone()),
+                to,
                 reason,
                 forced: false,
+                version: Some(version.clone()),
                 actor: actor.clone(),
             },
         )?;
@@ -501,10 +509,18 @@ impl Registry {
 
     /// Promotes `staging` to `production` when its verdict passed (or `force` gives a reason)
     /// and its artifact still matches the checksum the verdict is bound to.
-    pub fn promote(&self, force: Option<&str>, actor: &Actor) -> Result<Promotion> {
+    pub fn promote(&self, version: Option<&str>, force: Option<&str>, actor: &Actor) -> Result<Promotion> {
         let lock = self.lock()?;
         let state = self.recover(&lock)?;
-        let candidate = state.aliases.get(STAGING).cloned().ok_or_else(|| Error::NothingStaged)?;
+        // A named version; else `staging`, the last candidate that passed; else the last one
+        // registered (whose failed verdict then needs --force).
+        let candidate = match version {
+            Some(v) => self.known_version(v)?,
+            None => match state.aliases.get(STAGING) {
+                Some(s) => s.clone(),
+                None => self.versions()?.pop().ok_or(Error::NothingStaged)?,
+            },
+        };
         let current = state.aliases.get(PRODUCTION).cloned();
         if current.as_deref() == Some(candidate.as_str()) {
             return Ok(Promotion { deployed: candidate, replaced: None, changed: false });
@@ -539,24 +555,61 @@ impl Registry {
                 to: Some(candidate.clone()),
                 reason,
                 forced: force.is_some() && !verdict.passed,
+                version: None,
                 actor: actor.clone(),
             },
         )?;
         Ok(Promotion { deployed: candidate, replaced: current, changed: true })
     }
 
+    /// Where `rollback` without `--to` would go: the previous production, if any.
+    pub fn rollback_target(&self) -> Result<Option<String>> {
+        Ok(self.state()?.previous_productions.last().cloned())
+    }
+
+    /// `version` when it is one of this registry's versions (`v` and a number, as written).
+    fn known_version(&self, version: &str) -> Result<String> {
+        let canonical = version.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()).map(|n| format!("v{n}"));
+        if canonical.as_deref() != Some(version) || !self.version_dir(version).join("model.json").is_file() {
+            return Err(Error::UnknownVersion { version: version.to_string(), known: self.versions()? });
+        }
+        Ok(version.to_string())
+    }
+
     /// Puts the previous production (or `to`) back in production.
-    pub fn rollback(&self, to: Option<&str>, reason: &str, actor: &Actor) -> Result<(String, String)> {
+    /// A version named by `--to` must be one of this registry's and have passed acceptance or
+    /// been in production before; `force` (a reason) overrides the verdict, recorded as forced.
+    pub fn rollback(
+        &self,
+        to: Option<&str>,
+        reason: &str,
+        force: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(String, String)> {
         let lock = self.lock()?;
         let state = self.recover(&lock)?;
         let current = state.aliases.get(PRODUCTION).cloned().ok_or(Error::NothingInProduction)?;
         let mut next = state.clone();
+        let mut forced = false;
         let target = match to {
             Some(v) => {
+                let v = self.known_version(v)?;
+                let v = v.as_str();
                 if v == current {
                     return Err(Error::AlreadyInProduction { version: v.to_string() });
                 }
                 self.artifact(v).map_err(|e| Error::RollbackTarget { version: v.to_string(), source: Box::new(e) })?;
+                let was_production = self
+                    .written_history()?
+                    .iter()
+                    .any(|e| matches!(e.action, Action::Promote | Action::Rollback) && e.to.as_deref() == Some(v));
+                let verdict = self.verdict(v)?;
+                if !verdict.passed && !was_production {
+                    if force.is_none() {
+                        return Err(Error::VerdictFailed { version: v.to_string(), failed: verdict.failed });
+                    }
+                    forced = true;
+                }
                 if let Some(pos) = next.previous_productions.iter().rposition(|p| p == v) {
                     next.previous_productions.truncate(pos);
                 }
@@ -577,8 +630,12 @@ impl Registry {
                 action: Action::Rollback,
                 from: Some(current.clone()),
                 to: Some(target.clone()),
-                reason: reason.to_string(),
-                forced: false,
+                reason: match (forced, force) {
+                    (true, Some(why)) => format!("{reason}; forced over a failed verdict: {why}"),
+                    _ => reason.to_string(),
+                },
+                forced,
+                version: None,
                 actor: actor.clone(),
             },
         )?;
@@ -601,6 +658,7 @@ impl Registry {
                 to: Some(version.to_string()),
                 reason: reason.to_string(),
                 forced: false,
+                version: None,
                 actor: actor.clone(),
             },
         )?;
