@@ -266,3 +266,44 @@ fn a_blank_where_missing_is_refused_keeps_its_line_and_column_and_max_missing_ho
     let err = read_csv(mostly_blank.as_bytes(), "in.csv", &config.schema, LabelPolicy::Required).unwrap_err();
     assert!(err.to_string().contains("amount") && err.to_string().contains("too many missing values"), "{err}");
 }
+
+#[test]
+fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_there_is_an_id() {
+    let extra =
+        "[[schema.columns]]\nname = \"extra\"\nkind = \"integer\"\nmin = 0\n\n[[schema.columns]]\nname = \"visits\"";
+    for (base, expect_warning) in [(SMALL_CONFIG.to_string(), true), (with_id(), false)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small.csv"), with_extra_column(&small_csv(600))).unwrap();
+        std::fs::write(dir.path().join("a.toml"), &base).unwrap();
+        std::fs::write(dir.path().join("b.toml"), base.replacen("[[schema.columns]]\nname = \"visits\"", extra, 1))
+            .unwrap();
+        let run = |args: &[&str]| {
+            let out = xtask(dir.path(), args, &[]);
+            let (o, e) = text(&out);
+            assert!(out.status.code().is_some_and(|c| c <= 1), "{args:?}\n{o}\n{e}");
+            o
+        };
+        run(&["build", "--config", "a.toml", "--out", "a"]);
+        run(&["acceptance", "--config", "a.toml", "--model", "a/model.json", "--out", "a/acc"]);
+        run(&["deploy", "--config", "a.toml"]);
+        run(&["build", "--config", "b.toml", "--out", "b"]);
+        run(&["acceptance", "--config", "b.toml", "--model", "b/model.json", "--out", "b/acc"]);
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("b/acc/metrics.json")).unwrap()).unwrap();
+        let warning = &record["production"]["overlap_warning"];
+        if expect_warning {
+            let w = warning.as_str().unwrap_or_else(|| panic!("no warning: {record}"));
+            let rows = record["staging"]["rows"].as_u64().unwrap();
+            let exposed: u64 = w.split(' ').next().unwrap().parse().unwrap();
+            assert!(exposed > 0 && exposed < rows, "{w}");
+            assert!(
+                w.contains(&format!("of the {rows} staging rows fall outside production's own staging rule")),
+                "{w}"
+            );
+            let report = std::fs::read_to_string(dir.path().join("b/acc/report.md")).unwrap();
+            assert!(report.contains(w), "{report}");
+        } else {
+            assert!(warning.is_null(), "with an id the staging rows do not move: {warning}");
+        }
+    }
+}
