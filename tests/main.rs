@@ -9,6 +9,7 @@ mod data;
 mod fake_github;
 mod github;
 mod pipeline;
+mod registry_git;
 mod shared_data;
 mod support;
 mod tidy;

@@ -469,7 +469,7 @@ fn acceptance_that_registered_but_cannot_write_its_report_says_what_was_committe
     std::fs::write(p.path().join("taken"), "a file").unwrap();
     let (code, o, e) = p.run(&["acceptance", "--model", "c1/model.json", "--out", "taken"]);
     assert_eq!(code, Some(2), "{o}\n{e}");
-    assert!(e.contains("IS registered as v1 (staging, verdict passed)"), "{e}");
+    assert!(e.contains("IS registered as v1 (verdict passed)"), "{e}");
     let registry = Registry::open(p.path().join("registry"));
     assert_eq!(registry.alias("staging").unwrap().as_deref(), Some("v1"));
     assert!(registry.read_file("v1", "metrics.json").is_ok());

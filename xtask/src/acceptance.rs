@@ -25,9 +25,9 @@ pub struct Args {
     /// The file staging rows come from (default: the artifact's staging source).
     #[arg(long, value_parser = crate::context::path_or_empty)]
     pub data: Option<PathBuf>,
-    /// Registry folder (default: the configuration's `[registry] path`).
+    /// Registry: a folder, or git+URL#BRANCH (default: the configuration's `[registry] path`).
     #[arg(long)]
-    pub registry: Option<PathBuf>,
+    pub registry: Option<String>,
     /// Folder for metrics.json and report.md.
     #[arg(long, default_value = "target/acceptance")]
     pub out: PathBuf,
@@ -68,67 +68,76 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let config = load_config(&config_path)?;
     let model_bytes = std::fs::read(&args.model).with_context(|| format!("cannot read {}", args.model.display()))?;
     let candidate = Artifact::from_bytes(&model_bytes, &args.model).context("cannot load the candidate")?;
-    let registry = registry(args.registry, &config, &config_path);
+    let mut registry = registry(args.registry, &config, &config_path)?;
+    let location = registry.location().to_string();
 
     let file = staging_file(args.data, &candidate, &config, &config_path);
     let data = load_data(&file, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
-    let production = match registry.alias(PRODUCTION)? {
-        None if args.require_production => bail!(
-            "--require-production: no model is in production in {} (is the registry right?)",
-            registry.root().display()
-        ),
-        None => None,
-        Some(version) => {
-            let prod = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
-            // Production may declare other columns: read the same file with its schema.
-            let prod_data = load_data(&file, &prod.schema, LabelPolicy::Required, None)
-                .with_context(|| format!("production {version} cannot read the staging data"))?;
-            Some((version, prod, prod_data))
-        }
-    };
     let file_name = file.display().to_string();
-    let production =
-        production.as_ref().map(|(version, artifact, data)| Production { version: version.clone(), artifact, data });
-    let mut record = acceptance::judge(&config, &candidate, &data, &file_name, production)
-        .context("cannot judge the candidate on its staging rows")?;
+    let who = actor(sh);
+    // Production is read, the candidate judged against it and registered in one transaction:
+    // when another job changed the registry first, all of it is done again on the new state.
+    let (mut record, version) = registry.transact(&who, |registry| {
+        let production = match registry.alias(PRODUCTION)? {
+            None if args.require_production => {
+                bail!("--require-production: no model is in production in {location} (is the registry right?)")
+            }
+            None => None,
+            Some(version) => {
+                let prod = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
+                // Production may declare other columns: read the same file with its schema.
+                let prod_data = load_data(&file, &prod.schema, LabelPolicy::Required, None)
+                    .with_context(|| format!("production {version} cannot read the staging data"))?;
+                Some((version, prod, prod_data))
+            }
+        };
+        let production = production.as_ref().map(|(version, artifact, data)| Production {
+            version: version.clone(),
+            artifact,
+            data,
+        });
+        let mut record = acceptance::judge(&config, &candidate, &data, &file_name, production)
+            .context("cannot judge the candidate on its staging rows")?;
+        let verdict = VerdictRecord {
+            passed: record.passed,
+            artifact_sha256: record.artifact_sha256.clone(),
+            failed: record.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect(),
+            decided_at: now_rfc3339(),
+        };
+        let version = registry
+            .register(
+                &model_bytes,
+                &verdict,
+                |version| {
+                    record.version = Some(version.to_string());
+                    vec![
+                        ("metrics.json".into(), json_bytes(&record)),
+                        ("report.md".into(), model::render::report::acceptance_markdown(&record).into_bytes()),
+                    ]
+                },
+                &who,
+            )
+            .with_context(|| format!("cannot register the candidate in {location}"))?;
+        Ok((record, version))
+    })?;
     let passed = record.passed;
-    let artifact_sha256 = record.artifact_sha256.clone();
-    let verdict = VerdictRecord {
-        passed,
-        artifact_sha256,
-        failed: record.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect(),
-        decided_at: now_rfc3339(),
-    };
-    let version = registry
-        .register(
-            &model_bytes,
-            &verdict,
-            |version| {
-                record.version = Some(version.to_string());
-                vec![
-                    ("metrics.json".into(), json_bytes(&record)),
-                    ("report.md".into(), model::render::report::acceptance_markdown(&record).into_bytes()),
-                ]
-            },
-            &actor(sh),
-        )
-        .with_context(|| format!("cannot register the candidate in {}", registry.root().display()))?;
     record.version = Some(version.clone());
     let report = model::render::report::acceptance_markdown(&record);
     output::write(&args.out.join("metrics.json"), &json_bytes(&record))
         .and_then(|()| output::write(&args.out.join("report.md"), report.as_bytes()))
         .with_context(|| {
             format!(
-                "the candidate IS registered as {version} (staging, verdict {}) in {}, with its metrics.json and \
+                "the candidate IS registered as {version} (verdict {}) in {}, with its metrics.json and \
                  report.md in the registry; only the copies in {} are missing",
                 if passed { "passed" } else { "failed" },
-                registry.root().display(),
+                location,
                 args.out.display()
             )
         })?;
 
     let m = &record.candidate;
-    println!("candidate {} registered as {version} (staging) in {}", record.model, registry.root().display());
+    let alias = if passed { " (staging)" } else { " (failed: staging unchanged)" };
+    println!("candidate {} registered as {version}{alias} in {location}", record.model);
     println!(
         "staging    {} rows from {}: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}",
         record.staging.rows, record.staging.file, m.roc_auc, m.f1, m.accuracy, m.precision, m.recall

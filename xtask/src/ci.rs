@@ -15,9 +15,9 @@ pub struct Args {
     /// `--config`, and `--data`: the training CSV (staging rows are drawn from it too).
     #[command(flatten)]
     input: DataArgs,
-    /// Registry folder (default: the configuration's `[registry] path`).
+    /// Registry: a folder, or git+URL#BRANCH (default: the configuration's `[registry] path`).
     #[arg(long)]
-    registry: Option<PathBuf>,
+    registry: Option<String>,
     /// Folder for the model (OUT/model) and the acceptance report (OUT/acceptance).
     #[arg(long, default_value = "target/ci")]
     out: PathBuf,

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use model::lifecycle::registry::{Actor, Registry};
+use model::lifecycle::registry::Actor;
 use model::{LabelPolicy, PipelineConfig};
 use xshell::{cmd, Shell};
 
 use crate::output;
+use crate::store::{Location, Store};
 
 /// Loads a configuration, naming the file on error.
 pub fn load_config(path: &Path) -> Result<PipelineConfig> {
@@ -118,32 +119,37 @@ pub struct RegistryArgs {
     /// Pipeline configuration (TOML).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Registry folder (default: the configuration's `[registry] path`).
+    /// Registry: a folder, or git+URL#BRANCH (default: the configuration's `[registry] path`).
     #[arg(long)]
-    pub registry: Option<PathBuf>,
+    pub registry: Option<String>,
 }
 
 impl RegistryArgs {
     /// Loads the configuration and opens its registry.
-    pub fn open(self) -> Result<(PipelineConfig, Registry)> {
+    pub fn open(self) -> Result<(PipelineConfig, Store)> {
         let config_path = crate::config_path(self.config);
         let config = load_config(&config_path)?;
-        let registry = registry(self.registry, &config, &config_path);
+        let registry = registry(self.registry, &config, &config_path)?;
         Ok((config, registry))
     }
 }
 
-/// The registry: the flag as given, else the configuration's `[registry] path` taken from
-/// the configuration file's folder.
-pub fn registry(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &Path) -> Registry {
+/// The registry: the flag as given (a relative folder from the current directory), else the
+/// configuration's `[registry] path` (a relative folder from the configuration file's folder).
+pub fn registry(flag: Option<String>, config: &PipelineConfig, config_path: &Path) -> Result<Store> {
     let timeout = std::env::var("MLGATE_LOCK_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map_or(model::lifecycle::registry::LOCK_TIMEOUT, std::time::Duration::from_secs_f64);
-    Registry::open(flag.unwrap_or_else(|| relative_to_config(&config.registry.path, config_path)))
-        .with_notices(|notice| eprintln!("note: {notice}"))
-        .with_lock_timeout(timeout)
+    let location = match flag.filter(|f| !f.is_empty()) {
+        Some(flag) => Location::parse(&flag, Path::new(""))?,
+        None => {
+            let base = config_path.parent().unwrap_or(Path::new(""));
+            Location::parse(&config.registry.path.to_string_lossy(), base)?
+        }
+    };
+    Store::open(location, |notice| eprintln!("note: {notice}"), timeout)
 }
 
 /// `error` with the context that says what an operation of the registry did not do: "refused"

@@ -46,7 +46,7 @@ fn not_a_default_branch_push() -> Result<Option<String>> {
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let (_, registry) = args.pipeline.open()?;
+    let (_, mut registry) = args.pipeline.open()?;
     if args.force && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         bail!("--force needs a --reason that says why");
     }
@@ -57,8 +57,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         }
     }
     let force = if args.force { args.reason.as_deref() } else { None };
-    let promotion =
-        registry.promote(args.version.as_deref(), force, &actor(sh)).map_err(|e| registry_failure(e, "deploy"))?;
+    let who = actor(sh);
+    let promotion = registry.transact(&who, |registry| {
+        registry.promote(args.version.as_deref(), force, &who).map_err(|e| registry_failure(e, "deploy"))
+    })?;
     if !promotion.changed {
         println!("{} is already in production; nothing to deploy", promotion.deployed);
     } else {

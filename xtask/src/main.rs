@@ -18,6 +18,7 @@ mod predict;
 mod registry;
 mod report;
 mod rollback;
+mod store;
 mod test;
 mod validate;
 

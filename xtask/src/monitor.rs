@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use model::lifecycle::gate::AcceptanceRecord;
 use model::lifecycle::registry::PRODUCTION;
 use model::LabelPolicy;
@@ -78,10 +78,11 @@ fn compare_target(
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let (config, registry) = args.pipeline.open()?;
+    let (config, mut registry) = args.pipeline.open()?;
+    let location = registry.location().to_string();
     let Some(version) = registry.alias(PRODUCTION)? else {
         // A new project's scheduled run: nothing to watch yet is no failure.
-        let line = format!("nothing to monitor yet: no model is in production in {}", registry.root().display());
+        let line = format!("nothing to monitor yet: no model is in production in {location}");
         output::write(&args.out.join("report.md"), format!("## Nothing in production yet\n\n{line}.\n").as_bytes())?;
         output::write_json(
             &args.out.join("monitor.json"),
@@ -112,56 +113,63 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         format!("healthy on {}", args.data.display())
     };
     let who = actor(sh);
-    let breaches = registry.record_monitoring(&version, outcome.breach, &reason, &who)?;
-    let mut rolled_back_to = None;
-    let mut action = None;
-    let mut rollback_comparison = None;
-    if outcome.breach && breaches >= config.monitor.failure_limit {
-        if args.rollback_on_breach {
-            // The target is scored on the same data first: a rollback to a model that does no
-            // better would only trade one breach for another.
-            let comparison = match registry.rollback_target()? {
-                Some(target) => Some(compare_target(&registry, &target, &args.data, &config.monitor, &outcome)?),
-                None => None,
-            };
-            match &comparison {
-                Some(c) if c.target < c.production => {
-                    action = Some(format!(
-                        "No automatic rollback: {} scores {} {:.4} on this data, production {:.4}.",
-                        c.version, c.measure, c.target, c.production
-                    ));
-                }
-                _ => {
-                    let compared = comparison
-                        .as_ref()
-                        .map(|c| {
-                            format!(
-                                " ({} scores {} {:.4} on this data, production {:.4})",
-                                c.version, c.measure, c.target, c.production
-                            )
-                        })
-                        .unwrap_or_default();
-                    let why = format!(
-                        "automatic rollback after {breaches} consecutive breaching run(s): {}{compared}",
-                        failed.join("; ")
-                    );
-                    match registry.rollback(None, &why, None, &who) {
-                        Ok((from, to)) => {
-                            action = Some(format!("Rolled back production from {from} to {to}{compared}."));
-                            rolled_back_to = Some(to);
+    // The run is recorded, and a rollback made, in one transaction on the production it judged.
+    let (breaches, rolled_back_to, action, rollback_comparison) = registry.transact(&who, |registry| {
+        if registry.alias(PRODUCTION)?.as_deref() != Some(version.as_str()) {
+            bail!("production moved while {version} was being monitored; run monitoring again");
+        }
+        let breaches = registry.record_monitoring(&version, outcome.breach, &reason, &who)?;
+        let mut rolled_back_to = None;
+        let mut action = None;
+        let mut rollback_comparison = None;
+        if outcome.breach && breaches >= config.monitor.failure_limit {
+            if args.rollback_on_breach {
+                // The target is scored on the same data first: a rollback to a model that does no
+                // better would only trade one breach for another.
+                let comparison = match registry.rollback_target()? {
+                    Some(target) => Some(compare_target(registry, &target, &args.data, &config.monitor, &outcome)?),
+                    None => None,
+                };
+                match &comparison {
+                    Some(c) if c.target < c.production => {
+                        action = Some(format!(
+                            "No automatic rollback: {} scores {} {:.4} on this data, production {:.4}.",
+                            c.version, c.measure, c.target, c.production
+                        ));
+                    }
+                    _ => {
+                        let compared = comparison
+                            .as_ref()
+                            .map(|c| {
+                                format!(
+                                    " ({} scores {} {:.4} on this data, production {:.4})",
+                                    c.version, c.measure, c.target, c.production
+                                )
+                            })
+                            .unwrap_or_default();
+                        let why = format!(
+                            "automatic rollback after {breaches} consecutive breaching run(s): {}{compared}",
+                            failed.join("; ")
+                        );
+                        match registry.rollback(None, &why, None, &who) {
+                            Ok((from, to)) => {
+                                action = Some(format!("Rolled back production from {from} to {to}{compared}."));
+                                rolled_back_to = Some(to);
+                            }
+                            Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
                         }
-                        Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
                     }
                 }
+                rollback_comparison = comparison;
+            } else {
+                action = Some(format!(
+                    "{breaches} consecutive breaching run(s), limit {}: run with --rollback-on-breach to roll back automatically.",
+                    config.monitor.failure_limit
+                ));
             }
-            rollback_comparison = comparison;
-        } else {
-            action = Some(format!(
-                "{breaches} consecutive breaching run(s), limit {}: run with --rollback-on-breach to roll back automatically.",
-                config.monitor.failure_limit
-            ));
         }
-    }
+        Ok((breaches, rolled_back_to, action, rollback_comparison))
+    })?;
     let data_file = args.data.display().to_string();
     let report =
         model::render::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
@@ -186,7 +194,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             };
             format!(
                 "the monitoring run IS recorded in {} ({}, {breaches} consecutive breach(es)){rolled}; only its report in {} is missing",
-                registry.root().display(),
+                location,
                 if outcome.breach { "breach" } else { "healthy" },
                 args.out.display()
             )

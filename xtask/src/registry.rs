@@ -15,24 +15,50 @@ pub struct Args {
     /// Only check consistency; exit 1 when a problem is found.
     #[arg(long)]
     check: bool,
+    /// Print aliases, versions and history as one JSON document.
+    #[arg(long, conflicts_with = "check")]
+    json: bool,
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, registry) = args.pipeline.open()?;
+    let location = registry.location().to_string();
     let problems = registry.check()?;
     if args.check {
         if problems.is_empty() {
-            println!("{}: consistent", registry.root().display());
+            println!("{location}: consistent");
             return Ok(ExitCode::SUCCESS);
         }
         for p in &problems {
             println!("problem: {p}");
         }
-        eprintln!("{}: {} problem(s)", registry.root().display(), problems.len());
+        eprintln!("{location}: {} problem(s)", problems.len());
         return Ok(ExitCode::from(1));
     }
     let state = registry.state()?;
-    println!("registry {}", registry.root().display());
+    if args.json {
+        let versions: Vec<serde_json::Value> = registry
+            .versions()?
+            .into_iter()
+            .map(|v| match registry.verdict(&v) {
+                Ok(r) => serde_json::json!({
+                    "version": v, "passed": r.passed, "artifact_sha256": r.artifact_sha256,
+                    "decided_at": r.decided_at, "failed": r.failed,
+                }),
+                Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
+            })
+            .collect();
+        let document = serde_json::json!({
+            "registry": location,
+            "aliases": state.aliases,
+            "versions": versions,
+            "history": registry.history()?,
+            "problems": problems,
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("registry {location}");
     for (alias, v) in &state.aliases {
         println!("  {alias:<10} → {v}");
     }

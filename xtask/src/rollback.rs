@@ -24,10 +24,12 @@ pub struct Args {
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let (_, registry) = args.pipeline.open()?;
-    let (from, to) = registry
-        .rollback(args.to.as_deref(), &args.reason, args.force.then_some(args.reason.as_str()), &actor(sh))
-        .map_err(|e| registry_failure(e, "rollback"))?;
+    let (_, mut registry) = args.pipeline.open()?;
+    let who = actor(sh);
+    let force = args.force.then_some(args.reason.as_str());
+    let (from, to) = registry.transact(&who, |registry| {
+        registry.rollback(args.to.as_deref(), &args.reason, force, &who).map_err(|e| registry_failure(e, "rollback"))
+    })?;
     println!("rolled back production from {from} to {to}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,253 @@
+//! The registry on a git branch, as CI jobs that share nothing but the remote use it: each job
+//! in its own fresh folder, the remote a bare repository over `file://` and over smart HTTP
+//! (`git http-backend` behind a small CGI server on 127.0.0.1).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use model::data::generate::customers_csv;
+
+use crate::support::{root, text, xtask, xtask_bin};
+
+/// A fresh job folder: the repository's pipeline.toml and generated customers (`seed` decides
+/// the configuration's split seed, so that two jobs build two different artifacts).
+fn job(seed: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/customers.csv"), customers_csv(3000, 11)).unwrap();
+    let config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), config.replace("seed = 42", &format!("seed = {seed}"))).unwrap();
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = xtask(dir, args, &[("USER", "tester")]);
+    let (o, e) = text(&out);
+    (out.status.code(), o, e)
+}
+
+fn bare_repository() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("models.git");
+    let status = Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap();
+    assert!(status.success());
+    (dir, repo)
+}
+
+/// Build, accept and (when asked) deploy in a fresh job folder.
+fn candidate(registry: &str, seed: u64, deploy: bool) -> (tempfile::TempDir, String) {
+    let dir = job(seed);
+    let (code, o, e) = run(dir.path(), &["build"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, o, e) = run(dir.path(), &["acceptance", "--registry", registry]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    if deploy {
+        let (code, o2, e2) = run(dir.path(), &["deploy", "--registry", registry]);
+        assert_eq!(code, Some(0), "{o2}{e2}");
+    }
+    (dir, o)
+}
+
+fn registry_json(registry: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
+    let (code, o, e) = run(dir.path(), &["registry", "--registry", registry, "--json"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, o2, e2) = run(dir.path(), &["registry", "--registry", registry, "--check"]);
+    assert_eq!(code, Some(0), "{o2}{e2}");
+    serde_json::from_str(&o).unwrap()
+}
+
+/// Jobs in separate folders share only the remote: deploy, a second job compares with
+/// production v1, rollback from a third, a fourth sees production v1 and every event.
+fn separate_jobs_share_the_remote(registry: &str) {
+    let (_first, _) = candidate(registry, 42, true);
+    let (_second, out) = candidate(registry, 43, true);
+    assert!(out.contains("production v1 on the same rows"), "{out}");
+    let third = job(42);
+    let (code, o, e) = run(third.path(), &["rollback", "--registry", registry, "--reason", "from a third job"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let doc = registry_json(registry);
+    assert_eq!(doc["aliases"]["production"], "v1", "{doc}");
+    let actions: Vec<&str> = doc["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["register", "promote", "register", "promote", "rollback"], "{doc}");
+    assert!(doc["history"].as_array().unwrap().iter().all(|e| e["who"] == "tester"), "{doc}");
+    assert_eq!(doc["versions"].as_array().unwrap().len(), 2);
+}
+
+/// Concurrent acceptances get distinct versions; concurrent deploys and rollbacks land as one
+/// chain of moves (each `from` the previous `to`).
+fn racing_writers_never_overwrite(registry: &str) {
+    let jobs: Vec<tempfile::TempDir> = (0..4).map(|i| job(100 + i)).collect();
+    for j in &jobs {
+        let (code, o, e) = run(j.path(), &["build"]);
+        assert_eq!(code, Some(0), "{o}{e}");
+    }
+    let spawn = |dir: &Path, args: &[&str]| -> Child {
+        let mut cmd = Command::new(xtask_bin());
+        cmd.args(args).current_dir(dir).env("USER", "racer").stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let racers: Vec<Child> = jobs.iter().map(|j| spawn(j.path(), &["acceptance", "--registry", registry])).collect();
+    for r in racers {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
+    }
+    let doc = registry_json(registry);
+    let mut registered: Vec<&str> = doc["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "register")
+        .map(|e| e["version"].as_str().unwrap())
+        .collect();
+    let before = registered.len();
+    registered.sort_unstable();
+    registered.dedup();
+    assert_eq!(registered.len(), before, "a version was given twice: {doc}");
+    assert!(before >= 6, "{doc}");
+
+    let racers: Vec<Child> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let args: &[&str] = if i % 2 == 0 {
+                &["deploy", "--registry", registry, "--version", "v3"]
+            } else {
+                &["rollback", "--registry", registry, "--reason", "race"]
+            };
+            spawn(j.path(), args)
+        })
+        .collect();
+    for r in racers {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
+    }
+    let doc = registry_json(registry);
+    let moves: Vec<&serde_json::Value> = doc["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "promote" || e["action"] == "rollback")
+        .collect();
+    for pair in moves.windows(2) {
+        assert_eq!(pair[1]["from"], pair[0]["to"], "a move did not start where the last ended: {doc}");
+    }
+    assert_eq!(moves.last().unwrap()["to"], doc["aliases"]["production"]);
+}
+
+#[test]
+fn a_registry_on_a_git_branch_over_file_urls() {
+    let (_dir, repo) = bare_repository();
+    let registry = format!("git+file://{}#mlgate-registry", repo.display());
+    separate_jobs_share_the_remote(&registry);
+    racing_writers_never_overwrite(&registry);
+    // The branch holds the registry's files and one commit per change, none forced.
+    let log =
+        Command::new("git").arg("-C").arg(&repo).args(["log", "--format=%an %s", "mlgate-registry"]).output().unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.lines().count() >= 10, "{log}");
+    assert!(log.lines().last().unwrap().starts_with("tester register v1"), "{log}");
+}
+
+/// `git http-backend` as CGI behind Python's server, on a random free port of 127.0.0.1.
+struct HttpGit {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpGit {
+    fn start(repo_root: &Path) -> Option<HttpGit> {
+        let backend = ["/usr/lib/git-core/git-http-backend", "/usr/libexec/git-core/git-http-backend"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file());
+        let Some(backend) = backend else {
+            eprintln!("skipped: git http-backend is not installed (.ci/run installs git)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cgi = dir.path().join("cgi-bin");
+        std::fs::create_dir(&cgi).unwrap();
+        let script = cgi.join("git");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexport GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1 REMOTE_USER=ci\nexec {backend}\n",
+                repo_root.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Python's CGI server, without the fork path: forked, it would run the script as
+        // `nobody` when started as root, and git refuses a repository owned by another user.
+        let server = dir.path().join("server.py");
+        std::fs::write(
+            &server,
+            "import http.server, sys\n\
+             class Handler(http.server.CGIHTTPRequestHandler):\n    have_fork = False\n\
+             http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), Handler).serve_forever()\n",
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .arg(&server)
+            .arg(port.to_string())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = HttpGit { child, port, _dir: dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the HTTP server did not answer on port {port}");
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        // SIGTERM, then SIGKILL after a timeout.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..40 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_registry_on_a_git_branch_over_smart_http() {
+    let (_dir, repo) = bare_repository();
+    // Pushes over HTTP need the repository's consent.
+    assert!(Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["config", "http.receivepack", "true"])
+        .status()
+        .unwrap()
+        .success());
+    let Some(server) = HttpGit::start(repo.parent().unwrap()) else { return };
+    let registry = format!("git+http://127.0.0.1:{}/cgi-bin/git/models.git#mlgate-registry", server.port);
+    separate_jobs_share_the_remote(&registry);
+}
+
+#[test]
+fn a_mistyped_git_registry_is_an_error_not_an_empty_registry() {
+    let dir = job(42);
+    let (code, o, e) = run(dir.path(), &["build"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, _, err) =
+        run(dir.path(), &["acceptance", "--registry", "git+file:///nowhere/models.git#mlgate-registry"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot reach file:///nowhere/models.git"), "{err}");
+}
