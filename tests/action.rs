@@ -244,12 +244,14 @@ fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
     let comments = api.comments_containing(MARKER);
     assert_eq!(comments.len(), 1);
     let body = comments[0]["body"].as_str().unwrap();
-    assert!(body.contains("## ✅ Accepted: `customer-purchase` v1"), "{body}");
+    // A pull request only reads the registry: the candidate is judged, not registered.
+    assert!(body.contains("## ✅ Accepted: `customer-purchase`\n"), "{body}");
+    assert!(job.log.contains("judged, not registered"), "{}", job.log);
     assert!(body.contains("| metric | candidate | production | Δ (95 % CI) | threshold | |"), "{body}");
     assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
     assert_eq!(job.outputs["passed"], "true");
     assert_eq!(job.outputs["verdict"], "passed");
-    assert_eq!(job.outputs["model-version"], "v1");
+    assert_eq!(job.outputs["model-version"], "");
     assert_eq!(job.outputs["comment-url"], comments[0]["html_url"].as_str().unwrap());
     assert!(Path::new(&job.outputs["report-path"]).is_file());
     let metrics: serde_json::Value = serde_json::from_str(&job.outputs["metrics-json"]).unwrap();

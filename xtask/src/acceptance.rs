@@ -31,14 +31,42 @@ pub struct Args {
     /// Folder for metrics.json and report.md.
     #[arg(long, default_value = "target/acceptance")]
     pub out: PathBuf,
+    /// Register the candidate: always; never (only judge and report); or auto, which is never
+    /// on a pull request (`GITHUB_EVENT_NAME`) — a pull request only reads the registry — and
+    /// always otherwise.
+    #[arg(long, value_enum, default_value_t = Register::Always)]
+    pub register: Register,
     /// Fail (exit 2) when no production model can be read, instead of judging on thresholds
     /// alone: a mistyped registry then stops the pipeline.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub require_production: bool,
     /// Exit 0 when a gate fails (the verdict is still in metrics.json and the registry): for a
     /// workflow that reports before it fails.
     #[arg(long)]
     pub allow_failure: bool,
+}
+
+/// When acceptance registers the candidate.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Register {
+    /// Every run.
+    Always,
+    /// No run: judge and report only.
+    Never,
+    /// Not on a pull request, every other run.
+    Auto,
+}
+
+impl Register {
+    fn now(self) -> bool {
+        match self {
+            Register::Always => true,
+            Register::Never => false,
+            Register::Auto => {
+                !matches!(std::env::var("GITHUB_EVENT_NAME").as_deref(), Ok("pull_request" | "pull_request_target"))
+            }
+        }
+    }
 }
 
 /// The exit code of a failed gate.
@@ -75,6 +103,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let data = load_data(&file, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
     let file_name = file.display().to_string();
     let who = actor(sh);
+    let register = args.register.now();
     // Production is read, the candidate judged against it and registered in one transaction:
     // when another job changed the registry first, all of it is done again on the new state.
     let (mut record, version) = registry.transact(&who, |registry| {
@@ -98,6 +127,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         });
         let mut record = acceptance::judge(&config, &candidate, &data, &file_name, production)
             .context("cannot judge the candidate on its staging rows")?;
+        if !register {
+            return Ok((record, None));
+        }
         let verdict = VerdictRecord {
             passed: record.passed,
             artifact_sha256: record.artifact_sha256.clone(),
@@ -118,14 +150,15 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 &who,
             )
             .with_context(|| format!("cannot register the candidate in {location}"))?;
-        Ok((record, version))
+        Ok((record, Some(version)))
     })?;
     let passed = record.passed;
-    record.version = Some(version.clone());
+    record.version = version.clone();
     let report = model::render::report::acceptance_markdown(&record);
-    output::write(&args.out.join("metrics.json"), &json_bytes(&record))
-        .and_then(|()| output::write(&args.out.join("report.md"), report.as_bytes()))
-        .with_context(|| {
+    let written = output::write(&args.out.join("metrics.json"), &json_bytes(&record))
+        .and_then(|()| output::write(&args.out.join("report.md"), report.as_bytes()));
+    match &version {
+        Some(version) => written.with_context(|| {
             format!(
                 "the candidate IS registered as {version} (verdict {}) in {}, with its metrics.json and \
                  report.md in the registry; only the copies in {} are missing",
@@ -133,11 +166,18 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 location,
                 args.out.display()
             )
-        })?;
+        })?,
+        None => written?,
+    }
 
     let m = &record.candidate;
-    let alias = if passed { " (staging)" } else { " (failed: staging unchanged)" };
-    println!("candidate {} registered as {version}{alias} in {location}", record.model);
+    match &version {
+        Some(version) => {
+            let alias = if passed { " (staging)" } else { " (failed: staging unchanged)" };
+            println!("candidate {} registered as {version}{alias} in {location}", record.model);
+        }
+        None => println!("candidate {} judged, not registered: {location} was only read", record.model),
+    }
     println!(
         "staging    {} rows from {}: roc_auc {:.4}  f1 {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}",
         record.staging.rows, record.staging.file, m.roc_auc, m.f1, m.accuracy, m.precision, m.recall

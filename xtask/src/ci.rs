@@ -54,6 +54,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             out: args.out.join("acceptance"),
             allow_failure: false,
             require_production: false,
+            register: acceptance::Register::Always,
         },
     )?;
     if code != ExitCode::SUCCESS || !args.deploy {

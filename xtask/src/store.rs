@@ -24,6 +24,9 @@ pub enum Location {
         url: String,
         /// The branch that holds the registry's files.
         branch: String,
+        /// `-c` settings every git command gets: for `origin`, the checkout's credentials
+        /// (actions/checkout keeps the job's token in an `http.….extraheader`).
+        config: Vec<String>,
     },
 }
 
@@ -36,8 +39,8 @@ impl Location {
                 .rsplit_once('#')
                 .filter(|(u, b)| !u.is_empty() && !b.is_empty())
                 .with_context(|| format!("registry {text:?}: a git registry is git+URL#BRANCH"))?;
-            let url = if url == "origin" { origin_url()? } else { url.to_string() };
-            return Ok(Location::Git { url, branch: branch.to_string() });
+            let (url, config) = if url == "origin" { origin()? } else { (url.to_string(), Vec::new()) };
+            return Ok(Location::Git { url, branch: branch.to_string(), config });
         }
         if text.starts_with("s3://") {
             bail!("registry {text:?}: S3-compatible storage is not supported by this build; use a folder or git+URL#BRANCH");
@@ -51,17 +54,27 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Folder(p) => write!(f, "{}", p.display()),
-            Location::Git { url, branch } => write!(f, "git+{url}#{branch}"),
+            Location::Git { url, branch, .. } => write!(f, "git+{url}#{branch}"),
         }
     }
 }
 
-fn origin_url() -> Result<String> {
+/// The current repository's `origin` and the credentials its checkout holds for it.
+fn origin() -> Result<(String, Vec<String>)> {
     let out = Command::new("git").args(["remote", "get-url", "origin"]).output().context("cannot run git")?;
     if !out.status.success() {
         bail!("git+origin: this folder's repository has no remote `origin`");
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let headers = Command::new("git")
+        .args(["config", "--get-regexp", r"^http\..*\.extraheader$"])
+        .output()
+        .context("cannot run git")?;
+    let config = String::from_utf8_lossy(&headers.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    Ok((url, config))
 }
 
 /// An opened registry: the folder registry on the location's files, and how changes are made
@@ -80,9 +93,12 @@ impl std::ops::Deref for Store {
     }
 }
 
-/// `git -C dir args…`, its output; an error naming the command when it fails.
-fn git(dir: Option<&Path>, args: &[&str]) -> Result<std::process::Output> {
+/// `git -c … -C dir args…`, its output.
+fn git_with(config: &[String], dir: Option<&Path>, args: &[&str]) -> Result<std::process::Output> {
     let mut cmd = Command::new("git");
+    for c in config {
+        cmd.arg("-c").arg(c);
+    }
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
     }
@@ -105,7 +121,8 @@ impl Store {
     pub fn open(location: Location, notice: fn(&str), lock_timeout: std::time::Duration) -> Result<Store> {
         let (root, clone) = match &location {
             Location::Folder(path) => (path.clone(), None),
-            Location::Git { url, branch } => {
+            Location::Git { url, branch, config } => {
+                let git = |dir: Option<&Path>, args: &[&str]| git_with(config, dir, args);
                 let dir =
                     tempfile::Builder::new().prefix("mlgate-registry-").tempdir().context("cannot make a folder")?;
                 let path = dir.path().to_path_buf();
@@ -157,10 +174,18 @@ impl Store {
 
     /// Commits and pushes the working copy; false when the push was rejected because the branch
     /// moved.
+    fn git(&self, dir: Option<&Path>, args: &[&str]) -> Result<std::process::Output> {
+        let config = match &self.location {
+            Location::Git { config, .. } => config.as_slice(),
+            Location::Folder(_) => &[],
+        };
+        git_with(config, dir, args)
+    }
+
     fn publish(&self, actor: &Actor, branch: &str) -> Result<bool> {
         let dir = self.clone.as_ref().expect("a git registry has a clone").path();
-        checked(git(Some(dir), &["add", "-A", "--", ".", ":(exclude).lock"])?, "git add")?;
-        if git(Some(dir), &["diff", "--cached", "--quiet"])?.status.success() {
+        checked(self.git(Some(dir), &["add", "-A", "--", ".", ":(exclude).lock"])?, "git add")?;
+        if self.git(Some(dir), &["diff", "--cached", "--quiet"])?.status.success() {
             return Ok(true);
         }
         let message = self
@@ -172,8 +197,8 @@ impl Store {
         let who = if actor.who.trim().is_empty() { "mlgate".to_string() } else { actor.who.clone() };
         let name = format!("user.name={who}");
         let email = format!("user.email={}@users.noreply.mlgate", who.replace(char::is_whitespace, "-"));
-        checked(git(Some(dir), &["-c", &name, "-c", &email, "commit", "-q", "-m", &message])?, "git commit")?;
-        let push = git(Some(dir), &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
+        checked(self.git(Some(dir), &["-c", &name, "-c", &email, "commit", "-q", "-m", &message])?, "git commit")?;
+        let push = self.git(Some(dir), &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
         if push.status.success() {
             return Ok(true);
         }
@@ -190,9 +215,9 @@ impl Store {
     /// Resets the clone to the branch as it is now.
     fn refresh(&self, branch: &str) -> Result<()> {
         let dir = self.clone.as_ref().expect("a git registry has a clone").path();
-        checked(git(Some(dir), &["fetch", "-q", "--depth", "1", "origin", branch])?, "git fetch")?;
-        checked(git(Some(dir), &["reset", "-q", "--hard", "FETCH_HEAD"])?, "git reset")?;
-        checked(git(Some(dir), &["clean", "-q", "-f", "-d", "-e", ".lock"])?, "git clean")?;
+        checked(self.git(Some(dir), &["fetch", "-q", "--depth", "1", "origin", branch])?, "git fetch")?;
+        checked(self.git(Some(dir), &["reset", "-q", "--hard", "FETCH_HEAD"])?, "git reset")?;
+        checked(self.git(Some(dir), &["clean", "-q", "-f", "-d", "-e", ".lock"])?, "git clean")?;
         Ok(())
     }
 }
@@ -208,7 +233,11 @@ mod tests {
         assert_eq!(Location::parse("file:/srv/reg", base).unwrap(), Location::Folder("/srv/reg".into()));
         assert_eq!(
             Location::parse("git+file:///srv/models.git#mlgate-registry", base).unwrap(),
-            Location::Git { url: "file:///srv/models.git".into(), branch: "mlgate-registry".into() }
+            Location::Git {
+                url: "file:///srv/models.git".into(),
+                branch: "mlgate-registry".into(),
+                config: Vec::new()
+            }
         );
         assert!(Location::parse("git+file:///srv/models.git", base).is_err());
         assert!(Location::parse("s3://bucket/prefix", base).unwrap_err().to_string().contains("not supported"));
