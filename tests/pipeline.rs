@@ -194,15 +194,7 @@ fn monitoring_is_healthy_on_the_same_distribution_and_a_breach_rolls_back() {
     assert!(report.starts_with("## ✅ Healthy"), "{report}");
 
     // New data where the purchase label is independent of everything: the model degrades.
-    let scrambled: String = customers_csv(3000, 5)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| match (i, l.rsplit_once(',')) {
-            (0, _) | (_, None) => format!("{l}\n"),
-            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
-        })
-        .collect();
-    std::fs::write(p.path().join("scrambled.csv"), scrambled).unwrap();
+    std::fs::write(p.path().join("scrambled.csv"), scrambled()).unwrap();
     let (code, out, err) = p.run(&["monitor", "--data", "scrambled.csv", "--out", "mon2"]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert_eq!(p.production().as_deref(), Some("v2"), "no rollback without the flag");
@@ -531,6 +523,18 @@ fn hand_damage_is_named_and_refused_and_a_torn_history_line_is_healed() {
     assert_eq!(code, Some(0), "repaired: {o}\n{e}");
 }
 
+/// New sessions whose purchase label is independent of everything: any model degrades on them.
+fn scrambled() -> String {
+    customers_csv(3000, 5)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once(',')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
+        })
+        .collect()
+}
+
 /// `csv` with the label column (the last) dropped.
 fn unlabelled(csv: &str) -> String {
     csv.lines().map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string() + "\n").collect()
@@ -642,15 +646,7 @@ fn life_cycle_rules_hold_on_a_folder_registry() {
 
     // A breach: the rollback target (v2, the weak stump, production before v3) is scored on the
     // same data first, and production rolls back only when the target does no worse.
-    let scrambled: String = customers_csv(3000, 5)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| match (i, l.rsplit_once(',')) {
-            (0, _) | (_, None) => format!("{l}\n"),
-            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
-        })
-        .collect();
-    std::fs::write(p.path().join("scrambled.csv"), scrambled).unwrap();
+    std::fs::write(p.path().join("scrambled.csv"), scrambled()).unwrap();
     let (code, out, _) = p.run(&["monitor", "--data", "scrambled.csv", "--out", "mon", "--rollback-on-breach"]);
     assert_eq!(code, Some(1), "{out}");
     let monitor: serde_json::Value =

@@ -147,10 +147,11 @@ impl ValidBoostingParams {
         let lambda = p.l2_regularization;
         let parent = leaf.g * leaf.g / (leaf.h + lambda);
         let mut best: Option<Split> = None;
-        for (f, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
-            let hist = &leaf.hist[binned.offsets[f]..binned.offsets[f + 1]];
-            let (mut lg, mut lh, mut ln) = (0.0, 0.0, 0u32);
-            for (b, bin) in hist.iter().enumerate().take(hist.len() - 1) {
+        // Scans the cuts of one input's bins in order, the left side starting from `start`
+        // (nothing, or the missing rows), and keeps the best split in `best`.
+        let scan = |best: &mut Option<Split>, f: usize, bins: &[Bin], start: Bin, missing_left: bool| {
+            let (mut lg, mut lh, mut ln) = (start.g, start.h, start.n);
+            for (b, bin) in bins.iter().enumerate() {
                 lg += bin.g;
                 lh += bin.h;
                 ln += bin.n;
@@ -166,33 +167,17 @@ impl ValidBoostingParams {
                 }
                 let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
                 if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
-                    best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh, missing_left: false });
+                    *best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh, missing_left });
                 }
             }
+        };
+        for (f, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
+            let hist = &leaf.hist[binned.offsets[f]..binned.offsets[f + 1]];
+            scan(&mut best, f, &hist[..hist.len() - 1], Bin::default(), false);
             // With missing values (their bin is the last), each cut but the one between the
             // regular bins and the missing bin is tried again with the missing rows on the left.
             if binned.missing[f].is_some() && hist.len() > 2 {
-                let miss = hist[hist.len() - 1];
-                let (mut lg, mut lh, mut ln) = (miss.g, miss.h, miss.n);
-                for (b, bin) in hist.iter().enumerate().take(hist.len() - 2) {
-                    lg += bin.g;
-                    lh += bin.h;
-                    ln += bin.n;
-                    if (ln as usize) < p.min_samples_leaf {
-                        continue;
-                    }
-                    if ((n - ln) as usize) < p.min_samples_leaf {
-                        break;
-                    }
-                    let (rg, rh) = (leaf.g - lg, leaf.h - lh);
-                    if lh < MIN_CHILD_HESSIAN || rh < MIN_CHILD_HESSIAN {
-                        continue;
-                    }
-                    let gain = lg * lg / (lh + lambda) + rg * rg / (rh + lambda) - parent;
-                    if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
-                        best = Some(Split { gain, feature: f, bin: b, left_g: lg, left_h: lh, missing_left: true });
-                    }
-                }
+                scan(&mut best, f, &hist[..hist.len() - 2], hist[hist.len() - 1], true);
             }
         }
         best
