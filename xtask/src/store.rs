@@ -1,8 +1,10 @@
-//! Where the registry lives: a folder, or a branch of a git repository (`git+URL#BRANCH`) that
-//! outlives the CI job. A git registry is a clone of its branch in a temporary folder: the folder
-//! registry's own code reads and changes it there, and every change is one commit pushed without
-//! force; a rejected push means another writer came first, so the clone is reset to theirs and
-//! the operation runs again on the new state, its preconditions checked again.
+//! Where the registry lives: a folder, a branch of a git repository (`git+URL#BRANCH`) or a
+//! prefix of an S3-compatible bucket (`s3://BUCKET/PREFIX`), the last two outliving the CI job.
+//! A remote registry is copied into a temporary folder, where the folder registry's own code
+//! reads and changes it; a change is then published — one commit pushed without force, or
+//! conditional writes (a new object only if none exists, `state.json` only if unchanged since it
+//! was read). When another writer came first, the copy is read again and the operation runs again
+//! on the new state, its preconditions checked again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +30,14 @@ pub enum Location {
         /// (actions/checkout keeps the job's token in an `http.….extraheader`).
         config: Vec<String>,
     },
+    /// A prefix of an S3-compatible bucket; credentials, region and endpoint from the `AWS_*`
+    /// environment (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix of the registry's objects (no slash at either end; may be empty).
+        prefix: String,
+    },
 }
 
 impl Location {
@@ -42,8 +52,12 @@ impl Location {
             let (url, config) = if url == "origin" { origin()? } else { (url.to_string(), Vec::new()) };
             return Ok(Location::Git { url, branch: branch.to_string(), config });
         }
-        if text.starts_with("s3://") {
-            bail!("registry {text:?}: S3-compatible storage is not supported by this build; use a folder or git+URL#BRANCH");
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("registry {text:?}: an S3 registry is s3://BUCKET/PREFIX");
+            }
+            return Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
         }
         let path = Path::new(text.strip_prefix("file:").unwrap_or(text));
         Ok(Location::Folder(if path.is_relative() { base.join(path) } else { path.to_path_buf() }))
@@ -55,6 +69,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Folder(p) => write!(f, "{}", p.display()),
             Location::Git { url, branch, .. } => write!(f, "git+{url}#{branch}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
     }
 }
@@ -82,8 +97,10 @@ fn origin() -> Result<(String, Vec<String>)> {
 pub struct Store {
     location: Location,
     registry: Registry,
-    /// The clone of a git registry's branch.
+    /// The copy of a remote registry.
     clone: Option<tempfile::TempDir>,
+    /// An S3 registry's bucket, and the objects as they were read.
+    s3: Option<s3::Remote>,
 }
 
 impl std::ops::Deref for Store {
@@ -119,8 +136,17 @@ impl Store {
     /// Opens the registry at `location`: a folder as it is; a git branch cloned (or, when the
     /// branch does not exist yet, started empty).
     pub fn open(location: Location, notice: fn(&str), lock_timeout: std::time::Duration) -> Result<Store> {
+        let mut remote = None;
         let (root, clone) = match &location {
             Location::Folder(path) => (path.clone(), None),
+            Location::S3 { bucket, prefix } => {
+                let dir =
+                    tempfile::Builder::new().prefix("mlgate-registry-").tempdir().context("cannot make a folder")?;
+                let mut r = s3::Remote::open(bucket, prefix)?;
+                r.download(dir.path())?;
+                remote = Some(r);
+                (dir.path().to_path_buf(), Some(dir))
+            }
             Location::Git { url, branch, config } => {
                 let git = |dir: Option<&Path>, args: &[&str]| git_with(config, dir, args);
                 let dir =
@@ -147,7 +173,7 @@ impl Store {
             }
         };
         let registry = Registry::open(root).with_notices(notice).with_lock_timeout(lock_timeout);
-        Ok(Store { location, registry, clone })
+        Ok(Store { location, registry, clone, s3: remote })
     }
 
     /// The location, for messages.
@@ -160,14 +186,31 @@ impl Store {
     /// branch's new state fetched and `op` run again (preconditions and all), a bounded number
     /// of times.
     pub fn transact<T>(&mut self, actor: &Actor, mut op: impl FnMut(&Registry) -> Result<T>) -> Result<T> {
-        let Location::Git { branch, .. } = self.location.clone() else { return op(&self.registry) };
+        if let Location::Folder(_) = self.location {
+            return op(&self.registry);
+        }
         for attempt in 1..=ATTEMPTS {
             let value = op(&self.registry)?;
-            if self.publish(actor, &branch)? {
+            let published = match (&self.location, &mut self.s3) {
+                (Location::S3 { .. }, Some(remote)) => {
+                    let dir = self.clone.as_ref().expect("a remote registry has a copy").path();
+                    remote.publish(dir, self.registry.notice())?
+                }
+                (Location::Git { branch, .. }, _) => self.publish(actor, &branch.clone())?,
+                _ => unreachable!("a folder registry returned above"),
+            };
+            if published {
                 return Ok(value);
             }
             eprintln!("note: {} moved while this job wrote to it (attempt {attempt}); reading it again", self.location);
-            self.refresh(&branch)?;
+            match (&self.location, &mut self.s3) {
+                (Location::S3 { .. }, Some(remote)) => {
+                    let dir = self.clone.as_ref().expect("a remote registry has a copy").path();
+                    remote.download(dir)?;
+                }
+                (Location::Git { branch, .. }, _) => self.refresh(&branch.clone())?,
+                _ => unreachable!("a folder registry returned above"),
+            }
         }
         bail!("{}: gave up after {ATTEMPTS} writers in a row came first", self.location)
     }
@@ -177,7 +220,7 @@ impl Store {
     fn git(&self, dir: Option<&Path>, args: &[&str]) -> Result<std::process::Output> {
         let config = match &self.location {
             Location::Git { config, .. } => config.as_slice(),
-            Location::Folder(_) => &[],
+            Location::Folder(_) | Location::S3 { .. } => &[],
         };
         git_with(config, dir, args)
     }
@@ -222,6 +265,157 @@ impl Store {
     }
 }
 
+/// The S3 side: objects read into a folder, and the folder's changes written back with
+/// conditional writes.
+mod s3 {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use anyhow::{Context, Result};
+    use futures_util::StreamExt;
+    use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+    /// A bucket's registry objects, and each one's bytes and ETag as last read.
+    pub struct Remote {
+        store: AmazonS3,
+        prefix: String,
+        runtime: tokio::runtime::Runtime,
+        read: BTreeMap<String, (Vec<u8>, Option<String>)>,
+    }
+
+    /// Files of the folder that are never published: the local lock, half-written temporaries.
+    fn local_only(relative: &str) -> bool {
+        relative == ".lock" || relative.split('/').any(|part| part.starts_with(".tmp-") || part.ends_with(".tmp"))
+    }
+
+    impl Remote {
+        pub fn open(bucket: &str, prefix: &str) -> Result<Remote> {
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_conditional_put(S3ConditionalPut::ETagMatch)
+                .build()
+                .with_context(|| format!("cannot use s3://{bucket}: check the AWS_* environment"))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start")?;
+            Ok(Remote { store, prefix: prefix.to_string(), runtime, read: BTreeMap::new() })
+        }
+
+        fn key(&self, relative: &str) -> Key {
+            if self.prefix.is_empty() {
+                Key::from(relative)
+            } else {
+                Key::from(format!("{}/{relative}", self.prefix))
+            }
+        }
+
+        /// Replaces the folder's content with the bucket's registry objects.
+        pub fn download(&mut self, dir: &Path) -> Result<()> {
+            for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else if path.file_name().is_some_and(|n| n != ".lock") {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));
+            let (store, runtime) = (&self.store, &self.runtime);
+            let objects = runtime.block_on(async {
+                let mut listed = store.list(prefix.as_ref());
+                let mut out = Vec::new();
+                while let Some(meta) = listed.next().await {
+                    let meta = meta?;
+                    let got = store.get(&meta.location).await?;
+                    let e_tag = got.meta.e_tag.clone();
+                    out.push((meta.location.to_string(), got.bytes().await?.to_vec(), e_tag));
+                }
+                Ok::<_, object_store::Error>(out)
+            });
+            let objects = objects.context("cannot read the registry's objects")?;
+            self.read.clear();
+            for (key, bytes, e_tag) in objects {
+                let relative = match self.prefix.as_str() {
+                    "" => key.clone(),
+                    p => key.strip_prefix(&format!("{p}/")).unwrap_or(&key).to_string(),
+                };
+                if local_only(&relative) {
+                    continue;
+                }
+                let path = dir.join(&relative);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                self.read.insert(relative, (bytes, e_tag));
+            }
+            Ok(())
+        }
+
+        /// Writes back what the folder changed: new objects only where none exists, changed ones
+        /// only if unchanged since read, `state.json` (the source of truth) after every version
+        /// file and before the history. False when another writer came first.
+        pub fn publish(&mut self, dir: &Path, notice: fn(&str)) -> Result<bool> {
+            let mut files = Vec::new();
+            collect(dir, dir, &mut files)?;
+            let mut changed: Vec<(String, Vec<u8>)> = Vec::new();
+            for relative in files.into_iter().filter(|r| !local_only(r)) {
+                let bytes = std::fs::read(dir.join(&relative))?;
+                if self.read.get(&relative).is_none_or(|(old, _)| *old != bytes) {
+                    changed.push((relative, bytes));
+                }
+            }
+            let rank = |r: &str| match r {
+                "state.json" => 1,
+                "history.jsonl" => 2,
+                _ => 0,
+            };
+            changed.sort_by_key(|(r, _)| rank(r));
+            for (relative, bytes) in changed {
+                let mode = match self.read.get(&relative) {
+                    None => PutMode::Create,
+                    Some((_, e_tag)) => PutMode::Update(UpdateVersion { e_tag: e_tag.clone(), version: None }),
+                };
+                let key = self.key(&relative);
+                let (store, runtime) = (&self.store, &self.runtime);
+                let put = runtime.block_on(store.put_opts(
+                    &key,
+                    PutPayload::from(bytes.clone()),
+                    PutOptions { mode, ..PutOptions::default() },
+                ));
+                match put {
+                    Ok(result) => {
+                        self.read.insert(relative, (bytes, result.e_tag));
+                    }
+                    Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
+                        if relative == "history.jsonl" =>
+                    {
+                        // The state is written and is the truth; the next writer appends the event.
+                        notice("the history line could not be appended (another writer's came first); the next change appends it");
+                    }
+                    Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("cannot write {key}")),
+                }
+            }
+            Ok(true)
+        }
+    }
+
+    fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                collect(base, &path, out)?;
+            } else {
+                out.push(path.strip_prefix(base)?.to_string_lossy().replace('\\', "/"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +434,10 @@ mod tests {
             }
         );
         assert!(Location::parse("git+file:///srv/models.git", base).is_err());
-        assert!(Location::parse("s3://bucket/prefix", base).unwrap_err().to_string().contains("not supported"));
+        assert_eq!(
+            Location::parse("s3://bucket/team/models/", base).unwrap(),
+            Location::S3 { bucket: "bucket".into(), prefix: "team/models".into() }
+        );
+        assert!(Location::parse("s3:///prefix", base).is_err());
     }
 }

@@ -183,6 +183,11 @@ impl Registry {
         Registry { notice, ..self }
     }
 
+    /// Where this registry tells what a caller should know (see [`Registry::with_notices`]).
+    pub fn notice(&self) -> fn(&str) {
+        self.notice
+    }
+
     /// The same registry, waiting at most `timeout` for another writer's lock.
     pub fn with_lock_timeout(self, timeout: std::time::Duration) -> Registry {
         Registry { lock_timeout: timeout, ..self }
