@@ -670,4 +670,13 @@ fn life_cycle_rules_hold_on_a_folder_registry() {
     assert!(out.status.success(), "{:?}", text(&out));
     let last = p.registry().history().unwrap().pop().unwrap();
     assert!(last.actor.who.starts_with("uid "), "{:?}", last.actor);
+
+    // `registry --check` reads every version, aliased or not.
+    let model = p.path().join("registry/versions/v2/model.json");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, text.replacen("\"name\":\"customer-purchase\"", "\"name\":\"customer-purchasd\"", 1))
+        .unwrap();
+    let (code, out, _) = p.run(&["registry", "--check"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("problem: v2:") && out.contains("checksum mismatch"), "{out}");
 }

@@ -365,3 +365,41 @@ fn a_registry_on_s3_compatible_storage() {
     separate_jobs_share_the_remote("s3://models/team/purchase", &env);
     racing_writers_never_overwrite("s3://models/team/purchase", &env);
 }
+
+/// Writers killed with SIGKILL at points spread over their remote writes leave a registry that
+/// checks consistent and takes the next write.
+fn killed_writers_leave_it_consistent(registry: &str, env: Env) {
+    let dir = job(42);
+    let (code, o, e) = run(dir.path(), &["build"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    for i in 0..12u64 {
+        let mut cmd = Command::new(xtask_bin());
+        cmd.args(["acceptance", "--registry", registry]).current_dir(dir.path());
+        cmd.envs(env.iter().copied()).env("MLGATE_REGISTRY_PAUSE_MS", "40").stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        // From before the first remote write to after the last.
+        std::thread::sleep(std::time::Duration::from_millis(150 + 45 * i));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let doc = registry_json(registry, env);
+    let (code, o, e) = run_in(dir.path(), &["acceptance", "--registry", registry], env);
+    assert_eq!(code, Some(0), "the registry takes the next write: {o}{e}\n{doc}");
+    registry_json(registry, env);
+}
+
+#[test]
+fn killed_writers_leave_remote_registries_consistent() {
+    let (_dir, repo) = bare_repository();
+    killed_writers_leave_it_consistent(&format!("git+file://{}#mlgate-registry", repo.display()), &[]);
+    let Some(server) = SeaweedFs::start("models") else { return };
+    let endpoint = format!("http://127.0.0.1:{}", server.s3);
+    let env: Vec<(&str, &str)> = vec![
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "mlgate"),
+        ("AWS_SECRET_ACCESS_KEY", "mlgate-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    killed_writers_leave_it_consistent("s3://models/killed", &env);
+}

@@ -15,6 +15,14 @@ use model::lifecycle::registry::{Actor, Registry};
 /// How many times a git registry operation is tried against a moving branch.
 const ATTEMPTS: usize = 8;
 
+/// Crash-test hook, as the folder registry's: `MLGATE_REGISTRY_PAUSE_MS` makes each remote write
+/// wait, so that a test can kill a writer between any two of them.
+fn pause() {
+    if let Some(ms) = std::env::var("MLGATE_REGISTRY_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// A registry location, as given by `--registry` or `[registry] path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -241,6 +249,7 @@ impl Store {
         let name = format!("user.name={who}");
         let email = format!("user.email={}@users.noreply.mlgate", who.replace(char::is_whitespace, "-"));
         checked(self.git(Some(dir), &["-c", &name, "-c", &email, "commit", "-q", "-m", &message])?, "git commit")?;
+        pause();
         let push = self.git(Some(dir), &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
         if push.status.success() {
             return Ok(true);
@@ -377,6 +386,7 @@ mod s3 {
                     Some((_, e_tag)) => PutMode::Update(UpdateVersion { e_tag: e_tag.clone(), version: None }),
                 };
                 let key = self.key(&relative);
+                super::pause();
                 let (store, runtime) = (&self.store, &self.runtime);
                 let put = runtime.block_on(store.put_opts(
                     &key,

@@ -688,6 +688,34 @@ impl Registry {
                 problems.push(format!("previous production {v} is missing"));
             }
         }
+        // Every version: its artifact reads (checksum and structure) and is the one its
+        // verdict judged. A version no alias or event names and whose files are not all there
+        // is what a writer killed on a store without rename (S3) leaves: never referenced, its
+        // number never reused, not a problem.
+        let history = self.written_history()?;
+        let referenced = |v: &str| {
+            state.aliases.values().any(|a| a == v)
+                || state.previous_productions.iter().any(|p| p == v)
+                || history.iter().any(|e| [&e.from, &e.to, &e.version].iter().any(|n| n.as_deref() == Some(v)))
+        };
+        for v in self.versions()? {
+            let dir = self.version_dir(&v);
+            let complete = dir.join("model.json").is_file() && dir.join("verdict.json").is_file();
+            if !complete && !referenced(&v) {
+                continue;
+            }
+            match (self.artifact(&v), self.verdict(&v)) {
+                (Ok(a), Ok(verdict)) if a.checksum() != verdict.artifact_sha256 => problems.push(format!(
+                    "{v}: its artifact (sha256 {}) is not the one its verdict judged ({})",
+                    a.checksum(),
+                    verdict.artifact_sha256
+                )),
+                (Err(e), _) | (_, Err(e)) if !state.aliases.values().any(|a| *a == v) => {
+                    problems.push(format!("{v}: {e}"))
+                }
+                _ => {}
+            }
+        }
         let history = self.history()?;
         for (i, e) in history.iter().enumerate() {
             if e.seq != i as u64 + 1 {
