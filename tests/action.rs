@@ -335,3 +335,58 @@ fn inputs_have_descriptions_and_reach_scripts_through_env_only() {
         assert!(!run.contains("${{"), "a run script splices an expression: {run}");
     }
 }
+
+#[test]
+fn jobs_in_separate_workspaces_share_only_the_remote_registry() {
+    // Push job → production v1 (and a second push → v2); a pull request job compares with
+    // production; a scheduled monitoring job on scrambled data rolls back; the next job sees it.
+    let api = FakeGitHub::start("");
+    let remote = tempfile::tempdir().unwrap();
+    let repo = remote.path().join("models.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
+    let registry = format!("git+file://{}#mlgate-registry", repo.display());
+    let inputs = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        let mut all = vec![("registry", registry.clone()), ("comment", "auto".to_string())];
+        all.extend_from_slice(extra);
+        all
+    };
+    let run = |inputs: &[(&'static str, String)], event: &str, payload: &str, git_ref: &str| {
+        let ws = caller_repository(false);
+        let pairs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let job = runner(ws.path(), &api, "installation-token", &pairs).run(event, payload, git_ref);
+        (ws, job)
+    };
+    for push in 1..=2 {
+        let (_ws, job) = run(&inputs(&[("deploy", "true".into())]), "push", PUSH_EVENT, "refs/heads/main");
+        assert!(job.success, "push {push}: {}", job.log);
+        assert!(job.log.contains(&format!("deployed v{push} to production")), "{}", job.log);
+    }
+    let (_ws, job) = run(&inputs(&[]), "pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "{}", job.log);
+    let comment = api.comments_containing(MARKER).pop().unwrap();
+    assert!(comment["body"].as_str().unwrap().contains("Compared with production **v2**"), "{comment}");
+
+    let scrambled: String = model::data::generate::customers_csv(3000, 5)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once(',')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((head, _))) => format!("{head},{}\n", if i % 4 == 0 { "yes" } else { "no" }),
+        })
+        .collect();
+    let ws = caller_repository(false);
+    std::fs::write(ws.path().join("ml/new.csv"), scrambled).unwrap();
+    let monitor =
+        inputs(&[("mode", "monitor".into()), ("data", "new.csv".into()), ("rollback-on-breach", "true".into())]);
+    let pairs: Vec<(&str, &str)> = monitor.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let job = runner(ws.path(), &api, "installation-token", &pairs).run("schedule", "{}", "refs/heads/main");
+    assert!(!job.success && job.failed_step.as_deref() == Some("Fail on a breach"), "{}", job.log);
+    assert_eq!(job.outputs["monitor-exit-code"], "1");
+    assert!(job.log.contains("Rolled back production from v2 to v1"), "{}", job.log);
+    assert!(job.log.contains("alert      opened"), "{}", job.log);
+
+    let (_ws, job) = run(&inputs(&[]), "pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "{}", job.log);
+    let comment = api.comments_containing(MARKER).pop().unwrap();
+    assert!(comment["body"].as_str().unwrap().contains("Compared with production **v1**"), "{comment}");
+}

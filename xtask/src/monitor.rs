@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value = "target/monitor")]
     out: PathBuf,
     /// Roll back automatically once `failure_limit` consecutive runs have breached.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     rollback_on_breach: bool,
 }
 
