@@ -350,14 +350,23 @@ fn jobs_in_separate_workspaces_share_only_the_remote_registry() {
         all.extend_from_slice(extra);
         all
     };
-    let run = |inputs: &[(&'static str, String)], event: &str, payload: &str, git_ref: &str| {
+    // A job whose configuration splits with `seed`: another seed, another artifact (the same
+    // one built twice within a second would be registered once).
+    let run_with_seed = |inputs: &[(&'static str, String)], event: &str, payload: &str, git_ref: &str, seed: u64| {
         let ws = caller_repository(false);
+        let config = ws.path().join("ml/pipeline.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace("seed = 42", &format!("seed = {seed}"))).unwrap();
         let pairs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let job = runner(ws.path(), &api, "installation-token", &pairs).run(event, payload, git_ref);
         (ws, job)
     };
+    let run = |inputs: &[(&'static str, String)], event: &str, payload: &str, git_ref: &str| {
+        run_with_seed(inputs, event, payload, git_ref, 42)
+    };
     for push in 1..=2 {
-        let (_ws, job) = run(&inputs(&[("deploy", "true".into())]), "push", PUSH_EVENT, "refs/heads/main");
+        let (_ws, job) =
+            run_with_seed(&inputs(&[("deploy", "true".into())]), "push", PUSH_EVENT, "refs/heads/main", 41 + push);
         assert!(job.success, "push {push}: {}", job.log);
         assert!(job.log.contains(&format!("deployed v{push} to production")), "{}", job.log);
     }
