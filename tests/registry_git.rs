@@ -221,18 +221,23 @@ impl HttpGit {
     }
 }
 
+/// Stops a server by its process id: SIGTERM, then SIGKILL after three seconds.
+fn stop(child: &mut Child) {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in 0..60 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for HttpGit {
     fn drop(&mut self) {
-        // SIGTERM, then SIGKILL after a timeout.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..40 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
@@ -339,29 +344,28 @@ fn http_status(port: u16, request: &str) -> Option<u16> {
 
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..60 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
+    }
+}
+
+impl SeaweedFs {
+    /// What a job needs to reach this server's S3 gateway.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.s3)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "mlgate".into()),
+            ("AWS_SECRET_ACCESS_KEY", "mlgate-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
     }
 }
 
 #[test]
 fn a_registry_on_s3_compatible_storage() {
     let Some(server) = SeaweedFs::start("models") else { return };
-    let endpoint = format!("http://127.0.0.1:{}", server.s3);
-    let env: Vec<(&str, &str)> = vec![
-        ("AWS_ENDPOINT_URL", &endpoint),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "mlgate"),
-        ("AWS_SECRET_ACCESS_KEY", "mlgate-secret"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let owned = server.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     separate_jobs_share_the_remote("s3://models/team/purchase", &env);
     racing_writers_never_overwrite("s3://models/team/purchase", &env);
 }
@@ -393,13 +397,7 @@ fn killed_writers_leave_remote_registries_consistent() {
     let (_dir, repo) = bare_repository();
     killed_writers_leave_it_consistent(&format!("git+file://{}#mlgate-registry", repo.display()), &[]);
     let Some(server) = SeaweedFs::start("models") else { return };
-    let endpoint = format!("http://127.0.0.1:{}", server.s3);
-    let env: Vec<(&str, &str)> = vec![
-        ("AWS_ENDPOINT_URL", &endpoint),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "mlgate"),
-        ("AWS_SECRET_ACCESS_KEY", "mlgate-secret"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let owned = server.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     killed_writers_leave_it_consistent("s3://models/killed", &env);
 }
