@@ -111,7 +111,7 @@ fn creates_one_comment_then_updates_it_among_130_from_others() {
     assert!(body.contains("## ✅ Accepted"), "{body}");
     assert!(body.contains("| roc_auc |"), "{body}");
     assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
-    assert!(body.chars().count() <= model::render::report::COMMENT_LIMIT);
+    assert!(body.len() <= model::render::report::COMMENT_LIMIT);
     // Every page was read: 131 comments at 100 a page is two pages.
     assert!(api.requests().iter().any(|r| r.starts_with("GET /repos/acme/shop/issues/7/comments")));
     assert_eq!(output(&second.outputs, "passed").as_deref(), Some("true"));
@@ -273,15 +273,19 @@ fn a_body_over_the_limit_is_cut_with_a_note() {
         serde_json::from_slice(&std::fs::read(fixture().join("target/acceptance/metrics.json")).unwrap()).unwrap();
     let validation: model::ValidationReport =
         serde_json::from_slice(&std::fs::read(fixture().join("target/model/validation.json")).unwrap()).unwrap();
-    let full = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, 1 << 20);
+    let render = |limit: usize| {
+        model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, limit, "`metrics.json`")
+    };
+    let full = render(1 << 20);
     assert!(full.contains("<summary>Data validation</summary>"));
+    // Limits are GitHub's: bytes (the report's ✅, Δ and … are several bytes each).
     let limit = 3500;
-    let cut = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, limit);
-    assert!(cut.chars().count() <= limit, "{} characters", cut.chars().count());
-    assert!(cut.contains("Cut to stay within GitHub's 3500-character limit"), "{cut}");
+    let cut = render(limit);
+    assert!(cut.len() <= limit, "{} bytes", cut.len());
+    assert!(cut.contains("Cut to stay within GitHub's 3500-byte limit") && cut.contains("in `metrics.json`"), "{cut}");
     assert!(cut.starts_with(MARKER) && cut.contains("## ✅ Accepted"), "the verdict must survive: {cut}");
-    let tiny = model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, 1200);
-    assert!(tiny.chars().count() <= 1200 && tiny.contains(MARKER));
+    let tiny = render(1200);
+    assert!(tiny.len() <= 1200 && tiny.contains(MARKER));
 }
 
 #[test]

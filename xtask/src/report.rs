@@ -66,11 +66,18 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         validation.as_ref(),
         &marker,
         model::render::report::COMMENT_LIMIT,
+        "the job summary and in `metrics.json`",
     );
     output::write(&args.out, body.as_bytes())?;
-    println!("report     {} ({} characters)", args.out.display(), body.chars().count());
+    println!("report     {} ({} bytes)", args.out.display(), body.len());
 
-    let summary = model::render::report::pull_request_markdown(&record, validation.as_ref(), &marker, SUMMARY_LIMIT);
+    let summary = model::render::report::pull_request_markdown(
+        &record,
+        validation.as_ref(),
+        &marker,
+        SUMMARY_LIMIT,
+        "`metrics.json` and `report.md`",
+    );
     append_summary(&summary)?;
 
     let comment_url = comment(&args, &body)?;

@@ -16,6 +16,34 @@ fn status(checks: &[&Check]) -> &'static str {
     }
 }
 
+/// A p-value as reports write it: four decimals, or `p < 0.0001`.
+fn p_value(p: f64) -> String {
+    if p < 0.0001 {
+        "p < 0.0001".into()
+    } else {
+        format!("p = {p:.4}")
+    }
+}
+
+/// The regression check of `metric` passed, yet its interval lies wholly on the side of a drop:
+/// a real drop, within the margin.
+fn dropped_within_margin(r: &AcceptanceRecord, metric: Metric) -> bool {
+    let Some(d) = r.production.as_ref().and_then(|p| p.differences.iter().find(|d| d.metric == metric)) else {
+        return false;
+    };
+    let real = if metric.lower_is_better() { d.ci_low > 0.0 } else { d.ci_high < 0.0 };
+    real && r.checks.iter().any(|c| c.gate == GateKind::Regression && c.metric == Measure::Metric(metric) && c.passed)
+}
+
+/// `text` cut to at most `bytes` bytes, at a character boundary.
+fn cut_to(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn confusion(out: &mut String, m: &MetricSet) {
     let c = &m.confusion;
     let _ = writeln!(out, "| threshold {:.4} | predicted purchase | predicted no purchase |", m.threshold);
@@ -70,12 +98,15 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
             .filter(|c| c.gate == GateKind::Threshold)
             .map(|c| c.description.trim_start_matches(metric.name()).trim().to_string())
             .collect();
+        let mark = if dropped_within_margin(r, metric) { "⚠" } else { status(&checks) };
         let _ = writeln!(
             s,
-            "| {metric} | {cand:.4} | {prod_value} | {delta} | {} | {} |",
+            "| {metric} | {cand:.4} | {prod_value} | {delta} | {} | {mark} |",
             if bounds.is_empty() { "—".to_string() } else { bounds.join(", ") },
-            status(&checks)
         );
+    }
+    if Metric::REPORTED.iter().any(|&m| dropped_within_margin(r, m)) {
+        let _ = writeln!(s, "\n⚠ a significant drop, within the margin: it does not fail the gate.");
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", r.rule);
@@ -84,11 +115,11 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
         let _ = writeln!(
             s,
             "\nMcNemar's exact test on the {} rows where the decisions differ: candidate right alone on {}, \
-             production right alone on {}, p = {:.4}{}.",
+             production right alone on {}, {}{}.",
             m.candidate_only + m.production_only,
             m.candidate_only,
             m.production_only,
-            m.p_value,
+            p_value(m.p_value),
             if m.p_value < 0.05 { " (the decisions differ significantly)" } else { " (no significant difference)" }
         );
         if let Some(w) = &p.overlap_warning {
@@ -255,7 +286,7 @@ pub fn monitor_markdown(
     s
 }
 
-/// GitHub refuses comments longer than this many characters.
+/// GitHub refuses comments longer than this many bytes.
 pub const COMMENT_LIMIT: usize = 65_536;
 
 /// Points of the charts, evenly spaced on the x axis (Mermaid's `xychart-beta` spaces a line's
@@ -298,12 +329,14 @@ fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Vec<f64>]) -> Strin
 /// The pull-request comment (and job summary): verdict first, metrics table, confusion matrix,
 /// ROC and precision–recall charts in Mermaid with tables beside them, data validation, drift,
 /// lineage; long parts folded. `marker` (an HTML comment) lets the comment be found again. The
-/// result never exceeds `limit` characters: details are cut first, with a line saying so.
+/// result never exceeds `limit` bytes (GitHub counts a comment's and a summary's bytes): details
+/// are cut first, with a line saying so and naming `full_report`, where the rest is.
 pub fn pull_request_markdown(
     record: &AcceptanceRecord,
     validation: Option<&crate::data::report::ValidationReport>,
     marker: &str,
     limit: usize,
+    full_report: &str,
 ) -> String {
     let core = acceptance_core(record);
     let mut details: Vec<(String, String)> = Vec::new();
@@ -353,7 +386,14 @@ pub fn pull_request_markdown(
     let checks: String = record
         .checks
         .iter()
-        .map(|c| format!("- {} {} (measured {:.4})\n", if c.passed { "✅" } else { "❌" }, c.description, c.value))
+        .map(|c| {
+            let mark = match (c.passed, c.metric) {
+                (true, Measure::Metric(m)) if c.gate == GateKind::Regression && dropped_within_margin(record, m) => "⚠",
+                (true, _) => "✅",
+                (false, _) => "❌",
+            };
+            format!("- {mark} {} (measured {:.4})\n", c.description, c.value)
+        })
         .collect();
     details.push((format!("All {} checks", record.checks.len()), checks));
 
@@ -364,20 +404,24 @@ pub fn pull_request_markdown(
     for (title, body) in &details {
         let block = fold(title, body);
         // Keep room for the footer and the note on what was cut.
-        if out.chars().count() + block.chars().count() + footer.chars().count() + 200 <= limit {
+        if out.len() + block.len() + footer.len() + 300 <= limit {
             out.push_str(&block);
         } else {
             cut.push(title);
         }
     }
     if !cut.is_empty() {
-        let _ = writeln!(out, "\n_Cut to stay within GitHub's {limit}-character limit: {}. The full report is in the job summary and in `metrics.json`._", cut.join(", "));
+        let _ = writeln!(
+            out,
+            "\n_Cut to stay within GitHub's {limit}-byte limit: {}. The full report is in {full_report}._",
+            cut.join(", ")
+        );
     }
-    if out.chars().count() + footer.chars().count() > limit {
+    if out.len() + footer.len() > limit {
         // Even the core is too long (a pathological number of checks or columns): truncate it.
-        let keep = limit.saturating_sub(footer.chars().count() + 120);
-        out = out.chars().take(keep).collect();
-        out.push_str("\n\n_… the report was truncated to stay within GitHub's comment limit._\n");
+        let keep = limit.saturating_sub(footer.len() + 160);
+        out = cut_to(&out, keep).to_string();
+        out.push_str("\n\n_… the report was truncated to stay within GitHub's limit._\n");
     }
     out.push_str(&footer);
     out
@@ -404,5 +448,93 @@ fn acceptance_core(r: &AcceptanceRecord) -> String {
             s
         }
         None => full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::compare::{Difference, McNemar};
+    use crate::lifecycle::gate::{Curves, ProductionComparison, StagingSummary};
+    use crate::pipeline::artifact::Lineage;
+
+    fn record(delta: f64, ci: (f64, f64), passed: bool) -> AcceptanceRecord {
+        let metrics = MetricSet::compute(&[true, false, true, false], &[0.9, 0.2, 0.7, 0.4], 0.5).unwrap();
+        let difference = Difference {
+            metric: Metric::RocAuc,
+            candidate: 0.9,
+            production: 0.9 - delta,
+            delta,
+            ci_low: ci.0,
+            ci_high: ci.1,
+        };
+        AcceptanceRecord {
+            schema_version: 1,
+            model: "m".into(),
+            artifact_sha256: "0".repeat(64),
+            version: Some("v2".into()),
+            passed,
+            checks: vec![Check {
+                gate: GateKind::Regression,
+                metric: Measure::Metric(Metric::RocAuc),
+                description: "roc_auc vs production".into(),
+                value: delta,
+                passed,
+            }],
+            rule: String::new(),
+            staging: StagingSummary {
+                source: StagingSource::Holdout,
+                file: "f.csv".into(),
+                data_sha256: "0".repeat(64),
+                rows: 4,
+                positives: 2,
+            },
+            candidate: metrics.clone(),
+            production: Some(ProductionComparison {
+                version: "v1".into(),
+                metrics,
+                differences: vec![difference],
+                mcnemar: McNemar { candidate_only: 0, production_only: 30, p_value: 1.9e-9 },
+                overlap_warning: None,
+            }),
+            curves: Curves { roc: Vec::new(), precision_recall: Vec::new() },
+            unseen_levels: Default::default(),
+            drift: Vec::new(),
+            lineage: Lineage {
+                data_file: "f.csv".into(),
+                data_sha256: "0".repeat(64),
+                rows_total: 4,
+                rows_staging: 4,
+                rows_fit: 0,
+                rows_validation: 0,
+                rows_final_fit: 0,
+                config_file: "p.toml".into(),
+                config_sha256: "0".repeat(64),
+                git_commit: None,
+                crate_version: "0".into(),
+                created_at: String::new(),
+            },
+            calibration: Vec::new(),
+            scores: None,
+        }
+    }
+
+    #[test]
+    fn a_significant_drop_within_the_margin_is_no_plain_pass() {
+        // Δ −0.008 with its interval wholly below zero, margin 0.01: passes, but not as ✅.
+        let md = acceptance_markdown(&record(-0.008, (-0.012, -0.004), true));
+        assert!(md.contains("| ⚠ |") && md.contains("⚠ a significant drop, within the margin"), "{md}");
+        assert!(md.contains("p < 0.0001"), "{md}");
+        // Noise (an interval across zero) stays a plain pass.
+        let md = acceptance_markdown(&record(-0.008, (-0.02, 0.004), true));
+        assert!(!md.contains('⚠'), "{md}");
+    }
+
+    #[test]
+    fn p_values_and_cuts() {
+        assert_eq!(p_value(0.5), "p = 0.5000");
+        assert_eq!(p_value(0.00005), "p < 0.0001");
+        assert_eq!(cut_to("a✅b", 2), "a");
+        assert_eq!(cut_to("a✅b", 4), "a✅");
     }
 }
