@@ -307,3 +307,16 @@ fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_t
         }
     }
 }
+
+#[test]
+fn reports_speak_of_the_schema_s_label_not_of_purchases() {
+    let dir = project(SMALL_CONFIG);
+    let out = xtask(dir.path(), &["acceptance", "--model", "out/model.json", "--out", "acc"], &[]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
+    let report = std::fs::read_to_string(dir.path().join("acc/report.md")).unwrap();
+    assert!(report.contains("| **`bought` = `yes`** |") && report.contains("with bought = yes"), "{report}");
+    assert!(!report.to_lowercase().contains("purchas"), "{report}");
+    let out =
+        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+    assert!(text(&out).1.contains("predicted bought = yes"), "{:?}", text(&out));
+}

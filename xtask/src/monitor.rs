@@ -171,8 +171,14 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         Ok((breaches, rolled_back_to, action, rollback_comparison))
     })?;
     let data_file = args.data.display().to_string();
-    let report =
-        model::render::report::monitor_markdown(&artifact.name, &version, &data_file, &outcome, action.as_deref());
+    let report = model::render::report::monitor_markdown(
+        &artifact.name,
+        &version,
+        &data_file,
+        &outcome,
+        action.as_deref(),
+        &model::lifecycle::gate::LabelWords::of(&artifact.schema),
+    );
     let record = MonitorRecord {
         schema_version: 1,
         model: &artifact.name,

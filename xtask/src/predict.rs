@@ -76,16 +76,19 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             );
         }
     }
+    let label = model::lifecycle::gate::LabelWords::of(&artifact.schema);
     if let Some(path) = &args.skip_invalid {
         eprintln!("skipped {} invalid rows; each broken value is in {}", summary.skipped, path.display());
     }
     eprintln!(
-        "scored {} rows of {} with {} (threshold {:.4}): {} predicted to purchase; wrote {}",
+        "scored {} rows of {} with {} (threshold {:.4}): {} predicted {} = {}; wrote {}",
         summary.rows,
         args.data.display(),
         args.model.display(),
         artifact.threshold.value,
         summary.positives,
+        label.name,
+        label.positive,
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use crate::eval::calibration::{calibration, ScoreDistribution};
 use crate::eval::compare::Scored;
 use crate::eval::metrics::{precision_recall_curve, roc_curve, thin, MetricSet};
 use crate::lifecycle::gate::{
-    self, AcceptanceRecord, Curves, GateKind, ProductionComparison, StagingSource, StagingSummary,
+    self, AcceptanceRecord, Curves, GateKind, LabelWords, ProductionComparison, StagingSource, StagingSummary,
 };
 use crate::pipeline::artifact::Artifact;
 use crate::pipeline::config::PipelineConfig;
@@ -122,6 +122,7 @@ pub fn judge(
         lineage: candidate.lineage.clone(),
         calibration: calibration(&labels, &scores.probabilities)?,
         scores: Some(ScoreDistribution::of(&scores.probabilities, candidate.threshold.value)),
+        label: Some(LabelWords::of(&candidate.schema)),
     })
 }
 

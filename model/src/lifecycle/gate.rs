@@ -175,6 +175,32 @@ pub struct AcceptanceRecord {
     /// prediction drift).
     #[serde(default)]
     pub scores: Option<ScoreDistribution>,
+    /// The label, as the schema names it: reports speak of it, not of "purchases".
+    #[serde(default)]
+    pub label: Option<LabelWords>,
+}
+
+/// The label's name and spellings, for the words of reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelWords {
+    /// The label column's name.
+    pub name: String,
+    /// The positive class's spelling.
+    pub positive: String,
+    /// The negative class's spelling.
+    pub negative: String,
+}
+
+impl LabelWords {
+    /// The words of a schema's label.
+    pub fn of(schema: &crate::data::schema::Schema) -> LabelWords {
+        match &schema.label().kind {
+            crate::data::schema::ColumnKind::Label { positive, negative } => {
+                LabelWords { name: schema.label().name.clone(), positive: positive.clone(), negative: negative.clone() }
+            }
+            _ => unreachable!("a checked schema's label column has kind label"),
+        }
+    }
 }
 
 /// Runs gate 2: compares candidate and production on the same labelled rows.

@@ -3,8 +3,9 @@
 use std::fmt::Write;
 
 use crate::eval::metrics::{Metric, MetricSet};
-use crate::lifecycle::gate::{AcceptanceRecord, Check, GateKind, Measure, StagingSource};
+use crate::lifecycle::gate::{AcceptanceRecord, Check, GateKind, LabelWords, Measure, StagingSource};
 use crate::lifecycle::monitor::MonitorOutcome;
+use crate::render::table;
 
 fn status(checks: &[&Check]) -> &'static str {
     if checks.is_empty() {
@@ -44,12 +45,22 @@ fn cut_to(text: &str, bytes: usize) -> &str {
     &text[..end]
 }
 
-fn confusion(out: &mut String, m: &MetricSet) {
+/// The words of a label, or the project's own default's when a record predates them.
+fn words(label: Option<&LabelWords>) -> LabelWords {
+    label.cloned().unwrap_or_else(|| LabelWords {
+        name: "purchased".into(),
+        positive: "yes".into(),
+        negative: "no".into(),
+    })
+}
+
+fn confusion(out: &mut String, m: &MetricSet, label: &LabelWords) {
     let c = &m.confusion;
-    let _ = writeln!(out, "| threshold {:.4} | predicted purchase | predicted no purchase |", m.threshold);
+    let (name, pos, neg) = (table::code(&label.name), table::code(&label.positive), table::code(&label.negative));
+    let _ = writeln!(out, "| threshold {:.4} | predicted {name} = {pos} | predicted {neg} |", m.threshold);
     let _ = writeln!(out, "|---|---:|---:|");
-    let _ = writeln!(out, "| **purchased** | {} (TP) | {} (FN) |", c.tp, c.r#fn);
-    let _ = writeln!(out, "| **did not purchase** | {} (FP) | {} (TN) |", c.fp, c.tn);
+    let _ = writeln!(out, "| **{name} = {pos}** | {} (TP) | {} (FN) |", c.tp, c.r#fn);
+    let _ = writeln!(out, "| **{name} = {neg}** | {} (FP) | {} (TN) |", c.fp, c.tn);
 }
 
 /// The acceptance report (`report.md`).
@@ -127,7 +138,8 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
         }
     }
     let _ = writeln!(s, "\n### Confusion matrix on staging\n");
-    confusion(&mut s, &r.candidate);
+    let label = words(r.label.as_ref());
+    confusion(&mut s, &r.candidate, &label);
     if !r.calibration.is_empty() {
         let _ = writeln!(
             s,
@@ -145,9 +157,11 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     let _ = writeln!(s, "\n### Staging data\n");
     let _ = writeln!(
         s,
-        "{} rows ({} purchases) from `{}` ({}), sha256 `{}`.",
+        "{} rows ({} with {} = {}) from `{}` ({}), sha256 `{}`.",
         r.staging.rows,
         r.staging.positives,
+        label.name,
+        label.positive,
         r.staging.file,
         match r.staging.source {
             StagingSource::Holdout => "holdout",
@@ -192,6 +206,7 @@ pub fn monitor_markdown(
     data_file: &str,
     o: &MonitorOutcome,
     action: Option<&str>,
+    label: &LabelWords,
 ) -> String {
     let mut s = String::new();
     if o.breach {
@@ -241,8 +256,8 @@ pub fn monitor_markdown(
     );
     match &o.metrics {
         Some(m) => {
-            let _ = writeln!(s, "\n{} rows, {} purchases.\n", m.rows, m.positives);
-            confusion(&mut s, m);
+            let _ = writeln!(s, "\n{} rows, {} with {} = {}.\n", m.rows, m.positives, label.name, label.positive);
+            confusion(&mut s, m, label);
         }
         None => {
             let _ = writeln!(s, "\nThe data has no labels: metrics are estimated, not measured.");
@@ -436,14 +451,16 @@ fn acceptance_core(r: &AcceptanceRecord) -> String {
             let l = &r.lineage;
             let _ = writeln!(
                 s,
-                "\n**Lineage** — commit {}, data `{}` sha256 `{}`, config `{}` sha256 `{}`, staging {} rows ({} purchases).",
+                "\n**Lineage** — commit {}, data `{}` sha256 `{}`, config `{}` sha256 `{}`, staging {} rows ({} with {} = {}).",
                 l.git_commit.as_deref().map(|c| format!("`{}`", &c[..c.len().min(12)])).unwrap_or_else(|| "—".into()),
                 l.data_file,
                 &l.data_sha256[..12.min(l.data_sha256.len())],
                 l.config_file,
                 &l.config_sha256[..12.min(l.config_sha256.len())],
                 r.staging.rows,
-                r.staging.positives
+                r.staging.positives,
+                words(r.label.as_ref()).name,
+                words(r.label.as_ref()).positive
             );
             s
         }
@@ -516,6 +533,7 @@ mod tests {
             },
             calibration: Vec::new(),
             scores: None,
+            label: None,
         }
     }
 
