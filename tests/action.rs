@@ -144,6 +144,9 @@ impl Runner<'_> {
                 ("GITHUB_EVENT_PATH", event.display().to_string()),
                 ("GITHUB_REF", git_ref.to_string()),
                 ("GITHUB_REPOSITORY", "acme/shop".to_string()),
+                ("GITHUB_SERVER_URL", "https://github.test".to_string()),
+                ("GITHUB_RUN_ID", "42".to_string()),
+                ("GITHUB_SHA", "fedcba9876543210fedcba9876543210fedcba98".to_string()),
                 ("GITHUB_ACTOR", "octocat".to_string()),
                 ("GITHUB_API_URL", self.api.url.clone()),
                 ("GITHUB_OUTPUT", output_file.display().to_string()),
@@ -230,7 +233,7 @@ fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str
     }
 }
 
-const PR_EVENT: &str = r#"{"action":"synchronize","number":7,"pull_request":{"number":7,"head":{"ref":"feature"}},"repository":{"default_branch":"main"}}"#;
+const PR_EVENT: &str = r#"{"action":"synchronize","number":7,"pull_request":{"number":7,"head":{"ref":"feature","sha":"0123456789abcdef0123456789abcdef01234567"}},"repository":{"default_branch":"main"}}"#;
 const PUSH_EVENT: &str = r#"{"ref":"refs/heads/main","repository":{"default_branch":"main"}}"#;
 const MARKER: &str = "<!-- mlgate-report config=pipeline.toml -->";
 
@@ -247,6 +250,20 @@ fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
     // A pull request only reads the registry: the candidate is judged, not registered.
     assert!(body.contains("## ✅ Accepted: `customer-purchase`\n"), "{body}");
     assert!(job.log.contains("judged, not registered"), "{}", job.log);
+    // The pull request's head commit (not the merge commit), the run, and when.
+    assert!(
+        body.contains("commit `0123456789ab`")
+            && body.contains("[workflow run](https://github.test/acme/shop/actions/runs/42)"),
+        "{body}"
+    );
+    assert!(body.contains(" · updated 20"), "{body}");
+    // Every request as GitHub documents them.
+    let headers = api.headers();
+    assert!(!headers.is_empty());
+    for (accept, agent) in &headers {
+        assert_eq!(accept, "application/vnd.github+json");
+        assert!(agent.starts_with("mlgate/"), "{agent}");
+    }
     assert!(body.contains("| metric | candidate | production | Δ (95 % CI) | threshold | |"), "{body}");
     assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
     assert_eq!(job.outputs["passed"], "true");

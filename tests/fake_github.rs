@@ -42,6 +42,7 @@ pub struct State {
     pub comments: Vec<Value>,
     pub issues: Vec<Value>,
     pub requests: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     pub failures: VecDeque<Failure>,
     pub tokens: Vec<(String, Token)>,
     next_id: u64,
@@ -124,6 +125,11 @@ impl FakeGitHub {
     }
 
     /// Requests received, as "METHOD path".
+    /// The `Accept` and `User-Agent` of every request, in order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().headers.clone()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.iter().map(|(m, p)| format!("{m} {p}")).collect()
     }
@@ -152,6 +158,9 @@ struct Request {
     query: Vec<(String, String)>,
     token: Option<String>,
     body: Value,
+    /// The `Accept` and `User-Agent` headers, as sent.
+    accept: String,
+    user_agent: String,
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
@@ -163,6 +172,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let target = parts.next()?.to_string();
     let mut length = 0usize;
     let mut token = None;
+    let (mut accept, mut user_agent) = (String::new(), String::new());
     loop {
         let mut h = String::new();
         reader.read_line(&mut h).ok()?;
@@ -173,6 +183,8 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         let (name, value) = h.split_once(':')?;
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().ok()?,
+            "accept" => accept = value.trim().to_string(),
+            "user-agent" => user_agent = value.trim().to_string(),
             "authorization" => {
                 let v = value.trim();
                 token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")).map(str::to_string);
@@ -190,7 +202,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         None => (target.clone(), Vec::new()),
     };
     let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
-    Some(Request { method, path, query, token, body })
+    Some(Request { method, path, query, token, body, accept, user_agent })
 }
 
 fn respond(mut stream: TcpStream, status: u16, headers: &[(String, String)], body: &str) {
@@ -211,6 +223,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, prefix: &str, base: &str) {
     let Some(req) = read_request(&stream) else { return };
     let mut s = state.lock().unwrap();
     s.requests.push((req.method.clone(), format!("{}{}", req.path, if req.query.is_empty() { "" } else { "?" })));
+    s.headers.push((req.accept.clone(), req.user_agent.clone()));
     let token = req.token.as_ref().and_then(|t| s.tokens.iter().find(|(k, _)| k == t).map(|(_, v)| v.clone()));
     let Some(token) = token else {
         drop(s);

@@ -274,7 +274,7 @@ fn a_body_over_the_limit_is_cut_with_a_note() {
     let validation: model::ValidationReport =
         serde_json::from_slice(&std::fs::read(fixture().join("target/model/validation.json")).unwrap()).unwrap();
     let render = |limit: usize| {
-        model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, limit, "`metrics.json`")
+        model::render::report::pull_request_markdown(&record, Some(&validation), MARKER, limit, "`metrics.json`", "")
     };
     let full = render(1 << 20);
     assert!(full.contains("<summary>Data validation</summary>"));

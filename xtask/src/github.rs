@@ -96,6 +96,9 @@ impl GitHub {
                 .base_uri(api.trim_end_matches('/'))
                 .with_context(|| format!("GITHUB_API_URL {api:?} is not a URL"))?
                 .personal_token(token.to_string())
+                // As GitHub documents its REST API: this media type, and a User-Agent naming us.
+                .add_header(http::header::ACCEPT, "application/vnd.github+json".to_string())
+                .add_header(http::header::USER_AGENT, format!("mlgate/{}", env!("CARGO_PKG_VERSION")))
                 .set_connect_timeout(Some(Duration::from_secs(10)))
                 .set_read_timeout(Some(Duration::from_secs(30)))
                 .build()
@@ -311,6 +314,33 @@ impl GitHub {
 
 /// The pull-request number of the triggering event: `pull_request.number` in the payload at
 /// `GITHUB_EVENT_PATH` (right under `pull_request_target` too, where `GITHUB_REF` is the base).
+/// The line that says what a report is about: the pull request's head commit (from the event
+/// payload, not the merge commit the job checked out), a link to the workflow run, and when it
+/// was written.
+pub fn provenance(now: &str) -> String {
+    let event: Value = std::env::var("GITHUB_EVENT_PATH")
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let sha = event["pull_request"]["head"]["sha"]
+        .as_str()
+        .map(String::from)
+        .or_else(|| std::env::var("GITHUB_SHA").ok())
+        .filter(|s| !s.is_empty());
+    let mut parts = Vec::new();
+    if let Some(sha) = sha {
+        parts.push(format!("commit `{}`", &sha[..sha.len().min(12)]));
+    }
+    if let (Ok(server), Ok(repo), Ok(run)) =
+        (std::env::var("GITHUB_SERVER_URL"), std::env::var("GITHUB_REPOSITORY"), std::env::var("GITHUB_RUN_ID"))
+    {
+        parts.push(format!("[workflow run]({}/{repo}/actions/runs/{run})", server.trim_end_matches('/')));
+    }
+    parts.push(format!("updated {now}"));
+    parts.join(" · ")
+}
+
 pub fn pull_request_number() -> Result<Option<u64>> {
     let Ok(path) = std::env::var("GITHUB_EVENT_PATH") else { return Ok(None) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the event payload {path}"))?;

@@ -61,12 +61,14 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
     let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let marker = marker(&args.config);
+    let provenance = crate::github::provenance(&crate::context::now_rfc3339());
     let body = model::render::report::pull_request_markdown(
         &record,
         validation.as_ref(),
         &marker,
         model::render::report::COMMENT_LIMIT,
         "the job summary and in `metrics.json`",
+        &provenance,
     );
     output::write(&args.out, body.as_bytes())?;
     println!("report     {} ({} bytes)", args.out.display(), body.len());
@@ -77,6 +79,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         &marker,
         SUMMARY_LIMIT,
         "`metrics.json` and `report.md`",
+        &provenance,
     );
     append_summary(&summary)?;
 

@@ -352,6 +352,7 @@ pub fn pull_request_markdown(
     marker: &str,
     limit: usize,
     full_report: &str,
+    provenance: &str,
 ) -> String {
     let core = acceptance_core(record);
     let mut details: Vec<(String, String)> = Vec::new();
@@ -413,7 +414,12 @@ pub fn pull_request_markdown(
     details.push((format!("All {} checks", record.checks.len()), checks));
 
     let fold = |title: &str, body: &str| format!("\n<details><summary>{title}</summary>\n\n{body}\n</details>\n");
-    let footer = format!("\n<sub>mlgate · artifact `{}`</sub>\n", &record.artifact_sha256[..12]);
+    let footer = format!(
+        "\n<sub>mlgate · artifact `{}`{}{}</sub>\n",
+        &record.artifact_sha256[..12],
+        if provenance.is_empty() { "" } else { " · " },
+        provenance
+    );
     let mut out = format!("{marker}\n{core}");
     let mut cut: Vec<&str> = Vec::new();
     for (title, body) in &details {
