@@ -33,10 +33,7 @@ fn not_a_default_branch_push() -> Result<Option<String>> {
         return Ok(Some(format!("the event is {event:?}, not a push")));
     }
     let git_ref = std::env::var("GITHUB_REF").unwrap_or_default();
-    let path = std::env::var("GITHUB_EVENT_PATH").context("GITHUB_EVENT_PATH is not set")?;
-    let payload: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read the event payload {path}"))?)
-            .with_context(|| format!("{path} is not JSON"))?;
+    let payload = crate::github::event_payload()?.context("GITHUB_EVENT_PATH is not set")?;
     let default =
         payload["repository"]["default_branch"].as_str().context("the push payload names no default branch")?;
     if git_ref != format!("refs/heads/{default}") {

@@ -312,22 +312,24 @@ impl GitHub {
     }
 }
 
-/// The pull-request number of the triggering event: `pull_request.number` in the payload at
-/// `GITHUB_EVENT_PATH` (right under `pull_request_target` too, where `GITHUB_REF` is the base).
+/// The payload of the triggering event, at `GITHUB_EVENT_PATH`; none outside GitHub Actions.
+pub fn event_payload() -> Result<Option<Value>> {
+    let Ok(path) = std::env::var("GITHUB_EVENT_PATH") else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the event payload {path}"))?;
+    let event = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
+    Ok(Some(event))
+}
+
 /// The line that says what a report is about: the pull request's head commit (from the event
 /// payload, not the merge commit the job checked out), a link to the workflow run, and when it
-/// was written.
+/// was written. A payload that cannot be read leaves out only what it would have given.
 pub fn provenance(now: &str) -> String {
-    let event: Value = std::env::var("GITHUB_EVENT_PATH")
-        .ok()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let event = event_payload().ok().flatten().unwrap_or(Value::Null);
     let sha = event["pull_request"]["head"]["sha"]
         .as_str()
         .map(String::from)
         .or_else(|| std::env::var("GITHUB_SHA").ok())
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()));
     let mut parts = Vec::new();
     if let Some(sha) = sha {
         parts.push(format!("commit `{}`", &sha[..sha.len().min(12)]));
@@ -341,9 +343,8 @@ pub fn provenance(now: &str) -> String {
     parts.join(" · ")
 }
 
+/// The pull-request number of the triggering event: `pull_request.number` in the payload at
+/// `GITHUB_EVENT_PATH` (right under `pull_request_target` too, where `GITHUB_REF` is the base).
 pub fn pull_request_number() -> Result<Option<u64>> {
-    let Ok(path) = std::env::var("GITHUB_EVENT_PATH") else { return Ok(None) };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the event payload {path}"))?;
-    let event: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
-    Ok(event["pull_request"]["number"].as_u64())
+    Ok(event_payload()?.and_then(|event| event["pull_request"]["number"].as_u64()))
 }
