@@ -5,7 +5,7 @@ use std::path::Path;
 
 use model::{read_csv, LabelPolicy, PipelineConfig};
 
-use crate::support::{small_csv, text, xtask, SMALL_CONFIG};
+use crate::support::{edit_rows, small_csv, text, xtask, SMALL_CONFIG};
 
 /// The small configuration with `id` declared as the row's id.
 fn with_id() -> String {
@@ -182,28 +182,19 @@ fn with_missing(family: &str) -> String {
 /// `small_csv(rows)` with every seventh row's amount blank, every eleventh `NA`, every
 /// thirteenth region blank and every fifth member blank.
 fn with_blanks(rows: usize) -> String {
-    small_csv(rows)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                return format!("{l}\n");
-            }
-            let mut f: Vec<String> = l.split(',').map(String::from).collect();
-            if i % 7 == 0 {
-                f[1].clear();
-            } else if i % 11 == 0 {
-                f[1] = "NA".into();
-            }
-            if i % 13 == 0 {
-                f[3].clear();
-            }
-            if i % 5 == 0 {
-                f[4].clear();
-            }
-            f.join(",") + "\n"
-        })
-        .collect()
+    edit_rows(&small_csv(rows), |i, f| {
+        if i % 7 == 0 {
+            f[1].clear();
+        } else if i % 11 == 0 {
+            f[1] = "NA".into();
+        }
+        if i % 13 == 0 {
+            f[3].clear();
+        }
+        if i % 5 == 0 {
+            f[4].clear();
+        }
+    })
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use model::data::generate::customers_csv;
 use model::lifecycle::registry::{Action, Registry};
 
-use crate::support::{root, text, xtask, xtask_bin};
+use crate::support::{edit_rows, root, text, xtask, xtask_bin};
 
 /// A temporary project: the repository's pipeline.toml, 4,000 generated customers, and a
 /// deliberately weak variant of the configuration.
@@ -562,19 +562,10 @@ fn monitoring_without_labels_estimates_and_flags_drifted_scores_and_a_label_shif
     );
 
     // Sessions that view three times the pages and bought before: the scores move.
-    let drifted: String = unlabelled(&fresh)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                return format!("{l}\n");
-            }
-            let mut f: Vec<String> = l.split(',').map(String::from).collect();
-            f[5] = (f[5].parse::<u64>().unwrap() * 3 + 20).to_string();
-            f[7] = (f[7].parse::<u64>().unwrap() + 6).to_string();
-            f.join(",") + "\n"
-        })
-        .collect();
+    let drifted = edit_rows(&unlabelled(&fresh), |_, f| {
+        f[5] = (f[5].parse::<u64>().unwrap() * 3 + 20).to_string();
+        f[7] = (f[7].parse::<u64>().unwrap() + 6).to_string();
+    });
     std::fs::write(p.path().join("drifted.csv"), drifted).unwrap();
     let (code, out, err) = p.run(&["monitor", "--data", "drifted.csv", "--out", "mon2"]);
     assert_eq!(code, Some(1), "{out}{err}");

@@ -52,6 +52,22 @@ pub fn small_csv(rows: usize) -> String {
     s
 }
 
+/// `csv` with `edit(line_index, fields)` applied to each data row's comma-split fields (the
+/// header, index 0, kept as it is).
+pub fn edit_rows(csv: &str, edit: impl Fn(usize, &mut Vec<String>)) -> String {
+    csv.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                return format!("{l}\n");
+            }
+            let mut fields: Vec<String> = l.split(',').map(String::from).collect();
+            edit(i, &mut fields);
+            fields.join(",") + "\n"
+        })
+        .collect()
+}
+
 /// The xtask binary, built once per test run from the current sources.
 pub fn xtask_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
