@@ -10,6 +10,7 @@ mod fake_github;
 mod github;
 mod pipeline;
 mod registry_git;
+mod serve;
 mod shared_data;
 mod support;
 mod tidy;

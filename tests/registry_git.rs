@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use model::data::generate::customers_csv;
 
-use crate::support::{root, text, xtask, xtask_bin};
+use crate::support::{root, stop_server as stop, text, xtask, xtask_bin};
 
 /// A fresh job folder: the repository's pipeline.toml and generated customers (`seed` decides
 /// the configuration's split seed, so that two jobs build two different artifacts).
@@ -219,20 +219,6 @@ impl HttpGit {
         }
         panic!("the HTTP server did not answer on port {port}");
     }
-}
-
-/// Stops a server by its process id: SIGTERM, then SIGKILL after three seconds.
-fn stop(child: &mut Child) {
-    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    for _ in 0..60 {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 impl Drop for HttpGit {

@@ -107,3 +107,20 @@ pub fn xtask(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 pub fn text(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// Stops a server by its process id: SIGTERM, then SIGKILL after three seconds.
+pub fn stop_server(child: &mut std::process::Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in 0..60 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

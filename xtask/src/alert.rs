@@ -24,10 +24,16 @@ pub struct Args {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    raise(&args.monitor, &args.report, &args.label)
+}
+
+/// Opens or updates the alert issue of the breach `monitor` (a monitor.json, of a batch run or a
+/// live analysis) records, with `report` as its body; nothing when it records none.
+pub fn raise(monitor_path: &std::path::Path, report_path: &std::path::Path, label: &str) -> Result<ExitCode> {
     let monitor: Value = serde_json::from_slice(
-        &std::fs::read(&args.monitor).with_context(|| format!("cannot read {}", args.monitor.display()))?,
+        &std::fs::read(monitor_path).with_context(|| format!("cannot read {}", monitor_path.display()))?,
     )
-    .with_context(|| format!("{} is not JSON", args.monitor.display()))?;
+    .with_context(|| format!("{} is not JSON", monitor_path.display()))?;
     if monitor["status"] == "no_production" {
         println!("alert      none: no model is in production yet");
         return Ok(ExitCode::SUCCESS);
@@ -40,13 +46,13 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let model = monitor["model"].as_str().unwrap_or("model");
     let version = monitor["version"].as_str().unwrap_or("?");
     let report =
-        std::fs::read_to_string(&args.report).with_context(|| format!("cannot read {}", args.report.display()))?;
+        std::fs::read_to_string(report_path).with_context(|| format!("cannot read {}", report_path.display()))?;
     let marker = format!("<!-- mlgate-alert model={} -->", model.replace("--", "-"));
     let body = format!("{marker}\n{report}");
     let title = format!("mlgate: production model {model} ({version}) breached its monitoring checks");
     let token = std::env::var("GITHUB_TOKEN").context("GITHUB_TOKEN is not set")?;
     let github = GitHub::from_env(&token)?;
-    match github.upsert_issue(&marker, &title, &body, &args.label) {
+    match github.upsert_issue(&marker, &title, &body, label) {
         Ok(done) => {
             println!("alert      {} {}", if done.created { "opened" } else { "updated" }, done.url);
             Ok(ExitCode::SUCCESS)

@@ -12,12 +12,14 @@ mod deploy;
 mod gen_data;
 mod github;
 mod monitor;
+mod monitor_live;
 mod nested_cargo;
 mod output;
 mod predict;
 mod registry;
 mod report;
 mod rollback;
+mod serve;
 mod store;
 mod test;
 mod validate;
@@ -67,6 +69,8 @@ enum Command {
     Alert(alert::Args),
     /// Measure the gate, scale and build cost; write BENCHMARKS.md.
     Bench(bench::Args),
+    /// Serve the production model over HTTP: predictions, feedback, Prometheus metrics, hot swap.
+    Serve(serve::Args),
 }
 
 /// The exit code of a failure that is the user's to fix: bad flags, bad config, bad data.
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&sh, args),
         Command::Alert(args) => alert::run(&sh, args),
         Command::Bench(args) => bench::run(&sh, args),
+        Command::Serve(args) => serve::run(&sh, args),
     };
     match result {
         Ok(code) => code,

@@ -14,16 +14,27 @@ use xshell::Shell;
 use crate::context::{actor, load_data, RegistryArgs};
 use crate::output;
 
+const DEFAULT_OUT: &str = "target/monitor";
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// New labelled sessions.
-    #[arg(long)]
-    data: PathBuf,
+    /// New sessions (labelled or not); not with --live.
+    #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+    data: Option<PathBuf>,
+    /// Analyse the served model live instead: the `[monitor.live]` checks against Prometheus.
+    #[arg(long, requires = "prometheus")]
+    live: bool,
+    /// Prometheus's base URL (with --live), e.g. http://127.0.0.1:9090.
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    /// With --live: open or update the alert issue on a breach (GITHUB_TOKEN, GITHUB_REPOSITORY).
+    #[arg(long, requires = "live")]
+    alert: bool,
     /// `--config` (its `[monitor]` section holds the thresholds) and `--registry`.
     #[command(flatten)]
     pipeline: RegistryArgs,
-    /// Folder for report.md and monitor.json.
-    #[arg(long, default_value = "target/monitor")]
+    /// Folder for report.md and monitor.json (with --live, default target/monitor-live).
+    #[arg(long, default_value = DEFAULT_OUT)]
     out: PathBuf,
     /// Roll back automatically once `failure_limit` consecutive runs have breached.
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -78,6 +89,24 @@ fn compare_target(
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
+    let Some(data) = args.data.clone() else {
+        let out = if args.out == std::path::Path::new(DEFAULT_OUT) {
+            PathBuf::from("target/monitor-live")
+        } else {
+            args.out.clone()
+        };
+        return crate::monitor_live::run(
+            sh,
+            crate::monitor_live::LiveArgs {
+                pipeline: args.pipeline,
+                prometheus: args.prometheus.as_deref().unwrap_or_default(),
+                out: &out,
+                rollback_on_breach: args.rollback_on_breach,
+                alert: args.alert,
+            },
+        );
+    };
+    let data_path = data;
     let (config, mut registry) = args.pipeline.open()?;
     let location = registry.location().to_string();
     let Some(version) = registry.alias(PRODUCTION)? else {
@@ -93,7 +122,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     };
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
     // Labels arrive late in production: without them, monitoring estimates instead of measuring.
-    let data = load_data(&args.data, &artifact.schema, LabelPolicy::Optional, Some(&args.out))?;
+    let data = load_data(&data_path, &artifact.schema, LabelPolicy::Optional, Some(&args.out))?;
     let accepted = match registry.read_file(&version, "metrics.json") {
         Ok(bytes) => Some(
             serde_json::from_slice::<AcceptanceRecord>(&bytes)
@@ -108,9 +137,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         .context("cannot evaluate the production model")?;
     let failed: Vec<String> = outcome.checks.iter().filter(|c| !c.passed).map(|c| c.description.clone()).collect();
     let reason = if outcome.breach {
-        format!("breach on {}: {}", args.data.display(), failed.join("; "))
+        format!("breach on {}: {}", data_path.display(), failed.join("; "))
     } else {
-        format!("healthy on {}", args.data.display())
+        format!("healthy on {}", data_path.display())
     };
     let who = actor(sh);
     // The run is recorded, and a rollback made, in one transaction on the production it judged.
@@ -127,7 +156,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 // The target is scored on the same data first: a rollback to a model that does no
                 // better would only trade one breach for another.
                 let comparison = match registry.rollback_target()? {
-                    Some(target) => Some(compare_target(registry, &target, &args.data, &config.monitor, &outcome)?),
+                    Some(target) => Some(compare_target(registry, &target, &data_path, &config.monitor, &outcome)?),
                     None => None,
                 };
                 match &comparison {
@@ -170,7 +199,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         }
         Ok((breaches, rolled_back_to, action, rollback_comparison))
     })?;
-    let data_file = args.data.display().to_string();
+    let data_file = data_path.display().to_string();
     let report = model::render::report::monitor_markdown(
         &artifact.name,
         &version,

@@ -49,11 +49,17 @@ impl FittedModel {
     /// Scores many rows at a time: boosted trees compiled into a [`Forest`] once (the same
     /// probabilities, bit for bit, several times faster), other models row by row.
     pub fn scorer(&self) -> Scorer<'_> {
+        Scorer { model: self, prepared: self.prepare() }
+    }
+
+    /// What [`FittedModel::scorer`] compiles, owned: for a caller that keeps the model and its
+    /// compiled form side by side (a server holding the model it serves).
+    pub fn prepare(&self) -> Prepared {
         let forest = match self {
             FittedModel::GradientBoosting(booster) => Forest::new(booster),
             FittedModel::LogisticRegression(_) => None,
         };
-        Scorer { model: self, forest }
+        Prepared { forest }
     }
 
     /// Checks the model's structure against the number of inputs its encoders write.
@@ -80,18 +86,31 @@ impl FittedModel {
 #[derive(Debug)]
 pub struct Scorer<'a> {
     model: &'a FittedModel,
-    forest: Option<Forest>,
+    prepared: Prepared,
 }
 
 impl Scorer<'_> {
     /// Positive-class probabilities of rows of encoded inputs, `width` a row, one after the
     /// other in `inputs`, written to `out` (one per row).
     pub fn probabilities(&self, inputs: &[f64], width: usize, out: &mut [f64]) {
+        self.prepared.probabilities(self.model, inputs, width, out);
+    }
+}
+
+/// A model's compiled scoring form, without the model; see [`FittedModel::prepare`].
+#[derive(Debug)]
+pub struct Prepared {
+    forest: Option<Forest>,
+}
+
+impl Prepared {
+    /// [`Scorer::probabilities`] of `model`, which must be the model this was prepared from.
+    pub fn probabilities(&self, model: &FittedModel, inputs: &[f64], width: usize, out: &mut [f64]) {
         match &self.forest {
             Some(forest) => forest.probabilities(inputs, width, out, &mut Scratch::default()),
             None => {
                 for (p, row) in out.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
-                    *p = self.model.probability(row);
+                    *p = model.probability(row);
                 }
             }
         }

@@ -319,6 +319,194 @@ pub struct MonitorConfig {
     /// staging rows at acceptance is above this.
     #[serde(default = "default_max_prediction_psi")]
     pub max_prediction_psi: f64,
+    /// Live analysis against Prometheus (`monitor --live`).
+    #[serde(default, skip_serializing_if = "LiveConfig::is_default")]
+    pub live: LiveConfig,
+}
+
+/// The `[monitor.live]` section: checks of a served model, each a PromQL query measured
+/// `count` times, `interval_seconds` apart, against a condition; more than `failure_limit`
+/// failed measurements are a breach (Argo Rollouts' analysis, without Kubernetes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Seconds between two measurements of a check.
+    pub interval_seconds: f64,
+    /// Measurements of each check.
+    pub count: u64,
+    /// Failed measurements a check tolerates; one more is a breach.
+    pub failure_limit: u64,
+    /// The range of the rates the default checks take (a PromQL duration).
+    pub window: String,
+    /// Joined feedback a version needs before its live accuracy and F1 are judged.
+    pub min_feedback: u64,
+    /// Default check: the share of prediction requests answered 5xx.
+    pub max_error_rate: f64,
+    /// Default check: the 99th percentile of prediction latency, in seconds.
+    pub max_p99_seconds: f64,
+    /// Default check: the largest drop of live accuracy from the version's at acceptance.
+    pub max_accuracy_drop: f64,
+    /// Default check: the largest drop of live F1 from the version's at acceptance.
+    pub max_f1_drop: f64,
+    /// Default check: the largest share of features with major rolling drift.
+    pub max_drifted_share: f64,
+    /// Run the default checks (besides `checks`).
+    pub defaults: bool,
+    /// Checks of one's own.
+    pub checks: Vec<LiveCheck>,
+}
+
+/// One check of `[monitor.live]`: `$version` in the query is the version analysed,
+/// `$window` the section's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveCheck {
+    /// Its name in reports.
+    pub name: String,
+    /// The PromQL query; its first sample is the measurement (none: inconclusive).
+    pub query: String,
+    /// What a healthy measurement satisfies: `< x`, `<= x`, `> x`, `>= x`.
+    pub condition: String,
+    /// Overrides the section's interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<f64>,
+    /// Overrides the section's count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Overrides the section's failure limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<u64>,
+}
+
+/// A parsed condition: the comparison and its bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    /// `<`, `<=`, `>` or `>=`.
+    pub op: &'static str,
+    /// The bound.
+    pub bound: f64,
+}
+
+impl Condition {
+    /// Parses `< x`, `<= x`, `> x`, `>= x`.
+    pub fn parse(text: &str) -> std::result::Result<Condition, String> {
+        let t = text.trim();
+        let (op, rest) = ["<=", ">=", "<", ">"]
+            .iter()
+            .find_map(|op| t.strip_prefix(op).map(|rest| (*op, rest)))
+            .ok_or_else(|| format!("`{text}` does not start with <, <=, > or >="))?;
+        let bound: f64 = rest.trim().parse().map_err(|_| format!("`{}` in `{text}` is not a number", rest.trim()))?;
+        if !bound.is_finite() {
+            return Err(format!("the bound of `{text}` is not finite"));
+        }
+        Ok(Condition { op, bound })
+    }
+
+    /// True when `value` satisfies the condition (NaN never does).
+    pub fn holds(&self, value: f64) -> bool {
+        match self.op {
+            "<" => value < self.bound,
+            "<=" => value <= self.bound,
+            ">" => value > self.bound,
+            _ => value >= self.bound,
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.op, self.bound)
+    }
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            interval_seconds: 10.0,
+            count: 3,
+            failure_limit: 1,
+            window: "5m".into(),
+            min_feedback: 200,
+            max_error_rate: 0.01,
+            max_p99_seconds: 0.25,
+            max_accuracy_drop: 0.05,
+            max_f1_drop: 0.1,
+            max_drifted_share: 0.3,
+            defaults: true,
+            checks: Vec::new(),
+        }
+    }
+}
+
+impl LiveConfig {
+    fn is_default(&self) -> bool {
+        *self == LiveConfig::default()
+    }
+
+    /// Checks the section; the message names the key.
+    pub fn check(&self) -> std::result::Result<(), ParamError> {
+        let seconds = |key: &str, s: f64| {
+            if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+                Ok(())
+            } else {
+                Err(ParamError::out_of_range(format!("monitor.live.{key}"), s, "in (0, 86400]"))
+            }
+        };
+        let count = |key: &str, n: u64| {
+            if (1..=1000).contains(&n) {
+                Ok(())
+            } else {
+                Err(ParamError::out_of_range(format!("monitor.live.{key}"), n, "in 1..=1000"))
+            }
+        };
+        seconds("interval_seconds", self.interval_seconds)?;
+        count("count", self.count)?;
+        if self.failure_limit >= self.count {
+            return Err(ParamError::out_of_range("monitor.live.failure_limit", self.failure_limit, "below count"));
+        }
+        let window_ok = self.window.len() > 1
+            && self.window[..self.window.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            && self.window.ends_with(['s', 'm', 'h', 'd']);
+        if !window_ok {
+            return Err(ParamError::Invalid {
+                key: "monitor.live.window".into(),
+                why: format!("`{}` is not a PromQL duration such as 30s, 5m or 1h", self.window),
+            });
+        }
+        for (key, v) in [
+            ("max_error_rate", self.max_error_rate),
+            ("max_accuracy_drop", self.max_accuracy_drop),
+            ("max_f1_drop", self.max_f1_drop),
+            ("max_drifted_share", self.max_drifted_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ParamError::out_of_range(format!("monitor.live.{key}"), v, "in [0, 1]"));
+            }
+        }
+        seconds("max_p99_seconds", self.max_p99_seconds)?;
+        for c in &self.checks {
+            let key = format!("monitor.live.checks `{}`", c.name);
+            Condition::parse(&c.condition).map_err(|why| ParamError::Invalid { key: key.clone(), why })?;
+            if c.query.trim().is_empty() {
+                return Err(ParamError::Invalid { key, why: "the query is empty".into() });
+            }
+            if let Some(s) = c.interval_seconds {
+                seconds("checks.interval_seconds", s)?;
+            }
+            let n = c.count.unwrap_or(self.count);
+            count("checks.count", n)?;
+            if c.failure_limit.unwrap_or(self.failure_limit) >= n {
+                return Err(ParamError::Invalid { key, why: "failure_limit must be below count".into() });
+            }
+        }
+        if !self.defaults && self.checks.is_empty() {
+            return Err(ParamError::Invalid {
+                key: "monitor.live".into(),
+                why: "defaults = false and no checks: nothing would be analysed".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn default_max_label_shift() -> f64 {
@@ -348,6 +536,7 @@ impl Default for MonitorConfig {
             drift: DriftThresholds::default(),
             max_label_shift: default_max_label_shift(),
             max_prediction_psi: default_max_prediction_psi(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -379,6 +568,7 @@ impl MonitorConfig {
                 return Err(ParamError::out_of_range("monitor.max_drifted_share", s, "in [0, 1]"));
             }
         }
+        self.live.check()?;
         let d = &self.drift;
         if !(0.0 < d.psi_moderate
             && d.psi_moderate <= d.psi_major

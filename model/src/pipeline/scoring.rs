@@ -11,10 +11,10 @@ use std::sync::mpsc;
 
 use crate::data::reader::{CsvSource, LabelPolicy};
 use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
-use crate::data::schema::{Column, ColumnKind, Parsed};
+use crate::data::schema::{ColumnKind, Parsed};
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
-use crate::learn::model::Scorer;
+use crate::learn::model::Prepared;
 use crate::pipeline::artifact::Artifact;
 
 /// Rows per block handed to a worker.
@@ -63,6 +63,8 @@ fn csv_field(out: &mut String, text: &str) {
 #[derive(Default)]
 struct BlockResult {
     text: String,
+    /// The probability of each valid row, in order.
+    probabilities: Vec<f64>,
     /// Lines of the rejects file (when invalid rows are skipped).
     rejects: String,
     rows: u64,
@@ -71,24 +73,29 @@ struct BlockResult {
     tally: ErrorTally,
 }
 
-/// How each model input is read from a record, and how the model is evaluated.
-struct Plan<'a> {
-    scorer: Scorer<'a>,
-    /// Schema columns present in the file: (column, field index).
-    checked: Vec<(&'a Column, usize)>,
+/// How each model input is read from a record, and how the model is evaluated. It owns what
+/// it compiled and names the artifact's columns and encoders by index, so that it can be kept
+/// beside its artifact (see [`Compiled`]).
+struct Plan {
+    prepared: Prepared,
+    /// Schema columns present in the file: (index in the schema's columns, field index).
+    checked: Vec<(usize, usize)>,
     /// For each entry of `checked`, how the model reads its column; `None` for a column the
     /// model does not read (checked all the same).
-    encoders: Vec<Option<Input<'a>>>,
+    encoders: Vec<Option<Input>>,
     header_len: usize,
     /// Fields written before the scores, in order: the id, then the kept columns.
     carried: Vec<usize>,
     /// Invalid rows are skipped (and written to the rejects), not the end of the output.
     skip: bool,
+    /// Output lines are written (batch scoring); otherwise only the probabilities are kept.
+    text: bool,
 }
 
 /// A column the model reads.
-struct Input<'a> {
-    encoder: &'a Encoder,
+struct Input {
+    /// Index in the artifact's encoders.
+    encoder: usize,
     /// Where its inputs start in a row of model inputs.
     offset: usize,
     /// For an integer column, the encoded values of 0, 1, 2, …: integers repeat, and the
@@ -139,6 +146,7 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         // inside a character is still caught: it is not a slice of the text).
         let whole = std::str::from_utf8(record.as_slice()).ok();
         for (&(column, field), encoder) in plan.checked.iter().zip(&plan.encoders) {
+            let column = &artifact.schema.columns[column];
             let raw = &record[field];
             let text = match whole.zip(record.range(field)).and_then(|(whole, range)| whole.get(range)) {
                 Some(text) => Ok(text),
@@ -157,6 +165,7 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
                 }
             };
             let Some(Input { encoder, offset, by_integer }) = encoder else { continue };
+            let encoder = &artifact.preprocessing.encoders[*encoder];
             let unseen = match value {
                 Parsed::Number(x) if x >= 0.0 && (x as usize) < by_integer.len() => {
                     inputs[*offset] = by_integer[x as usize];
@@ -171,7 +180,7 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         if out.tally.error_count > errors_before {
             out.tally.rows_with_errors += 1;
             encoded.truncate(at);
-        } else if !plan.carried.is_empty() {
+        } else if plan.text && !plan.carried.is_empty() {
             let mut prefix = String::new();
             for &field in &plan.carried {
                 csv_field(&mut prefix, &String::from_utf8_lossy(&record[field]));
@@ -184,16 +193,145 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         return out;
     }
     let mut probabilities = vec![0.0; encoded.len() / width.max(1)];
-    plan.scorer.probabilities(&encoded, width, &mut probabilities);
-    for (i, p) in probabilities.into_iter().enumerate() {
+    plan.prepared.probabilities(&artifact.model, &encoded, width, &mut probabilities);
+    for (i, &p) in probabilities.iter().enumerate() {
         let prediction = u8::from(p >= threshold);
         out.positives += u64::from(prediction);
+        if !plan.text {
+            continue;
+        }
         if let Some(prefix) = prefixes.get(i) {
             out.text.push_str(prefix);
         }
         let _ = writeln!(out.text, "{p},{prediction}");
     }
+    out.probabilities = probabilities;
     out
+}
+
+/// Compiles how `artifact` reads rows laid out as `header`: each schema column present is
+/// checked; each of the model's inputs must be there.
+fn plan(artifact: &Artifact, header: &[String], options: &ScoreOptions, text: bool) -> Result<Plan> {
+    let schema = &artifact.schema;
+    let mut checked: Vec<(usize, usize)> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter_map(|(c, column)| header.iter().position(|h| *h == column.name).map(|i| (c, i)))
+        .collect();
+    // Checked in the file's column order, so that a row's errors come in that order.
+    checked.sort_by_key(|&(_, field)| field);
+    let mut encoders: Vec<Option<Input>> = checked.iter().map(|_| None).collect();
+    let mut offset = 0;
+    for (e, encoder) in artifact.preprocessing.encoders.iter().enumerate() {
+        let column = encoder.column();
+        let source = checked
+            .iter()
+            .position(|&(c, _)| schema.columns[c].name == *column)
+            .ok_or_else(|| Error::MissingColumn { column: column.to_string() })?;
+        let kind = &schema.columns[checked[source].0].kind;
+        if !encoder.accepts(kind) {
+            return Err(Error::EncoderKind { column: column.to_string() });
+        }
+        if encoders[source].is_some() {
+            return Err(Error::EncodedTwice { column: column.to_string() });
+        }
+        let by_integer = match (encoder, kind) {
+            (Encoder::Standardise { transform, mean, scale, .. }, ColumnKind::Integer { max, .. }) => {
+                let high = max.unwrap_or(i64::MAX).min(INTEGER_TABLE - 1);
+                (0..=high).map(|x| (transform.apply(x as f64) - mean) / scale).collect()
+            }
+            _ => Vec::new(),
+        };
+        encoders[source] = Some(Input { encoder: e, offset, by_integer });
+        offset += encoder.width();
+    }
+    let field_of = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn { column: name.to_string() })
+    };
+    let mut carried: Vec<usize> = Vec::new();
+    for name in schema.id().map(|c| c.name.as_str()).into_iter().chain(options.keep.iter().map(String::as_str)) {
+        let field = field_of(name)?;
+        if !carried.contains(&field) {
+            carried.push(field);
+        }
+    }
+    Ok(Plan {
+        prepared: artifact.model.prepare(),
+        checked,
+        encoders,
+        header_len: header.len(),
+        carried,
+        skip: options.skip_invalid.is_some(),
+        text,
+    })
+}
+
+/// An artifact compiled once for scoring single records, as a server does: the records' fields
+/// are the schema's id and feature columns, in [`Compiled::columns`]'s order, given as text;
+/// each is checked by the same rules and encoded by the same code as [`score_csv_with`], so
+/// that a record's probability is the one batch scoring writes for the same row, bit for bit.
+#[derive(Debug)]
+pub struct Compiled {
+    artifact: Artifact,
+    columns: Vec<String>,
+    plan: Plan,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("checked", &self.checked).field("header_len", &self.header_len).finish()
+    }
+}
+
+/// What [`Compiled::score`] found: every record's probability when all were valid; otherwise
+/// the broken values (and no probabilities).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordScores {
+    /// One probability per record, in order (empty when a record was invalid).
+    pub probabilities: Vec<f64>,
+    /// Column → records whose level was not seen in training.
+    pub unseen_levels: BTreeMap<String, u64>,
+    /// The broken values, located by the numbers the records were given.
+    pub errors: ErrorTally,
+}
+
+impl Compiled {
+    /// Compiles `artifact` (already checked by [`Artifact::from_bytes`]).
+    pub fn new(artifact: Artifact) -> Result<Compiled> {
+        let columns: Vec<String> = artifact
+            .schema
+            .columns
+            .iter()
+            .filter(|c| !matches!(c.kind, ColumnKind::Label { .. } | ColumnKind::Ignore))
+            .map(|c| c.name.clone())
+            .collect();
+        let plan = plan(&artifact, &columns, &ScoreOptions::default(), false)?;
+        Ok(Compiled { artifact, columns, plan })
+    }
+
+    /// The artifact compiled.
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
+    }
+
+    /// The fields of a record, in the order [`Compiled::score`] reads them.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Checks and scores records laid out as [`Compiled::columns`] (an absent value as an empty
+    /// field, as in a CSV file), each with the number its errors carry as their `line` (a
+    /// server passes the record's index); `name` names their source in the errors.
+    pub fn score(&self, name: &str, records: &[(u64, csv::ByteRecord)]) -> RecordScores {
+        let result = process(&self.artifact, &self.plan, name, records);
+        let valid = result.tally.error_count == 0;
+        RecordScores {
+            probabilities: if valid { result.probabilities } else { Vec::new() },
+            unseen_levels: result.unseen,
+            errors: result.tally,
+        }
+    }
 }
 
 /// Scores every row of `input` (CSV with a header; the label column may be absent) and writes
@@ -225,54 +363,14 @@ pub fn score_csv_with<R: Read, W: Write + Send, J: Write + Send + ?Sized>(
     let path = || std::path::PathBuf::from(name);
     let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
     let header = source.header().to_vec();
-    let mut checked: Vec<(&Column, usize)> =
-        schema.columns.iter().filter_map(|c| header.iter().position(|h| *h == c.name).map(|i| (c, i))).collect();
-    // Checked in the file's column order, so that a row's errors come in that order.
-    checked.sort_by_key(|&(_, field)| field);
-    let mut encoders: Vec<Option<Input>> = checked.iter().map(|_| None).collect();
-    let mut offset = 0;
-    for encoder in &artifact.preprocessing.encoders {
-        let column = encoder.column();
-        let source = checked
-            .iter()
-            .position(|(c, _)| c.name == *column)
-            .ok_or_else(|| Error::MissingColumn { column: column.to_string() })?;
-        if !encoder.accepts(&checked[source].0.kind) {
-            return Err(Error::EncoderKind { column: column.to_string() });
-        }
-        if encoders[source].is_some() {
-            return Err(Error::EncodedTwice { column: column.to_string() });
-        }
-        let by_integer = match (encoder, &checked[source].0.kind) {
-            (Encoder::Standardise { transform, mean, scale, .. }, ColumnKind::Integer { max, .. }) => {
-                let high = max.unwrap_or(i64::MAX).min(INTEGER_TABLE - 1);
-                (0..=high).map(|x| (transform.apply(x as f64) - mean) / scale).collect()
-            }
-            _ => Vec::new(),
-        };
-        encoders[source] = Some(Input { encoder, offset, by_integer });
-        offset += encoder.width();
-    }
-    let field_of = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn { column: name.to_string() })
-    };
-    let mut carried: Vec<usize> = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for name in schema.id().map(|c| c.name.as_str()).into_iter().chain(options.keep.iter().map(String::as_str)) {
-        let field = field_of(name)?;
-        if !carried.contains(&field) {
-            carried.push(field);
-            names.push(name);
-        }
-    }
+    let plan = plan(artifact, &header, options, true)?;
     let mut output_header = String::new();
-    for name in &names {
-        csv_field(&mut output_header, name);
+    for &field in &plan.carried {
+        csv_field(&mut output_header, &header[field]);
         output_header.push(',');
     }
     output_header.push_str("probability,prediction\n");
-    let skip = options.skip_invalid.is_some();
-    let plan = Plan { scorer: artifact.model.scorer(), checked, encoders, header_len: header.len(), carried, skip };
+    let skip = plan.skip;
 
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut totals = BlockResult::default();

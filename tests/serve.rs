@@ -1,0 +1,641 @@
+//! `cargo xtask serve` as production runs it: the real binary on 127.0.0.1, a registry written by
+//! separate jobs (each in its own folder), requests over real sockets, and a real Prometheus
+//! (Debian's `prometheus`) scraping it for `monitor --live`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use model::data::generate::customers_csv;
+
+use crate::support::{root, stop_server, text, xtask, xtask_bin};
+
+/// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
+/// generated customers.
+fn job(seed: u64, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/customers.csv"), customers_csv(3000, 11)).unwrap();
+    let config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+    let config = config.replace("seed = 42", &format!("seed = {seed}")) + extra;
+    std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
+    dir
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = xtask(dir, args, &[("USER", "tester")]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "xtask {args:?}\n{o}{e}");
+    o
+}
+
+/// Build, accept and deploy in a fresh job folder: the next version of `registry` in production.
+fn release(registry: &Path, seed: u64) -> tempfile::TempDir {
+    let dir = job(seed, "");
+    let registry = registry.to_str().unwrap();
+    ok(dir.path(), &["build"]);
+    ok(dir.path(), &["acceptance", "--registry", registry]);
+    ok(dir.path(), &["deploy", "--registry", registry]);
+    dir
+}
+
+/// A running `serve`, stopped by its process id when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(registry: &Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut child = Command::new(xtask_bin())
+            .args(["serve", "--registry", registry.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("serve prints its address");
+        let port: u16 =
+            line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+                panic!("no port in {line:?}: {}", std::fs::read_to_string(&stderr).unwrap_or_default())
+            });
+        let server = Server { child, port, stderr, _dir: dir };
+        server.wait_for("/readyz", 200, Duration::from_secs(60));
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_for(&self, path: &str, status: u16, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if request(self.port, "GET", path, "", b"").is_ok_and(|(s, _)| s == status) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{path} did not answer {status} within {limit:?}: {}", self.log());
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        request(self.port, "GET", path, "", b"").unwrap()
+    }
+
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        request(self.port, "POST", path, content_type, body).unwrap()
+    }
+
+    fn version(&self) -> String {
+        let (status, body) = self.get("/v1/model");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `/v1/model` names `version`; the time it took.
+    fn wait_for_version(&self, version: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.version() == version {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not serve {version} within {limit:?}: {}", self.log());
+    }
+
+    /// Stops it with SIGTERM; its exit code.
+    fn terminate(mut self) -> Option<i32> {
+        stop_server(&mut self.child);
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop_server(&mut self.child);
+    }
+}
+
+/// One HTTP/1.1 request on its own connection: the status and the body.
+fn request(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if !content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, body.to_string()))
+}
+
+/// The rows of a CSV as JSON records: numbers as JSON numbers where they parse, else strings.
+fn records(csv: &str, numbers: bool) -> serde_json::Value {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<serde_json::Value> = lines
+        .map(|line| {
+            let mut record = serde_json::Map::new();
+            for (name, value) in header.iter().zip(line.split(',')) {
+                let v = match (value.parse::<i64>(), value.parse::<f64>()) {
+                    (Ok(n), _) if numbers => serde_json::json!(n),
+                    (_, Ok(x)) if numbers => serde_json::json!(x),
+                    _ => serde_json::json!(value),
+                };
+                record.insert(name.to_string(), v);
+            }
+            serde_json::Value::Object(record)
+        })
+        .collect();
+    serde_json::json!({ "records": rows })
+}
+
+fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn predictions_over_http_are_the_ones_predict_writes() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "0.5"]);
+    assert_eq!(server.version(), "v1");
+
+    // 60 held-back-like rows (another generator seed), scored by `predict` and over HTTP.
+    let sessions = customers_csv(60, 99);
+    std::fs::write(job.path().join("new.csv"), &sessions).unwrap();
+    let artifact = reg.join("versions/v1/model.json");
+    ok(job.path(), &["predict", "--model", artifact.to_str().unwrap(), "--data", "new.csv", "--out", "scored.csv"]);
+    let batch = std::fs::read_to_string(job.path().join("scored.csv")).unwrap();
+    let expected: Vec<(f64, u8)> = batch
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (p, c) = l.split_once(',').unwrap();
+            (p.parse().unwrap(), c.parse().unwrap())
+        })
+        .collect();
+    for numbers in [false, true] {
+        let body = serde_json::to_vec(&records(&sessions, numbers)).unwrap();
+        let (status, answer) = server.post("/v1/predict", "application/json", &body);
+        assert_eq!(status, 200, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["version"], "v1");
+        assert_eq!(answer["model"], "customer-purchase");
+        let got: Vec<(f64, u8)> = answer["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["probability"].as_f64().unwrap(), p["prediction"].as_u64().unwrap() as u8))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g.0.to_bits(), e.0.to_bits(), "numbers as JSON numbers: {numbers}");
+            assert_eq!(g.1, e.1);
+        }
+        // The schema has no id column: the server makes one per prediction, all distinct.
+        let mut ids: Vec<&str> =
+            answer["predictions"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), expected.len());
+    }
+    // A CSV body answers what `predict` writes, byte for byte.
+    let (status, csv) = server.post("/v1/predict", "text/csv", sessions.as_bytes());
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv, batch);
+
+    // A record that breaks a rule: 422 naming the record, the column, the value and the rule;
+    // nothing is scored.
+    let mut bad = records(&sessions, false);
+    bad["records"][3]["region"] = serde_json::json!("atlantis");
+    bad["records"][5]["bogus"] = serde_json::json!(1);
+    let scored_before = metric(&server.get("/metrics").1, "mlgate_records_scored_total{version=\"v1\"}").unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&bad).unwrap());
+    assert_eq!(status, 422, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["record"], 3);
+    assert_eq!(errors[0]["column"], "region");
+    assert_eq!(errors[0]["value"], "atlantis");
+    assert_eq!(errors[0]["rule"], "undeclared_level");
+    assert_eq!(errors[1]["record"], 5);
+    assert_eq!(errors[1]["rule"], "unknown_column");
+    assert!(answer["predictions"].is_null());
+    let metrics = server.get("/metrics").1;
+    assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(scored_before));
+    assert_eq!(metric(&metrics, "mlgate_invalid_values_total{column=\"region\",rule=\"undeclared_level\"}"), Some(1.0));
+    // Malformed bodies and limits.
+    assert_eq!(server.post("/v1/predict", "application/json", b"{\"records\": 3}").0, 400);
+    assert_eq!(server.post("/v1/predict", "application/json", b"{\"records\": []}").0, 400);
+    assert_eq!(server.post("/v1/predict", "application/json", &vec![b' '; 9 * 1024 * 1024]).0, 413);
+    assert_eq!(server.get("/v1/predict").0, 405);
+    assert_eq!(server.get("/nowhere").0, 404);
+
+    // The model's identity and the metrics that name it.
+    let (_, model) = server.get("/v1/model");
+    let model: serde_json::Value = serde_json::from_str(&model).unwrap();
+    let sha = model["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    assert!(model["metrics_at_acceptance"]["roc_auc"].as_f64().unwrap() > 0.5);
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics
+            .contains(&format!("mlgate_model_info{{model=\"customer-purchase\",version=\"v1\",sha256=\"{sha}\"}} 1")),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(180.0));
+    assert!(metrics.contains("mlgate_http_request_duration_seconds_bucket{le=\"0.0001\",route=\"/v1/predict\"}"));
+    assert!(metrics.contains("mlgate_http_requests_total{route=\"/v1/predict\",status=\"422\"} 1"));
+    assert_eq!(server.get("/healthz").0, 200);
+
+    // SIGTERM: drained, exit 0.
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn feedback_joins_predictions_and_feeds_the_live_metrics() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "0.2", "--prediction-log", "50", "--drift-window", "100"]);
+    let sessions = customers_csv(80, 5);
+    let body = serde_json::to_vec(&records(&sessions, false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &body);
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let predictions = answer["predictions"].as_array().unwrap();
+    // Feedback for every prediction, the truth from the data; the log kept only the last 50.
+    let truth: Vec<&str> = sessions.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
+    let feedback: Vec<serde_json::Value> = predictions
+        .iter()
+        .zip(&truth)
+        .enumerate()
+        .map(|(i, (p, y))| {
+            // Labels as the schema spells them, and as booleans.
+            let label = if i % 2 == 0 { serde_json::json!(y) } else { serde_json::json!(*y == "yes") };
+            serde_json::json!({"id": p["id"], "label": label})
+        })
+        .collect();
+    let (status, answer) = server.post(
+        "/v1/feedback",
+        "application/json",
+        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["received"], 80);
+    assert_eq!(answer["joined"], 50);
+    assert_eq!(answer["unmatched"], 30);
+    // The same feedback again: every id was joined already.
+    let (_, again) = server.post(
+        "/v1/feedback",
+        "application/json",
+        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
+    );
+    assert!(again.contains("\"joined\":0"), "{again}");
+    // A label that is no spelling of the label: 422, nothing recorded.
+    let (status, answer) =
+        server.post("/v1/feedback", "application/json", br#"{"feedback": [{"id": "x", "label": "maybe"}]}"#);
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("not_a_label") && answer.contains("purchased"), "{answer}");
+
+    // The live accuracy is the accuracy of the last 50 predictions against their truth.
+    let expected_accuracy =
+        predictions.iter().zip(&truth).skip(30).filter(|(p, y)| (p["prediction"] == 1) == (**y == "yes")).count()
+            as f64
+            / 50.0;
+    let metrics = server.get("/metrics").1;
+    assert_eq!(metric(&metrics, "mlgate_live_feedback_window{version=\"v1\"}"), Some(50.0));
+    let live = metric(&metrics, "mlgate_live_accuracy{version=\"v1\"}").unwrap();
+    assert!((live - expected_accuracy).abs() < 1e-12, "{live} vs {expected_accuracy}");
+    assert_eq!(metric(&metrics, "mlgate_feedback_received_total"), Some(160.0));
+    assert_eq!(metric(&metrics, "mlgate_feedback_joined_total"), Some(50.0));
+    assert_eq!(metric(&metrics, "mlgate_prediction_log_evicted_total"), Some(30.0));
+    assert!(metric(&metrics, "mlgate_live_roc_auc{version=\"v1\"}").is_some());
+    // The rolling drift is measured by the poller on the recent records.
+    let start = Instant::now();
+    loop {
+        let metrics = server.get("/metrics").1;
+        if metric(&metrics, "mlgate_drift_window_rows") == Some(80.0)
+            && metrics.contains("mlgate_feature_drift{feature=\"age\",statistic=\"psi\"}")
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no rolling drift: {metrics}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A bounded loopback load: `threads` clients posting one record at a time until stopped; each
+/// answer's status and version.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(u16, String)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, threads: usize, body: Vec<u8>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let body = Arc::new(body);
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, seen, body) = (stop.clone(), seen.clone(), body.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let answer = match request(port, "POST", "/v1/predict", "application/json", &body) {
+                            Ok((status, answer)) => {
+                                let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+                                (status, v["version"].as_str().unwrap_or("").to_string())
+                            }
+                            Err(e) => (0, e.to_string()),
+                        };
+                        seen.lock().unwrap().push(answer);
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        Load { stop, seen, threads }
+    }
+
+    fn finish(self) -> Vec<(u16, String)> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
+    }
+}
+
+#[test]
+fn deploys_and_rollbacks_are_followed_under_load_without_a_failed_request() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _first = release(&reg, 42);
+    let poll = 0.3;
+    let server = Server::start(&reg, &["--poll", &poll.to_string()]);
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let load = Load::start(server.port, 4, one);
+    // Another job deploys v2: served within two poll intervals (and the time to read it).
+    let second = release(&reg, 7);
+    let took = server.wait_for_version("v2", Duration::from_secs(20));
+    eprintln!("v2 served {took:?} after its deploy returned (poll {poll} s)");
+    let metrics = server.get("/metrics").1;
+    assert!(metrics.contains("mlgate_model_info{model=\"customer-purchase\",version=\"v2\""), "{metrics}");
+    assert!(!metrics.contains("version=\"v1\",sha256"), "the old version's info series is gone: {metrics}");
+    std::thread::sleep(Duration::from_millis(500));
+    ok(second.path(), &["rollback", "--registry", reg.to_str().unwrap()]);
+    server.wait_for_version("v1", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = load.finish();
+    let failed: Vec<&(u16, String)> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let versions: std::collections::BTreeSet<&str> = seen.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["v1", "v2"], "{} requests", seen.len());
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_model_swaps_total"), Some(3.0));
+}
+
+#[test]
+fn an_artifact_that_fails_to_load_never_replaces_the_served_one() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _first = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "0.2"]);
+    // v2 is registered, then its artifact is damaged in storage and the alias moved to it by
+    // hand (what a bad sync or a hand edit of the bucket does).
+    let second = job(7, "");
+    ok(second.path(), &["build"]);
+    ok(second.path(), &["acceptance", "--registry", reg.to_str().unwrap()]);
+    let model = reg.join("versions/v2/model.json");
+    let damaged = std::fs::read_to_string(&model).unwrap().replacen("\"threshold\"", "\"threshold_\"", 1);
+    std::fs::write(&model, damaged).unwrap();
+    let state_path = reg.join("state.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["aliases"]["production"] = serde_json::json!("v2");
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let start = Instant::now();
+    loop {
+        let metrics = server.get("/metrics").1;
+        if metric(&metrics, "mlgate_model_load_failures_total") == Some(1.0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no load failure counted: {}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Counted once, logged, and v1 keeps serving.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_model_load_failures_total"), Some(1.0));
+    assert_eq!(server.version(), "v1");
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &one);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"version\":\"v1\""), "{answer}");
+    let log = server.log();
+    assert!(log.contains("cannot load v2") && log.contains("still serving v1"), "{log}");
+    assert_eq!(server.get("/readyz").0, 200);
+}
+
+#[test]
+fn a_server_without_a_production_model_is_alive_but_not_ready() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(xtask_bin())
+        .args(["serve", "--registry", reg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--poll", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let start = Instant::now();
+    while request(port, "GET", "/healthz", "", b"").is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(request(port, "GET", "/healthz", "", b"").unwrap().0, 200);
+    assert_eq!(request(port, "GET", "/readyz", "", b"").unwrap().0, 503);
+    assert_eq!(request(port, "POST", "/v1/predict", "application/json", b"{\"records\":[{}]}").unwrap().0, 503);
+    // The first deploy is picked up.
+    let _job = release(&reg, 42);
+    let start = Instant::now();
+    while request(port, "GET", "/readyz", "", b"").unwrap().0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop_server(&mut child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A real Prometheus on a free port of 127.0.0.1, scraping `targets` every second.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[u16]) -> Option<Prometheus> {
+        let binary = std::env::var_os("MLGATE_PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| "prometheus".into());
+        if Command::new(&binary).arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+            eprintln!("skipped: no `prometheus` binary (.ci/run installs Debian's prometheus package)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let targets: Vec<String> = targets.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mlgate\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if request(port, "GET", "/-/ready", "", b"").is_ok_and(|(s, _)| s == 200) {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Prometheus did not become ready on port {port}");
+    }
+
+    /// The first sample of an instant query.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let encoded: String = promql
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let (_, body) = request(port, "GET", &format!("/api/v1/query?query={encoded}"), "", b"").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        stop_server(&mut self.child);
+    }
+}
+
+#[test]
+fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _first = release(&reg, 42);
+    let second = release(&reg, 7);
+    let server = Server::start(&reg, &["--poll", "0.3"]);
+    assert_eq!(server.version(), "v2");
+    let Some(prometheus) = Prometheus::start(&[server.port]) else { return };
+    let live = "\n[monitor.live]\ninterval_seconds = 0.5\ncount = 3\nfailure_limit = 1\nwindow = \"30s\"\n";
+    let analyst = job(7, live);
+    let reg_arg = reg.to_str().unwrap();
+    let analyse = || {
+        let out = xtask(
+            analyst.path(),
+            &["monitor", "--live", "--prometheus", &prometheus.url, "--registry", reg_arg, "--rollback-on-breach"],
+            &[("USER", "tester")],
+        );
+        let (o, e) = text(&out);
+        (out.status.code(), o, e)
+    };
+
+    // 300 predictions, then a trickle of single ones while Prometheus scrapes.
+    let sessions = customers_csv(300, 21);
+    let (status, answer) =
+        server.post("/v1/predict", "application/json", &serde_json::to_vec(&records(&sessions, false)).unwrap());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let start = Instant::now();
+    while prometheus.query("sum(rate(mlgate_http_requests_total{route=\"/v1/predict\"}[30s]))").unwrap_or(0.0) <= 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "Prometheus never scraped the server");
+        assert_eq!(server.post("/v1/predict", "application/json", &one).0, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Healthy so far: no errors, fast answers, not enough feedback to judge accuracy.
+    let (code, o, e) = analyse();
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert!(o.contains("status     healthy"), "{o}");
+    assert!(o.contains("accuracy_drop") && o.contains("no data"), "{o}");
+
+    // Feedback that contradicts every prediction: live accuracy 0 over 300 joined.
+    let feedback: Vec<serde_json::Value> = answer["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| serde_json::json!({"id": p["id"], "label": p["prediction"] == 0}))
+        .collect();
+    let (status, answer) = server.post(
+        "/v1/feedback",
+        "application/json",
+        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let start = Instant::now();
+    while prometheus.query("mlgate_live_feedback_window{version=\"v2\"}") != Some(300.0) {
+        assert!(start.elapsed() < Duration::from_secs(30), "Prometheus never saw the feedback");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, o, e) = analyse();
+    assert_eq!(code, Some(1), "{o}{e}");
+    assert!(o.contains("status     BREACH"), "{o}");
+    assert!(o.contains("Rolled back production from v2 to v1"), "{o}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(analyst.path().join("target/monitor-live/monitor.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["outcome"]["breach"], true);
+    assert_eq!(record["rolled_back_to"], "v1");
+    let failed = record["outcome"]["failed"].as_array().unwrap();
+    assert!(failed.iter().any(|f| f.as_str().unwrap().starts_with("accuracy_drop")), "{failed:?}");
+    // The registry is rolled back, with the reason in its history; the server follows.
+    let registry = ok(second.path(), &["registry", "--registry", reg_arg, "--json"]);
+    let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();
+    assert_eq!(registry["aliases"]["production"], "v1");
+    let last = registry["history"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["reason"].as_str().unwrap().contains("live analysis breach"), "{last}");
+    server.wait_for_version("v1", Duration::from_secs(10));
+}

@@ -1,0 +1,199 @@
+//! What the server remembers between requests: predictions waiting for their feedback, the
+//! rolling window of joined feedback per version, and the recent records drift is measured on.
+//! Each is bounded; what falls out is counted.
+
+use std::collections::{HashMap, VecDeque};
+
+use model::eval::metrics::{Confusion, MetricSet};
+
+/// A prediction kept until its feedback arrives.
+struct Logged {
+    seq: u64,
+    version: String,
+    probability: f64,
+    threshold: f64,
+}
+
+/// One joined prediction: its probability, the threshold it was judged at, and the label.
+#[derive(Clone, Copy)]
+struct Joined {
+    probability: f64,
+    threshold: f64,
+    label: bool,
+}
+
+/// Versions whose windows are kept (the current one and those before it).
+const VERSIONS_KEPT: usize = 8;
+
+pub struct Live {
+    log: HashMap<String, Logged>,
+    order: VecDeque<(u64, String)>,
+    seq: u64,
+    log_capacity: usize,
+    windows: Vec<(String, VecDeque<Joined>)>,
+    window: usize,
+    /// Versions whose windows were dropped, not yet taken.
+    dropped: Vec<String>,
+    recent: VecDeque<String>,
+    recent_capacity: usize,
+}
+
+/// The rolling metrics of one version's window, in [`super::metrics::LIVE_METRICS`]'s order
+/// (`None` where undefined: ROC AUC with one class), and the window's length.
+pub struct LiveFigures {
+    pub version: String,
+    pub values: [Option<f64>; 6],
+    pub joined: usize,
+}
+
+impl Live {
+    pub fn new(log_capacity: usize, window: usize, recent_capacity: usize) -> Live {
+        Live {
+            log: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            log_capacity,
+            windows: Vec::new(),
+            window,
+            dropped: Vec::new(),
+            recent: VecDeque::new(),
+            recent_capacity,
+        }
+    }
+
+    /// Logs a prediction under `id`; returns how many older ones were dropped to make room. A
+    /// second prediction with the same id replaces the first.
+    pub fn log(&mut self, id: &str, version: &str, probability: f64, threshold: f64) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.log.insert(id.to_string(), Logged { seq, version: version.to_string(), probability, threshold });
+        self.order.push_back((seq, id.to_string()));
+        let mut evicted = 0;
+        while self.order.len() > self.log_capacity {
+            let (seq, id) = self.order.pop_front().expect("longer than the capacity");
+            if self.log.get(&id).is_some_and(|l| l.seq == seq) {
+                self.log.remove(&id);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// Predictions waiting for feedback.
+    pub fn waiting(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Joins a label to the prediction logged under `id`; returns its version, or `None` when no
+    /// prediction waits under that id.
+    pub fn join(&mut self, id: &str, label: bool) -> Option<String> {
+        let logged = self.log.remove(id)?;
+        let at = match self.windows.iter().position(|(v, _)| *v == logged.version) {
+            Some(at) => at,
+            None => {
+                if self.windows.len() == VERSIONS_KEPT {
+                    let (version, _) = self.windows.remove(0);
+                    self.dropped.push(version);
+                }
+                self.windows.push((logged.version.clone(), VecDeque::new()));
+                self.windows.len() - 1
+            }
+        };
+        let window = &mut self.windows[at].1;
+        window.push_back(Joined { probability: logged.probability, threshold: logged.threshold, label });
+        while window.len() > self.window {
+            window.pop_front();
+        }
+        Some(logged.version)
+    }
+
+    /// The versions whose windows were dropped (to make room for a newer version's) since the
+    /// last call.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// The rolling metrics of `version`'s window.
+    pub fn figures(&self, version: &str) -> Option<LiveFigures> {
+        let (_, window) = self.windows.iter().find(|(v, _)| v == version)?;
+        let labels: Vec<bool> = window.iter().map(|j| j.label).collect();
+        let probabilities: Vec<f64> = window.iter().map(|j| j.probability).collect();
+        // Each prediction is judged at the threshold it was made at.
+        let mut confusion = Confusion::default();
+        for j in window {
+            let c = Confusion::at(&[j.label], &[j.probability], j.threshold);
+            confusion.tp += c.tp;
+            confusion.fp += c.fp;
+            confusion.tn += c.tn;
+            confusion.r#fn += c.r#fn;
+        }
+        let n = window.len();
+        let positives = labels.iter().filter(|&&y| y).count();
+        let roc_auc = MetricSet::compute(&labels, &probabilities, 0.5).ok().map(|m| m.roc_auc);
+        let defined = |x: f64| (n > 0).then_some(x);
+        Some(LiveFigures {
+            version: version.to_string(),
+            values: [
+                defined(confusion.accuracy()),
+                defined(confusion.precision()),
+                defined(confusion.recall()),
+                defined(confusion.f1()),
+                roc_auc,
+                defined(positives as f64 / n.max(1) as f64),
+            ],
+            joined: n,
+        })
+    }
+
+    /// Keeps a scored record (as a CSV line of the model's columns) for the rolling drift.
+    pub fn remember(&mut self, line: String) {
+        self.recent.push_back(line);
+        while self.recent.len() > self.recent_capacity {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The recent records, as CSV lines.
+    pub fn recent(&self) -> Vec<String> {
+        self.recent.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_drops_its_oldest_predictions_and_counts_them() {
+        let mut live = Live::new(3, 10, 10);
+        assert_eq!(live.log("a", "v1", 0.9, 0.5), 0);
+        live.log("b", "v1", 0.1, 0.5);
+        live.log("c", "v1", 0.8, 0.5);
+        assert_eq!(live.log("d", "v1", 0.2, 0.5), 1);
+        assert_eq!(live.join("a", true), None, "a was dropped");
+        assert_eq!(live.join("b", false).as_deref(), Some("v1"));
+        assert_eq!(live.join("b", false), None, "joined once only");
+        // A joined prediction's place in the order is not counted as a drop.
+        assert_eq!(live.log("e", "v1", 0.2, 0.5), 0);
+        assert_eq!(live.waiting(), 3);
+    }
+
+    #[test]
+    fn the_window_measures_each_prediction_at_its_own_threshold() {
+        let mut live = Live::new(100, 3, 10);
+        for (id, p, t) in [("a", 0.6, 0.7), ("b", 0.6, 0.5), ("c", 0.2, 0.5), ("d", 0.9, 0.5)] {
+            live.log(id, "v2", p, t);
+        }
+        for (id, y) in [("a", true), ("b", true), ("c", false), ("d", false)] {
+            live.join(id, y);
+        }
+        let f = live.figures("v2").unwrap();
+        // The window keeps the last three: b (tp), c (tn), d (fp).
+        assert_eq!(f.joined, 3);
+        assert_eq!(f.values[0], Some(2.0 / 3.0));
+        assert_eq!(f.values[1], Some(0.5));
+        assert_eq!(f.values[2], Some(1.0));
+        assert_eq!(f.values[5], Some(1.0 / 3.0));
+        assert!(live.figures("v1").is_none());
+    }
+}
