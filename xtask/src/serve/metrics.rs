@@ -161,7 +161,7 @@ impl Metrics {
         // The series rates are taken of exist from the start, at 0: a rate needs two samples,
         // and a counter that appears at its first request has no first one.
         for route in ["/v1/predict", "/v1/feedback"] {
-            m.requests.get_or_create(&vec![("route", route.to_string()), ("status", "200".to_string())]);
+            let _ = m.requests.get_or_create_owned(&vec![("route", route.to_string()), ("status", "200".to_string())]);
         }
         Metrics { registry, ..m }
     }
