@@ -639,3 +639,72 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     assert!(last["reason"].as_str().unwrap().contains("live analysis breach"), "{last}");
     server.wait_for_version("v1", Duration::from_secs(10));
 }
+
+#[test]
+fn an_id_column_names_the_predictions_and_sighup_reads_the_registry_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        crate::support::SMALL_CONFIG.replacen("name = \"id\"\nkind = \"ignore\"", "name = \"id\"\nkind = \"id\"", 1);
+    assert!(config.contains("kind = \"id\""));
+    std::fs::write(dir.path().join("small.toml"), &config).unwrap();
+    std::fs::write(dir.path().join("small.csv"), crate::support::small_csv(400)).unwrap();
+    let reg = dir.path().join("registry");
+    let r = reg.to_str().unwrap();
+    ok(dir.path(), &["build", "--config", "small.toml"]);
+    ok(dir.path(), &["acceptance", "--config", "small.toml", "--registry", r]);
+    ok(dir.path(), &["deploy", "--config", "small.toml", "--registry", r]);
+    // Polling once an hour: only SIGHUP makes it read the registry again.
+    let server = Server::start(&reg, &["--poll", "3600"]);
+    let rows = crate::support::small_csv(30);
+    std::fs::write(dir.path().join("new.csv"), &rows).unwrap();
+    ok(
+        dir.path(),
+        &["predict", "--model", &format!("{r}/versions/v1/model.json"), "--data", "new.csv", "--out", "scored.csv"],
+    );
+    let batch = std::fs::read_to_string(dir.path().join("scored.csv")).unwrap();
+    // Booleans as JSON booleans, numbers as numbers.
+    let mut body = records(&rows, true);
+    for record in body["records"].as_array_mut().unwrap() {
+        let member = record["member"] == "TRUE";
+        record["member"] = serde_json::json!(member);
+    }
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    for (p, line) in answer["predictions"].as_array().unwrap().iter().zip(batch.lines().skip(1)) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(p["id"], fields[0]);
+        assert_eq!(p["probability"].as_f64().unwrap().to_bits(), fields[1].parse::<f64>().unwrap().to_bits());
+    }
+    // A record without its id: 422 on the id column.
+    let mut missing = records(&rows, false);
+    missing["records"][2].as_object_mut().unwrap().remove("id");
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&missing).unwrap());
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("\"column\":\"id\"") && answer.contains("\"record\":2"), "{answer}");
+    // A CSV body: the same output as predict, and its rows wait for feedback under their ids.
+    let (status, csv) = server.post("/v1/predict", "text/csv", rows.as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(csv, batch);
+    let feedback: Vec<serde_json::Value> = (0..30)
+        .map(|i| serde_json::json!({"id": format!("r{i}"), "label": if i % 2 == 0 { "yes" } else { "no" }}))
+        .collect();
+    let (_, answer) = server.post(
+        "/v1/feedback",
+        "application/json",
+        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
+    );
+    assert!(answer.contains("\"joined\":30"), "{answer}");
+
+    // v2 deployed; SIGHUP; served at once.
+    std::fs::write(dir.path().join("small.csv"), crate::support::small_csv(500)).unwrap();
+    ok(dir.path(), &["build", "--config", "small.toml"]);
+    ok(dir.path(), &["acceptance", "--config", "small.toml", "--registry", r]);
+    ok(dir.path(), &["deploy", "--config", "small.toml", "--registry", r]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.version(), "v1");
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.wait_for_version("v2", Duration::from_secs(10));
+    assert!(server.log().contains("SIGHUP"), "{}", server.log());
+}

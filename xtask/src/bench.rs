@@ -23,9 +23,18 @@ pub struct Args {
     /// Skip the cold build of xtask (minutes).
     #[arg(long)]
     skip_build_cost: bool,
-    /// Skip scikit-learn.
+    /// Skip scikit-learn (and MLflow).
     #[arg(long)]
     skip_python: bool,
+    /// Skip the serving section (`serve` against `mlflow models serve`).
+    #[arg(long)]
+    skip_serve: bool,
+    /// Measure only the serving section and put it in place in the existing report.
+    #[arg(long, conflicts_with = "skip_serve")]
+    serve_only: bool,
+    /// Seconds of each load run of the serving section.
+    #[arg(long, default_value_t = 10.0)]
+    serve_seconds: f64,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -99,6 +108,27 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let bin = root.join("target/release/xtask");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
+    if args.serve_only {
+        let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
+        let mut section = String::new();
+        crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut section)?;
+        let path = root.join(&args.out);
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let heading = "## Serving: ";
+        let md = match old.find(heading) {
+            Some(at) => {
+                let end = old[at + heading.len()..].find("\n## ").map_or(old.len(), |e| at + heading.len() + e + 1);
+                format!("{}{section}{}", &old[..at], &old[end..])
+            }
+            None => match old.find("\n## What a runner pays") {
+                Some(at) => format!("{}\n{section}{}", &old[..at], &old[at + 1..]),
+                None => format!("{old}\n{section}"),
+            },
+        };
+        crate::output::write(&path, md.as_bytes())?;
+        println!("wrote the serving section of {}", args.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
@@ -114,6 +144,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let python = if args.skip_python { None } else { python_env(sh, &work) };
     gate(&bin, &root, &work, python.as_deref(), args.runs, &mut md)?;
     scale(&bin, &root, &work, python.as_deref(), &args, &mut md)?;
+    if !args.skip_serve {
+        let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
+        crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut md)?;
+    }
     if !args.skip_build_cost {
         build_cost(sh, &root, &work, &mut md)?;
     }
@@ -156,6 +190,24 @@ fn python_env(sh: &Shell, work: &Path) -> Option<PathBuf> {
             && cmd!(sh, "{python} -m pip install --quiet scikit-learn pandas").run().is_ok();
         if !ok {
             eprintln!("warning: no Python environment; scikit-learn is skipped");
+            return None;
+        }
+    }
+    Some(python)
+}
+
+/// A virtual environment with MLflow, scikit-learn and pandas, made once under target/bench.
+fn mlflow_env(sh: &Shell, work: &Path) -> Option<PathBuf> {
+    let venv = work.join("mlflow-venv");
+    let python = venv.join("bin/python");
+    if !venv.join("bin/mlflow").exists() {
+        eprintln!("==> bench: creating a Python environment with MLflow (minutes, once)");
+        let ok = cmd!(sh, "python3 -m venv {venv}").run().is_ok()
+            && cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check mlflow scikit-learn pandas")
+                .run()
+                .is_ok();
+        if !ok {
+            eprintln!("warning: no MLflow environment; MLflow is skipped");
             return None;
         }
     }

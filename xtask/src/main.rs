@@ -4,6 +4,7 @@
 mod acceptance;
 mod alert;
 mod bench;
+mod bench_serve;
 mod build;
 mod ci;
 mod context;

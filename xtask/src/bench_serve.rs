@@ -1,0 +1,442 @@
+//! The serving section of `cargo xtask bench`: `serve` (release build) and `mlflow models serve`
+//! of the equivalent scikit-learn pipeline, on the same data, loaded by the same loopback client
+//! in the same run — requests/s and latency percentiles at fixed concurrency, the latency at a
+//! fixed rate, and `serve`'s memory over a long run.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// What a load run measured.
+pub struct LoadResult {
+    pub ok: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    /// Latencies of the successful requests, in microseconds, sorted.
+    pub latencies: Vec<u32>,
+}
+
+impl LoadResult {
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+
+    /// The `q` quantile of the latencies, in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let at = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        f64::from(self.latencies[at]) / 1000.0
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection that posts one body again and again.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    request: Vec<u8>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Client {
+    fn connect(port: u16, path: &str, body: &[u8]) -> Result<Client> {
+        let stream =
+            TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("cannot connect to port {port}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            request,
+            line: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// One request; true when it was answered 200.
+    fn call(&mut self) -> Result<bool> {
+        self.writer.write_all(&self.request)?;
+        self.line.clear();
+        self.reader.read_line(&mut self.line)?;
+        let ok = self.line.split(' ').nth(1) == Some("200");
+        let mut length = None;
+        loop {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line)? == 0 {
+                bail!("the connection closed mid-answer");
+            }
+            let header = self.line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    bail!("a chunked answer: this client reads Content-Length answers only");
+                }
+            }
+        }
+        let length = length.context("an answer without Content-Length")?;
+        self.body.resize(length, 0);
+        self.reader.read_exact(&mut self.body)?;
+        Ok(ok)
+    }
+}
+
+/// `connections` clients, each posting `body` as fast as answers come (closed loop) or, with
+/// `rate`, at that many requests a second in all (latency counted from when each request was
+/// due, so that a stall is not hidden), for `duration` or `requests` in all.
+pub fn load(
+    port: u16,
+    path: &str,
+    body: &[u8],
+    connections: usize,
+    rate: Option<f64>,
+    duration: Duration,
+    requests: Option<u64>,
+) -> Result<LoadResult> {
+    let started = Instant::now();
+    let per_connection = requests.map(|r| r.div_ceil(connections as u64));
+    let results: Vec<Result<(u64, u64, Vec<u32>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|k| {
+                scope.spawn(move || -> Result<(u64, u64, Vec<u32>)> {
+                    let mut client = Client::connect(port, path, body)?;
+                    let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+                    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+                    // Connections start spread over one interval.
+                    let mut due =
+                        started + interval.map_or(Duration::ZERO, |i| i.mul_f64(k as f64 / connections as f64));
+                    loop {
+                        let now = Instant::now();
+                        if now - started >= duration || per_connection.is_some_and(|n| ok + failed >= n) {
+                            break;
+                        }
+                        if interval.is_none() {
+                            due = now;
+                        } else if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        let answered = client.call();
+                        let latency = due.elapsed();
+                        if let Some(interval) = interval {
+                            due += interval;
+                        }
+                        match answered {
+                            Ok(true) => {
+                                ok += 1;
+                                latencies.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+                            }
+                            Ok(false) => failed += 1,
+                            Err(_) => {
+                                failed += 1;
+                                client = Client::connect(port, path, body)?;
+                            }
+                        }
+                    }
+                    Ok((ok, failed, latencies))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a load thread panicked")).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut all = LoadResult { ok: 0, failed: 0, seconds, latencies: Vec::new() };
+    for r in results {
+        let (ok, failed, latencies) = r?;
+        all.ok += ok;
+        all.failed += failed;
+        all.latencies.extend(latencies);
+    }
+    all.latencies.sort_unstable();
+    Ok(all)
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_until_answering(port: u16, path: &str, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && &head[9..12] == b"200" {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("nothing answered 200 on 127.0.0.1:{port}{path} within {limit:?}")
+}
+
+/// Resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The first `n` rows of a CSV as JSON records, values as a client would send them: numbers as
+/// numbers, booleans as booleans, the rest as strings; the label left out.
+fn records(csv_path: &Path, n: usize, label: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("cannot read {}", csv_path.display()))?;
+    let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
+    let mut out = Vec::new();
+    for row in reader.records().take(n) {
+        let row = row?;
+        let mut record = serde_json::Map::new();
+        for (name, value) in header.iter().zip(row.iter()) {
+            if name == label {
+                continue;
+            }
+            let v = if let Ok(i) = value.parse::<i64>() {
+                serde_json::json!(i)
+            } else if let Ok(x) = value.parse::<f64>() {
+                serde_json::json!(x)
+            } else if value == "TRUE" || value == "FALSE" {
+                serde_json::json!(value == "TRUE")
+            } else {
+                serde_json::json!(value)
+            };
+            record.insert(name.clone(), v);
+        }
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// The whole section, appended to `md` (a note when the shared data is absent).
+pub fn section(
+    bin: &Path,
+    root: &Path,
+    work: &Path,
+    mlflow: Option<&Path>,
+    seconds: f64,
+    md: &mut String,
+) -> Result<()> {
+    let train = root.join("../shared/data/online-shoppers/train.csv");
+    let _ = writeln!(md, "## Serving: `serve` against `mlflow models serve`\n");
+    if !train.is_file() {
+        let _ = writeln!(md, "Skipped: `../shared/data/online-shoppers/train.csv` is absent.\n");
+        return Ok(());
+    }
+    let config = root.join("configs/online-shoppers.toml");
+    let dir = work.join("serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let registry = dir.join("registry");
+    let (c, t, r) = (config.to_str().unwrap_or(""), train.to_str().unwrap_or(""), registry.to_str().unwrap_or(""));
+    let model_dir = dir.join("model");
+    let m = model_dir.to_str().unwrap_or("");
+    for args in [
+        vec!["build", "--config", c, "--data", t, "--out", m],
+        vec![
+            "acceptance",
+            "--config",
+            c,
+            "--model",
+            &format!("{m}/model.json"),
+            "--data",
+            t,
+            "--registry",
+            r,
+            "--out",
+            &format!("{m}/acceptance"),
+        ],
+        vec!["deploy", "--config", c, "--registry", r],
+    ] {
+        let out = Command::new(bin).args(&args).output()?;
+        if !out.status.success() {
+            bail!("xtask {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let one = serde_json::to_vec(&serde_json::json!({ "records": records(&train, 1, "Revenue")? }))?;
+    let hundred = serde_json::to_vec(&serde_json::json!({ "records": records(&train, 100, "Revenue")? }))?;
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .args(["serve", "--registry", r, "--listen", &format!("127.0.0.1:{port}"), "--poll", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let serve = Server { child, port };
+    wait_until_answering(port, "/readyz", Duration::from_secs(60))?;
+
+    let mlflow_server = match mlflow {
+        Some(python) => match start_mlflow(python, root, &train, &dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("warning: mlflow models serve did not start: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    let mlflow_one = serde_json::to_vec(&serde_json::json!({ "dataframe_records": records(&train, 1, "Revenue")? }))?;
+    let mlflow_hundred =
+        serde_json::to_vec(&serde_json::json!({ "dataframe_records": records(&train, 100, "Revenue")? }))?;
+
+    let connections = 8;
+    let duration = Duration::from_secs_f64(seconds);
+    let _ = writeln!(
+        md,
+        "Both servers on 127.0.0.1 of this machine, the model trained on `../shared/data/online-shoppers/train.csv`; \
+         the same client (`xtask/src/bench_serve.rs`: {connections} keep-alive connections, each posting as soon as its \
+         answer arrived, {seconds:.0} s a run) loads one then the other, alternating, twice. The client runs on the \
+         same cores as the server. mlgate: `target/release/xtask serve` (gradient boosting, `configs/online-shoppers.toml`); \
+         MLflow: `mlflow models serve --env-manager local` of `bench/mlflow_model.py`'s scikit-learn pipeline \
+         (one-hot categoricals + HistGradientBoosting), posting `dataframe_records`. This section alone: `cargo xtask bench --serve-only`.\n"
+    );
+    let _ = writeln!(md, "| server | records a request | requests/s | records/s | p50 | p99 | failed |\n|---|---:|---:|---:|---:|---:|---:|");
+    let mut medians: Vec<(String, usize, f64)> = Vec::new();
+    for (records_n, ours, theirs) in [(1usize, &one, &mlflow_one), (100, &hundred, &mlflow_hundred)] {
+        let mut rows: Vec<(&str, LoadResult)> = Vec::new();
+        for _ in 0..2 {
+            rows.push(("mlgate serve", load(port, "/v1/predict", ours, connections, None, duration, None)?));
+            if let Some(s) = &mlflow_server {
+                rows.push((
+                    "mlflow models serve",
+                    load(s.port, "/invocations", theirs, connections, None, duration, None)?,
+                ));
+            }
+        }
+        for (name, r) in &rows {
+            let _ = writeln!(
+                md,
+                "| {name} | {records_n} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                r.rate(),
+                r.rate() * records_n as f64,
+                r.quantile_ms(0.5),
+                r.quantile_ms(0.99),
+                r.failed
+            );
+        }
+        for name in ["mlgate serve", "mlflow models serve"] {
+            let mut rates: Vec<f64> = rows.iter().filter(|(n, _)| *n == name).map(|(_, r)| r.rate()).collect();
+            if !rates.is_empty() {
+                rates.sort_by(f64::total_cmp);
+                medians.push((name.to_string(), records_n, rates[rates.len() / 2]));
+            }
+        }
+    }
+    md.push('\n');
+    for records_n in [1, 100] {
+        let of = |name: &str| medians.iter().find(|(n, k, _)| n == name && *k == records_n).map(|(_, _, r)| *r);
+        if let (Some(a), Some(b)) = (of("mlgate serve"), of("mlflow models serve")) {
+            let _ = writeln!(md, "- {records_n}-record requests: **mlgate serves {:.0}× the requests/s of MLflow** (the better of two runs each).", a / b);
+        }
+    }
+    if mlflow_server.is_none() {
+        let _ = writeln!(
+            md,
+            "- MLflow was not measured in this run (no virtual environment with mlflow, or it did not start)."
+        );
+    }
+    drop(mlflow_server);
+
+    // Latency at a fixed rate of 1,000 requests a second.
+    let fixed = load(port, "/v1/predict", &one, 4, Some(1000.0), duration.max(Duration::from_secs(10)), None)?;
+    let _ = writeln!(
+        md,
+        "- At a fixed 1,000 one-record requests a second (4 connections, latency counted from when each request was due): \
+         p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms over {} requests, {} failed.",
+        fixed.quantile_ms(0.5),
+        fixed.quantile_ms(0.99),
+        fixed.quantile_ms(0.999),
+        fixed.ok,
+        fixed.failed
+    );
+    // Memory over a long run: resident set sampled every 100,000 requests.
+    let total: u64 = 1_000_000;
+    let pid = serve.child.id();
+    let mut samples = vec![rss_mib(pid).unwrap_or(f64::NAN)];
+    let mut failed = 0;
+    let start = Instant::now();
+    for _ in 0..(total / 100_000) {
+        let r = load(port, "/v1/predict", &one, connections, None, Duration::from_secs(3600), Some(100_000))?;
+        failed += r.failed;
+        samples.push(rss_mib(pid).unwrap_or(f64::NAN));
+    }
+    let shown: Vec<String> = samples.iter().map(|s| format!("{s:.0}")).collect();
+    let _ = writeln!(
+        md,
+        "- Memory over {total} one-record requests ({:.0} s, {failed} failed): resident set {} MiB, sampled at the start and after every 100,000 requests (the prediction log is full from the runs before: 100,000 entries, the oldest dropped as new ones come).\n",
+        start.elapsed().as_secs_f64(),
+        shown.join(" → ")
+    );
+    let _ = writeln!(md, "Targets (issue 13): one-record throughput ≥ 100× MLflow's in the same run; p99 ≤ 2 ms at 1,000 requests/s; memory flat over 1 M requests.\n");
+    Ok(())
+}
+
+/// Fits and saves the scikit-learn pipeline, then starts `mlflow models serve` on it.
+fn start_mlflow(python: &Path, root: &Path, train: &Path, dir: &Path) -> Result<Server> {
+    let model = dir.join("mlflow-model");
+    let status = Command::new(python)
+        .arg(root.join("bench/mlflow_model.py"))
+        .arg(train)
+        .arg(&model)
+        .status()
+        .context("cannot run bench/mlflow_model.py")?;
+    if !status.success() {
+        bail!("bench/mlflow_model.py failed");
+    }
+    let port = free_port()?;
+    let bin = python.parent().map(Path::to_path_buf).unwrap_or_default();
+    // `mlflow models serve` starts uvicorn by name: the environment's bin goes first on PATH.
+    let path = match std::env::var_os("PATH") {
+        Some(p) => std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(&p)))?,
+        None => bin.clone().into_os_string(),
+    };
+    let child = Command::new(bin.join("mlflow"))
+        .env("PATH", path)
+        .args(["models", "serve", "--env-manager", "local", "--host", "127.0.0.1", "--workers", "2", "-p"])
+        .arg(port.to_string())
+        .arg("-m")
+        .arg(&model)
+        .env("MLFLOW_TRACKING_URI", format!("file://{}", dir.join("mlruns").display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("mlflow.log"))?)
+        .spawn()
+        .context("cannot start mlflow models serve")?;
+    let server = Server { child, port };
+    wait_until_answering(port, "/ping", Duration::from_secs(120))?;
+    Ok(server)
+}
