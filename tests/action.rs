@@ -265,7 +265,7 @@ fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
         assert!(agent.starts_with("mlgate/"), "{agent}");
     }
     assert!(body.contains("| metric | candidate | production | Δ (95 % CI) | threshold | |"), "{body}");
-    assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    assert!(body.contains("```mermaid\n---\nconfig:") && body.contains("\nxychart-beta\n"), "{body}");
     assert_eq!(job.outputs["passed"], "true");
     assert_eq!(job.outputs["verdict"], "passed");
     assert_eq!(job.outputs["model-version"], "");

@@ -110,7 +110,7 @@ fn creates_one_comment_then_updates_it_among_130_from_others() {
     let body = ours[0]["body"].as_str().unwrap();
     assert!(body.contains("## ✅ Accepted"), "{body}");
     assert!(body.contains("| roc_auc |"), "{body}");
-    assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    assert!(body.contains("```mermaid\n---\nconfig:") && body.contains("\nxychart-beta\n"), "{body}");
     assert!(body.len() <= model::render::report::COMMENT_LIMIT);
     // Every page was read: 131 comments at 100 a page is two pages.
     assert!(api.requests().iter().any(|r| r.starts_with("GET /repos/acme/shop/issues/7/comments")));

@@ -90,6 +90,10 @@ pub fn judge(
                 // Production's membership is judged on its own row keys: its schema (another set
                 // of columns, or an id) decides which rows it held out.
                 overlap_warning: overlap(prod, &prod_staging),
+                curves: Some(Curves {
+                    roc: thin(&roc_curve(&labels, &prod_scores)?, 101),
+                    precision_recall: thin(&precision_recall_curve(&labels, &prod_scores)?, 101),
+                }),
             })
         }
     };

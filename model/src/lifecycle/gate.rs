@@ -100,6 +100,9 @@ pub struct ProductionComparison {
     /// Staging rows that production's own training data may have held (it was built with
     /// another staging rule): the comparison favours production by that much.
     pub overlap_warning: Option<String>,
+    /// Production's curves on the same rows, for the charts beside the candidate's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curves: Option<Curves>,
 }
 
 /// Curves for reports, thinned.

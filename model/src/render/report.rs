@@ -325,19 +325,33 @@ fn resample(points: &[crate::eval::metrics::CurvePoint], increasing_y: bool) -> 
         .collect()
 }
 
-fn values(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ")
-}
+/// The colours of the charts' lines, in order: candidate, production, chance. Mid-tone
+/// colours that read on both GitHub themes (Mermaid's default palette starts with a pale lilac,
+/// invisible on white).
+pub const CHART_PALETTE: [(&str, &str); 3] = [("#1f77b4", "blue"), ("#ff7f0e", "orange"), ("#7f7f7f", "grey")];
 
-fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Vec<f64>]) -> String {
-    let mut s = String::from("```mermaid\nxychart-beta\n");
+/// A Mermaid line chart of curves sampled on [`CHART_POINTS`] points from 0 to 1, drawn on
+/// axes in percent: categories 0, 5, …, 100 on x (a numeric x axis of Mermaid drops the last
+/// point), 0 to 100 on y. `lines` are (name, values, colour: an index of [`CHART_PALETTE`]);
+/// the legend is the line under the chart.
+fn chart(title: &str, x_label: &str, y_label: &str, lines: &[(&str, &[f64], usize)]) -> String {
+    let palette: Vec<&str> = lines.iter().map(|l| CHART_PALETTE[l.2].0).collect();
+    let mut s = format!(
+        "```mermaid\n---\nconfig:\n  themeVariables:\n    xyChart:\n      plotColorPalette: \"{}\"\n---\nxychart-beta\n",
+        palette.join(", ")
+    );
     let _ = writeln!(s, "    title \"{title}\"");
-    let _ = writeln!(s, "    x-axis \"{x_label}\" 0 --> 1");
-    let _ = writeln!(s, "    y-axis \"{y_label}\" 0 --> 1");
-    for l in lines {
-        let _ = writeln!(s, "    line [{}]", values(l));
+    let ticks: Vec<String> =
+        (0..CHART_POINTS).map(|k| format!("{}", (100.0 * k as f64 / (CHART_POINTS - 1) as f64).round())).collect();
+    let _ = writeln!(s, "    x-axis \"{x_label} (%)\" [{}]", ticks.join(", "));
+    let _ = writeln!(s, "    y-axis \"{y_label} (%)\" 0 --> 100");
+    for (_, l, _) in lines {
+        let percent: Vec<f64> = l.iter().map(|v| 100.0 * v).collect();
+        let _ = writeln!(s, "    line [{}]", percent.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", "));
     }
     s.push_str("```\n");
+    let legend: Vec<String> = lines.iter().map(|(name, _, c)| format!("{}: {name}", CHART_PALETTE[*c].1)).collect();
+    let _ = writeln!(s, "\n<sub>{}</sub>\n", legend.join(" · "));
     s
 }
 
@@ -360,18 +374,41 @@ pub fn pull_request_markdown(
     let roc = resample(&record.curves.roc, true);
     let pr = resample(&record.curves.precision_recall, false);
     let grid: Vec<f64> = (0..CHART_POINTS).map(|k| k as f64 / (CHART_POINTS - 1) as f64).collect();
+    let candidate_name = format!("candidate{}", record.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default());
+    let production = record.production.as_ref().and_then(|p| {
+        let c = p.curves.as_ref()?;
+        Some((
+            format!("production {}", p.version),
+            resample(&c.roc, true),
+            resample(&c.precision_recall, false),
+            &p.metrics,
+        ))
+    });
+    let mut roc_lines: Vec<(&str, &[f64], usize)> = vec![(candidate_name.as_str(), &roc, 0)];
+    let mut pr_lines: Vec<(&str, &[f64], usize)> = vec![(candidate_name.as_str(), &pr, 0)];
+    if let Some((name, proc, ppr, _)) = &production {
+        roc_lines.push((name.as_str(), proc, 1));
+        pr_lines.push((name.as_str(), ppr, 1));
+    }
+    roc_lines.push(("chance", &grid, 2));
+    let versus = |metric: fn(&crate::eval::metrics::MetricSet) -> f64| {
+        production.as_ref().map(|(_, _, _, m)| format!(" (production {:.3})", metric(m))).unwrap_or_default()
+    };
     let mut curves = chart(
-        &format!("ROC curve, AUC {:.3}", record.candidate.roc_auc),
+        &format!("ROC curve, AUC {:.3}{}", record.candidate.roc_auc, versus(|m| m.roc_auc)),
         "false-positive rate",
         "true-positive rate",
-        &[roc.clone(), grid.clone()],
+        &roc_lines,
     );
-    curves.push('\n');
     curves.push_str(&chart(
-        &format!("Precision-recall curve, AP {:.3}", record.candidate.average_precision),
+        &format!(
+            "Precision-recall curve, AP {:.3}{}",
+            record.candidate.average_precision,
+            versus(|m| m.average_precision)
+        ),
         "recall",
         "precision",
-        std::slice::from_ref(&pr),
+        &pr_lines,
     ));
     curves
         .push_str("\n| false-positive rate | true-positive rate | | recall | precision |\n|---:|---:|---|---:|---:|\n");
@@ -519,6 +556,7 @@ mod tests {
                 differences: vec![difference],
                 mcnemar: McNemar { candidate_only: 0, production_only: 30, p_value: 1.9e-9 },
                 overlap_warning: None,
+                curves: None,
             }),
             curves: Curves { roc: Vec::new(), precision_recall: Vec::new() },
             unseen_levels: Default::default(),
@@ -541,6 +579,55 @@ mod tests {
             scores: None,
             label: None,
         }
+    }
+
+    fn points(xy: &[(f64, f64)]) -> Vec<crate::eval::metrics::CurvePoint> {
+        xy.iter().map(|&(x, y)| crate::eval::metrics::CurvePoint { x, y, threshold: 0.5 }).collect()
+    }
+
+    /// The `line [...]` values of the first chart in `md`, and its x-axis ticks.
+    fn first_chart(md: &str) -> (Vec<Vec<f64>>, Vec<String>, String) {
+        let block = md.split("```mermaid\n").nth(1).unwrap().split("```").next().unwrap();
+        let lines = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("line ["))
+            .map(|l| l.trim_end_matches(']').split(", ").map(|v| v.parse().unwrap()).collect())
+            .collect();
+        let axis = block.lines().find(|l| l.trim().starts_with("x-axis")).unwrap();
+        let ticks = axis.split('[').nth(1).unwrap().trim_end_matches(']').split(", ").map(String::from).collect();
+        (lines, ticks, block.to_string())
+    }
+
+    #[test]
+    fn charts_show_both_models_in_visible_colours_up_to_the_last_point() {
+        let mut r = record(0.01, (0.0, 0.02), true);
+        r.curves.roc = points(&[(0.0, 0.0), (0.1, 0.6), (0.5, 0.9), (1.0, 1.0)]);
+        r.curves.precision_recall = points(&[(0.0, 1.0), (0.5, 0.8), (1.0, 0.5)]);
+        r.production.as_mut().unwrap().curves = Some(Curves {
+            roc: points(&[(0.0, 0.0), (0.2, 0.5), (1.0, 1.0)]),
+            precision_recall: points(&[(0.0, 1.0), (1.0, 0.5)]),
+        });
+        let md = pull_request_markdown(&r, None, "<!-- m -->", COMMENT_LIMIT, "x", "");
+        let (lines, ticks, block) = first_chart(&md);
+        // Candidate, production, chance; every one reaching (100 %, 100 %): the x axis is a
+        // category axis whose last tick is 100.
+        assert_eq!(lines.len(), 3, "{block}");
+        assert_eq!(ticks.len(), CHART_POINTS);
+        assert_eq!(ticks.last().map(String::as_str), Some("100"));
+        for line in &lines {
+            assert_eq!(line.len(), CHART_POINTS);
+            assert_eq!(*line.last().unwrap(), 100.0, "{block}");
+        }
+        assert_eq!(lines[0][2], 60.0, "the candidate's TPR at 10 % FPR");
+        assert!(block.contains("plotColorPalette: \"#1f77b4, #ff7f0e, #7f7f7f\""), "{block}");
+        assert!(!block.to_ascii_uppercase().contains("#ECECFF"));
+        assert!(md.contains("blue: candidate v2 · orange: production v1 · grey: chance"), "{md}");
+        assert!(md.contains("ROC curve, AUC ") && md.contains("(production "), "{md}");
+        // Without production's curves (an older record), the candidate and chance only.
+        r.production.as_mut().unwrap().curves = None;
+        let md = pull_request_markdown(&r, None, "<!-- m -->", COMMENT_LIMIT, "x", "");
+        assert_eq!(first_chart(&md).0.len(), 2);
+        assert!(md.contains("blue: candidate v2 · grey: chance"), "{md}");
     }
 
     #[test]
