@@ -32,6 +32,8 @@ struct Runner<'a> {
     token: String,
     inputs: BTreeMap<String, String>,
     steps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Step id → `success`, `failure` or `skipped`.
+    outcomes: BTreeMap<String, String>,
     env: Vec<(String, String)>,
     api: &'a FakeGitHub,
 }
@@ -64,6 +66,10 @@ impl Runner<'_> {
             ["steps", id, "outputs", name] => {
                 self.steps.get(*id).and_then(|o| o.get(*name)).cloned().unwrap_or_default()
             }
+            // A skipped step's outcome is `skipped`; a step not reached yet has none (empty).
+            ["steps", id, "outcome"] | ["steps", id, "conclusion"] => {
+                self.outcomes.get(*id).cloned().unwrap_or_default()
+            }
             _ => panic!("the test runner does not know the expression `{expr}`: teach it, or keep action.yml simple"),
         }
     }
@@ -82,11 +88,34 @@ impl Runner<'_> {
         out
     }
 
-    /// `if:` conditions of the form `EXPR == 'literal'`.
-    fn condition(&self, text: &str) -> bool {
-        let (left, right) = text.split_once("==").unwrap_or_else(|| panic!("unsupported condition `{text}`"));
-        let literal = right.trim().trim_matches('\'');
-        self.context(left) == literal
+    /// `if:` conditions as GitHub evaluates the ones action.yml uses: `always()`, `success()`,
+    /// `failure()`, `EXPR == 'literal'` and `EXPR != 'literal'` (compared case-insensitively, as
+    /// GitHub compares strings), joined by `&&`; without a status function, `success()` is
+    /// implied.
+    fn condition(&self, text: &str, failed: bool) -> bool {
+        let terms: Vec<&str> = text.split("&&").map(str::trim).collect();
+        let mut status = None;
+        let mut all = true;
+        for term in terms {
+            match term {
+                "always()" => status = Some(true),
+                "success()" => status = Some(!failed),
+                "failure()" => status = Some(failed),
+                _ => {
+                    let (left, right, equal) = match term.split_once("!=") {
+                        Some((l, r)) => (l, r, false),
+                        None => {
+                            let (l, r) =
+                                term.split_once("==").unwrap_or_else(|| panic!("unsupported condition `{text}`"));
+                            (l, r, true)
+                        }
+                    };
+                    let literal = right.trim().trim_matches('\'');
+                    all &= self.context(left).eq_ignore_ascii_case(literal) == equal;
+                }
+            }
+        }
+        status.unwrap_or(!failed) && all
     }
 
     fn run(mut self, event_name: &str, payload: &str, git_ref: &str) -> Job {
@@ -108,11 +137,14 @@ impl Runner<'_> {
         let mut failed_step = None;
         for (i, step) in action["runs"]["steps"].as_vec().unwrap().iter().enumerate() {
             let name = step["name"].as_str().unwrap_or("step").to_string();
-            if let Some(cond) = step["if"].as_str() {
-                if !self.condition(cond) {
-                    log.push_str(&format!("== {name}: skipped\n"));
-                    continue;
+            let id = step["id"].as_str().map(String::from);
+            let run = self.condition(step["if"].as_str().unwrap_or("success()"), failed_step.is_some());
+            if !run {
+                log.push_str(&format!("== {name}: skipped\n"));
+                if let Some(id) = &id {
+                    self.outcomes.insert(id.clone(), "skipped".into());
                 }
+                continue;
             }
             assert_eq!(step["shell"].as_str(), Some("bash"), "step {name} needs `shell: bash`");
             let script = step["run"].as_str().unwrap();
@@ -183,9 +215,11 @@ impl Runner<'_> {
                     parse_file_commands(&std::fs::read_to_string(&output_file).unwrap()).into_iter().collect();
                 self.steps.insert(id.to_string(), outputs);
             }
-            if !out.status.success() {
+            if let Some(id) = &id {
+                self.outcomes.insert(id.clone(), if out.status.success() { "success" } else { "failure" }.into());
+            }
+            if !out.status.success() && failed_step.is_none() {
                 failed_step = Some(name);
-                break;
             }
         }
         let mut outputs = BTreeMap::new();
@@ -226,6 +260,7 @@ fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str
         token: token.into(),
         inputs: all,
         steps: BTreeMap::new(),
+        outcomes: BTreeMap::new(),
         // The build step honours a prebuilt binary; building the release binary here would
         // take minutes of the suite.
         env: vec![("MLGATE_PREBUILT".into(), xtask_bin().display().to_string())],
@@ -281,6 +316,52 @@ fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
     assert_eq!(api.comments_containing(MARKER).len(), 1, "the second run must update, not add");
     assert!(again.log.contains("comment    updated"), "{}", again.log);
     assert!(api.requests().iter().any(|r| r.starts_with("PATCH /repos/acme/shop/issues/comments/")));
+}
+
+#[test]
+fn a_data_error_after_an_accepted_run_replaces_the_accepted_comment() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let job = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "{}", job.log);
+    assert!(api.comments_containing(MARKER)[0]["body"].as_str().unwrap().contains("## ✅ Accepted"));
+    // The next push breaks the data: two ages out of range, a region nobody declared.
+    let data = ws.path().join("ml/data/customers.csv");
+    let broken = crate::support::edit_rows(&std::fs::read_to_string(&data).unwrap(), |i, f| match i {
+        3 | 9 => f[1] = "7".into(),
+        5 => f[2] = "atlantis".into(),
+        _ => {}
+    });
+    std::fs::write(&data, broken).unwrap();
+    let job = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(!job.success);
+    assert_eq!(job.failed_step.as_deref(), Some("Validate the data"), "{}", job.log);
+    assert!(
+        job.log.contains("== Build the model: skipped") && job.log.contains("== Acceptance: skipped"),
+        "{}",
+        job.log
+    );
+    let comments = api.comments_containing(MARKER);
+    assert_eq!(comments.len(), 1, "the same comment, updated");
+    let body = comments[0]["body"].as_str().unwrap();
+    assert!(!body.contains("Accepted"), "{body}");
+    assert!(body.contains("## ❌ Not evaluated: data validation failed"), "{body}");
+    assert!(body.contains("3 broken value(s) in 3 of 3000 rows"), "{body}");
+    assert!(body.contains("| 4 | `age` | `7` |") && body.contains("`atlantis`"), "{body}");
+    assert!(body.contains("| `age` | ") && body.contains("| 2 |"), "the count per column and rule: {body}");
+    assert!(job.summary.contains("## ❌ Not evaluated"), "{}", job.summary);
+    assert_eq!(job.outputs["verdict"], "error");
+    assert_eq!(job.outputs["failed-step"], "validate");
+    assert_eq!(job.outputs["passed"], "false");
+
+    // A configuration that cannot be read fails the build's first step too; the comment quotes
+    // the error instead of a stale verdict.
+    std::fs::write(ws.path().join("ml/pipeline.toml"), "name = \"x\"\n[model]\nfamily = \"forest\"\n").unwrap();
+    let job = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(!job.success);
+    let body = api.comments_containing(MARKER)[0]["body"].as_str().unwrap().to_string();
+    assert!(body.contains("## ❌ Not evaluated: data validation failed"), "{body}");
+    assert!(body.contains("```text\n") && body.contains("forest"), "{body}");
 }
 
 #[test]

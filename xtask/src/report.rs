@@ -34,6 +34,29 @@ pub struct Args {
     /// Exit 1 when the verdict is a rejection (after reporting).
     #[arg(long)]
     fail_on_reject: bool,
+    /// How the steps before went, as `STEP=OUTCOME,…` (`validate`, `build`, `acceptance`; the
+    /// outcomes GitHub gives: success, failure, cancelled, skipped). A failed step makes the
+    /// report say what failed instead of reading the acceptance report.
+    #[arg(long, value_delimiter = ',', value_parser = outcome)]
+    outcomes: Vec<(String, String)>,
+    /// Folder of the steps' logs (`STEP.log`), quoted in a failure report.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+}
+
+fn outcome(text: &str) -> std::result::Result<(String, String), String> {
+    let (step, outcome) = text.split_once('=').ok_or_else(|| format!("`{text}` is not STEP=OUTCOME"))?;
+    Ok((step.trim().to_string(), outcome.trim().to_ascii_lowercase()))
+}
+
+/// A step's name in a report.
+fn step_title(step: &str) -> String {
+    match step {
+        "validate" => "data validation".into(),
+        "build" => "the build".into(),
+        "acceptance" => "acceptance".into(),
+        other => format!("step `{other}`"),
+    }
 }
 
 /// Whether the pull-request comment is posted.
@@ -56,6 +79,12 @@ pub fn marker(config: &str) -> String {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let failed = args.outcomes.iter().find(|(_, o)| o == "failure" || o == "cancelled").map(|(s, _)| s.clone());
+    match (failed, args.metrics.is_file()) {
+        (Some(step), _) => return report_failure(&args, &step),
+        (None, false) if !args.outcomes.is_empty() => return report_failure(&args, "acceptance"),
+        _ => {}
+    }
     let bytes = std::fs::read(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
     let record: AcceptanceRecord = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
@@ -112,6 +141,42 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     } else {
         println!("verdict    passed");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report of a run that stopped at `step`: the comment, the job summary and the outputs
+/// say what failed (the job has failed already, at that step).
+fn report_failure(args: &Args, step: &str) -> Result<ExitCode> {
+    let validation: Option<model::ValidationReport> =
+        std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let log = args
+        .logs
+        .as_ref()
+        .and_then(|dir| std::fs::read(dir.join(format!("{step}.log"))).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|| "(no output was kept)".into());
+    // The log is the job's own output; a token in it is never repeated.
+    let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
+    let log = if token.is_empty() { log } else { log.replace(&token, "***") };
+    let title = step_title(step);
+    let validation = validation.filter(|v| step == "validate" || !v.passed());
+    let marker = marker(&args.config);
+    let provenance = crate::github::provenance(&crate::context::now_rfc3339());
+    let render =
+        |limit| model::render::report::failure_markdown(&marker, &title, validation.as_ref(), &log, limit, &provenance);
+    let body = render(model::render::report::COMMENT_LIMIT);
+    output::write(&args.out, body.as_bytes())?;
+    println!("report     {} ({} bytes): {title} failed", args.out.display(), body.len());
+    append_summary(&render(SUMMARY_LIMIT))?;
+    let comment_url = comment(args, &body)?;
+    write_outputs(&[
+        ("passed", "false".into()),
+        ("verdict", "error".into()),
+        ("failed-step", step.to_string()),
+        ("report-path", absolute(&args.out)),
+        ("comment-url", comment_url.unwrap_or_default()),
+    ])?;
+    println!("verdict    not evaluated: {title} failed");
     Ok(ExitCode::SUCCESS)
 }
 

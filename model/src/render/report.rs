@@ -485,6 +485,49 @@ pub fn pull_request_markdown(
     out
 }
 
+/// The comment (and job summary) of a run that stopped before its acceptance report: what
+/// failed, with the data's broken values and counts per column and rule when validation is
+/// what failed, else the end of the failing step's output. It replaces the comment a previous
+/// push left (same `marker`), so that an "Accepted" of old never stands over a failed run.
+pub fn failure_markdown(
+    marker: &str,
+    step: &str,
+    validation: Option<&crate::data::report::ValidationReport>,
+    log: &str,
+    limit: usize,
+    provenance: &str,
+) -> String {
+    let mut out = format!("{marker}\n## ❌ Not evaluated: {step} failed\n\n");
+    match validation.filter(|v| !v.passed()) {
+        Some(v) => {
+            let _ = writeln!(
+                out,
+                "The data does not follow the schema: {} broken value(s) in {} of {} rows of {}. Nothing was built or judged; fix the data (or the schema) and push again.\n",
+                v.error_count,
+                v.rows_with_errors,
+                v.rows,
+                table::code(&v.file)
+            );
+            out.push_str(&crate::render::validation::validation_markdown(v));
+        }
+        None => {
+            let _ = writeln!(out, "No model was judged: the step stopped with this output (its end):\n");
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            let fence = if tail.iter().any(|l| l.contains("```")) { "~~~~" } else { "```" };
+            let _ = writeln!(out, "{fence}text\n{}\n{fence}", tail.join("\n"));
+        }
+    }
+    let footer = format!("\n<sub>mlgate{}{provenance}</sub>\n", if provenance.is_empty() { "" } else { " · " });
+    if out.len() + footer.len() > limit {
+        let keep = limit.saturating_sub(footer.len() + 160);
+        out = cut_to(&out, keep).to_string();
+        out.push_str("\n\n_… cut to stay within GitHub's limit; the whole output is in the job's log._\n");
+    }
+    out.push_str(&footer);
+    out
+}
+
 /// The acceptance report without its lineage tail: verdict, table, rule, confusion matrix.
 fn acceptance_core(r: &AcceptanceRecord) -> String {
     let full = acceptance_markdown(r);
