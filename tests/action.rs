@@ -270,7 +270,7 @@ fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str
 
 const PR_EVENT: &str = r#"{"action":"synchronize","number":7,"pull_request":{"number":7,"head":{"ref":"feature","sha":"0123456789abcdef0123456789abcdef01234567"}},"repository":{"default_branch":"main"}}"#;
 const PUSH_EVENT: &str = r#"{"ref":"refs/heads/main","repository":{"default_branch":"main"}}"#;
-const MARKER: &str = "<!-- mlgate-report config=pipeline.toml -->";
+const MARKER: &str = "<!-- mlgate-report config=ml/pipeline.toml -->";
 
 #[test]
 fn a_pull_request_gets_one_comment_among_130_and_a_second_run_updates_it() {
@@ -336,6 +336,8 @@ fn a_data_error_after_an_accepted_run_replaces_the_accepted_comment() {
     let job = runner(ws.path(), &api, "installation-token", &[]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
     assert!(!job.success);
     assert_eq!(job.failed_step.as_deref(), Some("Validate the data"), "{}", job.log);
+    // Annotations name the file from the repository root, so that they land on it.
+    assert!(job.log.contains("::error file=ml/data/customers.csv,line=4,"), "{}", job.log);
     assert!(
         job.log.contains("== Build the model: skipped") && job.log.contains("== Acceptance: skipped"),
         "{}",
@@ -362,6 +364,30 @@ fn a_data_error_after_an_accepted_run_replaces_the_accepted_comment() {
     let body = api.comments_containing(MARKER)[0]["body"].as_str().unwrap().to_string();
     assert!(body.contains("## ❌ Not evaluated: data validation failed"), "{body}");
     assert!(body.contains("```text\n") && body.contains("forest"), "{body}");
+}
+
+#[test]
+fn configurations_of_the_same_name_in_two_folders_and_matrix_legs_get_their_own_comments() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let (ml, ml2) = (ws.path().join("ml"), ws.path().join("ml2"));
+    std::fs::create_dir_all(ml2.join("data")).unwrap();
+    std::fs::copy(ml.join("pipeline.toml"), ml2.join("pipeline.toml")).unwrap();
+    std::fs::copy(ml.join("data/customers.csv"), ml2.join("data/customers.csv")).unwrap();
+    for _ in 0..2 {
+        for inputs in [&[][..], &[("working-directory", "ml2")], &[("comment-key", "linux")]] {
+            let job = runner(ws.path(), &api, "installation-token", inputs).run(
+                "pull_request",
+                PR_EVENT,
+                "refs/pull/7/merge",
+            );
+            assert!(job.success, "{inputs:?}: {}", job.log);
+        }
+    }
+    assert_eq!(api.comments_containing("<!-- mlgate-report config=").len(), 3);
+    assert_eq!(api.comments_containing("<!-- mlgate-report config=ml/pipeline.toml -->").len(), 1);
+    assert_eq!(api.comments_containing("<!-- mlgate-report config=ml2/pipeline.toml -->").len(), 1);
+    assert_eq!(api.comments_containing("<!-- mlgate-report config=ml/pipeline.toml key=linux -->").len(), 1);
 }
 
 #[test]

@@ -65,6 +65,8 @@ impl FakeGitHub {
             tokens: vec![
                 ("user-token".into(), Token::User("mlgate-bot".into())),
                 ("installation-token".into(), Token::Installation),
+                // An Actions GITHUB_TOKEN as GitHub shapes it.
+                ("ghs_actions0123456789".into(), Token::Installation),
                 ("read-only-token".into(), Token::ReadOnly),
             ],
             next_id: 1000,
@@ -120,8 +122,26 @@ impl FakeGitHub {
             .collect()
     }
 
+    /// The issues, pull requests left out (the API lists both under /issues).
     pub fn issues(&self) -> Vec<Value> {
-        self.state.lock().unwrap().issues.clone()
+        self.state.lock().unwrap().issues.iter().filter(|i| i["pull_request"].is_null()).cloned().collect()
+    }
+
+    /// Adds a label to issue `number`, as a person does by hand.
+    pub fn add_label(&self, number: u64, label: &str) {
+        let mut s = self.state.lock().unwrap();
+        let issue = s.issues.iter_mut().find(|i| i["number"] == number).expect("the issue exists");
+        issue["labels"].as_array_mut().unwrap().push(json!({ "name": label }));
+    }
+
+    /// Adds an open pull request, which `GET /issues` lists among the issues (as GitHub does),
+    /// carrying `body` and `label`.
+    pub fn add_pull_request(&self, body: &str, label: &str) {
+        let mut s = self.state.lock().unwrap();
+        let number = s.issues.len() as u64 + 1;
+        let mut pr = issue(number, "a pull request", body, vec![json!({ "name": label })]);
+        pr["pull_request"] = json!({ "url": format!("https://api.github.test/repos/{REPO}/pulls/{number}") });
+        s.issues.push(pr);
     }
 
     /// Requests received, as "METHOD path".
@@ -142,14 +162,80 @@ impl State {
     }
 }
 
+/// A user as the API describes one (the fields its schema requires).
+fn user(login: &str, kind: &str) -> Value {
+    json!({
+        "login": login,
+        "id": login.len() as u64 * 1000 + 7,
+        "node_id": format!("U_{login}"),
+        "avatar_url": format!("https://avatars.github.test/{login}"),
+        "gravatar_id": "",
+        "url": format!("https://api.github.test/users/{login}"),
+        "html_url": format!("https://github.test/{login}"),
+        "type": kind,
+        "site_admin": false,
+    })
+}
+
 fn comment(id: u64, pr: u64, body: &str, login: &str, kind: &str) -> Value {
     json!({
         "id": id,
+        "node_id": format!("IC_{id}"),
         "issue_number": pr,
+        "url": format!("https://api.github.test/repos/{REPO}/issues/comments/{id}"),
+        "issue_url": format!("https://api.github.test/repos/{REPO}/issues/{pr}"),
         "body": body,
-        "user": { "login": login, "type": kind },
+        "user": user(login, kind),
+        "author_association": if kind == "Bot" { "NONE" } else { "CONTRIBUTOR" },
+        "created_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z",
         "html_url": format!("https://github.test/{REPO}/pull/{pr}#issuecomment-{id}"),
     })
+}
+
+fn issue(number: u64, title: &str, body: &str, labels: Vec<Value>) -> Value {
+    json!({
+        "id": 50_000 + number,
+        "node_id": format!("I_{number}"),
+        "number": number,
+        "title": title,
+        "body": body,
+        "state": "open",
+        "labels": labels,
+        "user": user("github-actions[bot]", "Bot"),
+        "locked": false,
+        "comments": 0,
+        "created_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z",
+        "closed_at": null,
+        "author_association": "NONE",
+        "url": format!("https://api.github.test/repos/{REPO}/issues/{number}"),
+        "html_url": format!("https://github.test/{REPO}/issues/{number}"),
+    })
+}
+
+/// Percent-decoding of a query string's key or value (`+` is a space).
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct Request {
@@ -197,7 +283,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (
             p.to_string(),
-            q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect(),
         ),
         None => (target.clone(), Vec::new()),
     };
@@ -259,8 +345,12 @@ fn page(items: Vec<Value>, req: &Request, base: &str, path: &str) -> (u16, Vec<(
     let pages = items.len().div_ceil(per_page).max(1);
     let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     let mut headers = Vec::new();
-    let rest: String =
-        req.query.iter().filter(|(k, _)| k != "page" && k != "per_page").map(|(k, v)| format!("&{k}={v}")).collect();
+    let rest: String = req
+        .query
+        .iter()
+        .filter(|(k, _)| k != "page" && k != "per_page")
+        .map(|(k, v)| format!("&{k}={}", encode(v)))
+        .collect();
     if page < pages {
         headers.push((
             "Link".to_string(),
@@ -271,6 +361,18 @@ fn page(items: Vec<Value>, req: &Request, base: &str, path: &str) -> (u16, Vec<(
         ));
     }
     (200, headers, Value::Array(slice).to_string())
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn author(token: &Token) -> (&str, &str) {
@@ -344,14 +446,15 @@ fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) ->
                 .into_iter()
                 .map(|l| json!({ "name": l }))
                 .collect();
-            let issue = json!({
-                "number": number,
-                "title": req.body["title"],
-                "body": req.body["body"],
-                "state": "open",
-                "labels": labels,
-                "html_url": format!("https://github.test/{REPO}/issues/{number}"),
-            });
+            let Some(title) = req.body["title"].as_str() else {
+                return (
+                    422,
+                    Vec::new(),
+                    json!({"message": "Validation Failed", "errors": [{"resource": "Issue", "field": "title", "code": "missing_field"}]})
+                        .to_string(),
+                );
+            };
+            let issue = issue(number, title, req.body["body"].as_str().unwrap_or(""), labels);
             s.issues.push(issue.clone());
             (201, Vec::new(), issue.to_string())
         }
@@ -363,6 +466,10 @@ fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) ->
                         if !req.body[key].is_null() {
                             i[key] = req.body[key].clone();
                         }
+                    }
+                    // Labels given replace the issue's labels, as the API does.
+                    if let Some(labels) = req.body["labels"].as_array() {
+                        i["labels"] = Value::Array(labels.iter().map(|l| json!({ "name": l })).collect());
                     }
                     (200, Vec::new(), i.to_string())
                 }

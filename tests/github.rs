@@ -218,7 +218,7 @@ fn rate_limits_and_server_errors_are_retried_honouring_retry_after() {
     let run = report(&api, "installation-token", "pipeline.toml");
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was not honoured");
-    assert!(run.stderr.contains("status 429; retrying in 1.0 s"), "{}", run.stderr);
+    assert!(run.stderr.contains("a secondary rate limit; retrying in 1.0 s"), "{}", run.stderr);
     assert_eq!(api.comments_containing(MARKER).len(), 1);
 }
 
@@ -321,4 +321,136 @@ fn a_token_echoed_in_an_answer_reaches_neither_stdout_nor_the_step_outputs() {
         assert!(!text.contains("installation-token"), "the token leaked: {text}");
     }
     assert!(run.outputs.contains("access_token=***"), "{}", run.outputs);
+}
+
+#[test]
+fn a_persons_comment_quoting_the_marker_is_never_edited() {
+    let api = FakeGitHub::start("");
+    let quoted = format!("Why does {MARKER} show up in the source?");
+    let person = api.add_comment(7, &quoted, "reviewer", "User");
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("comment    created"), "{}", run.stdout);
+    let requests = api.requests();
+    assert!(!requests.iter().any(|r| r.contains(&format!("comments/{person}"))), "{requests:?}");
+    let marked = api.comments_containing(MARKER);
+    assert_eq!(marked.len(), 2);
+    assert_eq!(marked.iter().find(|c| c["id"] == person).unwrap()["body"], quoted.as_str());
+    // The bot's comment is the one updated next time; the person's still untouched.
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert!(run.stdout.contains("comment    updated"), "{}", run.stdout);
+    assert_eq!(api.comments_containing(MARKER).len(), 2);
+}
+
+#[test]
+fn an_actions_token_never_asks_who_it_is() {
+    let api = FakeGitHub::start("");
+    let run = report(&api, "ghs_actions0123456789", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(!api.requests().iter().any(|r| r.starts_with("GET /user")), "{:?}", api.requests());
+    // Another kind of token does ask (a user token's comments are its user's).
+    report(&api, "user-token", "pipeline.toml");
+    assert!(api.requests().iter().any(|r| r.starts_with("GET /user")));
+}
+
+#[test]
+fn a_label_with_a_space_gets_one_issue_across_two_breaches_and_keeps_labels_added_by_hand() {
+    let api = FakeGitHub::start("");
+    // A pull request carrying the same label and marker text: GET /issues lists it, it is no
+    // alert issue.
+    api.add_pull_request("<!-- mlgate-alert model=customer-purchase -->", "model alert & drift");
+    let label = ["alert", "--label", "model alert & drift"];
+    let first = run_step(&api, "installation-token", &label);
+    assert_eq!(first.code, Some(0), "{}{}", first.stdout, first.stderr);
+    assert!(first.stdout.contains("alert      opened"), "{}", first.stdout);
+    let number = api.issues()[0]["number"].as_u64().unwrap();
+    api.add_label(number, "triage");
+    let second = run_step(&api, "installation-token", &label);
+    assert_eq!(second.code, Some(0), "{}{}", second.stdout, second.stderr);
+    assert!(second.stdout.contains("alert      updated"), "{}", second.stdout);
+    let issues = api.issues();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let labels: Vec<&str> =
+        issues[0]["labels"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["model alert & drift", "triage"]);
+    // The label travelled encoded: the fake decoded it back to the whole label.
+    assert!(api.requests().iter().any(|r| r.starts_with("GET /repos/acme/shop/issues?")));
+}
+
+#[test]
+fn pagination_follows_the_next_links_and_a_moved_resource_is_followed() {
+    let api = FakeGitHub::start("");
+    api.add_foreign_comments(7, 250);
+    let ours = api.add_comment(7, &format!("{MARKER}\nold"), "github-actions[bot]", "Bot");
+    api.fail_next(Failure {
+        method: "GET",
+        path_contains: "/issues/7/comments",
+        status: 301,
+        headers: vec![("Location".into(), format!("{}/repos/acme/shop/issues/7/comments?per_page=100", api.url))],
+        body: r#"{"message":"Moved Permanently"}"#.into(),
+        perform: false,
+    });
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("moved (301)"), "{}", run.stderr);
+    let requests = api.requests();
+    // Three pages of 100, each asked by the URL the previous page's Link gave.
+    let pages = requests.iter().filter(|r| r.starts_with("GET /repos/acme/shop/issues/7/comments")).count();
+    assert_eq!(pages, 4, "the redirect, then three pages: {requests:?}");
+    assert!(requests.iter().any(|r| r.starts_with(&format!("PATCH /repos/acme/shop/issues/comments/{ours}"))));
+}
+
+#[test]
+fn a_secondary_rate_limit_is_waited_on_and_a_real_refusal_takes_the_fork_path() {
+    let api = FakeGitHub::start("");
+    // A secondary limit with no Retry-After: at least a minute (60 × the shortened base here).
+    api.fail_next(Failure {
+        method: "POST",
+        path_contains: "/comments",
+        status: 403,
+        headers: vec![],
+        body:
+            r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#
+                .into(),
+        perform: false,
+    });
+    let started = std::time::Instant::now();
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    assert!(run.stderr.contains("a secondary rate limit; retrying in 0.6 s"), "{}", run.stderr);
+    assert!(!run.stdout.contains("::warning"), "a rate limit is no permission refusal: {}", run.stdout);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
+    // The primary limit spent on every attempt: reported as a rate limit, not as a fork.
+    for _ in 0..20 {
+        api.fail_next(Failure {
+            method: "GET",
+            path_contains: "/comments",
+            status: 403,
+            headers: vec![("x-ratelimit-remaining".into(), "0".into()), ("retry-after".into(), "400".into())],
+            body: r#"{"message":"API rate limit exceeded"}"#.into(),
+            perform: false,
+        });
+    }
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("primary rate limit"), "{}", run.stderr);
+    assert!(!run.stdout.contains("fork"), "{}", run.stdout);
+}
+
+#[test]
+fn a_422_shows_what_the_api_found_wrong() {
+    let api = FakeGitHub::start("");
+    api.fail_next(Failure {
+        method: "POST",
+        path_contains: "/issues",
+        status: 422,
+        headers: vec![],
+        body: r#"{"message":"Validation Failed","errors":[{"resource":"Label","field":"name","code":"invalid"}]}"#
+            .into(),
+        perform: false,
+    });
+    let run = run_step(&api, "installation-token", &["alert"]);
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("Validation Failed (Label name invalid)"), "{}", run.stderr);
 }

@@ -15,12 +15,28 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Comments and issues per page when listing (the API's maximum).
 const PER_PAGE: u32 = 100;
 
+/// Total time spent waiting on rate limits in one run before giving up.
+const RATE_LIMIT_BUDGET: Duration = Duration::from_secs(300);
+
 /// A response, read whole.
 struct Reply {
     status: u16,
-    link_next: bool,
+    /// The `Link: <…>; rel="next"` URL of a paginated list.
+    link_next: Option<String>,
+    /// Where a redirect points.
+    location: Option<String>,
     retry_after: Option<Duration>,
+    /// The primary rate limit is spent (`x-ratelimit-remaining: 0`).
+    exhausted: bool,
     body: String,
+}
+
+/// Why a reply is a rate limit, if it is one: GitHub answers 403 or 429 with
+/// `x-ratelimit-remaining: 0` (the primary limit) or a message about a secondary rate limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limited {
+    Primary,
+    Secondary,
 }
 
 impl Reply {
@@ -32,13 +48,66 @@ impl Reply {
     fn message(&self) -> String {
         self.json().ok().and_then(|v| v["message"].as_str().map(str::to_string)).unwrap_or_else(|| self.body.clone())
     }
+
+    fn limited(&self) -> Option<Limited> {
+        if !(self.status == 403 || self.status == 429) {
+            return None;
+        }
+        if self.exhausted {
+            Some(Limited::Primary)
+        } else if self.message().to_lowercase().contains("secondary rate limit") || self.status == 429 {
+            Some(Limited::Secondary)
+        } else {
+            None
+        }
+    }
+
+    /// The message with what a 422 lists in `errors[]` (the field and the code of each).
+    fn detail(&self) -> String {
+        let mut m = self.message();
+        if let Some(errors) = self.json().ok().and_then(|v| v["errors"].as_array().cloned()) {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| match e {
+                    Value::String(s) => s.clone(),
+                    e => [e["resource"].as_str(), e["field"].as_str(), e["code"].as_str(), e["message"].as_str()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                })
+                .collect();
+            if !parts.is_empty() {
+                m.push_str(&format!(" ({})", parts.join("; ")));
+            }
+        }
+        m
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.split(';').any(|p| p.trim() == "rel=\"next\"").then(|| url.trim().trim_matches(['<', '>']).to_string())
+    })
+}
+
+/// `text` percent-encoded for a query string (RFC 3986 unreserved characters kept).
+pub fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A failed API call, classified.
 #[derive(Debug)]
 pub enum ApiError {
     /// The token may not write here (a pull request from a fork: "Resource not accessible by
-    /// integration").
+    /// integration"). A rate limit is never this: it is waited on, then reported as `Other`.
     Forbidden(String),
     /// Anything else.
     Other(anyhow::Error),
@@ -135,7 +204,9 @@ impl GitHub {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let link_next = header("link").is_some_and(|l| l.contains("rel=\"next\""));
+            let link_next = header("link").and_then(|l| next_link(&l));
+            let location = header("location");
+            let exhausted = header("x-ratelimit-remaining").is_some_and(|r| r.trim() == "0");
             let retry_after = header("retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs)
@@ -154,43 +225,72 @@ impl GitHub {
                 .body_to_string(response)
                 .await
                 .map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
-            Ok(Reply { status, link_next, retry_after, body })
+            Ok(Reply { status, link_next, location, retry_after, exhausted, body })
         })
     }
 
-    /// One request, retried on 429 and rate-limit 403s (the request was not carried out) and,
-    /// for GET and PATCH, on 5xx and transport errors, with bounded backoff that honours
-    /// `Retry-After` and `x-ratelimit-reset`. A POST that met a 5xx may have been carried out:
-    /// it comes back to the caller, who looks before creating again.
+    /// One request, retried on rate limits (403 or 429 with `x-ratelimit-remaining: 0` or a
+    /// secondary-limit message: the request was not carried out) and, for GET and PATCH, on 5xx
+    /// and transport errors; a redirect (301, 302, 307, 308) is followed. The waits follow
+    /// GitHub's guidance: `retry-after` when given, else until `x-ratelimit-reset` for the
+    /// primary limit, at least a minute for a secondary one, exponential backoff otherwise —
+    /// all within [`RATE_LIMIT_BUDGET`]. A POST that met a 5xx may have been carried out: it
+    /// comes back to the caller, who looks before creating again.
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
         let idempotent = method != "POST";
         let mut attempt = 0;
+        let mut waited = Duration::ZERO;
+        let mut target = path.to_string();
+        let mut redirects = 0;
         loop {
             attempt += 1;
-            let reply = self.send_once(method, path, body);
+            let reply = self.send_once(method, &target, body);
+            if let Ok(r) = &reply {
+                if matches!(r.status, 301 | 302 | 307 | 308) && redirects < 3 {
+                    if let Some(location) = &r.location {
+                        eprintln!("github: {method} {target}: moved ({}) to {location}", r.status);
+                        target = location.clone();
+                        redirects += 1;
+                        attempt -= 1;
+                        continue;
+                    }
+                }
+            }
+            let limited = reply.as_ref().ok().and_then(Reply::limited);
             let retryable = match &reply {
                 Err(_) => idempotent,
-                Ok(r) => {
-                    (r.status >= 500 && idempotent)
-                        || r.status == 429
-                        || (r.status == 403
-                            && (r.retry_after.is_some() || r.message().to_lowercase().contains("rate limit")))
-                }
+                Ok(r) => (r.status >= 500 && idempotent) || limited.is_some(),
             };
-            if !retryable || attempt >= ATTEMPTS {
+            let backoff = self.base_backoff * 2u32.pow(attempt.min(16) - 1);
+            let wait = match (&reply, limited) {
+                (Ok(Reply { retry_after: Some(d), .. }), _) => *d,
+                // GitHub: wait at least a minute before retrying after a secondary limit
+                // (tests shorten the base, and with it the minute).
+                (_, Some(Limited::Secondary)) => (self.base_backoff * 60).max(backoff),
+                _ => backoff,
+            };
+            let over_budget = limited.is_some() && waited + wait > RATE_LIMIT_BUDGET;
+            if !retryable || (limited.is_none() && attempt >= ATTEMPTS) || over_budget || attempt >= 16 {
+                if let (Some(kind), Ok(r)) = (limited, &reply) {
+                    bail!(
+                        "{method} {path}: GitHub's {} rate limit ({}): gave up after waiting {:.0} s",
+                        if kind == Limited::Primary { "primary" } else { "secondary" },
+                        self.scrub(&r.message()),
+                        waited.as_secs_f64()
+                    );
+                }
                 return reply;
             }
-            let wait = match &reply {
-                Ok(Reply { retry_after: Some(d), .. }) => *d,
-                _ => self.base_backoff * 2u32.pow(attempt - 1),
-            }
-            .min(MAX_WAIT);
-            let why = match &reply {
-                Ok(r) => format!("status {}", r.status),
-                Err(e) => format!("{e:#}"),
+            let wait = if limited.is_some() { wait } else { wait.min(MAX_WAIT) };
+            let why = match (&reply, limited) {
+                (_, Some(Limited::Primary)) => "the primary rate limit is spent".to_string(),
+                (_, Some(Limited::Secondary)) => "a secondary rate limit".to_string(),
+                (Ok(r), None) => format!("status {}", r.status),
+                (Err(e), None) => format!("{e:#}"),
             };
-            eprintln!("github: {method} {path}: {why}; retrying in {:.1} s ({attempt}/{ATTEMPTS})", wait.as_secs_f64());
+            eprintln!("github: {method} {path}: {why}; retrying in {:.1} s ({attempt})", wait.as_secs_f64());
             std::thread::sleep(wait);
+            waited += wait;
         }
     }
 
@@ -201,7 +301,7 @@ impl GitHub {
                 Err(ApiError::Forbidden(reply.message()))
             }
             403 => Err(ApiError::Forbidden(reply.message())),
-            s => Err(ApiError::Other(anyhow!("{what}: the API answered {s}: {}", self.scrub(&reply.message())))),
+            s => Err(ApiError::Other(anyhow!("{what}: the API answered {s}: {}", self.scrub(&reply.detail())))),
         }
     }
 
@@ -214,25 +314,29 @@ impl GitHub {
         reply.json().ok()?["login"].as_str().map(str::to_string)
     }
 
-    /// Every item of a paginated list, following pages until there is no `next` link.
+    /// Every item of a paginated list, following the `Link: rel="next"` URLs the API gives.
     fn list_all(&self, path: &str, what: &str) -> Result<Vec<Value>, ApiError> {
         let mut items = Vec::new();
         let separator = if path.contains('?') { '&' } else { '?' };
-        for page in 1.. {
-            let reply = self.send("GET", &format!("{path}{separator}per_page={PER_PAGE}&page={page}"), None)?;
-            let more = reply.link_next;
+        let mut next = Some(format!("{path}{separator}per_page={PER_PAGE}"));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            let reply = self.send("GET", &url, None)?;
+            next = reply.link_next.clone();
             match self.expect(reply, what)? {
                 Value::Array(a) => items.extend(a),
                 other => return Err(ApiError::Other(anyhow!("{what}: expected a list, got {other}"))),
             }
-            if !more || page >= 1000 {
+            pages += 1;
+            if pages >= 1000 {
                 break;
             }
         }
         Ok(items)
     }
 
-    /// The comment carrying `marker`: the token's own user's first, else the oldest.
+    /// The comment carrying `marker` that this tool may edit: the token's own user's first,
+    /// else a bot's. A person's comment that quotes the marker is never one of them.
     fn find_comment(&self, pr: u64, marker: &str, own: Option<&str>) -> Result<Option<Value>, ApiError> {
         let comments =
             self.list_all(&format!("/repos/{}/issues/{pr}/comments", self.repository), "listing comments")?;
@@ -240,26 +344,31 @@ impl GitHub {
             comments.into_iter().filter(|c| c["body"].as_str().is_some_and(|b| b.contains(marker))).collect();
         let by_own = marked.iter().find(|c| own.is_some_and(|o| c["user"]["login"].as_str() == Some(o)));
         let by_bot = marked.iter().find(|c| c["user"]["type"].as_str() == Some("Bot"));
-        Ok(by_own.or(by_bot).or(marked.first()).cloned())
+        Ok(by_own.or(by_bot).cloned())
     }
 
     /// Creates the pull request's comment that carries `marker`, or updates it in place.
     pub fn upsert_comment(&self, pr: u64, marker: &str, body: &str) -> Result<Upserted, ApiError> {
-        let own = self.own_login();
+        // An Actions token (`ghs_…`) is an installation's: `GET /user` cannot answer for it, and
+        // its comments are the bot's.
+        let own = if self.token.starts_with("ghs_") { None } else { self.own_login() };
         let existing = || -> Result<Option<String>, ApiError> {
             let Some(comment) = self.find_comment(pr, marker, own.as_deref())? else { return Ok(None) };
             let id = comment["id"].as_u64().ok_or_else(|| anyhow!("a comment without an id"))?;
             Ok(Some(format!("/repos/{}/issues/comments/{id}", self.repository)))
         };
         let create = format!("/repos/{}/issues/{pr}/comments", self.repository);
-        self.upsert(existing, &create, &json!({ "body": body }), ("updating the comment", "creating the comment"))
+        let payload = json!({ "body": body });
+        self.upsert(existing, &create, (&payload, &payload), ("updating the comment", "creating the comment"))
     }
 
     /// Opens the alert issue carrying `marker`, or updates the open one (never a second one).
     pub fn upsert_issue(&self, marker: &str, title: &str, body: &str, label: &str) -> Result<Upserted, ApiError> {
         let existing = || -> Result<Option<String>, ApiError> {
-            let open = self
-                .list_all(&format!("/repos/{}/issues?state=open&labels={label}", self.repository), "listing issues")?;
+            let open = self.list_all(
+                &format!("/repos/{}/issues?state=open&labels={}", self.repository, encode_query(label)),
+                "listing issues",
+            )?;
             let Some(issue) = open
                 .iter()
                 .find(|i| i["body"].as_str().is_some_and(|b| b.contains(marker)) && i["pull_request"].is_null())
@@ -270,23 +379,27 @@ impl GitHub {
             Ok(Some(format!("/repos/{}/issues/{number}", self.repository)))
         };
         let create = format!("/repos/{}/issues", self.repository);
+        // An update leaves the labels alone (a PATCH with labels would replace those added by
+        // hand); the issue was found by its label anyway.
+        let update = json!({ "title": title, "body": body });
         let payload = json!({ "title": title, "body": body, "labels": [label] });
-        self.upsert(existing, &create, &payload, ("updating the alert issue", "opening the alert issue"))
+        self.upsert(existing, &create, (&update, &payload), ("updating the alert issue", "opening the alert issue"))
     }
 
-    /// Updates what `existing` finds (the address to PATCH) or POSTs `payload` to `create`. A
+    /// Updates what `existing` finds (the address to PATCH, with `update`) or POSTs `payload`
+    /// to `create`. A
     /// create that fails or answers 5xx may have landed even though the answer did not: the
     /// next attempt looks again before creating again, so that a retry never makes two.
     fn upsert(
         &self,
         existing: impl Fn() -> Result<Option<String>, ApiError>,
         create: &str,
-        payload: &Value,
+        (update, payload): (&Value, &Value),
         (updating, creating): (&str, &str),
     ) -> Result<Upserted, ApiError> {
         for _ in 0..ATTEMPTS {
             if let Some(path) = existing()? {
-                let updated = self.expect(self.send("PATCH", &path, Some(payload))?, updating)?;
+                let updated = self.expect(self.send("PATCH", &path, Some(update))?, updating)?;
                 return Ok(Upserted {
                     url: self.scrub(updated["html_url"].as_str().unwrap_or_default()),
                     created: false,

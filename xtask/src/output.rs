@@ -10,6 +10,20 @@ pub fn on_github_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
+/// `path` from the repository's root (`GITHUB_WORKSPACE`), `/`-separated, as annotations and
+/// markers name files: a path taken from a `working-directory` would miss the file otherwise.
+/// Outside the workspace (or outside GitHub Actions) the path is kept as given.
+pub fn workspace_path(path: &str) -> String {
+    let Ok(workspace) = std::env::var("GITHUB_WORKSPACE") else { return path.to_string() };
+    let full =
+        |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf());
+    let (file, root) = (full(Path::new(path)), full(Path::new(&workspace)));
+    match file.strip_prefix(&root) {
+        Ok(relative) => relative.to_string_lossy().replace('\\', "/"),
+        Err(_) => path.to_string(),
+    }
+}
+
 /// Prints an error with its causes; a data validation failure prints its summary (first
 /// errors, then counts per rule) and, on GitHub Actions, one `::error` annotation per error.
 pub fn report_error(e: &anyhow::Error) {
@@ -23,7 +37,7 @@ pub fn report_error(e: &anyhow::Error) {
             for d in report.errors.iter().take(model::data::report::SUMMARY_ERRORS) {
                 println!(
                     "::error file={},line={},title=data validation::{}",
-                    escape_property(&d.file),
+                    escape_property(&workspace_path(&d.file)),
                     d.line,
                     escape_data(&format!(
                         "column `{}`: value {:?}: {} ({})",
@@ -38,7 +52,7 @@ pub fn report_error(e: &anyhow::Error) {
         Some(Error::Header { path, problem }) => {
             println!(
                 "::error file={},line=1,title=data validation::{}",
-                escape_property(&path.display().to_string()),
+                escape_property(&workspace_path(&path.display().to_string())),
                 escape_data(&problem.to_string())
             );
         }

@@ -21,9 +21,14 @@ pub struct Args {
     /// validation.json written by build (its summary goes in the report when present).
     #[arg(long, default_value = "target/model/validation.json")]
     validation: PathBuf,
-    /// The configuration the report is about: one comment per configuration.
+    /// The configuration the report is about: one comment per configuration (named by its path
+    /// from the repository root on GitHub Actions).
     #[arg(long, default_value = "pipeline.toml")]
     config: String,
+    /// Told apart from other reports of the same configuration (the legs of a matrix): one
+    /// comment per configuration and key.
+    #[arg(long, default_value = "")]
+    comment_key: String,
     /// Where to write the comment's Markdown.
     #[arg(long, default_value = "target/acceptance/comment.md")]
     out: PathBuf,
@@ -73,9 +78,15 @@ pub enum CommentMode {
 /// Largest job summary GitHub accepts per step.
 const SUMMARY_LIMIT: usize = 1024 * 1024;
 
-/// The hidden marker that finds this configuration's comment again.
-pub fn marker(config: &str) -> String {
-    format!("<!-- mlgate-report config={} -->", config.replace("--", "-"))
+/// The hidden marker that finds this configuration's comment again: its path from the
+/// repository root, and the key when one is given.
+pub fn marker(config: &str, key: &str) -> String {
+    let clean = |s: &str| s.replace("--", "-").replace('>', "");
+    let path = output::workspace_path(config);
+    match key.trim() {
+        "" => format!("<!-- mlgate-report config={} -->", clean(&path)),
+        key => format!("<!-- mlgate-report config={} key={} -->", clean(&path), clean(key)),
+    }
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
@@ -89,7 +100,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let record: AcceptanceRecord = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
     let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let marker = marker(&args.config);
+    let marker = marker(&args.config, &args.comment_key);
     let provenance = crate::github::provenance(&crate::context::now_rfc3339());
     let body = model::render::report::pull_request_markdown(
         &record,
@@ -160,7 +171,7 @@ fn report_failure(args: &Args, step: &str) -> Result<ExitCode> {
     let log = if token.is_empty() { log } else { log.replace(&token, "***") };
     let title = step_title(step);
     let validation = validation.filter(|v| step == "validate" || !v.passed());
-    let marker = marker(&args.config);
+    let marker = marker(&args.config, &args.comment_key);
     let provenance = crate::github::provenance(&crate::context::now_rfc3339());
     let render =
         |limit| model::render::report::failure_markdown(&marker, &title, validation.as_ref(), &log, limit, &provenance);
@@ -205,7 +216,7 @@ fn comment(args: &Args, body: &str) -> Result<Option<String>> {
         return skip("no token (GITHUB_TOKEN) was given");
     }
     let github = GitHub::from_env(&token)?;
-    match github.upsert_comment(pr, &marker(&args.config), body) {
+    match github.upsert_comment(pr, &marker(&args.config, &args.comment_key), body) {
         Ok(done) => {
             println!("comment    {} {}", if done.created { "created" } else { "updated" }, done.url);
             Ok(Some(done.url))
