@@ -36,6 +36,11 @@ struct Runner<'a> {
     outcomes: BTreeMap<String, String>,
     env: Vec<(String, String)>,
     api: &'a FakeGitHub,
+    /// `github.action_ref` and `github.action_repository`: empty for `uses: ./`.
+    action_ref: String,
+    action_repository: String,
+    /// `GITHUB_SERVER_URL`.
+    server_url: String,
 }
 
 /// Parses a GITHUB_OUTPUT / GITHUB_ENV file: `name=value` lines and `name<<DELIM` blocks.
@@ -62,6 +67,8 @@ impl Runner<'_> {
             ["github", "token"] => self.token.clone(),
             ["github", "action_path"] => self.action_path.display().to_string(),
             ["github", "workspace"] => self.workspace.display().to_string(),
+            ["github", "action_ref"] => self.action_ref.clone(),
+            ["github", "action_repository"] => self.action_repository.clone(),
             ["runner", "temp"] => self.temp.display().to_string(),
             ["steps", id, "outputs", name] => {
                 self.steps.get(*id).and_then(|o| o.get(*name)).cloned().unwrap_or_default()
@@ -176,7 +183,7 @@ impl Runner<'_> {
                 ("GITHUB_EVENT_PATH", event.display().to_string()),
                 ("GITHUB_REF", git_ref.to_string()),
                 ("GITHUB_REPOSITORY", "acme/shop".to_string()),
-                ("GITHUB_SERVER_URL", "https://github.test".to_string()),
+                ("GITHUB_SERVER_URL", self.server_url.clone()),
                 ("GITHUB_RUN_ID", "42".to_string()),
                 ("GITHUB_SHA", "fedcba9876543210fedcba9876543210fedcba98".to_string()),
                 ("GITHUB_ACTOR", "octocat".to_string()),
@@ -265,6 +272,9 @@ fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str
         // take minutes of the suite.
         env: vec![("MLGATE_PREBUILT".into(), xtask_bin().display().to_string())],
         api,
+        action_ref: String::new(),
+        action_repository: String::new(),
+        server_url: "https://github.test".into(),
     }
 }
 
@@ -522,4 +532,140 @@ fn jobs_in_separate_workspaces_share_only_the_remote_registry() {
     assert!(job.success, "{}", job.log);
     let comment = api.comments_containing(MARKER).pop().unwrap();
     assert!(comment["body"].as_str().unwrap().contains("Compared with production **v1**"), "{comment}");
+}
+
+/// A static file server on 127.0.0.1 (a release's download URLs): GET of a path under `root`.
+struct FileServer {
+    url: String,
+}
+
+impl FileServer {
+    fn start(root: PathBuf) -> FileServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut line = String::new();
+                let mut reader = BufReader::new(&stream);
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                let file = (!path.contains("..")).then(|| root.join(&path)).filter(|p| p.is_file());
+                let mut stream = &stream;
+                match file.and_then(|f| std::fs::read(f).ok()) {
+                    Some(bytes) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            bytes.len()
+                        );
+                        let _ = stream.write_all(&bytes);
+                    }
+                    None => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nNot Found"
+                        );
+                    }
+                }
+            }
+        });
+        FileServer { url }
+    }
+}
+
+/// The release target of this machine, as action/setup.sh names it.
+fn release_target() -> Option<&'static str> {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => Some("x86_64-unknown-linux-gnu"),
+        ("linux", "aarch64") => Some("aarch64-unknown-linux-gnu"),
+        ("macos", "aarch64") => Some("aarch64-apple-darwin"),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
+    use sha2::Digest;
+    let Some(target) = release_target() else {
+        eprintln!("skipped: no release is built for this platform");
+        return;
+    };
+    // A release v9.9.9 of acme/mlgate, served as GitHub serves release assets.
+    let releases = tempfile::tempdir().unwrap();
+    let assets = releases.path().join("acme/mlgate/releases/download/v9.9.9");
+    std::fs::create_dir_all(assets.join("stage")).unwrap();
+    std::fs::copy(xtask_bin(), assets.join("stage/mlgate")).unwrap();
+    let archive = format!("mlgate-{target}.tar.gz");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(assets.join("stage"))
+        .arg("-czf")
+        .arg(assets.join(&archive))
+        .arg("mlgate")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let digest = sha2::Sha256::digest(std::fs::read(assets.join(&archive)).unwrap());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{hex}  {archive}\n")).unwrap();
+    let server = FileServer::start(releases.path().to_path_buf());
+
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let release_runner = |reference: &str, env: Vec<(String, String)>| {
+        let mut r = runner(ws.path(), &api, "installation-token", &[]);
+        r.env = env;
+        r.action_ref = reference.into();
+        r.action_repository = "acme/mlgate".into();
+        r.server_url = server.url.clone();
+        r
+    };
+    let job = release_runner("v9.9.9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
+    let url = format!("{}/acme/mlgate/releases/download/v9.9.9/{archive}", server.url);
+    assert!(job.log.contains(&format!("mlgate: downloaded {url} (sha256 {hex})")), "{}", job.log);
+    assert!(!job.log.contains("building from source"), "{}", job.log);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
+
+    // A checksum that does not match: the step fails, the binary is not used.
+    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{}  {archive}\n", "0".repeat(64))).unwrap();
+    let job = release_runner("v9.9.9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(!job.success);
+    assert_eq!(job.failed_step.as_deref(), Some("Set up mlgate"), "{}", job.log);
+    assert!(job.log.contains("refusing the binary"), "{}", job.log);
+    assert!(job.log.contains("== Validate the data: skipped"), "{}", job.log);
+
+    // No release for the ref, and no cargo on the runner: a clear message.
+    let no_cargo = vec![("PATH".to_string(), "/usr/bin:/bin".to_string())];
+    let job = release_runner("v0.0.1", no_cargo).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(!job.success);
+    assert!(job.log.contains("building from source: no release v0.0.1 of acme/mlgate has"), "{}", job.log);
+    assert!(job.log.contains("there is no cargo to build mlgate with"), "{}", job.log);
+}
+
+#[test]
+fn the_setup_step_builds_from_source_when_asked() {
+    // The release binary, built by cargo in the target folder the bench shares (a cold one
+    // takes a couple of minutes once).
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let mut r = runner(ws.path(), &api, "installation-token", &[("build-from-source", "true")]);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    r.env = vec![("MLGATE_TARGET_DIR".into(), target.display().to_string())];
+    r.action_ref = "v9.9.9".into();
+    r.action_repository = "acme/mlgate".into();
+    let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
+    assert!(job.log.contains("mlgate: building from source: build-from-source is true"), "{}", job.log);
+    assert!(job.log.contains(&format!("mlgate: {}", target.join("release/xtask").display())), "{}", job.log);
+    assert_eq!(api.comments_containing(MARKER).len(), 1);
 }
