@@ -454,3 +454,65 @@ fn a_422_shows_what_the_api_found_wrong() {
     assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("Validation Failed (Label name invalid)"), "{}", run.stderr);
 }
+
+/// The points of the SVG path drawn in `colour` (`M x,y L x,y …`).
+fn svg_line(svg: &str, colour: &str) -> Option<Vec<(f64, f64)>> {
+    let at = svg.find(&format!("stroke=\"{colour}\""))?;
+    let start = svg[..at].rfind("<path d=\"")? + "<path d=\"".len();
+    let d = &svg[start..start + svg[start..].find('"')?];
+    d.split(['M', 'L'])
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (x, y) = p.trim().split_once(',')?;
+            Some((x.trim().parse().ok()?, y.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_rendered_roc_chart_shows_the_candidate_curve_ending_at_one_one() {
+    let mmdc = std::env::var_os("MLGATE_MMDC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".ci/mermaid/node_modules/.bin/mmdc"));
+    let chromium = std::env::var("MLGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !mmdc.exists() || !Path::new(&chromium).exists() {
+        eprintln!(
+            "skipped: no mermaid-cli and Chromium (.ci/run installs @mermaid-js/mermaid-cli and Debian's chromium)"
+        );
+        return;
+    }
+    let api = FakeGitHub::start("");
+    let run = report(&api, "installation-token", "pipeline.toml");
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let body = api.comments_containing(MARKER)[0]["body"].as_str().unwrap().to_string();
+    let chart = body.split("```mermaid\n").nth(1).unwrap().split("```").next().unwrap();
+    assert!(chart.contains("ROC curve"), "{chart}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("roc.mmd"), chart).unwrap();
+    let browser = serde_json::json!({
+        "executablePath": chromium,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    std::fs::write(dir.path().join("puppeteer.json"), browser.to_string()).unwrap();
+    let out = std::process::Command::new(&mmdc)
+        .current_dir(dir.path())
+        .args(["-p", "puppeteer.json", "-i", "roc.mmd", "-o", "roc.svg", "-b", "white"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mmdc: {}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(dir.path().join("roc.svg")).unwrap();
+    let (blue, grey) = (model::render::report::CHART_PALETTE[0].0, model::render::report::CHART_PALETTE[2].0);
+    let candidate = svg_line(&svg, blue).unwrap_or_else(|| panic!("no candidate line drawn in {blue}: {svg}"));
+    let chance = svg_line(&svg, grey).unwrap_or_else(|| panic!("no chance line drawn in {grey}"));
+    // Every point drawn, the last one included, and the candidate ends where the diagonal does:
+    // at (1, 1), the plot's top-right corner.
+    assert_eq!(candidate.len(), 21, "{candidate:?}");
+    assert_eq!(chance.len(), 21);
+    assert_eq!(candidate.last(), chance.last(), "{candidate:?}");
+    assert_eq!(candidate.first(), chance.first());
+    let (x0, y0) = chance[0];
+    let (x1, y1) = *chance.last().unwrap();
+    assert!(x1 > x0 && y1 < y0, "the diagonal goes up and right: {chance:?}");
+    // The candidate lies above the diagonal somewhere (a model better than chance).
+    assert!(candidate.iter().zip(&chance).any(|(c, d)| c.1 < d.1 - 1.0));
+}
