@@ -140,7 +140,13 @@ impl FakeGitHub {
         let mut s = self.state.lock().unwrap();
         let number = s.issues.len() as u64 + 1;
         let mut pr = issue(number, "a pull request", body, vec![json!({ "name": label })]);
-        pr["pull_request"] = json!({ "url": format!("https://api.github.test/repos/{REPO}/pulls/{number}") });
+        let url = format!("https://api.github.test/repos/{REPO}/pulls/{number}");
+        pr["pull_request"] = json!({
+            "url": url,
+            "html_url": format!("https://github.test/{REPO}/pull/{number}"),
+            "diff_url": format!("https://github.test/{REPO}/pull/{number}.diff"),
+            "patch_url": format!("https://github.test/{REPO}/pull/{number}.patch"),
+        });
         s.issues.push(pr);
     }
 
@@ -164,17 +170,50 @@ impl State {
 
 /// A user as the API describes one (the fields its schema requires).
 fn user(login: &str, kind: &str) -> Value {
+    let api = format!("https://api.github.test/users/{login}");
     json!({
         "login": login,
         "id": login.len() as u64 * 1000 + 7,
         "node_id": format!("U_{login}"),
         "avatar_url": format!("https://avatars.github.test/{login}"),
         "gravatar_id": "",
-        "url": format!("https://api.github.test/users/{login}"),
+        "url": api,
         "html_url": format!("https://github.test/{login}"),
+        "followers_url": format!("{api}/followers"),
+        "following_url": format!("{api}/following{{/other_user}}"),
+        "gists_url": format!("{api}/gists{{/gist_id}}"),
+        "starred_url": format!("{api}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{api}/subscriptions"),
+        "organizations_url": format!("{api}/orgs"),
+        "repos_url": format!("{api}/repos"),
+        "events_url": format!("{api}/events{{/privacy}}"),
+        "received_events_url": format!("{api}/received_events"),
         "type": kind,
         "site_admin": false,
     })
+}
+
+/// `GET /user` of a user token: the public user's fields.
+fn public_user(login: &str) -> Value {
+    let mut u = user(login, "User");
+    for (k, v) in [
+        ("name", json!(null)),
+        ("company", json!(null)),
+        ("blog", json!("")),
+        ("location", json!(null)),
+        ("email", json!(null)),
+        ("hireable", json!(null)),
+        ("bio", json!(null)),
+        ("public_repos", json!(0)),
+        ("public_gists", json!(0)),
+        ("followers", json!(0)),
+        ("following", json!(0)),
+        ("created_at", json!("2026-01-01T00:00:00Z")),
+        ("updated_at", json!("2026-01-01T00:00:00Z")),
+    ] {
+        u[k] = v;
+    }
+    u
 }
 
 fn comment(id: u64, pr: u64, body: &str, login: &str, kind: &str) -> Value {
@@ -194,7 +233,14 @@ fn comment(id: u64, pr: u64, body: &str, login: &str, kind: &str) -> Value {
 }
 
 fn issue(number: u64, title: &str, body: &str, labels: Vec<Value>) -> Value {
+    let api = format!("https://api.github.test/repos/{REPO}/issues/{number}");
     json!({
+        "repository_url": format!("https://api.github.test/repos/{REPO}"),
+        "labels_url": format!("{api}/labels{{/name}}"),
+        "comments_url": format!("{api}/comments"),
+        "events_url": format!("{api}/events"),
+        "assignee": null,
+        "milestone": null,
         "id": 50_000 + number,
         "node_id": format!("I_{number}"),
         "number": number,
@@ -383,7 +429,7 @@ fn author(token: &Token) -> (&str, &str) {
 }
 
 fn forbidden() -> (u16, Vec<(String, String)>, String) {
-    (403, Vec::new(), r#"{"message":"Resource not accessible by integration","status":"403"}"#.to_string())
+    (403, Vec::new(), r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest","status":"403"}"#.to_string())
 }
 
 fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) -> (u16, Vec<(String, String)>, String) {
@@ -393,9 +439,18 @@ fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) ->
     if writes && *token == Token::ReadOnly {
         return forbidden();
     }
+    // GitHub refuses a comment or issue body over 65,536 bytes.
+    if req.body["body"].as_str().is_some_and(|b| b.len() > 65_536) {
+        let error = json!({
+            "message": "Validation Failed",
+            "errors": [{"resource": "IssueComment", "field": "body", "code": "custom", "message": "body is too long (maximum is 65536 characters)"}],
+            "documentation_url": "https://docs.github.com/rest",
+        });
+        return (422, Vec::new(), error.to_string());
+    }
     match (req.method.as_str(), path, segments.as_slice()) {
         ("GET", "/user", _) => match token {
-            Token::User(login) => (200, Vec::new(), json!({ "login": login }).to_string()),
+            Token::User(login) => (200, Vec::new(), public_user(login).to_string()),
             _ => forbidden(),
         },
         ("GET", _, ["issues", n, "comments"]) => {
@@ -450,8 +505,12 @@ fn route(s: &mut State, req: &Request, path: &str, token: &Token, base: &str) ->
                 return (
                     422,
                     Vec::new(),
-                    json!({"message": "Validation Failed", "errors": [{"resource": "Issue", "field": "title", "code": "missing_field"}]})
-                        .to_string(),
+                    json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "Issue", "field": "title", "code": "missing_field"}],
+                        "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue",
+                    })
+                    .to_string(),
                 );
             };
             let issue = issue(number, title, req.body["body"].as_str().unwrap_or(""), labels);

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod data;
 mod fake_github;
+mod fake_openapi;
 mod github;
 mod pipeline;
 mod registry_git;
