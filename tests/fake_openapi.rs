@@ -71,7 +71,7 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Ve
         }
     }
     if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(value) && !(value.is_null() && allowed.contains(&Value::Null)) {
+        if !allowed.contains(value) {
             problems.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
     }
