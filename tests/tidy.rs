@@ -221,3 +221,39 @@ fn the_code_map_names_every_folder_of_the_model_crate() {
         }
     }
 }
+
+/// `1.2.3` as comparable numbers (missing parts are 0).
+fn version(text: &str) -> (u64, u64, u64) {
+    let mut parts = text.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn rust_version_is_the_real_minimum_of_the_locked_dependencies() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("the workspace declares rust-version");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--locked", "--offline"]).current_dir(root());
+    crate::support::strip_cargo_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let used: std::collections::BTreeSet<&str> =
+        metadata["resolve"]["nodes"].as_array().unwrap().iter().filter_map(|n| n["id"].as_str()).collect();
+    let (highest, by) = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| used.contains(id)))
+        .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?.to_string())))
+        .max()
+        .unwrap();
+    // Declared at least what a dependency needs (a lower one would be a lie), and no higher
+    // than needed unless the code itself needs more (then say so here).
+    assert_eq!(version(&declared), highest, "rust-version {declared}; {by} needs {highest:?}");
+}
