@@ -599,24 +599,71 @@ fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
         eprintln!("skipped: no release is built for this platform");
         return;
     };
-    // A release v9.9.9 of acme/mlgate, served as GitHub serves release assets.
+    // The release workflow's own steps make release v9.9.9 and its major release v9: its tag
+    // step and its packaging step, run as the runner runs them, with a stand-in `gh` that puts
+    // the uploads where a release's download URLs serve them.
     let releases = tempfile::tempdir().unwrap();
-    let assets = releases.path().join("acme/mlgate/releases/download/v9.9.9");
-    std::fs::create_dir_all(assets.join("stage")).unwrap();
-    std::fs::copy(xtask_bin(), assets.join("stage/mlgate")).unwrap();
+    let workflow =
+        YamlLoader::load_from_str(&std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap())
+            .unwrap()
+            .remove(0);
+    let step = |job: &str, name: &str| -> String {
+        let steps = workflow["jobs"][job]["steps"].as_vec().unwrap();
+        let step = steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name) || (name.is_empty() && s["id"].as_str() == Some("tags")))
+            .unwrap_or_else(|| panic!("release.yml has no step {name:?} in {job}"));
+        step["run"].as_str().unwrap().to_string()
+    };
+    let bin = releases.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let downloads = releases.path().join("acme/mlgate/releases/download");
+    std::fs::write(
+        bin.join("gh"),
+        format!(
+            "#!/usr/bin/env bash\nset -e\n[ \"$1 $2\" = \"release view\" ] && exit 1\n[ \"$1 $2\" = \"release create\" ] && {{ mkdir -p \"{d}/$3\"; exit 0; }}\nif [ \"$1 $2\" = \"release upload\" ]; then\n  release=\"$3\"; shift 3\n  for f in \"$@\"; do case \"$f\" in --*) ;; *) cp \"$f\" \"{d}/$release/\" ;; esac; done\n  exit 0\nfi\nexit 2\n",
+            d = downloads.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("gh")).status().unwrap();
+    let checkout = releases.path().join("checkout");
+    std::fs::create_dir_all(checkout.join(format!("target/{target}/release"))).unwrap();
+    std::fs::copy(xtask_bin(), checkout.join(format!("target/{target}/release/xtask"))).unwrap();
+    let outputs = releases.path().join("outputs");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run_step = |script: &str, env: &[(&str, &str)]| {
+        let out = Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+            .current_dir(&checkout)
+            .env("PATH", &path)
+            .env("GITHUB_OUTPUT", &outputs)
+            .env("GITHUB_REPOSITORY", "acme/mlgate")
+            .env("GITHUB_SHA", "fedcba9876543210fedcba9876543210fedcba98")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_step(&step("release", ""), &[("TAG", "v9.9.9"), ("GH_TOKEN", "x")]);
+    assert!(std::fs::read_to_string(&outputs).unwrap().contains("major=v9"));
+    run_step(
+        &step("binaries", "Package and attach"),
+        &[("TARGET", target), ("TAG", "v9.9.9"), ("MAJOR", "v9"), ("GH_TOKEN", "x")],
+    );
     let archive = format!("mlgate-{target}.tar.gz");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(assets.join("stage"))
-        .arg("-czf")
-        .arg(assets.join(&archive))
-        .arg("mlgate")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    for release in ["v9.9.9", "v9"] {
+        assert!(downloads.join(release).join(&archive).is_file(), "{release} lacks {archive}");
+    }
+    let assets = downloads.join("v9.9.9");
     let digest = sha2::Sha256::digest(std::fs::read(assets.join(&archive)).unwrap());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{hex}  {archive}\n")).unwrap();
+    assert!(std::fs::read_to_string(assets.join(format!("{archive}.sha256"))).unwrap().starts_with(&hex));
     let server = FileServer::start(releases.path().to_path_buf());
 
     let api = FakeGitHub::start("");
@@ -629,9 +676,10 @@ fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
         r.server_url = server.url.clone();
         r
     };
-    let job = release_runner("v9.9.9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    // uses: acme/mlgate@v9, the major tag, as callers write it.
+    let job = release_runner("v9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
     assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
-    let url = format!("{}/acme/mlgate/releases/download/v9.9.9/{archive}", server.url);
+    let url = format!("{}/acme/mlgate/releases/download/v9/{archive}", server.url);
     assert!(job.log.contains(&format!("mlgate: downloaded {url} (sha256 {hex})")), "{}", job.log);
     assert!(!job.log.contains("building from source"), "{}", job.log);
     assert_eq!(api.comments_containing(MARKER).len(), 1);
