@@ -573,11 +573,27 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let live = "\n[monitor.live]\ninterval_seconds = 0.5\ncount = 3\nfailure_limit = 1\nwindow = \"30s\"\n";
     let analyst = job(7, live);
     let reg_arg = reg.to_str().unwrap();
+    // The alert issue goes to a local GitHub API.
+    let github = crate::fake_github::FakeGitHub::start("");
     let analyse = || {
         let out = xtask(
             analyst.path(),
-            &["monitor", "--live", "--prometheus", &prometheus.url, "--registry", reg_arg, "--rollback-on-breach"],
-            &[("USER", "tester")],
+            &[
+                "monitor",
+                "--live",
+                "--prometheus",
+                &prometheus.url,
+                "--registry",
+                reg_arg,
+                "--rollback-on-breach",
+                "--alert",
+            ],
+            &[
+                ("USER", "tester"),
+                ("GITHUB_API_URL", &github.url),
+                ("GITHUB_REPOSITORY", "acme/shop"),
+                ("GITHUB_TOKEN", "installation-token"),
+            ],
         );
         let (o, e) = text(&out);
         (out.status.code(), o, e)
@@ -601,6 +617,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     assert_eq!(code, Some(0), "{o}{e}");
     assert!(o.contains("status     healthy"), "{o}");
     assert!(o.contains("accuracy_drop") && o.contains("no data"), "{o}");
+    assert!(github.issues().is_empty(), "no alert while healthy");
 
     // Feedback that contradicts every prediction: live accuracy 0 over 300 joined.
     let feedback: Vec<serde_json::Value> = answer["predictions"]
@@ -624,6 +641,12 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     assert_eq!(code, Some(1), "{o}{e}");
     assert!(o.contains("status     BREACH"), "{o}");
     assert!(o.contains("Rolled back production from v2 to v1"), "{o}");
+    // The alert issue is opened, with the analysis as its body.
+    assert!(o.contains("alert      opened"), "{o}");
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1);
+    let body = issues[0]["body"].as_str().unwrap();
+    assert!(body.contains("Live analysis of `customer-purchase` v2") && body.contains("accuracy_drop"), "{body}");
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(analyst.path().join("target/monitor-live/monitor.json")).unwrap())
             .unwrap();
@@ -707,4 +730,43 @@ fn an_id_column_names_the_predictions_and_sighup_reads_the_registry_at_once() {
     unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
     server.wait_for_version("v2", Duration::from_secs(10));
     assert!(server.log().contains("SIGHUP"), "{}", server.log());
+}
+
+#[test]
+fn sessions_of_the_shared_data_served_get_the_probabilities_predict_writes() {
+    let Some(train) = crate::support::shared_train_csv() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (config, reg) = (root().join("configs/online-shoppers.toml"), dir.path().join("registry"));
+    let (c, t, r) = (config.to_str().unwrap(), train.to_str().unwrap(), reg.to_str().unwrap());
+    ok(dir.path(), &["build", "--config", c, "--data", t, "--out", "model"]);
+    ok(dir.path(), &["acceptance", "--config", c, "--model", "model/model.json", "--data", t, "--registry", r]);
+    ok(dir.path(), &["deploy", "--config", c, "--registry", r]);
+    let server = Server::start(&reg, &["--poll", "1"]);
+    // The last 300 sessions, sent as a client's JSON would carry them: numbers as numbers, the
+    // weekend flag as a boolean, the label left in (not read).
+    let text = std::fs::read_to_string(&train).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let sessions = format!("{}\n{}\n", lines[0], lines[lines.len() - 300..].join("\n"));
+    std::fs::write(dir.path().join("sessions.csv"), &sessions).unwrap();
+    ok(dir.path(), &["predict", "--model", "model/model.json", "--data", "sessions.csv", "--out", "scored.csv"]);
+    let batch = std::fs::read_to_string(dir.path().join("scored.csv")).unwrap();
+    let mut body = records(&sessions, true);
+    for record in body["records"].as_array_mut().unwrap() {
+        let weekend = record["Weekend"] == "TRUE";
+        record["Weekend"] = serde_json::json!(weekend);
+    }
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let got = answer["predictions"].as_array().unwrap();
+    assert_eq!(got.len(), 300);
+    for (p, line) in got.iter().zip(batch.lines().skip(1)) {
+        let (probability, class) = line.split_once(',').unwrap();
+        assert_eq!(
+            p["probability"].as_f64().unwrap().to_bits(),
+            probability.parse::<f64>().unwrap().to_bits(),
+            "{line}"
+        );
+        assert_eq!(p["prediction"].to_string(), class);
+    }
 }
