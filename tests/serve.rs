@@ -172,6 +172,17 @@ fn records(csv: &str, numbers: bool) -> serde_json::Value {
     serde_json::json!({ "records": rows })
 }
 
+/// [`records`] with numbers as JSON numbers and the `TRUE`/`FALSE` column `boolean` as JSON
+/// booleans, as a client's JSON carries them.
+fn typed_records(csv: &str, boolean: &str) -> serde_json::Value {
+    let mut body = records(csv, true);
+    for record in body["records"].as_array_mut().unwrap() {
+        let value = record[boolean] == "TRUE";
+        record[boolean] = serde_json::json!(value);
+    }
+    body
+}
+
 fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
@@ -686,11 +697,7 @@ fn an_id_column_names_the_predictions_and_sighup_reads_the_registry_at_once() {
     );
     let batch = std::fs::read_to_string(dir.path().join("scored.csv")).unwrap();
     // Booleans as JSON booleans, numbers as numbers.
-    let mut body = records(&rows, true);
-    for record in body["records"].as_array_mut().unwrap() {
-        let member = record["member"] == "TRUE";
-        record["member"] = serde_json::json!(member);
-    }
+    let body = typed_records(&rows, "member");
     let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&body).unwrap());
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -750,11 +757,7 @@ fn sessions_of_the_shared_data_served_get_the_probabilities_predict_writes() {
     std::fs::write(dir.path().join("sessions.csv"), &sessions).unwrap();
     ok(dir.path(), &["predict", "--model", "model/model.json", "--data", "sessions.csv", "--out", "scored.csv"]);
     let batch = std::fs::read_to_string(dir.path().join("scored.csv")).unwrap();
-    let mut body = records(&sessions, true);
-    for record in body["records"].as_array_mut().unwrap() {
-        let weekend = record["Weekend"] == "TRUE";
-        record["Weekend"] = serde_json::json!(weekend);
-    }
+    let body = typed_records(&sessions, "Weekend");
     let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&body).unwrap());
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();

@@ -260,14 +260,19 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     if let Some(a) = &action {
         println!("{a}");
     }
-    if outcome.breach {
-        println!("status     BREACH ({breaches} consecutive)");
-        for f in &failed {
+    Ok(status(outcome.breach, &format!(" ({breaches} consecutive)"), &failed))
+}
+
+/// Prints the last lines of a monitoring run and gives its exit code: 1 on a breach.
+pub fn status(breach: bool, detail: &str, failed: &[String]) -> ExitCode {
+    if breach {
+        println!("status     BREACH{detail}");
+        for f in failed {
             println!("  failed: {f}");
         }
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     } else {
         println!("status     healthy");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     }
 }

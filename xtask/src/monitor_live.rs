@@ -361,14 +361,5 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
     if args.alert && breach {
         crate::alert::raise(&monitor_json, &report_md, "mlgate-alert")?;
     }
-    if breach {
-        println!("status     BREACH");
-        for f in &failed {
-            println!("  failed: {f}");
-        }
-        Ok(ExitCode::from(1))
-    } else {
-        println!("status     healthy");
-        Ok(ExitCode::SUCCESS)
-    }
+    Ok(crate::monitor::status(breach, "", &failed))
 }

@@ -49,7 +49,7 @@ pub struct ScoreOptions {
 pub const REJECTS_HEADER: &str = "line,column,value,rule,detail\n";
 
 /// `text` as a CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
-fn csv_field(out: &mut String, text: &str) {
+pub fn csv_field(out: &mut String, text: &str) {
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&text.replace('"', "\"\""));

@@ -13,7 +13,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{csv_field, live, metrics, Loaded, Shared};
+use model::pipeline::scoring::csv_field;
+
+use super::{live, metrics, Loaded, Shared};
 
 type Answer = Response<Full<Bytes>>;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use model::eval::drift::DriftThresholds;
 use model::lifecycle::gate::AcceptanceRecord;
-use model::pipeline::scoring::Compiled;
+use model::pipeline::scoring::{csv_field, Compiled};
 use model::Metric;
 use xshell::Shell;
 
@@ -211,17 +211,6 @@ fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
     *shared.model.write().expect("the model lock is never poisoned") = Some(Arc::new(loaded));
     m.swaps.inc();
     log(&line);
-}
-
-/// `text` as a CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
-fn csv_field(out: &mut String, text: &str) {
-    if text.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&text.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(text);
-    }
 }
 
 /// Measures the rolling drift of the recent records against the served model's reference.
