@@ -101,6 +101,15 @@ impl Server {
         request(self.port, "POST", path, content_type, body).unwrap()
     }
 
+    /// Posts `{"feedback": items}`.
+    fn feedback(&self, items: &[serde_json::Value]) -> (u16, String) {
+        self.post(
+            "/v1/feedback",
+            "application/json",
+            &serde_json::to_vec(&serde_json::json!({ "feedback": items })).unwrap(),
+        )
+    }
+
     fn version(&self) -> String {
         let (status, body) = self.get("/v1/model");
         assert_eq!(status, 200, "{body}");
@@ -311,22 +320,14 @@ fn feedback_joins_predictions_and_feeds_the_live_metrics() {
             serde_json::json!({"id": p["id"], "label": label})
         })
         .collect();
-    let (status, answer) = server.post(
-        "/v1/feedback",
-        "application/json",
-        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
-    );
+    let (status, answer) = server.feedback(&feedback);
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["received"], 80);
     assert_eq!(answer["joined"], 50);
     assert_eq!(answer["unmatched"], 30);
     // The same feedback again: every id was joined already.
-    let (_, again) = server.post(
-        "/v1/feedback",
-        "application/json",
-        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
-    );
+    let (_, again) = server.feedback(&feedback);
     assert!(again.contains("\"joined\":0"), "{again}");
     // A label that is no spelling of the label: 422, nothing recorded.
     let (status, answer) =
@@ -637,11 +638,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
         .iter()
         .map(|p| serde_json::json!({"id": p["id"], "label": p["prediction"] == 0}))
         .collect();
-    let (status, answer) = server.post(
-        "/v1/feedback",
-        "application/json",
-        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
-    );
+    let (status, answer) = server.feedback(&feedback);
     assert_eq!(status, 200, "{answer}");
     let start = Instant::now();
     while prometheus.query("mlgate_live_feedback_window{version=\"v2\"}") != Some(300.0) {
@@ -719,11 +716,7 @@ fn an_id_column_names_the_predictions_and_sighup_reads_the_registry_at_once() {
     let feedback: Vec<serde_json::Value> = (0..30)
         .map(|i| serde_json::json!({"id": format!("r{i}"), "label": if i % 2 == 0 { "yes" } else { "no" }}))
         .collect();
-    let (_, answer) = server.post(
-        "/v1/feedback",
-        "application/json",
-        &serde_json::to_vec(&serde_json::json!({"feedback": feedback})).unwrap(),
-    );
+    let (_, answer) = server.feedback(&feedback);
     assert!(answer.contains("\"joined\":30"), "{answer}");
 
     // v2 deployed; SIGHUP; served at once.
