@@ -766,3 +766,23 @@ fn sessions_of_the_shared_data_served_get_the_probabilities_predict_writes() {
         assert_eq!(p["prediction"].to_string(), class);
     }
 }
+
+#[test]
+fn live_analysis_needs_no_configuration_file_and_says_when_nothing_is_in_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let out = xtask(
+        dir.path(),
+        &["monitor", "--live", "--prometheus", "http://127.0.0.1:9", "--registry", reg.to_str().unwrap()],
+        &[],
+    );
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    assert!(o.contains("nothing to analyse yet: no model is in production"), "{o}");
+    let record = std::fs::read_to_string(dir.path().join("target/monitor-live/monitor.json")).unwrap();
+    assert!(record.contains("\"no_production\""), "{record}");
+    // --live without --prometheus is a usage error.
+    let out = xtask(dir.path(), &["monitor", "--live", "--registry", reg.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

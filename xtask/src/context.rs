@@ -137,11 +137,6 @@ impl RegistryArgs {
 /// The registry: the flag as given (a relative folder from the current directory), else the
 /// configuration's `[registry] path` (a relative folder from the configuration file's folder).
 pub fn registry(flag: Option<String>, config: &PipelineConfig, config_path: &Path) -> Result<Store> {
-    let timeout = std::env::var("MLGATE_LOCK_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(model::lifecycle::registry::LOCK_TIMEOUT, std::time::Duration::from_secs_f64);
     let location = match flag.filter(|f| !f.is_empty()) {
         Some(flag) => Location::parse(&flag, Path::new(""))?,
         None => {
@@ -149,6 +144,17 @@ pub fn registry(flag: Option<String>, config: &PipelineConfig, config_path: &Pat
             Location::parse(&config.registry.path.to_string_lossy(), base)?
         }
     };
+    open_registry(location)
+}
+
+/// Opens a registry location, waiting on a held lock for `MLGATE_LOCK_TIMEOUT_SECS` (default
+/// 120 s).
+pub fn open_registry(location: Location) -> Result<Store> {
+    let timeout = std::env::var("MLGATE_LOCK_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(model::lifecycle::registry::LOCK_TIMEOUT, std::time::Duration::from_secs_f64);
     Store::open(location, |notice| eprintln!("note: {notice}"), timeout)
 }
 

@@ -255,7 +255,19 @@ pub struct LiveArgs<'a> {
 }
 
 pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
-    let (config, mut registry) = args.pipeline.open()?;
+    // The defaults of [monitor.live] need no configuration file: with --registry and no
+    // pipeline.toml here, they apply.
+    let defaults_only = args.pipeline.config.is_none()
+        && args.pipeline.registry.as_deref().is_some_and(|r| !r.is_empty())
+        && !std::path::Path::new("pipeline.toml").exists();
+    let (live, mut registry) = if defaults_only {
+        let flag = args.pipeline.registry.clone().unwrap_or_default();
+        let location = crate::store::Location::parse(&flag, Path::new(""))?;
+        (LiveConfig::default(), crate::context::open_registry(location)?)
+    } else {
+        let (config, registry) = args.pipeline.open()?;
+        (config.monitor.live, registry)
+    };
     let location = registry.location().to_string();
     let Some(version) = registry.alias(PRODUCTION)? else {
         let line = format!("nothing to analyse yet: no model is in production in {location}");
@@ -268,7 +280,7 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
-    let checks = plan(&config.monitor.live, &version)?;
+    let checks = plan(&live, &version)?;
     eprintln!(
         "analysing {version} with {} checks against {} (at most {:.0} s)",
         checks.len(),
