@@ -786,3 +786,31 @@ fn live_analysis_needs_no_configuration_file_and_says_when_nothing_is_in_product
     let out = xtask(dir.path(), &["monitor", "--live", "--registry", reg.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_client_that_stalls_is_cut_off_and_others_are_served() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5", "--read-timeout", "0.5"]);
+    // Headers begun, never finished.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stalled.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // A body announced, a tenth of it sent.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"records\"").unwrap();
+    // Meanwhile the server answers others.
+    assert_eq!(server.get("/readyz").0, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    // The server closed it (end of stream, not our 5 s read timeout).
+    let read = stalled.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the stalled connection is still open: {read:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(server.get("/healthz").0, 200);
+}

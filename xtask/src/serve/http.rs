@@ -64,12 +64,16 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let read_timeout = shared.read_timeout;
                 let shared = shared.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(route(&shared, request).await) }
                 });
+                // A client that never finishes its headers does not hold a connection forever.
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(read_timeout)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
@@ -163,9 +167,15 @@ fn model_info(shared: &Shared) -> Answer {
     )
 }
 
-/// Reads a body of at most `max` bytes; `Err` is the answer to give instead.
+/// Reads a body of at most `max` bytes within the read timeout; `Err` is the answer to give
+/// instead.
 async fn body(shared: &Shared, request: Request<Incoming>) -> std::result::Result<Bytes, Answer> {
-    match Limited::new(request.into_body(), shared.max_body).collect().await {
+    let limit = shared.read_timeout;
+    let read = tokio::time::timeout(limit, Limited::new(request.into_body(), shared.max_body).collect());
+    let Ok(read) = read.await else {
+        return Err(problem(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(problem(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -59,6 +59,9 @@ pub struct Args {
     /// Recent records the rolling drift is measured on.
     #[arg(long, default_value_t = 1_000)]
     drift_window: usize,
+    /// Seconds a client may take to send a request's headers, and then its body (408 beyond).
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+    read_timeout: f64,
     /// Seconds a draining server waits for requests in flight before it exits.
     #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     drain: f64,
@@ -127,6 +130,7 @@ pub struct Shared {
     ids: AtomicU64,
     draining: AtomicBool,
     drift: DriftThresholds,
+    read_timeout: Duration,
 }
 
 impl Shared {
@@ -279,6 +283,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         ids: AtomicU64::new(0),
         draining: AtomicBool::new(false),
         drift: config.as_ref().map(|(c, _)| c.monitor.drift.clone()).unwrap_or_default(),
+        read_timeout: Duration::from_secs_f64(args.read_timeout),
     });
     let listener =
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
