@@ -34,8 +34,12 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 /// Build, accept and deploy in a fresh job folder: the next version of `registry` in production.
 fn release(registry: &Path, seed: u64) -> tempfile::TempDir {
+    release_to(registry.to_str().unwrap(), seed)
+}
+
+/// [`release`] to a registry location of any kind.
+fn release_to(registry: &str, seed: u64) -> tempfile::TempDir {
     let dir = job(seed, "");
-    let registry = registry.to_str().unwrap();
     ok(dir.path(), &["build"]);
     ok(dir.path(), &["acceptance", "--registry", registry]);
     ok(dir.path(), &["deploy", "--registry", registry]);
@@ -52,10 +56,14 @@ struct Server {
 
 impl Server {
     fn start(registry: &Path, extra: &[&str]) -> Server {
+        Server::start_at(registry.to_str().unwrap(), extra)
+    }
+
+    fn start_at(registry: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
         let mut child = Command::new(xtask_bin())
-            .args(["serve", "--registry", registry.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["serve", "--registry", registry, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -813,4 +821,22 @@ fn a_client_that_stalls_is_cut_off_and_others_are_served() {
     assert!(read.is_ok(), "the stalled connection is still open: {read:?}");
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
     assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn a_server_follows_a_registry_on_a_git_branch() {
+    let remote = tempfile::tempdir().unwrap();
+    let repo = remote.path().join("models.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
+    let registry = format!("git+file://{}#mlgate-registry", repo.display());
+    let _first = release_to(&registry, 42);
+    let server = Server::start_at(&registry, &["--poll", "0.3"]);
+    assert_eq!(server.version(), "v1");
+    // Another job, another folder, the same remote branch.
+    let _second = release_to(&registry, 7);
+    server.wait_for_version("v2", Duration::from_secs(20));
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &one);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"version\":\"v2\""), "{answer}");
 }
