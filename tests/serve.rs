@@ -276,6 +276,11 @@ fn predictions_over_http_are_the_ones_predict_writes() {
     let metrics = server.get("/metrics").1;
     assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(scored_before));
     assert_eq!(metric(&metrics, "mlgate_invalid_values_total{column=\"region\",rule=\"undeclared_level\"}"), Some(1.0));
+    assert_eq!(
+        metric(&metrics, "mlgate_invalid_values_total{column=\"(unknown)\",rule=\"unknown_column\"}"),
+        Some(1.0)
+    );
+    assert!(!metrics.contains("column=\"bogus\""), "a client's key is no series name");
     // Malformed bodies and limits.
     assert_eq!(server.post("/v1/predict", "application/json", b"{\"records\": 3}").0, 400);
     assert_eq!(server.post("/v1/predict", "application/json", b"{\"records\": []}").0, 400);

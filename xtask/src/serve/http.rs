@@ -320,7 +320,10 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
             .inc_by(*count);
     }
     for b in &broken {
-        m.invalid_values.get_or_create(&vec![("column", b.column.clone()), ("rule", b.rule.clone())]).inc();
+        // A key the schema does not have is the client's text: one series for them all, so
+        // that clients cannot make the metrics grow without bound.
+        let column = if b.rule == "unknown_column" { "(unknown)".to_string() } else { b.column.clone() };
+        m.invalid_values.get_or_create(&vec![("column", column), ("rule", b.rule.clone())]).inc();
     }
     if !broken.is_empty() || scored.errors.error_count > 0 {
         let mut bad_records: Vec<u64> = broken.iter().map(|b| b.record).collect();
