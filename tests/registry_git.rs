@@ -255,7 +255,7 @@ fn a_mistyped_git_registry_is_an_error_not_an_empty_registry() {
 }
 
 /// A real SeaweedFS (`weed server -s3`) on random free ports of 127.0.0.1, with a bucket.
-struct SeaweedFs {
+pub(crate) struct SeaweedFs {
     child: Child,
     s3: u16,
     _dir: tempfile::TempDir,
@@ -272,7 +272,7 @@ fn free_port_pair() -> u16 {
 }
 
 impl SeaweedFs {
-    fn start(bucket: &str) -> Option<SeaweedFs> {
+    pub(crate) fn start(bucket: &str) -> Option<SeaweedFs> {
         let local = root().join(".ci/seaweedfs/bin/weed");
         let weed = std::env::var_os("MLGATE_WEED")
             .map(PathBuf::from)
@@ -336,7 +336,7 @@ impl Drop for SeaweedFs {
 
 impl SeaweedFs {
     /// What a job needs to reach this server's S3 gateway.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.s3)),
             ("AWS_ALLOW_HTTP", "true".into()),

@@ -26,7 +26,14 @@ fn job(seed: u64, extra: &str) -> tempfile::TempDir {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = xtask(dir, args, &[("USER", "tester")]);
+    ok_with(dir, args, &[])
+}
+
+/// [`ok`] with more environment (a remote registry's credentials).
+fn ok_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec![("USER", "tester")];
+    all.extend_from_slice(env);
+    let out = xtask(dir, args, &all);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(0), "xtask {args:?}\n{o}{e}");
     o
@@ -34,15 +41,15 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 /// Build, accept and deploy in a fresh job folder: the next version of `registry` in production.
 fn release(registry: &Path, seed: u64) -> tempfile::TempDir {
-    release_to(registry.to_str().unwrap(), seed)
+    release_to(registry.to_str().unwrap(), seed, &[])
 }
 
-/// [`release`] to a registry location of any kind.
-fn release_to(registry: &str, seed: u64) -> tempfile::TempDir {
+/// [`release`] to a registry location of any kind, with the environment it needs.
+fn release_to(registry: &str, seed: u64, env: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = job(seed, "");
     ok(dir.path(), &["build"]);
-    ok(dir.path(), &["acceptance", "--registry", registry]);
-    ok(dir.path(), &["deploy", "--registry", registry]);
+    ok_with(dir.path(), &["acceptance", "--registry", registry], env);
+    ok_with(dir.path(), &["deploy", "--registry", registry], env);
     dir
 }
 
@@ -56,15 +63,16 @@ struct Server {
 
 impl Server {
     fn start(registry: &Path, extra: &[&str]) -> Server {
-        Server::start_at(registry.to_str().unwrap(), extra)
+        Server::start_at(registry.to_str().unwrap(), extra, &[])
     }
 
-    fn start_at(registry: &str, extra: &[&str]) -> Server {
+    fn start_at(registry: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
         let mut child = Command::new(xtask_bin())
             .args(["serve", "--registry", registry, "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -834,14 +842,29 @@ fn a_server_follows_a_registry_on_a_git_branch() {
     let repo = remote.path().join("models.git");
     assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
     let registry = format!("git+file://{}#mlgate-registry", repo.display());
-    let _first = release_to(&registry, 42);
-    let server = Server::start_at(&registry, &["--poll", "0.3"]);
+    let _first = release_to(&registry, 42, &[]);
+    let server = Server::start_at(&registry, &["--poll", "0.3"], &[]);
     assert_eq!(server.version(), "v1");
     // Another job, another folder, the same remote branch.
-    let _second = release_to(&registry, 7);
+    let _second = release_to(&registry, 7, &[]);
     server.wait_for_version("v2", Duration::from_secs(20));
     let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &one);
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("\"version\":\"v2\""), "{answer}");
+}
+
+#[test]
+fn a_server_follows_a_registry_on_s3_compatible_storage() {
+    let Some(storage) = crate::registry_git::SeaweedFs::start("models") else { return };
+    let env = storage.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let registry = "s3://models/serving";
+    let _first = release_to(registry, 42, &env);
+    let server = Server::start_at(registry, &["--poll", "0.3"], &env);
+    assert_eq!(server.version(), "v1");
+    let second = release_to(registry, 7, &env);
+    server.wait_for_version("v2", Duration::from_secs(30));
+    ok_with(second.path(), &["rollback", "--registry", registry], &env);
+    server.wait_for_version("v1", Duration::from_secs(30));
 }
