@@ -309,6 +309,8 @@ fn predictions_over_http_are_the_ones_predict_writes() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(180.0));
+    // The CSV body's scores are in the probability histogram too.
+    assert_eq!(metric(&metrics, "mlgate_prediction_probability_count{version=\"v1\"}"), Some(180.0));
     assert!(metrics.contains("mlgate_http_request_duration_seconds_bucket{le=\"0.0001\",route=\"/v1/predict\"}"));
     assert!(metrics.contains("mlgate_http_requests_total{route=\"/v1/predict\",status=\"422\"} 1"));
     assert_eq!(server.get("/healthz").0, 200);

@@ -185,6 +185,18 @@ async fn body(shared: &Shared, request: Request<Incoming>) -> std::result::Resul
     }
 }
 
+/// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was
+/// expected.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    request: Request<Incoming>,
+    shape: &str,
+) -> std::result::Result<T, Answer> {
+    let bytes = body(shared, request).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
+}
+
 /// A value broken in a request: which record, which column, the value, the rule.
 #[derive(Serialize)]
 struct Broken {
@@ -251,21 +263,15 @@ async fn predict(shared: &Shared, request: Request<Incoming>) -> Answer {
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    let bytes = match body(shared, request).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
     if csv {
-        return predict_csv(shared, loaded, bytes).await;
+        return match body(shared, request).await {
+            Ok(bytes) => predict_csv(shared, loaded, bytes).await,
+            Err(answer) => answer,
+        };
     }
-    let parsed: PredictRequest = match serde_json::from_slice(&bytes) {
+    let parsed: PredictRequest = match read_json(shared, request, "{\"records\": [{column: value, …}, …]}").await {
         Ok(p) => p,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not {{\"records\": [{{column: value, …}}, …]}}: {e}"),
-            )
-        }
+        Err(answer) => return answer,
     };
     if parsed.records.len() > shared.max_records {
         return problem(
@@ -315,15 +321,13 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
     let scored = loaded.compiled.score("request", &rows);
     let m = &shared.metrics;
     for ((column, rule), count) in &scored.errors.counts {
-        m.invalid_values
-            .get_or_create(&vec![("column", column.clone()), ("rule", rule.name().to_string())])
-            .inc_by(*count);
+        m.invalid(column, rule.name(), *count);
     }
     for b in &broken {
         // A key the schema does not have is the client's text: one series for them all, so
         // that clients cannot make the metrics grow without bound.
-        let column = if b.rule == "unknown_column" { "(unknown)".to_string() } else { b.column.clone() };
-        m.invalid_values.get_or_create(&vec![("column", column), ("rule", b.rule.clone())]).inc();
+        let column = if b.rule == "unknown_column" { "(unknown)" } else { b.column.as_str() };
+        m.invalid(column, &b.rule, 1);
     }
     if !broken.is_empty() || scored.errors.error_count > 0 {
         let mut bad_records: Vec<u64> = broken.iter().map(|b| b.record).collect();
@@ -341,9 +345,6 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
         bad_records.dedup();
         let records = (bad_records.len() as u64).max(scored.errors.rows_with_errors);
         return unprocessable(shared, broken, total, records);
-    }
-    for (column, n) in &scored.unseen_levels {
-        m.unseen_levels.get_or_create(&vec![("column", column.clone())]).inc_by(*n);
     }
     let artifact = loaded.compiled.artifact();
     let threshold = artifact.threshold.value;
@@ -366,16 +367,7 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
             Prediction { id, probability, prediction }
         })
         .collect();
-    let n = predictions.len() as u64;
-    m.records_scored.get_or_create(&vec![("version", version.clone())]).inc_by(n);
-    m.predictions.get_or_create(&vec![("version", version.clone()), ("class", "1".into())]).inc_by(positives);
-    m.predictions.get_or_create(&vec![("version", version.clone()), ("class", "0".into())]).inc_by(n - positives);
-    {
-        let histogram = m.probability.get_or_create(&vec![("version", version.clone())]);
-        for p in &scored.probabilities {
-            histogram.observe(*p);
-        }
-    }
+    m.scored(version, &scored.probabilities, positives, &scored.unseen_levels);
     let mut evicted = 0;
     {
         let mut live = shared.live.lock().expect("the live lock is never poisoned");
@@ -411,26 +403,19 @@ async fn predict_csv(shared: &Shared, loaded: Arc<Loaded>, bytes: Bytes) -> Answ
     match result {
         Ok(summary) => {
             let version = &loaded.version;
-            m.records_scored.get_or_create(&vec![("version", version.clone())]).inc_by(summary.rows);
-            m.predictions
-                .get_or_create(&vec![("version", version.clone()), ("class", "1".into())])
-                .inc_by(summary.positives);
-            m.predictions
-                .get_or_create(&vec![("version", version.clone()), ("class", "0".into())])
-                .inc_by(summary.rows - summary.positives);
-            for (column, n) in &summary.unseen_levels {
-                m.unseen_levels.get_or_create(&vec![("column", column.clone())]).inc_by(*n);
-            }
-            // With an id column, the rows' predictions wait for their feedback as JSON ones do
-            // (the output's first column is the id, its last two the scores).
+            // The output read back: its last two columns are the scores, its first the id when
+            // the schema has one (those rows' predictions then wait for their feedback).
+            let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out[..]).records().flatten().collect();
+            let probabilities: Vec<f64> =
+                rows.iter().filter_map(|r| r.get(r.len().saturating_sub(2))?.parse().ok()).collect();
+            m.scored(version, &probabilities, summary.positives, &summary.unseen_levels);
             let threshold = loaded.compiled.artifact().threshold.value;
             if loaded.compiled.artifact().schema.id().is_some() {
                 let mut evicted = 0;
                 let mut live = shared.live.lock().expect("the live lock is never poisoned");
-                for row in csv::Reader::from_reader(&out[..]).records().flatten() {
-                    let probability = row.get(row.len().saturating_sub(2)).and_then(|p| p.parse::<f64>().ok());
-                    if let (Some(id), Some(probability)) = (row.get(0), probability) {
-                        evicted += live.log(id, version, probability, threshold);
+                for (row, probability) in rows.iter().zip(&probabilities) {
+                    if let Some(id) = row.get(0) {
+                        evicted += live.log(id, version, *probability, threshold);
                     }
                 }
                 m.log_size.set(live.waiting() as i64);
@@ -444,12 +429,9 @@ async fn predict_csv(shared: &Shared, loaded: Arc<Loaded>, bytes: Bytes) -> Answ
         }
         Err(model::Error::Validation(report)) => {
             for c in &report.counts {
-                m.invalid_values
-                    .get_or_create(&vec![("column", c.column.clone()), ("rule", c.rule.name().to_string())])
-                    .inc_by(c.count);
+                m.invalid(&c.column, c.rule.name(), c.count);
             }
-            // A CSV's errors are located by line, as `predict` locates them; record = line − 2
-            // (the header is line 1) for a record that starts on its own line.
+            // A CSV's errors are located by line, as `predict` locates them.
             let errors: Vec<serde_json::Value> = report
                 .errors
                 .iter()
@@ -488,19 +470,11 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Answer {
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    let bytes = match body(shared, request).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let parsed: FeedbackRequest = match serde_json::from_slice(&bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not {{\"feedback\": [{{\"id\": …, \"label\": …}}, …]}}: {e}"),
-            )
-        }
-    };
+    let parsed: FeedbackRequest =
+        match read_json(shared, request, "{\"feedback\": [{\"id\": …, \"label\": …}, …]}").await {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
     if parsed.feedback.len() > shared.max_records {
         return problem(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -166,6 +166,34 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Counts `n` values of `column` that broke `rule`.
+    pub fn invalid(&self, column: &str, rule: &str, n: u64) {
+        self.invalid_values.get_or_create(&vec![("column", column.to_string()), ("rule", rule.to_string())]).inc_by(n);
+    }
+
+    /// Counts records scored by `version`: their probabilities, how many were predicted
+    /// positive, and the levels unseen in training per column.
+    pub fn scored(
+        &self,
+        version: &str,
+        probabilities: &[f64],
+        positives: u64,
+        unseen: &std::collections::BTreeMap<String, u64>,
+    ) {
+        let n = probabilities.len() as u64;
+        let v = || ("version", version.to_string());
+        self.records_scored.get_or_create(&vec![v()]).inc_by(n);
+        self.predictions.get_or_create(&vec![v(), ("class", "1".into())]).inc_by(positives);
+        self.predictions.get_or_create(&vec![v(), ("class", "0".into())]).inc_by(n - positives);
+        let histogram = self.probability.get_or_create(&vec![v()]);
+        for p in probabilities {
+            histogram.observe(*p);
+        }
+        for (column, k) in unseen {
+            self.unseen_levels.get_or_create(&vec![("column", column.clone())]).inc_by(*k);
+        }
+    }
+
     /// The exposition, in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
