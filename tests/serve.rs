@@ -847,6 +847,9 @@ fn a_server_follows_a_registry_on_a_git_branch() {
     let _first = release_to(&registry, 42, &[]);
     let server = Server::start_at(&registry, &["--poll", "0.3"], &[]);
     assert_eq!(server.version(), "v1");
+    // Polled six times or so, the unchanged branch is cloned once (its commit is compared).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(1.0));
     // Another job, another folder, the same remote branch.
     let _second = release_to(&registry, 7, &[]);
     server.wait_for_version("v2", Duration::from_secs(20));
@@ -867,6 +870,10 @@ fn a_server_follows_a_registry_on_s3_compatible_storage() {
     assert_eq!(server.version(), "v1");
     let second = release_to(registry, 7, &env);
     server.wait_for_version("v2", Duration::from_secs(30));
+    // Unchanged objects are not copied again: state.json's ETag is compared.
+    let reads = metric(&server.get("/metrics").1, "mlgate_registry_reads_total").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(reads));
     ok_with(second.path(), &["rollback", "--registry", registry], &env);
     server.wait_for_version("v1", Duration::from_secs(30));
 }

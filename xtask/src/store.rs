@@ -49,6 +49,23 @@ pub enum Location {
 }
 
 impl Location {
+    /// A cheap token that changes whenever the registry may have, so that a reader polling it
+    /// copies it only then: the branch's commit (git), `state.json`'s ETag (S3); `None` for a
+    /// folder, whose reading costs nothing to begin with.
+    pub fn fingerprint(&self) -> Result<Option<String>> {
+        match self {
+            Location::Folder(_) => Ok(None),
+            Location::Git { url, branch, config } => {
+                let heads = checked(
+                    git_with(config, None, &["ls-remote", "--heads", url, branch])?,
+                    &format!("cannot reach {url}"),
+                )?;
+                Ok(Some(String::from_utf8_lossy(&heads.stdout).into_owned()))
+            }
+            Location::S3 { bucket, prefix } => Ok(Some(s3::Remote::open(bucket, prefix)?.state_tag()?)),
+        }
+    }
+
     /// Parses a location; a relative folder is taken from `base`. `git+origin#B` is the current
     /// repository's `origin`.
     pub fn parse(text: &str, base: &Path) -> Result<Location> {
@@ -315,6 +332,16 @@ mod s3 {
                 Key::from(relative)
             } else {
                 Key::from(format!("{}/{relative}", self.prefix))
+            }
+        }
+
+        /// The ETag of `state.json` (every change of the registry rewrites it), or `absent`.
+        pub fn state_tag(&self) -> Result<String> {
+            let key = self.key("state.json");
+            match self.runtime.block_on(self.store.head(&key)) {
+                Ok(meta) => Ok(meta.e_tag.unwrap_or_else(|| format!("{:?}", meta.last_modified))),
+                Err(object_store::Error::NotFound { .. }) => Ok("absent".into()),
+                Err(e) => Err(e).with_context(|| format!("cannot read {key}")),
             }
         }
 

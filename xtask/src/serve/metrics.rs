@@ -52,6 +52,7 @@ pub struct Metrics {
     pub acceptance: Family<Labels, FloatGauge>,
     pub swaps: Counter,
     pub load_failures: Counter,
+    pub registry_reads: Counter,
     pub feedback_received: Counter,
     pub feedback_joined: Counter,
     pub feedback_unmatched: Counter,
@@ -81,6 +82,7 @@ impl Metrics {
             acceptance: Family::default(),
             swaps: Counter::default(),
             load_failures: Counter::default(),
+            registry_reads: Counter::default(),
             feedback_received: Counter::default(),
             feedback_joined: Counter::default(),
             feedback_unmatched: Counter::default(),
@@ -125,6 +127,11 @@ impl Metrics {
             "mlgate_model_load_failures",
             "Artifacts that failed to load and were not served",
             m.load_failures.clone(),
+        );
+        r.register(
+            "mlgate_registry_reads",
+            "Complete readings of the registry (a remote one is read only when it changed)",
+            m.registry_reads.clone(),
         );
         r.register("mlgate_feedback_received", "Feedback items received", m.feedback_received.clone());
         r.register("mlgate_feedback_joined", "Feedback items joined to a logged prediction", m.feedback_joined.clone());

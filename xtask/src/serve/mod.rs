@@ -146,9 +146,44 @@ fn log(line: &str) {
 /// Reads the alias and, when it names another artifact than the one served, loads, verifies
 /// and compiles it, then swaps it in. `failed` remembers the version that last failed, so that
 /// a broken artifact is counted and logged once, not at every poll.
-fn poll(shared: &Shared, location: &Location, alias: &str, failed: &mut Option<(String, String)>) -> Result<()> {
-    let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))?;
-    let Some(version) = store.alias(alias)? else {
+fn poll(
+    shared: &Shared,
+    location: &Location,
+    alias: &str,
+    failed: &mut Option<(String, String)>,
+    seen: &mut Option<String>,
+) -> Result<()> {
+    // A remote registry is copied only when it changed since the last complete reading.
+    let fingerprint = location.fingerprint()?;
+    if fingerprint.is_some() && fingerprint == *seen {
+        return Ok(());
+    }
+    shared.metrics.registry_reads.inc();
+    let read = read_alias(shared, location, alias, failed);
+    // Read whatever the outcome (served, or a load failure already counted): the same state is
+    // not read again. A reading that could not be made is tried again next time.
+    if read.as_ref().map_or_else(|e| e.downcast_ref::<Unread>().is_none(), |_| true) {
+        *seen = fingerprint;
+    }
+    read
+}
+
+/// The registry could not be read (as opposed to: it was read, and what it holds is wrong).
+#[derive(Debug)]
+struct Unread(anyhow::Error);
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Unread {}
+
+fn read_alias(shared: &Shared, location: &Location, alias: &str, failed: &mut Option<(String, String)>) -> Result<()> {
+    let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))
+        .map_err(|e| anyhow::Error::new(Unread(e)))?;
+    let Some(version) = store.alias(alias).map_err(|e| anyhow::Error::new(Unread(e.into())))? else {
         bail!("no version is `{alias}` in {location} yet");
     };
     let current = shared.current();
@@ -296,11 +331,11 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         let (shared, location, alias) = (shared.clone(), location.clone(), args.alias.clone());
         let interval = Duration::from_secs_f64(args.poll);
         std::thread::spawn(move || {
-            let mut failed = None;
+            let (mut failed, mut seen) = (None, None);
             // Each problem is logged when it starts, not at every poll.
             let (mut last_error, mut last_warning) = (String::new(), String::new());
             loop {
-                match poll(&shared, &location, &alias, &mut failed) {
+                match poll(&shared, &location, &alias, &mut failed, &mut seen) {
                     Ok(()) => last_error.clear(),
                     Err(e) => {
                         let e = format!("{e:#}");
