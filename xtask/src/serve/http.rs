@@ -330,7 +330,6 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
         m.invalid(column, &b.rule, 1);
     }
     if !broken.is_empty() || scored.errors.error_count > 0 {
-        let mut bad_records: Vec<u64> = broken.iter().map(|b| b.record).collect();
         let total = broken.len() as u64 + scored.errors.error_count;
         broken.extend(scored.errors.errors.into_iter().map(|e| Broken {
             record: e.line,
@@ -340,10 +339,10 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
             detail: e.detail,
         }));
         broken.sort_by_key(|b| b.record);
-        bad_records.extend(broken.iter().map(|b| b.record));
-        bad_records.sort_unstable();
-        bad_records.dedup();
-        let records = (bad_records.len() as u64).max(scored.errors.rows_with_errors);
+        let mut bad: Vec<u64> = broken.iter().map(|b| b.record).collect();
+        bad.dedup();
+        // The listed errors are capped; the tally counts every record with a broken value.
+        let records = (bad.len() as u64).max(scored.errors.rows_with_errors);
         return unprocessable(shared, broken, total, records);
     }
     let artifact = loaded.compiled.artifact();
