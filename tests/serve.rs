@@ -845,14 +845,21 @@ fn a_server_follows_a_registry_on_a_git_branch() {
     assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
     let registry = format!("git+file://{}#mlgate-registry", repo.display());
     let _first = release_to(&registry, 42, &[]);
-    let server = Server::start_at(&registry, &["--poll", "0.3"], &[]);
+    // Each clone waits 1 s after the branch's commit was compared, so that the jobs below
+    // mostly push within that wait.
+    let server = Server::start_at(&registry, &["--poll", "0.3"], &[("MLGATE_REGISTRY_PAUSE_MS", "1000")]);
     assert_eq!(server.version(), "v1");
-    // Polled six times or so, the unchanged branch is cloned once (its commit is compared).
-    std::thread::sleep(Duration::from_secs(2));
+    // Polled several times, the unchanged branch is cloned once (its commit is compared).
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(1.0));
     // Another job, another folder, the same remote branch.
     let _second = release_to(&registry, 7, &[]);
     server.wait_for_version("v2", Duration::from_secs(20));
+    // What was cloned is what is compared next: a clone newer than the commit compared before
+    // it is not cloned again.
+    let reads = metric(&server.get("/metrics").1, "mlgate_registry_reads_total").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(reads));
     let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &one);
     assert_eq!(status, 200, "{answer}");
@@ -866,13 +873,18 @@ fn a_server_follows_a_registry_on_s3_compatible_storage() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let registry = "s3://models/serving";
     let _first = release_to(registry, 42, &env);
-    let server = Server::start_at(registry, &["--poll", "0.3"], &env);
+    // Each copy waits 1 s after state.json's ETag was compared, so that the jobs below mostly
+    // write within that wait.
+    let mut paused = env.clone();
+    paused.push(("MLGATE_REGISTRY_PAUSE_MS", "1000"));
+    let server = Server::start_at(registry, &["--poll", "0.3"], &paused);
     assert_eq!(server.version(), "v1");
     let second = release_to(registry, 7, &env);
     server.wait_for_version("v2", Duration::from_secs(30));
-    // Unchanged objects are not copied again: state.json's ETag is compared.
+    // Unchanged objects are not copied again: the ETag of the state.json copied is compared,
+    // not the one compared before the copy, which may be older.
     let reads = metric(&server.get("/metrics").1, "mlgate_registry_reads_total").unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(reads));
     ok_with(second.path(), &["rollback", "--registry", registry], &env);
     server.wait_for_version("v1", Duration::from_secs(30));

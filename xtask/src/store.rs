@@ -16,7 +16,8 @@ use model::lifecycle::registry::{Actor, Registry};
 const ATTEMPTS: usize = 8;
 
 /// Crash-test hook, as the folder registry's: `MLGATE_REGISTRY_PAUSE_MS` makes each remote write
-/// wait, so that a test can kill a writer between any two of them.
+/// wait, so that a test can kill a writer between any two of them, and each copy of a remote
+/// registry wait before it is read, so that a test can change the registry meanwhile.
 fn pause() {
     if let Some(ms) = std::env::var("MLGATE_REGISTRY_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -51,7 +52,8 @@ pub enum Location {
 impl Location {
     /// A cheap token that changes whenever the registry may have, so that a reader polling it
     /// copies it only then: the branch's commit (git), `state.json`'s ETag (S3); `None` for a
-    /// folder, whose reading costs nothing to begin with.
+    /// folder, whose reading costs nothing to begin with. [`Store::fingerprint`] is the same
+    /// token for what an opened store read, which may be newer than a token taken before.
     pub fn fingerprint(&self) -> Result<Option<String>> {
         match self {
             Location::Folder(_) => Ok(None),
@@ -60,7 +62,8 @@ impl Location {
                     git_with(config, None, &["ls-remote", "--heads", url, branch])?,
                     &format!("cannot reach {url}"),
                 )?;
-                Ok(Some(String::from_utf8_lossy(&heads.stdout).into_owned()))
+                let heads = String::from_utf8_lossy(&heads.stdout);
+                Ok(Some(heads.split_whitespace().next().unwrap_or(ABSENT).to_string()))
             }
             Location::S3 { bucket, prefix } => Ok(Some(s3::Remote::open(bucket, prefix)?.state_tag()?)),
         }
@@ -117,6 +120,9 @@ fn origin() -> Result<(String, Vec<String>)> {
     Ok((url, config))
 }
 
+/// The fingerprint of a registry that holds nothing yet.
+const ABSENT: &str = "absent";
+
 /// An opened registry: the folder registry on the location's files, and how changes are made
 /// durable.
 pub struct Store {
@@ -165,6 +171,7 @@ impl Store {
         let (root, clone) = match &location {
             Location::Folder(path) => (path.clone(), None),
             Location::S3 { bucket, prefix } => {
+                pause();
                 let dir =
                     tempfile::Builder::new().prefix("mlgate-registry-").tempdir().context("cannot make a folder")?;
                 let mut r = s3::Remote::open(bucket, prefix)?;
@@ -174,6 +181,7 @@ impl Store {
             }
             Location::Git { url, branch, config } => {
                 let git = |dir: Option<&Path>, args: &[&str]| git_with(config, dir, args);
+                pause();
                 let dir =
                     tempfile::Builder::new().prefix("mlgate-registry-").tempdir().context("cannot make a folder")?;
                 let path = dir.path().to_path_buf();
@@ -204,6 +212,21 @@ impl Store {
     /// The location, for messages.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// [`Location::fingerprint`] of the state this store read (and, after a change, wrote).
+    pub fn fingerprint(&self) -> Result<Option<String>> {
+        match (&self.location, &self.s3) {
+            (Location::Folder(_), _) => Ok(None),
+            (Location::S3 { .. }, Some(remote)) => Ok(Some(remote.read_tag())),
+            (Location::S3 { .. }, None) => unreachable!("an S3 registry has its bucket"),
+            (Location::Git { .. }, _) => {
+                let dir = self.clone.as_ref().expect("a git registry has a clone").path();
+                let head = self.git(Some(dir), &["rev-parse", "--verify", "-q", "HEAD"])?;
+                let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+                Ok(Some(if head.status.success() && !commit.is_empty() { commit } else { ABSENT.to_string() }))
+            }
+        }
     }
 
     /// Runs `op` on the registry and makes its change durable: nothing more for a folder; for a
@@ -309,6 +332,13 @@ mod s3 {
         prefix: String,
         runtime: tokio::runtime::Runtime,
         read: BTreeMap<String, (Vec<u8>, Option<String>)>,
+        /// [`Remote::state_tag`] of the `state.json` in `read`.
+        state_tag: String,
+    }
+
+    /// An object's tag: its ETag, else its time of change.
+    fn tag(meta: &object_store::ObjectMeta) -> String {
+        meta.e_tag.clone().unwrap_or_else(|| format!("{:?}", meta.last_modified))
     }
 
     /// Files of the folder that are never published: the local lock, half-written temporaries.
@@ -324,7 +354,13 @@ mod s3 {
                 .build()
                 .with_context(|| format!("cannot use s3://{bucket}: check the AWS_* environment"))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start")?;
-            Ok(Remote { store, prefix: prefix.to_string(), runtime, read: BTreeMap::new() })
+            Ok(Remote {
+                store,
+                prefix: prefix.to_string(),
+                runtime,
+                read: BTreeMap::new(),
+                state_tag: super::ABSENT.to_string(),
+            })
         }
 
         fn key(&self, relative: &str) -> Key {
@@ -339,10 +375,15 @@ mod s3 {
         pub fn state_tag(&self) -> Result<String> {
             let key = self.key("state.json");
             match self.runtime.block_on(self.store.head(&key)) {
-                Ok(meta) => Ok(meta.e_tag.unwrap_or_else(|| format!("{:?}", meta.last_modified))),
-                Err(object_store::Error::NotFound { .. }) => Ok("absent".into()),
+                Ok(meta) => Ok(tag(&meta)),
+                Err(object_store::Error::NotFound { .. }) => Ok(super::ABSENT.into()),
                 Err(e) => Err(e).with_context(|| format!("cannot read {key}")),
             }
+        }
+
+        /// [`Remote::state_tag`] of the `state.json` last downloaded or written.
+        pub fn read_tag(&self) -> String {
+            self.state_tag.clone()
         }
 
         /// Replaces the folder's content with the bucket's registry objects.
@@ -356,19 +397,36 @@ mod s3 {
                 }
             }
             let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));
+            let state_key = self.key("state.json");
             let (store, runtime) = (&self.store, &self.runtime);
+            // `state.json` first: every object it names was written before it, so the listing
+            // that follows holds them all, and its tag is that of the state the copy holds.
             let objects = runtime.block_on(async {
-                let mut listed = store.list(prefix.as_ref());
                 let mut out = Vec::new();
+                let mut state_tag = super::ABSENT.to_string();
+                match store.get(&state_key).await {
+                    Ok(got) => {
+                        state_tag = tag(&got.meta);
+                        let e_tag = got.meta.e_tag.clone();
+                        out.push((state_key.to_string(), got.bytes().await?.to_vec(), e_tag));
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                let mut listed = store.list(prefix.as_ref());
                 while let Some(meta) = listed.next().await {
                     let meta = meta?;
+                    if meta.location == state_key {
+                        continue;
+                    }
                     let got = store.get(&meta.location).await?;
                     let e_tag = got.meta.e_tag.clone();
                     out.push((meta.location.to_string(), got.bytes().await?.to_vec(), e_tag));
                 }
-                Ok::<_, object_store::Error>(out)
+                Ok::<_, object_store::Error>((out, state_tag))
             });
-            let objects = objects.context("cannot read the registry's objects")?;
+            let (objects, state_tag) = objects.context("cannot read the registry's objects")?;
+            self.state_tag = state_tag;
             self.read.clear();
             for (key, bytes, e_tag) in objects {
                 let relative = match self.prefix.as_str() {
@@ -422,6 +480,10 @@ mod s3 {
                 ));
                 match put {
                     Ok(result) => {
+                        if relative == "state.json" {
+                            // Unknown without an ETag: a reader comparing it reads again.
+                            self.state_tag = result.e_tag.clone().unwrap_or_default();
+                        }
                         self.read.insert(relative, (bytes, result.e_tag));
                     }
                     Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })

@@ -159,31 +159,24 @@ fn poll(
         return Ok(());
     }
     shared.metrics.registry_reads.inc();
-    let read = read_alias(shared, location, alias, failed);
-    // Read whatever the outcome (served, or a load failure already counted): the same state is
-    // not read again. A reading that could not be made is tried again next time.
-    if read.as_ref().map_or_else(|e| e.downcast_ref::<Unread>().is_none(), |_| true) {
-        *seen = fingerprint;
-    }
-    read
+    read_alias(shared, location, alias, failed, seen)
 }
 
-/// The registry could not be read (as opposed to: it was read, and what it holds is wrong).
-#[derive(Debug)]
-struct Unread(anyhow::Error);
-
-impl std::fmt::Display for Unread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for Unread {}
-
-fn read_alias(shared: &Shared, location: &Location, alias: &str, failed: &mut Option<(String, String)>) -> Result<()> {
-    let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))
-        .map_err(|e| anyhow::Error::new(Unread(e)))?;
-    let Some(version) = store.alias(alias).map_err(|e| anyhow::Error::new(Unread(e.into())))? else {
+/// Reads the alias from a copy of the registry. Once the copy is read, whatever the outcome
+/// (served, or a load failure counted), `seen` becomes the copy's own fingerprint (not one
+/// taken before, which may be older), so that the same state is not read again; a copy that
+/// could not be made is tried again at the next poll.
+fn read_alias(
+    shared: &Shared,
+    location: &Location,
+    alias: &str,
+    failed: &mut Option<(String, String)>,
+    seen: &mut Option<String>,
+) -> Result<()> {
+    let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))?;
+    let named = store.alias(alias)?;
+    *seen = store.fingerprint()?;
+    let Some(version) = named else {
         bail!("no version is `{alias}` in {location} yet");
     };
     let current = shared.current();
