@@ -145,7 +145,11 @@ fn log(line: &str) {
 
 /// Reads the alias and, when it names another artifact than the one served, loads, verifies
 /// and compiles it, then swaps it in. `failed` remembers the version that last failed, so that
-/// a broken artifact is counted and logged once, not at every poll.
+/// a broken artifact is counted and logged once, not at every poll. A remote registry is
+/// copied only when its fingerprint differs from `seen`, which becomes the fingerprint of the
+/// copy once it is read, whatever the outcome (served, or a load failure counted): not one
+/// taken before the copy, which may be older. A copy that could not be made is tried again at
+/// the next poll.
 fn poll(
     shared: &Shared,
     location: &Location,
@@ -153,26 +157,11 @@ fn poll(
     failed: &mut Option<(String, String)>,
     seen: &mut Option<String>,
 ) -> Result<()> {
-    // A remote registry is copied only when it changed since the last complete reading.
     let fingerprint = location.fingerprint()?;
     if fingerprint.is_some() && fingerprint == *seen {
         return Ok(());
     }
     shared.metrics.registry_reads.inc();
-    read_alias(shared, location, alias, failed, seen)
-}
-
-/// Reads the alias from a copy of the registry. Once the copy is read, whatever the outcome
-/// (served, or a load failure counted), `seen` becomes the copy's own fingerprint (not one
-/// taken before, which may be older), so that the same state is not read again; a copy that
-/// could not be made is tried again at the next poll.
-fn read_alias(
-    shared: &Shared,
-    location: &Location,
-    alias: &str,
-    failed: &mut Option<(String, String)>,
-    seen: &mut Option<String>,
-) -> Result<()> {
     let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))?;
     let named = store.alias(alias)?;
     *seen = store.fingerprint()?;
