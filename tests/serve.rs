@@ -889,3 +889,23 @@ fn a_server_follows_a_registry_on_s3_compatible_storage() {
     ok_with(second.path(), &["rollback", "--registry", registry], &env);
     server.wait_for_version("v1", Duration::from_secs(30));
 }
+
+#[test]
+fn a_batch_longer_than_max_records_is_refused_whole() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5", "--max-records", "2"]);
+    let three = serde_json::to_vec(&records(&customers_csv(3, 3), false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &three);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("3 records; at most 2 a request (--max-records)"), "{answer}");
+    let two = serde_json::to_vec(&records(&customers_csv(2, 3), false)).unwrap();
+    assert_eq!(server.post("/v1/predict", "application/json", &two).0, 200);
+    let items: Vec<serde_json::Value> =
+        (0..3).map(|i| serde_json::json!({"id": format!("x-{i}"), "label": true})).collect();
+    let (status, answer) = server.feedback(&items);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("3 items; at most 2 a request"), "{answer}");
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_feedback_received_total"), Some(0.0));
+}

@@ -273,11 +273,8 @@ async fn predict(shared: &Shared, request: Request<Incoming>) -> Answer {
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    if parsed.records.len() > shared.max_records {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} records; at most {} a request (--max-records)", parsed.records.len(), shared.max_records),
-        );
+    if let Some(answer) = too_many(shared, parsed.records.len(), "records") {
+        return answer;
     }
     if parsed.records.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "no records to score");
@@ -465,6 +462,16 @@ struct FeedbackItem {
     label: Value,
 }
 
+/// 413 for a request of more than `--max-records` records (or feedback items).
+fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answer> {
+    (count > shared.max_records).then(|| {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{count} {what}; at most {} a request (--max-records)", shared.max_records),
+        )
+    })
+}
+
 async fn feedback(shared: &Shared, request: Request<Incoming>) -> Answer {
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
@@ -474,11 +481,8 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Answer {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-    if parsed.feedback.len() > shared.max_records {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} items; at most {} a request (--max-records)", parsed.feedback.len(), shared.max_records),
-        );
+    if let Some(answer) = too_many(shared, parsed.feedback.len(), "items") {
+        return answer;
     }
     let schema = &loaded.compiled.artifact().schema;
     let label = schema.label();
