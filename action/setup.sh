@@ -63,5 +63,5 @@ if ! command -v cargo > /dev/null; then
   exit 1
 fi
 export CARGO_TARGET_DIR="${MLGATE_TARGET_DIR:-$HOME/.cache/mlgate/target}"
-cargo build --locked --release --manifest-path "$GITHUB_ACTION_PATH/Cargo.toml" --package xtask
-out "$CARGO_TARGET_DIR/release/xtask"
+cargo build --locked --release --manifest-path "$GITHUB_ACTION_PATH/Cargo.toml" --package mlgate
+out "$CARGO_TARGET_DIR/release/mlgate"

@@ -9,7 +9,7 @@ use std::process::Command;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::fake_github::FakeGitHub;
-use crate::support::{root, xtask_bin};
+use crate::support::{mlgate_bin, root};
 
 fn action() -> Yaml {
     let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
@@ -270,7 +270,7 @@ fn runner<'a>(ws: &Path, api: &'a FakeGitHub, token: &str, inputs: &[(&str, &str
         outcomes: BTreeMap::new(),
         // The build step honours a prebuilt binary; building the release binary here would
         // take minutes of the suite.
-        env: vec![("MLGATE_PREBUILT".into(), xtask_bin().display().to_string())],
+        env: vec![("MLGATE_PREBUILT".into(), mlgate_bin().display().to_string())],
         api,
         action_ref: String::new(),
         action_repository: String::new(),
@@ -629,7 +629,7 @@ fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
     Command::new("chmod").arg("+x").arg(bin.join("gh")).status().unwrap();
     let checkout = releases.path().join("checkout");
     std::fs::create_dir_all(checkout.join(format!("target/{target}/release"))).unwrap();
-    std::fs::copy(xtask_bin(), checkout.join(format!("target/{target}/release/xtask"))).unwrap();
+    std::fs::copy(mlgate_bin(), checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
     let outputs = releases.path().join("outputs");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let run_step = |script: &str, env: &[(&str, &str)]| {
@@ -714,6 +714,6 @@ fn the_setup_step_builds_from_source_when_asked() {
     let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
     assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
     assert!(job.log.contains("mlgate: building from source: build-from-source is true"), "{}", job.log);
-    assert!(job.log.contains(&format!("mlgate: {}", target.join("release/xtask").display())), "{}", job.log);
+    assert!(job.log.contains(&format!("mlgate: {}", target.join("release/mlgate").display())), "{}", job.log);
     assert_eq!(api.comments_containing(MARKER).len(), 1);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use model::{read_csv, LabelPolicy, PipelineConfig};
 
-use crate::support::{edit_rows, small_csv, text, xtask, SMALL_CONFIG};
+use crate::support::{edit_rows, mlgate, small_csv, text, SMALL_CONFIG};
 
 /// The small configuration with `id` declared as the row's id.
 fn with_id() -> String {
@@ -66,7 +66,7 @@ fn project(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
     std::fs::write(dir.path().join("small.csv"), small_csv(300)).unwrap();
-    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    assert!(mlgate(dir.path(), &["build", "--out", "out"], &[]).status.success());
     dir
 }
 
@@ -75,7 +75,7 @@ fn predict_carries_the_id_and_kept_columns_first() {
     let dir = project(&with_id());
     let new = "id,amount,visits,region,member,bought\nr1,1.5,2,north,TRUE,yes\n\"r,2\",2,3,south,FALSE,no\n";
     std::fs::write(dir.path().join("new.csv"), new).unwrap();
-    let out = xtask(
+    let out = mlgate(
         dir.path(),
         &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "p.csv", "--keep", "region,visits"],
         &[],
@@ -87,7 +87,7 @@ fn predict_carries_the_id_and_kept_columns_first() {
     assert!(lines[1].starts_with("r1,north,2,0."), "{p}");
     assert!(lines[2].starts_with("\"r,2\",south,3,0."), "{p}");
     // A kept column the file lacks is named.
-    let out = xtask(
+    let out = mlgate(
         dir.path(),
         &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "q.csv", "--keep", "colour"],
         &[],
@@ -105,7 +105,7 @@ fn predict_skips_invalid_rows_when_asked_and_fails_above_the_share() {
     let predict = |extra: &[&str]| {
         let mut args = vec!["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "p.csv"];
         args.extend_from_slice(extra);
-        xtask(dir.path(), &args, &[])
+        mlgate(dir.path(), &args, &[])
     };
     // Strict by default.
     assert_eq!(predict(&[]).status.code(), Some(2));
@@ -204,7 +204,7 @@ fn blanks_in_columns_that_allow_them_build_predict_and_monitor_with_both_familie
         std::fs::write(dir.path().join("pipeline.toml"), with_missing(family)).unwrap();
         std::fs::write(dir.path().join("small.csv"), with_blanks(600)).unwrap();
         let run = |args: &[&str]| {
-            let out = xtask(dir.path(), args, &[]);
+            let out = mlgate(dir.path(), args, &[]);
             let (o, e) = text(&out);
             assert!(out.status.success(), "{family}: {args:?}\n{o}\n{e}");
             o
@@ -269,7 +269,7 @@ fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_t
         std::fs::write(dir.path().join("b.toml"), base.replacen("[[schema.columns]]\nname = \"visits\"", extra, 1))
             .unwrap();
         let run = |args: &[&str]| {
-            let out = xtask(dir.path(), args, &[]);
+            let out = mlgate(dir.path(), args, &[]);
             let (o, e) = text(&out);
             assert!(out.status.code().is_some_and(|c| c <= 1), "{args:?}\n{o}\n{e}");
             o
@@ -302,12 +302,12 @@ fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_t
 #[test]
 fn reports_speak_of_the_schema_s_label_not_of_purchases() {
     let dir = project(SMALL_CONFIG);
-    let out = xtask(dir.path(), &["acceptance", "--model", "out/model.json", "--out", "acc"], &[]);
+    let out = mlgate(dir.path(), &["acceptance", "--model", "out/model.json", "--out", "acc"], &[]);
     assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
     let report = std::fs::read_to_string(dir.path().join("acc/report.md")).unwrap();
     assert!(report.contains("| **`bought` = `yes`** |") && report.contains("with bought = yes"), "{report}");
     assert!(!report.to_lowercase().contains("purchas"), "{report}");
     let out =
-        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+        mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
     assert!(text(&out).1.contains("predicted bought = yes"), "{:?}", text(&out));
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::support::{root, small_csv, text, xtask, SMALL_CONFIG};
+use crate::support::{mlgate, root, small_csv, text, xtask, SMALL_CONFIG};
 
 /// A temporary project with the small config and `csv` as its data.
 fn project(csv: &str) -> tempfile::TempDir {
@@ -15,7 +15,7 @@ fn project(csv: &str) -> tempfile::TempDir {
 #[test]
 fn build_then_predict() {
     let dir = project(&small_csv(300));
-    let out = xtask(dir.path(), &["build", "--out", "out"], &[]);
+    let out = mlgate(dir.path(), &["build", "--out", "out"], &[]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("threshold"), "{stdout}");
@@ -29,7 +29,7 @@ fn build_then_predict() {
     let unlabelled: String = small_csv(40).lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
     std::fs::write(dir.path().join("new.csv"), &unlabelled).unwrap();
     let out =
-        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "pred/p.csv"], &[]);
+        mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "pred/p.csv"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let predictions = std::fs::read_to_string(dir.path().join("pred/p.csv")).unwrap();
     let lines: Vec<&str> = predictions.lines().collect();
@@ -51,7 +51,7 @@ fn bad_data_fails_with_the_summary_and_a_report() {
     csv.push_str("x,-3,1,north,TRUE,yes\n"); // line 32
     csv.push_str("y,4,1,west,TRUE,yes\n"); // line 33
     let dir = project(&csv);
-    let out = xtask(dir.path(), &["build", "--out", "out"], &[]);
+    let out = mlgate(dir.path(), &["build", "--out", "out"], &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("small.csv:32: column `amount`: value \"-3\": below the minimum"), "{stderr}");
@@ -69,7 +69,7 @@ fn bad_data_on_github_actions_gives_error_annotations() {
     let mut csv = small_csv(10);
     csv.push_str("x,1,1,north,TRUE,maybe\n"); // line 12
     let dir = project(&csv);
-    let out = xtask(dir.path(), &["validate"], &[("GITHUB_ACTIONS", "true")]);
+    let out = mlgate(dir.path(), &["validate"], &[("GITHUB_ACTIONS", "true")]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -81,7 +81,7 @@ fn bad_data_on_github_actions_gives_error_annotations() {
 #[test]
 fn header_errors_name_the_problem() {
     let dir = project("id;amount;visits;region;member;bought\na;1;2;north;TRUE;yes\n");
-    let out = xtask(dir.path(), &["build"], &[]);
+    let out = mlgate(dir.path(), &["build"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("delimited by ';'"), "{stderr}");
@@ -90,7 +90,7 @@ fn header_errors_name_the_problem() {
 #[test]
 fn a_missing_config_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = xtask(dir.path(), &["build", "--config", "nope.toml"], &[]);
+    let out = mlgate(dir.path(), &["build", "--config", "nope.toml"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("nope.toml"), "{stderr}");
@@ -99,12 +99,12 @@ fn a_missing_config_is_a_clear_error() {
 #[test]
 fn a_tampered_model_is_refused_by_predict() {
     let dir = project(&small_csv(200));
-    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    assert!(mlgate(dir.path(), &["build", "--out", "out"], &[]).status.success());
     let path = dir.path().join("out/model.json");
     let text_model = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text_model.replacen("\"name\":\"small\"", "\"name\":\"smoll\"", 1)).unwrap();
     let out =
-        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+        mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
@@ -118,7 +118,7 @@ fn the_default_job_runs_on_the_shipped_data() {
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::copy(root().join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
     std::fs::copy(root().join("data/customers.csv"), dir.path().join("data/customers.csv")).unwrap();
-    let out = xtask(dir.path(), &["build"], &[("SOURCE_DATE_EPOCH", "1767225600")]);
+    let out = mlgate(dir.path(), &["build"], &[("SOURCE_DATE_EPOCH", "1767225600")]);
     assert!(out.status.success(), "{:?}", text(&out));
     let artifact = model::Artifact::load(&dir.path().join("target/model/model.json")).unwrap();
     assert_eq!(artifact.lineage.created_at, "2026-01-01T00:00:00Z");
@@ -135,9 +135,9 @@ fn gen_data_check_passes_on_the_committed_file() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The subcommands `cargo xtask --help` lists.
+/// The subcommands `mlgate --help` lists.
 pub fn subcommands() -> Vec<String> {
-    let out = xtask(Path::new("."), &["--help"], &[]);
+    let out = mlgate(Path::new("."), &["--help"], &[]);
     let (stdout, _) = text(&out);
     stdout
         .lines()
@@ -153,12 +153,12 @@ pub fn subcommands() -> Vec<String> {
 #[test]
 fn predict_streams_many_blocks_in_order_and_refuses_a_bad_row_without_output() {
     let dir = project(&small_csv(300));
-    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    assert!(mlgate(dir.path(), &["build", "--out", "out"], &[]).status.success());
     let artifact = model::Artifact::load(&dir.path().join("out/model.json")).unwrap();
     // 20,000 rows: several blocks, scored on several threads, must come back in order.
     let big = small_csv(20_000);
     std::fs::write(dir.path().join("big.csv"), &big).unwrap();
-    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "big.csv", "--out", "p.csv"], &[]);
+    let out = mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "big.csv", "--out", "p.csv"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let data = model::read_csv(big.as_bytes(), "big.csv", &artifact.schema, model::LabelPolicy::Optional).unwrap();
     let expected = artifact.score(&data).unwrap().probabilities;
@@ -174,7 +174,7 @@ fn predict_streams_many_blocks_in_order_and_refuses_a_bad_row_without_output() {
     let mut lines: Vec<String> = big.lines().map(str::to_string).collect();
     lines[15_000] = lines[15_000].replacen(",north,", ",atlantis,", 1).replacen(",south,", ",atlantis,", 1);
     std::fs::write(dir.path().join("bad.csv"), lines.join("\n") + "\n").unwrap();
-    let out = xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "bad.csv", "--out", "q.csv"], &[]);
+    let out = mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "bad.csv", "--out", "q.csv"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.csv:15001: column `region`: value \"atlantis\": undeclared level"), "{stderr}");
@@ -191,9 +191,9 @@ fn predict_streams_many_blocks_in_order_and_refuses_a_bad_row_without_output() {
 #[test]
 fn predict_writes_through_a_symlink_and_refuses_what_is_not_a_file() {
     let dir = project(&small_csv(200));
-    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    assert!(mlgate(dir.path(), &["build", "--out", "out"], &[]).status.success());
     let predict = |out: &str| {
-        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", out], &[])
+        mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", out], &[])
     };
     std::fs::create_dir(dir.path().join("results")).unwrap();
     std::fs::write(dir.path().join("results/p.csv"), "old\n").unwrap();
@@ -223,7 +223,7 @@ fn predict_refuses_a_resealed_artifact_with_a_looping_tree() {
     let dir = project(&small_csv(200));
     let config = SMALL_CONFIG.replace("family = \"logistic_regression\"", "family = \"gradient_boosting\"");
     std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
-    assert!(xtask(dir.path(), &["build", "--out", "out"], &[]).status.success());
+    assert!(mlgate(dir.path(), &["build", "--out", "out"], &[]).status.success());
     let path = dir.path().join("out/model.json");
     let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let tree = &mut file["artifact"]["model"]["trees"][0];
@@ -234,7 +234,7 @@ fn predict_refuses_a_resealed_artifact_with_a_looping_tree() {
     let sum = format!("{:x}", sha2::Sha256::digest(body.as_bytes()));
     std::fs::write(&path, format!("{{\"format_version\":1,\"sha256\":\"{sum}\",\"artifact\":{body}}}\n")).unwrap();
     let out =
-        xtask(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
+        mlgate(dir.path(), &["predict", "--model", "out/model.json", "--data", "small.csv", "--out", "p.csv"], &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a readable model artifact") && stderr.contains("node 0"), "{stderr}");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::fake_github::{Failure, FakeGitHub};
-use crate::support::{root, text, xtask};
+use crate::support::{mlgate, root, text};
 
 /// A folder holding a real acceptance run (target/acceptance/metrics.json, target/model/
 /// validation.json) and a breaching monitoring run (target/monitor/), made once.
@@ -17,7 +17,7 @@ fn fixture() -> &'static Path {
         std::fs::write(dir.join("data/customers.csv"), model::data::generate::customers_csv(2000, 3)).unwrap();
         std::fs::copy(root().join("pipeline.toml"), dir.join("pipeline.toml")).unwrap();
         for args in [&["build"][..], &["acceptance"], &["deploy"]] {
-            let out = xtask(&dir, args, &[]);
+            let out = mlgate(&dir, args, &[]);
             assert!(out.status.success(), "{args:?}: {:?}", text(&out));
         }
         // Labels independent of the features: the monitoring run breaches.
@@ -30,7 +30,7 @@ fn fixture() -> &'static Path {
             })
             .collect();
         std::fs::write(dir.join("scrambled.csv"), scrambled).unwrap();
-        let out = xtask(&dir, &["monitor", "--data", "scrambled.csv"], &[]);
+        let out = mlgate(&dir, &["monitor", "--data", "scrambled.csv"], &[]);
         assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
         dir
     })
@@ -66,7 +66,7 @@ fn run_step(api: &FakeGitHub, token: &str, args: &[&str]) -> Run {
         ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
         ("MLGATE_RETRY_BASE_MS", "10"),
     ];
-    let out = xtask(fixture(), args, &env);
+    let out = mlgate(fixture(), args, &env);
     let (stdout, stderr) = text(&out);
     Run {
         code: out.status.code(),

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use model::data::generate::customers_csv;
 use model::lifecycle::registry::{Action, Registry};
 
-use crate::support::{edit_rows, root, text, xtask, xtask_bin};
+use crate::support::{edit_rows, mlgate, mlgate_bin, root, text, xtask, xtask_bin};
 
 /// A temporary project: the repository's pipeline.toml, 4,000 generated customers, and a
 /// deliberately weak variant of the configuration.
@@ -43,7 +43,7 @@ impl Project {
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = xtask(self.path(), args, &[("USER", "tester")]);
+        let out = mlgate(self.path(), args, &[("USER", "tester")]);
         let (o, e) = text(&out);
         (out.status.code(), o, e)
     }
@@ -212,9 +212,9 @@ fn monitoring_is_healthy_on_the_same_distribution_and_a_breach_rolls_back() {
     assert!(p.registry().check().unwrap().is_empty());
 }
 
-/// Spawns xtask without waiting.
+/// Spawns mlgate without waiting.
 fn spawn(dir: &Path, args: &[&str], pause_ms: &str) -> std::process::Child {
-    Command::new(xtask_bin())
+    Command::new(mlgate_bin())
         .args(args)
         .current_dir(dir)
         .env("MLGATE_REGISTRY_PAUSE_MS", pause_ms)
@@ -277,7 +277,8 @@ fn two_deploys_at_once_promote_once() {
 #[test]
 fn ci_runs_build_acceptance_and_deploy() {
     let p = Project::new();
-    let (code, out, err) = p.run(&["ci", "--skip-tests", "--deploy", "--out", "ci"]);
+    let out = xtask(p.path(), &["ci", "--skip-tests", "--deploy", "--out", "ci"], &[("USER", "tester")]);
+    let (code, (out, err)) = (out.status.code(), text(&out));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         err.contains("==> ci: build") && err.contains("==> ci: acceptance") && err.contains("==> ci: deploy"),
@@ -321,7 +322,7 @@ fn online_shoppers_scenario_from_the_issue() {
     let r = tmp.path().join("registry");
     let r = r.to_str().unwrap();
     let run = |args: &[&str]| {
-        let out = xtask(tmp.path(), args, &[]);
+        let out = mlgate(tmp.path(), args, &[]);
         let (o, e) = text(&out);
         (out.status.code(), format!("{o}\n{e}"))
     };
@@ -406,7 +407,7 @@ fn november_drift_is_named_in_the_monitoring_report() {
     std::fs::write(tmp.path().join("feb-oct.csv"), before).unwrap();
     std::fs::write(tmp.path().join("nov.csv"), november).unwrap();
     let run = |args: &[&str]| {
-        let out = xtask(tmp.path(), args, &[]);
+        let out = mlgate(tmp.path(), args, &[]);
         let (o, e) = crate::support::text(&out);
         (out.status.code(), format!("{o}\n{e}"))
     };
@@ -441,7 +442,7 @@ fn a_held_lock_is_waited_on_with_a_message_and_a_timeout() {
     assert_eq!(code, Some(0), "{out}");
     let lock = std::fs::File::options().write(true).open(p.path().join("registry/.lock")).unwrap();
     lock.lock().unwrap();
-    let out = xtask(p.path(), &["deploy"], &[("MLGATE_LOCK_TIMEOUT_SECS", "0.5")]);
+    let out = mlgate(p.path(), &["deploy"], &[("MLGATE_LOCK_TIMEOUT_SECS", "0.5")]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("waiting for the registry lock"), "{stderr}");
@@ -653,7 +654,7 @@ fn life_cycle_rules_hold_on_a_folder_registry() {
 
     // The actor is never "unknown": without any user variable, the uid. And v1, in production
     // before, may be rolled back to.
-    let out = xtask(
+    let out = mlgate(
         p.path(),
         &["rollback", "--to", "v1", "--reason", "who am I"],
         &[("USER", ""), ("LOGNAME", ""), ("GITHUB_ACTOR", ""), ("USERNAME", "")],

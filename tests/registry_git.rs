@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use model::data::generate::customers_csv;
 
-use crate::support::{root, stop_server as stop, text, xtask, xtask_bin};
+use crate::support::{mlgate, mlgate_bin, root, stop_server as stop, text};
 
 /// A fresh job folder: the repository's pipeline.toml and generated customers (`seed` decides
 /// the configuration's split seed, so that two jobs build two different artifacts).
@@ -27,7 +27,7 @@ type Env<'a> = &'a [(&'a str, &'a str)];
 fn run_in(dir: &Path, args: &[&str], env: Env) -> (Option<i32>, String, String) {
     let mut all = vec![("USER", "tester")];
     all.extend_from_slice(env);
-    let out = xtask(dir, args, &all);
+    let out = mlgate(dir, args, &all);
     let (o, e) = text(&out);
     (out.status.code(), o, e)
 }
@@ -94,7 +94,7 @@ fn racing_writers_never_overwrite(registry: &str, env: Env) {
         assert_eq!(code, Some(0), "{o}{e}");
     }
     let spawn = |dir: &Path, args: &[&str]| -> Child {
-        let mut cmd = Command::new(xtask_bin());
+        let mut cmd = Command::new(mlgate_bin());
         cmd.args(args).current_dir(dir).env("USER", "racer").stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.envs(env.iter().copied());
         cmd.spawn().unwrap()
@@ -363,7 +363,7 @@ fn killed_writers_leave_it_consistent(registry: &str, env: Env) {
     let (code, o, e) = run(dir.path(), &["build"]);
     assert_eq!(code, Some(0), "{o}{e}");
     for i in 0..12u64 {
-        let mut cmd = Command::new(xtask_bin());
+        let mut cmd = Command::new(mlgate_bin());
         cmd.args(["acceptance", "--registry", registry]).current_dir(dir.path());
         cmd.envs(env.iter().copied()).env("MLGATE_REGISTRY_PAUSE_MS", "40").stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();

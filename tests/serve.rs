@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use model::data::generate::customers_csv;
 
-use crate::support::{root, stop_server, text, xtask, xtask_bin};
+use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
 /// generated customers.
@@ -33,7 +33,7 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn ok_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut all = vec![("USER", "tester")];
     all.extend_from_slice(env);
-    let out = xtask(dir, args, &all);
+    let out = mlgate(dir, args, &all);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(0), "xtask {args:?}\n{o}{e}");
     o
@@ -69,7 +69,7 @@ impl Server {
     fn start_at(registry: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
-        let mut child = Command::new(xtask_bin())
+        let mut child = Command::new(mlgate_bin())
             .args(["serve", "--registry", registry, "--listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
@@ -508,7 +508,7 @@ fn a_server_without_a_production_model_is_alive_but_not_ready() {
     let reg = registry.path().join("registry");
     std::fs::create_dir_all(&reg).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(xtask_bin())
+    let mut child = Command::new(mlgate_bin())
         .args(["serve", "--registry", reg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--poll", "0.2"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
@@ -611,7 +611,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     // The alert issue goes to a local GitHub API.
     let github = crate::fake_github::FakeGitHub::start("");
     let analyse = || {
-        let out = xtask(
+        let out = mlgate(
             analyst.path(),
             &[
                 "monitor",
@@ -795,7 +795,7 @@ fn live_analysis_needs_no_configuration_file_and_says_when_nothing_is_in_product
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
     std::fs::create_dir_all(&reg).unwrap();
-    let out = xtask(
+    let out = mlgate(
         dir.path(),
         &["monitor", "--live", "--prometheus", "http://127.0.0.1:9", "--registry", reg.to_str().unwrap()],
         &[],
@@ -806,7 +806,7 @@ fn live_analysis_needs_no_configuration_file_and_says_when_nothing_is_in_product
     let record = std::fs::read_to_string(dir.path().join("target/monitor-live/monitor.json")).unwrap();
     assert!(record.contains("\"no_production\""), "{record}");
     // --live without --prometheus is a usage error.
-    let out = xtask(dir.path(), &["monitor", "--live", "--registry", reg.to_str().unwrap()], &[]);
+    let out = mlgate(dir.path(), &["monitor", "--live", "--registry", reg.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -1,4 +1,4 @@
-//! Helpers: the workspace root, a small schema, and the real xtask binary.
+//! Helpers: the workspace root, a small schema, and the real mlgate and xtask binaries.
 
 #[path = "../xtask/src/nested_cargo.rs"]
 mod nested_cargo;
@@ -68,21 +68,32 @@ pub fn edit_rows(csv: &str, edit: impl Fn(usize, &mut Vec<String>)) -> String {
         .collect()
 }
 
-/// The xtask binary, built once per test run from the current sources.
-pub fn xtask_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+/// A binary of the workspace, built once per test run from the current sources.
+fn binary(package: &str, cell: &'static OnceLock<PathBuf>) -> &'static Path {
+    cell.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--package", "xtask"]).current_dir(root());
+        cmd.args(["build", "--quiet", "--package", package]).current_dir(root());
         strip_cargo_env(&mut cmd);
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --package xtask failed");
+        assert!(status.success(), "cargo build --package {package} failed");
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-        let bin = target.join("debug").join(format!("xtask{}", std::env::consts::EXE_SUFFIX));
+        let bin = target.join("debug").join(format!("{package}{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "{} was not built", bin.display());
         bin
     })
+}
+
+/// The `mlgate` binary users run, built once per test run.
+pub fn mlgate_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    binary("mlgate", &BIN)
+}
+
+/// This repository's `xtask` binary (test, bench, gen-data, ci), built once per test run.
+pub fn xtask_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    binary("xtask", &BIN)
 }
 
 /// Removes what cargo hands a test process and a nested cargo must not see (package
@@ -93,14 +104,23 @@ pub fn strip_cargo_env(cmd: &mut Command) {
     }
 }
 
-/// Runs xtask with `args` in `dir`, GitHub Actions variables removed unless given in `env`.
+/// Runs `mlgate` with `args` in `dir`, GitHub Actions variables removed unless given in `env`.
+pub fn mlgate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(mlgate_bin(), dir, args, env)
+}
+
+/// Runs this repository's `xtask` with `args` in `dir`, as [`mlgate`] runs mlgate.
 pub fn xtask(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(xtask_bin());
+    run(xtask_bin(), dir, args, env)
+}
+
+fn run(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(dir).env_remove("GITHUB_ACTIONS").env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("xtask runs")
+    cmd.output().expect("the binary runs")
 }
 
 /// stdout and stderr of an output, as text.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::support::root;
+use crate::support::{mlgate, root, text};
 
 #[test]
 fn every_subcommand_is_in_readme_and_architecture() {
@@ -17,11 +17,19 @@ fn every_subcommand_is_in_readme_and_architecture() {
 }
 
 #[test]
-fn the_xtask_crate_description_lists_every_subcommand() {
+fn mlgate_speaks_of_mlgate_and_lists_only_what_works_outside_this_repository() {
+    let (help, _) = text(&mlgate(Path::new("."), &["--help"], &[]));
+    assert!(!help.to_lowercase().contains("xtask") && !help.contains("cargo"), "{help}");
+    let commands = crate::cli::subcommands();
+    for own in ["test", "bench", "gen-data", "ci"] {
+        assert!(!commands.iter().any(|c| c == own), "mlgate lists `{own}`, which is this repository's tooling");
+    }
+    let (version, _) = text(&mlgate(Path::new("."), &["--version"], &[]));
+    assert_eq!(version.trim(), format!("mlgate {}", env!("CARGO_PKG_VERSION")));
     let manifest = std::fs::read_to_string(root().join("xtask/Cargo.toml")).unwrap();
     let description = manifest.lines().find(|l| l.starts_with("description")).expect("xtask has a description");
-    for c in crate::cli::subcommands() {
-        assert!(description.contains(&format!(" {c}")), "xtask/Cargo.toml's description lacks `{c}`");
+    for own in ["test", "bench", "gen-data", "ci"] {
+        assert!(description.contains(&format!(" {own}")), "xtask/Cargo.toml's description lacks `{own}`");
     }
 }
 

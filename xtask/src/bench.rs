@@ -20,7 +20,7 @@ pub struct Args {
     /// Runs of each measurement (the largest size gets at most 3).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Skip the cold build of xtask (minutes).
+    /// Skip the cold build of mlgate (minutes).
     #[arg(long)]
     skip_build_cost: bool,
     /// Skip scikit-learn (and MLflow).
@@ -102,10 +102,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let root = workspace_root(sh)?;
     sh.change_dir(&root);
     eprintln!("==> bench: building the release binary");
-    clean_env(cmd!(sh, "cargo build --release --locked --package xtask"))
+    clean_env(cmd!(sh, "cargo build --release --locked --package mlgate"))
         .run()
         .context("cannot build the release binary")?;
-    let bin = root.join("target/release/xtask");
+    let bin = root.join("target/release/mlgate");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
     if args.serve_only {
@@ -125,7 +125,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 None => format!("{old}\n{section}"),
             },
         };
-        crate::output::write(&path, md.as_bytes())?;
+        mlgate::output::write(&path, md.as_bytes())?;
         println!("wrote the serving section of {}", args.out.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -133,11 +133,11 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `cargo xtask bench` (release build of xtask), {}. Times are wall-clock medians \
+        "Written by `cargo xtask bench` (release build of mlgate), {}. Times are wall-clock medians \
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
          `--skip-python`).\n",
-        crate::context::now_rfc3339()
+        mlgate::clock::now_rfc3339()
     );
     machine(sh, &mut md);
 
@@ -155,7 +155,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     if let Ok(history) = std::fs::read_to_string(root.join("bench/history.md")) {
         md.push_str(&history);
     }
-    crate::output::write(&root.join(&args.out), md.as_bytes())?;
+    mlgate::output::write(&root.join(&args.out), md.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -268,8 +268,8 @@ fn gate(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, runs: usize
     }
     let _ = writeln!(
         md,
-        "Commands: `target/release/xtask build --config configs/online-shoppers.toml --data TRAIN --out D/model && \
-         target/release/xtask acceptance --config configs/online-shoppers.toml --model D/model/model.json --data TRAIN \
+        "Commands: `target/release/mlgate build --config configs/online-shoppers.toml --data TRAIN --out D/model && \
+         target/release/mlgate acceptance --config configs/online-shoppers.toml --model D/model/model.json --data TRAIN \
          --registry D/registry --out D/acceptance` against `python ../shared/anchors/sklearn_gate.py TRAIN D/python` \
          (TRAIN = `../shared/data/online-shoppers/train.csv`, a fresh D each run).\n"
     );
@@ -405,18 +405,18 @@ fn build_cost(sh: &Shell, root: &Path, work: &Path, md: &mut String) -> Result<(
     let _ = writeln!(md, "## What a runner pays to build the action\n");
     let target = work.join("cold-target");
     let _ = std::fs::remove_dir_all(&target);
-    eprintln!("==> bench: cold release build of xtask (minutes)");
+    eprintln!("==> bench: cold release build of mlgate (minutes)");
     let t = target.to_str().unwrap();
     let timed_build = |what: &str| -> Result<Duration> {
         let started = Instant::now();
-        clean_env(cmd!(sh, "cargo build --release --locked --package xtask --target-dir {t}"))
+        clean_env(cmd!(sh, "cargo build --release --locked --package mlgate --target-dir {t}"))
             .quiet()
             .run()
             .with_context(|| format!("{what} failed"))?;
         Ok(started.elapsed())
     };
     let cold = timed_build("cold build")?;
-    let main_rs = root.join("xtask/src/main.rs");
+    let main_rs = root.join("mlgate/src/main.rs");
     let text = std::fs::read(&main_rs)?;
     std::fs::write(&main_rs, &text)?; // touch
     let warm = timed_build("rebuild")?;
@@ -424,7 +424,7 @@ fn build_cost(sh: &Shell, root: &Path, work: &Path, md: &mut String) -> Result<(
     let secs = |d: Duration| format!("{:.0} s", d.as_secs_f64());
     let _ = writeln!(
         md,
-        "| build | time |\n|---|---:|\n| cold `cargo build --release --package xtask` (empty target folder, crates already downloaded) | {} |\n| rebuild after touching `xtask/src/main.rs` | {} |\n",
+        "| build | time |\n|---|---:|\n| cold `cargo build --release --package mlgate` (empty target folder, crates already downloaded) | {} |\n| rebuild after touching `mlgate/src/main.rs` | {} |\n",
         secs(cold),
         secs(warm)
     );

@@ -286,7 +286,7 @@ pub fn section(
     ] {
         let out = Command::new(bin).args(&args).output()?;
         if !out.status.success() {
-            bail!("xtask {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!("mlgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
     let one = serde_json::to_vec(&serde_json::json!({ "records": records(&train, 1, "Revenue")? }))?;

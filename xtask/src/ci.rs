@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::context::{DataArgs, RegistryArgs};
-use crate::{acceptance, build, deploy, test};
+use mlgate::cli::context::{DataArgs, RegistryArgs};
+use mlgate::cli::{acceptance, build, deploy};
+
+use crate::test;
 
 #[derive(clap::Args)]
 pub struct Args {

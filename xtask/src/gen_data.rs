@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use model::data::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
 use xshell::Shell;
 
-use crate::output;
+use mlgate::output;
 
 #[derive(clap::Args)]
 pub struct Args {

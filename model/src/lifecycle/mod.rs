@@ -3,5 +3,6 @@
 
 pub mod acceptance;
 pub mod gate;
+pub mod live;
 pub mod monitor;
 pub mod registry;

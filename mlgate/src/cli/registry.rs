@@ -1,4 +1,4 @@
-//! `cargo xtask registry`: show the registry — aliases, versions with their verdicts, history —
+//! `mlgate registry`: show the registry — aliases, versions with their verdicts, history —
 //! and check its consistency.
 
 use std::process::ExitCode;
@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::context::RegistryArgs;
+use crate::cli::context::RegistryArgs;
+use crate::exit::Exit;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,7 +34,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             println!("problem: {p}");
         }
         eprintln!("{location}: {} problem(s)", problems.len());
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Refused.into());
     }
     let state = registry.state()?;
     if args.json {

@@ -6,6 +6,8 @@
 //! was read). When another writer came first, the copy is read again and the operation runs again
 //! on the new state, its preconditions checked again.
 
+pub mod git;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,4 +1,4 @@
-//! `cargo xtask build`: validate the training data, train, write the artifact and the report.
+//! `mlgate build`: validate the training data, train, write the artifact and the report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +9,9 @@ use model::pipeline::build::BuildContext;
 use model::{Artifact, LabelPolicy};
 use xshell::Shell;
 
-use crate::context::{git_commit, load_data, now_rfc3339, write_validation, DataArgs};
+use crate::cli::context::{load_data, write_validation, DataArgs};
+use crate::clock::now_rfc3339;
+use crate::store::git::head_commit as git_commit;
 
 #[derive(clap::Args)]
 pub struct Args {

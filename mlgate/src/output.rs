@@ -1,9 +1,11 @@
-//! What xtask prints: error reports, GitHub workflow annotations, atomic output files.
+//! What mlgate prints: error reports, GitHub workflow annotations, atomic output files.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use model::Error;
+
+use crate::exit::Exit;
 
 /// True when running as a GitHub Actions step.
 pub fn on_github_actions() -> bool {
@@ -57,6 +59,21 @@ pub fn report_error(e: &anyhow::Error) {
             );
         }
         _ => println!("::error::{}", escape_data(&format!("{e:#}"))),
+    }
+}
+
+/// Prints the last lines of a monitoring run (batch or live) and gives its exit code:
+/// [`Exit::Refused`] on a breach.
+pub fn monitoring_status(breach: bool, detail: &str, failed: &[String]) -> std::process::ExitCode {
+    if breach {
+        println!("status     BREACH{detail}");
+        for f in failed {
+            println!("  failed: {f}");
+        }
+        Exit::Refused.into()
+    } else {
+        println!("status     healthy");
+        Exit::Success.into()
     }
 }
 

@@ -1,4 +1,4 @@
-//! `cargo xtask validate`: check a CSV against the configured schema and write the report.
+//! `mlgate validate`: check a CSV against the configured schema and write the report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use anyhow::Result;
 use model::LabelPolicy;
 use xshell::Shell;
 
-use crate::context::{load_data, write_validation, DataArgs};
+use crate::cli::context::{load_data, write_validation, DataArgs};
 
 #[derive(clap::Args)]
 pub struct Args {

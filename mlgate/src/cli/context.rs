@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use model::lifecycle::registry::Actor;
 use model::{LabelPolicy, PipelineConfig};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
+use crate::clock::now_rfc3339;
 use crate::output;
 use crate::store::{Location, Store};
 
@@ -70,28 +71,6 @@ pub fn write_validation(dir: &Path, report: &model::ValidationReport) -> Result<
     output::write(&dir.join("validation.md"), model::render::validation::validation_markdown(report).as_bytes())
 }
 
-/// The commit of the checkout, with `-dirty` when the tree has uncommitted changes.
-pub fn git_commit(sh: &Shell) -> Option<String> {
-    let head = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read().ok()?;
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .map(|s| !s.trim().is_empty())
-        .unwrap_or(false);
-    Some(if dirty { format!("{head}-dirty") } else { head })
-}
-
-/// Now, or `SOURCE_DATE_EPOCH` when set (reproducible builds), as RFC 3339.
-pub fn now_rfc3339() -> String {
-    let time = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .unwrap_or_else(std::time::SystemTime::now);
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 /// `--config` and `--data`, shared by the subcommands that read a data set.
 #[derive(clap::Args, Clone, Default)]
 pub struct DataArgs {
@@ -106,7 +85,7 @@ pub struct DataArgs {
 impl DataArgs {
     /// Loads the configuration; returns its path, itself and the data file to read.
     pub fn resolve(self) -> Result<(PathBuf, PipelineConfig, PathBuf)> {
-        let config_path = crate::config_path(self.config);
+        let config_path = crate::cli::config_path(self.config);
         let config = load_config(&config_path)?;
         let data = data_path(self.data, &config, &config_path);
         Ok((config_path, config, data))
@@ -127,7 +106,7 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     /// Loads the configuration and opens its registry.
     pub fn open(self) -> Result<(PipelineConfig, Store)> {
-        let config_path = crate::config_path(self.config);
+        let config_path = crate::cli::config_path(self.config);
         let config = load_config(&config_path)?;
         let registry = registry(self.registry, &config, &config_path)?;
         Ok((config, registry))
@@ -180,5 +159,5 @@ pub fn actor(sh: &Shell) -> Actor {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         // SAFETY: getuid has no preconditions and cannot fail.
         .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
-    Actor { who, when: now_rfc3339(), commit: git_commit(sh) }
+    Actor { who, when: now_rfc3339(), commit: crate::store::git::head_commit(sh) }
 }

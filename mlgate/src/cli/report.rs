@@ -1,4 +1,4 @@
-//! `cargo xtask report`: the acceptance report where reviewers look — one sticky comment on the
+//! `mlgate report`: the acceptance report where reviewers look — one sticky comment on the
 //! pull request, the job summary, the step outputs — and, with `--fail-on-reject`, the verdict
 //! as the step's exit code.
 
@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use model::lifecycle::gate::AcceptanceRecord;
 use xshell::Shell;
 
+use crate::exit::Exit;
 use crate::github::{pull_request_number, ApiError, GitHub};
 use crate::output;
 
@@ -101,7 +102,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("{} is not an acceptance report", args.metrics.display()))?;
     let validation = std::fs::read(&args.validation).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let marker = marker(&args.config, &args.comment_key);
-    let provenance = crate::github::provenance(&crate::context::now_rfc3339());
+    let provenance = crate::github::provenance(&crate::clock::now_rfc3339());
     let body = model::render::report::pull_request_markdown(
         &record,
         validation.as_ref(),
@@ -147,7 +148,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             for c in record.checks.iter().filter(|c| !c.passed) {
                 println!("::error title=acceptance failed::{}", output::escape_data(&c.description));
             }
-            return Ok(ExitCode::from(1));
+            return Ok(Exit::Refused.into());
         }
     } else {
         println!("verdict    passed");
@@ -172,7 +173,7 @@ fn report_failure(args: &Args, step: &str) -> Result<ExitCode> {
     let title = step_title(step);
     let validation = validation.filter(|v| step == "validate" || !v.passed());
     let marker = marker(&args.config, &args.comment_key);
-    let provenance = crate::github::provenance(&crate::context::now_rfc3339());
+    let provenance = crate::github::provenance(&crate::clock::now_rfc3339());
     let render =
         |limit| model::render::report::failure_markdown(&marker, &title, validation.as_ref(), &log, limit, &provenance);
     let body = render(model::render::report::COMMENT_LIMIT);

@@ -1,4 +1,4 @@
-//! `cargo xtask acceptance`: evaluate a candidate on staging data, gate it on thresholds and
+//! `mlgate acceptance`: evaluate a candidate on staging data, gate it on thresholds and
 //! against production, write metrics.json and report.md, and register it as `staging`.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,9 @@ use model::pipeline::staging::StagingSpec;
 use model::{Artifact, LabelPolicy, PipelineConfig};
 use xshell::Shell;
 
-use crate::context::{actor, data_path, load_config, load_data, now_rfc3339, registry, relative_to_config};
+use crate::cli::context::{actor, data_path, load_config, load_data, registry, relative_to_config};
+use crate::clock::now_rfc3339;
+use crate::exit::Exit;
 use crate::output;
 
 #[derive(clap::Args)]
@@ -23,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value = "target/model/model.json")]
     pub model: PathBuf,
     /// The file staging rows come from (default: the artifact's staging source).
-    #[arg(long, value_parser = crate::context::path_or_empty)]
+    #[arg(long, value_parser = crate::cli::context::path_or_empty)]
     pub data: Option<PathBuf>,
     /// Registry: a folder, or git+URL#BRANCH (default: the configuration's `[registry] path`).
     #[arg(long)]
@@ -69,9 +71,6 @@ impl Register {
     }
 }
 
-/// The exit code of a failed gate.
-pub const EXIT_GATE_FAILED: u8 = 1;
-
 fn staging_file(
     args_data: Option<PathBuf>,
     artifact: &Artifact,
@@ -92,7 +91,7 @@ fn staging_file(
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config_path = crate::config_path(args.config);
+    let config_path = crate::cli::config_path(args.config);
     let config = load_config(&config_path)?;
     let model_bytes = std::fs::read(&args.model).with_context(|| format!("cannot read {}", args.model.display()))?;
     let candidate = Artifact::from_bytes(&model_bytes, &args.model).context("cannot load the candidate")?;
@@ -194,7 +193,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         for c in record.checks.iter().filter(|c| !c.passed) {
             println!("  failed: {} (measured {:.4})", c.description, c.value);
         }
-        Ok(ExitCode::from(if args.allow_failure { 0 } else { EXIT_GATE_FAILED }))
+        Ok(if args.allow_failure { Exit::Success } else { Exit::Refused }.into())
     }
 }
 

@@ -1,4 +1,4 @@
-//! `cargo xtask alert`: turn a monitoring breach into a GitHub issue — opened once, then updated
+//! `mlgate alert`: turn a monitoring breach into a GitHub issue — opened once, then updated
 //! on every breaching run, never duplicated.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use crate::github::{ApiError, GitHub};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// monitor.json written by `cargo xtask monitor`.
+    /// monitor.json written by `mlgate monitor`.
     #[arg(long, default_value = "target/monitor/monitor.json")]
     monitor: PathBuf,
     /// report.md written beside it.

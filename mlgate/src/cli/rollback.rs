@@ -1,11 +1,11 @@
-//! `cargo xtask rollback`: put the previous production model (or a given version) back.
+//! `mlgate rollback`: put the previous production model (or a given version) back.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::context::{actor, registry_failure, RegistryArgs};
+use crate::cli::context::{actor, registry_failure, RegistryArgs};
 
 #[derive(clap::Args)]
 pub struct Args {

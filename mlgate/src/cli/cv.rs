@@ -1,4 +1,4 @@
-//! `cargo xtask cv`: stratified k-fold cross-validation of the configured build, optionally
+//! `mlgate cv`: stratified k-fold cross-validation of the configured build, optionally
 //! against a one-column rule, with the folds exported for other tools.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use model::pipeline::crossval::{cross_validate, mean_std};
 use model::{Dataset, LabelPolicy};
 use xshell::Shell;
 
-use crate::context::{load_data, DataArgs};
+use crate::cli::context::{load_data, DataArgs};
 use crate::output;
 
 #[derive(clap::Args)]

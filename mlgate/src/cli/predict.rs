@@ -1,4 +1,4 @@
-//! `cargo xtask predict`: score a CSV with an artifact, one output row per input row, in order,
+//! `mlgate predict`: score a CSV with an artifact, one output row per input row, in order,
 //! streamed in blocks scored on every core.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `cargo xtask monitor`: score the production model on new labelled data, check its metrics
+//! `mlgate monitor`: score the production model on new labelled data, check its metrics
 //! and the features' drift, count breaches, and roll back when told to.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use model::LabelPolicy;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::context::{actor, load_data, RegistryArgs};
+use crate::cli::context::{actor, load_data, RegistryArgs};
 use crate::output;
 
 const DEFAULT_OUT: &str = "target/monitor";
@@ -95,9 +95,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         } else {
             args.out.clone()
         };
-        return crate::monitor_live::run(
+        return crate::cli::live::run(
             sh,
-            crate::monitor_live::LiveArgs {
+            crate::cli::live::LiveArgs {
                 pipeline: args.pipeline,
                 prometheus: args.prometheus.as_deref().unwrap_or_default(),
                 out: &out,
@@ -260,19 +260,5 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     if let Some(a) = &action {
         println!("{a}");
     }
-    Ok(status(outcome.breach, &format!(" ({breaches} consecutive)"), &failed))
-}
-
-/// Prints the last lines of a monitoring run and gives its exit code: 1 on a breach.
-pub fn status(breach: bool, detail: &str, failed: &[String]) -> ExitCode {
-    if breach {
-        println!("status     BREACH{detail}");
-        for f in failed {
-            println!("  failed: {f}");
-        }
-        ExitCode::from(1)
-    } else {
-        println!("status     healthy");
-        ExitCode::SUCCESS
-    }
+    Ok(output::monitoring_status(outcome.breach, &format!(" ({breaches} consecutive)"), &failed))
 }

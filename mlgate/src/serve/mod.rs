@@ -1,4 +1,4 @@
-//! `cargo xtask serve`: an HTTP server for the model an alias of the registry points at.
+//! The model server: an HTTP server for the model an alias of the registry points at.
 //! Predictions (JSON or CSV), feedback joined to them, the model's identity, health, and
 //! Prometheus metrics. The alias is polled (and re-read on SIGHUP): a new artifact is fetched,
 //! verified and compiled on the poller's thread, then swapped in; a request keeps the model it
@@ -10,8 +10,6 @@ mod live;
 mod metrics;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,59 +19,36 @@ use model::eval::drift::DriftThresholds;
 use model::lifecycle::gate::AcceptanceRecord;
 use model::pipeline::scoring::{csv_field, Compiled};
 use model::Metric;
-use xshell::Shell;
 
 use crate::store::{Location, Store};
 use metrics::{Labels, Metrics};
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Pipeline configuration: its `[registry] path` when --registry is not given, its
-    /// `[monitor.drift]` thresholds for the rolling drift.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Registry: a folder, git+URL#BRANCH or s3://BUCKET/PREFIX.
-    #[arg(long)]
-    registry: Option<String>,
+/// How the server runs: resolved from the command line by `cli::serve`.
+pub struct Options {
+    /// Where the registry lives.
+    pub location: Location,
     /// The alias whose model is served.
-    #[arg(long, default_value = "production")]
-    alias: String,
-    /// Address to listen on (port 0: any free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Seconds between two readings of the alias.
-    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
-    poll: f64,
-    /// Largest request body, in bytes (413 beyond).
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
-    max_body_bytes: usize,
-    /// Most records in one request (413 beyond).
-    #[arg(long, default_value_t = 10_000)]
-    max_records: usize,
-    /// Predictions kept waiting for their feedback; the oldest are dropped first (counted).
-    #[arg(long, default_value_t = 100_000)]
-    prediction_log: usize,
-    /// Joined predictions in each version's rolling window of live metrics.
-    #[arg(long, default_value_t = 1_000)]
-    feedback_window: usize,
+    pub alias: String,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Between two readings of the alias.
+    pub poll: Duration,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most records in one request.
+    pub max_records: usize,
+    /// Predictions kept waiting for their feedback.
+    pub prediction_log: usize,
+    /// Joined predictions in each version's rolling window.
+    pub feedback_window: usize,
     /// Recent records the rolling drift is measured on.
-    #[arg(long, default_value_t = 1_000)]
-    drift_window: usize,
-    /// Seconds a client may take to send a request's headers, and then its body (408 beyond).
-    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
-    read_timeout: f64,
-    /// Seconds a draining server waits for requests in flight before it exits.
-    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
-    drain: f64,
-}
-
-fn seconds(value: &str) -> std::result::Result<f64, String> {
-    let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
-    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
-        Ok(s)
-    } else {
-        Err(format!("{value} is not a number of seconds in (0, 86400]"))
-    }
+    pub drift_window: usize,
+    /// The rolling drift's thresholds.
+    pub drift: DriftThresholds,
+    /// How long a client may take for its headers, and then its body.
+    pub read_timeout: Duration,
+    /// How long a draining server waits for requests in flight.
+    pub drain: Duration,
 }
 
 /// The model being served, compiled, with what `/v1/model` and the metrics say of it.
@@ -140,7 +115,7 @@ impl Shared {
 }
 
 fn log(line: &str) {
-    eprintln!("{} {line}", crate::context::now_rfc3339());
+    eprintln!("{} {line}", crate::clock::now_rfc3339());
 }
 
 /// Reads the alias and, when it names another artifact than the one served, loads, verifies
@@ -277,18 +252,9 @@ fn measure_drift(shared: &Shared) -> std::result::Result<(), String> {
     Ok(())
 }
 
-pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let config = match &args.config {
-        Some(path) => Some((crate::context::load_config(path)?, path.clone())),
-        None => None,
-    };
-    let location = match (&args.registry, &config) {
-        (Some(flag), _) => Location::parse(flag, std::path::Path::new(""))?,
-        (None, Some((config, path))) => {
-            Location::parse(&config.registry.path.to_string_lossy(), path.parent().unwrap_or(std::path::Path::new("")))?
-        }
-        (None, None) => bail!("say which registry to serve from: --registry URL (or --config with a [registry] path)"),
-    };
+/// Serves until SIGTERM or SIGINT, then drains and returns.
+pub fn run(args: Options) -> Result<()> {
+    let location = args.location.clone();
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let shared = Arc::new(Shared {
         model: RwLock::new(None),
@@ -299,8 +265,8 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         id_prefix: format!("{:08x}{:04x}", started.as_nanos() as u32, std::process::id() as u16),
         ids: AtomicU64::new(0),
         draining: AtomicBool::new(false),
-        drift: config.as_ref().map(|(c, _)| c.monitor.drift.clone()).unwrap_or_default(),
-        read_timeout: Duration::from_secs_f64(args.read_timeout),
+        drift: args.drift.clone(),
+        read_timeout: args.read_timeout,
     });
     let listener =
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -311,7 +277,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (wake, woken) = mpsc::channel::<()>();
     let poller = {
         let (shared, location, alias) = (shared.clone(), location.clone(), args.alias.clone());
-        let interval = Duration::from_secs_f64(args.poll);
+        let interval = args.poll;
         std::thread::spawn(move || {
             let (mut failed, mut seen) = (None, None);
             // Each problem is logged when it starts, not at every poll.
@@ -353,12 +319,12 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         .build()
         .context("cannot start the server's runtime")?;
     println!("serving `{}` of {location} on http://{address}", args.alias);
-    let drain = Duration::from_secs_f64(args.drain);
+    let drain = args.drain;
     let result = runtime.block_on(http::serve(listener, shared.clone(), wake.clone(), drain));
     shared.draining.store(true, Ordering::SeqCst);
     drop(wake);
     let _ = poller.join();
     result?;
     log("drained; exiting");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

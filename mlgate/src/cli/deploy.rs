@@ -1,11 +1,11 @@
-//! `cargo xtask deploy`: promote the staged candidate to production when its verdict passed.
+//! `mlgate deploy`: promote the staged candidate to production when its verdict passed.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::context::{actor, registry_failure, RegistryArgs};
+use crate::cli::context::{actor, registry_failure, RegistryArgs};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,0 +1,100 @@
+//! `mlgate serve`: resolves the flags and the configuration into the server's options and runs
+//! the server ([`crate::serve`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::cli::context::load_config;
+use crate::store::Location;
+
+/// The flags of `mlgate serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Pipeline configuration: its `[registry] path` when --registry is not given, its
+    /// `[monitor.drift]` thresholds for the rolling drift.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Registry: a folder, git+URL#BRANCH or s3://BUCKET/PREFIX.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The alias whose model is served.
+    #[arg(long, default_value = "production")]
+    pub alias: String,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Seconds between two readings of the alias.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub poll: f64,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most records in one request (413 beyond).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_records: usize,
+    /// Predictions kept waiting for their feedback; the oldest are dropped first (counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub prediction_log: usize,
+    /// Joined predictions in each version's rolling window of live metrics.
+    #[arg(long, default_value_t = 1_000)]
+    pub feedback_window: usize,
+    /// Recent records the rolling drift is measured on.
+    #[arg(long, default_value_t = 1_000)]
+    pub drift_window: usize,
+    /// Seconds a client may take to send a request's headers, and then its body (408 beyond).
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+    pub read_timeout: f64,
+    /// Seconds a draining server waits for requests in flight before it exits.
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+    pub drain: f64,
+}
+fn seconds(value: &str) -> std::result::Result<f64, String> {
+    let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+        Ok(s)
+    } else {
+        Err(format!("{value} is not a number of seconds in (0, 86400]"))
+    }
+}
+
+/// Resolves the flags (the configuration: `--config`, else `pipeline.toml` here when there is
+/// one, as every other command reads it) and serves until SIGTERM.
+pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
+    let config_path = args.config.clone().or_else(|| {
+        let here = PathBuf::from("pipeline.toml");
+        here.is_file().then_some(here)
+    });
+    let config = match &config_path {
+        Some(path) => Some((load_config(path)?, path.clone())),
+        None => None,
+    };
+    let location = match (&args.registry, &config) {
+        (Some(flag), _) => Location::parse(flag, Path::new(""))?,
+        (None, Some((config, path))) => {
+            Location::parse(&config.registry.path.to_string_lossy(), path.parent().unwrap_or(Path::new("")))?
+        }
+        (None, None) => {
+            bail!("say which registry to serve from: --registry URL, or a pipeline.toml here (or --config) with a [registry] path")
+        }
+    };
+    crate::serve::run(crate::serve::Options {
+        location,
+        alias: args.alias,
+        listen: args.listen,
+        poll: Duration::from_secs_f64(args.poll),
+        max_body_bytes: args.max_body_bytes,
+        max_records: args.max_records,
+        prediction_log: args.prediction_log,
+        feedback_window: args.feedback_window,
+        drift_window: args.drift_window,
+        drift: config.as_ref().map(|(c, _)| c.monitor.drift.clone()).unwrap_or_default(),
+        read_timeout: Duration::from_secs_f64(args.read_timeout),
+        drain: Duration::from_secs_f64(args.drain),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

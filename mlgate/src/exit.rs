@@ -1,0 +1,26 @@
+//! The exit codes of every mlgate command, in one place.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success: the gate passed, monitoring healthy, the registry changed as asked |
+//! | 1 | a decision said no: a gate failed, monitoring breached, the registry refused (deploy without a passing verdict, nothing to roll back to), `registry --check` found a problem |
+//! | 2 | the user's to fix: bad flags, configuration or data; a service that could not be reached |
+
+use std::process::ExitCode;
+
+/// How a command ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything as asked.
+    Success = 0,
+    /// A decision said no: gate failed, breach, refusal, inconsistency found.
+    Refused = 1,
+    /// A usage, configuration or data error (or an unreachable service).
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}

@@ -1,0 +1,10 @@
+//! The `mlgate` binary: parses the command line and runs it.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = mlgate::cli::Cli::parse();
+    mlgate::cli::execute(|sh| cli.command.run(sh))
+}
