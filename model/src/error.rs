@@ -198,7 +198,7 @@ pub enum Error {
         seconds: f64,
     },
     /// The registry was damaged by hand in a way no writer leaves it; nothing is written.
-    #[error("registry {}: {problem}; `cargo xtask registry --check` lists every problem", root.display())]
+    #[error("registry {}: {problem}; `mlgate registry --check` lists every problem", root.display())]
     RegistryDamaged {
         /// The registry.
         root: PathBuf,

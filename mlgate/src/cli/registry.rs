@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::cli::context::RegistryArgs;
+use crate::cli::context::{actor, registry_failure, RegistryArgs};
 use crate::exit::Exit;
 
 #[derive(clap::Args)]
@@ -19,10 +19,31 @@ pub struct Args {
     /// Print aliases, versions and history as one JSON document.
     #[arg(long, conflicts_with = "check")]
     json: bool,
+    /// Remove old versions: all but the `--keep` newest, never production, staging or an
+    /// earlier production (where a rollback goes).
+    #[arg(long, requires = "keep", conflicts_with_all = ["check", "json"])]
+    prune: bool,
+    /// With --prune: how many of the newest versions to keep.
+    #[arg(long, value_name = "N", requires = "prune", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    keep: Option<u64>,
 }
 
-pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let (_, registry) = args.pipeline.open()?;
+pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
+    let (_, mut registry) = args.pipeline.open()?;
+    if let Some(keep) = args.keep.filter(|_| args.prune) {
+        let who = actor(sh);
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let removed = registry.transact(&who, |r| r.prune(keep, &who).map_err(|e| registry_failure(e, "prune")))?;
+        if removed.is_empty() {
+            println!(
+                "nothing to prune in {}: every version is among the {keep} newest or still needed",
+                registry.location()
+            );
+        } else {
+            println!("pruned {} from {}", removed.join(", "), registry.location());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let location = registry.location().to_string();
     let problems = registry.check()?;
     if args.check {

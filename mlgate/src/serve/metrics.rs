@@ -53,6 +53,8 @@ pub struct Metrics {
     pub swaps: Counter,
     pub load_failures: Counter,
     pub registry_reads: Counter,
+    pub registry_file_reads: Counter,
+    pub registry_requests: Counter,
     pub feedback_received: Counter,
     pub feedback_joined: Counter,
     pub feedback_unmatched: Counter,
@@ -83,6 +85,8 @@ impl Metrics {
             swaps: Counter::default(),
             load_failures: Counter::default(),
             registry_reads: Counter::default(),
+            registry_file_reads: Counter::default(),
+            registry_requests: Counter::default(),
             feedback_received: Counter::default(),
             feedback_joined: Counter::default(),
             feedback_unmatched: Counter::default(),
@@ -130,8 +134,18 @@ impl Metrics {
         );
         r.register(
             "mlgate_registry_reads",
-            "Complete readings of the registry (a remote one is read only when it changed)",
+            "Readings of the registry's state.json that found it changed (the first reading included)",
             m.registry_reads.clone(),
+        );
+        r.register(
+            "mlgate_registry_file_reads",
+            "Files of versions read from a remote registry (only those of the version being loaded)",
+            m.registry_file_reads.clone(),
+        );
+        r.register(
+            "mlgate_registry_requests",
+            "Requests sent to a remote registry (git commands that reach it, S3 calls)",
+            m.registry_requests.clone(),
         );
         r.register("mlgate_feedback_received", "Feedback items received", m.feedback_received.clone());
         r.register("mlgate_feedback_joined", "Feedback items joined to a logged prediction", m.feedback_joined.clone());

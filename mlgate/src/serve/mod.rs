@@ -109,6 +109,26 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn new(args: &Options) -> Shared {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Shared {
+            model: RwLock::new(None),
+            live: Mutex::new(live::Live::new(
+                args.prediction_log.max(1),
+                args.feedback_window.max(1),
+                args.drift_window,
+            )),
+            metrics: Metrics::new(),
+            max_body: args.max_body_bytes,
+            max_records: args.max_records.max(1),
+            id_prefix: format!("{:08x}{:04x}", started.as_nanos() as u32, std::process::id() as u16),
+            ids: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            drift: args.drift.clone(),
+            read_timeout: args.read_timeout,
+        }
+    }
+
     fn current(&self) -> Option<Arc<Loaded>> {
         self.model.read().expect("the model lock is never poisoned: no code panics holding it").clone()
     }
@@ -118,37 +138,68 @@ fn log(line: &str) {
     eprintln!("{} {line}", crate::clock::now_rfc3339());
 }
 
-/// Reads the alias and, when it names another artifact than the one served, loads, verifies
-/// and compiles it, then swaps it in. `failed` remembers the version that last failed, so that
-/// a broken artifact is counted and logged once, not at every poll. A remote registry is
-/// copied only when its fingerprint differs from `seen`, which becomes the fingerprint of the
-/// copy once it is read, whatever the outcome (served, or a load failure counted): not one
-/// taken before the copy, which may be older. A copy that could not be made is tried again at
-/// the next poll.
-fn poll(
-    shared: &Shared,
-    location: &Location,
-    alias: &str,
-    failed: &mut Option<(String, String)>,
-    seen: &mut Option<String>,
-) -> Result<()> {
-    let fingerprint = location.fingerprint()?;
-    if fingerprint.is_some() && fingerprint == *seen {
-        return Ok(());
+/// The poller's hold on the registry: the store, opened at the first poll that reaches it and
+/// kept for the life of the process (one client, one copy, read again only when it moved), and
+/// the version that last failed to load.
+struct Follower {
+    location: Location,
+    alias: String,
+    store: Option<Store>,
+    /// The version that last failed to load, and why: counted and logged once, not at every poll.
+    failed: Option<(String, String)>,
+    /// The store's counters as last copied into the metrics.
+    counted: (u64, u64, u64),
+}
+
+impl Follower {
+    fn new(location: Location, alias: String) -> Follower {
+        Follower { location, alias, store: None, failed: None, counted: (0, 0, 0) }
     }
-    shared.metrics.registry_reads.inc();
-    let store = Store::open(location.clone(), |notice| log(&format!("note: {notice}")), Duration::from_secs(30))?;
-    let named = store.alias(alias)?;
-    *seen = store.fingerprint()?;
-    let Some(version) = named else {
-        bail!("no version is `{alias}` in {location} yet");
+
+    /// Adds what the store asked of the registry since the last call to the metrics.
+    fn count(&mut self, metrics: &Metrics) {
+        let Some(store) = &self.store else { return };
+        let (requests, states, files) = store.counters().snapshot();
+        let (r0, s0, f0) = self.counted;
+        metrics.registry_requests.inc_by(requests - r0);
+        metrics.registry_reads.inc_by(states - s0);
+        metrics.registry_file_reads.inc_by(files - f0);
+        self.counted = (requests, states, files);
+    }
+}
+
+/// Reads the alias (the registry's state again only when it moved) and, when it names another
+/// artifact than the one served, loads that version's files alone, verifies and compiles them,
+/// then swaps them in. An artifact that failed to load is not tried again until the alias
+/// names another version.
+fn poll(shared: &Shared, follower: &mut Follower) -> Result<()> {
+    let result = follow(shared, follower);
+    follower.count(&shared.metrics);
+    result
+}
+
+fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
+    let alias = follower.alias.clone();
+    let store = match &mut follower.store {
+        Some(store) => {
+            store.refresh()?;
+            store
+        }
+        None => follower.store.insert(Store::open(
+            follower.location.clone(),
+            |notice| log(&format!("note: {notice}")),
+            Duration::from_secs(30),
+        )?),
+    };
+    let Some(version) = store.alias(&alias)? else {
+        bail!("no version is `{alias}` in {} yet", follower.location);
     };
     let current = shared.current();
     if current.as_ref().is_some_and(|c| c.version == version) {
-        *failed = None;
+        follower.failed = None;
         return Ok(());
     }
-    if failed.as_ref().is_some_and(|(v, _)| *v == version) {
+    if follower.failed.as_ref().is_some_and(|(v, _)| *v == version) {
         return Ok(());
     }
     let load = || -> Result<Loaded> {
@@ -171,7 +222,7 @@ fn poll(
     match load() {
         Ok(loaded) => {
             swap(shared, loaded, current.as_deref());
-            *failed = None;
+            follower.failed = None;
             Ok(())
         }
         Err(e) => {
@@ -181,7 +232,7 @@ fn poll(
                 None => "; nothing is served".into(),
             };
             let message = format!("{e:#}{kept}");
-            *failed = Some((version, message.clone()));
+            follower.failed = Some((version, message.clone()));
             bail!(message)
         }
     }
@@ -255,19 +306,7 @@ fn measure_drift(shared: &Shared) -> std::result::Result<(), String> {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub fn run(args: Options) -> Result<()> {
     let location = args.location.clone();
-    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let shared = Arc::new(Shared {
-        model: RwLock::new(None),
-        live: Mutex::new(live::Live::new(args.prediction_log.max(1), args.feedback_window.max(1), args.drift_window)),
-        metrics: Metrics::new(),
-        max_body: args.max_body_bytes,
-        max_records: args.max_records.max(1),
-        id_prefix: format!("{:08x}{:04x}", started.as_nanos() as u32, std::process::id() as u16),
-        ids: AtomicU64::new(0),
-        draining: AtomicBool::new(false),
-        drift: args.drift.clone(),
-        read_timeout: args.read_timeout,
-    });
+    let shared = Arc::new(Shared::new(&args));
     let listener =
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
@@ -276,14 +315,14 @@ pub fn run(args: Options) -> Result<()> {
     // The poller: its own thread, since reading a registry is blocking work (git, files, S3).
     let (wake, woken) = mpsc::channel::<()>();
     let poller = {
-        let (shared, location, alias) = (shared.clone(), location.clone(), args.alias.clone());
+        let shared = shared.clone();
+        let mut follower = Follower::new(location.clone(), args.alias.clone());
         let interval = args.poll;
         std::thread::spawn(move || {
-            let (mut failed, mut seen) = (None, None);
             // Each problem is logged when it starts, not at every poll.
             let (mut last_error, mut last_warning) = (String::new(), String::new());
             loop {
-                match poll(&shared, &location, &alias, &mut failed, &mut seen) {
+                match poll(&shared, &mut follower) {
                     Ok(()) => last_error.clear(),
                     Err(e) => {
                         let e = format!("{e:#}");
@@ -327,4 +366,105 @@ pub fn run(args: Options) -> Result<()> {
     result?;
     log("drained; exiting");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use model::lifecycle::registry::{State, VerdictRecord};
+    use model::pipeline::build::{build, BuildContext};
+    use model::PipelineConfig;
+    use object_store::memory::InMemory;
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, PutPayload};
+
+    use super::*;
+    use crate::store::s3::S3;
+
+    /// An artifact of the repository's configuration, trained on a little generated data.
+    fn artifact_bytes() -> Vec<u8> {
+        let text = include_str!("../../../pipeline.toml");
+        let config = PipelineConfig::parse(text, Path::new("pipeline.toml")).unwrap();
+        let csv = model::data::generate::customers_csv(600, 5);
+        let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
+        let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
+        build(&config, &data, &context).unwrap().to_bytes()
+    }
+
+    fn put(store: &InMemory, key: &str, bytes: Vec<u8>) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(store.put(&Key::from(key), PutPayload::from(bytes))).unwrap();
+    }
+
+    fn state(seq: u64, production: &str) -> Vec<u8> {
+        let mut state = State { seq, ..State::default() };
+        state.aliases.insert("production".into(), production.into());
+        serde_json::to_vec(&state).unwrap()
+    }
+
+    fn options(location: Location) -> Options {
+        Options {
+            location,
+            alias: "production".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            poll: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+            max_records: 100,
+            prediction_log: 100,
+            feedback_window: 100,
+            drift_window: 100,
+            drift: DriftThresholds::default(),
+            read_timeout: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+        }
+    }
+
+    /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state
+    /// and the served version's files; a poll after a change that leaves the alias where it was
+    /// reads `state.json` alone; a poll of an unchanged registry transfers nothing.
+    #[test]
+    fn a_poll_reads_only_what_the_served_alias_needs() {
+        let bucket = Arc::new(InMemory::new());
+        let bytes = artifact_bytes();
+        let sha = model::Artifact::from_bytes(&bytes, Path::new("m")).unwrap().checksum();
+        let verdict = VerdictRecord { passed: true, artifact_sha256: sha, failed: vec![], decided_at: "t".into() };
+        for v in 1..=30 {
+            put(&bucket, &format!("reg/versions/v{v}/model.json"), bytes.clone());
+            put(&bucket, &format!("reg/versions/v{v}/verdict.json"), serde_json::to_vec(&verdict).unwrap());
+            put(&bucket, &format!("reg/versions/v{v}/metrics.json"), b"{}".to_vec());
+        }
+        put(&bucket, "reg/state.json", state(30, "v30"));
+        let location = Location::S3 { bucket: "memory".into(), prefix: "reg".into() };
+        let shared = Shared::new(&options(location.clone()));
+        let backend = S3::open(bucket.clone(), "reg").unwrap();
+        let store = Store::with_backend(location.clone(), Box::new(backend), |_| {}, Duration::from_secs(1));
+        let mut follower = Follower::new(location, "production".into());
+        follower.store = Some(store);
+        let counted = |shared: &Shared| {
+            let m = &shared.metrics;
+            (m.registry_requests.get(), m.registry_reads.get(), m.registry_file_reads.get())
+        };
+
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(shared.current().unwrap().version, "v30");
+        // Open: state.json; refresh: state.json again (unchanged: nothing transferred); then
+        // v30's artifact, verdict and acceptance metrics — nothing of the 29 other versions.
+        assert_eq!(counted(&shared), (5, 1, 3));
+
+        // A change that does not move the alias (another event): state.json alone.
+        put(&bucket, "reg/state.json", state(31, "v30"));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(counted(&shared), (6, 2, 3));
+
+        // Nothing changed: one conditional request, nothing read.
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(counted(&shared), (7, 2, 3));
+
+        // The alias moves: the new version's three files.
+        put(&bucket, "reg/state.json", state(32, "v7"));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(shared.current().unwrap().version, "v7");
+        assert_eq!(counted(&shared), (11, 3, 6));
+    }
 }

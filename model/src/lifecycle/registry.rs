@@ -56,6 +56,8 @@ pub enum Action {
     Rollback,
     /// A monitoring run of production was recorded.
     Monitor,
+    /// Old versions no alias or rollback needs were removed.
+    Prune,
 }
 
 impl Action {
@@ -64,7 +66,7 @@ impl Action {
         match self {
             Action::Register => Some(STAGING),
             Action::Promote | Action::Rollback => Some(PRODUCTION),
-            Action::Monitor => None,
+            Action::Monitor | Action::Prune => None,
         }
     }
 
@@ -75,6 +77,7 @@ impl Action {
             Action::Promote => "promote",
             Action::Rollback => "rollback",
             Action::Monitor => "monitor",
+            Action::Prune => "prune",
         }
     }
 }
@@ -123,6 +126,10 @@ pub struct State {
     pub consecutive_breaches: u64,
     /// The last event, kept here until it is surely in the history.
     pub last_event: Option<Event>,
+    /// Versions removed by `prune`: the history still names them, their files are gone on
+    /// purpose. (Absent from a `state.json` written before pruning existed: read as none.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 /// `verdict.json` of a version: the acceptance decision, bound to the artifact's checksum.
@@ -149,10 +156,35 @@ pub struct Promotion {
     pub changed: bool,
 }
 
+/// What a registry folder that is a partial copy of a remote registry (an S3 prefix) asks of
+/// the remote before it reads: the library reads and writes files in its folder; a source brings
+/// the files it is about to read, so that a reader fetches only what it uses.
+pub trait Source: Send + Sync {
+    /// Brings `relative` (a path below the registry's root, `/`-separated) into the folder when
+    /// the registry holds it; no error when it does not.
+    fn fetch(&self, relative: &str) -> std::io::Result<()>;
+    /// Whether the registry holds `relative`, without reading it.
+    fn exists(&self, relative: &str) -> std::io::Result<bool>;
+    /// Makes every version's folder appear in `versions/` (empty until its files are fetched).
+    fn list_versions(&self) -> std::io::Result<()>;
+}
+
+/// A [`Source`] shared by the copies of one registry handle.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<dyn Source>);
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Source")
+    }
+}
+
 /// A registry folder.
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+    /// Where files not yet in the folder come from (a partial copy of a remote registry).
+    source: Option<Shared>,
     /// How long a writer waits for another writer's lock.
     lock_timeout: std::time::Duration,
     /// Where the registry says what a caller should know but that is no error (the library
@@ -175,7 +207,42 @@ fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
 impl Registry {
     /// A registry at `root` (created on first write).
     pub fn open(root: impl Into<PathBuf>) -> Registry {
-        Registry { root: root.into(), lock_timeout: LOCK_TIMEOUT, notice: |_| {} }
+        Registry { root: root.into(), source: None, lock_timeout: LOCK_TIMEOUT, notice: |_| {} }
+    }
+
+    /// The same registry, its folder a partial copy whose missing files `source` brings.
+    pub fn with_source(self, source: std::sync::Arc<dyn Source>) -> Registry {
+        Registry { source: Some(Shared(source)), ..self }
+    }
+
+    /// `relative`'s path in the folder, fetched first when the folder is a partial copy.
+    fn local(&self, relative: &str) -> Result<PathBuf> {
+        let path = self.root.join(relative);
+        if let Some(source) = &self.source {
+            source.0.fetch(relative).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Whether the registry holds `relative` (a partial copy asks its source, without reading).
+    fn holds(&self, relative: &str) -> Result<bool> {
+        match &self.source {
+            Some(source) => source.0.exists(relative).map_err(|e| Error::io(&self.root.join(relative), e)),
+            None => Ok(self.root.join(relative).is_file()),
+        }
+    }
+
+    /// Lists the versions' folders into a partial copy.
+    fn list(&self) -> Result<()> {
+        match &self.source {
+            Some(source) => source.0.list_versions().map_err(|e| Error::io(&self.root.join("versions"), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// A version's file, relative to the root.
+    fn version_file(version: &str, name: &str) -> String {
+        format!("versions/{version}/{name}")
     }
 
     /// The same registry, telling `notice` what a caller should know (see [`Registry`]).
@@ -205,10 +272,6 @@ impl Registry {
 
     fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
-    }
-
-    fn history_path(&self) -> PathBuf {
-        self.root.join("history.jsonl")
     }
 
     /// Takes the registry's exclusive lock, waiting for another writer to finish.
@@ -264,7 +327,7 @@ impl Registry {
     /// The history's complete lines. A last line without its newline is a torn append (a crash
     /// or a full disk mid-write): left out here, cut off by the next writer.
     fn written_history(&self) -> Result<Vec<Event>> {
-        let path = self.history_path();
+        let path = self.local("history.jsonl")?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -281,7 +344,7 @@ impl Registry {
 
     /// Cuts a torn last line off the history (see [`Registry::written_history`]).
     fn heal_history(&self) -> Result<()> {
-        let path = self.history_path();
+        let path = self.local("history.jsonl")?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -309,6 +372,7 @@ impl Registry {
                 history.len()
             ));
         }
+        self.list()?;
         let dir = self.root.join("versions");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.filter_map(|e| e.ok()) {
@@ -325,12 +389,17 @@ impl Registry {
                 }
             }
         }
-        let mut named: Vec<&str> =
-            history.iter().flat_map(|e| [e.from.as_deref(), e.to.as_deref(), e.version.as_deref()]).flatten().collect();
+        let pruned = self.state()?.pruned;
+        let mut named: Vec<&str> = history
+            .iter()
+            .flat_map(|e| [e.from.as_deref(), e.to.as_deref(), e.version.as_deref()])
+            .flatten()
+            .filter(|v| !pruned.iter().any(|p| p == v))
+            .collect();
         named.sort_unstable();
         named.dedup();
         for v in named {
-            if !self.version_dir(v).join("model.json").is_file() {
+            if !self.holds(&Self::version_file(v, "model.json"))? {
                 found.push(format!(
                     "{} is named by the history but missing: restore the folder from a copy of the registry \
                      (its number is never given to another version)",
@@ -348,24 +417,25 @@ impl Registry {
 
     /// Loads a version's artifact (checksum verified).
     pub fn artifact(&self, version: &str) -> Result<Artifact> {
-        Artifact::load(&self.version_dir(version).join("model.json"))
+        Artifact::load(&self.local(&Self::version_file(version, "model.json"))?)
     }
 
     /// Loads a version's verdict.
     pub fn verdict(&self, version: &str) -> Result<VerdictRecord> {
-        let path = self.version_dir(version).join("verdict.json");
+        let path = self.local(&Self::version_file(version, "verdict.json"))?;
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))
     }
 
     /// Reads a file of a version (for example `metrics.json`).
     pub fn read_file(&self, version: &str, name: &str) -> Result<Vec<u8>> {
-        let path = self.version_dir(version).join(name);
+        let path = self.local(&Self::version_file(version, name))?;
         std::fs::read(&path).map_err(|e| Error::io(&path, e))
     }
 
     /// Versions present, in order.
     pub fn versions(&self) -> Result<Vec<String>> {
+        self.list()?;
         let dir = self.root.join("versions");
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -406,7 +476,7 @@ impl Registry {
     }
 
     fn append(&self, event: &Event) -> Result<()> {
-        let path = self.history_path();
+        let path = self.local("history.jsonl")?;
         let mut line = serde_json::to_vec(event).expect("events serialise");
         line.push(b'\n');
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
@@ -575,7 +645,7 @@ impl Registry {
     /// `version` when it is one of this registry's versions (`v` and a number, as written).
     fn known_version(&self, version: &str) -> Result<String> {
         let canonical = version.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()).map(|n| format!("v{n}"));
-        if canonical.as_deref() != Some(version) || !self.version_dir(version).join("model.json").is_file() {
+        if canonical.as_deref() != Some(version) || !self.holds(&Self::version_file(version, "model.json"))? {
             return Err(Error::UnknownVersion { version: version.to_string(), known: self.versions()? });
         }
         Ok(version.to_string())
@@ -670,6 +740,44 @@ impl Registry {
         Ok(count)
     }
 
+    /// Removes the versions older than the `keep` newest that no alias points at and no
+    /// rollback may go to (production, staging and every earlier production stay), and records
+    /// them as pruned. Returns the versions removed, oldest first.
+    pub fn prune(&self, keep: usize, actor: &Actor) -> Result<Vec<String>> {
+        let lock = self.lock()?;
+        let state = self.recover(&lock)?;
+        let versions = self.versions()?;
+        let newest = versions.len().saturating_sub(keep);
+        let needed = |v: &String| state.aliases.values().any(|a| a == v) || state.previous_productions.contains(v);
+        let removed: Vec<String> = versions[..newest].iter().filter(|v| !needed(v)).cloned().collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        let mut next = state.clone();
+        next.pruned.extend(removed.iter().cloned());
+        // The state names them pruned before their files go: a writer killed in between leaves
+        // files no one needs, never a history naming a version that is missing unannounced.
+        let event = Event {
+            seq: 0,
+            action: Action::Prune,
+            from: None,
+            to: None,
+            reason: format!(
+                "pruned {} (keeping the {keep} newest, the aliases and the earlier productions)",
+                removed.join(", ")
+            ),
+            forced: false,
+            version: None,
+            actor: actor.clone(),
+        };
+        self.commit(next, event)?;
+        for v in &removed {
+            let dir = self.version_dir(v);
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(removed)
+    }
+
     /// Lists what is inconsistent (empty when all is well): aliases pointing at missing or
     /// unreadable versions, a history out of sequence or disagreeing with the state.
     pub fn check(&self) -> Result<Vec<String>> {
@@ -684,7 +792,7 @@ impl Registry {
             }
         }
         for v in &state.previous_productions {
-            if !self.version_dir(v).join("model.json").is_file() {
+            if !self.holds(&Self::version_file(v, "model.json"))? {
                 problems.push(format!("previous production {v} is missing"));
             }
         }
@@ -699,8 +807,8 @@ impl Registry {
                 || history.iter().any(|e| [&e.from, &e.to, &e.version].iter().any(|n| n.as_deref() == Some(v)))
         };
         for v in self.versions()? {
-            let dir = self.version_dir(&v);
-            let complete = dir.join("model.json").is_file() && dir.join("verdict.json").is_file();
+            let complete = self.holds(&Self::version_file(&v, "model.json"))?
+                && self.holds(&Self::version_file(&v, "verdict.json"))?;
             if !complete && !referenced(&v) {
                 continue;
             }
