@@ -672,3 +672,50 @@ fn life_cycle_rules_hold_on_a_folder_registry() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("problem: v2:") && out.contains("checksum mismatch"), "{out}");
 }
+
+#[test]
+fn prune_keeps_the_newest_the_aliases_and_where_a_rollback_goes() {
+    let p = Project::new();
+    // v1 deployed, then v2 deployed (v1 is where a rollback goes), then v3 and v4 registered:
+    // v4 is staging.
+    for (config, out, deploy) in [
+        ("pipeline.toml", "a", true),
+        ("seed43.toml", "b", true),
+        ("weak.toml", "c", false),
+        ("pipeline.toml", "d", false),
+    ] {
+        let text = std::fs::read_to_string(p.path().join(config)).unwrap();
+        let seeded = text.replace("seed = 42", &format!("seed = {}", 100 + out.as_bytes()[0] as u64));
+        std::fs::write(p.path().join(format!("{out}.toml")), seeded).unwrap();
+        p.candidate(&format!("{out}.toml"), out);
+        if deploy {
+            let (code, o, e) = p.run(&["deploy"]);
+            assert_eq!(code, Some(0), "{o}{e}");
+        }
+    }
+    let registry = p.registry();
+    assert_eq!(registry.versions().unwrap(), ["v1", "v2", "v3", "v4"]);
+    assert_eq!(registry.alias("production").unwrap().as_deref(), Some("v2"));
+    let (code, out, err) = p.run(&["registry", "--prune", "--keep", "1"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // v1 (an earlier production), v2 (production) and the staged newest stay; v3 goes.
+    let staging = registry.alias("staging").unwrap().unwrap();
+    let kept = registry.versions().unwrap();
+    assert!(!kept.contains(&"v3".to_string()) || staging == "v3", "{kept:?} {out}");
+    for needed in ["v1", "v2", "v4", staging.as_str()] {
+        assert!(kept.contains(&needed.to_string()), "{needed} was pruned: {kept:?}");
+    }
+    assert!(out.contains("pruned v3"), "{out}");
+    assert!(registry.check().unwrap().is_empty(), "{:?}", registry.check().unwrap());
+    assert_eq!(registry.history().unwrap().last().unwrap().action, Action::Prune);
+    // The rollback still works, and a pruned version's number is never given again.
+    let (code, o, e) = p.run(&["rollback", "--reason", "after a prune"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(p.production().as_deref(), Some("v1"));
+    let (_, out) = p.candidate("weak.toml", "e");
+    assert!(out.contains("registered as v5"), "{out}");
+    // Nothing left to prune says so.
+    let (code, out, _) = p.run(&["registry", "--prune", "--keep", "10"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("nothing to prune"), "{out}");
+}

@@ -125,8 +125,8 @@ fn file_of(path: &str, files: &std::collections::BTreeSet<String>) -> Option<Str
     })
 }
 
-/// Each file of `model/src` (relative, with `/`) and the files it imports through `crate::`.
-fn model_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+/// Every `.rs` file below `dir` (relative, with `/`) and its text.
+fn sources(dir: &Path) -> Vec<(String, String)> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -138,17 +138,157 @@ fn model_imports() -> std::collections::BTreeMap<String, std::collections::BTree
             }
         }
     }
-    let base = root().join("model/src");
-    let mut sources = Vec::new();
-    walk(&base, &base, &mut sources);
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The module path of a source file: `serve/http.rs` is `serve::http`, `serve/mod.rs` is
+/// `serve`, `lib.rs` and `main.rs` the crate itself.
+fn module_of(file: &str) -> String {
+    let stem = file.trim_end_matches(".rs").trim_end_matches("/mod");
+    if stem == "lib" || stem == "main" {
+        String::new()
+    } else {
+        stem.replace('/', "::")
+    }
+}
+
+/// `super::…` paths of `source`, written from the crate's root for a file at `module`.
+fn super_paths(source: &str, module: &str) -> Vec<String> {
+    let parent = module.rsplit_once("::").map_or("", |(p, _)| p);
+    let rewritten = source.replace("super::", &format!("crate::{parent}{}", if parent.is_empty() { "" } else { "::" }));
+    let own: std::collections::BTreeSet<String> = crate_paths(source).into_iter().collect();
+    crate_paths(&rewritten).into_iter().filter(|p| !own.contains(p)).collect()
+}
+
+/// Each file below `src` (relative, with `/`) and the files it imports through `crate::` and
+/// `super::`.
+fn imports(src: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let sources = sources(&root().join(src));
     let files: std::collections::BTreeSet<String> = sources.iter().map(|(f, _)| f.clone()).collect();
     sources
         .iter()
         .map(|(file, text)| {
-            let targets = crate_paths(text).iter().filter_map(|p| file_of(p, &files)).filter(|t| t != file).collect();
+            let mut paths = crate_paths(text);
+            paths.extend(super_paths(text, &module_of(file)));
+            let targets = paths.iter().filter_map(|p| file_of(p, &files)).filter(|t| t != file).collect();
             (file.clone(), targets)
         })
         .collect()
+}
+
+fn model_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    imports("model/src")
+}
+
+/// The first cycle of imports between files, as the files in order, if any.
+fn cycle(graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        file: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        done: &mut std::collections::BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|f| f == file) {
+            let mut found = path[at..].to_vec();
+            found.push(file.to_string());
+            return Some(found);
+        }
+        if done.contains(file) {
+            return None;
+        }
+        path.push(file.to_string());
+        for next in graph.get(file).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, done, path) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(file.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph.keys().find_map(|f| visit(f, graph, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn no_two_files_import_each_other_through_a_cycle() {
+    for src in ["model/src", "mlgate/src"] {
+        let graph = imports(src);
+        assert!(graph.len() > 10, "{src} has {} files", graph.len());
+        if let Some(found) = cycle(&graph) {
+            panic!("an import cycle in {src}: {}", found.join(" → "));
+        }
+    }
+    let mut with_cycle = std::collections::BTreeMap::new();
+    with_cycle.insert("a.rs".to_string(), ["b.rs".to_string()].into());
+    with_cycle.insert("b.rs".to_string(), ["c.rs".to_string()].into());
+    with_cycle.insert("c.rs".to_string(), ["a.rs".to_string()].into());
+    assert_eq!(cycle(&with_cycle).unwrap(), ["a.rs", "b.rs", "c.rs", "a.rs"]);
+}
+
+/// The layer of a file of `mlgate/src`, lowest first; `None` for the crate's roots.
+fn mlgate_layer_of(file: &str) -> Option<(usize, &'static str)> {
+    let top = file.split('/').next().unwrap_or(file).trim_end_matches(".rs");
+    Some(match top {
+        "lib" | "main" => return None,
+        "output" | "clock" | "exit" => (0, "foundation"),
+        "store" => (1, "store"),
+        "github" => (1, "github"),
+        "prometheus" => (1, "prometheus"),
+        "serve" => (2, "serve"),
+        "cli" => (3, "cli"),
+        other => panic!("mlgate/src/{file}: `{other}` is no layer; add it to ARCHITECTURE.md and to this test"),
+    })
+}
+
+/// Whether `file` (of layer `from`) may import `target` (of layer `to`) in mlgate: only layers
+/// below, or its own module; the clients (store, github, prometheus) know nothing of each other.
+fn mlgate_may_import(from: (usize, &str), to: (usize, &str)) -> bool {
+    from.1 == to.1 || to.0 < from.0 || (from.0 == 0 && to.0 == 0)
+}
+
+/// ARCHITECTURE.md's layering of the product crate, enforced: `main → cli → serve → {store,
+/// github, prometheus} → {output, clock, exit} → model`; and each wire known to one module.
+#[test]
+fn mlgate_imports_follow_the_layers_and_each_wire_has_one_owner() {
+    let imports = imports("mlgate/src");
+    let mut wrong = Vec::new();
+    for (file, targets) in &imports {
+        let Some(from) = mlgate_layer_of(file) else { continue };
+        for target in targets {
+            let Some(to) = mlgate_layer_of(target) else { continue };
+            if !mlgate_may_import(from, to) {
+                wrong.push(format!("mlgate/src/{file} ({}) imports mlgate/src/{target} ({})", from.1, to.1));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layering:\n{}", wrong.join("\n"));
+    // The check itself: an upward import and one between clients are refused.
+    assert!(!mlgate_may_import((1, "store"), (3, "cli")));
+    assert!(!mlgate_may_import((1, "store"), (1, "github")));
+    assert!(mlgate_may_import((3, "cli"), (1, "store")));
+    // One module knows each wire (test modules aside: an in-memory object store is a fixture).
+    let owners = [
+        ("object_store", "store/"),
+        ("Command::new(\"git\")", "store/"),
+        ("cmd!(sh, \"git", "store/"),
+        ("octocrab", "github.rs"),
+        ("reqwest", "prometheus.rs"),
+        ("hyper", "serve/"),
+    ];
+    for (file, text) in sources(&root().join("mlgate/src")) {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let code: String = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        for (wire, owner) in owners {
+            if code.contains(wire) && !file.starts_with(owner) {
+                wrong.push(format!("mlgate/src/{file} uses `{wire}`, which only {owner} may"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// The layering of ARCHITECTURE.md, enforced: a file imports only its own layer and those

@@ -3,8 +3,6 @@
 
 use ndarray::ArrayView2;
 
-use super::partition::Layout;
-
 /// At most this many rows per feature are sorted to place bin edges (as scikit-learn does).
 const BINNING_SAMPLE: usize = 200_000;
 
@@ -120,5 +118,29 @@ impl Binned {
 
     pub(super) fn column(&self, f: usize) -> &[u8] {
         &self.bins[f * self.n_rows..(f + 1) * self.n_rows]
+    }
+}
+
+/// Where things sit in a row's record of words. A record is the gradient and hessian
+/// ([`super::partition::pack`]), the dense inputs' bins eight to a word, then the uncommon sparse bins as
+/// histogram indices two to a word, padded with [`Binned::histogram_len`]. [`Binned::rows`]
+/// holds the last two parts of every row; a [`Sample`] whole records. No row number: a sparse
+/// input's bin is read from the slots, and every word less is less to move in a split.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout {
+    /// Words of a record in a sample.
+    pub(super) stride: usize,
+    /// Words of a row in `Binned::rows`.
+    pub(super) fixed: usize,
+    /// Record word where the dense bins start.
+    pub(super) dense: usize,
+    /// Record word where the sparse slots start.
+    pub(super) slots: usize,
+}
+
+impl Layout {
+    pub(super) fn new(dense: usize, slots: usize) -> Layout {
+        let fixed = dense.div_ceil(8) + slots.div_ceil(2);
+        Layout { stride: 1 + fixed, fixed, dense: 1, slots: 1 + dense.div_ceil(8) }
     }
 }

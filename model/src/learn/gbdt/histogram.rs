@@ -4,7 +4,8 @@
 use std::ops::Range;
 
 use super::binning::Binned;
-use super::partition::{unpack, Layout, Sample};
+use super::binning::Layout;
+use super::partition::{unpack, Sample};
 
 #[derive(Clone, Copy, Default)]
 pub(super) struct Bin {

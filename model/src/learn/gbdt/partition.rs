@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::binning::Binned;
+use super::binning::{Binned, Layout};
 use super::sigmoid;
 
 /// Gradient and hessian in one word, as `f32`s (LightGBM's precision for them too): a record
@@ -14,30 +14,6 @@ pub(super) fn pack(g: f64, h: f64) -> u64 {
 
 pub(super) fn unpack(word: u64) -> (f64, f64) {
     (f64::from(f32::from_bits(word as u32)), f64::from(f32::from_bits((word >> 32) as u32)))
-}
-
-/// Where things sit in a row's record of words. A record is the gradient and hessian
-/// ([`pack`]), the dense inputs' bins eight to a word, then the uncommon sparse bins as
-/// histogram indices two to a word, padded with [`Binned::histogram_len`]. [`Binned::rows`]
-/// holds the last two parts of every row; a [`Sample`] whole records. No row number: a sparse
-/// input's bin is read from the slots, and every word less is less to move in a split.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Layout {
-    /// Words of a record in a sample.
-    pub(super) stride: usize,
-    /// Words of a row in `Binned::rows`.
-    pub(super) fixed: usize,
-    /// Record word where the dense bins start.
-    pub(super) dense: usize,
-    /// Record word where the sparse slots start.
-    pub(super) slots: usize,
-}
-
-impl Layout {
-    pub(super) fn new(dense: usize, slots: usize) -> Layout {
-        let fixed = dense.div_ceil(8) + slots.div_ceil(2);
-        Layout { stride: 1 + fixed, fixed, dense: 1, slots: 1 + dense.div_ceil(8) }
-    }
 }
 
 /// The rows growing one tree, as records (see [`Layout`]) in two buffers. Each leaf's records
