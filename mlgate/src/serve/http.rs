@@ -1,4 +1,14 @@
 //! The routes, on hyper: one task a connection, HTTP/1.1 with keep-alive, a graceful drain.
+//!
+//! | route | |
+//! |---|---|
+//! | `POST /v1/predict` | JSON records or a CSV body → probabilities and decisions ([`predict`]) |
+//! | `POST /v1/feedback` | labels for earlier predictions, joined by id ([`feedback`]) |
+//! | `GET /v1/model` | the served model's identity, metrics at acceptance, lineage |
+//! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
+//! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
+//!
+//! [`route`] answers one request and can be called without a socket (any [`RequestBody`]).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -7,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -18,6 +28,12 @@ use model::pipeline::scoring::csv_field;
 use super::{live, metrics, Loaded, Shared};
 
 type Answer = Response<Full<Bytes>>;
+
+/// A request's body: a socket's ([`hyper::body::Incoming`]), or any other (a test's
+/// [`Full`]), so that a route can be called without a socket.
+pub trait RequestBody: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>> RequestBody for B {}
 
 fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
     let mut response = Response::new(Full::new(body.into()));
@@ -110,7 +126,7 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
-async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
+pub(super) async fn route<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
     let started = Instant::now();
     let route = route_name(request.uri().path());
     let method = request.method().clone();
@@ -169,7 +185,7 @@ fn model_info(shared: &Shared) -> Answer {
 
 /// Reads a body of at most `max` bytes within the read timeout; `Err` is the answer to give
 /// instead.
-async fn body(shared: &Shared, request: Request<Incoming>) -> std::result::Result<Bytes, Answer> {
+async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -> std::result::Result<Bytes, Answer> {
     let limit = shared.read_timeout;
     let read = tokio::time::timeout(limit, Limited::new(request.into_body(), shared.max_body).collect());
     let Ok(read) = read.await else {
@@ -187,9 +203,9 @@ async fn body(shared: &Shared, request: Request<Incoming>) -> std::result::Resul
 
 /// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was
 /// expected.
-async fn read_json<T: serde::de::DeserializeOwned>(
+async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
     shared: &Shared,
-    request: Request<Incoming>,
+    request: Request<B>,
     shape: &str,
 ) -> std::result::Result<T, Answer> {
     let bytes = body(shared, request).await?;
@@ -253,7 +269,7 @@ struct Prediction<'a> {
     prediction: u8,
 }
 
-async fn predict(shared: &Shared, request: Request<Incoming>) -> Answer {
+async fn predict<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
     let csv = request
         .headers()
         .get(CONTENT_TYPE)
@@ -472,7 +488,7 @@ fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answer> {
     })
 }
 
-async fn feedback(shared: &Shared, request: Request<Incoming>) -> Answer {
+async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };

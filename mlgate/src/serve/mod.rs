@@ -420,6 +420,54 @@ mod tests {
         }
     }
 
+    /// One record of generated customers, as a JSON object of strings.
+    fn record() -> serde_json::Value {
+        let csv = model::data::generate::customers_csv(1, 3);
+        let mut lines = csv.lines();
+        let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
+        let record: serde_json::Map<String, serde_json::Value> =
+            header.split(',').zip(row.split(',')).map(|(k, v)| (k.to_string(), v.into())).collect();
+        serde_json::json!({ "records": [record] })
+    }
+
+    #[test]
+    fn the_routes_answer_without_a_socket() {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let shared = Shared::new(&options(Location::Folder("unused".into())));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let call = |method: &str, path: &str, body: Vec<u8>| {
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            runtime.block_on(async {
+                let answer = http::route(&shared, request).await;
+                let status = answer.status().as_u16();
+                let body = answer.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            })
+        };
+        assert_eq!(call("GET", "/healthz", vec![]).0, 200);
+        assert_eq!(call("GET", "/readyz", vec![]).0, 503);
+        let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
+        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None), None);
+        assert_eq!(call("GET", "/readyz", vec![]), (200, "ready: v1\n".into()));
+        let (status, answer) = call("POST", "/v1/predict", serde_json::to_vec(&record()).unwrap());
+        assert_eq!(status, 200, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["version"], "v1");
+        let p = answer["predictions"][0]["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{answer}");
+        assert_eq!(call("GET", "/v1/predict", vec![]).0, 405);
+        assert_eq!(call("GET", "/nowhere", vec![]).0, 404);
+        assert_eq!(call("POST", "/v1/predict", b"{".to_vec()).0, 400);
+        let (_, metrics) = call("GET", "/metrics", vec![]);
+        assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
+    }
+
     /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state
     /// and the served version's files; a poll after a change that leaves the alias where it was
     /// reads `state.json` alone; a poll of an unchanged registry transfers nothing.
