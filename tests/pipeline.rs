@@ -719,3 +719,23 @@ fn prune_keeps_the_newest_the_aliases_and_where_a_rollback_goes() {
     assert_eq!(code, Some(0));
     assert!(out.contains("nothing to prune"), "{out}");
 }
+
+#[test]
+fn deploying_to_a_folder_in_the_github_workspace_warns_that_it_dies_with_the_job() {
+    let p = Project::new();
+    p.candidate("pipeline.toml", "a");
+    let workspace = p.path().to_str().unwrap();
+    let out = mlgate(p.path(), &["deploy"], &[("GITHUB_ACTIONS", "true"), ("GITHUB_WORKSPACE", workspace)]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    assert!(o.contains("::warning title=mlgate deploy::the registry "), "{o}");
+    assert!(e.contains("is gone when the job ends") && e.contains("git+origin#mlgate-registry"), "{e}");
+    // A registry outside the workspace (or outside GitHub Actions) is not warned about.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = elsewhere.path().to_str().unwrap();
+    p.candidate("seed43.toml", "b");
+    let out = mlgate(p.path(), &["deploy"], &[("GITHUB_ACTIONS", "true"), ("GITHUB_WORKSPACE", other)]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    assert!(!o.contains("::warning") && !e.contains("warning:"), "{o}{e}");
+}

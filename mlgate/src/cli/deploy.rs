@@ -1,11 +1,14 @@
 //! `mlgate deploy`: promote the staged candidate to production when its verdict passed.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::cli::context::{actor, registry_failure, RegistryArgs};
+use crate::output;
+use crate::store::Location;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,8 +45,33 @@ fn not_a_default_branch_push() -> Result<Option<String>> {
     Ok(None)
 }
 
+/// On GitHub Actions, a warning when production goes to a folder inside the job's workspace:
+/// the folder goes with the runner, and the next job finds no production to compare with.
+fn ephemeral_registry_warning(location: &Location) -> Option<String> {
+    let folder = location.folder()?;
+    if !output::on_github_actions() {
+        return None;
+    }
+    let workspace = std::env::var_os("GITHUB_WORKSPACE")?;
+    let full =
+        |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf());
+    if !full(folder).starts_with(full(Path::new(&workspace))) {
+        return None;
+    }
+    Some(format!(
+        "the registry {} is a folder in this job's workspace: it is gone when the job ends, and the next job \
+         will find no production model to compare with. Use a registry that outlives the job: \
+         git+origin#mlgate-registry (with `permissions: contents: write`) or s3://BUCKET/PREFIX",
+        folder.display()
+    ))
+}
+
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, mut registry) = args.pipeline.open()?;
+    if let Some(warning) = ephemeral_registry_warning(registry.location()) {
+        eprintln!("warning: {warning}");
+        println!("::warning title=mlgate deploy::{}", output::escape_data(&warning));
+    }
     if args.force && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         bail!("--force needs a --reason that says why");
     }
