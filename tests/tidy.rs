@@ -11,7 +11,7 @@ fn every_subcommand_is_in_readme_and_architecture() {
     for doc in ["README.md", "ARCHITECTURE.md"] {
         let text = std::fs::read_to_string(root().join(doc)).unwrap();
         for c in &commands {
-            assert!(text.contains(&format!("cargo xtask {c}")), "{doc} does not mention `cargo xtask {c}`");
+            assert!(text.contains(&format!("mlgate {c}")), "{doc} does not mention `mlgate {c}`");
         }
     }
 }
