@@ -1,0 +1,80 @@
+//! The registry's refusals and what `mlgate registry` shows: the versions with their acceptance
+//! figures, the history naming the version each event is about, refusals that say what is true,
+//! and output into a pipe closed early.
+
+use std::path::Path;
+
+use model::lifecycle::acceptance::judge;
+use model::lifecycle::registry::{Actor, Registry, VerdictRecord};
+use model::LabelPolicy;
+
+use crate::support::{mlgate, small_config, small_csv, text};
+
+fn actor() -> Actor {
+    Actor { who: "tester".into(), when: "2026-01-01T00:00:00Z".into(), commit: None }
+}
+
+/// Registers four small models in `dir` as acceptance would (their metrics.json included): v1 to
+/// v3 passed, v4 failed.
+fn four_versions(dir: &Path) -> Registry {
+    // `mlgate registry` reads a configuration even when --registry names the registry.
+    std::fs::write(dir.join("pipeline.toml"), crate::support::SMALL_CONFIG).unwrap();
+    let registry = Registry::open(dir.join("registry"));
+    let data = model::read_csv(small_csv(600).as_bytes(), "small.csv", &small_config().schema, LabelPolicy::Required)
+        .unwrap();
+    for seed in 1..=4 {
+        let mut config = small_config();
+        config.split.seed = seed;
+        let artifact = model::pipeline::build::build(&config, &data, &Default::default()).unwrap();
+        let mut record = judge(&config, &artifact, &data, "small.csv", None).unwrap();
+        assert!(record.passed, "{:?}", record.checks);
+        let failed: Vec<String> = if seed == 4 { vec!["roc_auc >= 0.999".into()] } else { Vec::new() };
+        record.passed = failed.is_empty();
+        let verdict = VerdictRecord {
+            passed: record.passed,
+            artifact_sha256: artifact.checksum(),
+            failed,
+            decided_at: "2026-01-01T00:00:00Z".into(),
+        };
+        registry
+            .register(
+                &artifact.to_bytes(),
+                &verdict,
+                |v| {
+                    record.version = Some(v.into());
+                    vec![("metrics.json".into(), serde_json::to_vec(&record).unwrap())]
+                },
+                &actor(),
+            )
+            .unwrap();
+    }
+    registry
+}
+
+#[test]
+fn registry_names_the_version_of_each_event_and_shows_each_versions_acceptance_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    four_versions(dir.path());
+    let out = mlgate(dir.path(), &["registry", "--registry", "registry"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The failed registration of v4 names v4; staging stays at v3.
+    let v4 = stdout.lines().find(|l| l.contains(" register ") && l.contains("acceptance failed"));
+    assert!(v4.is_some_and(|l| l.contains("v4 (staging v3 → v3)")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains(" register ") && l.contains("v1 (staging - → v1)")), "{stdout}");
+    let version = stdout.lines().find(|l| l.trim_start().starts_with("v4 ")).unwrap();
+    assert!(version.contains("FAILED") && version.contains("  roc_auc ") && version.contains("  f1 "), "{version}");
+    assert!(version.contains("  average_precision "), "{version}");
+
+    let out = mlgate(dir.path(), &["registry", "--registry", "registry", "--json"], &[]);
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = document["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 4);
+    for v in versions {
+        let figures = &v["acceptance"];
+        assert!(figures["roc_auc"].as_f64().unwrap() > 0.5, "{v}");
+        assert!(figures["average_precision"].is_f64() && figures["f1"].is_f64(), "{v}");
+        assert_eq!(figures["passed"], v["passed"], "{v}");
+    }
+    assert_eq!(versions[3]["acceptance"]["passed"], false);
+}
