@@ -6,7 +6,7 @@ use std::path::Path;
 
 use model::lifecycle::acceptance::judge;
 use model::lifecycle::registry::{Actor, Registry, VerdictRecord};
-use model::LabelPolicy;
+use model::{Error, LabelPolicy};
 
 use crate::support::{mlgate, small_config, small_csv, text};
 
@@ -49,6 +49,32 @@ fn four_versions(dir: &Path) -> Registry {
             .unwrap();
     }
     registry
+}
+
+#[test]
+fn rollback_refusals_say_which_versions_were_in_production_and_what_puts_a_failed_one_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = four_versions(dir.path());
+    for v in ["v1", "v2", "v3"] {
+        registry.promote(Some(v), None, &actor()).unwrap();
+    }
+    assert_eq!(registry.rollback(None, "r", None, &actor()).unwrap(), ("v3".into(), "v2".into()));
+    assert_eq!(registry.rollback(None, "r", None, &actor()).unwrap(), ("v2".into(), "v1".into()));
+    // v2 and v3 were in production: v1 is not "the only version that has been in production".
+    let refused = registry.rollback(None, "r", None, &actor()).unwrap_err();
+    assert!(matches!(&refused, Error::NoEarlierProduction { others, .. } if others == &["v2", "v3"]), "{refused:?}");
+    let message = refused.to_string();
+    assert!(!message.contains("only version"), "{message}");
+    assert!(message.contains("v2, v3 were in production") && message.contains("rollback --to VERSION"), "{message}");
+    // v4 failed and was never in production: deploy, not rollback, is the tool.
+    let refused = registry.rollback(Some("v4"), "r", None, &actor()).unwrap_err();
+    assert!(matches!(refused, Error::NeverInProduction { .. }), "{refused:?}");
+    let message = refused.to_string();
+    assert!(message.contains("v4 did not pass acceptance (roc_auc >= 0.999)"), "{message}");
+    assert!(message.contains("never been in production"), "{message}");
+    assert!(message.contains("deploy --version v4 --force --reason TEXT"), "{message}");
+    // v3, rolled back from, may be named.
+    assert_eq!(registry.rollback(Some("v3"), "r", None, &actor()).unwrap(), ("v1".into(), "v3".into()));
 }
 
 #[test]
