@@ -2,13 +2,15 @@
 //! figures, the history naming the version each event is about, refusals that say what is true,
 //! and output into a pipe closed early.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use model::lifecycle::acceptance::judge;
 use model::lifecycle::registry::{Actor, Registry, VerdictRecord};
 use model::{Error, LabelPolicy};
 
-use crate::support::{mlgate, small_config, small_csv, text};
+use crate::support::{mlgate, mlgate_bin, small_config, small_csv, text};
 
 fn actor() -> Actor {
     Actor { who: "tester".into(), when: "2026-01-01T00:00:00Z".into(), commit: None }
@@ -103,4 +105,30 @@ fn registry_names_the_version_of_each_event_and_shows_each_versions_acceptance_f
         assert_eq!(figures["passed"], v["passed"], "{v}");
     }
     assert_eq!(versions[3]["acceptance"]["passed"], false);
+}
+
+#[test]
+fn registry_into_a_pipe_closed_early_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = four_versions(dir.path());
+    registry.promote(Some("v1"), None, &actor()).unwrap();
+    // A history far longer than a pipe's buffer.
+    for _ in 0..2000 {
+        registry.record_monitoring("v1", false, "healthy on the day's sessions", &actor()).unwrap();
+    }
+    let mut child = Command::new(mlgate_bin())
+        .args(["registry", "--registry", "registry"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("registry "), "{first}");
+    // The reader is gone: the rest of the output meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
