@@ -963,3 +963,35 @@ fn a_categorical_level_sent_as_a_json_number_is_that_level() {
     assert_eq!(status, 422, "{answer}");
     assert!(answer.contains("83.5"), "{answer}");
 }
+
+/// Serves `alias` of an empty registry until its log says why nothing is served; the log.
+fn log_of_an_empty_alias(alias: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut child = Command::new(mlgate_bin())
+        .args(["serve", "--registry", registry.to_str().unwrap(), "--alias", alias, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut log = String::new();
+    while !log.contains("error:") && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    }
+    stop_server(&mut child);
+    log
+}
+
+#[test]
+fn a_server_whose_alias_is_empty_says_what_sets_it() {
+    let log = log_of_an_empty_alias("production");
+    assert!(log.contains("no version is `production`"), "{log}");
+    assert!(log.contains("`acceptance` registers candidates and `deploy` puts one in production"), "{log}");
+    let log = log_of_an_empty_alias("v1");
+    assert!(log.contains("`v1` is a version, not an alias: --alias takes `production` or `staging`"), "{log}");
+    assert!(log.contains("deploy --version v1"), "{log}");
+}

@@ -118,6 +118,24 @@ fn log(line: &str) {
     eprintln!("{} {line}", crate::clock::now_rfc3339());
 }
 
+/// What the log says while `alias` names no version: what sets it, or, for a name that is no
+/// alias mlgate sets (`v1`), which ones are.
+fn empty_alias(alias: &str, location: &Location) -> String {
+    use model::lifecycle::registry::{PRODUCTION, STAGING};
+    let setter = match alias {
+        PRODUCTION => "`acceptance` registers candidates and `deploy` puts one in production",
+        STAGING => "`acceptance` sets it to a candidate that passes",
+        _ if alias.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) => {
+            return format!(
+                "`{alias}` is a version, not an alias: --alias takes `{PRODUCTION}` or `{STAGING}` \
+                 (`deploy --version {alias}` puts {alias} in production)"
+            );
+        }
+        _ => "mlgate sets only the aliases `production` and `staging`",
+    };
+    format!("no version is `{alias}` in {location} yet: {setter}; the server is ready once it is set")
+}
+
 /// Reads the alias and, when it names another artifact than the one served, loads, verifies
 /// and compiles it, then swaps it in. `failed` remembers the version that last failed, so that
 /// a broken artifact is counted and logged once, not at every poll. A remote registry is
@@ -141,7 +159,7 @@ fn poll(
     let named = store.alias(alias)?;
     *seen = store.fingerprint()?;
     let Some(version) = named else {
-        bail!("no version is `{alias}` in {location} yet");
+        bail!("{}", empty_alias(alias, location));
     };
     let current = shared.current();
     if current.as_ref().is_some_and(|c| c.version == version) {
