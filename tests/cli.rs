@@ -276,7 +276,8 @@ fn predict_with_a_registry_scores_with_its_alias_or_a_named_version() {
     let (code, out) = run(&["predict", "--registry", "registry", "--data", "new.csv", "--out", "p.csv"]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(scored("p.csv"), expected);
-    let (code, out) = run(&["predict", "--registry", "registry", "--version", "v1", "--data", "new.csv", "--out", "v.csv"]);
+    let (code, out) =
+        run(&["predict", "--registry", "registry", "--version", "v1", "--data", "new.csv", "--out", "v.csv"]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(scored("v.csv"), expected);
 
@@ -287,6 +288,7 @@ fn predict_with_a_registry_scores_with_its_alias_or_a_named_version() {
     assert!(out.contains("cannot be used with"), "{out}");
     let (code, out) = run(&["predict", "--data", "new.csv", "--out", "x.csv"]);
     assert_eq!(code, Some(2), "{out}");
-    let (code, out) = run(&["predict", "--model", "out/model.json", "--version", "v1", "--data", "new.csv", "--out", "x.csv"]);
+    let (code, out) =
+        run(&["predict", "--model", "out/model.json", "--version", "v1", "--data", "new.csv", "--out", "x.csv"]);
     assert_eq!(code, Some(2), "{out}");
 }

@@ -156,7 +156,8 @@ fn an_always_yes_model_fails_the_baseline_however_its_f1_looks() {
     std::fs::write(dir.path().join("small.csv"), csv).unwrap();
     let (o, e) = text(&mlgate(dir.path(), &["build", "--config", "small.toml", "--out", "m"], &[]));
     assert!(dir.path().join("m/model.json").is_file(), "{o}{e}");
-    let out = mlgate(dir.path(), &["acceptance", "--config", "small.toml", "--model", "m/model.json", "--out", "acc"], &[]);
+    let out =
+        mlgate(dir.path(), &["acceptance", "--config", "small.toml", "--model", "m/model.json", "--out", "acc"], &[]);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{o}{e}");
     assert!(o.contains("failed: roc_auc above a constant score"), "{o}");
@@ -164,7 +165,8 @@ fn an_always_yes_model_fails_the_baseline_however_its_f1_looks() {
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("acc/metrics.json")).unwrap()).unwrap();
     assert!(metrics["candidate"]["f1"].as_f64().unwrap() >= 0.7, "{metrics}");
-    let auc = metrics["checks"].as_array().unwrap().iter().find(|c| c["gate"] == "baseline" && c["metric"] == "roc_auc");
+    let auc =
+        metrics["checks"].as_array().unwrap().iter().find(|c| c["gate"] == "baseline" && c["metric"] == "roc_auc");
     assert_eq!(auc.unwrap()["passed"], false, "{metrics}");
     assert!((metrics["baseline"]["positive_rate"].as_f64().unwrap() - 0.7).abs() < 0.05, "{metrics}");
     let report = std::fs::read_to_string(dir.path().join("acc/report.md")).unwrap();

@@ -22,8 +22,8 @@ fn four_versions(dir: &Path) -> Registry {
     // `mlgate registry` reads a configuration even when --registry names the registry.
     std::fs::write(dir.join("pipeline.toml"), crate::support::SMALL_CONFIG).unwrap();
     let registry = Registry::open(dir.join("registry"));
-    let data = model::read_csv(small_csv(600).as_bytes(), "small.csv", &small_config().schema, LabelPolicy::Required)
-        .unwrap();
+    let data =
+        model::read_csv(small_csv(600).as_bytes(), "small.csv", &small_config().schema, LabelPolicy::Required).unwrap();
     for seed in 1..=4 {
         let mut config = small_config();
         config.split.seed = seed;

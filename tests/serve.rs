@@ -928,7 +928,8 @@ fn browsers_registry(dir: &Path) -> PathBuf {
     let data = model::read_csv(csv.as_bytes(), "b.csv", &config.schema, model::LabelPolicy::Required).unwrap();
     let artifact = model::pipeline::build::build(&config, &data, &Default::default()).unwrap();
     let registry = model::lifecycle::registry::Registry::open(dir.join("registry"));
-    let actor = model::lifecycle::registry::Actor { who: "tester".into(), when: "2026-01-01T00:00:00Z".into(), commit: None };
+    let actor =
+        model::lifecycle::registry::Actor { who: "tester".into(), when: "2026-01-01T00:00:00Z".into(), commit: None };
     let verdict = model::lifecycle::registry::VerdictRecord {
         passed: true,
         artifact_sha256: artifact.checksum(),

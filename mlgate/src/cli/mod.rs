@@ -101,7 +101,8 @@ pub fn exit_quietly_on_closed_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         // std's message: "failed printing to stdout: Broken pipe (os error 32)".
-        if message.starts_with("failed printing to stdout") && message.ends_with(&format!("(os error {})", libc::EPIPE)) {
+        if message.starts_with("failed printing to stdout") && message.ends_with(&format!("(os error {})", libc::EPIPE))
+        {
             std::process::exit(141);
         }
         default(info);

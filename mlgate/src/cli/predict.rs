@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use model::pipeline::scoring::{score_csv_with, ScoreOptions};
 use model::lifecycle::registry::PRODUCTION;
+use model::pipeline::scoring::{score_csv_with, ScoreOptions};
 use model::Artifact;
 use xshell::Shell;
 
@@ -68,9 +68,12 @@ fn artifact(args: &Args) -> Result<(Artifact, String)> {
     let store = open_registry(location.clone())?;
     let version = match (&args.version, args.alias.as_deref().unwrap_or(PRODUCTION)) {
         (Some(version), _) => version.clone(),
-        (None, alias) => store.alias(alias).with_context(|| format!("cannot read the aliases of {location}"))?.with_context(
-            || format!("no version is `{alias}` in {location}: `deploy` sets production, or name one with --version"),
-        )?,
+        (None, alias) => store
+            .alias(alias)
+            .with_context(|| format!("cannot read the aliases of {location}"))?
+            .with_context(|| {
+                format!("no version is `{alias}` in {location}: `deploy` sets production, or name one with --version")
+            })?,
     };
     let artifact = store.artifact(&version).with_context(|| format!("cannot load {version} from {location}"))?;
     Ok((artifact, format!("{version} of {location}")))
