@@ -68,12 +68,11 @@ fn artifact(args: &Args) -> Result<(Artifact, String)> {
     let store = open_registry(location.clone())?;
     let version = match (&args.version, args.alias.as_deref().unwrap_or(PRODUCTION)) {
         (Some(version), _) => version.clone(),
-        (None, alias) => store
-            .alias(alias)
-            .with_context(|| format!("cannot read the aliases of {location}"))?
-            .with_context(|| {
-                format!("no version is `{alias}` in {location}: `deploy` sets production, or name one with --version")
-            })?,
+        (None, alias) => {
+            store.alias(alias).with_context(|| format!("cannot read the aliases of {location}"))?.with_context(
+                || format!("no version is `{alias}` in {location}: name one with --version (`registry` lists them)"),
+            )?
+        }
     };
     let artifact = store.artifact(&version).with_context(|| format!("cannot load {version} from {location}"))?;
     Ok((artifact, format!("{version} of {location}")))
