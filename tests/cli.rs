@@ -241,3 +241,54 @@ fn predict_refuses_a_resealed_artifact_with_a_looping_tree() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!left.iter().any(|n| n.to_string_lossy().contains("p.csv")), "{left:?}");
 }
+
+#[test]
+fn predict_with_a_registry_scores_with_its_alias_or_a_named_version() {
+    let dir = project(&small_csv(300));
+    let run = |args: &[&str]| {
+        let out = mlgate(dir.path(), args, &[]);
+        let (o, e) = text(&out);
+        (out.status.code(), format!("{o}{e}"))
+    };
+    let (code, out) = run(&["build", "--out", "out"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["acceptance", "--model", "out/model.json", "--out", "acc"]);
+    assert_eq!(code, Some(0), "{out}");
+    let unlabelled: String = small_csv(40).lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
+    std::fs::write(dir.path().join("new.csv"), &unlabelled).unwrap();
+    let (code, out) = run(&["predict", "--model", "out/model.json", "--data", "new.csv", "--out", "file.csv"]);
+    assert_eq!(code, Some(0), "{out}");
+    let expected = std::fs::read_to_string(dir.path().join("file.csv")).unwrap();
+    let scored = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+
+    // Nothing in production yet: the error says so, and what sets it.
+    let (code, out) = run(&["predict", "--registry", "registry", "--data", "new.csv", "--out", "p.csv"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no version is `production` in registry"), "{out}");
+    let (code, out) =
+        run(&["predict", "--registry", "registry", "--alias", "staging", "--data", "new.csv", "--out", "s.csv"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("with v1 of registry"), "{out}");
+    assert_eq!(scored("s.csv"), expected);
+
+    let (code, out) = run(&["deploy"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["predict", "--registry", "registry", "--data", "new.csv", "--out", "p.csv"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(scored("p.csv"), expected);
+    let (code, out) =
+        run(&["predict", "--registry", "registry", "--version", "v1", "--data", "new.csv", "--out", "v.csv"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(scored("v.csv"), expected);
+
+    // One source, exactly.
+    let (code, out) =
+        run(&["predict", "--model", "out/model.json", "--registry", "registry", "--data", "new.csv", "--out", "x.csv"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
+    let (code, out) = run(&["predict", "--data", "new.csv", "--out", "x.csv"]);
+    assert_eq!(code, Some(2), "{out}");
+    let (code, out) =
+        run(&["predict", "--model", "out/model.json", "--version", "v1", "--data", "new.csv", "--out", "x.csv"]);
+    assert_eq!(code, Some(2), "{out}");
+}

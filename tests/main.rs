@@ -11,6 +11,7 @@ mod fake_openapi;
 mod github;
 mod pipeline;
 mod registry_git;
+mod registry_rules;
 mod serve;
 mod shared_data;
 mod support;

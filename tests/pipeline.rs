@@ -96,6 +96,11 @@ fn a_passing_candidate_is_registered_deployed_and_recorded() {
         serde_json::from_slice(&std::fs::read(p.path().join("good/acc/metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["passed"], true);
     assert_eq!(metrics["version"], "v1");
+    let baseline: Vec<&serde_json::Value> =
+        metrics["checks"].as_array().unwrap().iter().filter(|c| c["gate"] == "baseline").collect();
+    assert_eq!(baseline.len(), 2, "{metrics}");
+    assert!(baseline.iter().all(|c| c["passed"] == true), "{metrics}");
+    assert!(report.contains("**Baseline**"), "{report}");
     assert!(metrics["staging"]["rows"].as_u64().unwrap() > 600);
 
     let (code, out, err) = p.run(&["deploy"]);
@@ -131,6 +136,42 @@ fn thresholds_out_of_reach_fail_with_the_checks_listed_and_deploy_refuses() {
     assert_eq!(code, Some(0), "{out}{err}");
     let last = p.registry().history().unwrap().pop().unwrap();
     assert!(last.forced && last.reason.contains("hotfix approved by on-call"), "{last:?}");
+}
+
+#[test]
+fn an_always_yes_model_fails_the_baseline_however_its_f1_looks() {
+    // Features that carry no signal, 70 % positives: the model says "yes" to everyone, and its
+    // F1 (about 0.82) clears an `f1 >= 0.7` gate; only the baseline catches it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::SMALL_CONFIG.to_string() + "\n[acceptance]\nmin = { f1 = 0.7 }\n";
+    std::fs::write(dir.path().join("small.toml"), config).unwrap();
+    let mut rng = model::rng::Rng::new(5);
+    let mut csv = String::from("id,amount,visits,region,member,bought\n");
+    for i in 0..3000 {
+        let region = if rng.chance(0.5) { "south" } else { "north" };
+        let member = if rng.chance(0.5) { "TRUE" } else { "FALSE" };
+        let bought = if rng.chance(0.7) { "yes" } else { "no" };
+        csv.push_str(&format!("r{i},{:.1},{},{region},{member},{bought}\n", 1000.0 * rng.uniform(), rng.below(7)));
+    }
+    std::fs::write(dir.path().join("small.csv"), csv).unwrap();
+    let (o, e) = text(&mlgate(dir.path(), &["build", "--config", "small.toml", "--out", "m"], &[]));
+    assert!(dir.path().join("m/model.json").is_file(), "{o}{e}");
+    let out =
+        mlgate(dir.path(), &["acceptance", "--config", "small.toml", "--model", "m/model.json", "--out", "acc"], &[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    assert!(o.contains("failed: roc_auc above a constant score"), "{o}");
+    assert!(!o.contains("failed: f1"), "{o}");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("acc/metrics.json")).unwrap()).unwrap();
+    assert!(metrics["candidate"]["f1"].as_f64().unwrap() >= 0.7, "{metrics}");
+    let auc =
+        metrics["checks"].as_array().unwrap().iter().find(|c| c["gate"] == "baseline" && c["metric"] == "roc_auc");
+    assert_eq!(auc.unwrap()["passed"], false, "{metrics}");
+    assert!((metrics["baseline"]["positive_rate"].as_f64().unwrap() - 0.7).abs() < 0.05, "{metrics}");
+    let report = std::fs::read_to_string(dir.path().join("acc/report.md")).unwrap();
+    assert!(report.starts_with("## ❌ Rejected"), "{report}");
+    assert!(report.contains("**Baseline**"), "{report}");
 }
 
 #[test]

@@ -909,3 +909,90 @@ fn a_batch_longer_than_max_records_is_refused_whole() {
     assert!(answer.contains("3 items; at most 2 a request"), "{answer}");
     assert_eq!(metric(&server.get("/metrics").1, "mlgate_feedback_received_total"), Some(0.0));
 }
+
+/// A registry whose production model reads an integer-coded categorical, `browser`, with
+/// levels 1, 2 and 83 (83 buys), registered and deployed through the library.
+fn browsers_registry(dir: &Path) -> PathBuf {
+    let config = "name = \"browsers\"\n[data]\npath = \"b.csv\"\n[schema]\n\
+        [[schema.columns]]\nname = \"amount\"\nkind = \"numeric\"\n\
+        [[schema.columns]]\nname = \"browser\"\nkind = \"categorical\"\nlevels = [\"1\", \"2\", \"83\"]\n\
+        [[schema.columns]]\nname = \"bought\"\nkind = \"label\"\npositive = \"yes\"\nnegative = \"no\"\n\
+        [model]\nfamily = \"logistic_regression\"\n";
+    let config = model::PipelineConfig::parse(config, Path::new("b.toml")).unwrap();
+    let mut csv = String::from("amount,browser,bought\n");
+    for i in 0..600 {
+        let browser = ["1", "2", "83"][i % 3];
+        let bought = if (browser == "83") != (i % 17 == 0) { "yes" } else { "no" };
+        csv.push_str(&format!("{},{browser},{bought}\n", i % 50));
+    }
+    let data = model::read_csv(csv.as_bytes(), "b.csv", &config.schema, model::LabelPolicy::Required).unwrap();
+    let artifact = model::pipeline::build::build(&config, &data, &Default::default()).unwrap();
+    let registry = model::lifecycle::registry::Registry::open(dir.join("registry"));
+    let actor =
+        model::lifecycle::registry::Actor { who: "tester".into(), when: "2026-01-01T00:00:00Z".into(), commit: None };
+    let verdict = model::lifecycle::registry::VerdictRecord {
+        passed: true,
+        artifact_sha256: artifact.checksum(),
+        failed: Vec::new(),
+        decided_at: "2026-01-01T00:00:00Z".into(),
+    };
+    registry.register(&artifact.to_bytes(), &verdict, |_| Vec::new(), &actor).unwrap();
+    registry.promote(None, None, &actor).unwrap();
+    dir.join("registry")
+}
+
+#[test]
+fn a_categorical_level_sent_as_a_json_number_is_that_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&browsers_registry(dir.path()), &[]);
+    let probability = |browser: serde_json::Value| {
+        let body = serde_json::json!({ "records": [{ "amount": 7, "browser": browser }] });
+        let (status, answer) = server.post("/v1/predict", "application/json", body.to_string().as_bytes());
+        assert_eq!(status, 200, "{browser}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        answer["predictions"][0]["probability"].as_f64().unwrap()
+    };
+    let text = probability(serde_json::json!("83"));
+    assert!(text > 0.5, "{text}");
+    // 83 and 83.0 are the same JSON number: both are the level "83", as the CSV text 83 is.
+    assert_eq!(probability(serde_json::json!(83)), text);
+    assert_eq!(probability(serde_json::json!(83.0)), text);
+    assert_eq!(probability(serde_json::json!(2.0)), probability(serde_json::json!("2")));
+    // A number that is no level is refused as the CSV text would be.
+    let body = br#"{"records": [{"amount": 7, "browser": 83.5}]}"#;
+    let (status, answer) = server.post("/v1/predict", "application/json", body);
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("83.5"), "{answer}");
+}
+
+/// Serves `alias` of an empty registry until its log says why nothing is served; the log.
+fn log_of_an_empty_alias(alias: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut child = Command::new(mlgate_bin())
+        .args(["serve", "--registry", registry.to_str().unwrap(), "--alias", alias, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut log = String::new();
+    while !log.contains("error:") && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    }
+    stop_server(&mut child);
+    log
+}
+
+#[test]
+fn a_server_whose_alias_is_empty_says_what_sets_it() {
+    let log = log_of_an_empty_alias("production");
+    assert!(log.contains("no version is `production`"), "{log}");
+    assert!(log.contains("`acceptance` registers candidates and `deploy` puts one in production"), "{log}");
+    let log = log_of_an_empty_alias("v1");
+    assert!(log.contains("`v1` is a version, not an alias: --alias takes `production` or `staging`"), "{log}");
+    assert!(log.contains("deploy --version v1"), "{log}");
+}

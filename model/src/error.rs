@@ -244,10 +244,25 @@ pub enum Error {
         version: String,
     },
     /// Production has no predecessor to roll back to.
-    #[error("nothing to roll back to: {version} is the only version that has been in production")]
+    #[error("nothing to roll back to: {}", no_earlier_production(version, others))]
     NoEarlierProduction {
         /// The version in production.
         version: String,
+        /// The other versions that have been in production (rolled back from, so not behind it).
+        others: Vec<String>,
+    },
+    /// `rollback --to` named a version that failed acceptance and was never in production:
+    /// putting it there is a deploy, not a return.
+    #[error(
+        "{version} did not pass acceptance ({}) and has never been in production: rollback returns to an \
+         earlier production; `deploy --version {version} --force --reason TEXT` puts it in production anyway",
+        failed.join("; ")
+    )]
+    NeverInProduction {
+        /// The version.
+        version: String,
+        /// Its failed checks, in words.
+        failed: Vec<String>,
     },
     /// The rollback target cannot be loaded.
     #[error("cannot roll back to {version}: {source}")]
@@ -275,9 +290,24 @@ impl Error {
                 | Error::NothingInProduction
                 | Error::AlreadyInProduction { .. }
                 | Error::NoEarlierProduction { .. }
+                | Error::NeverInProduction { .. }
                 | Error::RollbackTarget { .. }
                 | Error::UnknownVersion { .. }
         )
+    }
+}
+
+/// Why no production precedes `version`: none other ever was, or those that were have been
+/// rolled back from (a rollback pops them), so only `--to` can name them.
+fn no_earlier_production(version: &str, others: &[String]) -> String {
+    match others {
+        [] => format!("{version} is the only version that has been in production"),
+        _ => format!(
+            "no earlier production is left behind {version} ({} {} in production, and production has since \
+             rolled back past them); `rollback --to VERSION` names one",
+            others.join(", "),
+            if others.len() == 1 { "was" } else { "were" }
+        ),
     }
 }
 

@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    mlgate::cli::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     mlgate::cli::execute(|sh| match cli.command {
         Command::GenData(args) => gen_data::run(sh, args),

@@ -85,6 +85,30 @@ impl Command {
     }
 }
 
+/// Lets a closed standard output end the process quietly, as it ends `cat` or `grep`
+/// (`mlgate registry | head`). Rust ignores SIGPIPE, so a write to a closed pipe fails and
+/// `println!` panics on it; this hook turns that one panic into exit code 141 (128 + SIGPIPE, what
+/// a shell reports for a process the signal ended), with nothing printed. SIGPIPE itself stays
+/// ignored: restoring it would also let a peer that hangs up on a socket written with `writev`
+/// (hyper's vectored writes: the server, S3, GitHub) kill the process.
+pub fn exit_quietly_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // std's message: "failed printing to stdout: Broken pipe (os error 32)".
+        if message.starts_with("failed printing to stdout") && message.ends_with(&format!("(os error {})", libc::EPIPE))
+        {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 /// Runs `command` from the current directory and turns its outcome into an exit code: a
 /// refusal of the registry is [`Exit::Refused`], any other error [`Exit::Usage`].
 pub fn execute(command: impl FnOnce(&xshell::Shell) -> anyhow::Result<ExitCode>) -> ExitCode {

@@ -1,21 +1,34 @@
-//! `mlgate predict`: score a CSV with an artifact, one output row per input row, in order,
-//! streamed in blocks scored on every core.
+//! `mlgate predict`: score a CSV with an artifact (a file, or a registry's version), one output
+//! row per input row, in order, streamed in blocks scored on every core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use model::lifecycle::registry::PRODUCTION;
 use model::pipeline::scoring::{score_csv_with, ScoreOptions};
 use model::Artifact;
 use xshell::Shell;
 
+use crate::cli::context::open_registry;
 use crate::output;
+use crate::store::Location;
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "registry"])))]
 pub struct Args {
     /// Model artifact (model.json written by `build`).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
+    /// Score with a registry's model instead: a folder, git+URL#BRANCH or s3://BUCKET/PREFIX.
+    #[arg(long)]
+    registry: Option<String>,
+    /// With --registry: the alias whose version scores (default `production`).
+    #[arg(long, conflicts_with_all = ["model", "registry_version"])]
+    alias: Option<String>,
+    /// With --registry: the version that scores, e.g. `v3`.
+    #[arg(long = "version", id = "registry_version", value_name = "VERSION", conflicts_with = "model")]
+    version: Option<String>,
     /// CSV to score; the label column may be absent.
     #[arg(long)]
     data: PathBuf,
@@ -44,8 +57,29 @@ fn share(value: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// The artifact that scores, and how to name it: the file of `--model`, or the version of a
+/// registry that `--version` names or `--alias` points at.
+fn artifact(args: &Args) -> Result<(Artifact, String)> {
+    let (Some(flag), None) = (&args.registry, &args.model) else {
+        let path = args.model.as_ref().expect("clap requires --model or --registry");
+        return Ok((Artifact::load(path).context("cannot load the model")?, path.display().to_string()));
+    };
+    let location = Location::parse(flag, Path::new(""))?;
+    let store = open_registry(location.clone())?;
+    let version = match (&args.version, args.alias.as_deref().unwrap_or(PRODUCTION)) {
+        (Some(version), _) => version.clone(),
+        (None, alias) => {
+            store.alias(alias).with_context(|| format!("cannot read the aliases of {location}"))?.with_context(
+                || format!("no version is `{alias}` in {location}: name one with --version (`registry` lists them)"),
+            )?
+        }
+    };
+    let artifact = store.artifact(&version).with_context(|| format!("cannot load {version} from {location}"))?;
+    Ok((artifact, format!("{version} of {location}")))
+}
+
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let artifact = Artifact::load(&args.model).context("cannot load the model")?;
+    let (artifact, model_name) = artifact(&args)?;
     let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
     let options =
         ScoreOptions { keep: args.keep.clone(), skip_invalid: args.skip_invalid.as_ref().map(|_| args.max_invalid) };
@@ -84,7 +118,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         "scored {} rows of {} with {} (threshold {:.4}): {} predicted {} = {}; wrote {}",
         summary.rows,
         args.data.display(),
-        args.model.display(),
+        model_name,
         artifact.threshold.value,
         summary.positives,
         label.name,

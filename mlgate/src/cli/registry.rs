@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use xshell::Shell;
 
+use model::lifecycle::gate::AcceptanceRecord;
+use model::lifecycle::registry::{Action, Registry};
+
 use crate::cli::context::{actor, registry_failure, RegistryArgs};
 use crate::exit::Exit;
 
@@ -65,7 +68,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             .map(|v| match registry.verdict(&v) {
                 Ok(r) => serde_json::json!({
                     "version": v, "passed": r.passed, "artifact_sha256": r.artifact_sha256,
-                    "decided_at": r.decided_at, "failed": r.failed,
+                    "decided_at": r.decided_at, "failed": r.failed, "acceptance": figures(&registry, &v),
                 }),
                 Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
             })
@@ -88,23 +91,34 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     for v in registry.versions()? {
         match registry.verdict(&v) {
             Ok(r) => println!(
-                "  {v:<5} {}  sha256 {}  {}",
+                "  {v:<5} {}  sha256 {}  {}{}",
                 if r.passed { "passed" } else { "FAILED" },
                 &r.artifact_sha256[..12],
-                r.decided_at
+                r.decided_at,
+                figures(&registry, &v)
+                    .map(|f| format!(
+                        "  roc_auc {:.4}  average_precision {:.4}  f1 {:.4}",
+                        f.roc_auc, f.average_precision, f.f1
+                    ))
+                    .unwrap_or_default()
             ),
             Err(e) => println!("  {v:<5} unreadable verdict: {e}"),
         }
     }
     println!("history:");
     for e in registry.history()? {
+        // A registration is about the version registered; `from` and `to` are the staging
+        // alias around it, which a failed candidate leaves where it was.
+        let about = match (e.action, &e.version) {
+            (Action::Register, Some(v)) => format!("{v} (staging {} → {})", or_dash(&e.from), or_dash(&e.to)),
+            (Action::Monitor, _) => or_dash(&e.to).to_string(),
+            _ => format!("{} → {}", or_dash(&e.from), or_dash(&e.to)),
+        };
         println!(
-            "  {:>3} {} {:<9} {} → {}  by {}{}{}: {}",
+            "  {:>3} {} {:<9} {about}  by {}{}{}: {}",
             e.seq,
             e.actor.when,
             e.action,
-            e.from.as_deref().unwrap_or("-"),
-            e.to.as_deref().unwrap_or("-"),
             e.actor.who,
             e.actor.commit.as_deref().map(|c| format!(" at {}", &c[..c.len().min(12)])).unwrap_or_default(),
             if e.forced { " (forced)" } else { "" },
@@ -115,4 +129,25 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         println!("problem: {p}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn or_dash(version: &Option<String>) -> &str {
+    version.as_deref().unwrap_or("-")
+}
+
+/// A version's acceptance figures on its staging rows, from its `metrics.json` (none when the
+/// file is absent or unreadable: the verdict still says passed or failed).
+#[derive(serde::Serialize)]
+struct Figures {
+    roc_auc: f64,
+    average_precision: f64,
+    f1: f64,
+    passed: bool,
+}
+
+fn figures(registry: &Registry, version: &str) -> Option<Figures> {
+    let bytes = registry.read_file(version, "metrics.json").ok()?;
+    let record: AcceptanceRecord = serde_json::from_slice(&bytes).ok()?;
+    let m = &record.candidate;
+    Some(Figures { roc_auc: m.roc_auc, average_precision: m.average_precision, f1: m.f1, passed: record.passed })
 }

@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
+use model::data::schema::ColumnKind;
 use model::pipeline::scoring::csv_field;
 
 use super::{live, metrics, Loaded, Shared};
@@ -236,21 +237,44 @@ fn unprocessable(shared: &Shared, errors: Vec<Broken>, total: u64, records: u64)
     )
 }
 
+/// How a JSON value becomes a column's text, beyond a string's own.
+enum Kind<'a> {
+    /// A boolean column: the spellings a JSON `true` and `false` become.
+    Boolean(&'a (String, String)),
+    /// A categorical column, with its declared levels when it has them.
+    Categorical(Option<&'a [String]>),
+    /// Any other column: a value's JSON text.
+    Other,
+}
+
 /// A JSON value as the text a CSV field would hold; `None` for an array or an object.
-fn field_text(value: &Value, boolean: Option<&(String, String)>) -> Option<String> {
+fn field_text(value: &Value, kind: &Kind) -> Option<String> {
     match value {
         Value::Null => Some(String::new()),
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(match boolean {
-            Some((t, f)) => {
+        Value::Number(n) => Some(match (kind, n.as_f64()) {
+            // A level coded as an integer (a browser id, `83`) sent as the number `83.0`: JSON
+            // does not tell 83 from 83.0, so the number is the level `83`, as the CSV text `83`
+            // would be — unless `83.0` itself is a declared level.
+            (Kind::Categorical(levels), Some(x))
+                if n.is_f64()
+                    && x.fract() == 0.0
+                    && x.abs() < 9.0e15
+                    && !levels.is_some_and(|l| l.contains(&n.to_string())) =>
+            {
+                format!("{}", x as i64)
+            }
+            _ => n.to_string(),
+        }),
+        Value::Bool(b) => Some(match kind {
+            Kind::Boolean((t, f)) => {
                 if *b {
                     t.clone()
                 } else {
                     f.clone()
                 }
             }
-            None => b.to_string(),
+            _ => b.to_string(),
         }),
         Value::Array(_) | Value::Object(_) => None,
     }
@@ -300,6 +324,16 @@ async fn predict<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer
 
 fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<String, Value>>) -> Answer {
     let columns = loaded.compiled.columns();
+    let schema = &loaded.compiled.artifact().schema;
+    let kinds: Vec<Kind> = columns
+        .iter()
+        .zip(&loaded.booleans)
+        .map(|(name, boolean)| match (boolean, schema.column(name).map(|c| &c.kind)) {
+            (Some(spellings), _) => Kind::Boolean(spellings),
+            (None, Some(ColumnKind::Categorical { levels })) => Kind::Categorical(levels.as_deref()),
+            _ => Kind::Other,
+        })
+        .collect();
     let mut broken = Vec::new();
     let mut rows: Vec<(u64, csv::ByteRecord)> = Vec::with_capacity(records.len());
     let mut fields: Vec<String> = vec![String::new(); columns.len()];
@@ -318,7 +352,7 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
                 }
                 continue;
             };
-            match field_text(value, loaded.booleans[at].as_ref()) {
+            match field_text(value, &kinds[at]) {
                 Some(text) => fields[at] = text,
                 None => broken.push(Broken {
                     record: i as u64,

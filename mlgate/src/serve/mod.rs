@@ -138,6 +138,24 @@ fn log(line: &str) {
     eprintln!("{} {line}", crate::clock::now_rfc3339());
 }
 
+/// What the log says while `alias` names no version: what sets it, or, for a name that is no
+/// alias mlgate sets (`v1`), which ones are.
+fn empty_alias(alias: &str, location: &Location) -> String {
+    use model::lifecycle::registry::{PRODUCTION, STAGING};
+    let setter = match alias {
+        PRODUCTION => "`acceptance` registers candidates and `deploy` puts one in production",
+        STAGING => "`acceptance` sets it to a candidate that passes",
+        _ if alias.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) => {
+            return format!(
+                "`{alias}` is a version, not an alias: --alias takes `{PRODUCTION}` or `{STAGING}` \
+                 (`deploy --version {alias}` puts {alias} in production)"
+            );
+        }
+        _ => "mlgate sets only the aliases `production` and `staging`",
+    };
+    format!("no version is `{alias}` in {location} yet: {setter}; the server is ready once it is set")
+}
+
 /// The poller's hold on the registry: the store, opened at the first poll that reaches it and
 /// kept for the life of the process (one client, one copy, read again only when it moved), and
 /// the version that last failed to load.
@@ -192,7 +210,7 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
         )?),
     };
     let Some(version) = store.alias(&alias)? else {
-        bail!("no version is `{alias}` in {} yet", follower.location);
+        bail!("{}", empty_alias(&alias, &follower.location));
     };
     let current = shared.current();
     if current.as_ref().is_some_and(|c| c.version == version) {

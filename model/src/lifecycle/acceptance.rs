@@ -14,8 +14,9 @@ use crate::pipeline::artifact::Artifact;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::staging::StagingSpec;
 
-/// The layout version of `metrics.json` this build writes.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+/// The layout version of `metrics.json` this build writes. Version 2 added `baseline` and checks
+/// of gate `baseline`; a version 1 file reads with no baseline.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// The production model, as acceptance compares against it.
 pub struct Production<'a> {
@@ -60,6 +61,14 @@ pub fn judge(
     let metrics = MetricSet::compute(&labels, &scores.probabilities, candidate.threshold.value)?;
     let acceptance = &config.acceptance;
     let mut checks = gate::threshold_checks(GateKind::Threshold, &acceptance.min, &acceptance.max, &metrics);
+    let candidate_scored = Scored { probabilities: &scores.probabilities, threshold: candidate.threshold.value };
+    let baseline = if acceptance.baseline {
+        let (baseline, baseline_checks) = gate::compare_with_constant(acceptance, &labels, candidate_scored)?;
+        checks.extend(baseline_checks);
+        Some(baseline)
+    } else {
+        None
+    };
 
     let production = match production {
         None => None,
@@ -78,7 +87,7 @@ pub fn judge(
             let (differences, mcnemar, regression) = gate::compare_with_production(
                 acceptance,
                 &labels,
-                Scored { probabilities: &scores.probabilities, threshold: candidate.threshold.value },
+                candidate_scored,
                 Scored { probabilities: &prod_scores, threshold: prod.threshold.value },
             )?;
             checks.extend(regression);
@@ -117,6 +126,7 @@ pub fn judge(
         },
         candidate: metrics,
         production,
+        baseline,
         curves: Curves {
             roc: thin(&roc_curve(&labels, &scores.probabilities)?, 101),
             precision_recall: thin(&precision_recall_curve(&labels, &scores.probabilities)?, 101),

@@ -1,5 +1,6 @@
-//! The acceptance gate: thresholds on the candidate's staging metrics (gate 1) and, when there
-//! is a production model, no significant regression against it on the same rows (gate 2).
+//! The acceptance gate: thresholds on the candidate's staging metrics (gate 1), a ranking better
+//! than a constant score's (the baseline) and, when there is a production model, no significant
+//! regression against it on the same rows (gate 2).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,8 @@ pub enum GateKind {
     Threshold,
     /// Gate 2: no significant drop against production.
     Regression,
+    /// The baseline: significantly better ranking than a constant score on the same rows.
+    Baseline,
     /// A monitoring check of production on new data.
     Monitor,
 }
@@ -105,6 +108,16 @@ pub struct ProductionComparison {
     pub curves: Option<Curves>,
 }
 
+/// The comparison with the trivial model: one constant score for every staging row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineComparison {
+    /// The constant's ROC AUC is 0.5 and its average precision the rows' positive rate.
+    pub positive_rate: f64,
+    /// Candidate − constant per ranking metric, with confidence intervals (the constant's value
+    /// in `production`).
+    pub differences: Vec<Difference>,
+}
+
 /// Curves for reports, thinned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Curves {
@@ -162,6 +175,10 @@ pub struct AcceptanceRecord {
     pub candidate: MetricSet,
     /// The comparison with production, when there is one.
     pub production: Option<ProductionComparison>,
+    /// The comparison with a constant score, unless `[acceptance] baseline = false`. Files of
+    /// schema version 1 have none: they read as `None`, and their checks are never `baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineComparison>,
     /// Curve points of the candidate.
     pub curves: Curves,
     /// Levels unseen in training, per column, in the staging data.
@@ -204,6 +221,48 @@ impl LabelWords {
             _ => unreachable!("a checked schema's label column has kind label"),
         }
     }
+}
+
+/// Runs the baseline check: candidate − a constant score on the same labelled rows, for ROC AUC
+/// and average precision, with the paired bootstrap of gate 2. A metric passes only when the
+/// whole confidence interval lies above zero: a candidate that ranks no better than chance fails.
+pub fn compare_with_constant(
+    config: &AcceptanceConfig,
+    labels: &[bool],
+    candidate: Scored,
+) -> Result<(BaselineComparison, Vec<Check>)> {
+    let positive_rate = labels.iter().filter(|&&y| y).count() as f64 / labels.len().max(1) as f64;
+    // Every row tied: AUC 0.5 and average precision the positive rate, in every stratified
+    // resample (it keeps each class's count). The threshold decides nothing compared here.
+    let constant = vec![positive_rate; labels.len()];
+    let differences = compare::paired_bootstrap(
+        labels,
+        candidate,
+        Scored { probabilities: &constant, threshold: 0.5 },
+        &[Metric::RocAuc, Metric::AveragePrecision],
+        config.resamples,
+        config.confidence,
+        config.seed,
+    )?;
+    let checks = differences
+        .iter()
+        .map(|d| Check {
+            gate: GateKind::Baseline,
+            metric: Measure::Metric(d.metric),
+            description: format!(
+                "{} above a constant score's ({:.4}): Δ {:+.4} ({:.0} % CI {:+.4} … {:+.4})",
+                d.metric,
+                d.production,
+                d.delta,
+                100.0 * config.confidence,
+                d.ci_low,
+                d.ci_high
+            ),
+            value: d.delta,
+            passed: d.ci_low > 0.0,
+        })
+        .collect();
+    Ok((BaselineComparison { positive_rate, differences }, checks))
 }
 
 /// Runs gate 2: compares candidate and production on the same labelled rows.

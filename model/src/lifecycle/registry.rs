@@ -681,7 +681,7 @@ impl Registry {
                 let verdict = self.verdict(v)?;
                 if !verdict.passed && !was_production {
                     if force.is_none() {
-                        return Err(Error::VerdictFailed { version: v.to_string(), failed: verdict.failed });
+                        return Err(Error::NeverInProduction { version: v.to_string(), failed: verdict.failed });
                     }
                     forced = true;
                 }
@@ -690,10 +690,19 @@ impl Registry {
                 }
                 v.to_string()
             }
-            None => next
-                .previous_productions
-                .pop()
-                .ok_or_else(|| Error::NoEarlierProduction { version: current.clone() })?,
+            None => match next.previous_productions.pop() {
+                Some(previous) => previous,
+                None => {
+                    let mut others: Vec<String> = Vec::new();
+                    for e in self.written_history()? {
+                        let to = e.to.filter(|v| *v != current && !others.contains(v));
+                        if let (Action::Promote | Action::Rollback, Some(v)) = (e.action, to) {
+                            others.push(v);
+                        }
+                    }
+                    return Err(Error::NoEarlierProduction { version: current, others });
+                }
+            },
         };
         self.artifact(&target).map_err(|e| Error::RollbackTarget { version: target.clone(), source: Box::new(e) })?;
         next.aliases.insert(PRODUCTION.into(), target.clone());

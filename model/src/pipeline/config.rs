@@ -202,6 +202,12 @@ pub struct AcceptanceConfig {
     /// Seed of the bootstrap.
     #[serde(default = "default_bootstrap_seed")]
     pub seed: u64,
+    /// The baseline check: the candidate must rank better than a constant score (ROC AUC above
+    /// 0.5, average precision above the positive rate), judged by the lower end of the same
+    /// paired bootstrap. On unless `baseline = false`: without it, a model that says "yes" to
+    /// everyone passes a gate on F1 alone when most rows are positive.
+    #[serde(default = "default_baseline")]
+    pub baseline: bool,
 }
 
 fn default_compare() -> Vec<Metric> {
@@ -219,6 +225,9 @@ fn default_confidence() -> f64 {
 fn default_bootstrap_seed() -> u64 {
     7
 }
+fn default_baseline() -> bool {
+    true
+}
 
 impl Default for AcceptanceConfig {
     fn default() -> Self {
@@ -231,6 +240,7 @@ impl Default for AcceptanceConfig {
             resamples: default_resamples(),
             confidence: default_confidence(),
             seed: default_bootstrap_seed(),
+            baseline: default_baseline(),
         }
     }
 }

@@ -89,6 +89,9 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
             let _ =
                 writeln!(s, "Compared with production **{}** on the same {} staging rows.", p.version, r.staging.rows);
         }
+        None if r.baseline.is_some() => {
+            let _ = writeln!(s, "No model is in production: the thresholds and the baseline apply.");
+        }
         None => {
             let _ = writeln!(s, "No model is in production: only the thresholds apply.");
         }
@@ -118,6 +121,33 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     }
     if Metric::REPORTED.iter().any(|&m| dropped_within_margin(r, m)) {
         let _ = writeln!(s, "\n⚠ a significant drop, within the margin: it does not fail the gate.");
+    }
+    if let Some(b) = &r.baseline {
+        let _ = writeln!(
+            s,
+            "\n**Baseline**: a constant score (ROC AUC 0.5, average precision the positive rate {:.4}) on the \
+             same rows; the candidate must beat it with the whole interval above zero.\n",
+            b.positive_rate
+        );
+        let _ = writeln!(s, "| metric | candidate | constant | Δ (CI) | |\n|---|---:|---:|---|:-:|");
+        for d in &b.differences {
+            let checks: Vec<&Check> = r
+                .checks
+                .iter()
+                .filter(|c| c.gate == GateKind::Baseline && c.metric == Measure::Metric(d.metric))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {} | {:.4} | {:.4} | {:+.4} ({:+.4} … {:+.4}) | {} |",
+                d.metric,
+                d.candidate,
+                d.production,
+                d.delta,
+                d.ci_low,
+                d.ci_high,
+                status(&checks)
+            );
+        }
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", r.rule);
@@ -593,6 +623,7 @@ mod tests {
                 positives: 2,
             },
             candidate: metrics.clone(),
+            baseline: None,
             production: Some(ProductionComparison {
                 version: "v1".into(),
                 metrics,
