@@ -68,10 +68,19 @@ impl Server {
 
     fn start_at(registry: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--registry", registry];
+        args.extend_from_slice(extra);
+        let cwd = dir.path().to_path_buf();
+        Server::start_in(&cwd, &args, env, dir)
+    }
+
+    /// `serve --listen 127.0.0.1:0 ARGS…` run in `cwd`; `dir` is kept for the server's log.
+    fn start_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
         let stderr = dir.path().join("stderr");
         let mut child = Command::new(mlgate_bin())
-            .args(["serve", "--registry", registry, "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(cwd)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -886,6 +895,19 @@ fn a_server_follows_a_registry_on_s3_compatible_storage() {
     let reads = metric(&server.get("/metrics").1, "mlgate_registry_reads_total").unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_reads_total"), Some(reads));
+    // A candidate registered, production unchanged: the server reads the new state.json and no
+    // file of any version.
+    let files = metric(&server.get("/metrics").1, "mlgate_registry_file_reads_total").unwrap();
+    let candidate = job(9, "");
+    ok(candidate.path(), &["build"]);
+    ok_with(candidate.path(), &["acceptance", "--registry", registry], &env);
+    let start = Instant::now();
+    while metric(&server.get("/metrics").1, "mlgate_registry_reads_total") == Some(reads) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the new state was never read: {}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&server.get("/metrics").1, "mlgate_registry_file_reads_total"), Some(files));
+    assert_eq!(server.version(), "v2");
     ok_with(second.path(), &["rollback", "--registry", registry], &env);
     server.wait_for_version("v1", Duration::from_secs(30));
 }
@@ -995,4 +1017,17 @@ fn a_server_whose_alias_is_empty_says_what_sets_it() {
     let log = log_of_an_empty_alias("v1");
     assert!(log.contains("`v1` is a version, not an alias: --alias takes `production` or `staging`"), "{log}");
     assert!(log.contains("deploy --version v1"), "{log}");
+}
+
+#[test]
+fn serve_reads_the_pipeline_toml_here_as_every_command_does() {
+    let job = job(42, "");
+    ok(job.path(), &["build"]);
+    ok(job.path(), &["acceptance"]);
+    ok(job.path(), &["deploy"]);
+    // No --registry, no --config: the configuration's [registry] path, taken from its folder.
+    let server = Server::start_in(job.path(), &["--poll", "5"], &[], tempfile::tempdir().unwrap());
+    assert_eq!(server.version(), "v1");
+    let log = server.log();
+    assert!(!log.contains("error"), "{log}");
 }
