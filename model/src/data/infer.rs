@@ -12,7 +12,9 @@
 //!    code: `categorical`); else every value a decimal number → `numeric`. The range is the
 //!    data's, widened by [`MARGIN`] of its span on both sides without crossing 0; a
 //!    non-negative, right-skewed column (skewness ≥ [`HEAVY_TAIL_SKEW`], largest value ≥ 10)
-//!    gets `transform = "log1p"` and no `max`;
+//!    gets `transform = "log1p"` and no `max`; whole numbers from 1 with at most 20 values
+//!    may be codes (a browser, a region): they stay integers, untransformed, with a word to
+//!    check;
 //! 5. otherwise text: unique per row with more than [`MAX_LEVELS`] values and never blank →
 //!    `id` (the first such column; later ones `ignore`); at most [`MAX_LEVELS`] distinct values
 //!    → `categorical` with its `levels`; more → `categorical` without levels, or `ignore` when
@@ -503,7 +505,6 @@ fn categorical(name: &str, tally: &Tally, in_rows: &str, blank_note: &str, what:
             // The most common first; a stable sort keeps the file's order among equals.
             sorted.sort_by(|a, b| b.1.cmp(&a.1));
             let seen = format!("categorical ({what}), {} levels {in_rows}{blank_note}", levels.len());
-            check.push("a level absent from this file is refused in new data: add any you expect".into());
             (Some(sorted.into_iter().map(|(l, _)| l).collect()), seen)
         }
         None => {
@@ -518,30 +519,33 @@ fn categorical(name: &str, tally: &Tally, in_rows: &str, blank_note: &str, what:
 
 fn number(name: &str, tally: &Tally, in_rows: &str, blank_note: &str, blanks: bool) -> InferredColumn {
     let (lo, hi) = (tally.min, tally.max);
-    let heavy = lo >= 0.0 && hi >= 10.0 && tally.skewness() >= HEAVY_TAIL_SKEW;
+    // Whole numbers from 1 with few values are as often codes (a browser, a region) as counts:
+    // kept as numbers, with a word to check, and never transformed.
+    let code_like = tally.integer && lo >= 1.0 && tally.distinct() <= 20;
+    let heavy = !code_like && lo >= 0.0 && hi >= 10.0 && tally.skewness() >= HEAVY_TAIL_SKEW;
     let (wide_lo, wide_hi) = widen(lo, hi);
     let transform = if heavy { Transform::Log1p } else { Transform::None };
     let mut check = Vec::new();
     let what = if tally.integer { "integer" } else { "numeric" };
-    let span = format!("{} … {}", short(lo), short(hi));
-    let mut seen = format!("{what}, {span} {in_rows}{blank_note}");
+    let mut seen = format!("{what}, {} … {} {in_rows}{blank_note}", short(lo), short(hi));
     if heavy {
         seen.push_str(&format!(
-            "; heavy-tailed (skewness {:.1}): log1p, and no max since new data may go well beyond",
+            "; heavy-tailed (skewness {:.1}): log1p, and no max, as new data may go well beyond",
             tally.skewness()
         ));
     } else {
         seen.push_str(&format!("; range widened by {:.0} %", 100.0 * MARGIN));
     }
+    if code_like {
+        check.push(format!(
+            "{} distinct whole numbers from {}: if they are codes rather than amounts, make it categorical",
+            tally.distinct(),
+            short(lo)
+        ));
+    }
     let kind = if tally.integer {
         // Float arithmetic may round a large whole number inwards: the exact bounds cap it.
         let (min, max) = ((wide_lo.floor() as i64).min(tally.int_min), (wide_hi.ceil() as i64).max(tally.int_max));
-        if tally.distinct() <= 20 && !heavy {
-            check.push(format!(
-                "{} distinct whole numbers: if they are codes (a browser, a region) rather than amounts, make it categorical",
-                tally.distinct()
-            ));
-        }
         ColumnKind::Integer { min: Some(min), max: (!heavy).then_some(max), transform }
     } else {
         let (min, max) = nice_bounds(lo, hi, wide_lo, wide_hi);

@@ -15,17 +15,17 @@ pub const LARGE_DATA_ROWS: u64 = 10_000;
 pub fn starter_toml(name: &str, data_path: &str, inference: &Inference) -> String {
     let mut out = String::new();
     let w = &mut out;
-    line(
+    comment(
         w,
         &format!(
-            "# Written by `mlgate init` from {} ({} rows, {} columns). Each column says what was",
-            data_path,
+            "Written by `mlgate init` from {data_path} ({} rows, {} columns). Each column says what was \
+             inferred from the data; lines starting with `# check:` deserve a look before the first \
+             build. A categorical column's levels are those seen: add any that new data may hold. \
+             README, \"The configuration\", documents every key.",
             thousands(inference.rows),
             inference.columns.len()
         ),
     );
-    line(w, "# inferred from the data; lines starting with `# check:` deserve a look before the first");
-    line(w, "# build. README, \"The configuration\", documents every key.");
     if let LabelChoice::Missing { candidates } = &inference.label {
         line(w, "#");
         line(w, "# FIXME: choose the label. No column was named with --label and none is obviously the");
@@ -37,6 +37,7 @@ pub fn starter_toml(name: &str, data_path: &str, inference: &Inference) -> Strin
             line(w, "# Each of them shows below the lines to put in place of its kind.");
         }
     }
+    line(w, "");
     line(w, &format!("name = {}", quote(name)));
     line(w, "");
     line(w, "[data]");
@@ -49,9 +50,9 @@ pub fn starter_toml(name: &str, data_path: &str, inference: &Inference) -> Strin
     for c in &inference.columns {
         line(w, "");
         line(w, "[[schema.columns]]");
-        line(w, &format!("# inferred: {}", c.seen));
+        comment(w, &format!("inferred: {}", c.seen));
         for check in &c.check {
-            line(w, &format!("# check: {check}"));
+            comment(w, &format!("check: {check}"));
         }
         column(w, &c.column);
         if let (true, Some((positive, negative))) = (missing_label, &c.as_label) {
@@ -189,10 +190,12 @@ fn list(w: &mut String, key: &str, items: &[String]) {
     line(w, "]");
 }
 
-/// An f64 as a TOML float (`70000.0`, never an integer literal that could overflow i64).
+/// An f64 as TOML reads it back: a whole number short enough for an i64 as an integer (`0`,
+/// not `0.0`), any other as a float (`1e20` as `100000000000000000000.0`, which TOML would not
+/// read as an integer).
 fn float(x: f64) -> String {
     let s = x.to_string();
-    if s.contains(['.', 'e', 'E']) {
+    if s.contains(['.', 'e', 'E']) || x.abs() < 1e15 {
         s
     } else {
         format!("{s}.0")
@@ -218,6 +221,21 @@ fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `text` as comment lines of at most 100 characters, cut between words.
+fn comment(w: &mut String, text: &str) {
+    let mut current = String::from("#");
+    for word in text.split(' ') {
+        if current.len() > 1 && current.len() + 1 + word.len() > 100 {
+            line(w, &current);
+            current = String::from("# ");
+        } else {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    line(w, &current);
 }
 
 fn line(w: &mut String, text: &str) {
@@ -281,7 +299,8 @@ mod tests {
     fn floats_stay_floats_and_strings_are_escaped() {
         assert_eq!(float(1e20), "100000000000000000000.0");
         assert_eq!(float(0.22), "0.22");
-        assert_eq!(float(-3.0), "-3.0");
+        assert_eq!(float(-3.0), "-3");
+        assert_eq!(float(0.0), "0");
         assert_eq!(quote("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
     }
 }
