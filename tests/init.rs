@@ -59,7 +59,8 @@ fn init_on_the_shared_online_shoppers_data_writes_a_configuration_that_validates
     let Some(train) = shared_train_csv() else { return };
     let dir = tempfile::tempdir().unwrap();
     // A folder of its own under the temporary one: the data path is then relative to it.
-    let out = ok(dir.path(), &["init", "--data", train.to_str().unwrap(), "--label", "Revenue", "--out", "shoppers.toml"]);
+    let out =
+        ok(dir.path(), &["init", "--data", train.to_str().unwrap(), "--label", "Revenue", "--out", "shoppers.toml"]);
     assert!(out.contains("from 9,864 rows"), "{out}");
     let config = PipelineConfig::load(&dir.path().join("shoppers.toml")).unwrap();
     let ColumnKind::Categorical { levels: Some(months) } = &column(&config, "Month").kind else {
@@ -87,7 +88,10 @@ fn init_on_the_shared_online_shoppers_data_writes_a_configuration_that_validates
         ColumnKind::Numeric { min: Some(0.0), max: Some(0.22), transform: Transform::None }
     );
     assert!(matches!(column(&config, "Browser").kind, ColumnKind::Integer { transform: Transform::None, .. }));
-    assert_eq!(column(&config, "Revenue").kind, ColumnKind::Label { positive: "TRUE".into(), negative: "FALSE".into() });
+    assert_eq!(
+        column(&config, "Revenue").kind,
+        ColumnKind::Label { positive: "TRUE".into(), negative: "FALSE".into() }
+    );
     let out = ok(dir.path(), &["validate", "--config", "shoppers.toml"]);
     assert!(out.contains("valid, 9864 rows"), "{out}");
 }
@@ -145,9 +149,14 @@ fn new_users_csv(rows: usize, seed: u64) -> String {
         let score = (rng.normal() * 1000.0).round() / 1000.0;
         let visits = rng.below(12);
         let plan = ["basic", "plus", "pro"][rng.below(3)];
-        let member = if rng.chance(0.1) { "" } else if rng.chance(0.4) { "true" } else { "false" };
-        let z = -2.0 + 1.5 * score + 0.08 * visits as f64 + 0.02 * minutes
-            - 0.01 * (age as f64 - 40.0)
+        let member = if rng.chance(0.1) {
+            ""
+        } else if rng.chance(0.4) {
+            "true"
+        } else {
+            "false"
+        };
+        let z = -2.0 + 1.5 * score + 0.08 * visits as f64 + 0.02 * minutes - 0.01 * (age as f64 - 40.0)
             + if plan == "pro" { 1.0 } else { 0.0 }
             + if member == "true" { 0.8 } else { 0.0 };
         let bought = if rng.uniform() < 1.0 / (1.0 + (-z).exp()) { "yes" } else { "no" };
@@ -169,7 +178,10 @@ fn a_new_user_goes_from_a_csv_to_a_served_model_without_editing_the_configuratio
     assert!(matches!(column(&config, "score").kind, ColumnKind::Numeric { min: Some(lo), .. } if lo < 0.0));
     assert!(matches!(column(&config, "plan").kind, ColumnKind::Categorical { levels: Some(_) }));
     let member = column(&config, "member");
-    assert_eq!(member.kind, ColumnKind::Boolean { true_values: vec!["true".into()], false_values: vec!["false".into()] });
+    assert_eq!(
+        member.kind,
+        ColumnKind::Boolean { true_values: vec!["true".into()], false_values: vec!["false".into()] }
+    );
     assert_eq!(member.missing, Missing::Allow);
 
     ok(dir.path(), &["validate"]);

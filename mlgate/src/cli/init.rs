@@ -143,7 +143,10 @@ fn summarise(out: &Path, inference: &Inference) {
         LabelChoice::Given => {}
         LabelChoice::Named => {
             if let Some(label) = inference.columns.iter().find(|c| matches!(c.column.kind, ColumnKind::Label { .. })) {
-                eprintln!("note: `{}` was taken for the label by its name; --label COL chooses another", label.column.name);
+                eprintln!(
+                    "note: `{}` was taken for the label by its name; --label COL chooses another",
+                    label.column.name
+                );
             }
         }
         LabelChoice::Missing { candidates } => {

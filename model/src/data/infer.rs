@@ -152,9 +152,8 @@ pub fn infer<R: Read>(reader: R, name: &str, options: &InferOptions) -> Result<I
             )));
         }
         for (i, (field, tally)) in record.iter().zip(&mut tallies).enumerate() {
-            let value = std::str::from_utf8(field).map_err(|_| {
-                unusable(format!("line {line}: column `{}`: the value is not UTF-8 text", header[i]))
-            })?;
+            let value = std::str::from_utf8(field)
+                .map_err(|_| unusable(format!("line {line}: column `{}`: the value is not UTF-8 text", header[i])))?;
             tally.add(value);
         }
         rows += 1;
@@ -172,7 +171,10 @@ fn unusable(name: &str, problem: String) -> Error {
 
 /// Header problems a schema cannot hold: a single column that is split on another delimiter
 /// (typed), an empty name (in words).
-fn check_header(header: &[String], delimiter: char) -> std::result::Result<(), std::result::Result<HeaderProblem, String>> {
+fn check_header(
+    header: &[String],
+    delimiter: char,
+) -> std::result::Result<(), std::result::Result<HeaderProblem, String>> {
     if header.len() == 1 {
         if let Some(found) = [',', ';', '\t', '|'].into_iter().find(|d| *d != delimiter && header[0].contains(*d)) {
             return Err(Ok(HeaderProblem::WrongDelimiter { expected: delimiter, found }));
@@ -349,7 +351,13 @@ pub fn named_like_id(name: &str) -> bool {
     camel.and_then(|rest| rest.chars().last()).is_some_and(|c| c.is_lowercase())
 }
 
-fn decide(name: &str, header: Vec<String>, tallies: Vec<Tally>, rows: u64, options: &InferOptions) -> Result<Inference> {
+fn decide(
+    name: &str,
+    header: Vec<String>,
+    tallies: Vec<Tally>,
+    rows: u64,
+    options: &InferOptions,
+) -> Result<Inference> {
     let label_index = match &options.label {
         Some(given) => header.iter().position(|h| h == given),
         None => {
@@ -364,8 +372,8 @@ fn decide(name: &str, header: Vec<String>, tallies: Vec<Tally>, rows: u64, optio
     let mut columns = Vec::with_capacity(header.len());
     let mut id_taken = false;
     // Identifiers by name first: a text column unique per row comes second to them.
-    let named_id = (0..header.len())
-        .find(|&i| Some(i) != label_index && named_like_id(&header[i]) && tallies[i].unique());
+    let named_id =
+        (0..header.len()).find(|&i| Some(i) != label_index && named_like_id(&header[i]) && tallies[i].unique());
     for (i, (column_name, tally)) in header.iter().zip(&tallies).enumerate() {
         let column = if Some(i) == label_index {
             label_column(name, column_name, tally, rows)?
@@ -385,7 +393,9 @@ fn decide(name: &str, header: Vec<String>, tallies: Vec<Tally>, rows: u64, optio
         },
     };
     if label_index.is_some()
-        && !columns.iter().any(|c| !matches!(c.column.kind, ColumnKind::Label { .. } | ColumnKind::Id | ColumnKind::Ignore))
+        && !columns
+            .iter()
+            .any(|c| !matches!(c.column.kind, ColumnKind::Label { .. } | ColumnKind::Id | ColumnKind::Ignore))
     {
         return Err(unusable(
             name,
@@ -452,7 +462,8 @@ fn feature_column(
 ) -> InferredColumn {
     let in_rows = format!("in {} rows", thousands(rows));
     let blanks = tally.blank > 0;
-    let blank_note = if blanks { format!("; {} blank: missing = \"allow\"", thousands(tally.blank)) } else { String::new() };
+    let blank_note =
+        if blanks { format!("; {} blank: missing = \"allow\"", thousands(tally.blank)) } else { String::new() };
     let mut check = Vec::new();
     let done = |kind: ColumnKind, seen: String, check: Vec<String>| InferredColumn {
         column: plain(name, kind.clone(), blanks && !matches!(kind, ColumnKind::Id | ColumnKind::Ignore)),
@@ -503,7 +514,7 @@ fn categorical(name: &str, tally: &Tally, in_rows: &str, blank_note: &str, what:
         Some(levels) => {
             let mut sorted = levels.clone();
             // The most common first; a stable sort keeps the file's order among equals.
-            sorted.sort_by(|a, b| b.1.cmp(&a.1));
+            sorted.sort_by_key(|l| std::cmp::Reverse(l.1));
             let seen = format!("categorical ({what}), {} levels {in_rows}{blank_note}", levels.len());
             (Some(sorted.into_iter().map(|(l, _)| l).collect()), seen)
         }
@@ -627,7 +638,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -667,7 +678,10 @@ mod tests {
         assert_eq!(inference.label, LabelChoice::Given);
         assert_eq!(kind(&inference, "customer_id").kind, ColumnKind::Id);
         // 20 … 69 widened by 10 % of 49 (4.9): 15.1 … 73.9, rounded outwards.
-        assert_eq!(kind(&inference, "age").kind, ColumnKind::Integer { min: Some(15), max: Some(74), transform: Transform::None });
+        assert_eq!(
+            kind(&inference, "age").kind,
+            ColumnKind::Integer { min: Some(15), max: Some(74), transform: Transform::None }
+        );
         assert_eq!(
             kind(&inference, "amount").kind,
             ColumnKind::Numeric { min: Some(0.0), max: None, transform: Transform::Log1p },
@@ -678,7 +692,10 @@ mod tests {
             ColumnKind::Categorical { levels: Some(vec!["basic".into(), "pro".into(), "team".into()]) }
         );
         let member = kind(&inference, "member");
-        assert_eq!(member.kind, ColumnKind::Boolean { true_values: vec!["yes".into()], false_values: vec!["no".into()] });
+        assert_eq!(
+            member.kind,
+            ColumnKind::Boolean { true_values: vec!["yes".into()], false_values: vec!["no".into()] }
+        );
         assert_eq!(member.missing, Missing::Allow);
         assert_eq!(kind(&inference, "note").kind, ColumnKind::Ignore, "unique text after the id is free text");
         assert_eq!(
@@ -710,9 +727,15 @@ mod tests {
             "{three}"
         );
         let blank = run("x,y\n1,a\n2,\n3,b\n", Some("y")).unwrap_err();
-        assert!(matches!(&blank, Error::Unusable { problem, .. } if problem.contains("1 of 3 rows are blank")), "{blank}");
+        assert!(
+            matches!(&blank, Error::Unusable { problem, .. } if problem.contains("1 of 3 rows are blank")),
+            "{blank}"
+        );
         let absent = run("x,y\n1,a\n", Some("z")).unwrap_err();
-        assert!(matches!(&absent, Error::Unusable { problem, .. } if problem.contains("\"z\" is not a column")), "{absent}");
+        assert!(
+            matches!(&absent, Error::Unusable { problem, .. } if problem.contains("\"z\" is not a column")),
+            "{absent}"
+        );
     }
 
     #[test]
@@ -722,9 +745,16 @@ mod tests {
             run("a;b;c\n1;2;3\n", None),
             Err(Error::Header { problem: HeaderProblem::WrongDelimiter { found: ';', .. }, .. })
         ));
-        assert!(matches!(run("a,a\n1,2\n", None), Err(Error::Header { problem: HeaderProblem::DuplicateColumn(_), .. })));
-        assert!(matches!(run("a,,c\n1,2,3\n", None), Err(Error::Unusable { problem, .. }) if problem.contains("column 2")));
-        assert!(matches!(run("a,b\n1,2\n3\n", None), Err(Error::Unusable { problem, .. }) if problem.starts_with("line 3:")));
+        assert!(matches!(
+            run("a,a\n1,2\n", None),
+            Err(Error::Header { problem: HeaderProblem::DuplicateColumn(_), .. })
+        ));
+        assert!(
+            matches!(run("a,,c\n1,2,3\n", None), Err(Error::Unusable { problem, .. }) if problem.contains("column 2"))
+        );
+        assert!(
+            matches!(run("a,b\n1,2\n3\n", None), Err(Error::Unusable { problem, .. }) if problem.starts_with("line 3:"))
+        );
         assert!(matches!(run("a,b\n", None), Err(Error::Unusable { problem, .. }) if problem.contains("no data rows")));
     }
 
@@ -735,7 +765,10 @@ mod tests {
             s.push_str(&format!("{},{},{},k,{}\n", i % 2, i % 4, i % 9, if i % 3 == 0 { "1" } else { "0" }));
         }
         let inference = run(&s, Some("y")).unwrap();
-        assert_eq!(kind(&inference, "flag").kind, ColumnKind::Boolean { true_values: vec!["1".into()], false_values: vec!["0".into()] });
+        assert_eq!(
+            kind(&inference, "flag").kind,
+            ColumnKind::Boolean { true_values: vec!["1".into()], false_values: vec!["0".into()] }
+        );
         assert!(matches!(kind(&inference, "shop_id").kind, ColumnKind::Categorical { levels: Some(_) }));
         assert!(matches!(kind(&inference, "count").kind, ColumnKind::Integer { min: Some(0), max: Some(9), .. }));
         assert_eq!(kind(&inference, "same").kind, ColumnKind::Ignore);
@@ -744,7 +777,9 @@ mod tests {
 
     #[test]
     fn widened_ranges_hold_the_data_and_never_cross_zero() {
-        for (lo, hi) in [(0.0, 0.2), (0.013, 0.2), (-5.5, 3.25), (1e-9, 3e-9), (-1e6, -2.0), (17.0, 17.5), (0.0, 63974.0)] {
+        for (lo, hi) in
+            [(0.0, 0.2), (0.013, 0.2), (-5.5, 3.25), (1e-9, 3e-9), (-1e6, -2.0), (17.0, 17.5), (0.0, 63974.0)]
+        {
             let (a, b) = widen(lo, hi);
             let (a, b) = nice_bounds(lo, hi, a, b);
             assert!(a <= lo && b >= hi, "{lo} … {hi} → {a} … {b}");

@@ -255,7 +255,13 @@ mod tests {
     fn csv() -> String {
         let mut s = String::from("id,\"odd \"\"name\"\"\",score,level,flag,bought\n");
         for i in 0..400 {
-            let flag = if i % 5 == 0 { "" } else if i % 2 == 0 { "TRUE" } else { "FALSE" };
+            let flag = if i % 5 == 0 {
+                ""
+            } else if i % 2 == 0 {
+                "TRUE"
+            } else {
+                "FALSE"
+            };
             let level = format!("L\\{}", i % 60);
             let bought = if (i * 7) % 10 < 3 { "yes" } else { "no" };
             s.push_str(&format!("r{i},{},{},{level},{flag},{bought}\n", i % 13, -1.5 + (i % 17) as f64 * 0.37));
