@@ -129,14 +129,11 @@ pub fn infer<R: Read>(reader: R, name: &str, options: &InferOptions) -> Result<I
     let empty = Schema { delimiter: options.delimiter, columns: Vec::new() };
     let mut source = CsvSource::open(reader, name, &empty, LabelPolicy::Optional)?;
     let header = source.header().to_vec();
-    check_header(&header, options.delimiter).map_err(|problem| match problem {
-        Ok(problem) => Error::Header { path: PathBuf::from(name), problem },
-        Err(text) => unusable(text),
-    })?;
+    check_header(&header, options.delimiter, name)?;
     if let Some(label) = &options.label {
         if !header.contains(label) {
             return Err(unusable(format!(
-                "--label {label:?} is not a column of the header ({})",
+                "the label {label:?} is not a column of the header ({})",
                 echo(&header.join(", "))
             )));
         }
@@ -169,21 +166,19 @@ fn unusable(name: &str, problem: String) -> Error {
     Error::Unusable { path: PathBuf::from(name), problem }
 }
 
-/// Header problems a schema cannot hold: a single column that is split on another delimiter
-/// (typed), an empty name (in words).
-fn check_header(
-    header: &[String],
-    delimiter: char,
-) -> std::result::Result<(), std::result::Result<HeaderProblem, String>> {
+/// Header problems a schema cannot hold: a single column that is split on another delimiter,
+/// a column without a name.
+fn check_header(header: &[String], delimiter: char, name: &str) -> Result<()> {
     if header.len() == 1 {
         if let Some(found) = [',', ';', '\t', '|'].into_iter().find(|d| *d != delimiter && header[0].contains(*d)) {
-            return Err(Ok(HeaderProblem::WrongDelimiter { expected: delimiter, found }));
+            let problem = HeaderProblem::WrongDelimiter { expected: delimiter, found };
+            return Err(Error::Header { path: PathBuf::from(name), problem });
         }
     }
-    if let Some(i) = header.iter().position(|h| h.trim().is_empty()) {
-        return Err(Err(format!("column {} of the header has no name; every column needs one", i + 1)));
+    match header.iter().position(|h| h.trim().is_empty()) {
+        Some(i) => Err(unusable(name, format!("column {} of the header has no name; every column needs one", i + 1))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What one column's values showed, in bounded memory.
@@ -207,6 +202,8 @@ struct Tally {
     index: HashMap<String, usize>,
     /// Hashes of the distinct values, until there are [`MAX_COUNTED`].
     hashes: HashSet<u64>,
+    /// Values hashed: those present before the set was full.
+    hashed: u64,
     /// A value repeated an earlier one (among those counted).
     repeated: bool,
 }
@@ -227,6 +224,7 @@ impl Default for Tally {
             levels: Some(Vec::new()),
             index: HashMap::new(),
             hashes: HashSet::new(),
+            hashed: 0,
             repeated: false,
         }
     }
@@ -277,6 +275,7 @@ impl Tally {
             }
         }
         if self.hashes.len() < MAX_COUNTED {
+            self.hashed += 1;
             let mut h = std::collections::hash_map::DefaultHasher::new();
             value.hash(&mut h);
             if !self.hashes.insert(h.finish()) {
@@ -293,6 +292,11 @@ impl Tally {
     /// Every value differs from the others (as far as counted), and none is blank.
     fn unique(&self) -> bool {
         !self.repeated && self.blank == 0
+    }
+
+    /// More than half the values differ from every other (measured on the values counted).
+    fn mostly_distinct(&self) -> bool {
+        self.hashes.len() as u64 * 2 > self.hashed
     }
 
     fn skewness(&self) -> f64 {
@@ -370,16 +374,15 @@ fn decide(
         }
     };
     let mut columns = Vec::with_capacity(header.len());
-    let mut id_taken = false;
     // Identifiers by name first: a text column unique per row comes second to them.
     let named_id =
         (0..header.len()).find(|&i| Some(i) != label_index && named_like_id(&header[i]) && tallies[i].unique());
+    let mut id_free = named_id.is_none();
     for (i, (column_name, tally)) in header.iter().zip(&tallies).enumerate() {
         let column = if Some(i) == label_index {
             label_column(name, column_name, tally, rows)?
         } else {
-            let mut column =
-                feature_column(column_name, tally, rows, named_id == Some(i), &mut id_taken, named_id.is_some());
+            let mut column = feature_column(column_name, tally, rows, named_id == Some(i), &mut id_free);
             column.as_label = tally.two_values();
             column
         };
@@ -452,14 +455,7 @@ fn plain(name: &str, kind: ColumnKind, blanks: bool) -> Column {
     }
 }
 
-fn feature_column(
-    name: &str,
-    tally: &Tally,
-    rows: u64,
-    is_named_id: bool,
-    id_taken: &mut bool,
-    named_id_exists: bool,
-) -> InferredColumn {
+fn feature_column(name: &str, tally: &Tally, rows: u64, is_named_id: bool, id_free: &mut bool) -> InferredColumn {
     let in_rows = format!("in {} rows", thousands(rows));
     let blanks = tally.blank > 0;
     let blank_note =
@@ -476,10 +472,10 @@ fn feature_column(
     }
     if tally.distinct() == 1 {
         let value = &tally.levels.as_ref().expect("one value is listed")[0].0;
-        return done(ColumnKind::Ignore, format!("ignore: always {:?} {in_rows}{blank_note}", echo(value)), check);
+        let blank = if blanks { format!(", {} blank", thousands(tally.blank)) } else { String::new() };
+        return done(ColumnKind::Ignore, format!("ignore: always {:?} {in_rows}{blank}", echo(value)), check);
     }
     if is_named_id {
-        *id_taken = true;
         return done(ColumnKind::Id, format!("id: named like one, unique {in_rows}"), check);
     }
     if let Some((true_values, false_values)) = tally.boolean() {
@@ -496,13 +492,16 @@ fn feature_column(
         return number(name, tally, &in_rows, &blank_note, blanks);
     }
     let many = tally.levels.is_none();
-    if many && tally.unique() && !named_id_exists && !*id_taken {
-        *id_taken = true;
+    if many && tally.unique() && *id_free {
+        *id_free = false;
         return done(ColumnKind::Id, format!("id: text, unique {in_rows}"), check);
     }
-    if many && (tally.unique() || tally.distinct() as u64 * 2 > tally.present) {
-        let seen = format!("ignore: text, {} distinct values {in_rows}{blank_note}", count_distinct(tally));
-        check.push("nearly every row differs (free text or a second identifier): not a usable category".into());
+    if many && tally.mostly_distinct() {
+        let blank = if blanks { format!(", {} blank", thousands(tally.blank)) } else { String::new() };
+        let seen = format!("ignore: text, {} distinct values {in_rows}{blank}", count_distinct(tally));
+        check.push(
+            "most values differ from all others (free text or a second identifier): not a usable category".into(),
+        );
         return done(ColumnKind::Ignore, seen, check);
     }
     categorical(name, tally, &in_rows, &blank_note, "text", blanks)
@@ -733,7 +732,7 @@ mod tests {
         );
         let absent = run("x,y\n1,a\n", Some("z")).unwrap_err();
         assert!(
-            matches!(&absent, Error::Unusable { problem, .. } if problem.contains("\"z\" is not a column")),
+            matches!(&absent, Error::Unusable { problem, .. } if problem.contains("label \"z\" is not a column")),
             "{absent}"
         );
     }
@@ -773,6 +772,20 @@ mod tests {
         assert!(matches!(kind(&inference, "count").kind, ColumnKind::Integer { min: Some(0), max: Some(9), .. }));
         assert_eq!(kind(&inference, "same").kind, ColumnKind::Ignore);
         assert_eq!(kind(&inference, "y").kind, ColumnKind::Label { positive: "1".into(), negative: "0".into() });
+    }
+
+    #[test]
+    fn past_the_counted_values_text_is_judged_on_those_counted() {
+        let rows = MAX_COUNTED + 50_000;
+        let mut s = String::from("key,note,city,y\n");
+        for i in 0..rows {
+            // key: unique; note: repeats only after 120,000 rows; city: 200 values.
+            s.push_str(&format!("k{i},n{},c{},{}\n", i % 120_000, i % 200, if i % 3 == 0 { "a" } else { "b" }));
+        }
+        let inference = run(&s, Some("y")).unwrap();
+        assert_eq!(kind(&inference, "key").kind, ColumnKind::Id);
+        assert_eq!(kind(&inference, "note").kind, ColumnKind::Ignore, "free text, though it repeats later");
+        assert_eq!(kind(&inference, "city").kind, ColumnKind::Categorical { levels: None });
     }
 
     #[test]
