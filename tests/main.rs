@@ -9,6 +9,7 @@ mod data;
 mod fake_github;
 mod fake_openapi;
 mod github;
+mod init;
 mod pipeline;
 mod registry_git;
 mod registry_rules;

@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod cv;
 pub mod deploy;
+pub mod init;
 pub mod live;
 pub mod monitor;
 pub mod predict;
@@ -39,6 +40,8 @@ pub struct Cli {
 /// mlgate's subcommands.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Write a starting pipeline.toml from a CSV: each column's kind, range and levels inferred.
+    Init(init::Args),
     /// Validate the data, train, and write DIR/model.json and DIR/validation.json.
     Build(build::Args),
     /// Score a CSV with a model artifact: one output row per input row.
@@ -69,6 +72,7 @@ impl Command {
     /// Runs the subcommand.
     pub fn run(self, sh: &xshell::Shell) -> anyhow::Result<ExitCode> {
         match self {
+            Command::Init(args) => init::run(sh, args),
             Command::Build(args) => build::run(sh, args),
             Command::Predict(args) => predict::run(sh, args),
             Command::Validate(args) => validate::run(sh, args),
