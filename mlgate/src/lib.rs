@@ -6,6 +6,8 @@
 //! `main.rs` → [`cli`] → [`serve`] → [`store`], [`github`], [`prometheus`] → [`output`],
 //! [`clock`], [`exit`] → `model`.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod clock;
 pub mod exit;

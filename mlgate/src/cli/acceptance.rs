@@ -16,6 +16,7 @@ use crate::clock::now_rfc3339;
 use crate::exit::Exit;
 use crate::output;
 
+/// The flags of `mlgate acceptance`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Pipeline configuration (TOML): its `[acceptance]` section is the gate.
@@ -90,6 +91,7 @@ fn staging_file(
     }
 }
 
+/// Runs `mlgate acceptance`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let config_path = crate::cli::config_path(args.config);
     let config = load_config(&config_path)?;

@@ -10,6 +10,7 @@ use xshell::Shell;
 
 use crate::github::{ApiError, GitHub};
 
+/// The flags of `mlgate alert`.
 #[derive(clap::Args)]
 pub struct Args {
     /// monitor.json written by `mlgate monitor`.
@@ -23,6 +24,7 @@ pub struct Args {
     label: String,
 }
 
+/// Runs `mlgate alert`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     raise(&args.monitor, &args.report, &args.label)
 }

@@ -13,6 +13,7 @@ use crate::cli::context::{load_data, write_validation, DataArgs};
 use crate::clock::now_rfc3339;
 use crate::store::git::head_commit as git_commit;
 
+/// The flags of `mlgate build`.
 #[derive(clap::Args)]
 pub struct Args {
     /// `--config`, and `--data`: the training CSV.
@@ -23,6 +24,7 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// Runs `mlgate build`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let (config_path, config, data_path) = args.input.resolve()?;

@@ -14,6 +14,7 @@ use xshell::Shell;
 use crate::cli::context::{load_data, DataArgs};
 use crate::output;
 
+/// The flags of `mlgate cv`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -72,6 +73,7 @@ impl Rule {
     }
 }
 
+/// Runs `mlgate cv`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, config, path) = args.input.resolve()?;
     let data = load_data(&path, &config.schema, LabelPolicy::Required, None)?;

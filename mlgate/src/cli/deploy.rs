@@ -10,8 +10,10 @@ use crate::cli::context::{actor, registry_failure, RegistryArgs};
 use crate::output;
 use crate::store::Location;
 
+/// The flags of `mlgate deploy`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// `--config` and `--registry`.
     #[command(flatten)]
     pub pipeline: RegistryArgs,
     /// The version to deploy (default: `staging`, the last candidate that passed).
@@ -66,6 +68,7 @@ fn ephemeral_registry_warning(location: &Location) -> Option<String> {
     ))
 }
 
+/// Runs `mlgate deploy`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, mut registry) = args.pipeline.open()?;
     if let Some(warning) = ephemeral_registry_warning(registry.location()) {

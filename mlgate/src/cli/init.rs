@@ -12,6 +12,7 @@ use model::pipeline::starter::starter_toml;
 use model::PipelineConfig;
 use xshell::Shell;
 
+/// The flags of `mlgate init`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The CSV to infer the schema from (read once, whole).
@@ -32,6 +33,7 @@ pub struct Args {
     delimiter: char,
 }
 
+/// Runs `mlgate init`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     if args.out.symlink_metadata().is_ok() {
         bail!("{} exists: refusing to overwrite it (remove it, or write elsewhere with --out)", args.out.display());

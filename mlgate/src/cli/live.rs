@@ -17,13 +17,19 @@ use crate::output;
 
 /// What `monitor --live` was asked.
 pub struct LiveArgs<'a> {
+    /// `--config` and `--registry`.
     pub pipeline: RegistryArgs,
+    /// Prometheus's base URL.
     pub prometheus: &'a str,
+    /// The folder for report.md and monitor.json.
     pub out: &'a Path,
+    /// Roll back on a breach.
     pub rollback_on_breach: bool,
+    /// Open or update the alert issue on a breach.
     pub alert: bool,
 }
 
+/// Runs `mlgate monitor --live`.
 pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
     // The defaults of [monitor.live] need no configuration file: with --registry and no
     // pipeline.toml here, they apply.

@@ -16,6 +16,7 @@ use crate::output;
 
 const DEFAULT_OUT: &str = "target/monitor";
 
+/// The flags of `mlgate monitor`.
 #[derive(clap::Args)]
 pub struct Args {
     /// New sessions (labelled or not); not with --live.
@@ -88,6 +89,7 @@ fn compare_target(
     Ok(Comparison { version: target.to_string(), measure, production, target: target_score })
 }
 
+/// Runs `mlgate monitor`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let Some(data) = args.data.clone() else {
         let out = if args.out == std::path::Path::new(DEFAULT_OUT) {

@@ -14,6 +14,7 @@ use crate::cli::context::open_registry;
 use crate::output;
 use crate::store::Location;
 
+/// The flags of `mlgate predict`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["model", "registry"])))]
 pub struct Args {
@@ -78,6 +79,7 @@ fn artifact(args: &Args) -> Result<(Artifact, String)> {
     Ok((artifact, format!("{version} of {location}")))
 }
 
+/// Runs `mlgate predict`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (artifact, model_name) = artifact(&args)?;
     let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;

@@ -12,6 +12,7 @@ use model::lifecycle::registry::{Action, Registry};
 use crate::cli::context::{actor, registry_failure, RegistryArgs};
 use crate::exit::Exit;
 
+/// The flags of `mlgate registry`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -31,6 +32,7 @@ pub struct Args {
     keep: Option<u64>,
 }
 
+/// Runs `mlgate registry`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, mut registry) = args.pipeline.open()?;
     if let Some(keep) = args.keep.filter(|_| args.prune) {

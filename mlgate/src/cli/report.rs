@@ -14,6 +14,7 @@ use crate::exit::Exit;
 use crate::github::{pull_request_number, ApiError, GitHub};
 use crate::output;
 
+/// The flags of `mlgate report`.
 #[derive(clap::Args)]
 pub struct Args {
     /// metrics.json written by acceptance.
@@ -90,6 +91,7 @@ pub fn marker(config: &str, key: &str) -> String {
     }
 }
 
+/// Runs `mlgate report`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let failed = args.outcomes.iter().find(|(_, o)| o == "failure" || o == "cancelled").map(|(s, _)| s.clone());
     match (failed, args.metrics.is_file()) {

@@ -7,6 +7,7 @@ use xshell::Shell;
 
 use crate::cli::context::{actor, registry_failure, RegistryArgs};
 
+/// The flags of `mlgate rollback`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -23,6 +24,7 @@ pub struct Args {
     force: bool,
 }
 
+/// Runs `mlgate rollback`.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, mut registry) = args.pipeline.open()?;
     let who = actor(sh);

@@ -9,6 +9,7 @@ use xshell::Shell;
 
 use crate::cli::context::{load_data, write_validation, DataArgs};
 
+/// The flags of `mlgate validate`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -21,6 +22,7 @@ pub struct Args {
     unlabelled: bool,
 }
 
+/// Runs `mlgate validate`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, config, path) = args.input.resolve()?;
     let label = if args.unlabelled { LabelPolicy::Optional } else { LabelPolicy::Required };
