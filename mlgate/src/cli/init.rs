@@ -114,15 +114,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
 fn summarise(out: &Path, inference: &Inference) {
     let mut kinds: Vec<(&str, usize)> = Vec::new();
     for c in &inference.columns {
-        let kind = match c.column.kind {
-            ColumnKind::Numeric { .. } => "numeric",
-            ColumnKind::Integer { .. } => "integer",
-            ColumnKind::Categorical { .. } => "categorical",
-            ColumnKind::Boolean { .. } => "boolean",
-            ColumnKind::Label { .. } => "label",
-            ColumnKind::Id => "id",
-            ColumnKind::Ignore => "ignore",
-        };
+        let kind = c.column.kind.name();
         match kinds.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, n)) => *n += 1,
             None => kinds.push((kind, 1)),

@@ -102,6 +102,21 @@ pub enum ColumnKind {
     Ignore,
 }
 
+impl ColumnKind {
+    /// The kind's name as a configuration writes it (`numeric`, `categorical`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ColumnKind::Numeric { .. } => "numeric",
+            ColumnKind::Integer { .. } => "integer",
+            ColumnKind::Categorical { .. } => "categorical",
+            ColumnKind::Boolean { .. } => "boolean",
+            ColumnKind::Label { .. } => "label",
+            ColumnKind::Id => "id",
+            ColumnKind::Ignore => "ignore",
+        }
+    }
+}
+
 /// A column as written in a file: every key any kind may have. serde cannot deny unknown
 /// keys through `flatten`, so a column is read flat and then checked key by key against its kind.
 #[derive(Deserialize)]

@@ -81,18 +81,6 @@ enum Builder {
     Bool(Vec<Option<bool>>),
 }
 
-fn kind_name(kind: &ColumnKind) -> &'static str {
-    match kind {
-        ColumnKind::Numeric { .. } => "numeric",
-        ColumnKind::Integer { .. } => "integer",
-        ColumnKind::Categorical { .. } => "categorical",
-        ColumnKind::Boolean { .. } => "boolean",
-        ColumnKind::Label { .. } => "label",
-        ColumnKind::Id => "id",
-        ColumnKind::Ignore => "ignore",
-    }
-}
-
 fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Dataset> {
     let name = source.name().to_string();
     let header = source.header().to_vec();
@@ -118,7 +106,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
             values,
             summary: ColumnSummary {
                 name: column.name.clone(),
-                kind: kind_name(&column.kind).into(),
+                kind: column.kind.name().into(),
                 count: 0,
                 missing: 0,
                 missing_share: 0.0,
