@@ -657,8 +657,11 @@ fn release_v9_9_9(releases: &Path, target: &str) {
     // The checkout of the tag: the workspace version, and the binary the Build step made.
     let checkout = releases.join("checkout");
     std::fs::create_dir_all(checkout.join(format!("target/{target}/release"))).unwrap();
-    std::fs::write(checkout.join("Cargo.toml"), "[workspace]\nmembers = []\n\n[workspace.package]\nversion = \"9.9.9\"\n")
-        .unwrap();
+    std::fs::write(
+        checkout.join("Cargo.toml"),
+        "[workspace]\nmembers = []\n\n[workspace.package]\nversion = \"9.9.9\"\n",
+    )
+    .unwrap();
     std::fs::copy(mlgate_bin(), checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let run_step = |script: &str, env: &[(&str, &str)]| {
@@ -675,18 +678,18 @@ fn release_v9_9_9(releases: &Path, target: &str) {
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     };
     // A tag that is not the workspace's version is refused before any release exists.
     let (ok, log) = run_step(&step("draft", "Create the draft release"), &[("TAG", "v9.9.8")]);
     assert!(!ok && log.contains("is not the workspace version v9.9.9"), "{log}");
     assert!(!releases.join("calls").exists());
 
-    let steps = [
-        ("draft", "Create the draft release"),
-        ("binaries", "Package and upload"),
-        ("publish", "Publish the release"),
-    ];
+    let steps =
+        [("draft", "Create the draft release"), ("binaries", "Package and upload"), ("publish", "Publish the release")];
     for (job, name) in steps {
         let (ok, log) = run_step(&step(job, name), &[("TAG", "v9.9.9"), ("TARGET", target)]);
         assert!(ok, "{job}: {name}\n{log}");
@@ -717,7 +720,9 @@ fn action_checkout(version: &str) -> tempfile::TempDir {
     std::fs::copy(root().join("action/setup.sh"), dir.path().join("action/setup.sh")).unwrap();
     std::fs::write(
         dir.path().join("Cargo.toml"),
-        format!("[workspace]\nmembers = [\"mlgate\"]\n\n[workspace.package]\nversion = \"{version}\"\nedition = \"2021\"\n"),
+        format!(
+            "[workspace]\nmembers = [\"mlgate\"]\n\n[workspace.package]\nversion = \"{version}\"\nedition = \"2021\"\n"
+        ),
     )
     .unwrap();
     dir

@@ -64,7 +64,14 @@ pub fn section(
         .arg(&musl)
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split(',').find(|f| f.contains("linked")).unwrap_or("").trim().to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split(',')
+                .find(|f| f.contains("linked"))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default();
 
     let csv = work.join(format!("customers_{ROWS}.csv"));
