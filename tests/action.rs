@@ -662,7 +662,9 @@ fn release_v9_9_9(releases: &Path, target: &str) {
         "[workspace]\nmembers = []\n\n[workspace.package]\nversion = \"9.9.9\"\n",
     )
     .unwrap();
-    std::fs::copy(mlgate_bin(), checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
+    // The static binary itself when .ci/run built it (MLGATE_STATIC_BIN), else the test build.
+    let shipped = std::env::var_os("MLGATE_STATIC_BIN").map_or_else(|| mlgate_bin().to_path_buf(), PathBuf::from);
+    std::fs::copy(shipped, checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let run_step = |script: &str, env: &[(&str, &str)]| {
         let out = Command::new("bash")
