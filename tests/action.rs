@@ -690,8 +690,14 @@ fn release_v9_9_9(releases: &Path, target: &str) {
     assert!(!ok && log.contains("is not the workspace version v9.9.9"), "{log}");
     assert!(!releases.join("calls").exists());
 
-    let steps =
-        [("draft", "Create the draft release"), ("binaries", "Package and upload"), ("publish", "Publish the release")];
+    // What the binaries job packages is what the publish job downloads: both run in the same
+    // checkout here, so dist/ is handed over as it is.
+    let steps = [
+        ("draft", "Create the draft release"),
+        ("binaries", "Package"),
+        ("publish", "Upload the binaries"),
+        ("publish", "Publish the release"),
+    ];
     for (job, name) in steps {
         let (ok, log) = run_step(&step(job, name), &[("TAG", "v9.9.9"), ("TARGET", target)]);
         assert!(ok, "{job}: {name}\n{log}");
@@ -705,9 +711,9 @@ fn release_v9_9_9(releases: &Path, target: &str) {
     );
     let summary = std::fs::read_to_string(releases.join("summary")).unwrap();
     assert!(summary.contains("git tag -f v9 v9.9.9^{commit}"), "{summary}");
-    // The release is immutable now: a re-run of the packaging step is refused, as GitHub
-    // refuses it, and so is a re-run of the draft step.
-    let (ok, log) = run_step(&step("binaries", "Package and upload"), &[("TAG", "v9.9.9"), ("TARGET", target)]);
+    // The release is immutable now: a re-run of the upload is refused, as GitHub refuses it,
+    // and so is a re-run of the draft step.
+    let (ok, log) = run_step(&step("publish", "Upload the binaries"), &[("TAG", "v9.9.9")]);
     assert!(!ok && log.contains("immutable release"), "{log}");
     let (ok, log) = run_step(&step("draft", "Create the draft release"), &[("TAG", "v9.9.9")]);
     assert!(!ok && log.contains("already published"), "{log}");
