@@ -851,6 +851,19 @@ fn the_setup_step_refuses_a_bad_checksum_a_missing_checksum_a_symlink_and_an_uns
     let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
     assert_setup_refuses(&job, "release v9.9.8 of acme/mlgate has no");
 
+    // From a path (uses: ./) it is built, and a runner without cargo is told what to add.
+    if ["/usr/bin/cargo", "/bin/cargo"].iter().any(|c| Path::new(c).exists()) {
+        eprintln!("skipped the runner without cargo: this machine has one in /usr/bin");
+    } else {
+        let mut r = runner(ws.path(), &api, "installation-token", &[]);
+        r.action_path = checkout.path().to_path_buf();
+        r.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+        let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
+        assert_eq!(job.failed_step.as_deref(), Some("Set up mlgate"), "{}", job.log);
+        assert!(job.log.contains("building from source: the action runs from a path (uses: ./)"), "{}", job.log);
+        assert!(job.log.contains("there is no cargo to build mlgate with"), "{}", job.log);
+    }
+
     // Windows, then a platform nobody builds for: one error naming what is supported.
     let fake = releases.path().join("fake-uname");
     std::fs::create_dir_all(&fake).unwrap();
