@@ -585,24 +585,60 @@ impl FileServer {
 /// The release target of this machine, as action/setup.sh names it.
 fn release_target() -> Option<&'static str> {
     match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", "x86_64") => Some("x86_64-unknown-linux-gnu"),
-        ("linux", "aarch64") => Some("aarch64-unknown-linux-gnu"),
+        ("linux", "x86_64") => Some("x86_64-unknown-linux-musl"),
+        ("linux", "aarch64") => Some("aarch64-unknown-linux-musl"),
         ("macos", "aarch64") => Some("aarch64-apple-darwin"),
         _ => None,
     }
 }
 
-#[test]
-fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
-    use sha2::Digest;
-    let Some(target) = release_target() else {
-        eprintln!("skipped: no release is built for this platform");
-        return;
-    };
-    // The release workflow's own steps make release v9.9.9 and its major release v9: its tag
-    // step and its packaging step, run as the runner runs them, with a stand-in `gh` that puts
-    // the uploads where a release's download URLs serve them.
-    let releases = tempfile::tempdir().unwrap();
+/// Writes an executable script.
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A stand-in `gh` that keeps releases as GitHub does for a repository with immutable releases:
+/// a draft takes uploads, a published release refuses them; assets are downloadable (under
+/// `served`) only once published. Every call that changes something is logged to `calls`.
+const STAND_IN_GH: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+state="$RELEASES/state"; drafts="$RELEASES/drafts"; served="$RELEASES/acme/mlgate/releases/download"
+mkdir -p "$state" "$drafts" "$served"
+action="$1 $2"; tag="$3"; shift 3
+case "$action" in
+  "release view")
+    [ -f "$state/$tag" ] || { echo "release not found" >&2; exit 1; }
+    cat "$state/$tag" ;;
+  "release create")
+    [ ! -f "$state/$tag" ] || { echo "a release $tag exists" >&2; exit 1; }
+    draft=false
+    for a in "$@"; do [ "$a" != --draft ] || draft=true; done
+    echo "$draft" > "$state/$tag"; mkdir -p "$drafts/$tag"
+    if [ "$draft" = true ]; then echo "create-draft $tag" >> "$RELEASES/calls"; else echo "create $tag" >> "$RELEASES/calls"; fi ;;
+  "release upload")
+    [ -f "$state/$tag" ] || { echo "release not found" >&2; exit 1; }
+    if [ "$(cat "$state/$tag")" != true ]; then
+      echo "HTTP 422: Cannot upload assets to an immutable release" >&2; exit 1
+    fi
+    for f in "$@"; do case "$f" in --*) ;; *) cp "$f" "$drafts/$tag/"; echo "upload $tag $(basename "$f")" >> "$RELEASES/calls" ;; esac; done ;;
+  "release edit")
+    [ -f "$state/$tag" ] || { echo "release not found" >&2; exit 1; }
+    for a in "$@"; do
+      if [ "$a" = --draft=false ]; then
+        echo false > "$state/$tag"; mkdir -p "$served/$tag"; cp -R "$drafts/$tag/." "$served/$tag/"
+        echo "publish $tag" >> "$RELEASES/calls"
+      fi
+    done ;;
+  *) echo "the stand-in gh does not know $action" >&2; exit 2 ;;
+esac
+"#;
+
+/// release.yml's steps run in order, as its jobs' `needs` order them, with the stand-in `gh`:
+/// release v9.9.9 of acme/mlgate, published, with this machine's archive served under
+/// `releases/acme/mlgate/releases/download/v9.9.9/`.
+fn release_v9_9_9(releases: &Path, target: &str) {
     let workflow =
         YamlLoader::load_from_str(&std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap())
             .unwrap()
@@ -611,93 +647,241 @@ fn the_setup_step_downloads_the_release_binary_and_refuses_a_bad_checksum() {
         let steps = workflow["jobs"][job]["steps"].as_vec().unwrap();
         let step = steps
             .iter()
-            .find(|s| s["name"].as_str() == Some(name) || (name.is_empty() && s["id"].as_str() == Some("tags")))
+            .find(|s| s["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("release.yml has no step {name:?} in {job}"));
         step["run"].as_str().unwrap().to_string()
     };
-    let bin = releases.path().join("bin");
+    let bin = releases.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let downloads = releases.path().join("acme/mlgate/releases/download");
+    write_script(&bin.join("gh"), STAND_IN_GH);
+    // The checkout of the tag: the workspace version, and the binary the Build step made.
+    let checkout = releases.join("checkout");
+    std::fs::create_dir_all(checkout.join(format!("target/{target}/release"))).unwrap();
     std::fs::write(
-        bin.join("gh"),
-        format!(
-            "#!/usr/bin/env bash\nset -e\n[ \"$1 $2\" = \"release view\" ] && exit 1\n[ \"$1 $2\" = \"release create\" ] && {{ mkdir -p \"{d}/$3\"; exit 0; }}\nif [ \"$1 $2\" = \"release upload\" ]; then\n  release=\"$3\"; shift 3\n  for f in \"$@\"; do case \"$f\" in --*) ;; *) cp \"$f\" \"{d}/$release/\" ;; esac; done\n  exit 0\nfi\nexit 2\n",
-            d = downloads.display()
-        ),
+        checkout.join("Cargo.toml"),
+        "[workspace]\nmembers = []\n\n[workspace.package]\nversion = \"9.9.9\"\n",
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(bin.join("gh")).status().unwrap();
-    let checkout = releases.path().join("checkout");
-    std::fs::create_dir_all(checkout.join(format!("target/{target}/release"))).unwrap();
-    std::fs::copy(mlgate_bin(), checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
-    let outputs = releases.path().join("outputs");
+    // The static binary itself when .ci/run built it (MLGATE_STATIC_BIN), else the test build.
+    let shipped = std::env::var_os("MLGATE_STATIC_BIN").map_or_else(|| mlgate_bin().to_path_buf(), PathBuf::from);
+    std::fs::copy(shipped, checkout.join(format!("target/{target}/release/mlgate"))).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let run_step = |script: &str, env: &[(&str, &str)]| {
         let out = Command::new("bash")
             .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
             .current_dir(&checkout)
             .env("PATH", &path)
-            .env("GITHUB_OUTPUT", &outputs)
+            .env("RELEASES", releases)
+            .env("GITHUB_OUTPUT", releases.join("outputs"))
+            .env("GITHUB_STEP_SUMMARY", releases.join("summary"))
             .env("GITHUB_REPOSITORY", "acme/mlgate")
-            .env("GITHUB_SHA", "fedcba9876543210fedcba9876543210fedcba98")
+            .env("GH_TOKEN", "x")
+            .env("GH_REPO", "acme/mlgate")
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        assert!(
+        (
             out.status.success(),
-            "{script}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     };
-    run_step(&step("release", ""), &[("TAG", "v9.9.9"), ("GH_TOKEN", "x")]);
-    assert!(std::fs::read_to_string(&outputs).unwrap().contains("major=v9"));
-    run_step(
-        &step("binaries", "Package and attach"),
-        &[("TARGET", target), ("TAG", "v9.9.9"), ("MAJOR", "v9"), ("GH_TOKEN", "x")],
-    );
-    let archive = format!("mlgate-{target}.tar.gz");
-    for release in ["v9.9.9", "v9"] {
-        assert!(downloads.join(release).join(&archive).is_file(), "{release} lacks {archive}");
+    // A tag that is not the workspace's version is refused before any release exists.
+    let (ok, log) = run_step(&step("draft", "Create the draft release"), &[("TAG", "v9.9.8")]);
+    assert!(!ok && log.contains("is not the workspace version v9.9.9"), "{log}");
+    assert!(!releases.join("calls").exists());
+
+    // What the binaries job packages is what the publish job downloads: both run in the same
+    // checkout here, so dist/ is handed over as it is.
+    let steps = [
+        ("draft", "Create the draft release"),
+        ("binaries", "Package"),
+        ("publish", "Upload the binaries"),
+        ("publish", "Publish the release"),
+    ];
+    for (job, name) in steps {
+        let (ok, log) = run_step(&step(job, name), &[("TAG", "v9.9.9"), ("TARGET", target)]);
+        assert!(ok, "{job}: {name}\n{log}");
     }
-    let assets = downloads.join("v9.9.9");
-    let digest = sha2::Sha256::digest(std::fs::read(assets.join(&archive)).unwrap());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let archive = format!("mlgate-{target}.tar.gz");
+    let calls = std::fs::read_to_string(releases.join("calls")).unwrap();
+    assert_eq!(
+        calls,
+        format!("create-draft v9.9.9\nupload v9.9.9 {archive}\nupload v9.9.9 {archive}.sha256\npublish v9.9.9\n"),
+        "create the draft, upload, then publish"
+    );
+    let summary = std::fs::read_to_string(releases.join("summary")).unwrap();
+    assert!(summary.contains("git tag -f v9 v9.9.9^{commit}"), "{summary}");
+    // The release is immutable now: a re-run of the upload is refused, as GitHub refuses it,
+    // and so is a re-run of the draft step.
+    let (ok, log) = run_step(&step("publish", "Upload the binaries"), &[("TAG", "v9.9.9")]);
+    assert!(!ok && log.contains("immutable release"), "{log}");
+    let (ok, log) = run_step(&step("draft", "Create the draft release"), &[("TAG", "v9.9.9")]);
+    assert!(!ok && log.contains("already published"), "{log}");
+}
+
+/// The action's checkout at a release: action.yml, its setup script and the workspace manifest
+/// that holds the version.
+fn action_checkout(version: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("action")).unwrap();
+    std::fs::copy(root().join("action.yml"), dir.path().join("action.yml")).unwrap();
+    std::fs::copy(root().join("action/setup.sh"), dir.path().join("action/setup.sh")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!(
+            "[workspace]\nmembers = [\"mlgate\"]\n\n[workspace.package]\nversion = \"{version}\"\nedition = \"2021\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn the_release_is_drafted_uploaded_then_published_and_every_ref_downloads_its_binary() {
+    let Some(target) = release_target() else {
+        eprintln!("skipped: no release is built for this platform");
+        return;
+    };
+    let releases = tempfile::tempdir().unwrap();
+    release_v9_9_9(releases.path(), target);
+    let archive = format!("mlgate-{target}.tar.gz");
+    let assets = releases.path().join("acme/mlgate/releases/download/v9.9.9");
+    let hex = sha256_hex(&assets.join(&archive));
     assert!(std::fs::read_to_string(assets.join(format!("{archive}.sha256"))).unwrap().starts_with(&hex));
     let server = FileServer::start(releases.path().to_path_buf());
+    let url = format!("{}/acme/mlgate/releases/download/v9.9.9/{archive}", server.url);
 
     let api = FakeGitHub::start("");
     let ws = caller_repository(false);
-    let release_runner = |reference: &str, env: Vec<(String, String)>| {
-        let mut r = runner(ws.path(), &api, "installation-token", &[]);
-        r.env = env;
+    let checkout = action_checkout("9.9.9");
+    // The major tag, the release's tag and a commit: each is the checkout of version 9.9.9.
+    for (i, reference) in ["v9", "v9.9.9", "0123456789abcdef0123456789abcdef01234567"].into_iter().enumerate() {
+        if i == 2 {
+            // Another tool's checksum file: upper-case hex, no file name.
+            std::fs::write(assets.join(format!("{archive}.sha256")), format!("{}\n", hex.to_uppercase())).unwrap();
+        }
+        // The whole gate once; then the setup step alone (a mode that runs no other step).
+        let mode = if i == 0 { "gate" } else { "setup-only" };
+        let mut r = runner(ws.path(), &api, "installation-token", &[("mode", mode)]);
+        r.action_path = checkout.path().to_path_buf();
+        r.env = vec![];
         r.action_ref = reference.into();
         r.action_repository = "acme/mlgate".into();
         r.server_url = server.url.clone();
-        r
-    };
-    // uses: acme/mlgate@v9, the major tag, as callers write it.
-    let job = release_runner("v9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
-    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
-    let url = format!("{}/acme/mlgate/releases/download/v9/{archive}", server.url);
-    assert!(job.log.contains(&format!("mlgate: downloaded {url} (sha256 {hex})")), "{}", job.log);
-    assert!(!job.log.contains("building from source"), "{}", job.log);
+        let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
+        assert!(job.success, "@{reference}: failed at {:?}\n{}", job.failed_step, job.log);
+        assert!(job.log.contains(&format!("mlgate: downloaded {url} (sha256 {hex})")), "@{reference}: {}", job.log);
+        assert!(!job.log.contains("building from source"), "{}", job.log);
+        assert_eq!(job.log.matches(": skipped").count(), if i == 0 { 4 } else { 8 }, "{}", job.log);
+    }
     assert_eq!(api.comments_containing(MARKER).len(), 1);
+}
 
-    // A checksum that does not match: the step fails, the binary is not used.
-    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{}  {archive}\n", "0".repeat(64))).unwrap();
-    let job = release_runner("v9.9.9", vec![]).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+/// The job failed at `Set up mlgate` with `message` in its log, and nothing was built instead.
+fn assert_setup_refuses(job: &Job, message: &str) {
     assert!(!job.success);
     assert_eq!(job.failed_step.as_deref(), Some("Set up mlgate"), "{}", job.log);
-    assert!(job.log.contains("refusing the binary"), "{}", job.log);
+    assert!(job.log.contains(message), "wanted {message:?} in:\n{}", job.log);
+    assert!(!job.log.contains("building from source"), "{}", job.log);
     assert!(job.log.contains("== Validate the data: skipped"), "{}", job.log);
+}
 
-    // No release for the ref, and no cargo on the runner: a clear message.
-    let no_cargo = vec![("PATH".to_string(), "/usr/bin:/bin".to_string())];
-    let job = release_runner("v0.0.1", no_cargo).run("pull_request", PR_EVENT, "refs/pull/7/merge");
-    assert!(!job.success);
-    assert!(job.log.contains("building from source: no release v0.0.1 of acme/mlgate has"), "{}", job.log);
-    assert!(job.log.contains("there is no cargo to build mlgate with"), "{}", job.log);
+#[test]
+fn the_setup_step_refuses_a_bad_checksum_a_missing_checksum_a_symlink_and_an_unsupported_runner() {
+    let Some(target) = release_target() else {
+        eprintln!("skipped: no release is built for this platform");
+        return;
+    };
+    let releases = tempfile::tempdir().unwrap();
+    let archive = format!("mlgate-{target}.tar.gz");
+    let assets = releases.path().join("acme/mlgate/releases/download/v9.9.9");
+    std::fs::create_dir_all(&assets).unwrap();
+    let stage = releases.path().join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::copy(mlgate_bin(), stage.join("mlgate")).unwrap();
+    let tar = |stage: &Path| {
+        let ok = Command::new("tar").arg("-C").arg(stage).arg("-czf").arg(assets.join(&archive)).arg("mlgate").status();
+        assert!(ok.unwrap().success());
+    };
+    tar(&stage);
+    let server = FileServer::start(releases.path().to_path_buf());
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let checkout = action_checkout("9.9.9");
+    let run = |env: Vec<(String, String)>| {
+        let mut r = runner(ws.path(), &api, "installation-token", &[]);
+        r.action_path = checkout.path().to_path_buf();
+        r.env = env;
+        r.action_ref = "v9".into();
+        r.action_repository = "acme/mlgate".into();
+        r.server_url = server.url.clone();
+        r.run("pull_request", PR_EVENT, "refs/pull/7/merge")
+    };
+
+    // No .sha256 beside the archive: refused, not built.
+    let job = run(vec![]);
+    assert_setup_refuses(&job, &format!("has {archive} but no {archive}.sha256"));
+
+    // A checksum that does not match: the binary is not used.
+    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{}  {archive}\n", "0".repeat(64))).unwrap();
+    assert_setup_refuses(&run(vec![]), "refusing the binary");
+
+    // An archive whose mlgate is a symbolic link, with a checksum that matches.
+    let link = releases.path().join("link");
+    std::fs::create_dir_all(&link).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", link.join("mlgate")).unwrap();
+    tar(&link);
+    let hex = sha256_hex(&assets.join(&archive));
+    std::fs::write(assets.join(format!("{archive}.sha256")), format!("{hex}  {archive}\n")).unwrap();
+    assert_setup_refuses(&run(vec![]), "is not a regular file: refusing the binary");
+
+    // The checkout says 9.9.8, which has no release: the version is read, not the ref.
+    let old = action_checkout("9.9.8");
+    let mut r = runner(ws.path(), &api, "installation-token", &[]);
+    r.action_path = old.path().to_path_buf();
+    r.env = vec![];
+    r.action_ref = "v9".into();
+    r.action_repository = "acme/mlgate".into();
+    r.server_url = server.url.clone();
+    let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert_setup_refuses(&job, "release v9.9.8 of acme/mlgate has no");
+
+    // From a path (uses: ./) it is built, and a runner without cargo is told what to add.
+    if ["/usr/bin/cargo", "/bin/cargo"].iter().any(|c| Path::new(c).exists()) {
+        eprintln!("skipped the runner without cargo: this machine has one in /usr/bin");
+    } else {
+        let mut r = runner(ws.path(), &api, "installation-token", &[]);
+        r.action_path = checkout.path().to_path_buf();
+        r.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+        let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
+        assert_eq!(job.failed_step.as_deref(), Some("Set up mlgate"), "{}", job.log);
+        assert!(job.log.contains("building from source: the action runs from a path (uses: ./)"), "{}", job.log);
+        assert!(job.log.contains("there is no cargo to build mlgate with"), "{}", job.log);
+    }
+
+    // Windows, then a platform nobody builds for: one error naming what is supported.
+    let fake = releases.path().join("fake-uname");
+    std::fs::create_dir_all(&fake).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    for (system, machine) in [("MINGW64_NT-10.0-20348", "x86_64"), ("Windows_NT", "x86_64"), ("Linux", "riscv64")] {
+        write_script(
+            &fake.join("uname"),
+            &format!("#!/bin/sh\ncase \"$1\" in -m) echo {machine} ;; *) echo {system} ;; esac\n"),
+        );
+        let job = run(vec![("PATH".into(), path.clone())]);
+        assert_setup_refuses(
+            &job,
+            "Linux x86_64 (ubuntu-latest), Linux arm64 (ubuntu-24.04-arm) and macOS arm64 (macos-latest)",
+        );
+        let setup = job.log.split("== Validate the data").next().unwrap();
+        assert_eq!(setup.matches("::error").count(), 1, "{}", job.log);
+        assert!(job.log.contains(&format!("{system} {machine}")), "{}", job.log);
+    }
 }
 
 #[test]

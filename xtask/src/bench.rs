@@ -32,6 +32,12 @@ pub struct Args {
     /// Measure only the serving section and put it in place in the existing report.
     #[arg(long, conflicts_with = "skip_serve")]
     serve_only: bool,
+    /// Skip the static-binary section (musl and mimalloc against glibc).
+    #[arg(long)]
+    skip_static: bool,
+    /// Measure only the static-binary section and put it in place in the existing report.
+    #[arg(long, conflicts_with_all = ["skip_static", "serve_only"])]
+    static_only: bool,
     /// Seconds of each load run of the serving section.
     #[arg(long, default_value_t = 10.0)]
     serve_seconds: f64,
@@ -42,13 +48,13 @@ pub struct Args {
 
 /// One timed run of a child process.
 #[derive(Clone, Copy)]
-struct Sample {
+pub struct Sample {
     seconds: f64,
     max_rss_mb: f64,
 }
 
 /// Runs a command to completion and measures its wall time and peak resident memory.
-fn measure(mut command: Command) -> Result<Sample> {
+pub fn measure(mut command: Command) -> Result<Sample> {
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("cannot start {command:?}"))?;
@@ -74,21 +80,21 @@ fn measure(mut command: Command) -> Result<Sample> {
     Ok(Sample { seconds, max_rss_mb: usage.ru_maxrss as f64 / 1024.0 })
 }
 
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
-    rss_mb: f64,
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rss_mb: f64,
 }
 
-fn summarise(samples: &[Sample]) -> Summary {
+pub fn summarise(samples: &[Sample]) -> Summary {
     let mut t: Vec<f64> = samples.iter().map(|s| s.seconds).collect();
     t.sort_by(f64::total_cmp);
     let median = if t.len() % 2 == 1 { t[t.len() / 2] } else { (t[t.len() / 2 - 1] + t[t.len() / 2]) / 2.0 };
     Summary { median, min: t[0], max: t[t.len() - 1], rss_mb: samples.iter().map(|s| s.max_rss_mb).fold(0.0, f64::max) }
 }
 
-fn fmt_time(s: &Summary) -> String {
+pub fn fmt_time(s: &Summary) -> String {
     format!("{:.3} s ({:.3}–{:.3})", s.median, s.min, s.max)
 }
 
@@ -108,25 +114,20 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let bin = root.join("target/release/mlgate");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
-    if args.serve_only {
-        let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
+    if args.serve_only || args.static_only {
         let mut section = String::new();
-        crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut section)?;
+        let heading = if args.serve_only {
+            let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
+            crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut section)?;
+            "## Serving: "
+        } else {
+            crate::bench_static::section(sh, &root, &work, &bin, args.runs, args.serve_seconds, &mut section)?;
+            "## Static binary: "
+        };
         let path = root.join(&args.out);
         let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let heading = "## Serving: ";
-        let md = match old.find(heading) {
-            Some(at) => {
-                let end = old[at + heading.len()..].find("\n## ").map_or(old.len(), |e| at + heading.len() + e + 1);
-                format!("{}{section}{}", &old[..at], &old[end..])
-            }
-            None => match old.find("\n## What a runner pays") {
-                Some(at) => format!("{}\n{section}{}", &old[..at], &old[at + 1..]),
-                None => format!("{old}\n{section}"),
-            },
-        };
-        mlgate::output::write(&path, md.as_bytes())?;
-        println!("wrote the serving section of {}", args.out.display());
+        mlgate::output::write(&path, put_in_place(&old, heading, &section).as_bytes())?;
+        println!("wrote the section {heading:?} of {}", args.out.display());
         return Ok(ExitCode::SUCCESS);
     }
     let mut md = String::new();
@@ -136,7 +137,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         "Written by `cargo xtask bench` (release build of mlgate), {}. Times are wall-clock medians \
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
-         `--skip-python`).\n",
+         `--skip-python`, `--skip-static`).\n",
         mlgate::clock::now_rfc3339()
     );
     machine(sh, &mut md);
@@ -148,6 +149,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
         crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut md)?;
     }
+    if !args.skip_static {
+        crate::bench_static::section(sh, &root, &work, &bin, args.runs, args.serve_seconds, &mut md)?;
+    }
     if !args.skip_build_cost {
         build_cost(sh, &root, &work, &mut md)?;
     }
@@ -158,6 +162,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     mlgate::output::write(&root.join(&args.out), md.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `old` with the section that starts with `heading` replaced by `section`, or `section` put
+/// before the build cost's section (at the end when there is none).
+fn put_in_place(old: &str, heading: &str, section: &str) -> String {
+    match old.find(heading) {
+        Some(at) => {
+            let end = old[at + heading.len()..].find("\n## ").map_or(old.len(), |e| at + heading.len() + e + 1);
+            format!("{}{section}{}", &old[..at], &old[end..])
+        }
+        None => match old.find("\n## What a runner pays") {
+            Some(at) => format!("{}\n{section}{}", &old[..at], &old[at + 1..]),
+            None => format!("{old}\n{section}"),
+        },
+    }
 }
 
 fn machine(sh: &Shell, md: &mut String) {
@@ -291,10 +310,8 @@ fn scale(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, args: &Arg
         let csv = work.join(format!("customers_{rows}.csv"));
         if !csv.exists() {
             eprintln!("==> bench: generating {rows} rows");
-            measure(xtask(
-                bin,
-                &["gen-data", "--rows", &rows.to_string(), "--seed", "1", "--out", csv.to_str().unwrap()],
-            ))?;
+            // What `cargo xtask gen-data --rows N --seed 1` writes (the mlgate binary has no gen-data).
+            mlgate::output::write(&csv, model::data::generate::customers_csv(rows, 1).as_bytes())?;
         }
         let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
         let runs = if rows >= 5_000_000 { args.runs.min(3) } else { args.runs };

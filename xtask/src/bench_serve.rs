@@ -167,9 +167,9 @@ pub fn load(
 }
 
 /// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
 }
 
 impl Drop for Server {
@@ -188,11 +188,11 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_until_answering(port: u16, path: &str, limit: Duration) -> Result<()> {
+pub fn wait_until_answering(port: u16, path: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -217,7 +217,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 /// The first `n` rows of a CSV as JSON records, values as a client would send them: numbers as
 /// numbers, booleans as booleans, the rest as strings; the label left out.
-fn records(csv_path: &Path, n: usize, label: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+pub fn records(csv_path: &Path, n: usize, label: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("cannot read {}", csv_path.display()))?;
     let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
     let mut out = Vec::new();

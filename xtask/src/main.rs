@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_serve;
+mod bench_static;
 mod ci;
 mod gen_data;
 mod nested_cargo;
