@@ -37,8 +37,8 @@ struct Seen {
     read: BTreeMap<String, (Vec<u8>, Option<String>)>,
     /// Files asked for that the bucket does not hold.
     absent: BTreeSet<String>,
-    /// Every object's name under the prefix, once listed.
-    listed: Option<BTreeSet<String>>,
+    /// Every object under the prefix, once listed: its name and ETag.
+    listed: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// The bucket side, shared with the library's registry as its [`Source`].
@@ -132,13 +132,15 @@ impl Bucket {
             let mut keys = Vec::new();
             let mut listed = self.store.list(prefix.as_ref());
             while let Some(meta) = listed.next().await {
-                keys.push(meta?.location);
+                let meta = meta?;
+                keys.push((meta.location, meta.e_tag));
             }
             Ok::<_, object_store::Error>(keys)
         });
         let keys = keys.context("cannot list the registry's objects")?;
-        let names: BTreeSet<String> = keys.iter().map(|k| self.relative(k)).filter(|r| !local_only(r)).collect();
-        for name in &names {
+        let names: BTreeMap<String, Option<String>> =
+            keys.into_iter().map(|(k, e_tag)| (self.relative(&k), e_tag)).filter(|(r, _)| !local_only(r)).collect();
+        for name in names.keys() {
             if let Some(version) = name.strip_prefix("versions/").and_then(|r| r.split('/').next()) {
                 std::fs::create_dir_all(self.root.join("versions").join(version))
                     .with_context(|| format!("cannot make a folder in {}", self.root.display()))?;
@@ -157,7 +159,7 @@ impl Source for Bucket {
     fn fetch(&self, relative: &str) -> std::io::Result<()> {
         {
             let seen = self.seen();
-            let known_absent = seen.listed.as_ref().is_some_and(|l| !l.contains(relative));
+            let known_absent = seen.listed.as_ref().is_some_and(|l| !l.contains_key(relative));
             // A file the copy holds is the bucket's as of the state read, or this change's own.
             let local = self.root.join(relative).is_file();
             if local || seen.read.contains_key(relative) || seen.absent.contains(relative) || known_absent {
@@ -183,7 +185,7 @@ impl Source for Bucket {
             return Ok(true);
         }
         self.list().map_err(io)?;
-        Ok(self.seen().listed.as_ref().is_some_and(|l| l.contains(relative)))
+        Ok(self.seen().listed.as_ref().is_some_and(|l| l.contains_key(relative)))
     }
 
     fn list_versions(&self) -> std::io::Result<()> {
@@ -305,9 +307,21 @@ impl Backend for S3 {
         };
         changed.sort_by_key(|(r, _)| rank(r));
         for (relative, bytes) in changed {
-            let mode = match b.seen().read.get(&relative) {
-                None => PutMode::Create,
-                Some((_, e_tag)) => PutMode::Update(UpdateVersion { e_tag: e_tag.clone(), version: None }),
+            // A file read is replaced only if unchanged since; so is a version's file only listed (a
+            // version registered again gets a new verdict and report). Any other is created only
+            // where none exists: `state.json` and the history are always read before they are
+            // written, and one absent when read must still be absent.
+            let mode = {
+                let seen = b.seen();
+                let listed = || {
+                    let listed = seen.listed.as_ref().and_then(|l| l.get(&relative)).cloned();
+                    listed.filter(|e_tag| e_tag.is_some() && relative.starts_with("versions/"))
+                };
+                let known = seen.read.get(&relative).map(|(_, e_tag)| e_tag.clone()).or_else(listed);
+                match known {
+                    None => PutMode::Create,
+                    Some(e_tag) => PutMode::Update(UpdateVersion { e_tag, version: None }),
+                }
             };
             let key = b.key(&relative);
             pause();
@@ -322,7 +336,7 @@ impl Backend for S3 {
                     let mut seen = b.seen();
                     seen.absent.remove(&relative);
                     if let Some(listed) = seen.listed.as_mut() {
-                        listed.insert(relative.clone());
+                        listed.insert(relative.clone(), result.e_tag.clone());
                     }
                     seen.read.insert(relative.clone(), (bytes, result.e_tag));
                 }
@@ -344,7 +358,7 @@ impl Backend for S3 {
             let seen = b.seen();
             seen.listed
                 .iter()
-                .flatten()
+                .flat_map(|l| l.keys())
                 .filter(|r| {
                     r.strip_prefix("versions/")
                         .and_then(|v| v.split('/').next())
@@ -440,6 +454,27 @@ mod tests {
             [(1, "first"), (2, "second")]
         );
         assert_eq!((reader.state().unwrap().seq, reader.state().unwrap().consecutive_breaches), (2, 2));
+    }
+
+    /// A writer killed after a version's files but before the state leaves them unnamed; the next
+    /// registration of the same artifact takes that version again and replaces its files (each
+    /// only if unchanged since listed), instead of failing to create them forever.
+    #[test]
+    fn a_version_left_by_a_killed_writer_is_registered_again() {
+        use model::lifecycle::registry::VerdictRecord;
+        let bucket = Arc::new(InMemory::new());
+        let verdict =
+            VerdictRecord { passed: true, artifact_sha256: "abc".into(), failed: vec![], decided_at: "t".into() };
+        put(&bucket, "reg/versions/v1/model.json", b"{}");
+        put(&bucket, "reg/versions/v1/verdict.json", &serde_json::to_vec(&verdict).unwrap());
+        put(&bucket, "reg/versions/v1/metrics.json", b"old");
+        let mut store = open(&bucket);
+        let files = |_: &str| vec![("metrics.json".to_string(), b"new".to_vec())];
+        let version = store.transact(&actor(), |r| Ok(r.register(b"{}", &verdict, files, &actor())?)).unwrap();
+        assert_eq!(version, "v1");
+        let reader = open(&bucket);
+        assert_eq!(reader.read_file("v1", "metrics.json").unwrap(), b"new");
+        assert_eq!(reader.alias("staging").unwrap().as_deref(), Some("v1"));
     }
 
     /// Pruning keeps the newest versions, the aliases' and the earlier productions', deletes the
