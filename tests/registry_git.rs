@@ -162,14 +162,21 @@ fn a_registry_on_a_git_branch_over_file_urls() {
 }
 
 /// `git http-backend` as CGI behind Python's server, on a random free port of 127.0.0.1.
-struct HttpGit {
+pub(crate) struct HttpGit {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl HttpGit {
     fn start(repo_root: &Path) -> Option<HttpGit> {
+        HttpGit::start_for(repo_root, None)
+    }
+
+    /// [`HttpGit::start`]; with `user`, only requests that authenticate as that user (HTTP Basic,
+    /// which Python's CGI server turns into `REMOTE_USER`) reach the repository, others get a
+    /// page git cannot read. (Python's server cannot answer 401 from a CGI script.)
+    pub(crate) fn start_for(repo_root: &Path, user: Option<&str>) -> Option<HttpGit> {
         let backend = ["/usr/lib/git-core/git-http-backend", "/usr/libexec/git-core/git-http-backend"]
             .into_iter()
             .find(|p| Path::new(p).is_file());
@@ -181,10 +188,16 @@ impl HttpGit {
         let cgi = dir.path().join("cgi-bin");
         std::fs::create_dir(&cgi).unwrap();
         let script = cgi.join("git");
+        let check = match user {
+            Some(user) => format!(
+                "[ \"$REMOTE_USER\" = '{user}' ] || {{ printf 'Content-Type: text/plain\\r\\n\\r\\nwho are you?\\n'; exit 0; }}\n"
+            ),
+            None => "export REMOTE_USER=ci\n".to_string(),
+        };
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nexport GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1 REMOTE_USER=ci\nexec {backend}\n",
+                "#!/bin/sh\n{check}export GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1\nexec {backend}\n",
                 repo_root.display()
             ),
         )

@@ -474,6 +474,10 @@ pub fn run(args: Options) -> Result<()> {
             let mut troubles = Troubles::default();
             loop {
                 let outcome = poll(&shared, &mut follower);
+                if shared.draining.load(Ordering::SeqCst) {
+                    // A command cut short by the signal that stops the server is no news.
+                    break;
+                }
                 troubles.record(&shared.metrics, outcome);
                 match woken.recv_timeout(interval) {
                     Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -292,6 +292,7 @@ fn reached(out: Output, what: &str) -> Result<Output> {
         return Ok(out);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = if stderr.trim().is_empty() { format!("git {}", out.status).into() } else { stderr };
     let refused = ["Authentication failed", "could not read Username", "could not read Password", "401", "403"];
     let kind = if refused.iter().any(|s| stderr.contains(s)) { Unavailable::Refused } else { Unavailable::Unreachable };
     Err(RemoteError::new(kind, format!("{what}: {}", stderr.trim())).into())
