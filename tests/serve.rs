@@ -652,6 +652,10 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let reg_arg = reg.to_str().unwrap();
     // The alert issue goes to a local GitHub API.
     let github = crate::fake_github::FakeGitHub::start("");
+    // Credentials in the URL (sent as Basic authentication, which this Prometheus ignores) are
+    // never printed nor recorded.
+    let token = "pr0m-t0ken-never-shown";
+    let with_credentials = prometheus.url.replacen("http://", &format!("http://watcher:{token}@"), 1);
     let analyse = || {
         let out = mlgate(
             analyst.path(),
@@ -659,7 +663,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
                 "monitor",
                 "--live",
                 "--prometheus",
-                &prometheus.url,
+                &with_credentials,
                 "--registry",
                 reg_arg,
                 "--rollback-on-breach",
@@ -673,6 +677,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
             ],
         );
         let (o, e) = text(&out);
+        assert!(!o.contains(token) && !e.contains(token), "{o}{e}");
         (out.status.code(), o, e)
     };
 
@@ -725,6 +730,9 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
             .unwrap();
     assert_eq!(record["outcome"]["breach"], true);
     assert_eq!(record["rolled_back_to"], "v1");
+    assert_eq!(record["prometheus"], prometheus.url);
+    let report = std::fs::read_to_string(analyst.path().join("target/monitor-live/report.md")).unwrap();
+    assert!(!report.contains(token) && !body.contains(token), "{report}");
     let failed = record["outcome"]["failed"].as_array().unwrap();
     assert!(failed.iter().any(|f| f.as_str().unwrap().starts_with("accuracy_drop")), "{failed:?}");
     // The registry is rolled back, with the reason in its history; the server follows.

@@ -343,32 +343,40 @@ struct Troubles {
 }
 
 impl Troubles {
-    /// Counts and logs the outcome of one poll.
-    fn record(&mut self, metrics: &metrics::Metrics, outcome: Result<Followed>) {
+    /// Counts the outcome of one poll; the line to log, when there is news.
+    fn record(&mut self, metrics: &metrics::Metrics, outcome: Result<Followed>) -> Option<String> {
         match outcome {
             Ok(followed) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 metrics.registry_last_success.set(now.as_secs_f64());
-                if let Some((trouble, since)) = self.current.take() {
+                let ended = self.current.take().map(|(trouble, since)| {
                     let lasted = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
-                    log(&format!("the registry is followed again (after {lasted} of {} errors)", trouble.name()));
-                }
-                match followed {
-                    Followed::Serving => self.nothing = None,
-                    Followed::Nothing(why) if self.nothing.as_ref() != Some(&why) => {
-                        log(&format!("error: {why}"));
-                        self.nothing = Some(why);
+                    format!("the registry is followed again (after {lasted} of {} errors)", trouble.name())
+                });
+                let nothing = match followed {
+                    Followed::Serving => {
+                        self.nothing = None;
+                        None
                     }
-                    Followed::Nothing(_) => {}
+                    Followed::Nothing(why) if self.nothing.as_ref() != Some(&why) => {
+                        self.nothing = Some(why.clone());
+                        Some(format!("error: {why}"))
+                    }
+                    Followed::Nothing(_) => None,
+                };
+                match (ended, nothing) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
                 }
             }
             Err(e) => {
                 let trouble = Trouble::of(&e);
                 metrics.registry_poll_errors.get_or_create(&vec![("kind", trouble.name().to_string())]).inc();
-                if self.current.is_none_or(|(t, _)| t != trouble) {
-                    log(&format!("error: {e:#} [{}]", trouble.name()));
-                    self.current = Some((trouble, Instant::now()));
+                if self.current.is_some_and(|(t, _)| t == trouble) {
+                    return None;
                 }
+                self.current = Some((trouble, Instant::now()));
+                Some(format!("error: {e:#} [{}]", trouble.name()))
             }
         }
     }
@@ -478,7 +486,9 @@ pub fn run(args: Options) -> Result<()> {
                     // A command cut short by the signal that stops the server is no news.
                     break;
                 }
-                troubles.record(&shared.metrics, outcome);
+                if let Some(line) = troubles.record(&shared.metrics, outcome) {
+                    log(&line);
+                }
                 match woken.recv_timeout(interval) {
                     Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -646,6 +656,39 @@ mod tests {
         assert_eq!(call("POST", "/v1/predict", b"{".to_vec()).0, 400);
         let (_, metrics) = call("GET", "/metrics", vec![]);
         assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
+    }
+
+    /// A trouble is told when it starts and when it ends, compared by kind (the message of a
+    /// refused connection changes from poll to poll); every failed poll is counted by kind,
+    /// a remote failure found also behind the I/O error the library passes on.
+    #[test]
+    fn poll_errors_are_counted_by_kind_and_told_when_they_start_and_end() {
+        let metrics = Metrics::new();
+        let mut troubles = Troubles::default();
+        let refused = |ms: u32| -> Result<Followed> {
+            let remote = RemoteError { kind: Unavailable::Unreachable, message: format!("refused after {ms} ms") };
+            Err(anyhow::Error::new(std::io::Error::other(remote)).context("cannot read state.json"))
+        };
+        let line = troubles.record(&metrics, refused(3)).unwrap();
+        assert!(line.starts_with("error: cannot read state.json: refused after 3 ms [unreachable]"), "{line}");
+        assert_eq!(troubles.record(&metrics, refused(5)), None);
+        let timeout: Result<Followed> =
+            Err(RemoteError { kind: Unavailable::Timeout, message: "git ls-remote did not finish".into() }.into());
+        assert!(troubles.record(&metrics, timeout).unwrap().ends_with("[timeout]"));
+        let load: Result<Followed> = Err(LoadFailed("cannot load v2; still serving v1".into()).into());
+        assert!(troubles.record(&metrics, load).unwrap().ends_with("[load]"));
+        let corrupt: Result<Followed> = Err(anyhow::anyhow!("state.json is not JSON"));
+        assert!(troubles.record(&metrics, corrupt).unwrap().ends_with("[corrupt]"));
+        assert_eq!(metrics.registry_last_success.get(), 0.0);
+        let line = troubles.record(&metrics, Ok(Followed::Serving)).unwrap();
+        assert!(line.starts_with("the registry is followed again (after 0s of corrupt errors)"), "{line}");
+        assert_eq!(troubles.record(&metrics, Ok(Followed::Serving)), None);
+        assert!(metrics.registry_last_success.get() > 1.7e9);
+        let rendered = metrics.render();
+        for (kind, count) in [("timeout", 1), ("unreachable", 2), ("refused", 0), ("corrupt", 1), ("load", 1)] {
+            let series = format!("mlgate_registry_poll_errors_total{{kind=\"{kind}\"}} {count}\n");
+            assert!(rendered.contains(&series), "{series}{rendered}");
+        }
     }
 
     /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state
