@@ -400,3 +400,27 @@ fn killed_writers_leave_remote_registries_consistent() {
     let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     killed_writers_leave_it_consistent("s3://models/killed", &env);
 }
+
+/// A job whose registry accepts connections and never answers fails within the limit, naming
+/// what timed out, instead of hanging the CI job.
+#[test]
+fn a_job_on_a_registry_that_hangs_fails_within_the_time_limit() {
+    let hung = crate::support::Hung::start();
+    let dir = job(42);
+    let (code, o, e) = run(dir.path(), &["build"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let registry = format!("git+http://ci:tok@127.0.0.1:{}/models.git#mlgate-registry", hung.port);
+    let start = std::time::Instant::now();
+    let (code, _, err) =
+        run_in(dir.path(), &["acceptance", "--registry", &registry], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "1")]);
+    let took = start.elapsed();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    let expected =
+        format!("cannot reach http://127.0.0.1:{}/models.git: git ls-remote did not finish within 1s", hung.port);
+    assert!(err.contains(&expected), "{err}");
+    let (code, _, err) =
+        run_in(dir.path(), &["registry", "--registry", &registry], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "soon")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("MLGATE_REGISTRY_TIMEOUT_SECS=\"soon\" is not a number of seconds"), "{err}");
+}
