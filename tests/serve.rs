@@ -1228,3 +1228,37 @@ fn a_token_in_a_git_registry_url_is_never_on_a_command_line_nor_printed() {
     }
     assert!(server.started.contains(&format!("git+http://{bare}")), "{}", server.started);
 }
+
+/// A registry that stops answering while a model is served: the poller is stuck in it, and the
+/// server goes on predicting and measuring the rolling drift of what it is sent.
+#[test]
+fn a_registry_that_hangs_freezes_neither_predictions_nor_the_rolling_drift() {
+    let remote = tempfile::tempdir().unwrap();
+    let repo = remote.path().join("models.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
+    let config = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
+    assert!(config.unwrap().success());
+    let Some(git) = crate::registry_git::HttpGit::start_for(remote.path(), None) else { return };
+    let port = git.port;
+    let registry = format!("git+http://127.0.0.1:{port}/cgi-bin/git/models.git#mlgate-registry");
+    let _job = release_to(&registry, 42, &[]);
+    let server = Server::start_at(&registry, &["--poll", "0.2"], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "600")]);
+    assert_eq!(server.version(), "v1");
+    drop(git);
+    let hung = crate::support::Hung::start_on(port);
+    let start = Instant::now();
+    while hung.accepted() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the poller never reached the registry: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = serde_json::to_vec(&records(&customers_csv(50, 5), false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &body);
+    assert_eq!(status, 200, "{answer}");
+    let start = Instant::now();
+    while metric(&server.get("/metrics").1, "mlgate_drift_window_rows") != Some(50.0) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the drift was not measured: {}", server.get("/metrics").1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(&server.get("/metrics").1, "mlgate_feature_drift{").is_some());
+    assert_eq!(server.version(), "v1");
+}

@@ -156,8 +156,13 @@ pub struct Hung {
 
 impl Hung {
     pub fn start() -> Hung {
+        Hung::start_on(0)
+    }
+
+    /// [`Hung::start`] on a given port (one a server that answered used to hold).
+    pub fn start_on(port: u16) -> Hung {
         use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
