@@ -162,14 +162,21 @@ fn a_registry_on_a_git_branch_over_file_urls() {
 }
 
 /// `git http-backend` as CGI behind Python's server, on a random free port of 127.0.0.1.
-struct HttpGit {
+pub(crate) struct HttpGit {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl HttpGit {
     fn start(repo_root: &Path) -> Option<HttpGit> {
+        HttpGit::start_for(repo_root, None)
+    }
+
+    /// [`HttpGit::start`]; with `user`, only requests that authenticate as that user (HTTP Basic,
+    /// which Python's CGI server turns into `REMOTE_USER`) reach the repository, others get a
+    /// page git cannot read. (Python's server cannot answer 401 from a CGI script.)
+    pub(crate) fn start_for(repo_root: &Path, user: Option<&str>) -> Option<HttpGit> {
         let backend = ["/usr/lib/git-core/git-http-backend", "/usr/libexec/git-core/git-http-backend"]
             .into_iter()
             .find(|p| Path::new(p).is_file());
@@ -181,10 +188,16 @@ impl HttpGit {
         let cgi = dir.path().join("cgi-bin");
         std::fs::create_dir(&cgi).unwrap();
         let script = cgi.join("git");
+        let check = match user {
+            Some(user) => format!(
+                "[ \"$REMOTE_USER\" = '{user}' ] || {{ printf 'Content-Type: text/plain\\r\\n\\r\\nwho are you?\\n'; exit 0; }}\n"
+            ),
+            None => "export REMOTE_USER=ci\n".to_string(),
+        };
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nexport GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1 REMOTE_USER=ci\nexec {backend}\n",
+                "#!/bin/sh\n{check}export GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1\nexec {backend}\n",
                 repo_root.display()
             ),
         )
@@ -386,4 +399,28 @@ fn killed_writers_leave_remote_registries_consistent() {
     let owned = server.env();
     let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     killed_writers_leave_it_consistent("s3://models/killed", &env);
+}
+
+/// A job whose registry accepts connections and never answers fails within the limit, naming
+/// what timed out, instead of hanging the CI job.
+#[test]
+fn a_job_on_a_registry_that_hangs_fails_within_the_time_limit() {
+    let hung = crate::support::Hung::start();
+    let dir = job(42);
+    let (code, o, e) = run(dir.path(), &["build"]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let registry = format!("git+http://ci:tok@127.0.0.1:{}/models.git#mlgate-registry", hung.port);
+    let start = std::time::Instant::now();
+    let (code, _, err) =
+        run_in(dir.path(), &["acceptance", "--registry", &registry], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "1")]);
+    let took = start.elapsed();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    let expected =
+        format!("cannot reach http://127.0.0.1:{}/models.git: git ls-remote did not finish within 1s", hung.port);
+    assert!(err.contains(&expected), "{err}");
+    let (code, _, err) =
+        run_in(dir.path(), &["registry", "--registry", &registry], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "soon")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("MLGATE_REGISTRY_TIMEOUT_SECS=\"soon\" is not a number of seconds"), "{err}");
 }

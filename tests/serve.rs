@@ -58,6 +58,8 @@ struct Server {
     child: Child,
     port: u16,
     stderr: PathBuf,
+    /// The line serve printed first (what it serves, where).
+    started: String,
     _dir: tempfile::TempDir,
 }
 
@@ -74,8 +76,15 @@ impl Server {
         Server::start_in(&cwd, &args, env, dir)
     }
 
-    /// `serve --listen 127.0.0.1:0 ARGS…` run in `cwd`; `dir` is kept for the server's log.
+    /// `serve --listen 127.0.0.1:0 ARGS…` run in `cwd`, ready; `dir` is kept for the server's log.
     fn start_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
+        let server = Server::spawn_in(cwd, args, env, dir);
+        server.wait_for("/readyz", 200, Duration::from_secs(60));
+        server
+    }
+
+    /// [`Server::start_in`], answering but not necessarily ready (its registry may not answer).
+    fn spawn_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
         let stderr = dir.path().join("stderr");
         let mut child = Command::new(mlgate_bin())
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -98,8 +107,8 @@ impl Server {
             line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
                 panic!("no port in {line:?}: {}", std::fs::read_to_string(&stderr).unwrap_or_default())
             });
-        let server = Server { child, port, stderr, _dir: dir };
-        server.wait_for("/readyz", 200, Duration::from_secs(60));
+        let server = Server { child, port, stderr, started: line, _dir: dir };
+        server.wait_for("/healthz", 200, Duration::from_secs(60));
         server
     }
 
@@ -151,6 +160,30 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("the server did not serve {version} within {limit:?}: {}", self.log());
+    }
+
+    /// Waits until the log holds `text`.
+    fn wait_for_log(&self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            assert!(start.elapsed() < limit, "no {text:?} in the log within {limit:?}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit: its code and how long it took.
+    fn terminate_timed(mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let limit = Duration::from_secs(30);
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("serve did not exit within {limit:?} of SIGTERM: {}", self.log());
     }
 
     /// Stops it with SIGTERM; its exit code.
@@ -619,6 +652,10 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let reg_arg = reg.to_str().unwrap();
     // The alert issue goes to a local GitHub API.
     let github = crate::fake_github::FakeGitHub::start("");
+    // Credentials in the URL (sent as Basic authentication, which this Prometheus ignores) are
+    // never printed nor recorded.
+    let token = "pr0m-t0ken-never-shown";
+    let with_credentials = prometheus.url.replacen("http://", &format!("http://watcher:{token}@"), 1);
     let analyse = || {
         let out = mlgate(
             analyst.path(),
@@ -626,7 +663,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
                 "monitor",
                 "--live",
                 "--prometheus",
-                &prometheus.url,
+                &with_credentials,
                 "--registry",
                 reg_arg,
                 "--rollback-on-breach",
@@ -640,6 +677,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
             ],
         );
         let (o, e) = text(&out);
+        assert!(!o.contains(token) && !e.contains(token), "{o}{e}");
         (out.status.code(), o, e)
     };
 
@@ -692,6 +730,9 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
             .unwrap();
     assert_eq!(record["outcome"]["breach"], true);
     assert_eq!(record["rolled_back_to"], "v1");
+    assert_eq!(record["prometheus"], prometheus.url);
+    let report = std::fs::read_to_string(analyst.path().join("target/monitor-live/report.md")).unwrap();
+    assert!(!report.contains(token) && !body.contains(token), "{report}");
     let failed = record["outcome"]["failed"].as_array().unwrap();
     assert!(failed.iter().any(|f| f.as_str().unwrap().starts_with("accuracy_drop")), "{failed:?}");
     // The registry is rolled back, with the reason in its history; the server follows.
@@ -1030,4 +1071,194 @@ fn serve_reads_the_pipeline_toml_here_as_every_command_does() {
     assert_eq!(server.version(), "v1");
     let log = server.log();
     assert!(!log.contains("error"), "{log}");
+}
+
+/// Serves from a registry that accepts connections and never answers (`registry`, reached with
+/// `env`): with a one-second limit each poll times out, which is logged once and counted, and
+/// the server stays alive; with a limit far longer than the test, a poll is stuck when SIGTERM
+/// comes, and the server still exits within `--drain` (2 s) plus a second, leaving no git
+/// command behind. Returns the two exit times.
+fn a_hung_registry(registry: &str, hung: &crate::support::Hung, env: &[(&str, &str)]) -> [Duration; 2] {
+    let args = ["--registry", registry, "--poll", "0.2", "--drain", "2"];
+    let mut quick = env.to_vec();
+    quick.push(("MLGATE_REGISTRY_TIMEOUT_SECS", "1"));
+    let server = Server::spawn_in(Path::new("."), &args, &quick, tempfile::tempdir().unwrap());
+    server.wait_for_log("[timeout]", Duration::from_secs(30));
+    // More polls, all timing out: one line in the log, every one counted.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = server.log();
+    assert_eq!(log.matches("error:").count(), 1, "{log}");
+    assert!(log.contains("did not finish within 1s") || log.contains("no answer within 1s"), "{log}");
+    let metrics = server.get("/metrics").1;
+    let timeouts = metric(&metrics, "mlgate_registry_poll_errors_total{kind=\"timeout\"}").unwrap();
+    assert!(timeouts >= 2.0, "{metrics}");
+    assert_eq!(metric(&metrics, "mlgate_registry_poll_errors_total{kind=\"unreachable\"}"), Some(0.0));
+    assert_eq!(metric(&metrics, "mlgate_registry_last_success_timestamp_seconds"), Some(0.0));
+    assert_eq!(server.get("/healthz").0, 200);
+    assert_eq!(server.get("/readyz").0, 503);
+    let (code, quick_exit) = server.terminate_timed();
+    assert_eq!(code, Some(0));
+    assert!(quick_exit < Duration::from_secs(6), "{quick_exit:?}");
+
+    let mut slow = env.to_vec();
+    slow.push(("MLGATE_REGISTRY_TIMEOUT_SECS", "600"));
+    let before = hung.accepted();
+    let server = Server::spawn_in(Path::new("."), &args, &slow, tempfile::tempdir().unwrap());
+    let start = Instant::now();
+    while hung.accepted() == before {
+        assert!(start.elapsed() < Duration::from_secs(30), "the poller never reached the registry: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.log();
+    let (code, stuck_exit) = server.terminate_timed();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(stuck_exit < Duration::from_secs(6), "{stuck_exit:?}: {log}");
+    let address = format!("127.0.0.1:{}", hung.port);
+    let start = Instant::now();
+    loop {
+        let left: Vec<_> = crate::support::command_lines().into_iter().filter(|(_, c)| c.contains(&address)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("SIGTERM to exit: {quick_exit:?} (polls timing out after 1 s), {stuck_exit:?} (a poll stuck)");
+    [quick_exit, stuck_exit]
+}
+
+#[test]
+fn a_git_registry_that_hangs_times_out_and_never_holds_the_server() {
+    let hung = crate::support::Hung::start();
+    let registry = format!("git+http://127.0.0.1:{}/x.git#b", hung.port);
+    a_hung_registry(&registry, &hung, &[]);
+}
+
+#[test]
+fn an_s3_registry_that_hangs_times_out_and_never_holds_the_server() {
+    let hung = crate::support::Hung::start();
+    let endpoint = format!("http://127.0.0.1:{}", hung.port);
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "mlgate"),
+        ("AWS_SECRET_ACCESS_KEY", "mlgate-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    a_hung_registry("s3://models/hung", &hung, &env);
+}
+
+/// A git registry over smart HTTP that lets in only the user `ci`, its URL carrying `ci`'s
+/// token: jobs write to it and `serve` follows it, while every process's command line is read
+/// again and again — the token reaches git (the registry answers), but never a git command
+/// line, and never the server's output, metrics or model route, nor the jobs' output or the
+/// history.
+#[test]
+fn a_token_in_a_git_registry_url_is_never_on_a_command_line_nor_printed() {
+    let remote = tempfile::tempdir().unwrap();
+    let repo = remote.path().join("models.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
+    let config = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
+    assert!(config.unwrap().success());
+    let Some(git) = crate::registry_git::HttpGit::start_for(remote.path(), Some("ci")) else { return };
+    let token = "tok3n-5ecret-f0r-ci";
+    let bare = format!("127.0.0.1:{}/cgi-bin/git/models.git#mlgate-registry", git.port);
+    let registry = format!("git+http://ci:{token}@{bare}");
+
+    // Without the credentials, the registry is out of reach: what lets the jobs in is the token.
+    let stranger = job(42, "");
+    let out = mlgate(stranger.path(), &["registry", "--registry", &format!("git+http://{bare}")], &[]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+
+    // Every process's command line, read until told to stop: those that name the registry's
+    // address (to know the reading saw git at work), and any that holds the token.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new((0usize, Vec::<String>::new())));
+    let watcher = {
+        let (stop, seen, address) = (stop.clone(), seen.clone(), format!("127.0.0.1:{}", git.port));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for (_, line) in crate::support::command_lines() {
+                    // git and its helpers (`git-remote-http`); mlgate's own command line holds
+                    // what the caller gave it.
+                    let program = line.split(' ').next().unwrap_or("");
+                    if !program.rsplit('/').next().unwrap_or("").starts_with("git") {
+                        continue;
+                    }
+                    let mut seen = seen.lock().unwrap();
+                    if line.contains(token) {
+                        if !seen.1.contains(&line) {
+                            seen.1.push(line);
+                        }
+                    } else if line.contains(&address) {
+                        seen.0 += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let first = job(42, "");
+    let mut outputs = Vec::new();
+    for args in [&["build"][..], &["acceptance", "--registry", &registry], &["deploy", "--registry", &registry]] {
+        let out = mlgate(first.path(), args, &[("USER", "tester")]);
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{o}{e}");
+        outputs.push(o + &e);
+    }
+    let server = Server::start_at(&registry, &["--poll", "0.2"], &[]);
+    assert_eq!(server.version(), "v1");
+    std::thread::sleep(Duration::from_secs(2));
+    let history = ok(first.path(), &["registry", "--registry", &registry, "--json"]);
+    outputs.extend([
+        server.started.clone(),
+        server.log(),
+        server.get("/metrics").1,
+        server.get("/v1/model").1,
+        history,
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    let (git_lines, leaks) = seen.lock().unwrap().clone();
+    assert!(leaks.is_empty(), "the token is on a command line: {leaks:?}");
+    assert!(git_lines > 0, "no git command was seen at work: the check saw nothing");
+    for output in &outputs {
+        assert!(!output.contains(token), "the token is printed: {output}");
+    }
+    assert!(server.started.contains(&format!("git+http://{bare}")), "{}", server.started);
+}
+
+/// A registry that stops answering while a model is served: the poller is stuck in it, and the
+/// server goes on predicting and measuring the rolling drift of what it is sent.
+#[test]
+fn a_registry_that_hangs_freezes_neither_predictions_nor_the_rolling_drift() {
+    let remote = tempfile::tempdir().unwrap();
+    let repo = remote.path().join("models.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
+    let config = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
+    assert!(config.unwrap().success());
+    let Some(git) = crate::registry_git::HttpGit::start_for(remote.path(), None) else { return };
+    let port = git.port;
+    let registry = format!("git+http://127.0.0.1:{port}/cgi-bin/git/models.git#mlgate-registry");
+    let _job = release_to(&registry, 42, &[]);
+    let server = Server::start_at(&registry, &["--poll", "0.2"], &[("MLGATE_REGISTRY_TIMEOUT_SECS", "600")]);
+    assert_eq!(server.version(), "v1");
+    drop(git);
+    let hung = crate::support::Hung::start_on(port);
+    let start = Instant::now();
+    while hung.accepted() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the poller never reached the registry: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = serde_json::to_vec(&records(&customers_csv(50, 5), false)).unwrap();
+    let (status, answer) = server.post("/v1/predict", "application/json", &body);
+    assert_eq!(status, 200, "{answer}");
+    let start = Instant::now();
+    while metric(&server.get("/metrics").1, "mlgate_drift_window_rows") != Some(50.0) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the drift was not measured: {}", server.get("/metrics").1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(&server.get("/metrics").1, "mlgate_feature_drift{").is_some());
+    assert_eq!(server.version(), "v1");
 }

@@ -26,10 +26,35 @@ pub fn workspace_path(path: &str) -> String {
     }
 }
 
-/// Prints an error with its causes; a data validation failure prints its summary (first
-/// errors, then counts per rule) and, on GitHub Actions, one `::error` annotation per error.
+/// `text` with the user information of every URL in it removed (`https://user:TOKEN@host/p` →
+/// `https://host/p`), so that a location, or an error that echoes one, can be printed.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let start = scheme + 3;
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        // The authority ends where the path, query or fragment starts, or where the URL does in
+        // running text (a space, a quote, a bracket).
+        let end = after
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\'' | '"' | '<' | '>' | '(' | ')' | '`') || c.is_whitespace()
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        out.push_str(authority.rfind('@').map_or(authority, |at| &authority[at + 1..]));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Prints an error with its causes (any URL's credentials removed); a data validation failure
+/// prints its summary (first errors, then counts per rule) and, on GitHub Actions, one `::error`
+/// annotation per error.
 pub fn report_error(e: &anyhow::Error) {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", redact(&format!("{e:#}")));
     if !on_github_actions() {
         return;
     }
@@ -107,5 +132,16 @@ mod tests {
     fn annotation_escapes_follow_the_workflow_command_rules() {
         assert_eq!(escape_data("50% a\nb\r"), "50%25 a%0Ab%0D");
         assert_eq!(escape_property("C:/a,b"), "C%3A/a%2Cb");
+    }
+
+    #[test]
+    fn every_url_of_a_text_loses_its_credentials() {
+        assert_eq!(redact("https://tok@h/p@q"), "https://h/p@q");
+        assert_eq!(redact("/srv/a@b"), "/srv/a@b");
+        assert_eq!(
+            redact("cannot reach 'http://u:p@a:9090/x' via https://t@b, mail x@y"),
+            "cannot reach 'http://a:9090/x' via https://b, mail x@y"
+        );
+        assert_eq!(redact("s3 http://key:secret@127.0.0.1:8333"), "s3 http://127.0.0.1:8333");
     }
 }

@@ -1,17 +1,21 @@
 //! The only code that speaks PromQL over HTTP: instant queries against Prometheus's HTTP API,
-//! and the measurements of the live analysis's checks, each on its own schedule.
+//! and the measurements of the live analysis's checks, each on its own schedule. A URL's
+//! `user:password@` is sent as Basic authentication and never printed.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use model::lifecycle::live::{CheckRun, Measurement, Planned};
 
+use crate::output::redact;
+
 /// Asks Prometheus's HTTP API for an instant query; the first sample's value, `None` when the
 /// result is empty.
 async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Result<Option<f64>> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let response =
-        client.get(&url).query(&[("query", promql)]).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let request = client.get(&url).query(&[("query", promql)]);
+    let url = redact(&url);
+    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     let body = response.text().await.with_context(|| format!("cannot read the answer of {url}"))?;
     let doc: serde_json::Value =
@@ -49,7 +53,7 @@ async fn run_check(client: reqwest::Client, base: String, check: Planned) -> Che
         }
         let m = match query(&client, &base, &check.query).await {
             Ok(value) => Measurement::of(&check, value),
-            Err(e) => Measurement::failed(format!("{e:#}")),
+            Err(e) => Measurement::failed(redact(&format!("{e:#}"))),
         };
         measurements.push(m);
     }

@@ -10,7 +10,7 @@ use xshell::Shell;
 
 use crate::clock::now_rfc3339;
 use crate::output;
-use crate::store::{Location, Store};
+use crate::store::{Location, Store, Timeouts};
 
 /// Loads a configuration, naming the file on error.
 pub fn load_config(path: &Path) -> Result<PipelineConfig> {
@@ -127,14 +127,25 @@ pub fn registry(flag: Option<String>, config: &PipelineConfig, config_path: &Pat
 }
 
 /// Opens a registry location, waiting on a held lock for `MLGATE_LOCK_TIMEOUT_SECS` (default
-/// 120 s).
+/// 120 s), each request to a remote registry bounded by [`registry_timeouts`].
 pub fn open_registry(location: Location) -> Result<Store> {
     let timeout = std::env::var("MLGATE_LOCK_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map_or(model::lifecycle::registry::LOCK_TIMEOUT, std::time::Duration::from_secs_f64);
-    Store::open(location, |notice| eprintln!("note: {notice}"), timeout)
+    Store::open(location, |notice| eprintln!("note: {notice}"), timeout, registry_timeouts()?)
+}
+
+/// How long one request to a remote registry may take: `MLGATE_REGISTRY_TIMEOUT_SECS` for
+/// every git command and S3 call when set, else 60 s for a git command and 30 s for an S3 call.
+/// The one place the variable is read.
+pub fn registry_timeouts() -> Result<Timeouts> {
+    let Ok(text) = std::env::var("MLGATE_REGISTRY_TIMEOUT_SECS") else { return Ok(Timeouts::default()) };
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Timeouts::all(std::time::Duration::from_secs_f64(s))),
+        _ => anyhow::bail!("MLGATE_REGISTRY_TIMEOUT_SECS={text:?} is not a number of seconds in (0, 86400]"),
+    }
 }
 
 /// `error` with the context that says what an operation of the registry did not do: "refused"

@@ -45,6 +45,8 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
         (config.monitor.live, registry)
     };
     let location = registry.location().to_string();
+    // The URL as printed and recorded: a `user:password@` in it is for Prometheus alone.
+    let prometheus = crate::output::redact(args.prometheus);
     let Some(version) = registry.alias(PRODUCTION)? else {
         let line = format!("nothing to analyse yet: no model is in production in {location}");
         output::write(&args.out.join("report.md"), format!("## Nothing in production yet\n\n{line}.\n").as_bytes())?;
@@ -60,7 +62,7 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
     eprintln!(
         "analysing {version} with {} checks against {} (at most {:.0} s)",
         checks.len(),
-        args.prometheus,
+        prometheus,
         checks.iter().map(|c| c.interval_seconds * (c.count.saturating_sub(1)) as f64).fold(0.0, f64::max)
     );
     let runs = crate::prometheus::analyse(args.prometheus, checks)?;
@@ -107,13 +109,13 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
             Err(e) => Ok((None, Some(format!("Automatic rollback impossible: {e}.")))),
         }
     })?;
-    let md = live_markdown(&artifact.name, &version, args.prometheus, &runs, action.as_deref());
+    let md = live_markdown(&artifact.name, &version, &prometheus, &runs, action.as_deref());
     let record = serde_json::json!({
         "schema_version": 1,
         "mode": "live",
         "model": artifact.name,
         "version": version,
-        "prometheus": args.prometheus,
+        "prometheus": prometheus,
         "outcome": { "breach": breach, "checks": runs, "failed": failed },
         "rolled_back_to": rolled_back_to,
     });

@@ -95,6 +95,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         drift: config.as_ref().map(|(c, _)| c.monitor.drift.clone()).unwrap_or_default(),
         read_timeout: Duration::from_secs_f64(args.read_timeout),
         drain: Duration::from_secs_f64(args.drain),
+        timeouts: crate::cli::context::registry_timeouts()?,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,10 @@ pub struct Metrics {
     pub registry_reads: Counter,
     pub registry_file_reads: Counter,
     pub registry_requests: Counter,
+    /// `mlgate_registry_poll_errors_total{kind}`, kind one of [`super::Trouble`]'s names.
+    pub registry_poll_errors: Family<Labels, Counter>,
+    /// Unix time of the last poll that followed the alias (0: none yet).
+    pub registry_last_success: FloatGauge,
     pub feedback_received: Counter,
     pub feedback_joined: Counter,
     pub feedback_unmatched: Counter,
@@ -87,6 +91,8 @@ impl Metrics {
             registry_reads: Counter::default(),
             registry_file_reads: Counter::default(),
             registry_requests: Counter::default(),
+            registry_poll_errors: Family::default(),
+            registry_last_success: FloatGauge::default(),
             feedback_received: Counter::default(),
             feedback_joined: Counter::default(),
             feedback_unmatched: Counter::default(),
@@ -147,6 +153,16 @@ impl Metrics {
             "Requests sent to a remote registry (git commands that reach it, S3 calls)",
             m.registry_requests.clone(),
         );
+        r.register(
+            "mlgate_registry_poll_errors",
+            "Polls of the registry that did not follow the alias, by kind (timeout, unreachable, refused, corrupt, load)",
+            m.registry_poll_errors.clone(),
+        );
+        r.register(
+            "mlgate_registry_last_success_timestamp_seconds",
+            "Unix time of the last poll that read the registry and served what the alias names (0: none yet)",
+            m.registry_last_success.clone(),
+        );
         r.register("mlgate_feedback_received", "Feedback items received", m.feedback_received.clone());
         r.register("mlgate_feedback_joined", "Feedback items joined to a logged prediction", m.feedback_joined.clone());
         r.register(
@@ -183,6 +199,9 @@ impl Metrics {
         // and a counter that appears at its first request has no first one.
         for route in ["/v1/predict", "/v1/feedback"] {
             let _ = m.requests.get_or_create_owned(&vec![("route", route.to_string()), ("status", "200".to_string())]);
+        }
+        for trouble in super::Trouble::ALL {
+            let _ = m.registry_poll_errors.get_or_create_owned(&vec![("kind", trouble.name().to_string())]);
         }
         Metrics { registry, ..m }
     }

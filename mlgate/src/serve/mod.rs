@@ -2,8 +2,11 @@
 //! Predictions (JSON or CSV), feedback joined to them, the model's identity, health, and
 //! Prometheus metrics. The alias is polled (and re-read on SIGHUP): a new artifact is fetched,
 //! verified and compiled on the poller's thread, then swapped in; a request keeps the model it
-//! started with; an artifact that fails to load never replaces the one being served. SIGTERM
-//! (or SIGINT) stops accepting, lets requests in flight finish, and exits 0.
+//! started with; an artifact that fails to load never replaces the one being served. A poll that
+//! fails is counted by kind ([`Trouble`]) and logged when the trouble starts and when it ends;
+//! the rolling drift is measured on a thread of its own, so that a registry that hangs freezes
+//! nothing else. SIGTERM (or SIGINT) stops accepting, lets requests in flight finish, and exits
+//! 0 — without waiting for a poller stuck in the registry.
 
 mod http;
 mod live;
@@ -12,7 +15,7 @@ mod metrics;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use model::eval::drift::DriftThresholds;
@@ -20,7 +23,7 @@ use model::lifecycle::gate::AcceptanceRecord;
 use model::pipeline::scoring::{csv_field, Compiled};
 use model::Metric;
 
-use crate::store::{Location, Store};
+use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
 use metrics::{Labels, Metrics};
 
 /// How the server runs: resolved from the command line by `cli::serve`.
@@ -49,6 +52,8 @@ pub struct Options {
     pub read_timeout: Duration,
     /// How long a draining server waits for requests in flight.
     pub drain: Duration,
+    /// How long one request to a remote registry may take.
+    pub timeouts: Timeouts,
 }
 
 /// The model being served, compiled, with what `/v1/model` and the metrics say of it.
@@ -134,9 +139,67 @@ impl Shared {
     }
 }
 
+/// Writes a line of the server's log; any URL's credentials are removed, whatever printed it.
 fn log(line: &str) {
-    eprintln!("{} {line}", crate::clock::now_rfc3339());
+    eprintln!("{} {}", crate::clock::now_rfc3339(), crate::store::redact(line));
 }
+
+/// Why a poll did not follow the alias: the label of `mlgate_registry_poll_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// A git command or S3 call to the registry ran past its limit.
+    Timeout,
+    /// The registry could not be reached (no route, connection refused, a server error).
+    Unreachable,
+    /// The registry refused the credentials.
+    Refused,
+    /// The registry answered, but what it holds cannot be read (its state, a version's files).
+    Corrupt,
+    /// The version the alias names failed to load (checksum, verdict, compilation): the
+    /// previous model is still served.
+    Load,
+}
+
+impl Trouble {
+    /// Every kind, in the order of the metric's series.
+    pub const ALL: [Trouble; 5] =
+        [Trouble::Timeout, Trouble::Unreachable, Trouble::Refused, Trouble::Corrupt, Trouble::Load];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trouble::Timeout => "timeout",
+            Trouble::Unreachable => "unreachable",
+            Trouble::Refused => "refused",
+            Trouble::Corrupt => "corrupt",
+            Trouble::Load => "load",
+        }
+    }
+
+    /// The kind of a failed poll: the remote's failure when there is one, else a load that
+    /// failed, else what the registry holds.
+    fn of(error: &anyhow::Error) -> Trouble {
+        match RemoteError::find(error).map(|r| r.kind) {
+            Some(Unavailable::Timeout) => Trouble::Timeout,
+            Some(Unavailable::Unreachable) => Trouble::Unreachable,
+            Some(Unavailable::Refused) => Trouble::Refused,
+            None if error.chain().any(|c| c.is::<LoadFailed>()) => Trouble::Load,
+            None => Trouble::Corrupt,
+        }
+    }
+}
+
+/// The version the alias names failed to load; the message says why and what is still served.
+#[derive(Debug)]
+struct LoadFailed(String);
+
+impl std::fmt::Display for LoadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadFailed {}
 
 /// What the log says while `alias` names no version: what sets it, or, for a name that is no
 /// alias mlgate sets (`v1`), which ones are.
@@ -162,6 +225,7 @@ fn empty_alias(alias: &str, location: &Location) -> String {
 struct Follower {
     location: Location,
     alias: String,
+    timeouts: Timeouts,
     store: Option<Store>,
     /// The version that last failed to load, and why: counted and logged once, not at every poll.
     failed: Option<(String, String)>,
@@ -170,8 +234,8 @@ struct Follower {
 }
 
 impl Follower {
-    fn new(location: Location, alias: String) -> Follower {
-        Follower { location, alias, store: None, failed: None, counted: (0, 0, 0) }
+    fn new(location: Location, alias: String, timeouts: Timeouts) -> Follower {
+        Follower { location, alias, timeouts, store: None, failed: None, counted: (0, 0, 0) }
     }
 
     /// Adds what the store asked of the registry since the last call to the metrics.
@@ -186,17 +250,26 @@ impl Follower {
     }
 }
 
+/// What a poll that read the alias found.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    /// The alias names the version served (now, or from this poll on).
+    Serving,
+    /// The alias names no version yet: why, for the log.
+    Nothing(String),
+}
+
 /// Reads the alias (the registry's state again only when it moved) and, when it names another
 /// artifact than the one served, loads that version's files alone, verifies and compiles them,
 /// then swaps them in. An artifact that failed to load is not tried again until the alias
-/// names another version.
-fn poll(shared: &Shared, follower: &mut Follower) -> Result<()> {
+/// names another version; until then each poll fails with [`Trouble::Load`].
+fn poll(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
     let result = follow(shared, follower);
     follower.count(&shared.metrics);
     result
 }
 
-fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
+fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
     let alias = follower.alias.clone();
     let store = match &mut follower.store {
         Some(store) => {
@@ -207,18 +280,19 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
             follower.location.clone(),
             |notice| log(&format!("note: {notice}")),
             Duration::from_secs(30),
+            follower.timeouts,
         )?),
     };
     let Some(version) = store.alias(&alias)? else {
-        bail!("{}", empty_alias(&alias, &follower.location));
+        return Ok(Followed::Nothing(empty_alias(&alias, &follower.location)));
     };
     let current = shared.current();
     if current.as_ref().is_some_and(|c| c.version == version) {
         follower.failed = None;
-        return Ok(());
+        return Ok(Followed::Serving);
     }
-    if follower.failed.as_ref().is_some_and(|(v, _)| *v == version) {
-        return Ok(());
+    if let Some((_, message)) = follower.failed.as_ref().filter(|(v, _)| *v == version) {
+        return Err(LoadFailed(message.clone()).into());
     }
     let load = || -> Result<Loaded> {
         let artifact = store.artifact(&version).with_context(|| format!("cannot load {version}"))?;
@@ -241,8 +315,10 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
         Ok(loaded) => {
             swap(shared, loaded, current.as_deref());
             follower.failed = None;
-            Ok(())
+            Ok(Followed::Serving)
         }
+        // The registry did not answer: the version is tried again at the next poll.
+        Err(e) if RemoteError::find(&e).is_some() => Err(e),
         Err(e) => {
             shared.metrics.load_failures.inc();
             let kept = match &current {
@@ -251,7 +327,57 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<()> {
             };
             let message = format!("{e:#}{kept}");
             follower.failed = Some((version, message.clone()));
-            bail!(message)
+            Err(LoadFailed(message).into())
+        }
+    }
+}
+
+/// The poller's log of its troubles: a line when one starts (or changes kind) and when it ends,
+/// however many polls it lasts — compared by kind, since a message may hold a changing detail.
+#[derive(Default)]
+struct Troubles {
+    /// The trouble of the last poll and when it started.
+    current: Option<(Trouble, Instant)>,
+    /// Why the alias names nothing, as last logged.
+    nothing: Option<String>,
+}
+
+impl Troubles {
+    /// Counts the outcome of one poll; the line to log, when there is news.
+    fn record(&mut self, metrics: &metrics::Metrics, outcome: Result<Followed>) -> Option<String> {
+        match outcome {
+            Ok(followed) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                metrics.registry_last_success.set(now.as_secs_f64());
+                let ended = self.current.take().map(|(trouble, since)| {
+                    let lasted = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
+                    format!("the registry is followed again (after {lasted} of {} errors)", trouble.name())
+                });
+                let nothing = match followed {
+                    Followed::Serving => {
+                        self.nothing = None;
+                        None
+                    }
+                    Followed::Nothing(why) if self.nothing.as_ref() != Some(&why) => {
+                        self.nothing = Some(why.clone());
+                        Some(format!("error: {why}"))
+                    }
+                    Followed::Nothing(_) => None,
+                };
+                match (ended, nothing) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                }
+            }
+            Err(e) => {
+                let trouble = Trouble::of(&e);
+                metrics.registry_poll_errors.get_or_create(&vec![("kind", trouble.name().to_string())]).inc();
+                if self.current.is_some_and(|(t, _)| t == trouble) {
+                    return None;
+                }
+                self.current = Some((trouble, Instant::now()));
+                Some(format!("error: {e:#} [{}]", trouble.name()))
+            }
         }
     }
 }
@@ -321,6 +447,19 @@ fn measure_drift(shared: &Shared) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// How long an exiting server waits for its poller and drift threads once the requests in flight
+/// are done: a poll that is about to finish may; one stuck in the registry is left behind.
+const THREADS_GRACE: Duration = Duration::from_millis(500);
+
+/// Says on the channel that a thread ended, even by a panic.
+struct Ended(mpsc::Sender<&'static str>, &'static str);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub fn run(args: Options) -> Result<()> {
     let location = args.location.clone();
@@ -329,34 +468,26 @@ pub fn run(args: Options) -> Result<()> {
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
     let address = listener.local_addr().context("cannot read the listening address")?;
+    let interval = args.poll;
+    let (ended, threads) = mpsc::channel::<&'static str>();
 
     // The poller: its own thread, since reading a registry is blocking work (git, files, S3).
     let (wake, woken) = mpsc::channel::<()>();
-    let poller = {
+    {
         let shared = shared.clone();
-        let mut follower = Follower::new(location.clone(), args.alias.clone());
-        let interval = args.poll;
+        let mut follower = Follower::new(location.clone(), args.alias.clone(), args.timeouts);
+        let ended = Ended(ended.clone(), "poller");
         std::thread::spawn(move || {
-            // Each problem is logged when it starts, not at every poll.
-            let (mut last_error, mut last_warning) = (String::new(), String::new());
+            let _ended = ended;
+            let mut troubles = Troubles::default();
             loop {
-                match poll(&shared, &mut follower) {
-                    Ok(()) => last_error.clear(),
-                    Err(e) => {
-                        let e = format!("{e:#}");
-                        if e != last_error {
-                            log(&format!("error: {e}"));
-                            last_error = e;
-                        }
-                    }
+                let outcome = poll(&shared, &mut follower);
+                if shared.draining.load(Ordering::SeqCst) {
+                    // A command cut short by the signal that stops the server is no news.
+                    break;
                 }
-                match measure_drift(&shared) {
-                    Ok(()) => last_warning.clear(),
-                    Err(w) if w != last_warning => {
-                        log(&format!("warning: {w}"));
-                        last_warning = w;
-                    }
-                    Err(_) => {}
+                if let Some(line) = troubles.record(&shared.metrics, outcome) {
+                    log(&line);
                 }
                 match woken.recv_timeout(interval) {
                     Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -366,12 +497,37 @@ pub fn run(args: Options) -> Result<()> {
                     break;
                 }
             }
-        })
-    };
+        });
+    }
+    // The rolling drift: its own thread, so that a poll stuck in the registry does not freeze it.
+    let (stop_drift, drift_stopped) = mpsc::channel::<()>();
+    {
+        let shared = shared.clone();
+        let ended = Ended(ended, "drift");
+        std::thread::spawn(move || {
+            let _ended = ended;
+            // Each problem is logged when it starts, not at every measurement.
+            let mut last_warning = String::new();
+            loop {
+                match measure_drift(&shared) {
+                    Ok(()) => last_warning.clear(),
+                    Err(w) if w != last_warning => {
+                        log(&format!("warning: {w}"));
+                        last_warning = w;
+                    }
+                    Err(_) => {}
+                }
+                match drift_stopped.recv_timeout(interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        });
+    }
 
-    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let threads_count = std::thread::available_parallelism().map_or(2, |t| t.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(threads_count)
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
@@ -380,7 +536,22 @@ pub fn run(args: Options) -> Result<()> {
     let result = runtime.block_on(http::serve(listener, shared.clone(), wake.clone(), drain));
     shared.draining.store(true, Ordering::SeqCst);
     drop(wake);
-    let _ = poller.join();
+    drop(stop_drift);
+    // The process does not wait for a poller stuck in the registry: past a short grace, its git
+    // command is killed and the process exits all the same (an S3 call dies with the process).
+    let deadline = Instant::now() + THREADS_GRACE;
+    let mut running = vec!["poller", "drift"];
+    while !running.is_empty() {
+        match threads.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(name) => running.retain(|r| *r != name),
+            Err(_) => {
+                log(&format!("warning: not waiting for the {} (the registry has not answered)", running.join(" and ")));
+                crate::store::stop_commands();
+                break;
+            }
+        }
+    }
+    runtime.shutdown_timeout(Duration::from_millis(100));
     result?;
     log("drained; exiting");
     Ok(())
@@ -435,6 +606,7 @@ mod tests {
             drift: DriftThresholds::default(),
             read_timeout: Duration::from_secs(1),
             drain: Duration::from_secs(1),
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -486,6 +658,39 @@ mod tests {
         assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
     }
 
+    /// A trouble is told when it starts and when it ends, compared by kind (the message of a
+    /// refused connection changes from poll to poll); every failed poll is counted by kind,
+    /// a remote failure found also behind the I/O error the library passes on.
+    #[test]
+    fn poll_errors_are_counted_by_kind_and_told_when_they_start_and_end() {
+        let metrics = Metrics::new();
+        let mut troubles = Troubles::default();
+        let refused = |ms: u32| -> Result<Followed> {
+            let remote = RemoteError { kind: Unavailable::Unreachable, message: format!("refused after {ms} ms") };
+            Err(anyhow::Error::new(std::io::Error::other(remote)).context("cannot read state.json"))
+        };
+        let line = troubles.record(&metrics, refused(3)).unwrap();
+        assert!(line.starts_with("error: cannot read state.json: refused after 3 ms [unreachable]"), "{line}");
+        assert_eq!(troubles.record(&metrics, refused(5)), None);
+        let timeout: Result<Followed> =
+            Err(RemoteError { kind: Unavailable::Timeout, message: "git ls-remote did not finish".into() }.into());
+        assert!(troubles.record(&metrics, timeout).unwrap().ends_with("[timeout]"));
+        let load: Result<Followed> = Err(LoadFailed("cannot load v2; still serving v1".into()).into());
+        assert!(troubles.record(&metrics, load).unwrap().ends_with("[load]"));
+        let corrupt: Result<Followed> = Err(anyhow::anyhow!("state.json is not JSON"));
+        assert!(troubles.record(&metrics, corrupt).unwrap().ends_with("[corrupt]"));
+        assert_eq!(metrics.registry_last_success.get(), 0.0);
+        let line = troubles.record(&metrics, Ok(Followed::Serving)).unwrap();
+        assert!(line.starts_with("the registry is followed again (after 0s of corrupt errors)"), "{line}");
+        assert_eq!(troubles.record(&metrics, Ok(Followed::Serving)), None);
+        assert!(metrics.registry_last_success.get() > 1.7e9);
+        let rendered = metrics.render();
+        for (kind, count) in [("timeout", 1), ("unreachable", 2), ("refused", 0), ("corrupt", 1), ("load", 1)] {
+            let series = format!("mlgate_registry_poll_errors_total{{kind=\"{kind}\"}} {count}\n");
+            assert!(rendered.contains(&series), "{series}{rendered}");
+        }
+    }
+
     /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state
     /// and the served version's files; a poll after a change that leaves the alias where it was
     /// reads `state.json` alone; a poll of an unchanged registry transfers nothing.
@@ -503,9 +708,9 @@ mod tests {
         put(&bucket, "reg/state.json", state(30, "v30"));
         let location = Location::S3 { bucket: "memory".into(), prefix: "reg".into() };
         let shared = Shared::new(&options(location.clone()));
-        let backend = S3::open(bucket.clone(), "reg").unwrap();
+        let backend = S3::open(bucket.clone(), "reg", Duration::from_secs(5)).unwrap();
         let store = Store::with_backend(location.clone(), Box::new(backend), |_| {}, Duration::from_secs(1));
-        let mut follower = Follower::new(location, "production".into());
+        let mut follower = Follower::new(location, "production".into(), Timeouts::default());
         follower.store = Some(store);
         let counted = |shared: &Shared| {
             let m = &shared.metrics;

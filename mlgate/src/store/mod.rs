@@ -7,6 +7,10 @@
 //! exists, `state.json` only if unchanged since it was read). When another writer came first,
 //! the copy is read again and the operation runs again on the new state, its preconditions
 //! checked again. Only this module runs git or talks to S3.
+//!
+//! Every request to a remote registry is bounded in time ([`Timeouts`]): a git command that
+//! overruns is killed with its helpers, an S3 call is cancelled, and either is an error that says
+//! what timed out ([`Unavailable`]).
 
 pub mod folder;
 pub mod git;
@@ -15,9 +19,13 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use model::lifecycle::registry::{Actor, Registry};
+
+pub use crate::output::redact;
+pub use git::stop_commands;
 
 /// How many times a registry operation is tried against a registry other writers move.
 const ATTEMPTS: usize = 8;
@@ -42,9 +50,10 @@ pub enum Location {
         url: String,
         /// The branch that holds the registry's files.
         branch: String,
-        /// `-c` settings every git command gets: for `origin`, the checkout's credentials
-        /// (actions/checkout keeps the job's token in an `http.….extraheader`).
-        config: Vec<String>,
+        /// Settings every git command gets through its environment, never its command line:
+        /// for `origin`, the checkout's credentials (actions/checkout keeps the job's token in an
+        /// `http.….extraheader`); for a URL given with `user:token@`, those, taken out of it.
+        config: git::Settings,
     },
     /// A prefix of an S3-compatible bucket; credentials, region and endpoint from the `AWS_*`
     /// environment (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
@@ -65,7 +74,9 @@ impl Location {
                 .rsplit_once('#')
                 .filter(|(u, b)| !u.is_empty() && !b.is_empty())
                 .with_context(|| format!("registry {:?}: a git registry is git+URL#BRANCH", redact(text)))?;
-            let (url, config) = if url == "origin" { git::origin()? } else { (url.to_string(), Vec::new()) };
+            let (url, mut config) =
+                if url == "origin" { git::origin()? } else { (url.to_string(), git::Settings::default()) };
+            let url = config.take_credentials(&url);
             return Ok(Location::Git { url, branch: branch.to_string(), config });
         }
         if let Some(rest) = text.strip_prefix("s3://") {
@@ -88,15 +99,72 @@ impl Location {
     }
 }
 
-/// `text` with the user information of any URL in it removed (`https://user:TOKEN@host` →
-/// `https://host`), so that a location can be printed.
-pub fn redact(text: &str) -> String {
-    let Some(scheme) = text.find("://") else { return text.to_string() };
-    let start = scheme + 3;
-    let authority_end = text[start..].find(['/', '?', '#']).map_or(text.len(), |i| start + i);
-    match text[start..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &text[..start], &text[start + at + 1..]),
-        None => text.to_string(),
+/// How long one request to a remote registry may take: one git command (a clone, a fetch, a
+/// push), one S3 call (retries included). Resolved once, from `MLGATE_REGISTRY_TIMEOUT_SECS`
+/// (`cli::context::registry_timeouts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One git command.
+    pub git: Duration,
+    /// One S3 call.
+    pub s3: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts { git: Duration::from_secs(60), s3: Duration::from_secs(30) }
+    }
+}
+
+impl Timeouts {
+    /// The same limit for every kind of request.
+    pub fn all(limit: Duration) -> Timeouts {
+        Timeouts { git: limit, s3: limit }
+    }
+}
+
+/// Why a remote registry did not answer, when it is the remote's (or the network's) doing: a
+/// closed set, so that a caller can count failures by kind (the server's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// A git command or an S3 call did not finish within its [`Timeouts`] limit.
+    Timeout,
+    /// The remote could not be reached, or answered with an error that is not a refusal.
+    Unreachable,
+    /// The remote refused the credentials (HTTP 401 or 403, git's authentication failures).
+    Refused,
+}
+
+/// A failed request to a remote registry: its kind and what was asked, credentials removed.
+#[derive(Debug)]
+pub struct RemoteError {
+    /// Why.
+    pub kind: Unavailable,
+    /// What failed and how, for people.
+    pub message: String,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl RemoteError {
+    fn new(kind: Unavailable, message: impl AsRef<str>) -> RemoteError {
+        RemoteError { kind, message: redact(message.as_ref()) }
+    }
+
+    /// The remote failure somewhere in `error`'s chain, also through the I/O errors the library
+    /// passes on from a partial copy's [`model::lifecycle::registry::Source`].
+    pub fn find(error: &anyhow::Error) -> Option<&RemoteError> {
+        error.chain().find_map(|cause| {
+            cause.downcast_ref::<RemoteError>().or_else(|| {
+                cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()?.downcast_ref::<RemoteError>())
+            })
+        })
     }
 }
 
@@ -177,11 +245,14 @@ impl Store {
     /// Opens the registry at `location`: a folder as it is; a git branch cloned (or, when the
     /// branch does not exist yet, started empty); an S3 prefix by its `state.json` alone, other
     /// files fetched when they are read.
-    pub fn open(location: Location, notice: fn(&str), lock_timeout: std::time::Duration) -> Result<Store> {
+    /// Each request to a remote registry is bounded by `timeouts`.
+    pub fn open(location: Location, notice: fn(&str), lock_timeout: Duration, timeouts: Timeouts) -> Result<Store> {
         let backend: Box<dyn Backend> = match &location {
             Location::Folder(path) => Box::new(folder::Folder::open(path.clone())),
-            Location::Git { url, branch, config } => Box::new(git::Git::open(url, branch, config)?),
-            Location::S3 { bucket, prefix } => Box::new(s3::S3::open(s3::S3::from_env(bucket)?, prefix)?),
+            Location::Git { url, branch, config } => Box::new(git::Git::open(url, branch, config, timeouts.git)?),
+            Location::S3 { bucket, prefix } => {
+                Box::new(s3::S3::open(s3::S3::from_env(bucket, timeouts.s3)?, prefix, timeouts.s3)?)
+            }
         };
         Ok(Store::with_backend(location, backend, notice, lock_timeout))
     }
@@ -191,7 +262,7 @@ impl Store {
         location: Location,
         backend: Box<dyn Backend>,
         notice: fn(&str),
-        lock_timeout: std::time::Duration,
+        lock_timeout: Duration,
     ) -> Store {
         let mut registry = Registry::open(backend.root()).with_notices(notice).with_lock_timeout(lock_timeout);
         if let Some(source) = backend.source() {
@@ -254,7 +325,7 @@ mod tests {
             Location::Git {
                 url: "file:///srv/models.git".into(),
                 branch: "mlgate-registry".into(),
-                config: Vec::new()
+                config: git::Settings::default()
             }
         );
         assert!(Location::parse("git+file:///srv/models.git", base).is_err());
@@ -269,7 +340,10 @@ mod tests {
     fn a_location_prints_without_credentials() {
         let git = Location::parse("git+https://user:s3cret@example.com/acme/shop.git#reg", Path::new("")).unwrap();
         assert_eq!(git.to_string(), "git+https://example.com/acme/shop.git#reg");
-        assert_eq!(redact("https://tok@h/p@q"), "https://h/p@q");
-        assert_eq!(redact("/srv/a@b"), "/srv/a@b");
+        // The credentials leave the URL git is given, and no debug print shows them.
+        let Location::Git { url, config, .. } = &git else { unreachable!() };
+        assert_eq!(url, "https://example.com/acme/shop.git");
+        assert!(!format!("{git:?}").contains("s3cret"), "{git:?}");
+        assert!(!format!("{config:?}").contains("Basic"), "{config:?}");
     }
 }

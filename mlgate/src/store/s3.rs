@@ -7,17 +7,21 @@
 //! conditional writes: a new object only where none exists, a changed one only if unchanged since
 //! read, `state.json` (the source of truth) after every version file and before the history,
 //! then the objects of pruned versions deleted.
+//!
+//! Each call (its retries included) is cancelled past its limit: a timeout, like a refusal or an
+//! unreachable endpoint, is a [`RemoteError`] naming the object.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use super::{pause, Backend, Counters};
+use super::{pause, redact, Backend, Counters, RemoteError, Unavailable};
 use model::lifecycle::registry::{Actor, Source};
 
 /// An object's tag: its ETag, else its time of change.
@@ -51,6 +55,8 @@ struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     runtime: tokio::runtime::Runtime,
+    /// Each call's limit, retries included.
+    limit: Duration,
     root: PathBuf,
     seen: Mutex<Seen>,
     counters: Arc<Counters>,
@@ -73,6 +79,27 @@ impl Bucket {
         }
     }
 
+    /// Runs one call to the store within the limit; past it, the call is dropped (its request
+    /// cancelled) and `what` is said to have timed out.
+    fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = std::result::Result<T, object_store::Error>>,
+    ) -> Result<std::result::Result<T, object_store::Error>> {
+        let limit = self.limit;
+        match self.runtime.block_on(async { tokio::time::timeout(limit, call).await }) {
+            Ok(done) => Ok(done),
+            Err(_) => Err(RemoteError::new(
+                Unavailable::Timeout,
+                format!(
+                    "{what}: no answer within {} (MLGATE_REGISTRY_TIMEOUT_SECS); cancelled",
+                    humantime::format_duration(limit)
+                ),
+            )
+            .into()),
+        }
+    }
+
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().expect("the copy's bookkeeping lock is never poisoned")
     }
@@ -83,7 +110,8 @@ impl Bucket {
         let key = self.key(relative);
         Counters::add(&self.counters.requests);
         let options = GetOptions { if_none_match: unless, ..GetOptions::default() };
-        let got = self.runtime.block_on(async {
+        let what = format!("cannot read {key}");
+        let got = self.call(&what, async {
             match self.store.get_opts(&key, options).await {
                 Ok(got) => {
                     let e_tag = Some(tag(&got.meta));
@@ -92,8 +120,8 @@ impl Bucket {
                 Err(object_store::Error::NotFound { .. } | object_store::Error::NotModified { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
-        });
-        got.with_context(|| format!("cannot read {key}"))
+        })?;
+        got.map_err(|e| failure(&what, e))
     }
 
     fn write_local(&self, relative: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -128,7 +156,8 @@ impl Bucket {
         }
         Counters::add(&self.counters.requests);
         let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));
-        let keys = self.runtime.block_on(async {
+        let what = "cannot list the registry's objects";
+        let keys = self.call(what, async {
             let mut keys = Vec::new();
             let mut listed = self.store.list(prefix.as_ref());
             while let Some(meta) = listed.next().await {
@@ -136,8 +165,8 @@ impl Bucket {
                 keys.push((meta.location, meta.e_tag));
             }
             Ok::<_, object_store::Error>(keys)
-        });
-        let keys = keys.context("cannot list the registry's objects")?;
+        })?;
+        let keys = keys.map_err(|e| failure(what, e))?;
         let names: BTreeMap<String, Option<String>> =
             keys.into_iter().map(|(k, e_tag)| (self.relative(&k), e_tag)).filter(|(r, _)| !local_only(r)).collect();
         for name in names.keys() {
@@ -151,8 +180,26 @@ impl Bucket {
     }
 }
 
+/// An error of the store as a [`RemoteError`]: refused (401, 403) or unreachable, credentials
+/// removed from any URL it echoes.
+fn failure(what: &str, e: object_store::Error) -> anyhow::Error {
+    let kind = match e {
+        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. } => {
+            Unavailable::Refused
+        }
+        _ => Unavailable::Unreachable,
+    };
+    RemoteError::new(kind, format!("{what}: {e}")).into()
+}
+
+/// An error for the library's [`Source`], which speaks `std::io`: a remote failure is kept as
+/// the I/O error's inner error, so that a caller still tells its kind.
 fn io(e: anyhow::Error) -> std::io::Error {
-    std::io::Error::other(format!("{e:#}"))
+    let message = redact(&format!("{e:#}"));
+    match RemoteError::find(&e) {
+        Some(remote) => std::io::Error::other(RemoteError { kind: remote.kind, message }),
+        None => std::io::Error::other(message),
+    }
 }
 
 impl Source for Bucket {
@@ -202,18 +249,23 @@ pub struct S3 {
 
 impl S3 {
     /// The bucket named `bucket`, with credentials, region and endpoint from the `AWS_*`
-    /// environment.
-    pub fn from_env(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    /// environment. The client's retries stop within `limit`, so that an endpoint that refuses
+    /// connections is an unreachable one, not a timeout.
+    pub fn from_env(bucket: &str, limit: Duration) -> Result<Arc<dyn ObjectStore>> {
+        let retry = object_store::RetryConfig { max_retries: 3, retry_timeout: limit, ..Default::default() };
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+            .with_retry(retry)
             .build()
+            .map_err(|e| anyhow::anyhow!(redact(&e.to_string())))
             .with_context(|| format!("cannot use s3://{bucket}: check the AWS_* environment"))?;
         Ok(Arc::new(store))
     }
 
-    /// The registry under `prefix` of `store`: its `state.json` read, nothing else yet.
-    pub fn open(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<S3> {
+    /// The registry under `prefix` of `store`: its `state.json` read, nothing else yet; each
+    /// call to the store within `limit`.
+    pub fn open(store: Arc<dyn ObjectStore>, prefix: &str, limit: Duration) -> Result<S3> {
         pause();
         let copy = tempfile::Builder::new().prefix("mlgate-registry-").tempdir().context("cannot make a folder")?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start")?;
@@ -221,6 +273,7 @@ impl S3 {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             runtime,
+            limit,
             root: copy.path().to_path_buf(),
             seen: Mutex::default(),
             counters: Arc::default(),
@@ -326,11 +379,10 @@ impl Backend for S3 {
             let key = b.key(&relative);
             pause();
             Counters::add(&b.counters.requests);
-            let put = b.runtime.block_on(b.store.put_opts(
-                &key,
-                PutPayload::from(bytes.clone()),
-                PutOptions { mode, ..PutOptions::default() },
-            ));
+            let put = b.call(
+                &format!("cannot write {key}"),
+                b.store.put_opts(&key, PutPayload::from(bytes.clone()), PutOptions { mode, ..PutOptions::default() }),
+            )?;
             match put {
                 Ok(result) => {
                     let mut seen = b.seen();
@@ -349,7 +401,7 @@ impl Backend for S3 {
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                     return Ok(false);
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot write {key}")),
+                Err(e) => return Err(failure(&format!("cannot write {key}"), e)),
             }
         }
         // Versions the change removed (a prune): their objects go once the state no longer
@@ -370,9 +422,10 @@ impl Backend for S3 {
         for relative in gone {
             let key = b.key(&relative);
             Counters::add(&b.counters.requests);
-            match b.runtime.block_on(b.store.delete(&key)) {
+            let what = format!("cannot delete {key}");
+            match b.call(&what, b.store.delete(&key))? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot delete {key}")),
+                Err(e) => return Err(failure(&what, e)),
             }
             let mut seen = b.seen();
             seen.read.remove(&relative);
@@ -428,7 +481,7 @@ mod tests {
 
     fn open(bucket: &Arc<InMemory>) -> Store {
         let location = Location::S3 { bucket: "memory".into(), prefix: "reg".into() };
-        let backend = S3::open(bucket.clone(), "reg").unwrap();
+        let backend = S3::open(bucket.clone(), "reg", Duration::from_secs(5)).unwrap();
         Store::with_backend(location, Box::new(backend), |_| {}, std::time::Duration::from_secs(1))
     }
 
