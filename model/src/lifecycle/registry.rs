@@ -227,7 +227,7 @@ impl Registry {
     /// Whether the registry holds `relative` (a partial copy asks its source, without reading).
     fn holds(&self, relative: &str) -> Result<bool> {
         match &self.source {
-            Some(source) => source.0.exists(relative).map_err(|e| Error::io(&self.root.join(relative), e)),
+            Some(source) => source.0.exists(relative).map_err(|e| Error::io(self.root.join(relative), e)),
             None => Ok(self.root.join(relative).is_file()),
         }
     }
@@ -235,7 +235,7 @@ impl Registry {
     /// Lists the versions' folders into a partial copy.
     fn list(&self) -> Result<()> {
         match &self.source {
-            Some(source) => source.0.list_versions().map_err(|e| Error::io(&self.root.join("versions"), e)),
+            Some(source) => source.0.list_versions().map_err(|e| Error::io(self.root.join("versions"), e)),
             None => Ok(()),
         }
     }
