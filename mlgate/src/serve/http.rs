@@ -8,6 +8,10 @@
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
 //! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
 //!
+//! Predictions and `/v1/model` take a prediction token, feedback a feedback token, `/metrics` an
+//! admin token, each when configured ([`super::auth`]); the probes are open. With an admin
+//! address the probes and metrics are served there alone ([`Surface`]).
+//!
 //! [`route`] answers one request and can be called without a socket (any [`RequestBody`]).
 
 use std::convert::Infallible;
