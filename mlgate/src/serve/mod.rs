@@ -533,6 +533,15 @@ mod tests {
         assert_eq!(call("GET", "/v1/predict", vec![]).0, 405);
         assert_eq!(call("GET", "/nowhere", vec![]).0, 404);
         assert_eq!(call("POST", "/v1/predict", b"{".to_vec()).0, 400);
+        // A key given twice is named, not resolved by keeping the last.
+        let mut twice = serde_json::to_string(&record()).unwrap();
+        twice.insert_str("{\"records\":[{".len(), "\"region\": \"north\", ");
+        let (status, answer) = call("POST", "/v1/predict", twice.into_bytes());
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer.contains("duplicate_key") && answer.contains("\"column\":\"region\""), "{answer}");
+        // No feedback token configured: feedback is refused.
+        let (status, answer) = call("POST", "/v1/feedback", br#"{"feedback": []}"#.to_vec());
+        assert_eq!(status, 403, "{answer}");
         let (_, metrics) = call("GET", "/metrics", vec![]);
         assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
     }
