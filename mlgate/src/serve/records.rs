@@ -3,7 +3,7 @@
 //! broken value (the first [`MAX_KEPT_ERRORS`] listed, every one counted by column and rule).
 //! The request is never held as a JSON tree: an unknown key's value is skipped unread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use model::data::report::{echo, MAX_KEPT_ERRORS};
@@ -243,7 +243,7 @@ impl<'de> Visitor<'de> for Record<'_> {
         let columns = loaded.compiled.columns();
         let mut fields = vec![String::new(); columns.len()];
         let mut seen = vec![false; columns.len()];
-        let mut unread_seen: HashMap<usize, ()> = HashMap::new();
+        let mut unread_seen: HashSet<usize> = HashSet::new();
         let before = out.tally.total;
         let broken = |column: &str, value: String, rule: &str, detail: String| Broken {
             record: index,
@@ -264,7 +264,7 @@ impl<'de> Visitor<'de> for Record<'_> {
             let Some(&at) = loaded.index.get(&key) else {
                 map.next_value::<IgnoredAny>()?;
                 match loaded.unread.iter().position(|c| *c == key) {
-                    Some(u) if unread_seen.insert(u, ()).is_some() => out.tally.push(&key, twice(&key)),
+                    Some(u) if !unread_seen.insert(u) => out.tally.push(&key, twice(&key)),
                     Some(_) => {}
                     None => out.tally.push(
                         UNKNOWN_COLUMN,
