@@ -1296,6 +1296,11 @@ fn hostile_bodies_are_answered_small_and_memory_stays_bounded() {
         .map(|r| format!(r#"{{"records": [{r}]}}"#).into_bytes())
         .collect();
     assert!(post_all(server.port, "/v1/predict", None, bodies).iter().all(|&s| s == 422));
+    // In a CSV body too.
+    let csv = crate::support::small_csv(2).replacen("r1", &megabyte, 1);
+    let (status, answer) = server.post("/v1/predict", "text/csv", csv.as_bytes());
+    assert_eq!(status, 422, "{}", &answer[..answer.len().min(500)]);
+    assert!(answer.contains("line 3 column `id`") && answer.len() < 1024, "{}", &answer[..answer.len().min(500)]);
     // Feedback with ids of a megabyte: refused.
     let items = format!(r#"{{"feedback": [{{"id": "{megabyte}", "label": true}}]}}"#).into_bytes();
     assert!(post_all(server.port, "/v1/feedback", Some(FEEDBACK_TOKEN), vec![items; 100]).iter().all(|&s| s == 422));

@@ -486,28 +486,44 @@ fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Ans
     json(StatusCode::OK, &serde_json::json!({ "model": artifact.name, "version": version, "predictions": predictions }))
 }
 
-/// More than `max` records in a CSV body (the header apart), counted without scoring.
-fn csv_longer_than(bytes: &[u8], max: usize) -> bool {
+/// Checks a CSV body before it is scored: at most `--max-records` rows (the header apart), and
+/// ids (the column named `id_column`) of at most [`MAX_ID_BYTES`], as a JSON record's.
+fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> std::result::Result<(), Answer> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let at = match (id_column, reader.byte_headers()) {
+        (Some(name), Ok(header)) => {
+            header.iter().position(|h| h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h) == name.as_bytes())
+        }
+        _ => None,
+    };
     let mut record = csv::ByteRecord::new();
     let mut rows = 0;
     // A body the csv crate cannot read is left to the scorer, which says where and why.
     while reader.read_byte_record(&mut record).unwrap_or(false) {
         rows += 1;
-        if rows > max {
-            return true;
+        if rows > shared.max_records {
+            return Err(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("more than {0} rows; at most {0} a request (--max-records)", shared.max_records),
+            ));
+        }
+        if let Some(id) = at.and_then(|at| record.get(at)).filter(|id| id.len() > MAX_ID_BYTES) {
+            let line = record.position().map_or(0, |p| p.line());
+            let column = id_column.unwrap_or_default();
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("line {line} column `{column}`: an id of {} bytes; at most {MAX_ID_BYTES} (too_long); nothing was scored", id.len()),
+            ));
         }
     }
-    false
+    Ok(())
 }
 
 /// A CSV body, scored as `predict` scores a file: the same output, the same errors.
 fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
-    if csv_longer_than(bytes, shared.max_records) {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {} rows; at most {} a request (--max-records)", shared.max_records, shared.max_records),
-        );
+    let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.as_str());
+    if let Err(answer) = csv_precheck(shared, bytes, id_column) {
+        return answer;
     }
     let mut out = Vec::new();
     let result = model::pipeline::scoring::score_csv(loaded.compiled.artifact(), bytes, "request", &mut out);
