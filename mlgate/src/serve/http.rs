@@ -488,7 +488,8 @@ fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Ans
 
 /// Checks a CSV body before it is scored: at most `--max-records` rows (the header apart), and
 /// ids (the column named `id_column`) of at most [`MAX_ID_BYTES`], as a JSON record's.
-fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> std::result::Result<(), Answer> {
+/// `Some` is the answer to give instead of scoring.
+fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> Option<Answer> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let at = match (id_column, reader.byte_headers()) {
         (Some(name), Ok(header)) => {
@@ -502,7 +503,7 @@ fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> std::
     while reader.read_byte_record(&mut record).unwrap_or(false) {
         rows += 1;
         if rows > shared.max_records {
-            return Err(problem(
+            return Some(problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("more than {0} rows; at most {0} a request (--max-records)", shared.max_records),
             ));
@@ -510,19 +511,19 @@ fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> std::
         if let Some(id) = at.and_then(|at| record.get(at)).filter(|id| id.len() > MAX_ID_BYTES) {
             let line = record.position().map_or(0, |p| p.line());
             let column = id_column.unwrap_or_default();
-            return Err(problem(
+            return Some(problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("line {line} column `{column}`: an id of {} bytes; at most {MAX_ID_BYTES} (too_long); nothing was scored", id.len()),
             ));
         }
     }
-    Ok(())
+    None
 }
 
 /// A CSV body, scored as `predict` scores a file: the same output, the same errors.
 fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
     let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.as_str());
-    if let Err(answer) = csv_precheck(shared, bytes, id_column) {
+    if let Some(answer) = csv_precheck(shared, bytes, id_column) {
         return answer;
     }
     let mut out = Vec::new();
