@@ -53,10 +53,16 @@ fn release_to(registry: &str, seed: u64, env: &[(&str, &str)]) -> tempfile::Temp
     dir
 }
 
+/// The feedback token every test server is given (through the environment), unless a test
+/// says otherwise.
+const FEEDBACK_TOKEN: &str = "feedback-token-for-tests";
+
 /// A running `serve`, stopped by its process id when dropped.
 struct Server {
     child: Child,
     port: u16,
+    /// The --admin-listen port, when one was asked for.
+    admin_port: Option<u16>,
     stderr: PathBuf,
     /// The line serve printed first (what it serves, where).
     started: String,
@@ -76,39 +82,64 @@ impl Server {
         Server::start_in(&cwd, &args, env, dir)
     }
 
-    /// `serve --listen 127.0.0.1:0 ARGS…` run in `cwd`, ready; `dir` is kept for the server's log.
+    /// `serve --listen 127.0.0.1:0 ARGS…` (ARGS may say another `--listen`) run in `cwd` with
+    /// [`FEEDBACK_TOKEN`] (unless `env` sets `MLGATE_FEEDBACK_TOKEN` otherwise), ready; `dir` is
+    /// kept for the server's log.
     fn start_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
-        let server = Server::spawn_in(cwd, args, env, dir);
+        let mut server = Server::spawn_in(cwd, args, env, dir);
+        if args.contains(&"--tls-cert") {
+            return server;
+        }
+        let main = server.port;
+        server.port = server.admin_port.unwrap_or(main);
         server.wait_for("/readyz", 200, Duration::from_secs(60));
+        server.port = main;
         server
     }
 
     /// [`Server::start_in`], answering but not necessarily ready (its registry may not answer).
     fn spawn_in(cwd: &Path, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
         let stderr = dir.path().join("stderr");
+        let listen: &[&str] = if args.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(mlgate_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(listen)
             .args(args)
             .current_dir(cwd)
+            .env("MLGATE_FEEDBACK_TOKEN", FEEDBACK_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let lines = if args.contains(&"--admin-listen") { 2 } else { 1 };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut stdout = BufReader::new(stdout);
+            for _ in 0..lines {
+                let mut line = String::new();
+                let _ = stdout.read_line(&mut line);
+                let _ = tx.send(line);
+            }
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("serve prints its address");
-        let port: u16 =
+        let port = |line: &str| -> u16 {
             line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
                 panic!("no port in {line:?}: {}", std::fs::read_to_string(&stderr).unwrap_or_default())
-            });
-        let server = Server { child, port, stderr, started: line, _dir: dir };
+            })
+        };
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("serve prints its address");
+        let main = port(&line);
+        let admin_port = (lines == 2).then(|| port(&rx.recv_timeout(Duration::from_secs(10)).unwrap()));
+        let mut server = Server { child, port: main, admin_port, stderr, started: line, _dir: dir };
+        if args.contains(&"--tls-cert") {
+            // Plain HTTP gets no answer: the test waits over TLS itself.
+            return server;
+        }
+        // Answering (the probes are on the admin address when there is one).
+        server.port = admin_port.unwrap_or(main);
         server.wait_for("/healthz", 200, Duration::from_secs(60));
+        server.port = main;
         server
     }
 
@@ -135,13 +166,25 @@ impl Server {
         request(self.port, "POST", path, content_type, body).unwrap()
     }
 
-    /// Posts `{"feedback": items}`.
+    /// Posts `{"feedback": items}` with [`FEEDBACK_TOKEN`].
     fn feedback(&self, items: &[serde_json::Value]) -> (u16, String) {
-        self.post(
-            "/v1/feedback",
-            "application/json",
-            &serde_json::to_vec(&serde_json::json!({ "feedback": items })).unwrap(),
-        )
+        let body = serde_json::to_vec(&serde_json::json!({ "feedback": items })).unwrap();
+        self.post_as("/v1/feedback", "application/json", FEEDBACK_TOKEN, &body)
+    }
+
+    /// [`Server::post`] with `Authorization: Bearer TOKEN`.
+    fn post_as(&self, path: &str, content_type: &str, token: &str, body: &[u8]) -> (u16, String) {
+        let (status, _, body) =
+            exchange(self.port, "POST", path, content_type, &[("Authorization", &format!("Bearer {token}"))], body)
+                .unwrap();
+        (status, body)
+    }
+
+    /// The server's resident memory, in bytes (`VmRSS` of `/proc/PID/status`).
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     }
 
     fn version(&self) -> String {
@@ -201,21 +244,41 @@ impl Drop for Server {
 
 /// One HTTP/1.1 request on its own connection: the status and the body.
 fn request(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    exchange(port, method, path, content_type, &[], body).map(|(status, _, body)| (status, body))
+}
+
+/// [`request`] with more headers: the status, the answer's head and its body.
+fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if !content_type.is_empty() {
         head.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // A server may answer (413, 401) and close before reading a large body: the answer counts.
+    let written = stream.write_all(body);
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
+    let read = stream.read_to_end(&mut answer);
+    if answer.is_empty() {
+        written?;
+        read?;
+    }
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
     let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((status, body.to_string()))
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// The rows of a CSV as JSON records: numbers as JSON numbers where they parse, else strings.
@@ -395,8 +458,12 @@ fn feedback_joins_predictions_and_feeds_the_live_metrics() {
     let (_, again) = server.feedback(&feedback);
     assert!(again.contains("\"joined\":0"), "{again}");
     // A label that is no spelling of the label: 422, nothing recorded.
-    let (status, answer) =
-        server.post("/v1/feedback", "application/json", br#"{"feedback": [{"id": "x", "label": "maybe"}]}"#);
+    let (status, answer) = server.post_as(
+        "/v1/feedback",
+        "application/json",
+        FEEDBACK_TOKEN,
+        br#"{"feedback": [{"id": "x", "label": "maybe"}]}"#,
+    );
     assert_eq!(status, 422, "{answer}");
     assert!(answer.contains("not_a_label") && answer.contains("purchased"), "{answer}");
 
@@ -1261,4 +1328,418 @@ fn a_registry_that_hangs_freezes_neither_predictions_nor_the_rolling_drift() {
     }
     assert!(metric(&server.get("/metrics").1, "mlgate_feature_drift{").is_some());
     assert_eq!(server.version(), "v1");
+}
+
+/// A folder with the small configuration, whose `id` column is the records' key, built,
+/// accepted and deployed to `registry/` in it.
+fn small_id_release() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        crate::support::SMALL_CONFIG.replacen("name = \"id\"\nkind = \"ignore\"", "name = \"id\"\nkind = \"id\"", 1);
+    std::fs::write(dir.path().join("small.toml"), &config).unwrap();
+    std::fs::write(dir.path().join("small.csv"), crate::support::small_csv(400)).unwrap();
+    let reg = dir.path().join("registry");
+    let r = reg.to_str().unwrap();
+    ok(dir.path(), &["build", "--config", "small.toml"]);
+    ok(dir.path(), &["acceptance", "--config", "small.toml", "--registry", r]);
+    ok(dir.path(), &["deploy", "--config", "small.toml", "--registry", r]);
+    (dir, reg)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn tokens_guard_predictions_feedback_and_metrics() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    // Two prediction tokens at once: the old one still works while clients move to the new.
+    let tokens = registry.path().join("prediction-tokens");
+    std::fs::write(&tokens, "# rotated on 2026-12-01\nold-prediction-token\nnew-prediction-token\n").unwrap();
+    let server = Server::start_at(
+        reg.to_str().unwrap(),
+        &["--poll", "5", "--prediction-token-file", tokens.to_str().unwrap()],
+        &[("MLGATE_ADMIN_TOKEN", "admin-token")],
+    );
+    // No token shows in the command line others can read.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("token\0"), "{cmdline:?}");
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let call = |method: &str, path: &str, token: Option<&str>, body: &[u8]| {
+        let auth = token.map(bearer);
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        exchange(server.port, method, path, "application/json", &headers, body).unwrap()
+    };
+    for token in [None, Some("wrong"), Some("new-prediction-toke"), Some(FEEDBACK_TOKEN), Some("admin-token")] {
+        let (status, head, body) = call("POST", "/v1/predict", token, &one);
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert!(head.to_ascii_lowercase().contains("www-authenticate: bearer realm=\"mlgate\""), "{head}");
+    }
+    for token in ["old-prediction-token", "new-prediction-token"] {
+        let (status, _, body) = call("POST", "/v1/predict", Some(token), &one);
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(call("GET", "/v1/model", None, b"").0, 401);
+    assert_eq!(call("GET", "/v1/model", Some("new-prediction-token"), b"").0, 200);
+    // Feedback takes the feedback token, not a prediction token.
+    let items = br#"{"feedback": [{"id": "nobody", "label": true}]}"#;
+    assert_eq!(call("POST", "/v1/feedback", Some("new-prediction-token"), items).0, 401);
+    assert_eq!(call("POST", "/v1/feedback", Some(FEEDBACK_TOKEN), items).0, 200);
+    // The metrics take the admin token; the probes stay open for the orchestrator.
+    assert_eq!(call("GET", "/metrics", None, b"").0, 401);
+    assert_eq!(call("GET", "/metrics", Some("new-prediction-token"), b"").0, 401);
+    let (status, _, metrics) = call("GET", "/metrics", Some("admin-token"), b"");
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="401"} 5"#), "{metrics}");
+    assert_eq!(call("GET", "/healthz", None, b"").0, 200);
+    assert_eq!(call("GET", "/readyz", None, b"").0, 200);
+}
+
+#[test]
+fn feedback_needs_a_configured_token_and_anonymous_predictions_stay_on_loopback() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start_at(reg.to_str().unwrap(), &["--poll", "5"], &[("MLGATE_FEEDBACK_TOKEN", "")]);
+    let items = br#"{"feedback": [{"id": "nobody", "label": true}]}"#;
+    let (status, answer) = server.post_as("/v1/feedback", "application/json", "anything", items);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("feedback is disabled") && answer.contains("MLGATE_FEEDBACK_TOKEN"), "{answer}");
+    // Beyond loopback without a prediction token: refused at start, saying what to do.
+    let here = tempfile::tempdir().unwrap();
+    let r = reg.to_str().unwrap();
+    let out = mlgate(here.path(), &["serve", "--registry", r, "--listen", "0.0.0.0:0"], &[]);
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("--allow-anonymous-predictions") && e.contains("MLGATE_PREDICTION_TOKEN"), "{e}");
+    // Said so, it starts.
+    let open = Server::start_at(r, &["--poll", "5", "--listen", "0.0.0.0:0", "--allow-anonymous-predictions"], &[]);
+    assert_eq!(open.get("/healthz").0, 200);
+}
+
+#[test]
+fn probes_and_metrics_move_to_the_admin_address() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5", "--admin-listen", "127.0.0.1:0"]);
+    let admin = server.admin_port.unwrap();
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    assert_eq!(server.post("/v1/predict", "application/json", &one).0, 200);
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(server.get(path).0, 404, "{path} on the main address");
+        assert_eq!(request(admin, "GET", path, "", b"").unwrap().0, 200, "{path} on the admin address");
+    }
+    assert_eq!(request(admin, "POST", "/v1/predict", "application/json", &one).unwrap().0, 404);
+    assert_eq!(request(admin, "GET", "/v1/model", "", b"").unwrap().0, 404);
+    let metrics = request(admin, "GET", "/metrics", "", b"").unwrap().1;
+    assert_eq!(metric(&metrics, r#"mlgate_records_scored_total{version="v1"}"#), Some(1.0));
+}
+
+#[test]
+fn strict_records_duplicate_keys_capped_errors_and_csv_max_records() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5", "--max-records", "100"]);
+    // A key given twice: serde_json would keep the last silently; the server names it.
+    let record = serde_json::to_string(&records(&customers_csv(1, 3), false)["records"][0]).unwrap();
+    let twice = format!(r#"{{"records": [{{"region": "north", {}]}}"#, &record[1..]);
+    let (status, answer) = server.post("/v1/predict", "application/json", twice.as_bytes());
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains(r#""column":"region""#) && answer.contains("duplicate_key"), "{answer}");
+    // An unknown key in each of 100 records: the first errors listed, every one counted.
+    let mut many = records(&customers_csv(100, 3), false);
+    for r in many["records"].as_array_mut().unwrap() {
+        r["extra"] = serde_json::json!(1);
+        r["age"] = serde_json::json!([1]);
+    }
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&many).unwrap());
+    assert_eq!(status, 422, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    // Each record: the unknown key, the array, and the value the array leaves missing.
+    assert_eq!(answer["error_count"], 300);
+    assert_eq!(answer["errors"].as_array().unwrap().len(), 100);
+    let counts = answer["counts"].as_array().unwrap();
+    assert!(counts.contains(&serde_json::json!({"column": "(unknown)", "rule": "unknown_column", "count": 100})));
+    assert!(counts.contains(&serde_json::json!({"column": "age", "rule": "not_a_scalar", "count": 100})));
+    // A value past its length limit: 422 naming the column.
+    let mut long = records(&customers_csv(1, 3), false);
+    long["records"][0]["region"] = serde_json::json!("n".repeat(2000));
+    let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&long).unwrap());
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains(r#""column":"region""#) && answer.contains("too_long"), "{answer}");
+    // --max-records holds for a CSV body too.
+    let (status, answer) = server.post("/v1/predict", "text/csv", customers_csv(150, 3).as_bytes());
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("at most 100 a request (--max-records)"), "{answer}");
+    assert_eq!(server.post("/v1/predict", "text/csv", customers_csv(100, 3).as_bytes()).0, 200);
+}
+
+/// Posts `bodies` from four clients at once; every answer's status.
+fn post_all(port: u16, path: &str, token: Option<&str>, bodies: Vec<Vec<u8>>) -> Vec<u16> {
+    let bodies = Arc::new(Mutex::new(bodies));
+    let auth = token.map(bearer);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (bodies, path, auth) = (bodies.clone(), path.to_string(), auth.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                loop {
+                    let Some(body) = bodies.lock().unwrap().pop() else { return statuses };
+                    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+                    statuses.push(exchange(port, "POST", &path, "application/json", &headers, &body).unwrap().0);
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+}
+
+/// The attacks of issue 21 on the default limits, over real sockets: the answers stay small
+/// and quick and the server's resident memory under 256 MiB (README says so).
+#[test]
+fn hostile_bodies_are_answered_small_and_memory_stays_bounded() {
+    let (_dir, reg) = small_id_release();
+    let server = Server::start(&reg, &["--poll", "5"]);
+    let valid = serde_json::to_string(&typed_records(&crate::support::small_csv(1), "member")["records"][0]).unwrap();
+    let rss_before = server.rss();
+
+    // 7.4 MiB of one record with 600,000 keys the schema does not have.
+    let mut body = String::from(r#"{"records": [{"#);
+    for k in 0..600_000 {
+        body.push_str(&format!("\"k{k:07}\":1,"));
+    }
+    body.pop();
+    body.push_str("}]}");
+    assert!(body.len() > 7 << 20 && body.len() < 8 << 20, "{}", body.len());
+    let start = Instant::now();
+    let (status, answer) = server.post("/v1/predict", "application/json", body.as_bytes());
+    let took = start.elapsed();
+    assert_eq!(status, 422, "{}", &answer[..answer.len().min(500)]);
+    assert!(answer.len() < 64 * 1024, "an answer of {} bytes", answer.len());
+    assert!(answer.contains(r#""count":600000,"rule":"unknown_column""#), "{}", &answer[..500]);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    drop(body);
+
+    // 300 records with ids of a megabyte: refused, nothing logged.
+    let megabyte = "i".repeat(1 << 20);
+    let bodies: Vec<Vec<u8>> = (0..300)
+        .map(|_| valid.replacen("\"r0\"", &format!("\"{megabyte}\""), 1))
+        .map(|r| format!(r#"{{"records": [{r}]}}"#).into_bytes())
+        .collect();
+    assert!(post_all(server.port, "/v1/predict", None, bodies).iter().all(|&s| s == 422));
+    // In a CSV body too.
+    let csv = crate::support::small_csv(2).replacen("r1", &megabyte, 1);
+    let (status, answer) = server.post("/v1/predict", "text/csv", csv.as_bytes());
+    assert_eq!(status, 422, "{}", &answer[..answer.len().min(500)]);
+    assert!(answer.contains("line 3 column `id`") && answer.len() < 1024, "{}", &answer[..answer.len().min(500)]);
+    // Feedback with ids of a megabyte: refused.
+    let items = format!(r#"{{"feedback": [{{"id": "{megabyte}", "label": true}}]}}"#).into_bytes();
+    assert!(post_all(server.port, "/v1/feedback", Some(FEEDBACK_TOKEN), vec![items; 100]).iter().all(|&s| s == 422));
+    // Numbers padded with a megabyte of zeros are the numbers they spell, kept short.
+    let padded: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            let record = valid.replacen("\"r0\"", &format!("\"p{i}\""), 1);
+            let record = record.replacen("\"amount\":0,", &format!("\"amount\":0.{},", "0".repeat(1 << 20)), 1);
+            assert!(record.len() > 1 << 20, "{record}");
+            format!(r#"{{"records": [{record}]}}"#).into_bytes()
+        })
+        .collect();
+    assert!(post_all(server.port, "/v1/predict", None, padded).iter().all(|&s| s == 200));
+
+    let rss = server.rss();
+    eprintln!("serve's resident memory: {} MiB at start, {} MiB after the attacks", rss_before >> 20, rss >> 20);
+    assert!(rss < 256 << 20, "{} MiB", rss >> 20);
+    let metrics = server.get("/metrics").1;
+    assert_eq!(metric(&metrics, "mlgate_prediction_log_size"), Some(100.0));
+    assert!(metric(&metrics, "mlgate_prediction_log_bytes").unwrap() < 100.0 * 400.0, "{metrics}");
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn scoring_and_connections_beyond_their_bounds_are_refused_at_once() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5", "--max-scoring", "1", "--max-connections", "3"]);
+    // A body announced and not sent holds the one scoring permit.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"records\"").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    let (status, head, body) = exchange(server.port, "POST", "/v1/predict", "application/json", &[], &one).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.post("/v1/predict", "application/json", &one).0, 200);
+    // Three idle connections fill --max-connections: a fourth is closed at once, unanswered.
+    let idle: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    assert!(request(server.port, "GET", "/healthz", "", b"").is_err(), "a fourth connection was served");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.get("/healthz").0, 200);
+    let metrics = server.get("/metrics").1;
+    assert_eq!(metric(&metrics, "mlgate_busy_refusals_total"), Some(1.0));
+    assert!(metric(&metrics, "mlgate_connections_refused_total").unwrap() >= 1.0, "{metrics}");
+}
+
+/// Scoring runs on the blocking pool: the probes answer quickly while four clients post
+/// 10,000-record bodies (a loose bound: `cargo xtask bench` measures tight ones).
+#[test]
+fn healthz_stays_fast_while_large_bodies_are_scored() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _job = release(&reg, 42);
+    let server = Server::start(&reg, &["--poll", "5"]);
+    let body = serde_json::to_vec(&records(&customers_csv(10_000, 3), false)).unwrap();
+    assert_eq!(server.post("/v1/predict", "application/json", &body).0, 200);
+    let load = Load::start(server.port, 4, body);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut probes: Vec<Duration> = (0..300)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(request(server.port, "GET", "/healthz", "", b"").unwrap().0, 200);
+            let took = start.elapsed();
+            std::thread::sleep(Duration::from_millis(5));
+            took
+        })
+        .collect();
+    let answers = load.finish();
+    assert!(answers.iter().filter(|(s, _)| *s == 200).count() >= 4, "{:?}", &answers[..answers.len().min(10)]);
+    probes.sort();
+    let p99 = probes[probes.len() * 99 / 100];
+    eprintln!(
+        "/healthz under load: median {:?}, p99 {p99:?}, {} large bodies scored",
+        probes[probes.len() / 2],
+        answers.len()
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
+
+/// A certificate authority named `name` and a certificate it signs for 127.0.0.1, made with the
+/// `openssl` command: `(ca.pem, cert.pem, key.pem)` in `dir`; `None` without `openssl`.
+fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<String>; 3] = [
+        ["req", "-x509"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj"].map(String::from))
+            .chain([format!("/CN={name} test authority")])
+            .collect(),
+        ["req"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(["-keyout", "key.pem", "-out", "cert.csr", "-subj", "/CN=127.0.0.1"].map(String::from))
+            .collect(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for step in steps {
+        // Each file named by the step gets the name's prefix.
+        let args: Vec<String> = step
+            .into_iter()
+            .map(|a| if a.contains('.') && !a.starts_with('/') { path(&a).to_str().unwrap().to_string() } else { a })
+            .collect();
+        let out = match Command::new("openssl").args(&args).output() {
+            Ok(out) => out,
+            Err(_) => {
+                eprintln!("skipped: no openssl command to make a certificate");
+                return None;
+            }
+        };
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Some((path("ca.pem"), path("cert.pem"), path("key.pem")))
+}
+
+/// `curl` over HTTPS trusting `ca`: the status (0 when the connection failed) and the body.
+fn curl(port: u16, path: &str, ca: &Path) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn tls_is_served_and_its_certificate_read_again_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca1, cert1, key1)) = certificate(dir.path(), "first") else { return };
+    let (ca2, cert2, key2) = certificate(dir.path(), "second").unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(&cert1, &cert).unwrap();
+    std::fs::copy(&key1, &key).unwrap();
+    let reg = dir.path().join("registry");
+    let _job = release(&reg, 42);
+    let server =
+        Server::start(&reg, &["--poll", "5", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let wait_for = |ca: &Path| {
+        let start = Instant::now();
+        while curl(server.port, "/readyz", ca).0 != 200 {
+            assert!(start.elapsed() < Duration::from_secs(60), "never ready over TLS: {}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&ca1);
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    assert!(request(server.port, "POST", "/v1/predict", "application/json", &one).is_err(), "plain HTTP was served");
+    assert_eq!(curl(server.port, "/readyz", &ca2).0, 0, "a certificate of another authority was trusted");
+    // A new certificate, read on SIGHUP.
+    std::fs::copy(&cert2, &cert).unwrap();
+    std::fs::copy(&key2, &key).unwrap();
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    wait_for(&ca2);
+    assert_eq!(curl(server.port, "/readyz", &ca1).0, 0);
+    // A broken file: the certificate served stays, the failure is counted and logged.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let start = Instant::now();
+    while !server.log().contains("still serving the certificate read before") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metrics) = curl(server.port, "/metrics", &ca2);
+    assert_eq!(status, 200);
+    assert_eq!(metric(&metrics, "mlgate_tls_reload_failures_total"), Some(1.0));
+    assert!(server.log().contains("cert.pem holds no certificate"), "{}", server.log());
 }

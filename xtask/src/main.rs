@@ -32,9 +32,9 @@ enum Command {
     Ci(ci::Args),
     /// Measure the gate, scale, serving and build cost; write BENCHMARKS.md.
     Bench(bench::Args),
-    /// mlgate's own commands.
+    /// mlgate's own commands (boxed: `serve`'s flags make them far larger than the others).
     #[command(flatten)]
-    Mlgate(mlgate::cli::Command),
+    Mlgate(Box<mlgate::cli::Command>),
 }
 
 fn main() -> ExitCode {

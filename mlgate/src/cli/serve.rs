@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::cli::context::load_config;
@@ -52,6 +52,63 @@ pub struct Args {
     /// Seconds a draining server waits for requests in flight before it exits.
     #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     pub drain: f64,
+    /// File of the bearer tokens for predictions and /v1/model, one a line (several: rotation);
+    /// MLGATE_PREDICTION_TOKEN adds one. None: predictions are anonymous.
+    #[arg(long, value_name = "FILE")]
+    pub prediction_token_file: Option<PathBuf>,
+    /// File of the bearer tokens for feedback, one a line; MLGATE_FEEDBACK_TOKEN adds one.
+    /// None: feedback is refused (403).
+    #[arg(long, value_name = "FILE")]
+    pub feedback_token_file: Option<PathBuf>,
+    /// File of the bearer tokens for /metrics, one a line; MLGATE_ADMIN_TOKEN adds one. None:
+    /// /metrics is open (the probes always are).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve predictions without a token on an address beyond loopback.
+    #[arg(long)]
+    pub allow_anonymous_predictions: bool,
+    /// Address for /metrics, /healthz and /readyz alone (then not served on --listen).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The prediction log's bound in bytes, beside --prediction-log's in entries.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub prediction_log_bytes: usize,
+    /// Requests read and scored at once (503 with Retry-After beyond).
+    #[arg(long, default_value_t = default_max_scoring())]
+    pub max_scoring: usize,
+    /// Connections open at once (beyond, a new one is closed at once).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Serve HTTPS: the certificate chain, PEM (read again on SIGHUP).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Twice the cores: enough to keep every core scoring while the next bodies arrive.
+fn default_max_scoring() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The tokens of one kind: those of `file` (one a line) and the one in the environment
+/// variable `var` (read here and nowhere else).
+fn tokens(file: Option<&Path>, var: &str) -> Result<crate::serve::TokenSet> {
+    let mut set = crate::serve::TokenSet::default();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let read = crate::serve::TokenSet::parse(&text);
+        if read.is_empty() {
+            bail!("{} holds no token (one a line)", file.display());
+        }
+        set.extend(read);
+    }
+    if let Some(value) = std::env::var_os(var) {
+        let value = value.to_str().with_context(|| format!("{var} is not UTF-8"))?.to_owned();
+        set.extend(crate::serve::TokenSet::parse(&value));
+    }
+    Ok(set)
 }
 fn seconds(value: &str) -> std::result::Result<f64, String> {
     let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
@@ -82,6 +139,11 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             bail!("say which registry to serve from: --registry URL, or a pipeline.toml here (or --config) with a [registry] path")
         }
     };
+    let tokens = crate::serve::Tokens {
+        prediction: tokens(args.prediction_token_file.as_deref(), "MLGATE_PREDICTION_TOKEN")?,
+        feedback: tokens(args.feedback_token_file.as_deref(), "MLGATE_FEEDBACK_TOKEN")?,
+        admin: tokens(args.admin_token_file.as_deref(), "MLGATE_ADMIN_TOKEN")?,
+    };
     crate::serve::run(crate::serve::Options {
         location,
         alias: args.alias,
@@ -96,6 +158,13 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         read_timeout: Duration::from_secs_f64(args.read_timeout),
         drain: Duration::from_secs_f64(args.drain),
         timeouts: crate::cli::context::registry_timeouts()?,
+        tokens,
+        allow_anonymous_predictions: args.allow_anonymous_predictions,
+        admin_listen: args.admin_listen,
+        prediction_log_bytes: args.prediction_log_bytes,
+        max_scoring: args.max_scoring,
+        max_connections: args.max_connections,
+        tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| crate::serve::TlsFiles { cert, key }),
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,10 @@
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
 //! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
 //!
+//! Predictions and `/v1/model` take a prediction token, feedback a feedback token, `/metrics` an
+//! admin token, each when configured ([`super::auth`]); the probes are open. With an admin
+//! address the probes and metrics are served there alone ([`Surface`]).
+//!
 //! [`route`] answers one request and can be called without a socket (any [`RequestBody`]).
 
 use std::convert::Infallible;
@@ -18,14 +22,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::server::graceful::GracefulConnection;
 use serde::Serialize;
 use serde_json::Value;
 
-use model::data::schema::ColumnKind;
 use model::pipeline::scoring::csv_field;
 
+use super::auth::{Access, Refusal};
+use super::records::{self, Broken, Tally, MAX_ID_BYTES};
 use super::{live, metrics, Loaded, Shared};
 
 type Answer = Response<Full<Bytes>>;
@@ -53,61 +59,129 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Answer {
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
+/// The sockets the server listens on.
+pub struct Listeners {
+    /// The routes of the API, and the probes and metrics unless `admin` is given.
+    pub main: std::net::TcpListener,
+    /// The probes and metrics alone.
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Surface {
+    /// Every route (no separate administration address).
+    All,
+    /// The API (`/v1/…`) alone.
+    Api,
+    /// The probes and metrics alone.
+    Admin,
+}
+
+/// Waits for a connection on `listener`; never, when there is none.
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One HTTP/1.1 connection on `stream` (TCP, or TLS over it), with keep-alive.
+fn connection<S>(stream: S, shared: Arc<Shared>, surface: Surface) -> impl GracefulConnection
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let read_timeout = shared.read_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(&shared, surface, request).await) }
+    });
+    // A client that never finishes its headers does not hold a connection forever.
+    hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+}
+
 /// Accepts connections until SIGTERM or SIGINT, then waits up to `drain` for the requests in
-/// flight. SIGHUP wakes the poller.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    wake: mpsc::Sender<()>,
-    drain: Duration,
-) -> Result<()> {
+/// flight. SIGHUP wakes the poller and reads the TLS files again.
+pub async fn serve(listeners: Listeners, shared: Arc<Shared>, wake: mpsc::Sender<()>, drain: Duration) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve on the listener")?;
+    let main = tokio::net::TcpListener::from_std(listeners.main).context("cannot serve on the listener")?;
+    let admin = match listeners.admin {
+        Some(l) => Some(tokio::net::TcpListener::from_std(l).context("cannot serve on the admin listener")?),
+        None => None,
+    };
+    let main_surface = if admin.is_some() { Surface::Api } else { Surface::All };
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors, a connection reset before it was taken: the
-                        // server goes on.
-                        super::log(&format!("warning: cannot accept a connection: {e}"));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let read_timeout = shared.read_timeout;
-                let shared = shared.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(route(&shared, request).await) }
-                });
-                // A client that never finishes its headers does not hold a connection forever.
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(read_timeout)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
+        let (accepted, surface) = tokio::select! {
+            accepted = main.accept() => (accepted, main_surface),
+            accepted = accept(admin.as_ref()) => (accepted, Surface::Admin),
             _ = hangup.recv() => {
                 super::log("SIGHUP: reading the registry again");
                 let _ = wake.send(());
+                if let Some(tls) = &shared.tls {
+                    match tls.reload() {
+                        Ok(()) => super::log("SIGHUP: TLS certificate and key read again"),
+                        Err(e) => {
+                            shared.metrics.tls_reload_failures.inc();
+                            super::log(&format!("error: {e:#}; still serving the certificate read before"));
+                        }
+                    }
+                }
+                continue;
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-        }
+        };
+        let (stream, _) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, a connection reset before it was taken: the
+                // server goes on.
+                super::log(&format!("warning: cannot accept a connection: {e}"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Beyond --max-connections a connection is closed as soon as it is taken: the client
+        // sees a reset or an end of stream at once, instead of waiting in the backlog.
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            shared.metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let read_timeout = shared.read_timeout;
+        let watcher = graceful.watcher();
+        let tls = shared.tls.as_ref().map(|tls| tls.acceptor());
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let _ = watcher.watch(connection(stream, shared, surface)).await;
+                }
+                // A handshake that fails, or takes longer than a request's headers may, ends
+                // the connection.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                        let _ = watcher.watch(connection(stream, shared, surface)).await;
+                    }
+                }
+            }
+            drop(permit);
+        });
     }
     shared.draining.store(true, Ordering::SeqCst);
     super::log("draining: no new connections; waiting for the requests in flight");
-    drop(listener);
+    drop(main);
+    drop(admin);
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         super::log(&format!("warning: requests still in flight after {drain:?}; exiting all the same"));
     }
@@ -127,19 +201,62 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
-pub(super) async fn route<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
+/// What a route needs of its caller, and whether `surface` serves it.
+fn access(route: &str, surface: Surface) -> Option<Access> {
+    let admin = matches!(route, "/healthz" | "/readyz" | "/metrics");
+    let served = match surface {
+        Surface::All => true,
+        Surface::Api => !admin,
+        Surface::Admin => admin,
+    };
+    served.then_some(match route {
+        "/v1/predict" | "/v1/model" => Access::Prediction,
+        "/v1/feedback" => Access::Feedback,
+        "/metrics" => Access::Admin,
+        _ => Access::Open,
+    })
+}
+
+/// 401 for a missing or wrong token, 403 for feedback while none may be given.
+fn refused(refusal: Refusal) -> Answer {
+    match refusal {
+        Refusal::Unauthenticated => {
+            let mut response =
+                problem(StatusCode::UNAUTHORIZED, "a valid bearer token is needed (Authorization: Bearer TOKEN)");
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mlgate\""));
+            response
+        }
+        Refusal::FeedbackDisabled => problem(
+            StatusCode::FORBIDDEN,
+            "feedback is disabled: it moves production through live monitoring, so the server takes it only \
+             from holders of a feedback token (--feedback-token-file FILE or MLGATE_FEEDBACK_TOKEN)",
+        ),
+    }
+}
+
+pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface, request: Request<B>) -> Answer {
     let started = Instant::now();
-    let route = route_name(request.uri().path());
+    let mut route = route_name(request.uri().path());
     let method = request.method().clone();
-    let response = match (route, &method) {
-        ("/v1/predict", &Method::POST) => predict(shared, request).await,
-        ("/v1/feedback", &Method::POST) => feedback(shared, request).await,
-        ("/v1/model", &Method::GET) => model_info(shared),
-        ("/healthz", &Method::GET) => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        ("/readyz", &Method::GET) => ready(shared),
-        ("/metrics", &Method::GET) => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
-        ("other", _) => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(request.uri().path()))),
-        _ => problem(StatusCode::METHOD_NOT_ALLOWED, format!("{route} does not take {method}")),
+    let check = match access(route, surface) {
+        Some(access) => shared.tokens.check(access, request.headers().get(AUTHORIZATION).map(|v| v.as_bytes())),
+        None => {
+            route = "other";
+            Ok(())
+        }
+    };
+    let response = match check {
+        Err(refusal) => refused(refusal),
+        Ok(()) => match (route, &method) {
+            ("/v1/predict", &Method::POST) => predict(shared, request).await,
+            ("/v1/feedback", &Method::POST) => feedback(shared, request).await,
+            ("/v1/model", &Method::GET) => model_info(shared),
+            ("/healthz", &Method::GET) => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            ("/readyz", &Method::GET) => ready(shared),
+            ("/metrics", &Method::GET) => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
+            ("other", _) => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(request.uri().path()))),
+            _ => problem(StatusCode::METHOD_NOT_ALLOWED, format!("{route} does not take {method}")),
+        },
     };
     let m = &shared.metrics;
     m.requests
@@ -214,76 +331,23 @@ async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
         .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
 }
 
-/// A value broken in a request: which record, which column, the value, the rule.
-#[derive(Serialize)]
-struct Broken {
-    record: u64,
-    column: String,
-    value: String,
-    rule: String,
-    detail: String,
-}
-
-fn unprocessable(shared: &Shared, errors: Vec<Broken>, total: u64, records: u64) -> Answer {
+fn unprocessable(shared: &Shared, tally: Tally, records: u64) -> Answer {
     shared.metrics.invalid_records.inc_by(records);
-    let first = errors.first().map(|b| format!(": record {} column `{}`: {}", b.record, b.column, b.rule));
+    let first = tally.listed.first().map(|b| format!(": record {} column `{}`: {}", b.record, b.column, b.rule));
+    let counts: Vec<Value> = tally
+        .counts
+        .iter()
+        .map(|((column, rule), count)| serde_json::json!({"column": column, "rule": rule, "count": count}))
+        .collect();
     json(
         StatusCode::UNPROCESSABLE_ENTITY,
         &serde_json::json!({
-            "error": format!("{total} value(s) in {records} record(s) break the model's schema{}; nothing was scored", first.unwrap_or_default()),
-            "error_count": total,
-            "errors": errors,
+            "error": format!("{} value(s) in {records} record(s) break the model's schema{}; nothing was scored", tally.total, first.unwrap_or_default()),
+            "error_count": tally.total,
+            "errors": tally.listed,
+            "counts": counts,
         }),
     )
-}
-
-/// How a JSON value becomes a column's text, beyond a string's own.
-enum Kind<'a> {
-    /// A boolean column: the spellings a JSON `true` and `false` become.
-    Boolean(&'a (String, String)),
-    /// A categorical column, with its declared levels when it has them.
-    Categorical(Option<&'a [String]>),
-    /// Any other column: a value's JSON text.
-    Other,
-}
-
-/// A JSON value as the text a CSV field would hold; `None` for an array or an object.
-fn field_text(value: &Value, kind: &Kind) -> Option<String> {
-    match value {
-        Value::Null => Some(String::new()),
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(match (kind, n.as_f64()) {
-            // A level coded as an integer (a browser id, `83`) sent as the number `83.0`: JSON
-            // does not tell 83 from 83.0, so the number is the level `83`, as the CSV text `83`
-            // would be — unless `83.0` itself is a declared level.
-            (Kind::Categorical(levels), Some(x))
-                if n.is_f64()
-                    && x.fract() == 0.0
-                    && x.abs() < 9.0e15
-                    && !levels.is_some_and(|l| l.contains(&n.to_string())) =>
-            {
-                format!("{}", x as i64)
-            }
-            _ => n.to_string(),
-        }),
-        Value::Bool(b) => Some(match kind {
-            Kind::Boolean((t, f)) => {
-                if *b {
-                    t.clone()
-                } else {
-                    f.clone()
-                }
-            }
-            _ => b.to_string(),
-        }),
-        Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PredictRequest {
-    records: Vec<serde_json::Map<String, Value>>,
 }
 
 #[derive(Serialize)]
@@ -293,7 +357,16 @@ struct Prediction<'a> {
     prediction: u8,
 }
 
-async fn predict<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
+/// 503 with `Retry-After` while --max-scoring requests are being read and scored.
+fn busy(shared: &Shared) -> Answer {
+    shared.metrics.busy_refusals.inc();
+    let mut response =
+        problem(StatusCode::SERVICE_UNAVAILABLE, "the server is scoring as many requests as it may; retry shortly");
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> Answer {
     let csv = request
         .headers()
         .get(CONTENT_TYPE)
@@ -303,94 +376,72 @@ async fn predict<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    if csv {
-        return match body(shared, request).await {
-            Ok(bytes) => predict_csv(shared, loaded, bytes).await,
-            Err(answer) => answer,
-        };
-    }
-    let parsed: PredictRequest = match read_json(shared, request, "{\"records\": [{column: value, …}, …]}").await {
-        Ok(p) => p,
+    // The permit is taken before the body is read: it bounds the memory bodies take as well as
+    // the scoring in flight.
+    let Ok(permit) = shared.scoring.clone().try_acquire_owned() else {
+        return busy(shared);
+    };
+    let bytes = match body(shared, request).await {
+        Ok(bytes) => bytes,
         Err(answer) => return answer,
     };
-    if let Some(answer) = too_many(shared, parsed.records.len(), "records") {
-        return answer;
-    }
-    if parsed.records.is_empty() {
-        return problem(StatusCode::BAD_REQUEST, "no records to score");
-    }
-    score_json(shared, &loaded, parsed.records)
+    // Parsing and scoring are CPU work: on the blocking pool, so that the I/O threads stay free
+    // for other connections (and the probes).
+    let shared = shared.clone();
+    let scored = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if csv {
+            predict_csv(&shared, &loaded, &bytes)
+        } else {
+            predict_json(&shared, &loaded, &bytes)
+        }
+    })
+    .await;
+    scored.unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "scoring stopped unexpectedly"))
 }
 
-fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<String, Value>>) -> Answer {
-    let columns = loaded.compiled.columns();
-    let schema = &loaded.compiled.artifact().schema;
-    let kinds: Vec<Kind> = columns
-        .iter()
-        .zip(&loaded.booleans)
-        .map(|(name, boolean)| match (boolean, schema.column(name).map(|c| &c.kind)) {
-            (Some(spellings), _) => Kind::Boolean(spellings),
-            (None, Some(ColumnKind::Categorical { levels })) => Kind::Categorical(levels.as_deref()),
-            _ => Kind::Other,
-        })
-        .collect();
-    let mut broken = Vec::new();
-    let mut rows: Vec<(u64, csv::ByteRecord)> = Vec::with_capacity(records.len());
-    let mut fields: Vec<String> = vec![String::new(); columns.len()];
-    for (i, record) in records.iter().enumerate() {
-        fields.iter_mut().for_each(String::clear);
-        for (key, value) in record {
-            let Some(&at) = loaded.index.get(key) else {
-                if !loaded.unread.contains(key) {
-                    broken.push(Broken {
-                        record: i as u64,
-                        column: echo(key),
-                        value: echo(&value.to_string()),
-                        rule: "unknown_column".into(),
-                        detail: format!("the model's columns are {}", columns.join(", ")),
-                    });
-                }
-                continue;
-            };
-            match field_text(value, &kinds[at]) {
-                Some(text) => fields[at] = text,
-                None => broken.push(Broken {
-                    record: i as u64,
-                    column: key.clone(),
-                    value: echo(&value.to_string()),
-                    rule: "not_a_scalar".into(),
-                    detail: "a value is a string, a number, a boolean or null".into(),
-                }),
-            }
-        }
-        rows.push((i as u64, fields.iter().collect()));
+fn predict_json(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+    let shape = "{\"records\": [{column: value, …}, …]}";
+    let parsed = match records::read(bytes, loaded, shared.max_records) {
+        Ok(parsed) => parsed,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")),
+    };
+    if let Some(answer) = too_many(shared, parsed.count, "records") {
+        return answer;
     }
+    if parsed.count == 0 {
+        return problem(StatusCode::BAD_REQUEST, "no records to score");
+    }
+    score_json(shared, loaded, parsed)
+}
+
+fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Answer {
+    let records::Records { rows, bad_records, mut tally, .. } = parsed;
     let scored = loaded.compiled.score("request", &rows);
     let m = &shared.metrics;
     for ((column, rule), count) in &scored.errors.counts {
         m.invalid(column, rule.name(), *count);
     }
-    for b in &broken {
-        // A key the schema does not have is the client's text: one series for them all, so
-        // that clients cannot make the metrics grow without bound.
-        let column = if b.rule == "unknown_column" { "(unknown)" } else { b.column.as_str() };
-        m.invalid(column, &b.rule, 1);
+    for ((column, rule), count) in &tally.counts {
+        m.invalid(column, rule, *count);
     }
-    if !broken.is_empty() || scored.errors.error_count > 0 {
-        let total = broken.len() as u64 + scored.errors.error_count;
-        broken.extend(scored.errors.errors.into_iter().map(|e| Broken {
+    if tally.total > 0 || scored.errors.error_count > 0 {
+        tally.total += scored.errors.error_count;
+        for ((column, rule), count) in scored.errors.counts {
+            *tally.counts.entry((column, rule.name().to_string())).or_default() += count;
+        }
+        tally.listed.extend(scored.errors.errors.into_iter().map(|e| Broken {
             record: e.line,
             column: e.column,
             value: e.value,
             rule: e.rule.name().to_string(),
             detail: e.detail,
         }));
-        broken.sort_by_key(|b| b.record);
-        let mut bad: Vec<u64> = broken.iter().map(|b| b.record).collect();
-        bad.dedup();
+        tally.listed.sort_by_key(|b| b.record);
+        tally.listed.truncate(model::data::report::MAX_KEPT_ERRORS);
         // The listed errors are capped; the tally counts every record with a broken value.
-        let records = (bad.len() as u64).max(scored.errors.rows_with_errors);
-        return unprocessable(shared, broken, total, records);
+        let records = bad_records.max(scored.errors.rows_with_errors);
+        return unprocessable(shared, tally, records);
     }
     let artifact = loaded.compiled.artifact();
     let threshold = artifact.threshold.value;
@@ -429,22 +480,54 @@ fn score_json(shared: &Shared, loaded: &Loaded, records: Vec<serde_json::Map<Str
             live.remember(line);
         }
         m.log_size.set(live.waiting() as i64);
+        m.log_bytes.set(live.bytes() as i64);
     }
     m.log_evicted.inc_by(evicted);
     json(StatusCode::OK, &serde_json::json!({ "model": artifact.name, "version": version, "predictions": predictions }))
 }
 
-/// A CSV body, scored as `predict` scores a file: the same output, the same errors.
-async fn predict_csv(shared: &Shared, loaded: Arc<Loaded>, bytes: Bytes) -> Answer {
-    let scored = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let result = model::pipeline::scoring::score_csv(loaded.compiled.artifact(), &bytes[..], "request", &mut out);
-        (loaded, result, out)
-    })
-    .await;
-    let Ok((loaded, result, out)) = scored else {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "scoring stopped unexpectedly");
+/// Checks a CSV body before it is scored: at most `--max-records` rows (the header apart), and
+/// ids (the column named `id_column`) of at most [`MAX_ID_BYTES`], as a JSON record's.
+/// `Some` is the answer to give instead of scoring.
+fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> Option<Answer> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let at = match (id_column, reader.byte_headers()) {
+        (Some(name), Ok(header)) => {
+            header.iter().position(|h| h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h) == name.as_bytes())
+        }
+        _ => None,
     };
+    let mut record = csv::ByteRecord::new();
+    let mut rows = 0;
+    // A body the csv crate cannot read is left to the scorer, which says where and why.
+    while reader.read_byte_record(&mut record).unwrap_or(false) {
+        rows += 1;
+        if rows > shared.max_records {
+            return Some(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("more than {0} rows; at most {0} a request (--max-records)", shared.max_records),
+            ));
+        }
+        if let Some(id) = at.and_then(|at| record.get(at)).filter(|id| id.len() > MAX_ID_BYTES) {
+            let line = record.position().map_or(0, |p| p.line());
+            let column = id_column.unwrap_or_default();
+            return Some(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("line {line} column `{column}`: an id of {} bytes; at most {MAX_ID_BYTES} (too_long); nothing was scored", id.len()),
+            ));
+        }
+    }
+    None
+}
+
+/// A CSV body, scored as `predict` scores a file: the same output, the same errors.
+fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+    let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.as_str());
+    if let Some(answer) = csv_precheck(shared, bytes, id_column) {
+        return answer;
+    }
+    let mut out = Vec::new();
+    let result = model::pipeline::scoring::score_csv(loaded.compiled.artifact(), bytes, "request", &mut out);
     let m = &shared.metrics;
     match result {
         Ok(summary) => {
@@ -465,6 +548,7 @@ async fn predict_csv(shared: &Shared, loaded: Arc<Loaded>, bytes: Bytes) -> Answ
                     }
                 }
                 m.log_size.set(live.waiting() as i64);
+                m.log_bytes.set(live.bytes() as i64);
                 m.log_evicted.inc_by(evicted);
             }
             let mut response = answer(StatusCode::OK, "text/csv; charset=utf-8", out);
@@ -526,6 +610,9 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
+    let Ok(_permit) = shared.scoring.clone().try_acquire_owned() else {
+        return busy(shared);
+    };
     let parsed: FeedbackRequest =
         match read_json(shared, request, "{\"feedback\": [{\"id\": …, \"label\": …}, …]}").await {
             Ok(p) => p,
@@ -545,7 +632,7 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     let mut broken = Vec::new();
     for (i, item) in parsed.feedback.iter().enumerate() {
         let id = match &item.id {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         };
@@ -562,7 +649,9 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
                 column: "id".into(),
                 value: echo(&item.id.to_string()),
                 rule: "not_an_id".into(),
-                detail: "an id is a string or a number, as the prediction gave it".into(),
+                detail: format!(
+                    "an id is a string (of at most {MAX_ID_BYTES} bytes) or a number, as the prediction gave it"
+                ),
             }),
             (_, None) => broken.push(Broken {
                 record: i as u64,

@@ -25,11 +25,28 @@ struct Joined {
 /// Versions whose windows are kept (the current one and those before it).
 const VERSIONS_KEPT: usize = 8;
 
+/// What an entry of the log, or of its order, costs beyond its strings' bytes: the map's or the
+/// queue's slot and the strings' headers, rounded up.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The bytes of a prediction's entry in the log.
+fn entry_bytes(id: &str, version: &str) -> usize {
+    id.len() + version.len() + ENTRY_OVERHEAD
+}
+
+/// The bytes of a prediction's place in the order.
+fn place_bytes(id: &str) -> usize {
+    id.len() + ENTRY_OVERHEAD
+}
+
 pub struct Live {
     log: HashMap<String, Logged>,
     order: VecDeque<(u64, String)>,
     seq: u64,
     log_capacity: usize,
+    /// The log's bound in bytes, and the bytes it holds (as [`logged_bytes`] counts them).
+    log_bytes_capacity: usize,
+    log_bytes: usize,
     windows: Vec<(String, VecDeque<Joined>)>,
     window: usize,
     /// Versions whose windows were dropped, not yet taken.
@@ -47,12 +64,14 @@ pub struct LiveFigures {
 }
 
 impl Live {
-    pub fn new(log_capacity: usize, window: usize, recent_capacity: usize) -> Live {
+    pub fn new(log_capacity: usize, log_bytes_capacity: usize, window: usize, recent_capacity: usize) -> Live {
         Live {
             log: HashMap::new(),
             order: VecDeque::new(),
             seq: 0,
             log_capacity,
+            log_bytes_capacity,
+            log_bytes: 0,
             windows: Vec::new(),
             window,
             dropped: Vec::new(),
@@ -61,22 +80,36 @@ impl Live {
         }
     }
 
-    /// Logs a prediction under `id`; returns how many older ones were dropped to make room. A
-    /// second prediction with the same id replaces the first.
+    /// Logs a prediction under `id`; returns how many older ones were dropped to make room (in
+    /// entries and in bytes). A second prediction with the same id replaces the first.
     pub fn log(&mut self, id: &str, version: &str, probability: f64, threshold: f64) -> u64 {
         self.seq += 1;
         let seq = self.seq;
-        self.log.insert(id.to_string(), Logged { seq, version: version.to_string(), probability, threshold });
+        self.log_bytes += entry_bytes(id, version) + place_bytes(id);
+        let logged = Logged { seq, version: version.to_string(), probability, threshold };
+        if let Some(old) = self.log.insert(id.to_string(), logged) {
+            // Its place in the order stays until it comes to the front; only its entry goes.
+            self.log_bytes -= entry_bytes(id, &old.version);
+        }
         self.order.push_back((seq, id.to_string()));
         let mut evicted = 0;
-        while self.order.len() > self.log_capacity {
+        while self.order.len() > self.log_capacity || (self.log_bytes > self.log_bytes_capacity && self.order.len() > 1)
+        {
             let (seq, id) = self.order.pop_front().expect("longer than the capacity");
+            self.log_bytes -= place_bytes(&id);
+            // A prediction joined or replaced already left only its place in the order.
             if self.log.get(&id).is_some_and(|l| l.seq == seq) {
-                self.log.remove(&id);
+                let logged = self.log.remove(&id).expect("just found");
+                self.log_bytes -= entry_bytes(&id, &logged.version);
                 evicted += 1;
             }
         }
         evicted
+    }
+
+    /// The bytes the log holds, as its bound counts them.
+    pub fn bytes(&self) -> usize {
+        self.log_bytes
     }
 
     /// Predictions waiting for feedback.
@@ -88,6 +121,7 @@ impl Live {
     /// prediction waits under that id.
     pub fn join(&mut self, id: &str, label: bool) -> Option<String> {
         let logged = self.log.remove(id)?;
+        self.log_bytes -= entry_bytes(id, &logged.version);
         let at = match self.windows.iter().position(|(v, _)| *v == logged.version) {
             Some(at) => at,
             None => {
@@ -165,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_log_drops_its_oldest_predictions_and_counts_them() {
-        let mut live = Live::new(3, 10, 10);
+        let mut live = Live::new(3, 1 << 20, 10, 10);
         assert_eq!(live.log("a", "v1", 0.9, 0.5), 0);
         live.log("b", "v1", 0.1, 0.5);
         live.log("c", "v1", 0.8, 0.5);
@@ -179,8 +213,32 @@ mod tests {
     }
 
     #[test]
+    fn the_log_is_bounded_in_bytes_as_well_as_entries() {
+        // Room for about ten predictions of 100-byte ids.
+        let one = entry_bytes(&"x".repeat(100), "v1") + place_bytes(&"x".repeat(100));
+        let mut live = Live::new(1000, 10 * one, 10, 10);
+        let mut evicted = 0;
+        for i in 0..100 {
+            evicted += live.log(&format!("{i:0100}"), "v1", 0.5, 0.5);
+            assert!(live.bytes() <= 10 * one, "{} bytes after {i}", live.bytes());
+        }
+        assert_eq!(live.waiting(), 10);
+        assert_eq!(evicted, 90);
+        // Joined and replaced entries give their bytes back.
+        assert!(live.join(&format!("{:0100}", 99), true).is_some());
+        live.log(&format!("{:0100}", 98), "v1", 0.5, 0.5);
+        assert_eq!(live.waiting(), 9);
+        for i in 0..100 {
+            live.join(&format!("{i:0100}"), true);
+        }
+        assert_eq!(live.waiting(), 0);
+        // What is left is the places in the order of the predictions joined since.
+        assert!(live.bytes() <= 11 * place_bytes(&"x".repeat(100)), "{}", live.bytes());
+    }
+
+    #[test]
     fn the_window_measures_each_prediction_at_its_own_threshold() {
-        let mut live = Live::new(100, 3, 10);
+        let mut live = Live::new(100, 1 << 20, 3, 10);
         for (id, p, t) in [("a", 0.6, 0.7), ("b", 0.6, 0.5), ("c", 0.2, 0.5), ("d", 0.9, 0.5)] {
             live.log(id, "v2", p, t);
         }

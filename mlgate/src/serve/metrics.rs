@@ -64,6 +64,10 @@ pub struct Metrics {
     pub feedback_unmatched: Counter,
     pub log_evicted: Counter,
     pub log_size: Gauge,
+    pub log_bytes: Gauge,
+    pub connections_refused: Counter,
+    pub busy_refusals: Counter,
+    pub tls_reload_failures: Counter,
     /// `mlgate_live_<metric>{version}`, one per [`LIVE_METRICS`] entry, in its order.
     pub live: Vec<Family<Labels, FloatGauge>>,
     pub live_window: Family<Labels, Gauge>,
@@ -98,6 +102,10 @@ impl Metrics {
             feedback_unmatched: Counter::default(),
             log_evicted: Counter::default(),
             log_size: Gauge::default(),
+            log_bytes: Gauge::default(),
+            connections_refused: Counter::default(),
+            busy_refusals: Counter::default(),
+            tls_reload_failures: Counter::default(),
             live: LIVE_METRICS.iter().map(|_| Family::default()).collect(),
             live_window: Family::default(),
             drift: Family::default(),
@@ -176,6 +184,26 @@ impl Metrics {
             m.log_evicted.clone(),
         );
         r.register("mlgate_prediction_log_size", "Predictions waiting for feedback", m.log_size.clone());
+        r.register(
+            "mlgate_prediction_log_bytes",
+            "Bytes the prediction log holds (bounded by --prediction-log-bytes)",
+            m.log_bytes.clone(),
+        );
+        r.register(
+            "mlgate_connections_refused",
+            "Connections closed at once because --max-connections were open",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "mlgate_tls_reload_failures",
+            "Readings of the TLS certificate and key (on SIGHUP) that failed; the previous ones are kept",
+            m.tls_reload_failures.clone(),
+        );
+        r.register(
+            "mlgate_busy_refusals",
+            "Requests answered 503 because --max-scoring requests were being read and scored",
+            m.busy_refusals.clone(),
+        );
         for ((name, help), family) in LIVE_METRICS.iter().zip(&m.live) {
             r.register(format!("mlgate_live_{name}"), *help, family.clone());
         }

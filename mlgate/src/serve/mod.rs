@@ -8,9 +8,13 @@
 //! nothing else. SIGTERM (or SIGINT) stops accepting, lets requests in flight finish, and exits
 //! 0 — without waiting for a poller stuck in the registry.
 
+mod auth;
 mod http;
+mod limits;
 mod live;
 mod metrics;
+mod records;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +28,9 @@ use model::pipeline::scoring::{csv_field, Compiled};
 use model::Metric;
 
 use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
+pub use auth::{TokenSet, Tokens};
 use metrics::{Labels, Metrics};
+pub use tls::TlsFiles;
 
 /// How the server runs: resolved from the command line by `cli::serve`.
 pub struct Options {
@@ -54,6 +60,20 @@ pub struct Options {
     pub drain: Duration,
     /// How long one request to a remote registry may take.
     pub timeouts: Timeouts,
+    /// The bearer tokens of each kind of caller.
+    pub tokens: Tokens,
+    /// Serve predictions without a token beyond loopback.
+    pub allow_anonymous_predictions: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served instead of `listen`, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// The prediction log's bound in bytes (beside `prediction_log`, its bound in entries).
+    pub prediction_log_bytes: usize,
+    /// Requests being read and scored at once (503 beyond).
+    pub max_scoring: usize,
+    /// Connections open at once (beyond, a new one is closed at once).
+    pub max_connections: usize,
+    /// Serve HTTPS with this certificate and key (read again on SIGHUP).
+    pub tls: Option<TlsFiles>,
 }
 
 /// The model being served, compiled, with what `/v1/model` and the metrics say of it.
@@ -111,6 +131,12 @@ pub struct Shared {
     draining: AtomicBool,
     drift: DriftThresholds,
     read_timeout: Duration,
+    tokens: Tokens,
+    /// A permit for each request being read and scored (predictions and feedback).
+    scoring: Arc<tokio::sync::Semaphore>,
+    /// A permit for each open connection.
+    connections: Arc<tokio::sync::Semaphore>,
+    tls: Option<tls::Tls>,
 }
 
 impl Shared {
@@ -120,6 +146,7 @@ impl Shared {
             model: RwLock::new(None),
             live: Mutex::new(live::Live::new(
                 args.prediction_log.max(1),
+                args.prediction_log_bytes,
                 args.feedback_window.max(1),
                 args.drift_window,
             )),
@@ -131,6 +158,10 @@ impl Shared {
             draining: AtomicBool::new(false),
             drift: args.drift.clone(),
             read_timeout: args.read_timeout,
+            tokens: args.tokens.clone(),
+            scoring: Arc::new(tokio::sync::Semaphore::new(args.max_scoring.max(1))),
+            connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1))),
+            tls: None,
         }
     }
 
@@ -463,11 +494,20 @@ impl Drop for Ended {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub fn run(args: Options) -> Result<()> {
     let location = args.location.clone();
-    let shared = Arc::new(Shared::new(&args));
-    let listener =
-        std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
-    listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-    let address = listener.local_addr().context("cannot read the listening address")?;
+    auth::check_exposure(args.listen, &args.tokens, args.allow_anonymous_predictions)?;
+    limits::raise_open_files_limit();
+    let mut shared = Shared::new(&args);
+    shared.tls = args.tls.clone().map(tls::Tls::load).transpose()?;
+    let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    let shared = Arc::new(shared);
+    let bind = |at: SocketAddr| -> Result<(std::net::TcpListener, SocketAddr)> {
+        let listener = std::net::TcpListener::bind(at).with_context(|| format!("cannot listen on {at}"))?;
+        listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
+        let address = listener.local_addr().context("cannot read the listening address")?;
+        Ok((listener, address))
+    };
+    let (listener, address) = bind(args.listen)?;
+    let admin = args.admin_listen.map(bind).transpose()?;
     let interval = args.poll;
     let (ended, threads) = mpsc::channel::<&'static str>();
 
@@ -531,9 +571,13 @@ pub fn run(args: Options) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    println!("serving `{}` of {location} on http://{address}", args.alias);
+    println!("serving `{}` of {location} on {scheme}://{address}", args.alias);
+    if let Some((_, admin)) = &admin {
+        println!("metrics and probes on {scheme}://{admin}");
+    }
     let drain = args.drain;
-    let result = runtime.block_on(http::serve(listener, shared.clone(), wake.clone(), drain));
+    let listeners = http::Listeners { main: listener, admin: admin.map(|(l, _)| l) };
+    let result = runtime.block_on(http::serve(listeners, shared.clone(), wake.clone(), drain));
     shared.draining.store(true, Ordering::SeqCst);
     drop(wake);
     drop(stop_drift);
@@ -607,6 +651,13 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             drain: Duration::from_secs(1),
             timeouts: Timeouts::default(),
+            tokens: Tokens::default(),
+            allow_anonymous_predictions: false,
+            admin_listen: None,
+            prediction_log_bytes: 1 << 20,
+            max_scoring: 2,
+            max_connections: 16,
+            tls: None,
         }
     }
 
@@ -624,7 +675,7 @@ mod tests {
     fn the_routes_answer_without_a_socket() {
         use http_body_util::{BodyExt, Full};
         use hyper::body::Bytes;
-        let shared = Shared::new(&options(Location::Folder("unused".into())));
+        let shared = Arc::new(Shared::new(&options(Location::Folder("unused".into()))));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let call = |method: &str, path: &str, body: Vec<u8>| {
             let request = hyper::Request::builder()
@@ -634,7 +685,7 @@ mod tests {
                 .body(Full::new(Bytes::from(body)))
                 .unwrap();
             runtime.block_on(async {
-                let answer = http::route(&shared, request).await;
+                let answer = http::route(&shared, http::Surface::All, request).await;
                 let status = answer.status().as_u16();
                 let body = answer.into_body().collect().await.unwrap().to_bytes();
                 (status, String::from_utf8_lossy(&body).into_owned())
@@ -654,6 +705,15 @@ mod tests {
         assert_eq!(call("GET", "/v1/predict", vec![]).0, 405);
         assert_eq!(call("GET", "/nowhere", vec![]).0, 404);
         assert_eq!(call("POST", "/v1/predict", b"{".to_vec()).0, 400);
+        // A key given twice is named, not resolved by keeping the last.
+        let mut twice = serde_json::to_string(&record()).unwrap();
+        twice.insert_str("{\"records\":[{".len(), "\"region\": \"north\", ");
+        let (status, answer) = call("POST", "/v1/predict", twice.into_bytes());
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer.contains("duplicate_key") && answer.contains("\"column\":\"region\""), "{answer}");
+        // No feedback token configured: feedback is refused.
+        let (status, answer) = call("POST", "/v1/feedback", br#"{"feedback": []}"#.to_vec());
+        assert_eq!(status, 403, "{answer}");
         let (_, metrics) = call("GET", "/metrics", vec![]);
         assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
     }
