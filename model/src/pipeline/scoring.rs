@@ -112,7 +112,11 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
     let width = artifact.preprocessing.width();
     let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
     let threshold = artifact.threshold.value;
-    let mut prefixes: Vec<String> = Vec::new();
+    // The carried fields of the scored rows, one after another, and where each row's end: one
+    // buffer for the block, not a string per row (the static binary's memcpy and allocator make
+    // many small ones costly).
+    let mut carried = String::new();
+    let mut carried_ends: Vec<usize> = Vec::new();
     for (line, record) in block {
         let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
             if plan.skip {
@@ -181,12 +185,11 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
             out.tally.rows_with_errors += 1;
             encoded.truncate(at);
         } else if plan.text && !plan.carried.is_empty() {
-            let mut prefix = String::new();
             for &field in &plan.carried {
-                csv_field(&mut prefix, &String::from_utf8_lossy(&record[field]));
-                prefix.push(',');
+                csv_field(&mut carried, &String::from_utf8_lossy(&record[field]));
+                carried.push(',');
             }
-            prefixes.push(prefix);
+            carried_ends.push(carried.len());
         }
     }
     if out.tally.error_count > 0 && !plan.skip {
@@ -200,10 +203,14 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         if !plan.text {
             continue;
         }
-        if let Some(prefix) = prefixes.get(i) {
-            out.text.push_str(prefix);
+        if let Some(&end) = carried_ends.get(i) {
+            let start = if i == 0 { 0 } else { carried_ends[i - 1] };
+            out.text.push_str(&carried[start..end]);
         }
-        let _ = writeln!(out.text, "{p},{prediction}");
+        let _ = write!(out.text, "{p}");
+        out.text.push(',');
+        out.text.push(if prediction == 1 { '1' } else { '0' });
+        out.text.push('\n');
     }
     out.probabilities = probabilities;
     out
