@@ -73,7 +73,8 @@ pub struct Args {
     /// The prediction log's bound in bytes, beside --prediction-log's in entries.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub prediction_log_bytes: usize,
-    /// Requests read and scored at once (503 with Retry-After beyond).
+    /// Requests read and scored at once (beyond, a request waits in line at most a second, then
+    /// gets 503 with Retry-After).
     #[arg(long, default_value_t = default_max_scoring())]
     pub max_scoring: usize,
     /// Connections open at once (beyond, a new one is closed at once).

@@ -357,7 +357,19 @@ struct Prediction<'a> {
     prediction: u8,
 }
 
-/// 503 with `Retry-After` while --max-scoring requests are being read and scored.
+/// How long a request waits, in line, for one of the --max-scoring permits before it is refused:
+/// a burst of a few more clients than permits is served in turn (a balancer's retry would cost
+/// more); a server kept busy past this says so.
+const SCORING_WAIT: Duration = Duration::from_secs(1);
+
+/// A scoring permit, waited for in line at most [`SCORING_WAIT`]; `None`: refuse with [`busy`].
+async fn scoring_permit(shared: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permit = tokio::time::timeout(SCORING_WAIT, shared.scoring.clone().acquire_owned()).await;
+    permit.ok().and_then(Result::ok)
+}
+
+/// 503 with `Retry-After` when --max-scoring requests have been read and scored for longer than
+/// [`SCORING_WAIT`].
 fn busy(shared: &Shared) -> Answer {
     shared.metrics.busy_refusals.inc();
     let mut response =
@@ -378,7 +390,7 @@ async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> A
     };
     // The permit is taken before the body is read: it bounds the memory bodies take as well as
     // the scoring in flight.
-    let Ok(permit) = shared.scoring.clone().try_acquire_owned() else {
+    let Some(permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
     let bytes = match body(shared, request).await {
@@ -610,7 +622,7 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    let Ok(_permit) = shared.scoring.clone().try_acquire_owned() else {
+    let Some(_permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
     let parsed: FeedbackRequest =
