@@ -1,7 +1,7 @@
 //! `mlgate init` as a new user runs it: a starting pipeline.toml inferred from a CSV, used
 //! without an edit by validate, build, acceptance, deploy and serve.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -210,7 +210,7 @@ fn a_new_user_goes_from_a_csv_to_a_served_model_without_editing_the_configuratio
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}: {}", log()));
     let start = Instant::now();
-    while !request(port, "GET", "/readyz", b"").is_ok_and(|(status, _)| status == 200) {
+    while !crate::serve::request(port, "GET", "/readyz", "", b"").is_ok_and(|(status, _)| status == 200) {
         assert!(start.elapsed() < Duration::from_secs(60), "/readyz never answered 200: {}", log());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -221,7 +221,9 @@ fn a_new_user_goes_from_a_csv_to_a_served_model_without_editing_the_configuratio
         "visitor_id": "new-2", "age": 61, "income": 8000, "minutes": 1.5, "score": -1.9,
         "visits": 0, "plan": "basic", "member": null
     }]});
-    let (status, body) = request(port, "POST", "/v1/predict", &serde_json::to_vec(&records).unwrap()).unwrap();
+    let (status, body) =
+        crate::serve::request(port, "POST", "/v1/predict", "application/json", &serde_json::to_vec(&records).unwrap())
+            .unwrap();
     assert_eq!(status, 200, "{body}\n{}", log());
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["model"], "x");
@@ -241,22 +243,4 @@ impl Drop for Serving {
     fn drop(&mut self) {
         stop_server(&mut self.0);
     }
-}
-
-/// One HTTP/1.1 request with a JSON body (or none); the status and the body.
-fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
-    let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((status, body.to_string()))
 }

@@ -243,7 +243,13 @@ impl Drop for Server {
 }
 
 /// One HTTP/1.1 request on its own connection: the status and the body.
-fn request(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     exchange(port, method, path, content_type, &[], body).map(|(status, _, body)| (status, body))
 }
 
