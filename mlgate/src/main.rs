@@ -35,6 +35,20 @@ fn main() -> ExitCode {
 #[cfg(all(target_env = "musl", target_arch = "x86_64"))]
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    unsafe { copy_forward(dest, src, n) }
+}
+
+/// The copy behind [`memcpy`] and [`__memcpy_fwd`], compiled on every x86_64 so that its tests
+/// run on the build machine: reads every byte of a short copy before it writes, and copies longer
+/// ones front to back, so a destination below an overlapping source is right too.
+///
+/// # Safety
+///
+/// `dest` and `src` valid for `n` bytes; `dest` not above `src` when they overlap.
+#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
+unsafe fn copy_forward(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract; every access below stays within [0, n).
     unsafe {
         if n <= 16 {
@@ -92,8 +106,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 }
 
 /// musl's `memmove` copies forwards through `__memcpy_fwd`, which lives beside `memcpy` in
-/// libc.a: defined here too, so that its `memcpy` is not linked in beside ours. [`memcpy`] reads
-/// every byte of a short copy before it writes, and `rep movsb` copies forwards: both are right
+/// libc.a: defined here too, so that its `memcpy` is not linked in beside ours; the copy is right
 /// for a destination below an overlapping source, the only overlap memmove sends here.
 ///
 /// # Safety
@@ -103,6 +116,33 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 #[cfg(all(target_env = "musl", target_arch = "x86_64"))]
 #[no_mangle]
 pub unsafe extern "C" fn __memcpy_fwd(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller's contract, which is memcpy's for the copies made here.
-    unsafe { memcpy(dest, src, n) }
+    // SAFETY: the caller's contract.
+    unsafe { copy_forward(dest, src, n) }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    /// Every length up to 600 at several offsets, apart and overlapping forwards, against a
+    /// byte-by-byte reference.
+    #[test]
+    fn the_copy_copies_every_length_apart_and_forwards_over_itself() {
+        let pattern: Vec<u8> = (0..2048u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        for n in 0..600 {
+            for offset in [0, 1, 7, 13] {
+                let mut out = vec![0u8; 1400];
+                let expected = pattern[offset..offset + n].to_vec();
+                // SAFETY: both ranges lie inside their buffers and do not overlap.
+                unsafe { super::copy_forward(out.as_mut_ptr().add(3), pattern.as_ptr().add(offset), n) };
+                assert_eq!(&out[3..3 + n], &expected[..], "n {n}, offset {offset}");
+                assert!(out[..3].iter().chain(&out[3 + n..]).all(|&b| b == 0), "n {n}: wrote outside");
+                for shift in [1, 5, 16, 31, 40] {
+                    let mut buffer = pattern[..n + shift].to_vec();
+                    let expected = buffer[shift..].to_vec();
+                    // SAFETY: the destination starts `shift` bytes below the source, inside one buffer.
+                    unsafe { super::copy_forward(buffer.as_mut_ptr(), buffer.as_ptr().add(shift), n) };
+                    assert_eq!(&buffer[..n], &expected[..], "n {n}, overlapping by {shift}");
+                }
+            }
+        }
+    }
 }
