@@ -57,6 +57,21 @@ fn release_to(registry: &str, seed: u64, env: &[(&str, &str)]) -> tempfile::Temp
 /// says otherwise.
 const FEEDBACK_TOKEN: &str = "feedback-token-for-tests";
 
+/// A registry in a temporary folder whose v1 is in production (the folders kept while it lives).
+struct Released {
+    _registry: tempfile::TempDir,
+    _job: tempfile::TempDir,
+}
+
+/// [`release`] into a new registry, and a server started on it with `extra` flags.
+fn served(extra: &[&str]) -> (Released, Server) {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let job = release(&reg, 42);
+    let server = Server::start(&reg, extra);
+    (Released { _registry: registry, _job: job }, server)
+}
+
 /// A running `serve`, stopped by its process id when dropped.
 struct Server {
     child: Child,
@@ -432,10 +447,7 @@ fn predictions_over_http_are_the_ones_predict_writes() {
 
 #[test]
 fn feedback_joins_predictions_and_feeds_the_live_metrics() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "0.2", "--prediction-log", "50", "--drift-window", "100"]);
+    let (_released, server) = served(&["--poll", "0.2", "--prediction-log", "50", "--drift-window", "100"]);
     let sessions = customers_csv(80, 5);
     let body = serde_json::to_vec(&records(&sessions, false)).unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &body);
@@ -935,10 +947,7 @@ fn live_analysis_needs_no_configuration_file_and_says_when_nothing_is_in_product
 
 #[test]
 fn a_client_that_stalls_is_cut_off_and_others_are_served() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5", "--read-timeout", "0.5"]);
+    let (_released, server) = served(&["--poll", "5", "--read-timeout", "0.5"]);
     // Headers begun, never finished.
     let mut stalled = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stalled.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n").unwrap();
@@ -1028,10 +1037,7 @@ fn a_server_follows_a_registry_on_s3_compatible_storage() {
 
 #[test]
 fn a_batch_longer_than_max_records_is_refused_whole() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5", "--max-records", "2"]);
+    let (_released, server) = served(&["--poll", "5", "--max-records", "2"]);
     let three = serde_json::to_vec(&records(&customers_csv(3, 3), false)).unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &three);
     assert_eq!(status, 413, "{answer}");
@@ -1427,10 +1433,7 @@ fn feedback_needs_a_configured_token_and_anonymous_predictions_stay_on_loopback(
 
 #[test]
 fn probes_and_metrics_move_to_the_admin_address() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5", "--admin-listen", "127.0.0.1:0"]);
+    let (_released, server) = served(&["--poll", "5", "--admin-listen", "127.0.0.1:0"]);
     let admin = server.admin_port.unwrap();
     let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
     assert_eq!(server.post("/v1/predict", "application/json", &one).0, 200);
@@ -1446,10 +1449,7 @@ fn probes_and_metrics_move_to_the_admin_address() {
 
 #[test]
 fn strict_records_duplicate_keys_capped_errors_and_csv_max_records() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5", "--max-records", "100"]);
+    let (_released, server) = served(&["--poll", "5", "--max-records", "100"]);
     // A key given twice: serde_json would keep the last silently; the server names it.
     let record = serde_json::to_string(&records(&customers_csv(1, 3), false)["records"][0]).unwrap();
     let twice = format!(r#"{{"records": [{{"region": "north", {}]}}"#, &record[1..]);
@@ -1567,10 +1567,7 @@ fn hostile_bodies_are_answered_small_and_memory_stays_bounded() {
 
 #[test]
 fn scoring_and_connections_beyond_their_bounds_are_refused() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5", "--max-scoring", "1", "--max-connections", "3"]);
+    let (_released, server) = served(&["--poll", "5", "--max-scoring", "1", "--max-connections", "3"]);
     // A body announced and not sent holds the one scoring permit.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"records\"").unwrap();
@@ -1604,10 +1601,7 @@ fn scoring_and_connections_beyond_their_bounds_are_refused() {
 /// 10,000-record bodies (a loose bound: `cargo xtask bench` measures tight ones).
 #[test]
 fn healthz_stays_fast_while_large_bodies_are_scored() {
-    let registry = tempfile::tempdir().unwrap();
-    let reg = registry.path().join("registry");
-    let _job = release(&reg, 42);
-    let server = Server::start(&reg, &["--poll", "5"]);
+    let (_released, server) = served(&["--poll", "5"]);
     let body = serde_json::to_vec(&records(&customers_csv(10_000, 3), false)).unwrap();
     assert_eq!(server.post("/v1/predict", "application/json", &body).0, 200);
     let load = Load::start(server.port, 4, body);
