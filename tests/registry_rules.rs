@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use model::lifecycle::acceptance::judge;
-use model::lifecycle::registry::{Actor, Registry, VerdictRecord};
+use model::lifecycle::registry::{Actor, Outcome, Registry, VerdictRecord};
 use model::{Error, LabelPolicy};
 
 use crate::support::{mlgate, mlgate_bin, small_config, small_csv, text};
@@ -114,7 +114,7 @@ fn registry_into_a_pipe_closed_early_exits_quietly() {
     registry.promote(Some("v1"), None, &actor()).unwrap();
     // A history far longer than a pipe's buffer.
     for _ in 0..2000 {
-        registry.record_monitoring("v1", false, "healthy on the day's sessions", &actor()).unwrap();
+        registry.record_monitoring("v1", Outcome::Healthy, "healthy on the day's sessions", &actor()).unwrap();
     }
     let mut child = Command::new(mlgate_bin())
         .args(["registry", "--registry", "registry"])

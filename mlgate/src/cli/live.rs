@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use model::lifecycle::live::{plan, CheckRun};
-use model::lifecycle::registry::PRODUCTION;
+use model::lifecycle::registry::{Outcome, PRODUCTION};
 use model::pipeline::config::LiveConfig;
 use model::render::live::{live_markdown, show};
 use xshell::Shell;
@@ -97,7 +97,7 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
         if registry.alias(PRODUCTION)?.as_deref() != Some(version.as_str()) {
             bail!("production moved while {version} was being analysed; run the analysis again");
         }
-        registry.record_monitoring(&version, breach, &reason, &who)?;
+        registry.record_monitoring(&version, if breach { Outcome::Breached } else { Outcome::Healthy }, &reason, &who)?;
         if !breach {
             return Ok((None, None));
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use model::lifecycle::gate::AcceptanceRecord;
-use model::lifecycle::registry::PRODUCTION;
+use model::lifecycle::registry::{Outcome, PRODUCTION};
 use model::LabelPolicy;
 use serde::Serialize;
 use xshell::Shell;
@@ -149,7 +149,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         if registry.alias(PRODUCTION)?.as_deref() != Some(version.as_str()) {
             bail!("production moved while {version} was being monitored; run monitoring again");
         }
-        let breaches = registry.record_monitoring(&version, outcome.breach, &reason, &who)?;
+        let breaches = registry.record_monitoring(&version, if outcome.breach { Outcome::Breached } else { Outcome::Healthy }, &reason, &who)?;
         let mut rolled_back_to = None;
         let mut action = None;
         let mut rollback_comparison = None;

@@ -455,7 +455,7 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use model::lifecycle::registry::{Action, State};
+    use model::lifecycle::registry::{Action, Outcome, State};
     use object_store::memory::InMemory;
 
     use super::*;
@@ -497,8 +497,8 @@ mod tests {
         put(&bucket, "reg/versions/v1/model.json", b"{}");
         let mut a = open(&bucket);
         let mut b = open(&bucket);
-        a.transact(&actor(), |r| Ok(r.record_monitoring("v1", true, "first", &actor())?)).unwrap();
-        let count = b.transact(&actor(), |r| Ok(r.record_monitoring("v1", true, "second", &actor())?)).unwrap();
+        a.transact(&actor(), |r| Ok(r.record_monitoring("v1", Outcome::Breached, "first", &actor())?)).unwrap();
+        let count = b.transact(&actor(), |r| Ok(r.record_monitoring("v1", Outcome::Breached, "second", &actor())?)).unwrap();
         assert_eq!(count, 2, "the second breach counts on top of the first");
         let reader = open(&bucket);
         let history = reader.history().unwrap();

@@ -44,6 +44,19 @@ pub struct Actor {
     pub commit: Option<String>,
 }
 
+/// What a monitoring run ([`Registry::record_monitoring`]) concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every check measured and passed.
+    Healthy,
+    /// A check breached.
+    Breached,
+    /// Nothing could be judged (no data, or not the version in production): recorded as such,
+    /// it leaves the count of consecutive breaches as it was.
+    Inconclusive,
+}
+
 /// What an event of the history did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -727,11 +740,17 @@ impl Registry {
     }
 
     /// Records a monitoring run of `version` and returns the consecutive breaches so far.
-    pub fn record_monitoring(&self, version: &str, breach: bool, reason: &str, actor: &Actor) -> Result<u64> {
+    pub fn record_monitoring(&self, version: &str, outcome: Outcome, reason: &str, actor: &Actor) -> Result<u64> {
         let lock = self.lock()?;
         let state = self.recover(&lock)?;
         let mut next = state.clone();
-        next.consecutive_breaches = if breach { state.consecutive_breaches + 1 } else { 0 };
+        // An inconclusive run saw nothing about the model: it neither counts as a breach nor
+        // clears the breaches counted before it.
+        next.consecutive_breaches = match outcome {
+            Outcome::Breached => state.consecutive_breaches + 1,
+            Outcome::Healthy => 0,
+            Outcome::Inconclusive => state.consecutive_breaches,
+        };
         let count = next.consecutive_breaches;
         self.commit(
             next,
