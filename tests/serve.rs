@@ -13,6 +13,8 @@ use model::data::generate::customers_csv;
 
 use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 
+mod fleet;
+
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
 /// generated customers.
 fn job(seed: u64, extra: &str) -> tempfile::TempDir {
@@ -75,6 +77,8 @@ fn served(extra: &[&str]) -> (Released, Server) {
 /// A running `serve`, stopped by its process id when dropped.
 struct Server {
     child: Child,
+    /// The address it listens on (127.0.0.1 unless --listen said another).
+    host: std::net::IpAddr,
     port: u16,
     /// The --admin-listen port, when one was asked for.
     admin_port: Option<u16>,
@@ -146,7 +150,13 @@ impl Server {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("serve prints its address");
         let main = port(&line);
         let admin_port = (lines == 2).then(|| port(&rx.recv_timeout(Duration::from_secs(10)).unwrap()));
-        let mut server = Server { child, port: main, admin_port, stderr, started: line, _dir: dir };
+        let host = line
+            .trim()
+            .rsplit_once(':')
+            .and_then(|(head, _)| head.rsplit(['/', ' ']).next())
+            .and_then(|ip| ip.trim_matches(['[', ']']).parse().ok())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let mut server = Server { child, host, port: main, admin_port, stderr, started: line, _dir: dir };
         if args.contains(&"--tls-cert") {
             // Plain HTTP gets no answer: the test waits over TLS itself.
             return server;
@@ -165,7 +175,8 @@ impl Server {
     fn wait_for(&self, path: &str, status: u16, limit: Duration) {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if request(self.port, "GET", path, "", b"").is_ok_and(|(s, _)| s == status) {
+            if exchange_to((self.host, self.port).into(), "GET", path, "", &[], b"").is_ok_and(|(s, _, _)| s == status)
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -174,11 +185,13 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        request(self.port, "GET", path, "", b"").unwrap()
+        exchange_to((self.host, self.port).into(), "GET", path, "", &[], b"").map(|(s, _, b)| (s, b)).unwrap()
     }
 
     fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-        request(self.port, "POST", path, content_type, body).unwrap()
+        exchange_to((self.host, self.port).into(), "POST", path, content_type, &[], body)
+            .map(|(s, _, b)| (s, b))
+            .unwrap()
     }
 
     /// Posts `{"feedback": items}` with [`FEEDBACK_TOKEN`].
@@ -189,8 +202,9 @@ impl Server {
 
     /// [`Server::post`] with `Authorization: Bearer TOKEN`.
     fn post_as(&self, path: &str, content_type: &str, token: &str, body: &[u8]) -> (u16, String) {
+        let auth = format!("Bearer {token}");
         let (status, _, body) =
-            exchange(self.port, "POST", path, content_type, &[("Authorization", &format!("Bearer {token}"))], body)
+            exchange_to((self.host, self.port).into(), "POST", path, content_type, &[("Authorization", &auth)], body)
                 .unwrap();
         (status, body)
     }
@@ -277,7 +291,19 @@ fn exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    exchange_to(([127, 0, 0, 1], port).into(), method, path, content_type, headers, body)
+}
+
+/// [`exchange`] with a server at any address.
+fn exchange_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if !content_type.is_empty() {
@@ -671,14 +697,20 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(targets: &[u16]) -> Option<Prometheus> {
+    fn start(ports: &[u16]) -> Option<Prometheus> {
+        let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        Prometheus::scraping(&targets)
+    }
+
+    /// A Prometheus scraping `targets` (host:port) every second.
+    fn scraping(targets: &[String]) -> Option<Prometheus> {
         let binary = std::env::var_os("MLGATE_PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| "prometheus".into());
         if Command::new(&binary).arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
             eprintln!("skipped: no `prometheus` binary (.ci/run installs Debian's prometheus package)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mlgate\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
