@@ -46,15 +46,20 @@ struct Client {
 }
 
 impl Client {
+    /// A connection that posts `body` to `path` (an empty body: GETs `path`).
     fn connect(port: u16, path: &str, body: &[u8]) -> Result<Client> {
         let stream =
             TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("cannot connect to port {port}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
+        let mut request = if body.is_empty() {
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+        } else {
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+        }
         .into_bytes();
         request.extend_from_slice(body);
         Ok(Client {
@@ -97,7 +102,7 @@ impl Client {
     }
 }
 
-/// `connections` clients, each posting `body` as fast as answers come (closed loop) or, with
+/// `connections` clients, each posting `body` (empty: a GET) as fast as answers come (closed loop) or, with
 /// `rate`, at that many requests a second in all (latency counted from when each request was
 /// due, so that a stall is not hidden), for `duration` or `requests` in all.
 pub fn load(
@@ -402,7 +407,48 @@ pub fn section(
         start.elapsed().as_secs_f64(),
         shown.join(" → ")
     );
+    probes_under_load(port, &train, duration, md)?;
     let _ = writeln!(md, "Targets (issue 13): one-record throughput ≥ 100× MLflow's in the same run; p99 ≤ 2 ms at 1,000 requests/s; memory flat over 1 M requests.\n");
+    Ok(())
+}
+
+/// The probes' latency while four clients post 10,000-record bodies as fast as they are
+/// answered (issue 21: `/healthz` and `/readyz` p99 under 10 ms): each probe one keep-alive
+/// connection at 50 requests a second, latency counted from when each request was due.
+fn probes_under_load(port: u16, train: &Path, duration: Duration, md: &mut String) -> Result<()> {
+    let mut big = records(train, 10_000, "Revenue")?;
+    let shared = big.len();
+    for i in 0..10_000usize.saturating_sub(shared) {
+        big.push(big[i % shared].clone());
+    }
+    let body = serde_json::to_vec(&serde_json::json!({ "records": big }))?;
+    let duration = duration.max(Duration::from_secs(10));
+    let (heavy, healthz, readyz) = std::thread::scope(|scope| {
+        let heavy = scope.spawn(|| load(port, "/v1/predict", &body, 4, None, duration, None));
+        let healthz = scope.spawn(|| load(port, "/healthz", b"", 1, Some(50.0), duration, None));
+        let readyz = scope.spawn(|| load(port, "/readyz", b"", 1, Some(50.0), duration, None));
+        (heavy.join(), healthz.join(), readyz.join())
+    });
+    let panicked = || anyhow::anyhow!("a load thread panicked");
+    let (heavy, healthz, readyz) =
+        (heavy.map_err(|_| panicked())??, healthz.map_err(|_| panicked())??, readyz.map_err(|_| panicked())??);
+    let _ = writeln!(
+        md,
+        "- Probes while 4 clients post 10,000-record bodies ({:.1} MB each; {} answered 200, {} refused or failed, in {:.0} s): \
+         `/healthz` p50 {:.2} ms, p99 {:.2} ms ({} probes, {} failed); `/readyz` p50 {:.2} ms, p99 {:.2} ms ({} probes, {} failed). Target (issue 21): p99 under 10 ms.",
+        body.len() as f64 / 1e6,
+        heavy.ok,
+        heavy.failed,
+        heavy.seconds,
+        healthz.quantile_ms(0.5),
+        healthz.quantile_ms(0.99),
+        healthz.ok,
+        healthz.failed,
+        readyz.quantile_ms(0.5),
+        readyz.quantile_ms(0.99),
+        readyz.ok,
+        readyz.failed
+    );
     Ok(())
 }
 
