@@ -87,8 +87,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The model's name: the `model` label of every metric and what receipts are for. Default:
-    /// the configuration's `name`, else the name of the first artifact served (its metrics are
-    /// exposed once it is loaded).
+    /// the configuration's `name`, else the name of the first artifact served (until it is
+    /// loaded, the metrics carry no `model` label).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// File of the keys receipts are signed with, one a line (at least 16 bytes each): the first

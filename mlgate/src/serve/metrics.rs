@@ -2,7 +2,9 @@
 //! units, `_total` counters), exposed in the OpenMetrics text format. Every series carries the
 //! label `model` (the name the server was given, else the configuration's, else the first
 //! artifact's): the registry they are encoded through holds it as a constant label, so that no
-//! series can be declared without it.
+//! series can be declared without it. A server told no name exposes its series without it until
+//! its first artifact is loaded, so that a replica that cannot reach the registry at start still
+//! says so.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -85,6 +87,8 @@ pub const LIVE_METRICS: [(&str, &str); 6] = [
 pub struct Metrics {
     /// The series, encoded with the `model` label; unset until the model's name is known.
     registry: OnceLock<Registry>,
+    /// The series without the `model` label, while its value is not known.
+    unnamed: Registry,
     /// The `model` label's value.
     model_name: OnceLock<String>,
     pub requests: Family<Labels, Counter>,
@@ -172,8 +176,10 @@ impl Metrics {
             drifted_share: FloatGauge::default(),
             drift_rows: Gauge::default(),
             registry: OnceLock::new(),
+            unnamed: Registry::default(),
             model_name: OnceLock::new(),
         };
+        let m = Metrics { unnamed: m.registry_named(None), ..m };
         // The series rates are taken of exist from the start, at 0: a rate needs two samples,
         // and a counter that appears at its first request has no first one.
         for route in ["/v1/predict", "/v1/feedback"] {
@@ -201,13 +207,15 @@ impl Metrics {
     pub fn name_model(&self, model: &str) {
         let _ = self.model_name.set(model.to_string());
         let named = self.model_name.get().map_or(model, String::as_str);
-        self.registry.get_or_init(|| self.registry_named(named));
+        self.registry.get_or_init(|| self.registry_named(Some(named)));
     }
 
-    fn registry_named(&self, model: &str) -> Registry {
+    /// A registry of every series, with `model` as a constant label when given.
+    fn registry_named(&self, model: Option<&str>) -> Registry {
         let m = self;
-        let label = (std::borrow::Cow::Borrowed("model"), std::borrow::Cow::Owned(model.to_string()));
-        let mut registry = Registry::with_labels(std::iter::once(label));
+        let label =
+            model.map(|model| (std::borrow::Cow::Borrowed("model"), std::borrow::Cow::Owned(model.to_string())));
+        let mut registry = Registry::with_labels(label.into_iter());
         let r = &mut registry;
         r.register("mlgate_http_requests", "HTTP requests by route and status code", m.requests.clone());
         r.register("mlgate_http_request_duration_seconds", "Time to answer a request, by route", m.duration.clone());
@@ -399,14 +407,12 @@ impl Metrics {
         }
     }
 
-    /// The exposition, in the OpenMetrics text format; no series while the model's name is not
-    /// known (a server given neither `--model` nor a configuration, before its first load).
+    /// The exposition, in the OpenMetrics text format; without the `model` label while its value
+    /// is not known (a server given neither `--model` nor a configuration, before its first load).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        match self.registry.get() {
-            Some(registry) => encode(&mut out, registry).expect("writing to a String cannot fail"),
-            None => out.push_str("# EOF\n"),
-        }
+        let registry = self.registry.get().unwrap_or(&self.unnamed);
+        encode(&mut out, registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -522,7 +528,9 @@ mod tests {
     #[test]
     fn bins_match_buckets_and_every_series_names_its_model() {
         let metrics = Metrics::new(None);
-        assert_eq!(metrics.render(), "# EOF\n", "no series before the model's name is known");
+        let unnamed = metrics.render();
+        assert!(unnamed.contains("\nmlgate_registry_poll_errors_total{kind=\"timeout\"} 0\n"), "{unnamed}");
+        assert!(!unnamed.contains("model="), "{unnamed}");
         metrics.name_model("churn");
         metrics.name_model("another");
         metrics.feedback_series("v2");

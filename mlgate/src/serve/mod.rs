@@ -738,6 +738,48 @@ mod tests {
         );
     }
 
+    /// A receipt of a version this replica does not serve (the one before a rollback, or one
+    /// another replica served) joins all the same, counted under its own version: what makes
+    /// the evidence about a rolled-back version right.
+    #[test]
+    fn a_receipt_of_a_version_not_served_is_counted_under_its_version() {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let mut options = options(Location::Folder("unused".into()));
+        options.tokens.feedback = TokenSet::parse("feedback-token");
+        let shared = Arc::new(Shared::new(&options));
+        let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
+        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None), None);
+        let claims = receipt::Claims {
+            model: "customer-purchase".into(),
+            version: "v1".into(),
+            probability: 0.8,
+            decision: true,
+            time: unix_now(),
+            nonce: receipt::random().unwrap(),
+        };
+        let body = serde_json::json!({"feedback": [{"receipt": shared.receipts.sign(&claims), "label": "no"}]});
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri("/v1/feedback")
+            .header("authorization", "Bearer feedback-token")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = runtime.block_on(async {
+            let answer = http::route(&shared, http::Surface::All, request).await;
+            String::from_utf8_lossy(&answer.into_body().collect().await.unwrap().to_bytes()).into_owned()
+        });
+        assert!(answer.contains("\"joined\":1"), "{answer}");
+        let metrics = shared.metrics.render();
+        let outcome = |version: &str| {
+            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",outcome=\"false_positive\"}}")
+        };
+        assert!(metrics.contains(&format!("{} 1\n", outcome("v1"))), "{metrics}");
+        assert!(metrics.contains(&format!("{} 0\n", outcome("v2"))), "{metrics}");
+        assert!(metrics.contains("mlgate_live_accuracy{model=\"customer-purchase\",version=\"v1\"} 0"), "{metrics}");
+    }
+
     /// A trouble is told when it starts and when it ends, compared by kind (the message of a
     /// refused connection changes from poll to poll); every failed poll is counted by kind,
     /// a remote failure found also behind the I/O error the library passes on.
