@@ -11,6 +11,7 @@ mod fake_openapi;
 mod github;
 mod init;
 mod pipeline;
+mod receipts;
 mod registry_git;
 mod registry_rules;
 mod serve;

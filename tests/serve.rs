@@ -42,7 +42,7 @@ fn ok_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// Build, accept and deploy in a fresh job folder: the next version of `registry` in production.
-fn release(registry: &Path, seed: u64) -> tempfile::TempDir {
+pub(crate) fn release(registry: &Path, seed: u64) -> tempfile::TempDir {
     release_to(registry.to_str().unwrap(), seed, &[])
 }
 
@@ -57,16 +57,16 @@ fn release_to(registry: &str, seed: u64, env: &[(&str, &str)]) -> tempfile::Temp
 
 /// The feedback token every test server is given (through the environment), unless a test
 /// says otherwise.
-const FEEDBACK_TOKEN: &str = "feedback-token-for-tests";
+pub(crate) const FEEDBACK_TOKEN: &str = "feedback-token-for-tests";
 
 /// A registry in a temporary folder whose v1 is in production (the folders kept while it lives).
-struct Released {
+pub(crate) struct Released {
     _registry: tempfile::TempDir,
     _job: tempfile::TempDir,
 }
 
 /// [`release`] into a new registry, and a server started on it with `extra` flags.
-fn served(extra: &[&str]) -> (Released, Server) {
+pub(crate) fn served(extra: &[&str]) -> (Released, Server) {
     let registry = tempfile::tempdir().unwrap();
     let reg = registry.path().join("registry");
     let job = release(&reg, 42);
@@ -75,7 +75,7 @@ fn served(extra: &[&str]) -> (Released, Server) {
 }
 
 /// A running `serve`, stopped by its process id when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// The address it listens on (127.0.0.1 unless --listen said another).
     host: std::net::IpAddr,
@@ -89,11 +89,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(registry: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(registry: &Path, extra: &[&str]) -> Server {
         Server::start_at(registry.to_str().unwrap(), extra, &[])
     }
 
-    fn start_at(registry: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_at(registry: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec!["--registry", registry];
         args.extend_from_slice(extra);
@@ -168,7 +168,7 @@ impl Server {
         server
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
@@ -184,18 +184,18 @@ impl Server {
         panic!("{path} did not answer {status} within {limit:?}: {}", self.log());
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         exchange_to((self.host, self.port).into(), "GET", path, "", &[], b"").map(|(s, _, b)| (s, b)).unwrap()
     }
 
-    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    pub(crate) fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
         exchange_to((self.host, self.port).into(), "POST", path, content_type, &[], body)
             .map(|(s, _, b)| (s, b))
             .unwrap()
     }
 
     /// Posts `{"feedback": items}` with [`FEEDBACK_TOKEN`].
-    fn feedback(&self, items: &[serde_json::Value]) -> (u16, String) {
+    pub(crate) fn feedback(&self, items: &[serde_json::Value]) -> (u16, String) {
         let body = serde_json::to_vec(&serde_json::json!({ "feedback": items })).unwrap();
         self.post_as("/v1/feedback", "application/json", FEEDBACK_TOKEN, &body)
     }
@@ -329,7 +329,7 @@ fn exchange_to(
 }
 
 /// The rows of a CSV as JSON records: numbers as JSON numbers where they parse, else strings.
-fn records(csv: &str, numbers: bool) -> serde_json::Value {
+pub(crate) fn records(csv: &str, numbers: bool) -> serde_json::Value {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let rows: Vec<serde_json::Value> = lines
@@ -360,7 +360,24 @@ fn typed_records(csv: &str, boolean: &str) -> serde_json::Value {
     body
 }
 
-fn metric(metrics: &str, series: &str) -> Option<f64> {
+/// A CSV answer without its last column, the receipts (checked to be there: a header named
+/// `receipt`, a value on every line).
+pub(crate) fn without_receipts(csv: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in csv.lines().enumerate() {
+        let (rest, receipt) = line.rsplit_once(',').unwrap();
+        if i == 0 {
+            assert_eq!(receipt, "receipt", "{line}");
+        } else {
+            assert_eq!(receipt.split('.').count(), 3, "{line}");
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+pub(crate) fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
@@ -411,17 +428,19 @@ fn predictions_over_http_are_the_ones_predict_writes() {
         ids.dedup();
         assert_eq!(ids.len(), expected.len());
     }
-    // A CSV body answers what `predict` writes, byte for byte.
+    // A CSV body answers what `predict` writes, byte for byte, and a receipt for each row.
     let (status, csv) = server.post("/v1/predict", "text/csv", sessions.as_bytes());
     assert_eq!(status, 200, "{csv}");
-    assert_eq!(csv, batch);
+    assert_eq!(without_receipts(&csv), batch);
 
     // A record that breaks a rule: 422 naming the record, the column, the value and the rule;
     // nothing is scored.
     let mut bad = records(&sessions, false);
     bad["records"][3]["region"] = serde_json::json!("atlantis");
     bad["records"][5]["bogus"] = serde_json::json!(1);
-    let scored_before = metric(&server.get("/metrics").1, "mlgate_records_scored_total{version=\"v1\"}").unwrap();
+    let scored_before =
+        metric(&server.get("/metrics").1, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}")
+            .unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&bad).unwrap());
     assert_eq!(status, 422, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -434,10 +453,22 @@ fn predictions_over_http_are_the_ones_predict_writes() {
     assert_eq!(errors[1]["rule"], "unknown_column");
     assert!(answer["predictions"].is_null());
     let metrics = server.get("/metrics").1;
-    assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(scored_before));
-    assert_eq!(metric(&metrics, "mlgate_invalid_values_total{column=\"region\",rule=\"undeclared_level\"}"), Some(1.0));
     assert_eq!(
-        metric(&metrics, "mlgate_invalid_values_total{column=\"(unknown)\",rule=\"unknown_column\"}"),
+        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}"),
+        Some(scored_before)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "mlgate_invalid_values_total{model=\"customer-purchase\",column=\"region\",rule=\"undeclared_level\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "mlgate_invalid_values_total{model=\"customer-purchase\",column=\"(unknown)\",rule=\"unknown_column\"}"
+        ),
         Some(1.0)
     );
     assert!(!metrics.contains("column=\"bogus\""), "a client's key is no series name");
@@ -460,11 +491,20 @@ fn predictions_over_http_are_the_ones_predict_writes() {
             .contains(&format!("mlgate_model_info{{model=\"customer-purchase\",version=\"v1\",sha256=\"{sha}\"}} 1")),
         "{metrics}"
     );
-    assert_eq!(metric(&metrics, "mlgate_records_scored_total{version=\"v1\"}"), Some(180.0));
+    assert_eq!(
+        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}"),
+        Some(180.0)
+    );
     // The CSV body's scores are in the probability histogram too.
-    assert_eq!(metric(&metrics, "mlgate_prediction_probability_count{version=\"v1\"}"), Some(180.0));
-    assert!(metrics.contains("mlgate_http_request_duration_seconds_bucket{le=\"0.0001\",route=\"/v1/predict\"}"));
-    assert!(metrics.contains("mlgate_http_requests_total{route=\"/v1/predict\",status=\"422\"} 1"));
+    assert_eq!(
+        metric(&metrics, "mlgate_prediction_probability_count{model=\"customer-purchase\",version=\"v1\"}"),
+        Some(180.0)
+    );
+    assert!(metrics.contains(
+        "mlgate_http_request_duration_seconds_bucket{model=\"customer-purchase\",le=\"0.0001\",route=\"/v1/predict\"}"
+    ));
+    assert!(metrics
+        .contains("mlgate_http_requests_total{model=\"customer-purchase\",route=\"/v1/predict\",status=\"422\"} 1"));
     assert_eq!(server.get("/healthz").0, 200);
 
     // SIGTERM: drained, exit 0.
@@ -517,19 +557,19 @@ fn feedback_joins_predictions_and_feeds_the_live_metrics() {
             as f64
             / 50.0;
     let metrics = server.get("/metrics").1;
-    assert_eq!(metric(&metrics, "mlgate_live_feedback_window{version=\"v1\"}"), Some(50.0));
-    let live = metric(&metrics, "mlgate_live_accuracy{version=\"v1\"}").unwrap();
+    assert_eq!(metric(&metrics, "mlgate_live_feedback_window{model=\"customer-purchase\",version=\"v1\"}"), Some(50.0));
+    let live = metric(&metrics, "mlgate_live_accuracy{model=\"customer-purchase\",version=\"v1\"}").unwrap();
     assert!((live - expected_accuracy).abs() < 1e-12, "{live} vs {expected_accuracy}");
     assert_eq!(metric(&metrics, "mlgate_feedback_received_total"), Some(160.0));
     assert_eq!(metric(&metrics, "mlgate_feedback_joined_total"), Some(50.0));
     assert_eq!(metric(&metrics, "mlgate_prediction_log_evicted_total"), Some(30.0));
-    assert!(metric(&metrics, "mlgate_live_roc_auc{version=\"v1\"}").is_some());
+    assert!(metric(&metrics, "mlgate_live_roc_auc{model=\"customer-purchase\",version=\"v1\"}").is_some());
     // The rolling drift is measured by the poller on the recent records.
     let start = Instant::now();
     loop {
         let metrics = server.get("/metrics").1;
         if metric(&metrics, "mlgate_drift_window_rows") == Some(80.0)
-            && metrics.contains("mlgate_feature_drift{feature=\"age\",statistic=\"psi\"}")
+            && metrics.contains("mlgate_feature_drift{model=\"customer-purchase\",feature=\"age\",statistic=\"psi\"}")
         {
             break;
         }
@@ -828,7 +868,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let (status, answer) = server.feedback(&feedback);
     assert_eq!(status, 200, "{answer}");
     let start = Instant::now();
-    while prometheus.query("mlgate_live_feedback_window{version=\"v2\"}") != Some(300.0) {
+    while prometheus.query("mlgate_live_feedback_window{model=\"customer-purchase\",version=\"v2\"}") != Some(300.0) {
         assert!(start.elapsed() < Duration::from_secs(30), "Prometheus never saw the feedback");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -902,7 +942,7 @@ fn an_id_column_names_the_predictions_and_sighup_reads_the_registry_at_once() {
     // A CSV body: the same output as predict, and its rows wait for feedback under their ids.
     let (status, csv) = server.post("/v1/predict", "text/csv", rows.as_bytes());
     assert_eq!(status, 200);
-    assert_eq!(csv, batch);
+    assert_eq!(without_receipts(&csv), batch);
     let feedback: Vec<serde_json::Value> = (0..30)
         .map(|i| serde_json::json!({"id": format!("r{i}"), "label": if i % 2 == 0 { "yes" } else { "no" }}))
         .collect();
@@ -1436,7 +1476,10 @@ fn tokens_guard_predictions_feedback_and_metrics() {
     assert_eq!(call("GET", "/metrics", Some("new-prediction-token"), b"").0, 401);
     let (status, _, metrics) = call("GET", "/metrics", Some("admin-token"), b"");
     assert_eq!(status, 200);
-    assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="401"} 5"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"mlgate_http_requests_total{model="customer-purchase",route="/v1/predict",status="401"} 5"#),
+        "{metrics}"
+    );
     assert_eq!(call("GET", "/healthz", None, b"").0, 200);
     assert_eq!(call("GET", "/readyz", None, b"").0, 200);
 }
@@ -1476,7 +1519,7 @@ fn probes_and_metrics_move_to_the_admin_address() {
     assert_eq!(request(admin, "POST", "/v1/predict", "application/json", &one).unwrap().0, 404);
     assert_eq!(request(admin, "GET", "/v1/model", "", b"").unwrap().0, 404);
     let metrics = request(admin, "GET", "/metrics", "", b"").unwrap().1;
-    assert_eq!(metric(&metrics, r#"mlgate_records_scored_total{version="v1"}"#), Some(1.0));
+    assert_eq!(metric(&metrics, r#"mlgate_records_scored_total{model="customer-purchase",version="v1"}"#), Some(1.0));
 }
 
 #[test]

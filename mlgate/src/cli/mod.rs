@@ -65,7 +65,7 @@ pub enum Command {
     /// Open or update the GitHub issue that alerts on a monitoring breach.
     Alert(alert::Args),
     /// Serve the production model over HTTP: predictions, feedback, Prometheus metrics, hot swap.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
 }
 
 impl Command {
@@ -84,7 +84,7 @@ impl Command {
             Command::Registry(args) => registry::run(sh, args),
             Command::Report(args) => report::run(sh, args),
             Command::Alert(args) => alert::run(sh, args),
-            Command::Serve(args) => serve::run(sh, args),
+            Command::Serve(args) => serve::run(sh, *args),
         }
     }
 }

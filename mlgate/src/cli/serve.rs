@@ -86,6 +86,27 @@ pub struct Args {
     /// The certificate's private key, PEM.
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The model's name: the `model` label of every metric and what receipts are for. Default:
+    /// the configuration's `name`, else the name of the first artifact served (until it is
+    /// loaded, the metrics carry no `model` label).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// File of the keys receipts are signed with, one a line (at least 16 bytes each): the first
+    /// signs, every one verifies (rotation); MLGATE_RECEIPT_KEY adds one. Replicas that share a
+    /// key join each other's receipts. None: a key drawn for this process (receipts then join
+    /// only on this replica, until it restarts).
+    #[arg(long, value_name = "FILE")]
+    pub receipt_key_file: Option<PathBuf>,
+    /// Seconds a receipt is taken for feedback after its prediction.
+    #[arg(long, value_name = "SECONDS", default_value_t = 7 * 86_400, value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
+    pub receipt_ttl: u64,
+    /// Receipts remembered as joined, so that each is counted once (beyond, the oldest are
+    /// forgotten and receipts as old refused as expired).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub receipt_seen: usize,
+    /// The bound in bytes of the receipts remembered, beside --receipt-seen's in entries.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub receipt_seen_bytes: usize,
 }
 
 /// Twice the cores: enough to keep every core scoring while the next bodies arrive.
@@ -111,6 +132,33 @@ fn tokens(file: Option<&Path>, var: &str) -> Result<crate::serve::TokenSet> {
     }
     Ok(set)
 }
+/// The receipts' keys: those of `file` (one a line; blank lines and `#` comments skipped) and
+/// the one in `MLGATE_RECEIPT_KEY` (read here and nowhere else); none configured: a key drawn
+/// for this process. No message holds a key.
+fn receipt_keys(file: Option<&Path>) -> Result<crate::serve::ReceiptKeys> {
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let before = secrets.len();
+        secrets.extend(
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| l.as_bytes().to_vec()),
+        );
+        if secrets.len() == before {
+            bail!("{} holds no receipt key (one a line)", file.display());
+        }
+    }
+    if let Some(value) = std::env::var_os("MLGATE_RECEIPT_KEY") {
+        let value = value.to_str().context("MLGATE_RECEIPT_KEY is not UTF-8")?.trim().to_owned();
+        if !value.is_empty() {
+            secrets.push(value.into_bytes());
+        }
+    }
+    if secrets.is_empty() {
+        return crate::serve::ReceiptKeys::drawn().context("cannot draw a receipt key");
+    }
+    crate::serve::ReceiptKeys::new(secrets).map_err(|e| anyhow::anyhow!("{e} (--receipt-key-file, MLGATE_RECEIPT_KEY)"))
+}
+
 fn seconds(value: &str) -> std::result::Result<f64, String> {
     let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if s.is_finite() && s > 0.0 && s <= 86_400.0 {
@@ -131,6 +179,9 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         Some(path) => Some((load_config(path)?, path.clone())),
         None => None,
     };
+    if args.model.as_deref().is_some_and(str::is_empty) {
+        bail!("--model takes a name, not an empty string");
+    }
     let location = match (&args.registry, &config) {
         (Some(flag), _) => Location::parse(flag, Path::new(""))?,
         (None, Some((config, path))) => {
@@ -166,6 +217,11 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         max_scoring: args.max_scoring,
         max_connections: args.max_connections,
         tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| crate::serve::TlsFiles { cert, key }),
+        model: args.model.or_else(|| config.as_ref().map(|(c, _)| c.name.clone())),
+        receipt_keys: receipt_keys(args.receipt_key_file.as_deref())?,
+        receipt_ttl: Duration::from_secs(args.receipt_ttl),
+        receipt_seen: args.receipt_seen,
+        receipt_seen_bytes: args.receipt_seen_bytes,
     })?;
     Ok(ExitCode::SUCCESS)
 }

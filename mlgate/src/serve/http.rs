@@ -2,8 +2,8 @@
 //!
 //! | route | |
 //! |---|---|
-//! | `POST /v1/predict` | JSON records or a CSV body → probabilities and decisions ([`predict`]) |
-//! | `POST /v1/feedback` | labels for earlier predictions, joined by id ([`feedback`]) |
+//! | `POST /v1/predict` | JSON records or a CSV body → probabilities, decisions and receipts ([`predict`]) |
+//! | `POST /v1/feedback` | labels for earlier predictions, joined by receipt or by id ([`feedback`]) |
 //! | `GET /v1/model` | the served model's identity, metrics at acceptance, lineage |
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
 //! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
@@ -28,11 +28,10 @@ use hyper_util::server::graceful::GracefulConnection;
 use serde::Serialize;
 use serde_json::Value;
 
-use model::pipeline::scoring::csv_field;
-
 use super::auth::{Access, Refusal};
+use super::receipt::{self, Claims};
 use super::records::{self, Broken, Tally, MAX_ID_BYTES};
-use super::{live, metrics, Loaded, Shared};
+use super::{live, metrics, unix_now, Loaded, Shared};
 
 type Answer = Response<Full<Bytes>>;
 
@@ -355,6 +354,32 @@ struct Prediction<'a> {
     id: &'a str,
     probability: f64,
     prediction: u8,
+    receipt: String,
+}
+
+/// The receipts of predictions `(probability, decision)` answered by `loaded` now; `Err` when the
+/// system gives no random bytes for their nonces.
+fn receipts(
+    shared: &Shared,
+    loaded: &Loaded,
+    scores: impl ExactSizeIterator<Item = (f64, bool)>,
+) -> std::io::Result<Vec<String>> {
+    let nonces = receipt::random_nonces(scores.len())?;
+    let (model, time) = (shared.model_name(), unix_now());
+    Ok(scores
+        .zip(nonces)
+        .map(|((probability, decision), nonce)| {
+            let claims = Claims {
+                model: model.to_string(),
+                version: loaded.version.clone(),
+                probability,
+                decision,
+                time,
+                nonce,
+            };
+            shared.receipts.sign(&claims)
+        })
+        .collect())
 }
 
 /// How long a request waits, in line, for one of the --max-scoring permits before it is refused:
@@ -458,22 +483,31 @@ fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Ans
     let artifact = loaded.compiled.artifact();
     let threshold = artifact.threshold.value;
     let id_column = artifact.schema.id().and_then(|c| loaded.index.get(&c.name).copied());
+    // Ids the server makes are random: nothing in one says which replica made it or how many
+    // came before.
     let ids: Vec<String> = match id_column {
         Some(at) => rows.iter().map(|(_, r)| String::from_utf8_lossy(&r[at]).into_owned()).collect(),
-        None => {
-            let first = shared.ids.fetch_add(rows.len() as u64, Ordering::Relaxed);
-            (0..rows.len() as u64).map(|k| format!("{}-{}", shared.id_prefix, first + k)).collect()
-        }
+        None => match receipt::random_ids(rows.len()) {
+            Ok(ids) => ids,
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw ids: {e}")),
+        },
+    };
+    let decisions: Vec<bool> = scored.probabilities.iter().map(|&p| p >= threshold).collect();
+    let receipts = match receipts(shared, loaded, scored.probabilities.iter().copied().zip(decisions.iter().copied())) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")),
     };
     let version = &loaded.version;
-    let mut positives = 0;
+    let positives = decisions.iter().filter(|&&d| d).count() as u64;
     let predictions: Vec<Prediction> = ids
         .iter()
         .zip(&scored.probabilities)
-        .map(|(id, &probability)| {
-            let prediction = u8::from(probability >= threshold);
-            positives += u64::from(prediction);
-            Prediction { id, probability, prediction }
+        .zip(decisions.iter().zip(receipts))
+        .map(|((id, &probability), (&decision, receipt))| Prediction {
+            id,
+            probability,
+            prediction: u8::from(decision),
+            receipt,
         })
         .collect();
     m.scored(version, &scored.probabilities, positives, &scored.unseen_levels);
@@ -481,15 +515,8 @@ fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Ans
     {
         let mut live = shared.live.lock().expect("the live lock is never poisoned");
         for (p, (_, record)) in predictions.iter().zip(&rows) {
-            evicted += live.log(p.id, version, p.probability, threshold);
-            let mut line = String::new();
-            for (k, field) in record.iter().enumerate() {
-                if k > 0 {
-                    line.push(',');
-                }
-                csv_field(&mut line, &String::from_utf8_lossy(field));
-            }
-            live.remember(line);
+            evicted += live.log(p.id, version, p.probability, p.prediction == 1);
+            live.remember(loaded, record);
         }
         m.log_size.set(live.waiting() as i64);
         m.log_bytes.set(live.bytes() as i64);
@@ -532,7 +559,43 @@ fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> Optio
     None
 }
 
-/// A CSV body, scored as `predict` scores a file: the same output, the same errors.
+/// A row of the scored CSV: where its line is in the output, its id (first field) and scores.
+struct ScoredRow {
+    span: (usize, usize),
+    id: String,
+    probability: f64,
+    decision: bool,
+}
+
+/// The rows of `predict`'s output, read back; `None` if a row's scores do not parse.
+fn scored_rows(out: &[u8]) -> Option<Vec<ScoredRow>> {
+    let mut reader = csv::Reader::from_reader(out);
+    let mut rows: Vec<ScoredRow> = Vec::new();
+    for record in reader.records() {
+        let record = record.ok()?;
+        let start = record.position()?.byte() as usize;
+        if let Some(last) = rows.last_mut() {
+            last.span.1 = start;
+        }
+        let n = record.len();
+        rows.push(ScoredRow {
+            span: (start, out.len()),
+            id: record.get(0)?.to_string(),
+            probability: record.get(n.checked_sub(2)?)?.parse().ok()?,
+            decision: record.get(n - 1)? == "1",
+        });
+    }
+    Some(rows)
+}
+
+/// A line without its terminator (`\n` or `\r\n`).
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A CSV body, scored as `predict` scores a file: the same output, the same errors, and a
+/// `receipt` column.
 fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
     let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.as_str());
     if let Some(answer) = csv_precheck(shared, bytes, id_column) {
@@ -546,24 +609,37 @@ fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
             let version = &loaded.version;
             // The output read back: its last two columns are the scores, its first the id when
             // the schema has one (those rows' predictions then wait for their feedback).
-            let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out[..]).records().flatten().collect();
-            let probabilities: Vec<f64> =
-                rows.iter().filter_map(|r| r.get(r.len().saturating_sub(2))?.parse().ok()).collect();
+            let Some(rows) = scored_rows(&out) else {
+                return problem(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the scores back");
+            };
+            let probabilities: Vec<f64> = rows.iter().map(|r| r.probability).collect();
             m.scored(version, &probabilities, summary.positives, &summary.unseen_levels);
-            let threshold = loaded.compiled.artifact().threshold.value;
+            let receipts = match receipts(shared, loaded, rows.iter().map(|r| (r.probability, r.decision))) {
+                Ok(r) => r,
+                Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")),
+            };
             if loaded.compiled.artifact().schema.id().is_some() {
                 let mut evicted = 0;
                 let mut live = shared.live.lock().expect("the live lock is never poisoned");
-                for (row, probability) in rows.iter().zip(&probabilities) {
-                    if let Some(id) = row.get(0) {
-                        evicted += live.log(id, version, *probability, threshold);
-                    }
+                for row in &rows {
+                    evicted += live.log(&row.id, version, row.probability, row.decision);
                 }
                 m.log_size.set(live.waiting() as i64);
                 m.log_bytes.set(live.bytes() as i64);
                 m.log_evicted.inc_by(evicted);
             }
-            let mut response = answer(StatusCode::OK, "text/csv; charset=utf-8", out);
+            // `predict`'s output, each line with its receipt as a last column.
+            let mut body = Vec::with_capacity(out.len() + rows.len() * 200);
+            let header_end = rows.first().map_or(out.len(), |r| r.span.0);
+            body.extend_from_slice(trim_line_end(&out[..header_end]));
+            body.extend_from_slice(b",receipt\n");
+            for (row, receipt) in rows.iter().zip(&receipts) {
+                body.extend_from_slice(trim_line_end(&out[row.span.0..row.span.1]));
+                body.push(b',');
+                body.extend_from_slice(receipt.as_bytes());
+                body.push(b'\n');
+            }
+            let mut response = answer(StatusCode::OK, "text/csv; charset=utf-8", body);
             if let Ok(v) = HeaderValue::from_str(version) {
                 response.headers_mut().insert("x-model-version", v);
             }
@@ -601,11 +677,31 @@ struct FeedbackRequest {
     feedback: Vec<FeedbackItem>,
 }
 
+/// `{id, label}` or `{receipt, label}`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FeedbackItem {
-    id: Value,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    receipt: Option<Value>,
     label: Value,
+}
+
+/// How a feedback item names its prediction.
+enum Names<'a> {
+    /// An id of this replica's log.
+    Id(String),
+    /// A receipt, checked later (a bad one is refused alone, with its reason).
+    Receipt(&'a Value),
+}
+
+/// A receipt refused, in the answer.
+#[derive(Serialize)]
+struct RefusedItem {
+    item: usize,
+    reason: &'static str,
+    detail: String,
 }
 
 /// 413 for a request of more than `--max-records` records (or feedback items).
@@ -618,6 +714,36 @@ fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answer> {
     })
 }
 
+/// How an item names its prediction, or what is wrong with it.
+fn names(item: &FeedbackItem, i: usize) -> std::result::Result<Names<'_>, Broken> {
+    let broken = |column: &str, value: &Value, rule: &str, detail: String| Broken {
+        record: i as u64,
+        column: column.into(),
+        value: echo(&value.to_string()),
+        rule: rule.into(),
+        detail,
+    };
+    match (&item.id, &item.receipt) {
+        (Some(_), Some(receipt)) => Err(broken(
+            "receipt",
+            receipt,
+            "id_and_receipt",
+            "an item names its prediction by `receipt` or by `id`, not both".into(),
+        )),
+        (None, Some(receipt)) => Ok(Names::Receipt(receipt)),
+        (Some(Value::String(s)), None) if s.len() <= MAX_ID_BYTES => Ok(Names::Id(s.clone())),
+        (Some(Value::Number(n)), None) => Ok(Names::Id(n.to_string())),
+        (id, None) => Err(broken(
+            "id",
+            id.as_ref().unwrap_or(&Value::Null),
+            "not_an_id",
+            format!(
+                "an item names its prediction by its `receipt`, or by its `id`: a string (of at most {MAX_ID_BYTES} bytes) or a number, as the prediction gave it"
+            ),
+        )),
+    }
+}
+
 async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answer {
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
@@ -625,11 +751,11 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     let Some(_permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
-    let parsed: FeedbackRequest =
-        match read_json(shared, request, "{\"feedback\": [{\"id\": …, \"label\": …}, …]}").await {
-            Ok(p) => p,
-            Err(answer) => return answer,
-        };
+    let shape = "{\"feedback\": [{\"receipt\": …, \"label\": …} or {\"id\": …, \"label\": …}, …]}";
+    let parsed: FeedbackRequest = match read_json(shared, request, shape).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
     if let Some(answer) = too_many(shared, parsed.feedback.len(), "items") {
         return answer;
     }
@@ -639,32 +765,19 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
         model::data::schema::ColumnKind::Label { positive, negative } => (positive.as_str(), negative.as_str()),
         _ => unreachable!("a schema's label column has the label kind"),
     };
-    // Every item is checked before any is joined: a bad request changes nothing.
+    // Every item is read before any is joined: a request that cannot be read changes nothing.
     let mut items = Vec::with_capacity(parsed.feedback.len());
     let mut broken = Vec::new();
     for (i, item) in parsed.feedback.iter().enumerate() {
-        let id = match &item.id {
-            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
         let value = match &item.label {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s == positive => Some(true),
             Value::String(s) if s == negative => Some(false),
             _ => None,
         };
-        match (id, value) {
-            (Some(id), Some(value)) => items.push((id, value)),
-            (None, _) => broken.push(Broken {
-                record: i as u64,
-                column: "id".into(),
-                value: echo(&item.id.to_string()),
-                rule: "not_an_id".into(),
-                detail: format!(
-                    "an id is a string (of at most {MAX_ID_BYTES} bytes) or a number, as the prediction gave it"
-                ),
-            }),
+        match (names(item, i), value) {
+            (Ok(names), Some(value)) => items.push((names, value)),
+            (Err(b), _) => broken.push(b),
             (_, None) => broken.push(Broken {
                 record: i as u64,
                 column: label.name.clone(),
@@ -687,18 +800,52 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     }
     let m = &shared.metrics;
     m.feedback_received.inc_by(items.len() as u64);
-    let (mut joined, mut unmatched) = (0u64, 0u64);
+    // Receipts are verified first (their tags, outside any lock), then each is joined at most
+    // once on this replica.
+    let now = unix_now();
+    let model = shared.model_name();
+    let mut checked: Vec<Option<std::result::Result<Claims, receipt::Refused>>> = items
+        .iter()
+        .map(|(names, _)| match names {
+            Names::Id(_) => None,
+            Names::Receipt(Value::String(r)) => Some(shared.receipts.verify(r, model, now, shared.receipt_ttl)),
+            Names::Receipt(other) => Some(Err(receipt::Refused {
+                reason: receipt::Reason::Malformed,
+                detail: format!("a receipt is a string, as the prediction gave it, not {}", echo(&other.to_string())),
+            })),
+        })
+        .collect();
+    {
+        let mut seen = shared.seen.lock().expect("the receipts lock is never poisoned");
+        for claims in checked.iter_mut().flatten() {
+            if let Ok(c) = claims {
+                if let Err(refused) = seen.join(c, c.time.saturating_add(shared.receipt_ttl), now) {
+                    *claims = Err(refused);
+                }
+            }
+        }
+    }
+    let (mut unmatched, mut refusals) = (0u64, Vec::new());
+    let mut joined: Vec<(live::Answered, bool)> = Vec::new();
     let figures: Vec<live::LiveFigures> = {
         let mut live = shared.live.lock().expect("the live lock is never poisoned");
-        let mut touched: Vec<String> = Vec::new();
-        for (id, value) in &items {
-            match live.join(id, *value) {
-                Some(version) => {
-                    joined += 1;
-                    if !touched.contains(&version) {
-                        touched.push(version);
-                    }
+        for (i, ((names, value), check)) in items.iter().zip(checked).enumerate() {
+            let answered = match (names, check) {
+                (Names::Id(id), _) => live.join(id, *value),
+                (Names::Receipt(_), Some(Ok(c))) => {
+                    let answered =
+                        live::Answered { version: c.version, probability: c.probability, decision: c.decision };
+                    live.record(&answered, *value);
+                    Some(answered)
                 }
+                (Names::Receipt(_), Some(Err(refused))) => {
+                    refusals.push(RefusedItem { item: i, reason: refused.reason.name(), detail: refused.detail });
+                    continue;
+                }
+                (Names::Receipt(_), None) => unreachable!("every receipt is checked"),
+            };
+            match answered {
+                Some(a) => joined.push((a, *value)),
                 None => unmatched += 1,
             }
         }
@@ -711,6 +858,9 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
             }
             m.live_window.remove(&labels);
         }
+        let mut touched: Vec<&str> = joined.iter().map(|(a, _)| a.version.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
         touched.iter().filter_map(|v| live.figures(v)).collect()
     };
     for f in &figures {
@@ -722,7 +872,22 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
         }
         m.live_window.get_or_create(&labels).set(f.joined as i64);
     }
-    m.feedback_joined.inc_by(joined);
+    for (a, label) in &joined {
+        m.joined(&a.version, a.probability, a.decision, *label);
+    }
+    for r in &refusals {
+        m.feedback_refused.get_or_create(&vec![("reason", r.reason.to_string())]).inc();
+    }
+    m.feedback_joined.inc_by(joined.len() as u64);
     m.feedback_unmatched.inc_by(unmatched);
-    json(StatusCode::OK, &serde_json::json!({ "received": items.len(), "joined": joined, "unmatched": unmatched }))
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "received": items.len(),
+            "joined": joined.len(),
+            "unmatched": unmatched,
+            "refused": refusals.len(),
+            "refusals": refusals,
+        }),
+    )
 }

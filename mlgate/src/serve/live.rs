@@ -1,24 +1,38 @@
 //! What the server remembers between requests: predictions waiting for their feedback, the
-//! rolling window of joined feedback per version, and the recent records drift is measured on.
-//! Each is bounded; what falls out is counted.
+//! rolling window of joined feedback per version, and the recent records drift is measured on
+//! ([`DriftWindow`]). Each is bounded; what falls out is counted.
 
 use std::collections::{HashMap, VecDeque};
 
 use model::eval::metrics::{Confusion, MetricSet};
+
+use super::drift::DriftWindow;
+use super::Loaded;
 
 /// A prediction kept until its feedback arrives.
 struct Logged {
     seq: u64,
     version: String,
     probability: f64,
-    threshold: f64,
+    decision: bool,
 }
 
-/// One joined prediction: its probability, the threshold it was judged at, and the label.
+/// A logged prediction that feedback joined: what the server answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    /// The version that answered.
+    pub version: String,
+    /// The probability answered.
+    pub probability: f64,
+    /// The decision answered.
+    pub decision: bool,
+}
+
+/// One joined prediction: its probability, the decision answered, and the label.
 #[derive(Clone, Copy)]
 struct Joined {
     probability: f64,
-    threshold: f64,
+    decision: bool,
     label: bool,
 }
 
@@ -51,7 +65,8 @@ pub struct Live {
     window: usize,
     /// Versions whose windows were dropped, not yet taken.
     dropped: Vec<String>,
-    recent: VecDeque<String>,
+    /// The recent records of the artifact served, for the rolling drift.
+    recent: Option<DriftWindow>,
     recent_capacity: usize,
 }
 
@@ -75,18 +90,18 @@ impl Live {
             windows: Vec::new(),
             window,
             dropped: Vec::new(),
-            recent: VecDeque::new(),
+            recent: None,
             recent_capacity,
         }
     }
 
     /// Logs a prediction under `id`; returns how many older ones were dropped to make room (in
     /// entries and in bytes). A second prediction with the same id replaces the first.
-    pub fn log(&mut self, id: &str, version: &str, probability: f64, threshold: f64) -> u64 {
+    pub fn log(&mut self, id: &str, version: &str, probability: f64, decision: bool) -> u64 {
         self.seq += 1;
         let seq = self.seq;
         self.log_bytes += entry_bytes(id, version) + place_bytes(id);
-        let logged = Logged { seq, version: version.to_string(), probability, threshold };
+        let logged = Logged { seq, version: version.to_string(), probability, decision };
         if let Some(old) = self.log.insert(id.to_string(), logged) {
             // Its place in the order stays until it comes to the front; only its entry goes.
             self.log_bytes -= entry_bytes(id, &old.version);
@@ -117,28 +132,35 @@ impl Live {
         self.log.len()
     }
 
-    /// Joins a label to the prediction logged under `id`; returns its version, or `None` when no
-    /// prediction waits under that id.
-    pub fn join(&mut self, id: &str, label: bool) -> Option<String> {
+    /// Joins a label to the prediction logged under `id` and adds it to its version's window;
+    /// returns what was answered, or `None` when no prediction waits under that id.
+    pub fn join(&mut self, id: &str, label: bool) -> Option<Answered> {
         let logged = self.log.remove(id)?;
         self.log_bytes -= entry_bytes(id, &logged.version);
-        let at = match self.windows.iter().position(|(v, _)| *v == logged.version) {
+        let answered = Answered { version: logged.version, probability: logged.probability, decision: logged.decision };
+        self.record(&answered, label);
+        Some(answered)
+    }
+
+    /// Adds a prediction joined with its `label` (through the log or a receipt) to its version's
+    /// window.
+    pub fn record(&mut self, answered: &Answered, label: bool) {
+        let at = match self.windows.iter().position(|(v, _)| *v == answered.version) {
             Some(at) => at,
             None => {
                 if self.windows.len() == VERSIONS_KEPT {
                     let (version, _) = self.windows.remove(0);
                     self.dropped.push(version);
                 }
-                self.windows.push((logged.version.clone(), VecDeque::new()));
+                self.windows.push((answered.version.clone(), VecDeque::new()));
                 self.windows.len() - 1
             }
         };
         let window = &mut self.windows[at].1;
-        window.push_back(Joined { probability: logged.probability, threshold: logged.threshold, label });
+        window.push_back(Joined { probability: answered.probability, decision: answered.decision, label });
         while window.len() > self.window {
             window.pop_front();
         }
-        Some(logged.version)
     }
 
     /// The versions whose windows were dropped (to make room for a newer version's) since the
@@ -152,14 +174,15 @@ impl Live {
         let (_, window) = self.windows.iter().find(|(v, _)| v == version)?;
         let labels: Vec<bool> = window.iter().map(|j| j.label).collect();
         let probabilities: Vec<f64> = window.iter().map(|j| j.probability).collect();
-        // Each prediction is judged at the threshold it was made at.
+        // Each prediction is judged at the decision it was answered with.
         let mut confusion = Confusion::default();
         for j in window {
-            let c = Confusion::at(&[j.label], &[j.probability], j.threshold);
-            confusion.tp += c.tp;
-            confusion.fp += c.fp;
-            confusion.tn += c.tn;
-            confusion.r#fn += c.r#fn;
+            match (j.decision, j.label) {
+                (true, true) => confusion.tp += 1,
+                (true, false) => confusion.fp += 1,
+                (false, false) => confusion.tn += 1,
+                (false, true) => confusion.r#fn += 1,
+            }
         }
         let n = window.len();
         let positives = labels.iter().filter(|&&y| y).count();
@@ -179,17 +202,21 @@ impl Live {
         })
     }
 
-    /// Keeps a scored record (as a CSV line of the model's columns) for the rolling drift.
-    pub fn remember(&mut self, line: String) {
-        self.recent.push_back(line);
-        while self.recent.len() > self.recent_capacity {
-            self.recent.pop_front();
+    /// Keeps a record scored by `loaded` (its fields in the compiled columns' order) for the
+    /// rolling drift; the first record of another artifact starts a new window.
+    pub fn remember(&mut self, loaded: &Loaded, record: &csv::ByteRecord) {
+        if !self.recent.as_ref().is_some_and(|w| w.is_for(&loaded.sha256)) {
+            self.recent = Some(DriftWindow::new(loaded, self.recent_capacity));
+        }
+        if let Some(window) = &mut self.recent {
+            window.push(record);
         }
     }
 
-    /// The recent records, as CSV lines.
-    pub fn recent(&self) -> Vec<String> {
-        self.recent.iter().cloned().collect()
+    /// The recent records scored by `loaded`'s artifact (`None` when none), as a data set.
+    pub fn recent(&self, loaded: &Loaded) -> Option<model::data::dataset::Dataset> {
+        let window = self.recent.as_ref().filter(|w| w.is_for(&loaded.sha256) && w.rows() > 0)?;
+        Some(window.dataset(loaded))
     }
 }
 
@@ -200,15 +227,15 @@ mod tests {
     #[test]
     fn the_log_drops_its_oldest_predictions_and_counts_them() {
         let mut live = Live::new(3, 1 << 20, 10, 10);
-        assert_eq!(live.log("a", "v1", 0.9, 0.5), 0);
-        live.log("b", "v1", 0.1, 0.5);
-        live.log("c", "v1", 0.8, 0.5);
-        assert_eq!(live.log("d", "v1", 0.2, 0.5), 1);
+        assert_eq!(live.log("a", "v1", 0.9, true), 0);
+        live.log("b", "v1", 0.1, false);
+        live.log("c", "v1", 0.8, true);
+        assert_eq!(live.log("d", "v1", 0.2, false), 1);
         assert_eq!(live.join("a", true), None, "a was dropped");
-        assert_eq!(live.join("b", false).as_deref(), Some("v1"));
+        assert_eq!(live.join("b", false).map(|a| a.version).as_deref(), Some("v1"));
         assert_eq!(live.join("b", false), None, "joined once only");
         // A joined prediction's place in the order is not counted as a drop.
-        assert_eq!(live.log("e", "v1", 0.2, 0.5), 0);
+        assert_eq!(live.log("e", "v1", 0.2, false), 0);
         assert_eq!(live.waiting(), 3);
     }
 
@@ -219,14 +246,14 @@ mod tests {
         let mut live = Live::new(1000, 10 * one, 10, 10);
         let mut evicted = 0;
         for i in 0..100 {
-            evicted += live.log(&format!("{i:0100}"), "v1", 0.5, 0.5);
+            evicted += live.log(&format!("{i:0100}"), "v1", 0.5, true);
             assert!(live.bytes() <= 10 * one, "{} bytes after {i}", live.bytes());
         }
         assert_eq!(live.waiting(), 10);
         assert_eq!(evicted, 90);
         // Joined and replaced entries give their bytes back.
         assert!(live.join(&format!("{:0100}", 99), true).is_some());
-        live.log(&format!("{:0100}", 98), "v1", 0.5, 0.5);
+        live.log(&format!("{:0100}", 98), "v1", 0.5, true);
         assert_eq!(live.waiting(), 9);
         for i in 0..100 {
             live.join(&format!("{i:0100}"), true);
@@ -237,10 +264,10 @@ mod tests {
     }
 
     #[test]
-    fn the_window_measures_each_prediction_at_its_own_threshold() {
+    fn the_window_measures_each_prediction_at_the_decision_answered() {
         let mut live = Live::new(100, 1 << 20, 3, 10);
         for (id, p, t) in [("a", 0.6, 0.7), ("b", 0.6, 0.5), ("c", 0.2, 0.5), ("d", 0.9, 0.5)] {
-            live.log(id, "v2", p, t);
+            live.log(id, "v2", p, p >= t);
         }
         for (id, y) in [("a", true), ("b", true), ("c", false), ("d", false)] {
             live.join(id, y);

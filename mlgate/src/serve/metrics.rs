@@ -1,5 +1,10 @@
 //! The server's Prometheus metrics, named by Prometheus conventions (`mlgate_` prefix, base
-//! units, `_total` counters), exposed in the OpenMetrics text format.
+//! units, `_total` counters), exposed in the OpenMetrics text format. Every series carries the
+//! label `model` (the name the server was given, else the configuration's, else the first
+//! artifact's): the registry they are encoded through holds it as a constant label, so that no
+//! series can be declared without it. A server told no name exposes its series without it until
+//! its first artifact is loaded, so that a replica that cannot reach the registry at start still
+//! says so.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 
 /// A metric's labels, as (name, value) pairs.
 pub type Labels = Vec<(&'static str, String)>;
@@ -27,6 +33,46 @@ fn probability_histogram() -> Histogram {
     Histogram::new((1..=10).map(|i| f64::from(i) / 10.0))
 }
 
+/// The buckets of the joined predictions' probabilities by true label: finer near 0 and 1, where
+/// a good classifier puts most of its scores, so that the ROC AUC computed from them (the pairs
+/// of a bucket counted as ties) is within 0.005 of the exact one (a unit test checks it on the
+/// project's data scored by a trained model and on a skewed synthetic distribution).
+pub const FEEDBACK_BUCKETS: [f64; 44] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275, 0.3,
+    0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.725, 0.75, 0.775, 0.8, 0.825, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96,
+    0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0,
+];
+
+fn feedback_histogram() -> Histogram {
+    Histogram::new(FEEDBACK_BUCKETS)
+}
+
+/// A bucket's bound as the exposition writes its `le` label (`0.001`, `0.5`, `1.0`): the `bin`
+/// label of `mlgate_feedback_probability_bin_total` is written the same, so that PromQL can
+/// match a bin with its cumulative bucket.
+pub fn bin_label(bound: f64) -> String {
+    format!("{bound:?}")
+}
+
+/// The index in [`FEEDBACK_BUCKETS`] of the bucket `probability` falls in (the first bound it
+/// does not exceed; the last for anything above).
+fn bin_of(probability: f64) -> usize {
+    FEEDBACK_BUCKETS.partition_point(|&b| b < probability).min(FEEDBACK_BUCKETS.len() - 1)
+}
+
+/// What a joined prediction was, at the decision the server answered: the `outcome` label.
+pub fn outcome(decision: bool, label: bool) -> &'static str {
+    match (decision, label) {
+        (true, true) => "true_positive",
+        (true, false) => "false_positive",
+        (false, false) => "true_negative",
+        (false, true) => "false_negative",
+    }
+}
+
+/// Every value of the `outcome` label.
+pub const OUTCOMES: [&str; 4] = ["true_positive", "false_positive", "true_negative", "false_negative"];
+
 /// The rolling live metrics over the window of predictions joined with feedback: name, help.
 pub const LIVE_METRICS: [(&str, &str); 6] = [
     ("accuracy", "Rolling accuracy over the feedback window, by version"),
@@ -39,7 +85,12 @@ pub const LIVE_METRICS: [(&str, &str); 6] = [
 
 /// Every metric the server exposes.
 pub struct Metrics {
-    registry: Registry,
+    /// The series, encoded with the `model` label; unset until the model's name is known.
+    registry: OnceLock<Registry>,
+    /// The series without the `model` label, while its value is not known.
+    unnamed: Registry,
+    /// The `model` label's value.
+    model_name: OnceLock<String>,
     pub requests: Family<Labels, Counter>,
     pub duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub records_scored: Family<Labels, Counter>,
@@ -62,6 +113,14 @@ pub struct Metrics {
     pub feedback_received: Counter,
     pub feedback_joined: Counter,
     pub feedback_unmatched: Counter,
+    /// `mlgate_feedback_outcomes_total{version,outcome}`: joined feedback by [`outcome`].
+    pub feedback_outcomes: Family<Labels, Counter>,
+    /// `mlgate_feedback_probability{version,label}`: joined predictions' probabilities by label.
+    pub feedback_probability: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `mlgate_feedback_probability_bin_total{version,label,bin}`: the same, not cumulated.
+    pub feedback_bins: Family<Labels, Counter>,
+    /// `mlgate_feedback_refused_total{reason}`: receipts refused, by reason.
+    pub feedback_refused: Family<Labels, Counter>,
     pub log_evicted: Counter,
     pub log_size: Gauge,
     pub log_bytes: Gauge,
@@ -77,8 +136,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::default();
+    /// The metrics, their series at their start values; with `model`, exposed from the start,
+    /// else once [`Metrics::name_model`] is called.
+    pub fn new(model: Option<&str>) -> Metrics {
         let m = Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
@@ -100,6 +160,10 @@ impl Metrics {
             feedback_received: Counter::default(),
             feedback_joined: Counter::default(),
             feedback_unmatched: Counter::default(),
+            feedback_outcomes: Family::default(),
+            feedback_probability: Family::new_with_constructor(feedback_histogram as fn() -> Histogram),
+            feedback_bins: Family::default(),
+            feedback_refused: Family::default(),
             log_evicted: Counter::default(),
             log_size: Gauge::default(),
             log_bytes: Gauge::default(),
@@ -111,8 +175,47 @@ impl Metrics {
             drift: Family::default(),
             drifted_share: FloatGauge::default(),
             drift_rows: Gauge::default(),
-            registry: Registry::default(),
+            registry: OnceLock::new(),
+            unnamed: Registry::default(),
+            model_name: OnceLock::new(),
         };
+        let m = Metrics { unnamed: m.registry_named(None), ..m };
+        // The series rates are taken of exist from the start, at 0: a rate needs two samples,
+        // and a counter that appears at its first request has no first one.
+        for route in ["/v1/predict", "/v1/feedback"] {
+            let _ = m.requests.get_or_create_owned(&vec![("route", route.to_string()), ("status", "200".to_string())]);
+        }
+        for trouble in super::Trouble::ALL {
+            let _ = m.registry_poll_errors.get_or_create_owned(&vec![("kind", trouble.name().to_string())]);
+        }
+        for reason in super::receipt::Reason::ALL {
+            let _ = m.feedback_refused.get_or_create_owned(&vec![("reason", reason.name().to_string())]);
+        }
+        if let Some(model) = model {
+            m.name_model(model);
+        }
+        m
+    }
+
+    /// The `model` label's value, once known.
+    pub fn model(&self) -> Option<&str> {
+        self.model_name.get().map(String::as_str)
+    }
+
+    /// Sets the `model` label of every series; the first call wins (the name a server exposes
+    /// does not change while it runs).
+    pub fn name_model(&self, model: &str) {
+        let _ = self.model_name.set(model.to_string());
+        let named = self.model_name.get().map_or(model, String::as_str);
+        self.registry.get_or_init(|| self.registry_named(Some(named)));
+    }
+
+    /// A registry of every series, with `model` as a constant label when given.
+    fn registry_named(&self, model: Option<&str>) -> Registry {
+        let m = self;
+        let label =
+            model.map(|model| (std::borrow::Cow::Borrowed("model"), std::borrow::Cow::Owned(model.to_string())));
+        let mut registry = Registry::with_labels(label.into_iter());
         let r = &mut registry;
         r.register("mlgate_http_requests", "HTTP requests by route and status code", m.requests.clone());
         r.register("mlgate_http_request_duration_seconds", "Time to answer a request, by route", m.duration.clone());
@@ -223,15 +326,57 @@ impl Metrics {
             m.drifted_share.clone(),
         );
         r.register("mlgate_drift_window_rows", "Recent records the rolling drift is measured on", m.drift_rows.clone());
-        // The series rates are taken of exist from the start, at 0: a rate needs two samples,
-        // and a counter that appears at its first request has no first one.
-        for route in ["/v1/predict", "/v1/feedback"] {
-            let _ = m.requests.get_or_create_owned(&vec![("route", route.to_string()), ("status", "200".to_string())]);
+        r.register(
+            "mlgate_feedback_outcomes",
+            "Joined feedback by version and outcome at the decision the server answered (true_positive, false_positive, true_negative, false_negative)",
+            m.feedback_outcomes.clone(),
+        );
+        r.register(
+            "mlgate_feedback_probability",
+            "Probabilities of the predictions joined with feedback, by version and true label (0 or 1)",
+            m.feedback_probability.clone(),
+        );
+        r.register(
+            "mlgate_feedback_probability_bin",
+            "Joined predictions by version, true label and probability bin (each bucket of mlgate_feedback_probability alone, `bin` written as its `le`)",
+            m.feedback_bins.clone(),
+        );
+        r.register(
+            "mlgate_feedback_refused",
+            "Feedback receipts refused, by reason (malformed, altered, foreign, expired, duplicate)",
+            m.feedback_refused.clone(),
+        );
+        registry
+    }
+
+    /// Makes the series of joined feedback for `version` exist at 0 (the four outcomes, both
+    /// labels' histograms and bins): sums and rates over replicas need every series from the start.
+    pub fn feedback_series(&self, version: &str) {
+        for outcome in OUTCOMES {
+            let _ = self
+                .feedback_outcomes
+                .get_or_create(&vec![("version", version.to_string()), ("outcome", outcome.into())]);
         }
-        for trouble in super::Trouble::ALL {
-            let _ = m.registry_poll_errors.get_or_create_owned(&vec![("kind", trouble.name().to_string())]);
+        for label in ["0", "1"] {
+            let labels = vec![("version", version.to_string()), ("label", label.to_string())];
+            let _ = self.feedback_probability.get_or_create(&labels);
+            for bound in FEEDBACK_BUCKETS {
+                let mut labels = labels.clone();
+                labels.push(("bin", bin_label(bound)));
+                let _ = self.feedback_bins.get_or_create(&labels);
+            }
         }
-        Metrics { registry, ..m }
+    }
+
+    /// Counts one prediction of `version` joined with its true `label`: its outcome at the
+    /// `decision` the server answered, its probability in the label's histogram and bin.
+    pub fn joined(&self, version: &str, probability: f64, decision: bool, label: bool) {
+        let v = || ("version", version.to_string());
+        self.feedback_outcomes.get_or_create(&vec![v(), ("outcome", outcome(decision, label).into())]).inc();
+        let class = if label { "1" } else { "0" };
+        self.feedback_probability.get_or_create(&vec![v(), ("label", class.into())]).observe(probability);
+        let bin = bin_label(FEEDBACK_BUCKETS[bin_of(probability)]);
+        self.feedback_bins.get_or_create(&vec![v(), ("label", class.into()), ("bin", bin)]).inc();
     }
 
     /// Counts `n` values of `column` that broke `rule`.
@@ -262,13 +407,166 @@ impl Metrics {
         }
     }
 
-    /// The exposition, in the OpenMetrics text format.
+    /// The exposition, in the OpenMetrics text format; without the `model` label while its value
+    /// is not known (a server given neither `--model` nor a configuration, before its first load).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        let registry = self.registry.get().unwrap_or(&self.unnamed);
+        encode(&mut out, registry).expect("writing to a String cannot fail");
         out
     }
 }
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    /// The series of a scrape: (name, labels, value).
+    fn series(text: &str) -> Vec<(String, HashMap<String, String>, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|line| {
+                let (head, value) = line.rsplit_once(' ').unwrap();
+                let (name, labels) = match head.split_once('{') {
+                    Some((name, rest)) => (name, rest.strip_suffix('}').unwrap()),
+                    None => (head, ""),
+                };
+                let labels = labels
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once("=\"").unwrap();
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels, value.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The ROC AUC by the contract's formula, from a scrape as Prometheus holds it:
+    /// Σ_bin n0(bin)·(N1 − C1(le=bin) + ½·n1(bin)) / (N0·N1).
+    fn binned_auc(text: &str) -> f64 {
+        let all = series(text);
+        let get = |name: &str, label: &str, key: &str, value: &str| -> f64 {
+            all.iter()
+                .filter(|(n, l, _)| n == name && l["label"] == label && l.get(key).is_some_and(|v| v == value))
+                .map(|(_, _, x)| *x)
+                .sum()
+        };
+        let count = |label: &str| {
+            all.iter().find(|(n, l, _)| n == "mlgate_feedback_probability_count" && l["label"] == label).unwrap().2
+        };
+        let (n0, n1) = (count("0"), count("1"));
+        let mut pairs = 0.0;
+        for bound in FEEDBACK_BUCKETS {
+            let bin = bin_label(bound);
+            let zero = get("mlgate_feedback_probability_bin_total", "0", "bin", &bin);
+            let one = get("mlgate_feedback_probability_bin_total", "1", "bin", &bin);
+            let below_or_in = get("mlgate_feedback_probability_bucket", "1", "le", &bin);
+            pairs += zero * (n1 - below_or_in + 0.5 * one);
+        }
+        pairs / (n0 * n1)
+    }
+
+    /// Counts the scores as joined feedback and compares the AUC Prometheus would compute with
+    /// the exact one.
+    fn check_auc(labels: &[bool], scores: &[f64], what: &str) -> f64 {
+        let metrics = Metrics::new(Some("churn"));
+        metrics.feedback_series("v1");
+        for (&y, &p) in labels.iter().zip(scores) {
+            metrics.joined("v1", p, p >= 0.5, y);
+        }
+        let exact = model::eval::metrics::roc_auc(labels, scores).unwrap();
+        let binned = binned_auc(&metrics.render());
+        assert!((binned - exact).abs() < 0.005, "{what}: binned {binned} vs exact {exact}");
+        exact
+    }
+
+    /// The buckets are fine enough for ROC AUC: on the project's generated customers scored by a
+    /// model trained on them, and on the scores of a sharp classifier (most negatives under
+    /// 0.01, most positives over 0.99), the AUC from the bins is within 0.005 of the exact one.
+    #[test]
+    fn the_auc_from_the_bins_is_within_0_005_of_the_exact_one() {
+        let artifact = model::Artifact::from_bytes(&super::super::tests::artifact_bytes(), Path::new("m")).unwrap();
+        let csv = model::data::generate::customers_csv(20_000, 77);
+        let data = model::read_csv(csv.as_bytes(), "c.csv", &artifact.schema, model::LabelPolicy::Required).unwrap();
+        let scores = artifact.score(&data).unwrap().probabilities;
+        let exact = check_auc(data.labels.as_ref().unwrap(), &scores, "generated customers");
+        assert!(exact > 0.6, "{exact}");
+
+        let mut rng = model::rng::Rng::new(7);
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let (mut labels, mut scores) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let positive = rng.chance(0.2);
+            let logit = if positive { 4.0 + 2.5 * rng.normal() } else { -5.5 + 2.5 * rng.normal() };
+            labels.push(positive);
+            scores.push(sigmoid(logit));
+        }
+        let exact = check_auc(&labels, &scores, "a sharp classifier");
+        assert!(exact > 0.97, "{exact}");
+        // A weak one, its scores bunched in the middle.
+        let (mut labels, mut scores) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let positive = rng.chance(0.5);
+            let logit = if positive { 0.3 + 0.6 * rng.normal() } else { -0.3 + 0.6 * rng.normal() };
+            labels.push(positive);
+            scores.push(sigmoid(logit));
+        }
+        check_auc(&labels, &scores, "a weak classifier");
+    }
+
+    /// Each `bin` is written as its bucket's `le`, every series carries `model`, and the outcomes
+    /// follow the decision answered, not the probability.
+    #[test]
+    fn bins_match_buckets_and_every_series_names_its_model() {
+        let metrics = Metrics::new(None);
+        let unnamed = metrics.render();
+        assert!(unnamed.contains("\nmlgate_registry_poll_errors_total{kind=\"timeout\"} 0\n"), "{unnamed}");
+        assert!(!unnamed.contains("model="), "{unnamed}");
+        metrics.name_model("churn");
+        metrics.name_model("another");
+        metrics.feedback_series("v2");
+        metrics.joined("v2", 0.7, false, true);
+        metrics.joined("v2", 0.0004, false, false);
+        metrics.joined("v2", 1.0, true, false);
+        let text = metrics.render();
+        let all = series(&text);
+        assert!(all.iter().all(|(_, l, _)| l.get("model").is_some_and(|m| m == "churn")), "{text}");
+        let les: Vec<&String> = all
+            .iter()
+            .filter(|(n, l, _)| n == "mlgate_feedback_probability_bucket" && l["label"] == "0")
+            .map(|(_, l, _)| &l["le"])
+            .collect();
+        let bins: Vec<String> = FEEDBACK_BUCKETS.iter().map(|&b| bin_label(b)).collect();
+        assert_eq!(les.len(), bins.len() + 1);
+        assert!(les.iter().zip(&bins).all(|(le, bin)| *le == bin), "{les:?} vs {bins:?}");
+        let value = |name: &str, pairs: &[(&str, &str)]| {
+            all.iter()
+                .find(|(n, l, _)| n == name && pairs.iter().all(|(k, v)| l.get(*k).is_some_and(|x| x == v)))
+                .map(|(_, _, x)| *x)
+        };
+        let outcome = |o: &str| value("mlgate_feedback_outcomes_total", &[("version", "v2"), ("outcome", o)]);
+        assert_eq!(outcome("false_negative"), Some(1.0));
+        assert_eq!(outcome("true_negative"), Some(1.0));
+        assert_eq!(outcome("false_positive"), Some(1.0));
+        assert_eq!(outcome("true_positive"), Some(0.0));
+        let bin = |label: &str, bin: &str| {
+            value("mlgate_feedback_probability_bin_total", &[("version", "v2"), ("label", label), ("bin", bin)])
+        };
+        assert_eq!(bin("1", "0.7"), Some(1.0));
+        assert_eq!(bin("0", "0.001"), Some(1.0));
+        assert_eq!(bin("0", "1.0"), Some(1.0));
+        assert_eq!(bin("0", "0.5"), Some(0.0));
+        for reason in ["malformed", "altered", "foreign", "expired", "duplicate"] {
+            assert_eq!(value("mlgate_feedback_refused_total", &[("reason", reason)]), Some(0.0));
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The model server: an HTTP server for the model an alias of the registry points at.
-//! Predictions (JSON or CSV), feedback joined to them, the model's identity, health, and
-//! Prometheus metrics. The alias is polled (and re-read on SIGHUP): a new artifact is fetched,
+//! Predictions (JSON or CSV), each with a signed receipt ([`receipt`]), feedback joined to them
+//! (by receipt on any replica holding the key, by id through this replica's log), the model's
+//! identity, health, and Prometheus metrics. The alias is polled (and re-read on SIGHUP): a new artifact is fetched,
 //! verified and compiled on the poller's thread, then swapped in; a request keeps the model it
 //! started with; an artifact that fails to load never replaces the one being served. A poll that
 //! fails is counted by kind ([`Trouble`]) and logged when the trouble starts and when it ends;
@@ -9,27 +10,30 @@
 //! 0 — without waiting for a poller stuck in the registry.
 
 mod auth;
+mod drift;
 mod http;
 mod limits;
 mod live;
 mod metrics;
+mod receipt;
 mod records;
 mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use model::eval::drift::DriftThresholds;
 use model::lifecycle::gate::AcceptanceRecord;
-use model::pipeline::scoring::{csv_field, Compiled};
+use model::pipeline::scoring::Compiled;
 use model::Metric;
 
 use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
 pub use auth::{TokenSet, Tokens};
 use metrics::{Labels, Metrics};
+pub use receipt::ReceiptKeys;
 pub use tls::TlsFiles;
 
 /// How the server runs: resolved from the command line by `cli::serve`.
@@ -74,6 +78,17 @@ pub struct Options {
     pub max_connections: usize,
     /// Serve HTTPS with this certificate and key (read again on SIGHUP).
     pub tls: Option<TlsFiles>,
+    /// The `model` label of every series and the model receipts are for: `None`, the name of the
+    /// first artifact served.
+    pub model: Option<String>,
+    /// The keys receipts are signed (the first) and verified (all) with.
+    pub receipt_keys: ReceiptKeys,
+    /// How long a receipt is taken for feedback.
+    pub receipt_ttl: Duration,
+    /// Receipts remembered as joined (each is counted once), in entries and in bytes.
+    pub receipt_seen: usize,
+    /// The bound in bytes of the receipts remembered.
+    pub receipt_seen_bytes: usize,
 }
 
 /// The model being served, compiled, with what `/v1/model` and the metrics say of it.
@@ -113,7 +128,7 @@ impl Loaded {
             .filter(|c| !compiled.columns().contains(&c.name))
             .map(|c| c.name.clone())
             .collect();
-        let info = vec![("model", artifact.name.clone()), ("version", version.clone()), ("sha256", sha256.clone())];
+        let info = vec![("version", version.clone()), ("sha256", sha256.clone())];
         Loaded { compiled, version, sha256, accepted, info, booleans, index, unread }
     }
 }
@@ -125,9 +140,10 @@ pub struct Shared {
     metrics: Metrics,
     max_body: usize,
     max_records: usize,
-    /// Prefix of the ids the server makes (a schema without an id column): unique per process.
-    id_prefix: String,
-    ids: AtomicU64,
+    /// The receipts' keys, their time to live in seconds, and those joined here.
+    receipts: ReceiptKeys,
+    receipt_ttl: u64,
+    seen: Mutex<receipt::Seen>,
     draining: AtomicBool,
     drift: DriftThresholds,
     read_timeout: Duration,
@@ -141,7 +157,6 @@ pub struct Shared {
 
 impl Shared {
     fn new(args: &Options) -> Shared {
-        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Shared {
             model: RwLock::new(None),
             live: Mutex::new(live::Live::new(
@@ -150,11 +165,12 @@ impl Shared {
                 args.feedback_window.max(1),
                 args.drift_window,
             )),
-            metrics: Metrics::new(),
+            metrics: Metrics::new(args.model.as_deref()),
             max_body: args.max_body_bytes,
             max_records: args.max_records.max(1),
-            id_prefix: format!("{:08x}{:04x}", started.as_nanos() as u32, std::process::id() as u16),
-            ids: AtomicU64::new(0),
+            receipts: args.receipt_keys.clone(),
+            receipt_ttl: args.receipt_ttl.as_secs().max(1),
+            seen: Mutex::new(receipt::Seen::new(args.receipt_seen, args.receipt_seen_bytes)),
             draining: AtomicBool::new(false),
             drift: args.drift.clone(),
             read_timeout: args.read_timeout,
@@ -168,6 +184,17 @@ impl Shared {
     fn current(&self) -> Option<Arc<Loaded>> {
         self.model.read().expect("the model lock is never poisoned: no code panics holding it").clone()
     }
+
+    /// The model's name: the `model` label and what receipts are for (known once a model is
+    /// loaded, at the latest).
+    fn model_name(&self) -> &str {
+        self.metrics.model().unwrap_or_default()
+    }
+}
+
+/// Now, in unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// Writes a line of the server's log; any URL's credentials are removed, whatever printed it.
@@ -415,10 +442,13 @@ impl Troubles {
 
 fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
     let m = &shared.metrics;
+    // Without --model nor a configuration, the first artifact names the series.
+    m.name_model(&loaded.compiled.artifact().name);
     if let Some(old) = old {
         m.model_info.remove(&old.info);
     }
     m.model_info.get_or_create(&loaded.info).set(1);
+    m.feedback_series(&loaded.version);
     m.acceptance.clear();
     if let Some(accepted) = &loaded.accepted {
         for metric in [Metric::Accuracy, Metric::Precision, Metric::Recall, Metric::F1, Metric::RocAuc] {
@@ -438,34 +468,10 @@ fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
 /// Measures the rolling drift of the recent records against the served model's reference.
 fn measure_drift(shared: &Shared) -> std::result::Result<(), String> {
     let Some(loaded) = shared.current() else { return Ok(()) };
-    let lines = shared.live.lock().expect("the live lock is never poisoned").recent();
-    shared.metrics.drift_rows.set(lines.len() as i64);
-    if lines.is_empty() {
-        return Ok(());
-    }
+    let data = shared.live.lock().expect("the live lock is never poisoned").recent(&loaded);
+    shared.metrics.drift_rows.set(data.as_ref().map_or(0, |d| d.len() as i64));
+    let Some(data) = data else { return Ok(()) };
     let artifact = loaded.compiled.artifact();
-    // The columns a record does not carry but a file must (ignored ones) are left empty.
-    let label = &artifact.schema.label().name;
-    let blank: Vec<&String> = loaded.unread.iter().filter(|c| *c != label).collect();
-    let mut text = String::new();
-    for (k, column) in loaded.compiled.columns().iter().chain(blank.iter().copied()).enumerate() {
-        if k > 0 {
-            text.push(',');
-        }
-        csv_field(&mut text, column);
-    }
-    let padding = ",".repeat(blank.len());
-    text.push('\n');
-    for line in &lines {
-        text.push_str(line);
-        text.push_str(&padding);
-        text.push('\n');
-    }
-    let data = match model::read_csv(text.as_bytes(), "recent records", &artifact.schema, model::LabelPolicy::Optional)
-    {
-        Ok(data) => data,
-        Err(e) => return Err(format!("cannot measure the rolling drift: {e}")),
-    };
     let drift = artifact.reference.compare(&data, &shared.drift);
     shared.metrics.drift.clear();
     let mut major = 0;
@@ -496,6 +502,10 @@ pub fn run(args: Options) -> Result<()> {
     let location = args.location.clone();
     auth::check_exposure(args.listen, &args.tokens, args.allow_anonymous_predictions)?;
     limits::raise_open_files_limit();
+    if args.receipt_keys.is_drawn() {
+        log("warning: no receipt key (--receipt-key-file FILE or MLGATE_RECEIPT_KEY): receipts are signed with a key \
+             drawn for this process, so their feedback joins only on this replica, and only until it restarts");
+    }
     let mut shared = Shared::new(&args);
     shared.tls = args.tls.clone().map(tls::Tls::load).transpose()?;
     let scheme = if shared.tls.is_some() { "https" } else { "http" };
@@ -616,7 +626,7 @@ mod tests {
     use crate::store::s3::S3;
 
     /// An artifact of the repository's configuration, trained on a little generated data.
-    fn artifact_bytes() -> Vec<u8> {
+    pub(super) fn artifact_bytes() -> Vec<u8> {
         let text = include_str!("../../../pipeline.toml");
         let config = PipelineConfig::parse(text, Path::new("pipeline.toml")).unwrap();
         let csv = model::data::generate::customers_csv(600, 5);
@@ -658,6 +668,11 @@ mod tests {
             max_scoring: 2,
             max_connections: 16,
             tls: None,
+            model: None,
+            receipt_keys: ReceiptKeys::drawn().unwrap(),
+            receipt_ttl: Duration::from_secs(60),
+            receipt_seen: 100,
+            receipt_seen_bytes: 1 << 20,
         }
     }
 
@@ -715,7 +730,54 @@ mod tests {
         let (status, answer) = call("POST", "/v1/feedback", br#"{"feedback": []}"#.to_vec());
         assert_eq!(status, 403, "{answer}");
         let (_, metrics) = call("GET", "/metrics", vec![]);
-        assert!(metrics.contains(r#"mlgate_http_requests_total{route="/v1/predict",status="200"} 1"#), "{metrics}");
+        assert!(
+            metrics.contains(
+                r#"mlgate_http_requests_total{model="customer-purchase",route="/v1/predict",status="200"} 1"#
+            ),
+            "{metrics}"
+        );
+    }
+
+    /// A receipt of a version this replica does not serve (the one before a rollback, or one
+    /// another replica served) joins all the same, counted under its own version: what makes
+    /// the evidence about a rolled-back version right.
+    #[test]
+    fn a_receipt_of_a_version_not_served_is_counted_under_its_version() {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let mut options = options(Location::Folder("unused".into()));
+        options.tokens.feedback = TokenSet::parse("feedback-token");
+        let shared = Arc::new(Shared::new(&options));
+        let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
+        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None), None);
+        let claims = receipt::Claims {
+            model: "customer-purchase".into(),
+            version: "v1".into(),
+            probability: 0.8,
+            decision: true,
+            time: unix_now(),
+            nonce: receipt::random().unwrap(),
+        };
+        let body = serde_json::json!({"feedback": [{"receipt": shared.receipts.sign(&claims), "label": "no"}]});
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri("/v1/feedback")
+            .header("authorization", "Bearer feedback-token")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = runtime.block_on(async {
+            let answer = http::route(&shared, http::Surface::All, request).await;
+            String::from_utf8_lossy(&answer.into_body().collect().await.unwrap().to_bytes()).into_owned()
+        });
+        assert!(answer.contains("\"joined\":1"), "{answer}");
+        let metrics = shared.metrics.render();
+        let outcome = |version: &str| {
+            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",outcome=\"false_positive\"}}")
+        };
+        assert!(metrics.contains(&format!("{} 1\n", outcome("v1"))), "{metrics}");
+        assert!(metrics.contains(&format!("{} 0\n", outcome("v2"))), "{metrics}");
+        assert!(metrics.contains("mlgate_live_accuracy{model=\"customer-purchase\",version=\"v1\"} 0"), "{metrics}");
     }
 
     /// A trouble is told when it starts and when it ends, compared by kind (the message of a
@@ -723,7 +785,7 @@ mod tests {
     /// a remote failure found also behind the I/O error the library passes on.
     #[test]
     fn poll_errors_are_counted_by_kind_and_told_when_they_start_and_end() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(Some("churn"));
         let mut troubles = Troubles::default();
         let refused = |ms: u32| -> Result<Followed> {
             let remote = RemoteError { kind: Unavailable::Unreachable, message: format!("refused after {ms} ms") };
@@ -746,7 +808,7 @@ mod tests {
         assert!(metrics.registry_last_success.get() > 1.7e9);
         let rendered = metrics.render();
         for (kind, count) in [("timeout", 1), ("unreachable", 2), ("refused", 0), ("corrupt", 1), ("load", 1)] {
-            let series = format!("mlgate_registry_poll_errors_total{{kind=\"{kind}\"}} {count}\n");
+            let series = format!("mlgate_registry_poll_errors_total{{model=\"churn\",kind=\"{kind}\"}} {count}\n");
             assert!(rendered.contains(&series), "{series}{rendered}");
         }
     }
