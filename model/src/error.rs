@@ -264,6 +264,29 @@ pub enum Error {
         /// Its failed checks, in words.
         failed: Vec<String>,
     },
+    /// The version was marked breached (rolled back on evidence), and no `--force` overrides
+    /// the mark.
+    #[error("{version} is {mark}; it stays out of production unless `{command} --force --reason TEXT` overrides the mark")]
+    MarkedBreached {
+        /// The version.
+        version: String,
+        /// The mark in words: when, by whom, why.
+        mark: String,
+        /// The command that would override it (without `--force --reason`).
+        command: String,
+    },
+    /// Deploy found nothing staged, and the newest version (what a plain deploy would fall back
+    /// to) is marked breached: a rollback on evidence took `staging` off it.
+    #[error(
+        "nothing to deploy: no version is staged, and the newest, {version}, is {mark}; run acceptance on a \
+         new candidate, or `deploy --version {version} --force --reason TEXT` puts it back"
+    )]
+    StagingBreached {
+        /// The newest version, the one marked.
+        version: String,
+        /// The mark in words: when, by whom, why.
+        mark: String,
+    },
     /// The rollback target cannot be loaded.
     #[error("cannot roll back to {version}: {source}")]
     RollbackTarget {
@@ -293,6 +316,8 @@ impl Error {
                 | Error::NeverInProduction { .. }
                 | Error::RollbackTarget { .. }
                 | Error::UnknownVersion { .. }
+                | Error::MarkedBreached { .. }
+                | Error::StagingBreached { .. }
         )
     }
 }
