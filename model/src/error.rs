@@ -67,7 +67,10 @@ pub enum Error {
         kind: &'static str,
     },
     /// More rows were invalid than the share allowed when invalid rows are skipped.
-    #[error("{file}: {invalid} of {rows} rows are invalid, more than the {share} allowed (see the rejects file)")]
+    #[error(
+        "{file}: {invalid} of {rows} rows are invalid ({:.2} %), more than the {share} allowed (see the rejects file)",
+        100.0 * *invalid as f64 / (*rows).max(1) as f64
+    )]
     TooManyInvalid {
         /// The data file.
         file: String,
