@@ -278,14 +278,14 @@ pub enum Error {
         /// The command that would override it (without `--force --reason`).
         command: String,
     },
-    /// Deploy found nothing staged, and the newest version (what a plain deploy would fall back
-    /// to) is marked breached: a rollback on evidence took `staging` off it.
+    /// Deploy found nothing staged because a rollback on evidence took `staging` off the version
+    /// it marked breached.
     #[error(
-        "nothing to deploy: no version is staged, and the newest, {version}, is {mark}; run acceptance on a \
-         new candidate, or `deploy --version {version} --force --reason TEXT` puts it back"
+        "nothing to deploy: no version is staged since {version} was {mark} (staging was taken off it); run \
+         acceptance on a new candidate, or `deploy --version {version} --force --reason TEXT` puts it back"
     )]
     StagingBreached {
-        /// The newest version, the one marked.
+        /// The version marked.
         version: String,
         /// The mark in words: when, by whom, why.
         mark: String,

@@ -141,6 +141,9 @@ pub struct BreachMark {
     pub version: String,
     /// Why it was marked (the rollback's reason).
     pub reason: String,
+    /// True when the mark took `staging` off the version (it pointed there).
+    #[serde(default)]
+    pub unstaged: bool,
     /// Who marked it, when, from which commit.
     #[serde(flatten)]
     pub actor: Actor,
@@ -663,12 +666,13 @@ impl Registry {
         if current.as_deref() == Some(candidate.as_str()) {
             return Ok(Promotion { deployed: candidate, replaced: None, changed: false });
         }
+        // Nothing staged because a mark took `staging` off a version: nothing to promote.
+        let unstaged = state.breached.iter().rev().find(|m| m.unstaged);
+        if let (None, None, false, Some(m)) = (version, force, state.aliases.contains_key(STAGING), unstaged) {
+            return Err(Error::StagingBreached { version: m.version.clone(), mark: m.describe() });
+        }
         let mark = state.breach_mark(&candidate);
         match (mark, force) {
-            // Nothing staged and the newest version is the one rolled back: nothing to promote.
-            (Some(mark), None) if version.is_none() && !state.aliases.contains_key(STAGING) => {
-                return Err(Error::StagingBreached { version: candidate.clone(), mark: mark.describe() })
-            }
             (Some(mark), None) => {
                 return Err(Error::MarkedBreached {
                     version: candidate.clone(),
@@ -840,12 +844,14 @@ impl Registry {
         };
         let breached = mark.then(|| current.clone());
         if mark {
-            next.breached.retain(|m| m.version != current);
-            next.breached.push(BreachMark { version: current.clone(), reason: reason.clone(), actor: actor.clone() });
             // `staging` moves off it: a plain deploy must not bring it back.
-            if next.aliases.get(STAGING) == Some(&current) {
+            let unstaged = next.aliases.get(STAGING) == Some(&current);
+            if unstaged {
                 next.aliases.remove(STAGING);
             }
+            next.breached.retain(|m| m.version != current);
+            let mark = BreachMark { version: current.clone(), reason: reason.clone(), unstaged, actor: actor.clone() };
+            next.breached.push(mark);
         }
         self.commit(
             next,
