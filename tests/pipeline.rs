@@ -336,12 +336,23 @@ fn monitoring_skips_invalid_rows_when_told_and_names_them_by_column_and_rule() {
     assert_eq!((quality["rows"].as_u64(), quality["refused"].as_u64()), (Some(3000), Some(30)), "{quality}");
     assert_eq!(quality["counts"], serde_json::json!([{"column": "region", "rule": "undeclared_level", "count": 30}]));
     let report = std::fs::read_to_string(p.path().join("mon/report.md")).unwrap();
-    assert!(report.contains("### Data quality\n\n30 of 3000 rows refused (1.00 %, at most 1.00 % allowed)"), "{report}");
+    assert!(
+        report.contains("### Data quality\n\n30 of 3000 rows refused (1.00 %, at most 1.00 % allowed)"),
+        "{report}"
+    );
     assert!(report.contains("| `region` | undeclared_level (undeclared level) | 30 |"), "{report}");
 
     // Past the limit: exit 2, the share named, the rejects still written.
     let (code, _, err) = p.run(&[
-        "monitor", "--data", "fresh.csv", "--out", "mon2", "--skip-invalid", "rejects2.csv", "--max-invalid", "0.005",
+        "monitor",
+        "--data",
+        "fresh.csv",
+        "--out",
+        "mon2",
+        "--skip-invalid",
+        "rejects2.csv",
+        "--max-invalid",
+        "0.005",
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("30 of 3000") && err.contains("0.005"), "{err}");

@@ -185,7 +185,8 @@ fn a_version_rolled_back_on_evidence_is_marked_and_kept_out_of_staging_and_produ
     assert!(registry.check().unwrap().is_empty(), "{:?}", registry.check());
 
     // `rollback --mark-breached` is the person's way to the same mark.
-    let out = mlgate(dir.path(), &["rollback", "--registry", "registry", "--mark-breached", "--reason", "fraud spike"], &[]);
+    let out =
+        mlgate(dir.path(), &["rollback", "--registry", "registry", "--mark-breached", "--reason", "fraud spike"], &[]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("v3 is marked breached"), "{stdout}");

@@ -269,7 +269,9 @@ pub enum Error {
     },
     /// The version was marked breached (rolled back on evidence), and no `--force` overrides
     /// the mark.
-    #[error("{version} is {mark}; it stays out of production unless `{command} --force --reason TEXT` overrides the mark")]
+    #[error(
+        "{version} is {mark}; it stays out of production unless `{command} --force --reason TEXT` overrides the mark"
+    )]
     MarkedBreached {
         /// The version.
         version: String,

@@ -97,7 +97,12 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
         if registry.alias(PRODUCTION)?.as_deref() != Some(version.as_str()) {
             bail!("production moved while {version} was being analysed; run the analysis again");
         }
-        registry.record_monitoring(&version, if breach { Outcome::Breached } else { Outcome::Healthy }, &reason, &who)?;
+        registry.record_monitoring(
+            &version,
+            if breach { Outcome::Breached } else { Outcome::Healthy },
+            &reason,
+            &who,
+        )?;
         if !breach {
             return Ok((None, None));
         }

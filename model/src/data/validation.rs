@@ -168,9 +168,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
     let mut rows = 0u64;
 
     if let Some(skip) = skip.as_mut() {
-        skip.rejects
-            .write_all(crate::data::report::REJECTS_HEADER.as_bytes())
-            .map_err(|e| Error::io("rejects", e))?;
+        skip.rejects.write_all(crate::data::report::REJECTS_HEADER.as_bytes()).map_err(|e| Error::io("rejects", e))?;
     }
     source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
         rows += 1;

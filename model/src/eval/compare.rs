@@ -366,7 +366,10 @@ mod tests {
         assert!(d.delta > 0.1 && d.ci_low > 0.0, "{d:?}");
         let same = paired_bootstrap_estimated_f1(s(sure), s(sure), 300, 0.95, 1).unwrap();
         assert!(same.delta == 0.0 && same.ci_low == 0.0 && same.ci_high == 0.0, "{same:?}");
-        assert!(matches!(paired_bootstrap_estimated_f1(s(sure), s(&[]), 10, 0.95, 1), Err(Error::MismatchedLengths { .. })));
+        assert!(matches!(
+            paired_bootstrap_estimated_f1(s(sure), s(&[]), 10, 0.95, 1),
+            Err(Error::MismatchedLengths { .. })
+        ));
     }
 
     #[test]

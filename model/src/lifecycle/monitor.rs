@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::dataset::Dataset;
 use crate::data::report::{RuleCount, ValidationReport};
 use crate::error::Result;
-use crate::eval::compare::{paired_bootstrap, paired_bootstrap_estimated_f1, Scored};
 use crate::eval::calibration::{estimate, expected_calibration_error, Estimate, ScoreDistribution};
+use crate::eval::compare::{paired_bootstrap, paired_bootstrap_estimated_f1, Scored};
 use crate::eval::drift::{DriftLevel, FeatureDrift};
 use crate::eval::metrics::Metric;
 use crate::eval::metrics::MetricSet;
@@ -170,7 +170,8 @@ pub fn compare_rollback_target(
         )?;
         ("roc_auc", d.into_iter().next().expect("one metric asked, one difference"))
     } else {
-        let d = paired_bootstrap_estimated_f1(theirs, ours, acceptance.resamples, acceptance.confidence, acceptance.seed)?;
+        let d =
+            paired_bootstrap_estimated_f1(theirs, ours, acceptance.resamples, acceptance.confidence, acceptance.seed)?;
         ("estimated_f1", d)
     };
     Ok(TargetComparison {

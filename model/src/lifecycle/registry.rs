@@ -672,15 +672,12 @@ impl Registry {
             return Err(Error::StagingBreached { version: m.version.clone(), mark: m.describe() });
         }
         let mark = state.breach_mark(&candidate);
-        match (mark, force) {
-            (Some(mark), None) => {
-                return Err(Error::MarkedBreached {
-                    version: candidate.clone(),
-                    mark: mark.describe(),
-                    command: format!("deploy --version {candidate}"),
-                })
-            }
-            _ => {}
+        if let (Some(mark), None) = (mark, force) {
+            return Err(Error::MarkedBreached {
+                version: candidate.clone(),
+                mark: mark.describe(),
+                command: format!("deploy --version {candidate}"),
+            });
         }
         let verdict = self.verdict(&candidate)?;
         // The artifact must be the very one the verdict judged; no flag overrides this.

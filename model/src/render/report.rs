@@ -351,7 +351,8 @@ fn data_quality(s: &mut String, q: &DataQuality) {
     if !q.counts.is_empty() {
         let _ = writeln!(s, "\n| column | rule | values refused |\n|---|---|---:|");
         for c in &q.counts {
-            let _ = writeln!(s, "| {} | {} ({}) | {} |", table::code(&c.column), c.rule.name(), c.rule.describe(), c.count);
+            let _ =
+                writeln!(s, "| {} | {} ({}) | {} |", table::code(&c.column), c.rule.name(), c.rule.describe(), c.count);
         }
     }
 }
