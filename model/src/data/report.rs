@@ -308,15 +308,6 @@ pub fn csv_field(out: &mut String, text: &str) {
     }
 }
 
-/// Fails when more than `share` of a file's `rows` were invalid (`--max-invalid`): skipping
-/// invalid rows is for the odd broken row, not for a file that is mostly broken.
-pub fn check_invalid_share(file: &str, invalid: u64, rows: u64, share: f64) -> crate::error::Result<()> {
-    if rows > 0 && invalid as f64 > share * rows as f64 {
-        return Err(crate::error::Error::TooManyInvalid { file: file.into(), invalid, rows, share });
-    }
-    Ok(())
-}
-
 /// One value that broke the schema, located exactly.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataError {

@@ -50,6 +50,15 @@ pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPol
     read(reader, name, schema, label, None)
 }
 
+/// Fails when more than `share` of a file's `rows` were invalid (`--max-invalid`): skipping
+/// invalid rows is for the odd broken row, not for a file that is mostly broken.
+pub fn check_invalid_share(file: &str, invalid: u64, rows: u64, share: f64) -> Result<()> {
+    if rows > 0 && invalid as f64 > share * rows as f64 {
+        return Err(Error::TooManyInvalid { file: file.into(), invalid, rows, share });
+    }
+    Ok(())
+}
+
 /// What to do with an invalid row instead of refusing the file (`--skip-invalid`).
 pub struct SkipInvalid<'a> {
     /// The largest share of the rows that may be invalid; more fails with
@@ -260,7 +269,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
     let skipped_errors = if skip.is_some() { tally.error_count } else { 0 };
     let kept = rows - skipped_rows;
     if let Some(skip) = &skip {
-        crate::data::report::check_invalid_share(&name, skipped_rows, rows, skip.max_share)?;
+        check_invalid_share(&name, skipped_rows, rows, skip.max_share)?;
     }
     for state in &states {
         let column = &schema.columns[state.schema_index];

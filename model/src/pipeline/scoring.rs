@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use crate::data::reader::{CsvSource, LabelPolicy};
-use crate::data::report::{check_invalid_share, echo, DataError, ErrorTally, Rule, ValidationReport};
+use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
 use crate::data::schema::{ColumnKind, Parsed};
+use crate::data::validation::check_invalid_share;
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
 use crate::learn::model::Prepared;
