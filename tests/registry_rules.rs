@@ -132,3 +132,77 @@ fn registry_into_a_pipe_closed_early_exits_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn a_version_rolled_back_on_evidence_is_marked_and_kept_out_of_staging_and_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = four_versions(dir.path());
+    registry.promote(Some("v1"), None, &actor()).unwrap();
+    assert_eq!(registry.promote(None, None, &actor()).unwrap().deployed, "v3", "staging is v3");
+    // A person's rollback marks nothing.
+    assert_eq!(registry.rollback(None, "customer complaints", None, &actor()).unwrap(), ("v3".into(), "v1".into()));
+    assert!(registry.state().unwrap().breached.is_empty());
+    registry.promote(None, None, &actor()).unwrap();
+
+    // An automatic rollback marks v3 and takes staging off it, in one event.
+    let done = registry.rollback_breached(None, "automatic rollback: roc_auc >= 0.7", None, &actor()).unwrap();
+    assert_eq!(done, ("v3".into(), "v1".into()));
+    let state = registry.state().unwrap();
+    assert_eq!(state.aliases.get("staging"), None);
+    let mark = state.breach_mark("v3").unwrap();
+    assert!(mark.unstaged && mark.reason == "automatic rollback: roc_auc >= 0.7", "{mark:?}");
+    let last = registry.history().unwrap().pop().unwrap();
+    assert_eq!(last.breached.as_deref(), Some("v3"));
+    assert!(registry.check().unwrap().is_empty(), "{:?}", registry.check());
+
+    // A plain deploy has nothing to promote, and says why.
+    let refused = registry.promote(None, None, &actor()).unwrap_err();
+    assert!(matches!(&refused, Error::StagingBreached { version, .. } if version == "v3"), "{refused:?}");
+    assert!(refused.is_refusal());
+    let message = refused.to_string();
+    assert!(message.contains("no version is staged since v3 was marked breached 2026-01-01T00:00:00Z by tester"));
+    // By name, or as a rollback target, it needs a forced reason.
+    for refused in [
+        registry.promote(Some("v3"), None, &actor()).unwrap_err(),
+        registry.rollback(Some("v3"), "r", None, &actor()).unwrap_err(),
+    ] {
+        assert!(matches!(&refused, Error::MarkedBreached { version, .. } if version == "v3"), "{refused:?}");
+    }
+    // The same artifact accepted again does not stage it.
+    let artifact = registry.artifact("v3").unwrap();
+    let verdict = registry.verdict("v3").unwrap();
+    assert_eq!(registry.register(&artifact.to_bytes(), &verdict, |_| Vec::new(), &actor()).unwrap(), "v3");
+    assert_eq!(registry.alias("staging").unwrap(), None);
+    assert!(registry.history().unwrap().pop().unwrap().reason.contains("v3 is marked breached"));
+
+    // A forced deploy puts it back, recorded as forced with the mark and the reason; the mark stays.
+    let promotion = registry.promote(Some("v3"), Some("the labels were wrong"), &actor()).unwrap();
+    assert_eq!(promotion.deployed, "v3");
+    let last = registry.history().unwrap().pop().unwrap();
+    assert!(last.forced && last.reason.starts_with("forced over the breach mark (marked breached"), "{last:?}");
+    assert!(last.reason.ends_with(": the labels were wrong"), "{last:?}");
+    assert!(registry.state().unwrap().breach_mark("v3").is_some());
+    assert!(registry.check().unwrap().is_empty(), "{:?}", registry.check());
+
+    // `rollback --mark-breached` is the person's way to the same mark.
+    let out =
+        mlgate(dir.path(), &["rollback", "--registry", "registry", "--mark-breached", "--reason", "fraud spike"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("v3 is marked breached"), "{stdout}");
+    assert_eq!(registry.state().unwrap().breach_mark("v3").unwrap().reason, "fraud spike");
+}
+
+#[test]
+fn a_state_written_before_marks_existed_reads_as_none_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = four_versions(dir.path());
+    registry.promote(Some("v1"), None, &actor()).unwrap();
+    let path = dir.path().join("registry/state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(state.get("breached").is_none(), "an empty list is not written: {state}");
+    let old = std::fs::read_to_string(&path).unwrap();
+    assert!(!old.contains("breached"));
+    assert!(registry.state().unwrap().breached.is_empty());
+    assert_eq!(registry.promote(None, None, &actor()).unwrap().deployed, "v3");
+}

@@ -67,7 +67,10 @@ pub enum Error {
         kind: &'static str,
     },
     /// More rows were invalid than the share allowed when invalid rows are skipped.
-    #[error("{file}: {invalid} of {rows} rows are invalid, more than the {share} allowed (see the rejects file)")]
+    #[error(
+        "{file}: {invalid} of {rows} rows are invalid ({:.2} %), more than the {share} allowed (see the rejects file)",
+        100.0 * *invalid as f64 / (*rows).max(1) as f64
+    )]
     TooManyInvalid {
         /// The data file.
         file: String,
@@ -264,6 +267,31 @@ pub enum Error {
         /// Its failed checks, in words.
         failed: Vec<String>,
     },
+    /// The version was marked breached (rolled back on evidence), and no `--force` overrides
+    /// the mark.
+    #[error(
+        "{version} is {mark}; it stays out of production unless `{command} --force --reason TEXT` overrides the mark"
+    )]
+    MarkedBreached {
+        /// The version.
+        version: String,
+        /// The mark in words: when, by whom, why.
+        mark: String,
+        /// The command that would override it (without `--force --reason`).
+        command: String,
+    },
+    /// Deploy found nothing staged because a rollback on evidence took `staging` off the version
+    /// it marked breached.
+    #[error(
+        "nothing to deploy: no version is staged since {version} was {mark} (staging was taken off it); run \
+         acceptance on a new candidate, or `deploy --version {version} --force --reason TEXT` puts it back"
+    )]
+    StagingBreached {
+        /// The version marked.
+        version: String,
+        /// The mark in words: when, by whom, why.
+        mark: String,
+    },
     /// The rollback target cannot be loaded.
     #[error("cannot roll back to {version}: {source}")]
     RollbackTarget {
@@ -293,6 +321,8 @@ impl Error {
                 | Error::NeverInProduction { .. }
                 | Error::RollbackTarget { .. }
                 | Error::UnknownVersion { .. }
+                | Error::MarkedBreached { .. }
+                | Error::StagingBreached { .. }
         )
     }
 }

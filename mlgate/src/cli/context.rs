@@ -65,6 +65,79 @@ pub fn load_data(
     }
 }
 
+/// `--skip-invalid` and `--max-invalid`, shared by the subcommands that score a file
+/// (`predict`, `monitor`): the same flags, the same rejects file, the same limit.
+#[derive(clap::Args, Clone, Default)]
+pub struct SkipInvalidArgs {
+    /// Score the valid rows and write each broken value of the invalid ones (line, column, value,
+    /// rule) to this CSV, instead of stopping at the first invalid row.
+    #[arg(long, value_name = "REJECTS.csv")]
+    pub skip_invalid: Option<PathBuf>,
+    /// With --skip-invalid: fail when more than this share of the rows is invalid.
+    #[arg(long, default_value_t = 0.01, requires = "skip_invalid", value_parser = share)]
+    pub max_invalid: f64,
+}
+
+impl SkipInvalidArgs {
+    /// The share of invalid rows allowed, when invalid rows are skipped.
+    pub fn max_share(&self) -> Option<f64> {
+        self.skip_invalid.as_ref().map(|_| self.max_invalid)
+    }
+
+    /// Runs `read` with the rejects file's writer (a sink without --skip-invalid). The rejects
+    /// file is written whole, by rename, even when `read` fails: it says what was wrong.
+    pub fn with_rejects<T>(
+        &self,
+        read: impl FnOnce(&mut (dyn std::io::Write + Send)) -> model::Result<T>,
+    ) -> Result<model::Result<T>> {
+        match &self.skip_invalid {
+            None => Ok(read(&mut std::io::sink())),
+            Some(path) => model::atomic::write_with(path, |rejects| Ok(read(rejects)))
+                .with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+}
+
+/// A share in [0, 1], as a flag gives it.
+pub fn share(value: &str) -> std::result::Result<f64, String> {
+    let share: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{share} is not a share in [0, 1]"))
+    }
+}
+
+/// [`load_data`] that, with `--skip-invalid`, leaves invalid rows out (each broken value in the
+/// rejects file) and fails only past `--max-invalid`.
+pub fn load_data_skipping(
+    path: &Path,
+    schema: &model::Schema,
+    label: LabelPolicy,
+    report_dir: Option<&Path>,
+    skip: &SkipInvalidArgs,
+) -> Result<model::Dataset> {
+    let Some(max_share) = skip.max_share() else { return load_data(path, schema, label, report_dir) };
+    let loaded = skip.with_rejects(|rejects| {
+        let skip = model::data::validation::SkipInvalid { max_share, rejects };
+        model::data::validation::load_csv_skipping(path, schema, label, skip)
+    })?;
+    match loaded {
+        Ok(data) => Ok(data),
+        Err(e @ model::Error::TooManyInvalid { .. }) => Err(anyhow::Error::new(e).context(format!(
+            "too many invalid rows to go on; each broken value is in {}",
+            skip.skip_invalid.as_deref().unwrap_or(Path::new("")).display()
+        ))),
+        Err(model::Error::Validation(report)) => {
+            if let Some(dir) = report_dir {
+                write_validation(dir, &report)?;
+            }
+            Err(model::Error::Validation(report)).context("the data does not follow the schema")
+        }
+        Err(e) => Err(e).context("cannot load the data"),
+    }
+}
+
 /// Writes validation.json and validation.md.
 pub fn write_validation(dir: &Path, report: &model::ValidationReport) -> Result<()> {
     output::write_json(&dir.join("validation.json"), report)?;

@@ -16,10 +16,12 @@ pub struct Args {
     /// `--config` and `--registry`.
     #[command(flatten)]
     pub pipeline: RegistryArgs,
-    /// The version to deploy (default: `staging`, the last candidate that passed).
+    /// The version to deploy (default: `staging`, the last candidate that passed; a version
+    /// marked breached is refused without --force --reason).
     #[arg(long)]
     pub version: Option<String>,
-    /// Deploy even though the verdict failed (needs --reason; recorded in the history).
+    /// Deploy even though the verdict failed or the version is marked breached (rolled back on
+    /// evidence); needs --reason; recorded in the history as forced.
     #[arg(long, requires = "reason")]
     pub force: bool,
     /// Why (recorded in the history).

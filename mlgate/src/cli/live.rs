@@ -109,7 +109,7 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
         if !args.rollback_on_breach {
             return Ok((None, Some("Run with --rollback-on-breach to roll back automatically.".to_string())));
         }
-        match registry.rollback(None, &format!("automatic rollback: {reason}"), None, &who) {
+        match registry.rollback_breached(None, &format!("automatic rollback: {reason}"), None, &who) {
             Ok((from, to)) => Ok((Some(to.clone()), Some(format!("Rolled back production from {from} to {to}.")))),
             Err(e) => Ok((None, Some(format!("Automatic rollback impossible: {e}.")))),
         }

@@ -1,17 +1,20 @@
-//! `mlgate monitor`: score the production model on new labelled data, check its metrics
-//! and the features' drift, count breaches, and roll back when told to.
+//! `mlgate monitor`: score the production model on new data (skipping invalid rows when told
+//! to), check its metrics and the features' drift, count breaches, and roll back when told to
+//! and the rollback target is better beyond the noise.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use model::data::validation::SkipInvalid;
 use model::lifecycle::gate::AcceptanceRecord;
-use model::lifecycle::registry::{Outcome, PRODUCTION};
-use model::LabelPolicy;
+use model::lifecycle::monitor::{compare_rollback_target, DataQuality, MonitorOutcome, TargetComparison};
+use model::lifecycle::registry::{Actor, Outcome, Registry, PRODUCTION};
+use model::{Artifact, Dataset, LabelPolicy, PipelineConfig};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::cli::context::{actor, load_data, RegistryArgs};
+use crate::cli::context::{actor, load_data_skipping, RegistryArgs, SkipInvalidArgs};
 use crate::output;
 
 const DEFAULT_OUT: &str = "target/monitor";
@@ -23,7 +26,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "live", conflicts_with = "live")]
     data: Option<PathBuf>,
     /// Analyse the served model live instead: the `[monitor.live]` checks against Prometheus.
-    #[arg(long, requires = "prometheus")]
+    #[arg(long, requires = "prometheus", conflicts_with = "skip_invalid")]
     live: bool,
     /// Prometheus's base URL (with --live), e.g. http://127.0.0.1:9090.
     #[arg(long, value_name = "URL")]
@@ -37,7 +40,12 @@ pub struct Args {
     /// Folder for report.md and monitor.json (with --live, default target/monitor-live).
     #[arg(long, default_value = DEFAULT_OUT)]
     out: PathBuf,
-    /// Roll back automatically once `failure_limit` consecutive runs have breached.
+    /// `--skip-invalid` and `--max-invalid` (not with --live).
+    #[command(flatten)]
+    skip: SkipInvalidArgs,
+    /// Roll back automatically once `failure_limit` consecutive runs have breached, when the
+    /// rollback target is better on the same rows beyond the noise (the acceptance gate's paired
+    /// bootstrap); the version rolled back from is marked breached.
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     rollback_on_breach: bool,
 }
@@ -50,43 +58,73 @@ struct MonitorRecord<'a> {
     version: &'a str,
     data_file: String,
     data_sha256: &'a str,
-    outcome: &'a model::lifecycle::monitor::MonitorOutcome,
+    outcome: &'a MonitorOutcome,
     consecutive_breaches: u64,
     failure_limit: u64,
     rolled_back_to: Option<String>,
-    /// The rollback target scored on the same data, when a rollback was considered.
-    rollback_comparison: Option<Comparison>,
+    /// The rollback target scored on the same rows, when a rollback was considered.
+    rollback_comparison: Option<TargetComparison>,
+    /// The rows refused, with --skip-invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_quality: Option<&'a DataQuality>,
 }
 
-/// Production and the rollback target on the same data.
-#[derive(Serialize)]
-struct Comparison {
-    version: String,
-    /// `roc_auc` with labels, `estimated_f1` without.
-    measure: &'static str,
-    production: f64,
-    target: f64,
-}
-
-/// Scores the rollback target on the monitored data: ROC AUC with labels, the estimated F1
-/// without.
+/// Scores the rollback target on the monitored file (read through its own schema, skipping the
+/// rows it finds invalid when production's reading did) and compares it with production on the
+/// rows both read: the acceptance gate's paired bootstrap.
 fn compare_target(
-    registry: &model::lifecycle::registry::Registry,
+    registry: &Registry,
     target: &str,
-    data: &std::path::Path,
-    config: &model::pipeline::config::MonitorConfig,
-    production: &model::lifecycle::monitor::MonitorOutcome,
-) -> Result<Comparison> {
+    data_path: &Path,
+    config: &PipelineConfig,
+    production: (&Artifact, &Dataset),
+    skipping: bool,
+) -> Result<TargetComparison> {
     let artifact = registry.artifact(target).with_context(|| format!("cannot load the rollback target {target}"))?;
-    let rows = load_data(data, &artifact.schema, LabelPolicy::Optional, None)
-        .with_context(|| format!("the rollback target {target} cannot read {}", data.display()))?;
-    let theirs = model::lifecycle::monitor::evaluate(config, &artifact, &rows, None)
-        .with_context(|| format!("cannot score the rollback target {target}"))?;
-    let (measure, production, target_score) = match (&production.metrics, &theirs.metrics) {
-        (Some(p), Some(t)) => ("roc_auc", p.roc_auc, t.roc_auc),
-        _ => ("estimated_f1", production.estimated.f1, theirs.estimated.f1),
+    let schema = &artifact.schema;
+    let rows = if skipping {
+        // The limit was production's to apply; the target only has to read what it can.
+        let skip = SkipInvalid { max_share: 1.0, rejects: &mut std::io::sink() };
+        model::data::validation::load_csv_skipping(data_path, schema, LabelPolicy::Optional, skip)
+    } else {
+        model::load_csv(data_path, schema, LabelPolicy::Optional)
+    }
+    .with_context(|| format!("the rollback target {target} cannot read {}", data_path.display()))?;
+    compare_rollback_target(&config.acceptance, production, target, (&artifact, &rows))
+        .with_context(|| format!("cannot compare the rollback target {target} with production"))
+}
+
+/// After `failure_limit` breaching runs with --rollback-on-breach: rolls back, marking
+/// production breached, only when the target is better on the same rows beyond the noise.
+/// Returns the version rolled back to, the comparison, and what was done, in words.
+fn roll_back_on_evidence(
+    registry: &Registry,
+    compare: impl FnOnce(&str) -> Result<TargetComparison>,
+    why: &str,
+    who: &Actor,
+) -> Result<(Option<String>, Option<TargetComparison>, String)> {
+    let comparison = match registry.rollback_target()? {
+        None => None,
+        Some(target) => match compare(&target) {
+            Ok(c) => Some(c),
+            Err(e) => return Ok((None, None, format!("Automatic rollback impossible: {e:#}."))),
+        },
     };
-    Ok(Comparison { version: target.to_string(), measure, production, target: target_score })
+    if let Some(c) = comparison.as_ref().filter(|c| !c.significant) {
+        let action = format!(
+            "No automatic rollback: {}; a rollback needs the target better beyond the noise, so production stays and the breach is recorded.",
+            c.describe()
+        );
+        return Ok((None, comparison, action));
+    }
+    let compared = comparison.as_ref().map(|c| format!(" ({})", c.describe())).unwrap_or_default();
+    match registry.rollback_breached(None, &format!("{why}{compared}"), None, who) {
+        Ok((from, to)) => {
+            let action = format!("Rolled back production from {from} to {to}{compared}; {from} is marked breached.");
+            Ok((Some(to), comparison, action))
+        }
+        Err(e) => Ok((None, comparison, format!("Automatic rollback impossible: {e}."))),
+    }
 }
 
 /// Runs `mlgate monitor`.
@@ -124,7 +162,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     };
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
     // Labels arrive late in production: without them, monitoring estimates instead of measuring.
-    let data = load_data(&data_path, &artifact.schema, LabelPolicy::Optional, Some(&args.out))?;
+    let data = load_data_skipping(&data_path, &artifact.schema, LabelPolicy::Optional, Some(&args.out), &args.skip)?;
+    let quality = args
+        .skip
+        .skip_invalid
+        .as_ref()
+        .map(|rejects| DataQuality::of(&data.report, args.skip.max_invalid, &rejects.display().to_string()));
+    if let Some(q) = &quality {
+        eprintln!(
+            "refused {} of {} rows ({:.2} %); each broken value is in {}",
+            q.refused,
+            q.rows,
+            100.0 * q.refused_share,
+            q.rejects_file
+        );
+    }
     let accepted = match registry.read_file(&version, "metrics.json") {
         Ok(bytes) => Some(
             serde_json::from_slice::<AcceptanceRecord>(&bytes)
@@ -150,48 +202,18 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             bail!("production moved while {version} was being monitored; run monitoring again");
         }
         let breaches = registry.record_monitoring(&version, if outcome.breach { Outcome::Breached } else { Outcome::Healthy }, &reason, &who)?;
-        let mut rolled_back_to = None;
-        let mut action = None;
-        let mut rollback_comparison = None;
+        let (mut rolled_back_to, mut action, mut rollback_comparison) = (None, None, None);
         if outcome.breach && breaches >= config.monitor.failure_limit {
             if args.rollback_on_breach {
-                // The target is scored on the same data first: a rollback to a model that does no
-                // better would only trade one breach for another.
-                let comparison = match registry.rollback_target()? {
-                    Some(target) => Some(compare_target(registry, &target, &data_path, &config.monitor, &outcome)?),
-                    None => None,
-                };
-                match &comparison {
-                    Some(c) if c.target < c.production => {
-                        action = Some(format!(
-                            "No automatic rollback: {} scores {} {:.4} on this data, production {:.4}.",
-                            c.version, c.measure, c.target, c.production
-                        ));
-                    }
-                    _ => {
-                        let compared = comparison
-                            .as_ref()
-                            .map(|c| {
-                                format!(
-                                    " ({} scores {} {:.4} on this data, production {:.4})",
-                                    c.version, c.measure, c.target, c.production
-                                )
-                            })
-                            .unwrap_or_default();
-                        let why = format!(
-                            "automatic rollback after {breaches} consecutive breaching run(s): {}{compared}",
-                            failed.join("; ")
-                        );
-                        match registry.rollback(None, &why, None, &who) {
-                            Ok((from, to)) => {
-                                action = Some(format!("Rolled back production from {from} to {to}{compared}."));
-                                rolled_back_to = Some(to);
-                            }
-                            Err(e) => action = Some(format!("Automatic rollback impossible: {e}.")),
-                        }
-                    }
-                }
-                rollback_comparison = comparison;
+                let why = format!(
+                    "automatic rollback after {breaches} consecutive breaching run(s): {}",
+                    failed.join("; ")
+                );
+                let skipping = args.skip.skip_invalid.is_some();
+                let compare =
+                    |target: &str| compare_target(registry, target, &data_path, &config, (&artifact, &data), skipping);
+                let done = roll_back_on_evidence(registry, compare, &why, &who)?;
+                (rolled_back_to, rollback_comparison, action) = (done.0, done.1, Some(done.2));
             } else {
                 action = Some(format!(
                     "{breaches} consecutive breaching run(s), limit {}: run with --rollback-on-breach to roll back automatically.",
@@ -209,6 +231,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         &outcome,
         action.as_deref(),
         &model::lifecycle::gate::LabelWords::of(&artifact.schema),
+        quality.as_ref(),
     );
     let record = MonitorRecord {
         schema_version: 1,
@@ -221,6 +244,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         failure_limit: config.monitor.failure_limit,
         rolled_back_to: rolled_back_to.clone(),
         rollback_comparison,
+        data_quality: quality.as_ref(),
     };
     output::write(&args.out.join("report.md"), report.as_bytes())
         .and_then(|()| output::write_json(&args.out.join("monitor.json"), &record))

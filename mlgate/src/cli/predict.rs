@@ -10,7 +10,7 @@ use model::pipeline::scoring::{score_csv_with, ScoreOptions};
 use model::Artifact;
 use xshell::Shell;
 
-use crate::cli::context::open_registry;
+use crate::cli::context::{open_registry, SkipInvalidArgs};
 use crate::output;
 use crate::store::Location;
 
@@ -40,22 +40,9 @@ pub struct Args {
     /// Input columns to carry to the output, comma-separated, after the id.
     #[arg(long, value_delimiter = ',')]
     keep: Vec<String>,
-    /// Score the valid rows and write each broken value of the invalid ones (line, column, value,
-    /// rule) to this CSV, instead of stopping at the first invalid row.
-    #[arg(long, value_name = "REJECTS.csv")]
-    skip_invalid: Option<PathBuf>,
-    /// With --skip-invalid: fail when more than this share of the rows is invalid.
-    #[arg(long, default_value_t = 0.01, requires = "skip_invalid", value_parser = share)]
-    max_invalid: f64,
-}
-
-fn share(value: &str) -> std::result::Result<f64, String> {
-    let share: f64 = value.parse().map_err(|e| format!("{e}"))?;
-    if (0.0..=1.0).contains(&share) {
-        Ok(share)
-    } else {
-        Err(format!("{share} is not a share in [0, 1]"))
-    }
+    /// `--skip-invalid` and `--max-invalid`.
+    #[command(flatten)]
+    skip: SkipInvalidArgs,
 }
 
 /// The artifact that scores, and how to name it: the file of `--model`, or the version of a
@@ -83,8 +70,7 @@ fn artifact(args: &Args) -> Result<(Artifact, String)> {
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (artifact, model_name) = artifact(&args)?;
     let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
-    let options =
-        ScoreOptions { keep: args.keep.clone(), skip_invalid: args.skip_invalid.as_ref().map(|_| args.max_invalid) };
+    let options = ScoreOptions { keep: args.keep.clone(), skip_invalid: args.skip.max_share() };
     let name = args.data.display().to_string();
     // Renamed into place only when every row (or, skipping invalid rows, enough of them) was
     // valid and scored: a failed run leaves no half-written predictions. The rejects file is
@@ -94,11 +80,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
             score_csv_with(&artifact, std::io::BufReader::new(&input), &name, writer, &options, rejects)
         })
     };
-    let scored = match &args.skip_invalid {
-        None => score(&mut std::io::sink()),
-        Some(path) => model::atomic::write_with(path, |rejects| Ok(score(rejects)))
-            .with_context(|| format!("cannot write {}", path.display()))?,
-    };
+    let scored = args.skip.with_rejects(score)?;
     let summary = scored.map_err(|e| match e {
         e @ model::Error::Validation(_) => anyhow::Error::new(e).context("the data does not follow the model's schema"),
         e => anyhow::Error::new(e).context("cannot score the data"),
@@ -113,7 +95,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         }
     }
     let label = model::lifecycle::gate::LabelWords::of(&artifact.schema);
-    if let Some(path) = &args.skip_invalid {
+    if let Some(path) = &args.skip.skip_invalid {
         eprintln!("skipped {} invalid rows; each broken value is in {}", summary.skipped, path.display());
     }
     eprintln!(

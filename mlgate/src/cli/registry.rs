@@ -1,5 +1,5 @@
-//! `mlgate registry`: show the registry — aliases, versions with their verdicts, history —
-//! and check its consistency.
+//! `mlgate registry`: show the registry — aliases, versions with their verdicts and breach
+//! marks, history — and check its consistency.
 
 use std::process::ExitCode;
 
@@ -71,6 +71,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 Ok(r) => serde_json::json!({
                     "version": v, "passed": r.passed, "artifact_sha256": r.artifact_sha256,
                     "decided_at": r.decided_at, "failed": r.failed, "acceptance": figures(&registry, &v),
+                    "breached": state.breach_mark(&v),
                 }),
                 Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
             })
@@ -93,7 +94,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     for v in registry.versions()? {
         match registry.verdict(&v) {
             Ok(r) => println!(
-                "  {v:<5} {}  sha256 {}  {}{}",
+                "  {v:<5} {}  sha256 {}  {}{}{}",
                 if r.passed { "passed" } else { "FAILED" },
                 &r.artifact_sha256[..12],
                 r.decided_at,
@@ -102,7 +103,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                         "  roc_auc {:.4}  average_precision {:.4}  f1 {:.4}",
                         f.roc_auc, f.average_precision, f.f1
                     ))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                state.breach_mark(&v).map(|m| format!("  BREACHED ({})", m.describe())).unwrap_or_default()
             ),
             Err(e) => println!("  {v:<5} unreadable verdict: {e}"),
         }
@@ -115,6 +117,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             (Action::Register, Some(v)) => format!("{v} (staging {} → {})", or_dash(&e.from), or_dash(&e.to)),
             (Action::Monitor, _) => or_dash(&e.to).to_string(),
             _ => format!("{} → {}", or_dash(&e.from), or_dash(&e.to)),
+        };
+        let about = match &e.breached {
+            Some(v) => format!("{about} ({v} marked breached)"),
+            None => about,
         };
         println!(
             "  {:>3} {} {:<9} {about}  by {}{}{}: {}",

@@ -294,6 +294,20 @@ impl Rule {
     }
 }
 
+/// The header of a rejects file (`--skip-invalid`): one line per broken value.
+pub const REJECTS_HEADER: &str = "line,column,value,rule,detail\n";
+
+/// `text` as a CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
+pub fn csv_field(out: &mut String, text: &str) {
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(text);
+    }
+}
+
 /// One value that broke the schema, located exactly.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataError {
@@ -309,6 +323,22 @@ pub struct DataError {
     pub rule: Rule,
     /// The rule, spelled out with its parameters (for example `must be >= 0`).
     pub detail: String,
+}
+
+impl DataError {
+    /// Appends this error as a line of a rejects file ([`REJECTS_HEADER`]).
+    pub fn write_reject(&self, out: &mut String) {
+        out.push_str(&self.line.to_string());
+        out.push(',');
+        csv_field(out, &self.column);
+        out.push(',');
+        csv_field(out, &self.value);
+        out.push(',');
+        out.push_str(self.rule.name());
+        out.push(',');
+        csv_field(out, &self.detail);
+        out.push('\n');
+    }
 }
 
 impl fmt::Display for DataError {

@@ -47,8 +47,46 @@ pub fn load_csv(path: &Path, schema: &Schema, label: LabelPolicy) -> Result<Data
 
 /// Reads and validates CSV from any reader; `name` names the source in errors.
 pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
+    read(reader, name, schema, label, None)
+}
+
+/// Fails when more than `share` of a file's `rows` were invalid (`--max-invalid`): skipping
+/// invalid rows is for the odd broken row, not for a file that is mostly broken.
+pub fn check_invalid_share(file: &str, invalid: u64, rows: u64, share: f64) -> Result<()> {
+    if rows > 0 && invalid as f64 > share * rows as f64 {
+        return Err(Error::TooManyInvalid { file: file.into(), invalid, rows, share });
+    }
+    Ok(())
+}
+
+/// What to do with an invalid row instead of refusing the file (`--skip-invalid`).
+pub struct SkipInvalid<'a> {
+    /// The largest share of the rows that may be invalid; more fails with
+    /// [`Error::TooManyInvalid`].
+    pub max_share: f64,
+    /// Where each broken value of a skipped row goes, one line each
+    /// ([`crate::data::report::REJECTS_HEADER`]).
+    pub rejects: &'a mut dyn std::io::Write,
+}
+
+/// [`load_csv`] that leaves invalid rows out instead of refusing the file: each of their broken
+/// values is written to `skip.rejects`, and the [`Dataset`] holds the valid rows; its report
+/// counts the rows read and, in `rows_with_errors`, `error_count` and `counts`, those left out
+/// and why. A file-level error (too many missing values) still refuses the file.
+pub fn load_csv_skipping(path: &Path, schema: &Schema, label: LabelPolicy, skip: SkipInvalid) -> Result<Dataset> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read(file, &path.display().to_string(), schema, label, Some(skip))
+}
+
+fn read<R: Read>(
+    reader: R,
+    name: &str,
+    schema: &Schema,
+    label: LabelPolicy,
+    skip: Option<SkipInvalid>,
+) -> Result<Dataset> {
     let mut source = CsvSource::open(reader, name, schema, label)?;
-    let outcome = validate(&mut source, schema);
+    let outcome = validate(&mut source, schema, skip);
     match outcome {
         Ok(mut dataset) => {
             (dataset.report.sha256, dataset.report.bytes) = source.finish()?;
@@ -81,7 +119,7 @@ enum Builder {
     Bool(Vec<Option<bool>>),
 }
 
-fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Dataset> {
+fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Option<SkipInvalid>) -> Result<Dataset> {
     let name = source.name().to_string();
     let header = source.header().to_vec();
     let position = |n: &str| header.iter().position(|h| h == n);
@@ -138,8 +176,25 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
     let mut row_keys: Vec<u64> = Vec::new();
     let mut rows = 0u64;
 
+    if let Some(skip) = skip.as_mut() {
+        skip.rejects.write_all(crate::data::report::REJECTS_HEADER.as_bytes()).map_err(|e| Error::io("rejects", e))?;
+    }
     source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
         rows += 1;
+        if let Some(skip) = skip.as_mut() {
+            // Checked once before anything is recorded: a row left out leaves no trace in the
+            // columns, the statistics or the row keys.
+            if let Some(errors) = row_errors(&name, line, record, header.len(), &states, schema) {
+                let mut text = String::new();
+                for e in &errors {
+                    e.write_reject(&mut text);
+                }
+                skip.rejects.write_all(text.as_bytes()).map_err(|e| Error::io("rejects", e))?;
+                tally.rows_with_errors += 1;
+                errors.into_iter().for_each(|e| tally.push(e));
+                return Ok(());
+            }
+        }
         lines.push(line);
         // Duplicates are judged on the whole row as written, 128 bits so that a collision is
         // out of the question; the row key (staging membership) on the schema's columns.
@@ -209,9 +264,17 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
         Ok(())
     })?;
 
+    // With skipping, the rows left out are counted apart: what follows is about the rows kept.
+    let skipped_rows = if skip.is_some() { tally.rows_with_errors } else { 0 };
+    let skipped_errors = if skip.is_some() { tally.error_count } else { 0 };
+    let kept = rows - skipped_rows;
+    if let Some(skip) = &skip {
+        check_invalid_share(&name, skipped_rows, rows, skip.max_share)?;
+    }
     for state in &states {
         let column = &schema.columns[state.schema_index];
         let missing = state.summary.missing;
+        let rows = kept;
         if let Some(max) = column.max_missing.filter(|&max| rows > 0 && missing as f64 > max * rows as f64) {
             tally.push(DataError {
                 file: name.clone(),
@@ -229,7 +292,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
     let mut columns = Vec::with_capacity(states.len());
     for state in &mut states {
         let s = &mut state.summary;
-        s.missing_share = if rows == 0 { 0.0 } else { s.missing as f64 / rows as f64 };
+        s.missing_share = if kept == 0 { 0.0 } else { s.missing as f64 / kept as f64 };
         if s.count > 0 && s.min.is_some() {
             s.mean = Some(state.sum / s.count as f64);
         }
@@ -281,11 +344,12 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
         duplicate_rows,
         class_balance,
     };
-    if !report.passed() {
+    if report.error_count > skipped_errors {
         return Err(Error::Validation(Box::new(report)));
     }
-    if rows == 0 {
-        return Err(Error::Unusable { path: name.into(), problem: "the file has a header but no data rows".into() });
+    if kept == 0 {
+        let problem = if rows == 0 { "the file has a header but no data rows" } else { "no row of the file is valid" };
+        return Err(Error::Unusable { path: name.into(), problem: problem.into() });
     }
 
     let mut features = Vec::new();
@@ -308,6 +372,43 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema) -> Result<Datas
         features.push((column.name.clone(), values));
     }
     Ok(Dataset { schema: schema.clone(), features, labels, lines, row_keys, report })
+}
+
+/// The broken values of one row, in the file's column order, or `None` when it is valid.
+fn row_errors(
+    name: &str,
+    line: u64,
+    record: &csv::ByteRecord,
+    fields: usize,
+    states: &[ColumnState],
+    schema: &Schema,
+) -> Option<Vec<DataError>> {
+    let error = |column: &str, value: String, rule: Rule, detail: String| DataError {
+        file: name.to_string(),
+        line,
+        column: column.to_string(),
+        value,
+        rule,
+        detail,
+    };
+    if record.len() != fields {
+        let value = format!("{} fields", record.len());
+        return Some(vec![error("*", value, Rule::FieldCount, format!("the header has {fields} fields"))]);
+    }
+    let mut errors: Vec<(usize, DataError)> = Vec::new();
+    for state in states {
+        let column = &schema.columns[state.schema_index];
+        let raw = &record[state.field];
+        let failed = match std::str::from_utf8(raw) {
+            Ok(text) => column.check(text).err().map(|(rule, detail)| (rule, detail, echo(text))),
+            Err(_) => Some((Rule::Utf8, "the file must be UTF-8".to_string(), echo(&String::from_utf8_lossy(raw)))),
+        };
+        if let Some((rule, detail, value)) = failed {
+            errors.push((state.field, error(&column.name, value, rule, detail)));
+        }
+    }
+    errors.sort_by_key(|(field, _)| *field);
+    (!errors.is_empty()).then(|| errors.into_iter().map(|(_, e)| e).collect())
 }
 
 fn record_value(state: &mut ColumnState, value: Parsed<'_>) {

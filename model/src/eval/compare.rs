@@ -215,6 +215,68 @@ pub fn paired_bootstrap(
         .collect())
 }
 
+/// The F1 a model's probabilities promise on weighted rows, were they calibrated (the estimate
+/// of `eval::calibration::estimate`, each row counted `w[i]` times).
+fn weighted_estimated_f1(s: Scored, w: &[u32]) -> f64 {
+    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+    for (&p, &wi) in s.probabilities.iter().zip(w) {
+        let wi = f64::from(wi);
+        if p >= s.threshold {
+            tp += wi * p;
+            fp += wi * (1.0 - p);
+        } else {
+            fn_ += wi * p;
+        }
+    }
+    if tp == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / (2.0 * tp + fp + fn_)
+    }
+}
+
+/// [`paired_bootstrap`] without labels: candidate − production of the F1 each model's
+/// probabilities promise, both on the same draw of rows (with replacement, not stratified: there
+/// are no classes to keep). Reported as [`Metric::F1`].
+pub fn paired_bootstrap_estimated_f1(
+    candidate: Scored,
+    production: Scored,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<Difference> {
+    let n = production.probabilities.len();
+    if candidate.probabilities.len() != n {
+        let what = "the candidate's probabilities against production's";
+        return Err(Error::MismatchedLengths { what, expected: n, found: candidate.probabilities.len() });
+    }
+    if n == 0 {
+        return Err(Error::NoRows { what: "comparing two models" });
+    }
+    let mut rng = Rng::new(seed);
+    let mut w = vec![0u32; n];
+    let mut deltas = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        w.iter_mut().for_each(|x| *x = 0);
+        for _ in 0..n {
+            w[rng.below(n)] += 1;
+        }
+        deltas.push(weighted_estimated_f1(candidate, &w) - weighted_estimated_f1(production, &w));
+    }
+    deltas.sort_by(f64::total_cmp);
+    let ones = vec![1u32; n];
+    let (c, p) = (weighted_estimated_f1(candidate, &ones), weighted_estimated_f1(production, &ones));
+    let alpha = (1.0 - confidence) / 2.0;
+    Ok(Difference {
+        metric: Metric::F1,
+        candidate: c,
+        production: p,
+        delta: c - p,
+        ci_low: percentile(&deltas, alpha),
+        ci_high: percentile(&deltas, 1.0 - alpha),
+    })
+}
+
 /// McNemar's exact test of the two models' decisions at their own thresholds.
 pub fn mcnemar(labels: &[bool], candidate: Scored, production: Scored) -> McNemar {
     let (mut b, mut c) = (0u64, 0u64);
@@ -289,6 +351,25 @@ mod tests {
             let v = weighted_metric(name, &y, s, &order, &w);
             assert!((v - m.get(name)).abs() < 1e-12, "{name}");
         }
+    }
+
+    #[test]
+    fn the_unweighted_estimated_f1_is_the_calibration_estimate_and_its_interval_follows_the_gap() {
+        let mut rng = Rng::new(8);
+        let sure: Vec<f64> = (0..800).map(|i| if i % 3 == 0 { 0.9 + 0.09 * rng.uniform() } else { 0.05 }).collect();
+        let unsure: Vec<f64> = sure.iter().map(|p| 0.35 + 0.3 * p).collect();
+        let at = |p: &[f64]| crate::eval::calibration::estimate(p, 0.5).unwrap().f1;
+        let s = |p: &'static [f64]| Scored { probabilities: p, threshold: 0.5 };
+        let (sure, unsure): (&'static [f64], &'static [f64]) = (sure.leak(), unsure.leak());
+        let d = paired_bootstrap_estimated_f1(s(sure), s(unsure), 300, 0.95, 1).unwrap();
+        assert!((d.candidate - at(sure)).abs() < 1e-12 && (d.production - at(unsure)).abs() < 1e-12, "{d:?}");
+        assert!(d.delta > 0.1 && d.ci_low > 0.0, "{d:?}");
+        let same = paired_bootstrap_estimated_f1(s(sure), s(sure), 300, 0.95, 1).unwrap();
+        assert!(same.delta == 0.0 && same.ci_low == 0.0 && same.ci_high == 0.0, "{same:?}");
+        assert!(matches!(
+            paired_bootstrap_estimated_f1(s(sure), s(&[]), 10, 0.95, 1),
+            Err(Error::MismatchedLengths { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! ```text
 //! registry/
 //!   state.json          aliases, the stack of earlier productions, the breach counter,
-//!                       and the last event (replaced atomically: the source of truth)
+//!                       the versions marked breached, and the last event (replaced
+//!                       atomically: the source of truth)
 //!   history.jsonl       one JSON event per line, append-only
 //!   versions/v1/        model.json, verdict.json, metrics.json, report.md
 //!   .lock               held (flock) by every writer
@@ -121,9 +122,45 @@ pub struct Event {
     /// which a failed candidate does not move).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The version this event marked breached (a rollback on evidence: `from`); `staging`, when
+    /// it pointed there, was removed by the same event. Absent from events written before marks
+    /// existed: read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached: Option<String>,
     /// Who, when, which commit.
     #[serde(flatten)]
     pub actor: Actor,
+}
+
+/// The mark of a version taken out of production on evidence (an automatic rollback, or
+/// `rollback --mark-breached`): `staging` never points at it again, and deploying it or
+/// rolling back to it needs a forced reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreachMark {
+    /// The version marked.
+    pub version: String,
+    /// Why it was marked (the rollback's reason).
+    pub reason: String,
+    /// True when the mark took `staging` off the version (it pointed there).
+    #[serde(default)]
+    pub unstaged: bool,
+    /// Who marked it, when, from which commit.
+    #[serde(flatten)]
+    pub actor: Actor,
+}
+
+impl BreachMark {
+    /// The mark in words, for messages and listings: when, by whom, why (the reason cut at 200
+    /// characters, with its length).
+    pub fn describe(&self) -> String {
+        let reason = if self.reason.chars().count() > 200 {
+            let cut: String = self.reason.chars().take(200).collect();
+            format!("{cut}… ({} characters)", self.reason.chars().count())
+        } else {
+            self.reason.clone()
+        };
+        format!("marked breached {} by {}: {reason}", self.actor.when, self.actor.who)
+    }
 }
 
 /// `state.json`.
@@ -143,6 +180,17 @@ pub struct State {
     /// purpose. (Absent from a `state.json` written before pruning existed: read as none.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pruned: Vec<String>,
+    /// Versions marked breached, oldest first (see [`BreachMark`]). Absent from a `state.json`
+    /// written before marks existed: read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breached: Vec<BreachMark>,
+}
+
+impl State {
+    /// The mark of `version`, when it is marked breached.
+    pub fn breach_mark(&self, version: &str) -> Option<&BreachMark> {
+        self.breached.iter().find(|m| m.version == version)
+    }
 }
 
 /// `verdict.json` of a version: the acceptance decision, bound to the artifact's checksum.
@@ -573,7 +621,11 @@ impl Registry {
         // `staging` is the last candidate that passed: a failed one is registered (its verdict
         // and report kept) but moves no alias.
         let from = next.aliases.get(STAGING).cloned();
-        let (to, reason) = if verdict.passed {
+        let (to, reason) = if let Some(mark) = state.breach_mark(&version).filter(|_| verdict.passed) {
+            // The same artifact again: a version rolled back on evidence does not come back
+            // through `staging` (deploy --version V --force --reason TEXT can still put it back).
+            (from.clone(), format!("acceptance passed, but {version} is {}; staging unchanged", mark.describe()))
+        } else if verdict.passed {
             next.aliases.insert(STAGING.into(), version.clone());
             (Some(version.clone()), "acceptance passed".to_string())
         } else {
@@ -589,6 +641,7 @@ impl Registry {
                 reason,
                 forced: false,
                 version: Some(version.clone()),
+                breached: None,
                 actor: actor.clone(),
             },
         )?;
@@ -613,6 +666,19 @@ impl Registry {
         if current.as_deref() == Some(candidate.as_str()) {
             return Ok(Promotion { deployed: candidate, replaced: None, changed: false });
         }
+        // Nothing staged because a mark took `staging` off a version: nothing to promote.
+        let unstaged = state.breached.iter().rev().find(|m| m.unstaged);
+        if let (None, None, false, Some(m)) = (version, force, state.aliases.contains_key(STAGING), unstaged) {
+            return Err(Error::StagingBreached { version: m.version.clone(), mark: m.describe() });
+        }
+        let mark = state.breach_mark(&candidate);
+        if let (Some(mark), None) = (mark, force) {
+            return Err(Error::MarkedBreached {
+                version: candidate.clone(),
+                mark: mark.describe(),
+                command: format!("deploy --version {candidate}"),
+            });
+        }
         let verdict = self.verdict(&candidate)?;
         // The artifact must be the very one the verdict judged; no flag overrides this.
         let artifact = self.artifact(&candidate)?;
@@ -629,8 +695,15 @@ impl Registry {
             next.previous_productions.push(c.clone());
         }
         next.consecutive_breaches = 0;
+        let overridden: Vec<String> = [
+            (!verdict.passed).then(|| "a failed verdict".to_string()),
+            mark.map(|m| format!("the breach mark ({})", m.describe())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let reason = match force {
-            Some(r) if !verdict.passed => format!("forced over a failed verdict: {r}"),
+            Some(r) if !overridden.is_empty() => format!("forced over {}: {r}", overridden.join(" and ")),
             Some(r) => r.to_string(),
             None => "acceptance passed".into(),
         };
@@ -642,8 +715,9 @@ impl Registry {
                 from: current.clone(),
                 to: Some(candidate.clone()),
                 reason,
-                forced: force.is_some() && !verdict.passed,
+                forced: force.is_some() && !overridden.is_empty(),
                 version: None,
+                breached: None,
                 actor: actor.clone(),
             },
         )?;
@@ -667,11 +741,37 @@ impl Registry {
     /// Puts the previous production (or `to`) back in production.
     /// A version named by `--to` must be one of this registry's and have passed acceptance or
     /// been in production before; `force` (a reason) overrides the verdict, recorded as forced.
+    /// A target marked breached needs `force` too. Returns (from, to).
     pub fn rollback(
         &self,
         to: Option<&str>,
         reason: &str,
         force: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(String, String)> {
+        self.roll_back(to, reason, force, false, actor)
+    }
+
+    /// [`Registry::rollback`] on evidence against production (an automatic rollback, or
+    /// `rollback --mark-breached`): the version rolled back from is marked breached in the same
+    /// event, and `staging`, when it points there, is removed — a plain deploy cannot bring
+    /// it back. Returns (from, to).
+    pub fn rollback_breached(
+        &self,
+        to: Option<&str>,
+        reason: &str,
+        force: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(String, String)> {
+        self.roll_back(to, reason, force, true, actor)
+    }
+
+    fn roll_back(
+        &self,
+        to: Option<&str>,
+        reason: &str,
+        force: Option<&str>,
+        mark: bool,
         actor: &Actor,
     ) -> Result<(String, String)> {
         let lock = self.lock()?;
@@ -718,8 +818,38 @@ impl Registry {
             },
         };
         self.artifact(&target).map_err(|e| Error::RollbackTarget { version: target.clone(), source: Box::new(e) })?;
+        let mut overridden = Vec::new();
+        if forced {
+            overridden.push("a failed verdict".to_string());
+        }
+        if let Some(m) = state.breach_mark(&target) {
+            if force.is_none() {
+                return Err(Error::MarkedBreached {
+                    version: target.clone(),
+                    mark: m.describe(),
+                    command: format!("rollback --to {target}"),
+                });
+            }
+            overridden.push(format!("the breach mark ({})", m.describe()));
+            forced = true;
+        }
         next.aliases.insert(PRODUCTION.into(), target.clone());
         next.consecutive_breaches = 0;
+        let reason = match force {
+            Some(why) if forced => format!("{reason}; forced over {}: {why}", overridden.join(" and ")),
+            _ => reason.to_string(),
+        };
+        let breached = mark.then(|| current.clone());
+        if mark {
+            // `staging` moves off it: a plain deploy must not bring it back.
+            let unstaged = next.aliases.get(STAGING) == Some(&current);
+            if unstaged {
+                next.aliases.remove(STAGING);
+            }
+            next.breached.retain(|m| m.version != current);
+            let mark = BreachMark { version: current.clone(), reason: reason.clone(), unstaged, actor: actor.clone() };
+            next.breached.push(mark);
+        }
         self.commit(
             next,
             Event {
@@ -727,12 +857,10 @@ impl Registry {
                 action: Action::Rollback,
                 from: Some(current.clone()),
                 to: Some(target.clone()),
-                reason: match (forced, force) {
-                    (true, Some(why)) => format!("{reason}; forced over a failed verdict: {why}"),
-                    _ => reason.to_string(),
-                },
+                reason,
                 forced,
                 version: None,
+                breached,
                 actor: actor.clone(),
             },
         )?;
@@ -762,6 +890,7 @@ impl Registry {
                 reason: reason.to_string(),
                 forced: false,
                 version: None,
+                breached: None,
                 actor: actor.clone(),
             },
         )?;
@@ -796,6 +925,7 @@ impl Registry {
             ),
             forced: false,
             version: None,
+            breached: None,
             actor: actor.clone(),
         };
         self.commit(next, event)?;
@@ -871,6 +1001,10 @@ impl Registry {
             let Some(alias) = e.action.alias() else { continue };
             if let Some(to) = &e.to {
                 replay.insert(alias.into(), to.clone());
+            }
+            // A mark takes `staging` off the version it marks, in the same event.
+            if e.breached.is_some() && replay.get(STAGING) == e.breached.as_ref() {
+                replay.remove(STAGING);
             }
         }
         if replay != state.aliases {

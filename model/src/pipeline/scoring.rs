@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use crate::data::reader::{CsvSource, LabelPolicy};
 use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
 use crate::data::schema::{ColumnKind, Parsed};
+use crate::data::validation::check_invalid_share;
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
 use crate::learn::model::Prepared;
@@ -45,19 +46,7 @@ pub struct ScoreOptions {
     pub skip_invalid: Option<f64>,
 }
 
-/// The header of a rejects file: one line per broken value.
-pub const REJECTS_HEADER: &str = "line,column,value,rule,detail\n";
-
-/// `text` as a CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
-pub fn csv_field(out: &mut String, text: &str) {
-    if text.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&text.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(text);
-    }
-}
+pub use crate::data::report::{csv_field, REJECTS_HEADER};
 
 /// One block's outcome.
 #[derive(Default)]
@@ -119,17 +108,11 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
     let mut carried_ends: Vec<usize> = Vec::new();
     for (line, record) in block {
         let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
+            let error = DataError { file: name.into(), line: *line, column: column.into(), value, rule, detail };
             if plan.skip {
-                let r = &mut out.rejects;
-                let _ = write!(r, "{line},");
-                csv_field(r, column);
-                r.push(',');
-                csv_field(r, &value);
-                let _ = write!(r, ",{},", rule.name());
-                csv_field(r, &detail);
-                r.push('\n');
+                error.write_reject(&mut out.rejects);
             }
-            out.tally.push(DataError { file: name.into(), line: *line, column: column.into(), value, rule, detail });
+            out.tally.push(error);
         };
         out.rows += 1;
         if record.len() != plan.header_len {
@@ -474,9 +457,7 @@ pub fn score_csv_with<R: Read, W: Write + Send, J: Write + Send + ?Sized>(
     let (sha256, bytes) = source.finish()?;
     let skipped = totals.tally.rows_with_errors;
     if let Some(share) = options.skip_invalid {
-        if totals.rows > 0 && skipped as f64 > share * totals.rows as f64 {
-            return Err(Error::TooManyInvalid { file: name.into(), invalid: skipped, rows: totals.rows, share });
-        }
+        check_invalid_share(name, skipped, totals.rows, share)?;
     }
     if totals.tally.error_count > 0 && !skip {
         return Err(Error::Validation(Box::new(ValidationReport {

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::eval::metrics::{Metric, MetricSet};
 use crate::lifecycle::gate::{AcceptanceRecord, Check, GateKind, LabelWords, Measure, StagingSource};
-use crate::lifecycle::monitor::MonitorOutcome;
+use crate::lifecycle::monitor::{DataQuality, MonitorOutcome};
 use crate::render::table;
 
 fn status(checks: &[&Check]) -> &'static str {
@@ -237,6 +237,7 @@ pub fn monitor_markdown(
     o: &MonitorOutcome,
     action: Option<&str>,
     label: &LabelWords,
+    quality: Option<&DataQuality>,
 ) -> String {
     let mut s = String::new();
     if o.breach {
@@ -328,7 +329,32 @@ pub fn monitor_markdown(
     for (column, n) in &o.unseen_levels {
         let _ = writeln!(s, "\n⚠️ `{column}`: {n} rows have a level not seen in training.");
     }
+    if let Some(q) = quality {
+        data_quality(&mut s, q);
+    }
     s
+}
+
+/// The rows a monitoring run refused, per column and rule.
+fn data_quality(s: &mut String, q: &DataQuality) {
+    let _ = writeln!(
+        s,
+        "\n### Data quality\n\n{} of {} rows refused ({:.2} %, at most {:.2} % allowed): every figure above is on the \
+         other {}; each broken value is listed in {}.",
+        q.refused,
+        q.rows,
+        100.0 * q.refused_share,
+        100.0 * q.max_share,
+        q.rows - q.refused,
+        table::code(&q.rejects_file)
+    );
+    if !q.counts.is_empty() {
+        let _ = writeln!(s, "\n| column | rule | values refused |\n|---|---|---:|");
+        for c in &q.counts {
+            let _ =
+                writeln!(s, "| {} | {} ({}) | {} |", table::code(&c.column), c.rule.name(), c.rule.describe(), c.count);
+        }
+    }
 }
 
 /// GitHub refuses comments longer than this many bytes.
