@@ -1642,14 +1642,24 @@ fn hostile_bodies_are_answered_small_and_memory_stays_bounded() {
 
 #[test]
 fn scoring_and_connections_beyond_their_bounds_are_refused() {
-    let (_released, server) = served(&["--poll", "5", "--max-scoring", "1", "--max-connections", "3"]);
-    // A body announced and not sent holds the one scoring permit.
+    let (_released, server) =
+        served(&["--poll", "5", "--max-scoring", "1", "--max-body-bytes", "65536", "--max-connections", "3"]);
+    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
+    // A body announced and sent slowly holds what it has sent, not a scoring permit: the one
+    // permit still scores others.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"records\"").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let one = serde_json::to_vec(&records(&customers_csv(1, 3), false)).unwrap();
-    // It waits in line a second (a burst a little larger than the permits is served in turn),
-    // then is refused.
+    assert_eq!(server.post("/v1/predict", "application/json", &one).0, 200);
+    drop(slow);
+    // A body that has sent the whole budget of bodies in flight (--max-scoring × --max-body-bytes)
+    // and stalls: the next body waits in line a second (a burst a little larger than the
+    // budget is served in turn), then is refused.
+    let mut hog = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    hog.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n").unwrap();
+    hog.write_all(&vec![b' '; 65535]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let slow = hog;
     let start = Instant::now();
     let (status, head, body) = exchange(server.port, "POST", "/v1/predict", "application/json", &[], &one).unwrap();
     assert_eq!(status, 503, "{body}");

@@ -300,22 +300,64 @@ fn model_info(shared: &Shared) -> Answer {
     )
 }
 
-/// Reads a body of at most `max` bytes within the read timeout; `Err` is the answer to give
-/// instead.
-async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -> std::result::Result<Bytes, Answer> {
+/// A request's body, read whole, and its share of the bodies' byte budget (given back when
+/// the request is done with it).
+pub(crate) struct Body {
+    pub(crate) bytes: Bytes,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The budget's unit: a body holds one permit for each KiB (begun) it has sent.
+pub(crate) const BUDGET_UNIT: usize = 1024;
+
+/// Units of the budget `bytes` bytes take.
+fn units(bytes: usize) -> usize {
+    bytes.div_ceil(BUDGET_UNIT)
+}
+
+/// Reads a body of at most `--max-body-bytes` within the read timeout; `Err` is the answer to
+/// give instead. The body takes its bytes from the budget of all bodies in flight
+/// (`--max-scoring` × `--max-body-bytes`) as they arrive, not as announced: a client that sends
+/// slowly holds what it has sent and nothing more; when the budget is spent, a body waits for
+/// it at most [`SCORING_WAIT`], then gets 503.
+async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -> std::result::Result<Body, Answer> {
     let limit = shared.read_timeout;
-    let read = tokio::time::timeout(limit, Limited::new(request.into_body(), shared.max_body).collect());
-    let Ok(read) = read.await else {
-        return Err(problem(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")));
-    };
-    match read {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes (--max-body-bytes)", shared.max_body),
-        )),
-        Err(e) => Err(problem(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream = Limited::new(request.into_body(), shared.max_body);
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, stream.frame()).await {
+            Err(_) => {
+                return Err(problem(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {} bytes (--max-body-bytes)", shared.max_body),
+                ))
+            }
+            Ok(Some(Err(e))) => return Err(problem(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let more = units(bytes.len() + data.len()) - units(bytes.len());
+        if more > 0 {
+            let wanted = u32::try_from(more).unwrap_or(u32::MAX);
+            let taken = tokio::time::timeout(SCORING_WAIT, shared.body_budget.clone().acquire_many_owned(wanted)).await;
+            let Ok(Ok(taken)) = taken else {
+                return Err(busy(shared));
+            };
+            match &mut budget {
+                Some(held) => held.merge(taken),
+                None => budget = Some(taken),
+            }
+        }
+        bytes.extend_from_slice(&data);
     }
+    Ok(Body { bytes: Bytes::from(bytes), _budget: budget })
 }
 
 /// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was
@@ -325,8 +367,8 @@ async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
     request: Request<B>,
     shape: &str,
 ) -> std::result::Result<T, Answer> {
-    let bytes = body(shared, request).await?;
-    serde_json::from_slice(&bytes)
+    let body = body(shared, request).await?;
+    serde_json::from_slice(&body.bytes)
         .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
 }
 
@@ -393,8 +435,8 @@ async fn scoring_permit(shared: &Shared) -> Option<tokio::sync::OwnedSemaphorePe
     permit.ok().and_then(Result::ok)
 }
 
-/// 503 with `Retry-After` when --max-scoring requests have been read and scored for longer than
-/// [`SCORING_WAIT`].
+/// 503 with `Retry-After` when --max-scoring requests have been scored, or the bodies in flight
+/// have held their whole budget, for longer than [`SCORING_WAIT`].
 fn busy(shared: &Shared) -> Answer {
     shared.metrics.busy_refusals.inc();
     let mut response =
@@ -413,14 +455,14 @@ async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> A
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    // The permit is taken before the body is read: it bounds the memory bodies take as well as
-    // the scoring in flight.
+    // The body first (its bytes bounded by the bodies' budget), then a scoring permit: a client
+    // slow to send holds no permit, and the permits bound the scoring in flight.
+    let body = match body(shared, request).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
     let Some(permit) = scoring_permit(shared).await else {
         return busy(shared);
-    };
-    let bytes = match body(shared, request).await {
-        Ok(bytes) => bytes,
-        Err(answer) => return answer,
     };
     // Parsing and scoring are CPU work: on the blocking pool, so that the I/O threads stay free
     // for other connections (and the probes).
@@ -428,9 +470,9 @@ async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> A
     let scored = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         if csv {
-            predict_csv(&shared, &loaded, &bytes)
+            predict_csv(&shared, &loaded, &body.bytes)
         } else {
-            predict_json(&shared, &loaded, &bytes)
+            predict_json(&shared, &loaded, &body.bytes)
         }
     })
     .await;
@@ -748,13 +790,13 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     let Some(loaded) = shared.current() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
     };
-    let Some(_permit) = scoring_permit(shared).await else {
-        return busy(shared);
-    };
     let shape = "{\"feedback\": [{\"receipt\": …, \"label\": …} or {\"id\": …, \"label\": …}, …]}";
     let parsed: FeedbackRequest = match read_json(shared, request, shape).await {
         Ok(p) => p,
         Err(answer) => return answer,
+    };
+    let Some(_permit) = scoring_permit(shared).await else {
+        return busy(shared);
     };
     if let Some(answer) = too_many(shared, parsed.feedback.len(), "items") {
         return answer;

@@ -148,8 +148,12 @@ pub struct Shared {
     drift: DriftThresholds,
     read_timeout: Duration,
     tokens: Tokens,
-    /// A permit for each request being read and scored (predictions and feedback).
+    /// A permit for each request being scored (predictions and feedback), taken once its body
+    /// is read.
     scoring: Arc<tokio::sync::Semaphore>,
+    /// The bytes the bodies in flight may hold, in units of [`http::BUDGET_UNIT`]:
+    /// `--max-scoring` × `--max-body-bytes`.
+    body_budget: Arc<tokio::sync::Semaphore>,
     /// A permit for each open connection.
     connections: Arc<tokio::sync::Semaphore>,
     tls: Option<tls::Tls>,
@@ -176,6 +180,10 @@ impl Shared {
             read_timeout: args.read_timeout,
             tokens: args.tokens.clone(),
             scoring: Arc::new(tokio::sync::Semaphore::new(args.max_scoring.max(1))),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                (args.max_scoring.max(1).saturating_mul(args.max_body_bytes).div_ceil(http::BUDGET_UNIT))
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1))),
             tls: None,
         }
