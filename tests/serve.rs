@@ -1682,13 +1682,22 @@ fn scoring_and_connections_beyond_their_bounds_are_refused() {
     assert!(metric(&metrics, "mlgate_connections_refused_total").unwrap() >= 1.0, "{metrics}");
 }
 
-/// Scoring runs on the blocking pool: the probes answer quickly while four clients post
-/// 10,000-record bodies (a loose bound: `cargo xtask bench` measures tight ones).
+/// Scoring runs on the blocking pool: while four clients post 10,000-record bodies, a probe does
+/// not wait for a scoring to finish — its p99 stays under half the time one such body takes
+/// alone, measured in the same run (`cargo xtask bench` measures the probes' latency itself).
 #[test]
 fn healthz_stays_fast_while_large_bodies_are_scored() {
     let (_released, server) = served(&["--poll", "5"]);
     let body = serde_json::to_vec(&records(&customers_csv(10_000, 3), false)).unwrap();
-    assert_eq!(server.post("/v1/predict", "application/json", &body).0, 200);
+    let mut alone: Vec<Duration> = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(server.post("/v1/predict", "application/json", &body).0, 200);
+            start.elapsed()
+        })
+        .collect();
+    alone.sort();
+    let scoring = alone[1];
     let load = Load::start(server.port, 4, body);
     std::thread::sleep(Duration::from_millis(500));
     let mut probes: Vec<Duration> = (0..300)
@@ -1705,11 +1714,11 @@ fn healthz_stays_fast_while_large_bodies_are_scored() {
     probes.sort();
     let p99 = probes[probes.len() * 99 / 100];
     eprintln!(
-        "/healthz under load: median {:?}, p99 {p99:?}, {} large bodies scored",
+        "/healthz under load: median {:?}, p99 {p99:?}, {} large bodies scored, one alone {scoring:?}",
         probes[probes.len() / 2],
         answers.len()
     );
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert!(p99 < scoring / 2, "p99 {p99:?}: probes waited for scoring ({scoring:?} a body alone)");
 }
 
 /// A certificate authority named `name` and a certificate it signs for 127.0.0.1, made with the
