@@ -498,7 +498,8 @@ mod tests {
         let mut a = open(&bucket);
         let mut b = open(&bucket);
         a.transact(&actor(), |r| Ok(r.record_monitoring("v1", Outcome::Breached, "first", &actor())?)).unwrap();
-        let count = b.transact(&actor(), |r| Ok(r.record_monitoring("v1", Outcome::Breached, "second", &actor())?)).unwrap();
+        let count =
+            b.transact(&actor(), |r| Ok(r.record_monitoring("v1", Outcome::Breached, "second", &actor())?)).unwrap();
         assert_eq!(count, 2, "the second breach counts on top of the first");
         let reader = open(&bucket);
         let history = reader.history().unwrap();
