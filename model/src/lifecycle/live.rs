@@ -408,7 +408,7 @@ mod queries {
     pub fn drifted_share() -> String {
         let rows = r#"mlgate_drift_window_rows{model="$model"}"#;
         format!(
-            r#"sum(mlgate_drifted_features_share{{model="$model"}} * on(instance, job) ({rows} > 0)) / sum({rows} > 0) and on() (sum({rows}) >= $min_feedback)"#
+            r#"sum(mlgate_drifted_features_share{{model="$model"}} * ({rows} > 0)) / sum({rows} > 0) and on() (sum({rows}) >= $min_feedback)"#
         )
     }
 }
