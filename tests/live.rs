@@ -406,7 +406,7 @@ fn drift_alone_and_latency_alone_breach_and_alert_but_never_roll_back() {
         std::thread::sleep(Duration::from_secs(3));
         let (code, o, e) = job.analyse(&prometheus.url, &["--rollback-on-breach", "--alert"], &env);
         assert_eq!(code, Some(1), "{what}: {o}{e}");
-        assert!(o.contains(&format!("{check}")) && o.contains("BREACH (alert)"), "{what}: {o}");
+        assert!(o.contains(check) && o.contains("BREACH (alert)"), "{what}: {o}");
         assert!(o.contains("No rollback: only checks that alert breached"), "{what}: {o}");
         assert!(o.contains("alert      "), "{what}: the alert is raised: {o}");
         let record = job.record();
