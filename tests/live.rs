@@ -453,7 +453,7 @@ fn a_blind_or_foreign_prometheus_is_inconclusive_and_keeps_the_breach_count() {
     // Replicas serving v1 (production is v2), however bad their figures: inconclusive.
     let foreign = job.replicas("v1", &[Exposed { outcomes: Some(CONTRADICTED), ..Exposed::default() }]);
     let prometheus = Prometheus::start(&ports(&[&foreign])).unwrap();
-    prometheus.wait_for(&joined("small", "v1"), 200.0);
+    prometheus.wait_for(&joined("small", "v1"), 100.0);
     let (code, o, e) = job.analyse(&prometheus.url, &["--rollback-on-breach"], &[]);
     assert_eq!(code, Some(3), "{o}{e}");
     assert!(o.contains("served as v1 on 1 replica(s) but production is v2"), "{o}");
@@ -493,11 +493,12 @@ fn a_rollback_target_no_better_in_the_window_is_refused_and_the_alert_says_why()
     let job = Job::two_versions("small", "");
     // v2 collapsed on its three replicas; a fourth replica, still on v1, shows v1 as bad.
     let collapsed = Exposed { outcomes: Some(CONTRADICTED), ..Exposed::default() };
-    let v2 = job.replicas("v2", &[collapsed.clone(), collapsed.clone(), collapsed.clone()]);
-    let v1 = job.replicas("v1", &[collapsed]);
+    let v2 = job.replicas("v2", &[collapsed.clone(), collapsed.clone(), collapsed]);
+    // v1's one replica gets as much feedback as v2's three: well above min_feedback in the window.
+    let v1 = job.replicas("v1", &[Exposed { outcomes: Some([0.0, 0.0, 15.0, 15.0]), ..Exposed::default() }]);
     let Some(prometheus) = Prometheus::start(&ports(&[&v2, &v1])) else { return };
     prometheus.wait_for(&joined("small", "v2"), 400.0);
-    prometheus.wait_for(&joined("small", "v1"), 200.0);
+    prometheus.wait_for(&joined("small", "v1"), 400.0);
     let github = crate::fake_github::FakeGitHub::start("");
     let env = [
         ("GITHUB_API_URL", github.url.as_str()),
