@@ -10,6 +10,7 @@ mod fake_github;
 mod fake_openapi;
 mod github;
 mod init;
+mod live;
 mod pipeline;
 mod receipts;
 mod registry_git;

@@ -855,7 +855,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let (code, o, e) = analyse();
     assert_eq!(code, Some(0), "{o}{e}");
     assert!(o.contains("status     healthy"), "{o}");
-    assert!(o.contains("accuracy_drop") && o.contains("no data"), "{o}");
+    assert!(o.contains("accuracy") && o.contains("no data"), "{o}");
     assert!(github.issues().is_empty(), "no alert while healthy");
 
     // Feedback that contradicts every prediction: live accuracy 0 over 300 joined.
@@ -868,7 +868,9 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let (status, answer) = server.feedback(&feedback);
     assert_eq!(status, 200, "{answer}");
     let start = Instant::now();
-    while prometheus.query("mlgate_live_feedback_window{model=\"customer-purchase\",version=\"v2\"}") != Some(300.0) {
+    while prometheus.query("sum(mlgate_feedback_outcomes_total{model=\"customer-purchase\",version=\"v2\"})")
+        != Some(300.0)
+    {
         assert!(start.elapsed() < Duration::from_secs(30), "Prometheus never saw the feedback");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -881,7 +883,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let issues = github.issues();
     assert_eq!(issues.len(), 1);
     let body = issues[0]["body"].as_str().unwrap();
-    assert!(body.contains("Live analysis of `customer-purchase` v2") && body.contains("accuracy_drop"), "{body}");
+    assert!(body.contains("Live analysis of `customer-purchase` v2: breached") && body.contains("accuracy"), "{body}");
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(analyst.path().join("target/monitor-live/monitor.json")).unwrap())
             .unwrap();
@@ -891,7 +893,7 @@ fn live_analysis_on_a_real_prometheus_rolls_back_when_live_accuracy_collapses() 
     let report = std::fs::read_to_string(analyst.path().join("target/monitor-live/report.md")).unwrap();
     assert!(!report.contains(token) && !body.contains(token), "{report}");
     let failed = record["outcome"]["failed"].as_array().unwrap();
-    assert!(failed.iter().any(|f| f.as_str().unwrap().starts_with("accuracy_drop")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.as_str().unwrap().starts_with("accuracy >=")), "{failed:?}");
     // The registry is rolled back, with the reason in its history; the server follows.
     let registry = ok(second.path(), &["registry", "--registry", reg_arg, "--json"]);
     let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();

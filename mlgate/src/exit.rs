@@ -5,6 +5,7 @@
 //! | 0 | success: the gate passed, monitoring healthy, the registry changed as asked |
 //! | 1 | a decision said no: a gate failed, monitoring breached, the registry refused (deploy without a passing verdict, nothing to roll back to), `registry --check` found a problem |
 //! | 2 | the user's to fix: bad flags, configuration or data; a service that could not be reached |
+//! | 3 | inconclusive: `monitor --live` could judge nothing (no check measured, a check unmeasurable, or Prometheus sees another version served than production); recorded as such, the breach count unchanged, nothing rolled back |
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ pub enum Exit {
     Refused = 1,
     /// A usage, configuration or data error (or an unreachable service).
     Usage = 2,
+    /// The live analysis could judge nothing: neither healthy nor breached.
+    Inconclusive = 3,
 }
 
 impl From<Exit> for ExitCode {

@@ -87,8 +87,8 @@ pub fn report_error(e: &anyhow::Error) {
     }
 }
 
-/// Prints the last lines of a monitoring run (batch or live) and gives its exit code:
-/// [`Exit::Refused`] on a breach.
+/// Prints the last lines of a monitoring run (batch or live) that judged something and gives
+/// its exit code: [`Exit::Refused`] on a breach, [`Exit::Success`] when healthy.
 pub fn monitoring_status(breach: bool, detail: &str, failed: &[String]) -> std::process::ExitCode {
     if breach {
         println!("status     BREACH{detail}");
@@ -100,6 +100,16 @@ pub fn monitoring_status(breach: bool, detail: &str, failed: &[String]) -> std::
         println!("status     healthy");
         Exit::Success.into()
     }
+}
+
+/// Prints the last lines of a monitoring run that could judge nothing, with why, and gives
+/// [`Exit::Inconclusive`].
+pub fn inconclusive_status(why: &[String]) -> std::process::ExitCode {
+    println!("status     INCONCLUSIVE");
+    for w in why {
+        println!("  why: {w}");
+    }
+    Exit::Inconclusive.into()
 }
 
 /// Escapes a workflow command's message.

@@ -26,6 +26,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "live", conflicts_with = "live")]
     data: Option<PathBuf>,
     /// Analyse the served model live instead: the `[monitor.live]` checks against Prometheus.
+    /// Exits 0 healthy, 1 breached, 3 inconclusive (nothing measured, or not production served).
     #[arg(long, requires = "prometheus", conflicts_with = "skip_invalid")]
     live: bool,
     /// Prometheus's base URL (with --live), e.g. http://127.0.0.1:9090.

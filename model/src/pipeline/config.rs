@@ -348,7 +348,8 @@ pub struct LiveConfig {
     pub failure_limit: u64,
     /// The range of the rates the default checks take (a PromQL duration).
     pub window: String,
-    /// Joined feedback a version needs before its live accuracy and F1 are judged.
+    /// Joined predictions (over every replica, within the window) a version needs before its
+    /// live accuracy, F1 and ROC AUC are judged; below it those checks are unmeasured.
     pub min_feedback: u64,
     /// Default check: the share of prediction requests answered 5xx.
     pub max_error_rate: f64,
@@ -358,6 +359,8 @@ pub struct LiveConfig {
     pub max_accuracy_drop: f64,
     /// Default check: the largest drop of live F1 from the version's at acceptance.
     pub max_f1_drop: f64,
+    /// Default check: the largest drop of live ROC AUC from the version's at acceptance.
+    pub max_roc_auc_drop: f64,
     /// Default check: the largest share of features with major rolling drift.
     pub max_drifted_share: f64,
     /// Run the default checks (besides `checks`).
@@ -366,14 +369,36 @@ pub struct LiveConfig {
     pub checks: Vec<LiveCheck>,
 }
 
-/// One check of `[monitor.live]`: `$version` in the query is the version analysed,
-/// `$window` the section's window.
+/// What a breach of a live check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBreach {
+    /// Roll production back (with `--rollback-on-breach`, once the target is judged no worse):
+    /// for evidence about the model itself, such as its accuracy on feedback.
+    Rollback,
+    /// Breach and alert, never roll back: for what the previous version would suffer too
+    /// (drift of the inputs, latency, errors).
+    Alert,
+}
+
+impl OnBreach {
+    /// The name written in the configuration and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnBreach::Rollback => "rollback",
+            OnBreach::Alert => "alert",
+        }
+    }
+}
+
+/// One check of `[monitor.live]`: in the query, `$model` is the model's name, `$version` the
+/// version analysed, `$window` the section's window and `$min_feedback` its minimum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveCheck {
     /// Its name in reports.
     pub name: String,
-    /// The PromQL query; its first sample is the measurement (none: inconclusive).
+    /// The PromQL query; every series it returns is judged, the worst counts (none: no data).
     pub query: String,
     /// What a healthy measurement satisfies: `< x`, `<= x`, `> x`, `>= x`.
     pub condition: String,
@@ -386,6 +411,13 @@ pub struct LiveCheck {
     /// Overrides the section's failure limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_limit: Option<u64>,
+    /// What a breach does: `alert` (the default for a check of one's own) or `rollback`.
+    #[serde(default = "default_on_breach")]
+    pub on_breach: OnBreach,
+}
+
+fn default_on_breach() -> OnBreach {
+    OnBreach::Alert
 }
 
 /// A parsed condition: the comparison and its bound.
@@ -441,6 +473,7 @@ impl Default for LiveConfig {
             max_p99_seconds: 0.25,
             max_accuracy_drop: 0.05,
             max_f1_drop: 0.1,
+            max_roc_auc_drop: 0.05,
             max_drifted_share: 0.3,
             defaults: true,
             checks: Vec::new(),
@@ -487,6 +520,7 @@ impl LiveConfig {
             ("max_error_rate", self.max_error_rate),
             ("max_accuracy_drop", self.max_accuracy_drop),
             ("max_f1_drop", self.max_f1_drop),
+            ("max_roc_auc_drop", self.max_roc_auc_drop),
             ("max_drifted_share", self.max_drifted_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
