@@ -75,18 +75,20 @@ impl Drop for Haproxy {
     }
 }
 
-/// The haproxy configuration of README "Several replicas", listening on `port`.
+/// `deploy/haproxy/haproxy.cfg` (README "Several replicas") listening on 127.0.0.1:`port`, its
+/// example servers replaced by `backends`.
 fn haproxy_config(port: u16, backends: &[(String, std::net::SocketAddr)]) -> String {
-    let servers: String = backends.iter().map(|(name, addr)| format!("    server {name} {addr} check\n")).collect();
-    format!(
-        "global\n    maxconn 1024\n\
-         defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
-         \x20   retries 3\n    option redispatch 1\n    retry-on conn-failure empty-response response-timeout\n\
-         frontend mlgate\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
-         backend replicas\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n\
-         \x20   default-server inter 500ms fall 1 rise 2\n\
-         \x20   http-response set-header X-Mlgate-Replica %s\n{servers}"
-    )
+    let shipped = std::fs::read_to_string(crate::support::root().join("deploy/haproxy/haproxy.cfg")).unwrap();
+    assert!(shipped.contains("    bind *:8080\n"), "the shipped configuration binds *:8080");
+    let mut config: String = shipped
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("server "))
+        .map(|l| if l.trim() == "bind *:8080" { format!("    bind 127.0.0.1:{port}\n") } else { format!("{l}\n") })
+        .collect();
+    for (name, addr) in backends {
+        config.push_str(&format!("    server {name} {addr}\n"));
+    }
+    config
 }
 
 /// A job folder like [`job`] for another model: the same schema, named `name`.
@@ -161,6 +163,13 @@ fn three_replicas_behind_haproxy_pool_their_feedback_and_roll_back_on_the_pooled
     let mut targets: Vec<String> = replicas.iter().map(|r| format!("{}:{}", r.host, r.port)).collect();
     targets.push(format!("{}:{}", basket.host, basket.port));
     let Some(prometheus) = Prometheus::scraping(&targets) else { return };
+    // Prometheus scrapes every replica before any traffic, as in production: the counters'
+    // increases over the window start from its first samples.
+    let start = Instant::now();
+    while prometheus.query(r#"count(up{job="mlgate"} == 1)"#) != Some(targets.len() as f64) {
+        assert!(start.elapsed() < Duration::from_secs(30), "Prometheus never scraped every replica");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // 600 predictions through the balancer, 10 records a request: each replica makes 200.
     let mut made: Vec<Made> = Vec::new();
@@ -331,11 +340,17 @@ fn three_replicas_behind_haproxy_pool_their_feedback_and_roll_back_on_the_pooled
     done.store(true, Ordering::Relaxed);
     let requests: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     assert!(requests > 100, "{requests}");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed of {requests} while a replica died");
+    let failed = failures.load(Ordering::Relaxed);
+    let log = std::fs::read_to_string(balancer._dir.path().join("log")).unwrap_or_default();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" 502 ") || l.contains(" 503 ")).collect();
+    assert_eq!(failed, 0, "requests failed of {requests} while a replica died; haproxy:\n{}", errors.join("\n"));
     drop(dead);
 }
 
-/// The pooled live accuracy `monitor --live` reports in monitor.json.
+/// The pooled live accuracy `monitor --live` reports in monitor.json: the last value its
+/// `accuracy` check measured.
 fn pooled_accuracy(record: &serde_json::Value) -> Option<f64> {
-    record["outcome"]["live"]["accuracy"].as_f64()
+    let checks = record["outcome"]["checks"].as_array()?;
+    let accuracy = checks.iter().find(|c| c["name"] == "accuracy")?;
+    accuracy["measurements"].as_array()?.iter().rev().find_map(|m| m["value"].as_f64())
 }
