@@ -7,12 +7,19 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{mlgate, small_csv, stop_server, text, SMALL_CONFIG};
+use crate::prom::Prometheus;
+use crate::support::{mlgate, small_csv, text, SMALL_CONFIG};
+
+/// A Prometheus scraping the fake replicas on `ports` every 250 ms.
+fn start_prometheus(ports: &[u16]) -> Option<Prometheus> {
+    let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    Prometheus::scraping(&targets, "250ms")
+}
 
 /// A line of an exposition: a gauge at its value, or a counter growing by `per_second`.
 #[derive(Clone)]
@@ -144,87 +151,6 @@ fn exposition(model: &str, version: &str, e: &Exposed) -> Vec<Line> {
     lines
 }
 
-/// A real Prometheus on a free port of 127.0.0.1, scraping `targets` every 250 ms.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(targets: &[u16]) -> Option<Prometheus> {
-        let binary = std::env::var_os("MLGATE_PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| "prometheus".into());
-        if Command::new(&binary).arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
-            eprintln!("skipped: no `prometheus` binary (.ci/run installs Debian's prometheus package)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 250ms\n  scrape_timeout: 200ms\nscrape_configs:\n  - job_name: mlgate\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if server.get("/-/ready").is_some_and(|(s, _)| s == 200) {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("Prometheus did not become ready on port {port}");
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).ok()?;
-        let status = answer.split(' ').nth(1)?.parse().ok()?;
-        Some((status, answer.split_once("\r\n\r\n")?.1.to_string()))
-    }
-
-    /// The sum of an instant query's samples (`None`: no sample).
-    fn query(&self, promql: &str) -> Option<f64> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-            .collect();
-        let (_, body) = self.get(&format!("/api/v1/query?query={encoded}"))?;
-        // The body may be chunked: the JSON object is between the first `{` and the last `}`.
-        let json = &body[body.find('{')?..=body.rfind('}')?];
-        let v: serde_json::Value = serde_json::from_str(json).ok()?;
-        let result = v["data"]["result"].as_array()?;
-        (!result.is_empty()).then(|| result.iter().filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok()).sum())
-    }
-
-    /// Waits until `promql` answers at least `min`.
-    fn wait_for(&self, promql: &str, min: f64) {
-        let start = Instant::now();
-        while self.query(promql).is_none_or(|v| v < min) {
-            assert!(start.elapsed() < Duration::from_secs(60), "Prometheus never answered {promql} >= {min}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        stop_server(&mut self.child);
-    }
-}
-
 /// A job folder with a registry where `name`'s v2 is in production and v1 before it.
 struct Job {
     dir: tempfile::TempDir,
@@ -327,7 +253,7 @@ fn pooled_quality_of_three_replicas_breaches_and_rolls_back_and_another_model_is
     // fraud: one replica of three contradicted; churn, on the same Prometheus, healthy.
     let fraud_replicas = fraud.replicas("v2", &[feed(CONTRADICTED), feed(GOOD), feed(GOOD)]);
     let churn_replicas = churn.replicas("v2", &[feed(PERFECT), feed(PERFECT), feed(PERFECT)]);
-    let Some(prometheus) = Prometheus::start(&ports(&[&fraud_replicas, &churn_replicas])) else { return };
+    let Some(prometheus) = start_prometheus(&ports(&[&fraud_replicas, &churn_replicas])) else { return };
     // Enough joined feedback, and the window filled well past the scrape interval.
     prometheus.wait_for(&joined("fraud", "v2"), 400.0);
     prometheus.wait_for(&joined("churn", "v2"), 400.0);
@@ -401,7 +327,7 @@ fn drift_alone_and_latency_alone_breach_and_alert_but_never_roll_back() {
     let slow = Exposed { drift: Some((0.0, 500.0)), requests: Some((20.0, 10.0)), ..Exposed::default() };
     for (what, exposed, check) in [("drift", drifted, "drifted_share"), ("latency", slow, "p99_latency_seconds")] {
         let replicas = job.replicas("v2", &[exposed.clone(), exposed.clone(), exposed]);
-        let Some(prometheus) = Prometheus::start(&ports(&[&replicas])) else { return };
+        let Some(prometheus) = start_prometheus(&ports(&[&replicas])) else { return };
         prometheus.wait_for(r#"sum(rate(mlgate_http_requests_total{model="small"}[20s]))"#, 1.0);
         std::thread::sleep(Duration::from_secs(3));
         let (code, o, e) = job.analyse(&prometheus.url, &["--rollback-on-breach", "--alert"], &env);
@@ -425,11 +351,11 @@ fn a_blind_or_foreign_prometheus_is_inconclusive_and_keeps_the_breach_count() {
     // A check of one's own whose answer is NaN: a failed measurement, named as such.
     let nan = "\n[[monitor.live.checks]]\nname = \"nan\"\nquery = 'vector(0) / vector(0)'\ncondition = \"< 1\"\n";
     let job = Job::two_versions("small", "");
-    let Some(empty) = Prometheus::start(&[]) else { return };
+    let Some(empty) = start_prometheus(&[]) else { return };
     // A breach first (drift, alert only): one breach counted.
     let drifted = Exposed { drift: Some((0.8, 500.0)), ..Exposed::default() };
     let replicas = job.replicas("v2", &[drifted.clone(), drifted.clone(), drifted]);
-    let prometheus = Prometheus::start(&ports(&[&replicas])).unwrap();
+    let prometheus = start_prometheus(&ports(&[&replicas])).unwrap();
     prometheus.wait_for(r#"count(mlgate_drift_window_rows{model="small"})"#, 3.0);
     let (code, o, e) = job.analyse(&prometheus.url, &[], &[]);
     assert_eq!(code, Some(1), "{o}{e}");
@@ -452,7 +378,7 @@ fn a_blind_or_foreign_prometheus_is_inconclusive_and_keeps_the_breach_count() {
 
     // Replicas serving v1 (production is v2), however bad their figures: inconclusive.
     let foreign = job.replicas("v1", &[Exposed { outcomes: Some(CONTRADICTED), ..Exposed::default() }]);
-    let prometheus = Prometheus::start(&ports(&[&foreign])).unwrap();
+    let prometheus = start_prometheus(&ports(&[&foreign])).unwrap();
     prometheus.wait_for(&joined("small", "v1"), 100.0);
     let (code, o, e) = job.analyse(&prometheus.url, &["--rollback-on-breach"], &[]);
     assert_eq!(code, Some(3), "{o}{e}");
@@ -462,7 +388,7 @@ fn a_blind_or_foreign_prometheus_is_inconclusive_and_keeps_the_breach_count() {
 
     // v2 served, but no figure of any check: inconclusive too.
     let quiet = job.replicas("v2", &[Exposed::default(), Exposed::default()]);
-    let prometheus = Prometheus::start(&ports(&[&quiet])).unwrap();
+    let prometheus = start_prometheus(&ports(&[&quiet])).unwrap();
     prometheus.wait_for(r#"count(mlgate_model_info{model="small",version="v2"})"#, 2.0);
     let (code, o, e) = job.analyse(&prometheus.url, &[], &[]);
     assert_eq!(code, Some(3), "{o}{e}");
@@ -496,7 +422,7 @@ fn a_rollback_target_no_better_in_the_window_is_refused_and_the_alert_says_why()
     let v2 = job.replicas("v2", &[collapsed.clone(), collapsed.clone(), collapsed]);
     // v1's one replica gets as much feedback as v2's three: well above min_feedback in the window.
     let v1 = job.replicas("v1", &[Exposed { outcomes: Some([0.0, 0.0, 15.0, 15.0]), ..Exposed::default() }]);
-    let Some(prometheus) = Prometheus::start(&ports(&[&v2, &v1])) else { return };
+    let Some(prometheus) = start_prometheus(&ports(&[&v2, &v1])) else { return };
     prometheus.wait_for(&joined("small", "v2"), 400.0);
     prometheus.wait_for(&joined("small", "v1"), 400.0);
     let github = crate::fake_github::FakeGitHub::start("");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use model::data::generate::customers_csv;
 
+use crate::prom::Prometheus;
 use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 
 mod fleet;
@@ -727,72 +728,6 @@ fn a_server_without_a_production_model_is_alive_but_not_ready() {
     }
     stop_server(&mut child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-}
-
-/// A real Prometheus on a free port of 127.0.0.1, scraping `targets` every second.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(ports: &[u16]) -> Option<Prometheus> {
-        let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        Prometheus::scraping(&targets)
-    }
-
-    /// A Prometheus scraping `targets` (host:port) every second.
-    fn scraping(targets: &[String]) -> Option<Prometheus> {
-        let binary = std::env::var_os("MLGATE_PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| "prometheus".into());
-        if Command::new(&binary).arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
-            eprintln!("skipped: no `prometheus` binary (.ci/run installs Debian's prometheus package)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mlgate\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if request(port, "GET", "/-/ready", "", b"").is_ok_and(|(s, _)| s == 200) {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("Prometheus did not become ready on port {port}");
-    }
-
-    /// The first sample of an instant query.
-    fn query(&self, promql: &str) -> Option<f64> {
-        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        let encoded: String = promql
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-            .collect();
-        let (_, body) = request(port, "GET", &format!("/api/v1/query?query={encoded}"), "", b"").ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        stop_server(&mut self.child);
-    }
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use model::data::generate::customers_csv;
 
-use super::{exchange_to, job, ok_with, records, release_to, Prometheus, Server, FEEDBACK_TOKEN};
+use super::{exchange_to, job, ok_with, records, release_to, Server, FEEDBACK_TOKEN};
+use crate::prom::Prometheus;
 use crate::support::{mlgate, stop_server, text};
 
 /// haproxy (Debian's package) balancing round-robin over `backends`, as README "Several
@@ -162,7 +163,7 @@ fn three_replicas_behind_haproxy_pool_their_feedback_and_roll_back_on_the_pooled
     let Some(balancer) = Haproxy::start(&backends) else { return };
     let mut targets: Vec<String> = replicas.iter().map(|r| format!("{}:{}", r.host, r.port)).collect();
     targets.push(format!("{}:{}", basket.host, basket.port));
-    let Some(prometheus) = Prometheus::scraping(&targets) else { return };
+    let Some(prometheus) = Prometheus::scraping(&targets, "1s") else { return };
     // Prometheus scrapes every replica before any traffic, as in production: the counters'
     // increases over the window start from its first samples.
     let start = Instant::now();
