@@ -12,6 +12,7 @@ mod github;
 mod init;
 mod live;
 mod pipeline;
+mod protocols;
 mod receipts;
 mod registry_git;
 mod registry_rules;

@@ -155,7 +155,10 @@ mod tests {
         let m = in_dialect(Dialect::Mlflow, made());
         assert_eq!(m.status(), 400);
         assert_eq!(m.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(body(m), serde_json::json!({"error_code": "BAD_REQUEST", "message": "bad", "errors": [{"record": 0}]}));
+        assert_eq!(
+            body(m),
+            serde_json::json!({"error_code": "BAD_REQUEST", "message": "bad", "errors": [{"record": 0}]})
+        );
         let k = in_dialect(Dialect::Kserve, problem(StatusCode::NOT_FOUND, "no model x"));
         assert_eq!(k.status(), 404);
         assert_eq!(body(k), serde_json::json!({"error": "no model x"}));

@@ -361,17 +361,19 @@ pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface
         None => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(&path))),
         Some(t) => {
             let token = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-            let response = match shared.tokens.check(t.route.access(), token) {
-                Err(refusal) => refused(refusal),
-                Ok(()) if !t.route.allows(&method) => {
-                    let mut response = problem(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        format!("{} takes {}, not {}", t.route.label(), t.route.allow(), echo(method.as_str())),
-                    );
-                    response.headers_mut().insert(ALLOW, HeaderValue::from_static(t.route.allow()));
-                    response
+            // The method first: a route's methods are no secret, and 405 says them to anyone.
+            let response = if !t.route.allows(&method) {
+                let mut response = problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} takes {}, not {}", t.route.label(), t.route.allow(), echo(method.as_str())),
+                );
+                response.headers_mut().insert(ALLOW, HeaderValue::from_static(t.route.allow()));
+                response
+            } else {
+                match shared.tokens.check(t.route.access(), token) {
+                    Err(refusal) => refused(refusal),
+                    Ok(()) => dispatch(shared, t, request).await,
                 }
-                Ok(()) => dispatch(shared, t, request).await,
             };
             in_dialect(t.route.dialect(), response)
         }

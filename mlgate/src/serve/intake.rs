@@ -123,7 +123,6 @@ pub(super) fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answ
     })
 }
 
-
 /// The work of a scoring route, on the blocking pool: the model the request started with and
 /// its body.
 pub(super) type Job = Box<dyn FnOnce(&Shared, &Loaded, &[u8]) -> Answer + Send>;

@@ -271,7 +271,11 @@ fn infer(shared: &Shared, loaded: &Loaded, name: &str, bytes: &[u8], header_leng
     // Each tensor's elements as JSON values, in row-major order.
     let mut tensors: Vec<(&Tensor, Vec<Value>)> = Vec::with_capacity(request.inputs.len());
     for tensor in &request.inputs {
-        let elements = match tensor.shape.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d))) {
+        let elements = match tensor
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
+        {
             Some(n) => n,
             None => return bad(format!("input `{}`: shape {:?} is not a tensor's", echo(&tensor.name), tensor.shape)),
         };
@@ -399,7 +403,12 @@ fn json_element(datatype: &str, value: &Value) -> Result<Value, String> {
         }
         "BOOL" => value.is_boolean(),
         "BYTES" => value.is_string(),
-        other => return Err(format!("datatype {} is not one of FP64, FP32, INT8…INT64, UINT8…UINT64, BOOL, BYTES", echo(other))),
+        other => {
+            return Err(format!(
+                "datatype {} is not one of FP64, FP32, INT8…INT64, UINT8…UINT64, BOOL, BYTES",
+                echo(other)
+            ))
+        }
     };
     if fits {
         Ok(value.clone())
@@ -454,7 +463,9 @@ fn binary_elements(datatype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
             }
             Ok(out)
         }
-        other => Err(format!("datatype {} is not one of FP64, FP32, INT8…INT64, UINT8…UINT64, BOOL, BYTES", echo(other))),
+        other => {
+            Err(format!("datatype {} is not one of FP64, FP32, INT8…INT64, UINT8…UINT64, BOOL, BYTES", echo(other)))
+        }
     }
 }
 
@@ -474,7 +485,9 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
             let start = tail.len();
             match output {
                 "probability" => scored.probabilities.iter().for_each(|p| tail.extend_from_slice(&p.to_le_bytes())),
-                "prediction" => scored.decisions.iter().for_each(|&d| tail.extend_from_slice(&i64::from(d).to_le_bytes())),
+                "prediction" => {
+                    scored.decisions.iter().for_each(|&d| tail.extend_from_slice(&i64::from(d).to_le_bytes()))
+                }
                 _ => {
                     let texts = if output == "id" { &scored.ids } else { &scored.receipts };
                     for t in texts {

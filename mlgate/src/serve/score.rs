@@ -196,12 +196,8 @@ pub fn csv_records(loaded: &Loaded, rows: model::pipeline::scoring::CsvRows) -> 
     // Rows the reader refused whole (a wrong number of fields) are not among `rows`: every data
     // row's line is needed to number the records, so those lines are put back in order.
     let mut lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
-    let mut refused: Vec<u64> = errors
-        .errors
-        .iter()
-        .filter(|e| e.rule == model::data::report::Rule::FieldCount)
-        .map(|e| e.line)
-        .collect();
+    let mut refused: Vec<u64> =
+        errors.errors.iter().filter(|e| e.rule == model::data::report::Rule::FieldCount).map(|e| e.line).collect();
     if !refused.is_empty() {
         lines.append(&mut refused);
         lines.sort_unstable();
