@@ -91,7 +91,7 @@ pub fn in_dialect(dialect: Dialect, response: Answer) -> Answer {
     }
     let (mut parts, body) = response.into_parts();
     // A Full body is one chunk, already in memory.
-    let bytes = futures_bytes(body);
+    let bytes = full_bytes(body);
     let Ok(Value::Object(mut problem)) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Full::new(bytes));
     };
@@ -122,7 +122,7 @@ pub fn in_dialect(dialect: Dialect, response: Answer) -> Answer {
 }
 
 /// The bytes of a [`Full`] body.
-fn futures_bytes(body: Full<Bytes>) -> Bytes {
+fn full_bytes(body: Full<Bytes>) -> Bytes {
     use hyper::body::Body as _;
     let mut body = std::pin::pin!(body);
     let waker = std::task::Waker::noop();
@@ -138,7 +138,7 @@ mod tests {
     use super::*;
 
     fn body(response: Answer) -> Value {
-        serde_json::from_slice(&futures_bytes(response.into_body())).unwrap()
+        serde_json::from_slice(&full_bytes(response.into_body())).unwrap()
     }
 
     #[test]

@@ -446,11 +446,7 @@ fn model_info(shared: &Shared) -> Answer {
 
 async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> Answer {
     let csv = media_type(&request) == "text/csv";
-    let job: Job = if csv {
-        Box::new(|shared, loaded, bytes| predict_csv(shared, loaded, bytes))
-    } else {
-        Box::new(|shared, loaded, bytes| predict_json(shared, loaded, bytes))
-    };
+    let job: Job = if csv { Box::new(predict_csv) } else { Box::new(predict_json) };
     scoring(shared, request, job).await
 }
 
