@@ -13,6 +13,7 @@ mod init;
 mod live;
 mod pipeline;
 mod prom;
+mod protocols;
 mod receipts;
 mod registry_git;
 mod registry_rules;

@@ -169,6 +169,11 @@ impl Server {
         server
     }
 
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        (self.host, self.port).into()
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -304,6 +309,19 @@ fn exchange_to(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String, String)> {
+    exchange_raw(addr, method, path, content_type, headers, body)
+        .map(|(status, head, body)| (status, head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// [`exchange_to`] with the answer's body as bytes.
+pub(crate) fn exchange_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -323,10 +341,10 @@ fn exchange_to(
         written?;
         read?;
     }
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
     let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((status, head.to_string(), body.to_string()))
+    Ok((status, head, answer[end + 4..].to_vec()))
 }
 
 /// The rows of a CSV as JSON records: numbers as JSON numbers where they parse, else strings.

@@ -7,56 +7,40 @@
 //! | `GET /v1/model` | the served model's identity, metrics at acceptance, lineage |
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
 //! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
+//! | `POST /invocations`, `GET /ping`, `/health`, `/version` | MLflow's scoring protocol ([`super::mlflow`]) |
+//! | `POST /v1/models/NAME:predict`, `GET /v1/models/NAME` | KServe V1 ([`super::kserve`]) |
+//! | `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `/v2/models/NAME[/ready]`, `POST /v2/models/NAME/infer` | the Open Inference Protocol, REST ([`super::kserve`]) |
 //!
-//! Predictions and `/v1/model` take a prediction token, feedback a feedback token, `/metrics` an
+//! Every route answers a method it does not take with 405 and `Allow`; every error is one
+//! RFC 9457 problem ([`super::answer`]), rewritten to MLflow's or KServe's error shape on their
+//! routes, whose clients read those.
+//!
+//! Predictions (on every protocol), `/v1/model` and `/v2/models/NAME` take a prediction token, feedback a feedback token, `/metrics` an
 //! admin token, each when configured ([`super::auth`]); the probes are open. With an admin
 //! address the probes and metrics are served there alone ([`Surface`]).
 //!
 //! [`route`] answers one request and can be called without a socket (any [`RequestBody`]).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::server::graceful::GracefulConnection;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::answer::{answer, in_dialect, json, problem, problem_of, Answer, Dialect, INVALID_VALUES};
 use super::auth::{Access, Refusal};
+use super::intake::{busy, media_type, read_json, scoring, scoring_permit, too_many, Job, RequestBody};
 use super::receipt::{self, Claims};
-use super::records::{self, Broken, Tally, MAX_ID_BYTES};
-use super::{live, metrics, unix_now, Loaded, Shared};
-
-type Answer = Response<Full<Bytes>>;
-
-/// A request's body: a socket's ([`hyper::body::Incoming`]), or any other (a test's
-/// [`Full`]), so that a route can be called without a socket.
-pub trait RequestBody: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
-
-impl<B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>> RequestBody for B {}
-
-fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-fn json(status: StatusCode, value: &impl Serialize) -> Answer {
-    let mut body = serde_json::to_vec(value).expect("the server's answers serialise");
-    body.push(b'\n');
-    answer(status, "application/json", body)
-}
-
-fn problem(status: StatusCode, message: impl Into<String>) -> Answer {
-    json(status, &serde_json::json!({ "error": message.into() }))
-}
+use super::records::{self, Broken, MAX_ID_BYTES};
+use super::score::{self, Origin};
+use super::{kserve, live, metrics, mlflow, unix_now, Loaded, Shared};
 
 /// The sockets the server listens on.
 pub struct Listeners {
@@ -187,33 +171,167 @@ pub async fn serve(listeners: Listeners, shared: Arc<Shared>, wake: mpsc::Sender
     Ok(())
 }
 
-/// The route's name in the metrics: the known paths, else `other`.
-fn route_name(path: &str) -> &'static str {
-    match path {
-        "/v1/predict" => "/v1/predict",
-        "/v1/feedback" => "/v1/feedback",
-        "/v1/model" => "/v1/model",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        _ => "other",
+/// The routes, each with its label in the metrics, its methods, the caller it needs, the
+/// surface it is served on and the error shape its clients expect.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Route {
+    Predict,
+    Feedback,
+    Model,
+    Healthz,
+    Readyz,
+    Metrics,
+    /// MLflow's scoring server ([`super::mlflow`]).
+    Invocations,
+    Ping,
+    Health,
+    Version,
+    /// KServe V1 ([`super::kserve`]).
+    V1Model,
+    V1Predict,
+    /// The Open Inference Protocol (V2).
+    V2Live,
+    V2Ready,
+    V2Server,
+    V2Model,
+    V2ModelReady,
+    V2Infer,
+}
+
+/// A request's route, with the model (and version) its path names.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Target<'a> {
+    route: Route,
+    model: &'a str,
+    version: Option<&'a str>,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Predict => "/v1/predict",
+            Route::Feedback => "/v1/feedback",
+            Route::Model => "/v1/model",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::Invocations => "/invocations",
+            Route::Ping => "/ping",
+            Route::Health => "/health",
+            Route::Version => "/version",
+            Route::V1Model => "/v1/models/{name}",
+            Route::V1Predict => "/v1/models/{name}:predict",
+            Route::V2Live => "/v2/health/live",
+            Route::V2Ready => "/v2/health/ready",
+            Route::V2Server => "/v2",
+            Route::V2Model => "/v2/models/{name}",
+            Route::V2ModelReady => "/v2/models/{name}/ready",
+            Route::V2Infer => "/v2/models/{name}/infer",
+        }
+    }
+
+    /// Whether the route takes a body (`POST`), else it is read (`GET`, and `HEAD`).
+    fn posted(self) -> bool {
+        matches!(self, Route::Predict | Route::Feedback | Route::Invocations | Route::V1Predict | Route::V2Infer)
+    }
+
+    /// The `Allow` header of the route.
+    fn allow(self) -> &'static str {
+        if self.posted() {
+            "POST"
+        } else {
+            "GET, HEAD"
+        }
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        if self.posted() {
+            method == Method::POST
+        } else {
+            method == Method::GET || method == Method::HEAD
+        }
+    }
+
+    fn access(self) -> Access {
+        match self {
+            Route::Predict | Route::Model | Route::Invocations | Route::V1Predict | Route::V2Model | Route::V2Infer => {
+                Access::Prediction
+            }
+            Route::Feedback => Access::Feedback,
+            Route::Metrics => Access::Admin,
+            _ => Access::Open,
+        }
+    }
+
+    /// Whether `surface` serves the route: the probes and metrics on the admin address when
+    /// there is one, the API (the protocols' own health routes included) on the main one.
+    fn served_on(self, surface: Surface) -> bool {
+        let admin = matches!(self, Route::Healthz | Route::Readyz | Route::Metrics);
+        match surface {
+            Surface::All => true,
+            Surface::Api => !admin,
+            Surface::Admin => admin,
+        }
+    }
+
+    fn dialect(self) -> Dialect {
+        match self {
+            Route::Invocations | Route::Ping | Route::Health | Route::Version => Dialect::Mlflow,
+            Route::V1Model
+            | Route::V1Predict
+            | Route::V2Live
+            | Route::V2Ready
+            | Route::V2Server
+            | Route::V2Model
+            | Route::V2ModelReady
+            | Route::V2Infer => Dialect::Kserve,
+            _ => Dialect::Problem,
+        }
     }
 }
 
-/// What a route needs of its caller, and whether `surface` serves it.
-fn access(route: &str, surface: Surface) -> Option<Access> {
-    let admin = matches!(route, "/healthz" | "/readyz" | "/metrics");
-    let served = match surface {
-        Surface::All => true,
-        Surface::Api => !admin,
-        Surface::Admin => admin,
+/// The route a path names, if any.
+fn resolve(path: &str) -> Option<Target<'_>> {
+    let fixed = |route| Some(Target { route, model: "", version: None });
+    match path {
+        "/v1/predict" => return fixed(Route::Predict),
+        "/v1/feedback" => return fixed(Route::Feedback),
+        "/v1/model" => return fixed(Route::Model),
+        "/healthz" => return fixed(Route::Healthz),
+        "/readyz" => return fixed(Route::Readyz),
+        "/metrics" => return fixed(Route::Metrics),
+        "/invocations" => return fixed(Route::Invocations),
+        "/ping" => return fixed(Route::Ping),
+        "/health" => return fixed(Route::Health),
+        "/version" => return fixed(Route::Version),
+        "/v2/health/live" => return fixed(Route::V2Live),
+        "/v2/health/ready" => return fixed(Route::V2Ready),
+        "/v2" => return fixed(Route::V2Server),
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/v1/models/") {
+        let (model, route) = match rest.strip_suffix(":predict") {
+            Some(model) => (model, Route::V1Predict),
+            None => (rest, Route::V1Model),
+        };
+        return (!model.is_empty() && !model.contains(['/', ':'])).then_some(Target { route, model, version: None });
+    }
+    let rest = path.strip_prefix("/v2/models/")?;
+    let mut parts = rest.split('/');
+    let model = parts.next().filter(|m| !m.is_empty())?;
+    let mut next = parts.next();
+    let mut version = None;
+    if next == Some("versions") {
+        version = Some(parts.next().filter(|v| !v.is_empty())?);
+        next = parts.next();
+    }
+    let route = match next {
+        None => Route::V2Model,
+        Some("ready") => Route::V2ModelReady,
+        Some("infer") => Route::V2Infer,
+        Some(_) => return None,
     };
-    served.then_some(match route {
-        "/v1/predict" | "/v1/model" => Access::Prediction,
-        "/v1/feedback" => Access::Feedback,
-        "/metrics" => Access::Admin,
-        _ => Access::Open,
-    })
+    parts.next().is_none().then_some(Target { route, model, version })
 }
 
 /// 401 for a missing or wrong token, 403 for feedback while none may be given.
@@ -235,34 +353,60 @@ fn refused(refusal: Refusal) -> Answer {
 
 pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface, request: Request<B>) -> Answer {
     let started = Instant::now();
-    let mut route = route_name(request.uri().path());
+    let path = request.uri().path().to_string();
+    let target = resolve(&path).filter(|t| t.route.served_on(surface));
+    let label = target.map_or("other", |t| t.route.label());
     let method = request.method().clone();
-    let check = match access(route, surface) {
-        Some(access) => shared.tokens.check(access, request.headers().get(AUTHORIZATION).map(|v| v.as_bytes())),
-        None => {
-            route = "other";
-            Ok(())
+    let response = match target {
+        None => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(&path))),
+        Some(t) => {
+            let token = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            // The method first: a route's methods are no secret, and 405 says them to anyone.
+            let response = if !t.route.allows(&method) {
+                let mut response = problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} takes {}, not {}", t.route.label(), t.route.allow(), echo(method.as_str())),
+                );
+                response.headers_mut().insert(ALLOW, HeaderValue::from_static(t.route.allow()));
+                response
+            } else {
+                match shared.tokens.check(t.route.access(), token) {
+                    Err(refusal) => refused(refusal),
+                    Ok(()) => dispatch(shared, t, request).await,
+                }
+            };
+            in_dialect(t.route.dialect(), response)
         }
-    };
-    let response = match check {
-        Err(refusal) => refused(refusal),
-        Ok(()) => match (route, &method) {
-            ("/v1/predict", &Method::POST) => predict(shared, request).await,
-            ("/v1/feedback", &Method::POST) => feedback(shared, request).await,
-            ("/v1/model", &Method::GET) => model_info(shared),
-            ("/healthz", &Method::GET) => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-            ("/readyz", &Method::GET) => ready(shared),
-            ("/metrics", &Method::GET) => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
-            ("other", _) => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(request.uri().path()))),
-            _ => problem(StatusCode::METHOD_NOT_ALLOWED, format!("{route} does not take {method}")),
-        },
     };
     let m = &shared.metrics;
     m.requests
-        .get_or_create(&vec![("route", route.to_string()), ("status", response.status().as_u16().to_string())])
+        .get_or_create(&vec![("route", label.to_string()), ("status", response.status().as_u16().to_string())])
         .inc();
-    m.duration.get_or_create(&vec![("route", route.to_string())]).observe(started.elapsed().as_secs_f64());
+    m.duration.get_or_create(&vec![("route", label.to_string())]).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Answers a request whose route, method and caller are settled.
+async fn dispatch<B: RequestBody>(shared: &Arc<Shared>, t: Target<'_>, request: Request<B>) -> Answer {
+    match t.route {
+        Route::Predict => predict(shared, request).await,
+        Route::Feedback => feedback(shared, request).await,
+        Route::Model => model_info(shared),
+        Route::Healthz => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        Route::Readyz => ready(shared),
+        Route::Metrics => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
+        Route::Invocations => mlflow::invocations(shared, request).await,
+        Route::Ping | Route::Health => mlflow::ping(shared),
+        Route::Version => mlflow::version(),
+        Route::V1Model => kserve::v1_model(shared, t.model),
+        Route::V1Predict => kserve::v1_predict(shared, t.model, request).await,
+        Route::V2Live => kserve::v2_live(shared),
+        Route::V2Ready => kserve::v2_ready(shared),
+        Route::V2Server => kserve::v2_server(),
+        Route::V2Model => kserve::v2_model(shared, t.model, t.version),
+        Route::V2ModelReady => kserve::v2_model_ready(shared, t.model, t.version),
+        Route::V2Infer => kserve::v2_infer(shared, t.model, t.version, request).await,
+    }
 }
 
 fn echo(text: &str) -> String {
@@ -300,183 +444,10 @@ fn model_info(shared: &Shared) -> Answer {
     )
 }
 
-/// A request's body, read whole, and its share of the bodies' byte budget (given back when
-/// the request is done with it).
-pub(crate) struct Body {
-    pub(crate) bytes: Bytes,
-    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// The budget's unit: a body holds one permit for each KiB (begun) it has sent.
-pub(crate) const BUDGET_UNIT: usize = 1024;
-
-/// Units of the budget `bytes` bytes take.
-fn units(bytes: usize) -> usize {
-    bytes.div_ceil(BUDGET_UNIT)
-}
-
-/// Reads a body of at most `--max-body-bytes` within the read timeout; `Err` is the answer to
-/// give instead. The body takes its bytes from the budget of all bodies in flight
-/// (`--max-scoring` × `--max-body-bytes`) as they arrive, not as announced: a client that sends
-/// slowly holds what it has sent and nothing more; when the budget is spent, a body waits for
-/// it at most [`SCORING_WAIT`], then gets 503.
-async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -> std::result::Result<Body, Answer> {
-    let limit = shared.read_timeout;
-    let deadline = tokio::time::Instant::now() + limit;
-    let stream = Limited::new(request.into_body(), shared.max_body);
-    let mut stream = std::pin::pin!(stream);
-    let mut bytes: Vec<u8> = Vec::new();
-    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, stream.frame()).await {
-            Err(_) => {
-                return Err(problem(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")))
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return Err(problem(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {} bytes (--max-body-bytes)", shared.max_body),
-                ))
-            }
-            Ok(Some(Err(e))) => return Err(problem(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else { continue };
-        let more = units(bytes.len() + data.len()) - units(bytes.len());
-        if more > 0 {
-            let wanted = u32::try_from(more).unwrap_or(u32::MAX);
-            let taken = tokio::time::timeout(SCORING_WAIT, shared.body_budget.clone().acquire_many_owned(wanted)).await;
-            let Ok(Ok(taken)) = taken else {
-                return Err(busy(shared));
-            };
-            match &mut budget {
-                Some(held) => held.merge(taken),
-                None => budget = Some(taken),
-            }
-        }
-        bytes.extend_from_slice(&data);
-    }
-    Ok(Body { bytes: Bytes::from(bytes), _budget: budget })
-}
-
-/// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was
-/// expected.
-async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
-    shared: &Shared,
-    request: Request<B>,
-    shape: &str,
-) -> std::result::Result<T, Answer> {
-    let body = body(shared, request).await?;
-    serde_json::from_slice(&body.bytes)
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
-}
-
-fn unprocessable(shared: &Shared, tally: Tally, records: u64) -> Answer {
-    shared.metrics.invalid_records.inc_by(records);
-    let first = tally.listed.first().map(|b| format!(": record {} column `{}`: {}", b.record, b.column, b.rule));
-    let counts: Vec<Value> = tally
-        .counts
-        .iter()
-        .map(|((column, rule), count)| serde_json::json!({"column": column, "rule": rule, "count": count}))
-        .collect();
-    json(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &serde_json::json!({
-            "error": format!("{} value(s) in {records} record(s) break the model's schema{}; nothing was scored", tally.total, first.unwrap_or_default()),
-            "error_count": tally.total,
-            "errors": tally.listed,
-            "counts": counts,
-        }),
-    )
-}
-
-#[derive(Serialize)]
-struct Prediction<'a> {
-    id: &'a str,
-    probability: f64,
-    prediction: u8,
-    receipt: String,
-}
-
-/// The receipts of predictions `(probability, decision)` answered by `loaded` now; `Err` when the
-/// system gives no random bytes for their nonces.
-fn receipts(
-    shared: &Shared,
-    loaded: &Loaded,
-    scores: impl ExactSizeIterator<Item = (f64, bool)>,
-) -> std::io::Result<Vec<String>> {
-    let nonces = receipt::random_nonces(scores.len())?;
-    let (model, time) = (shared.model_name(), unix_now());
-    Ok(scores
-        .zip(nonces)
-        .map(|((probability, decision), nonce)| {
-            let claims = Claims {
-                model: model.to_string(),
-                version: loaded.version.clone(),
-                probability,
-                decision,
-                time,
-                nonce,
-            };
-            shared.receipts.sign(&claims)
-        })
-        .collect())
-}
-
-/// How long a request waits, in line, for one of the --max-scoring permits before it is refused:
-/// a burst of a few more clients than permits is served in turn (a balancer's retry would cost
-/// more); a server kept busy past this says so.
-const SCORING_WAIT: Duration = Duration::from_secs(1);
-
-/// A scoring permit, waited for in line at most [`SCORING_WAIT`]; `None`: refuse with [`busy`].
-async fn scoring_permit(shared: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let permit = tokio::time::timeout(SCORING_WAIT, shared.scoring.clone().acquire_owned()).await;
-    permit.ok().and_then(Result::ok)
-}
-
-/// 503 with `Retry-After` when --max-scoring requests have been scored, or the bodies in flight
-/// have held their whole budget, for longer than [`SCORING_WAIT`].
-fn busy(shared: &Shared) -> Answer {
-    shared.metrics.busy_refusals.inc();
-    let mut response =
-        problem(StatusCode::SERVICE_UNAVAILABLE, "the server is scoring as many requests as it may; retry shortly");
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    response
-}
-
 async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> Answer {
-    let csv = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
-    // The model a request starts with is the one it finishes with, whatever swaps meanwhile.
-    let Some(loaded) = shared.current() else {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
-    };
-    // The body first (its bytes bounded by the bodies' budget), then a scoring permit: a client
-    // slow to send holds no permit, and the permits bound the scoring in flight.
-    let body = match body(shared, request).await {
-        Ok(body) => body,
-        Err(answer) => return answer,
-    };
-    let Some(permit) = scoring_permit(shared).await else {
-        return busy(shared);
-    };
-    // Parsing and scoring are CPU work: on the blocking pool, so that the I/O threads stay free
-    // for other connections (and the probes).
-    let shared = shared.clone();
-    let scored = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if csv {
-            predict_csv(&shared, &loaded, &body.bytes)
-        } else {
-            predict_json(&shared, &loaded, &body.bytes)
-        }
-    })
-    .await;
-    scored.unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "scoring stopped unexpectedly"))
+    let csv = media_type(&request) == "text/csv";
+    let job: Job = if csv { Box::new(predict_csv) } else { Box::new(predict_json) };
+    scoring(shared, request, job).await
 }
 
 fn predict_json(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
@@ -491,226 +462,52 @@ fn predict_json(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
     if parsed.count == 0 {
         return problem(StatusCode::BAD_REQUEST, "no records to score");
     }
-    score_json(shared, loaded, parsed)
+    match score::score(shared, loaded, parsed, Origin::Records, true) {
+        Ok(scored) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "model": loaded.compiled.artifact().name,
+                "version": loaded.version,
+                "predictions": scored.predictions(),
+            }),
+        ),
+        Err(answer) => answer,
+    }
 }
 
-fn score_json(shared: &Shared, loaded: &Loaded, parsed: records::Records) -> Answer {
-    let records::Records { rows, bad_records, mut tally, .. } = parsed;
-    let scored = loaded.compiled.score("request", &rows);
-    let m = &shared.metrics;
-    for ((column, rule), count) in &scored.errors.counts {
-        m.invalid(column, rule.name(), *count);
-    }
-    for ((column, rule), count) in &tally.counts {
-        m.invalid(column, rule, *count);
-    }
-    if tally.total > 0 || scored.errors.error_count > 0 {
-        tally.total += scored.errors.error_count;
-        for ((column, rule), count) in scored.errors.counts {
-            *tally.counts.entry((column, rule.name().to_string())).or_default() += count;
-        }
-        tally.listed.extend(scored.errors.errors.into_iter().map(|e| Broken {
-            record: e.line,
-            column: e.column,
-            value: e.value,
-            rule: e.rule.name().to_string(),
-            detail: e.detail,
-        }));
-        tally.listed.sort_by_key(|b| b.record);
-        tally.listed.truncate(model::data::report::MAX_KEPT_ERRORS);
-        // The listed errors are capped; the tally counts every record with a broken value.
-        let records = bad_records.max(scored.errors.rows_with_errors);
-        return unprocessable(shared, tally, records);
-    }
-    let artifact = loaded.compiled.artifact();
-    let threshold = artifact.threshold.value;
-    let id_column = artifact.schema.id().and_then(|c| loaded.index.get(&c.name).copied());
-    // Ids the server makes are random: nothing in one says which replica made it or how many
-    // came before.
-    let ids: Vec<String> = match id_column {
-        Some(at) => rows.iter().map(|(_, r)| String::from_utf8_lossy(&r[at]).into_owned()).collect(),
-        None => match receipt::random_ids(rows.len()) {
-            Ok(ids) => ids,
-            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw ids: {e}")),
-        },
-    };
-    let decisions: Vec<bool> = scored.probabilities.iter().map(|&p| p >= threshold).collect();
-    let receipts = match receipts(shared, loaded, scored.probabilities.iter().copied().zip(decisions.iter().copied())) {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")),
-    };
-    let version = &loaded.version;
-    let positives = decisions.iter().filter(|&&d| d).count() as u64;
-    let predictions: Vec<Prediction> = ids
-        .iter()
-        .zip(&scored.probabilities)
-        .zip(decisions.iter().zip(receipts))
-        .map(|((id, &probability), (&decision, receipt))| Prediction {
-            id,
-            probability,
-            prediction: u8::from(decision),
-            receipt,
-        })
-        .collect();
-    m.scored(version, &scored.probabilities, positives, &scored.unseen_levels);
-    let mut evicted = 0;
-    {
-        let mut live = shared.live.lock().expect("the live lock is never poisoned");
-        for (p, (_, record)) in predictions.iter().zip(&rows) {
-            evicted += live.log(p.id, version, p.probability, p.prediction == 1);
-            live.remember(loaded, record);
-        }
-        m.log_size.set(live.waiting() as i64);
-        m.log_bytes.set(live.bytes() as i64);
-    }
-    m.log_evicted.inc_by(evicted);
-    json(StatusCode::OK, &serde_json::json!({ "model": artifact.name, "version": version, "predictions": predictions }))
-}
-
-/// Checks a CSV body before it is scored: at most `--max-records` rows (the header apart), and
-/// ids (the column named `id_column`) of at most [`MAX_ID_BYTES`], as a JSON record's.
-/// `Some` is the answer to give instead of scoring.
-fn csv_precheck(shared: &Shared, bytes: &[u8], id_column: Option<&str>) -> Option<Answer> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
-    let at = match (id_column, reader.byte_headers()) {
-        (Some(name), Ok(header)) => {
-            header.iter().position(|h| h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h) == name.as_bytes())
-        }
-        _ => None,
-    };
-    let mut record = csv::ByteRecord::new();
-    let mut rows = 0;
-    // A body the csv crate cannot read is left to the scorer, which says where and why.
-    while reader.read_byte_record(&mut record).unwrap_or(false) {
-        rows += 1;
-        if rows > shared.max_records {
-            return Some(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("more than {0} rows; at most {0} a request (--max-records)", shared.max_records),
-            ));
-        }
-        if let Some(id) = at.and_then(|at| record.get(at)).filter(|id| id.len() > MAX_ID_BYTES) {
-            let line = record.position().map_or(0, |p| p.line());
-            let column = id_column.unwrap_or_default();
-            return Some(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("line {line} column `{column}`: an id of {} bytes; at most {MAX_ID_BYTES} (too_long); nothing was scored", id.len()),
-            ));
-        }
-    }
-    None
-}
-
-/// A row of the scored CSV: where its line is in the output, its id (first field) and scores.
-struct ScoredRow {
-    span: (usize, usize),
-    id: String,
-    probability: f64,
-    decision: bool,
-}
-
-/// The rows of `predict`'s output, read back; `None` if a row's scores do not parse.
-fn scored_rows(out: &[u8]) -> Option<Vec<ScoredRow>> {
-    let mut reader = csv::Reader::from_reader(out);
-    let mut rows: Vec<ScoredRow> = Vec::new();
-    for record in reader.records() {
-        let record = record.ok()?;
-        let start = record.position()?.byte() as usize;
-        if let Some(last) = rows.last_mut() {
-            last.span.1 = start;
-        }
-        let n = record.len();
-        rows.push(ScoredRow {
-            span: (start, out.len()),
-            id: record.get(0)?.to_string(),
-            probability: record.get(n.checked_sub(2)?)?.parse().ok()?,
-            decision: record.get(n - 1)? == "1",
-        });
-    }
-    Some(rows)
-}
-
-/// A line without its terminator (`\n` or `\r\n`).
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// A CSV body, scored as `predict` scores a file: the same output, the same errors, and a
-/// `receipt` column.
+/// A CSV body, read straight into the compiled plan's rows and scored as a JSON request is:
+/// `predict`'s output for the same file (`[id,]probability,prediction`) with a last column,
+/// `receipt`; its errors located by record and by line.
 fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
-    let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.as_str());
-    if let Some(answer) = csv_precheck(shared, bytes, id_column) {
+    let read = match loaded.compiled.read_csv(bytes, "request", shared.max_records) {
+        Ok(read) => read,
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot score the CSV: {e}")),
+    };
+    if let Some(answer) = too_many(shared, read.count, "rows") {
         return answer;
     }
-    let mut out = Vec::new();
-    let result = model::pipeline::scoring::score_csv(loaded.compiled.artifact(), bytes, "request", &mut out);
-    let m = &shared.metrics;
-    match result {
-        Ok(summary) => {
-            let version = &loaded.version;
-            // The output read back: its last two columns are the scores, its first the id when
-            // the schema has one (those rows' predictions then wait for their feedback).
-            let Some(rows) = scored_rows(&out) else {
-                return problem(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the scores back");
-            };
-            let probabilities: Vec<f64> = rows.iter().map(|r| r.probability).collect();
-            m.scored(version, &probabilities, summary.positives, &summary.unseen_levels);
-            let receipts = match receipts(shared, loaded, rows.iter().map(|r| (r.probability, r.decision))) {
-                Ok(r) => r,
-                Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")),
-            };
-            if loaded.compiled.artifact().schema.id().is_some() {
-                let mut evicted = 0;
-                let mut live = shared.live.lock().expect("the live lock is never poisoned");
-                for row in &rows {
-                    evicted += live.log(&row.id, version, row.probability, row.decision);
-                }
-                m.log_size.set(live.waiting() as i64);
-                m.log_bytes.set(live.bytes() as i64);
-                m.log_evicted.inc_by(evicted);
-            }
-            // `predict`'s output, each line with its receipt as a last column.
-            let mut body = Vec::with_capacity(out.len() + rows.len() * 200);
-            let header_end = rows.first().map_or(out.len(), |r| r.span.0);
-            body.extend_from_slice(trim_line_end(&out[..header_end]));
-            body.extend_from_slice(b",receipt\n");
-            for (row, receipt) in rows.iter().zip(&receipts) {
-                body.extend_from_slice(trim_line_end(&out[row.span.0..row.span.1]));
-                body.push(b',');
-                body.extend_from_slice(receipt.as_bytes());
-                body.push(b'\n');
-            }
-            let mut response = answer(StatusCode::OK, "text/csv; charset=utf-8", body);
-            if let Ok(v) = HeaderValue::from_str(version) {
-                response.headers_mut().insert("x-model-version", v);
-            }
-            response
-        }
-        Err(model::Error::Validation(report)) => {
-            for c in &report.counts {
-                m.invalid(&c.column, c.rule.name(), c.count);
-            }
-            // A CSV's errors are located by line, as `predict` locates them.
-            let errors: Vec<serde_json::Value> = report
-                .errors
-                .iter()
-                .map(|e| {
-                    serde_json::json!({"line": e.line, "column": e.column, "value": e.value, "rule": e.rule.name(), "detail": e.detail})
-                })
-                .collect();
-            m.invalid_records.inc_by(report.rows_with_errors);
-            json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &serde_json::json!({
-                    "error": format!("{} value(s) in {} row(s) break the model's schema; nothing was scored", report.error_count, report.rows_with_errors),
-                    "error_count": report.error_count,
-                    "errors": errors,
-                }),
-            )
-        }
-        Err(e) => problem(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot score the CSV: {e}")),
+    let (records, lines) = score::csv_records(loaded, read);
+    let id_column = loaded.compiled.artifact().schema.id().map(|c| c.name.clone());
+    // Without an id column the answer shows no id: nothing could be joined to one by id.
+    let scored = match score::score(shared, loaded, records, Origin::Csv(&lines), id_column.is_some()) {
+        Ok(scored) => scored,
+        Err(answer) => return answer,
+    };
+    let mut body = String::with_capacity(64 + scored.ids.len() * 200);
+    if let Some(id) = &id_column {
+        model::pipeline::scoring::csv_field(&mut body, id);
+        body.push(',');
     }
+    body.push_str("probability,prediction,receipt\n");
+    for i in 0..scored.ids.len() {
+        if id_column.is_some() {
+            model::pipeline::scoring::csv_field(&mut body, &scored.ids[i]);
+            body.push(',');
+        }
+        let _ = write!(body, "{},{},{}", scored.probabilities[i], u8::from(scored.decisions[i]), scored.receipts[i]);
+        body.push('\n');
+    }
+    answer(StatusCode::OK, "text/csv; charset=utf-8", body)
 }
 
 #[derive(serde::Deserialize)]
@@ -746,20 +543,11 @@ struct RefusedItem {
     detail: String,
 }
 
-/// 413 for a request of more than `--max-records` records (or feedback items).
-fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answer> {
-    (count > shared.max_records).then(|| {
-        problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{count} {what}; at most {} a request (--max-records)", shared.max_records),
-        )
-    })
-}
-
 /// How an item names its prediction, or what is wrong with it.
 fn names(item: &FeedbackItem, i: usize) -> std::result::Result<Names<'_>, Broken> {
     let broken = |column: &str, value: &Value, rule: &str, detail: String| Broken {
         record: i as u64,
+        line: None,
         column: column.into(),
         value: echo(&value.to_string()),
         rule: rule.into(),
@@ -822,6 +610,7 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
             (Err(b), _) => broken.push(b),
             (_, None) => broken.push(Broken {
                 record: i as u64,
+                line: None,
                 column: label.name.clone(),
                 value: echo(&item.label.to_string()),
                 rule: "not_a_label".into(),
@@ -831,13 +620,14 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     }
     if !broken.is_empty() {
         let records = broken.len() as u64;
-        return json(
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("error_count".into(), records.into());
+        extensions.insert("errors".into(), serde_json::to_value(&broken).expect("errors serialise"));
+        return problem_of(
+            INVALID_VALUES,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &serde_json::json!({
-                "error": format!("{records} feedback item(s) cannot be read; none was recorded"),
-                "error_count": records,
-                "errors": broken,
-            }),
+            format!("{records} feedback item(s) cannot be read; none was recorded"),
+            extensions,
         );
     }
     let m = &shared.metrics;

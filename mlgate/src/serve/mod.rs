@@ -9,14 +9,19 @@
 //! nothing else. SIGTERM (or SIGINT) stops accepting, lets requests in flight finish, and exits
 //! 0 — without waiting for a poller stuck in the registry.
 
+mod answer;
 mod auth;
 mod drift;
 mod http;
+mod intake;
+mod kserve;
 mod limits;
 mod live;
 mod metrics;
+mod mlflow;
 mod receipt;
 mod records;
+mod score;
 mod tls;
 
 use std::net::SocketAddr;
@@ -151,7 +156,7 @@ pub struct Shared {
     /// A permit for each request being scored (predictions and feedback), taken once its body
     /// is read.
     scoring: Arc<tokio::sync::Semaphore>,
-    /// The bytes the bodies in flight may hold, in units of [`http::BUDGET_UNIT`]:
+    /// The bytes the bodies in flight may hold, in units of [`intake::BUDGET_UNIT`]:
     /// `--max-scoring` × `--max-body-bytes`.
     body_budget: Arc<tokio::sync::Semaphore>,
     /// A permit for each open connection.
@@ -181,7 +186,7 @@ impl Shared {
             tokens: args.tokens.clone(),
             scoring: Arc::new(tokio::sync::Semaphore::new(args.max_scoring.max(1))),
             body_budget: Arc::new(tokio::sync::Semaphore::new(
-                (args.max_scoring.max(1).saturating_mul(args.max_body_bytes).div_ceil(http::BUDGET_UNIT))
+                (args.max_scoring.max(1).saturating_mul(args.max_body_bytes).div_ceil(intake::BUDGET_UNIT))
                     .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             )),
             connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1))),

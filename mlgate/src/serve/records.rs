@@ -25,7 +25,11 @@ pub const UNKNOWN_COLUMN: &str = "(unknown)";
 /// A value broken in a request: which record, which column, the value, the rule.
 #[derive(Serialize)]
 pub struct Broken {
+    /// The record's index in the request, from 0 (a CSV body's data rows included).
     pub record: u64,
+    /// A CSV body's line the record starts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     pub column: String,
     pub value: String,
     pub rule: String,
@@ -116,45 +120,209 @@ struct Layout<'a> {
     id: Option<usize>,
 }
 
-/// Reads `{"records": [{column: value, …}, …]}`; a syntax error, or another shape, is `Err`.
-/// Records past `max_records` are counted, not kept.
-pub fn read(bytes: &[u8], loaded: &Loaded, max_records: usize) -> Result<Records, serde_json::Error> {
-    let schema = &loaded.compiled.artifact().schema;
-    let kinds = loaded
-        .compiled
-        .columns()
-        .iter()
-        .zip(&loaded.booleans)
-        .map(|(name, boolean)| match (boolean, schema.column(name).map(|c| &c.kind)) {
-            (Some(spellings), _) => Kind::Boolean(spellings),
-            (None, Some(ColumnKind::Categorical { levels })) => Kind::Categorical(levels.as_deref()),
-            _ => Kind::Other,
-        })
-        .collect();
-    let id = schema.id().and_then(|c| loaded.index.get(&c.name).copied());
-    let layout = Layout { loaded, kinds, id };
-    let mut records = Records::default();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    Request { layout: &layout, out: &mut records, max_records }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(records)
+impl<'a> Layout<'a> {
+    fn new(loaded: &'a Loaded) -> Layout<'a> {
+        let schema = &loaded.compiled.artifact().schema;
+        let kinds = loaded
+            .compiled
+            .columns()
+            .iter()
+            .zip(&loaded.booleans)
+            .map(|(name, boolean)| match (boolean, schema.column(name).map(|c| &c.kind)) {
+                (Some(spellings), _) => Kind::Boolean(spellings),
+                (None, Some(ColumnKind::Categorical { levels })) => Kind::Categorical(levels.as_deref()),
+                _ => Kind::Other,
+            })
+            .collect();
+        let id = schema.id().and_then(|c| loaded.index.get(&c.name).copied());
+        Layout { loaded, kinds, id }
+    }
 }
 
-/// The request object: `records` and nothing else.
-struct Request<'a> {
-    layout: &'a Layout<'a>,
-    out: &'a mut Records,
+/// Records being read, from whatever shape a protocol gives them in (objects of column: value,
+/// rows of values with their column names, columns of values): every value goes through the
+/// same checks, so that every route refuses the same values for the same reasons.
+pub struct Builder<'a> {
+    layout: Layout<'a>,
+    out: Records,
     max_records: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for Request<'_> {
+/// One record being read: its fields so far.
+pub struct Draft {
+    index: u64,
+    fields: Vec<String>,
+    seen: Vec<bool>,
+    unread_seen: HashSet<usize>,
+    before: u64,
+}
+
+impl<'a> Builder<'a> {
+    /// Reads records for `loaded`, keeping at most `max_records` (the rest counted).
+    pub fn new(loaded: &'a Loaded, max_records: usize) -> Builder<'a> {
+        Builder { layout: Layout::new(loaded), out: Records::default(), max_records }
+    }
+
+    /// The compiled columns: a row of values without names is in this order.
+    pub fn columns(&self) -> &'a [String] {
+        self.layout.loaded.compiled.columns()
+    }
+
+    /// Whether the records kept have reached the limit: a further one is only counted.
+    pub fn full(&self) -> bool {
+        self.out.count >= self.max_records
+    }
+
+    /// Counts a record past the limit without reading it.
+    pub fn skip(&mut self) {
+        self.out.count += 1;
+    }
+
+    /// Starts the next record.
+    pub fn start(&self) -> Draft {
+        let n = self.columns().len();
+        Draft {
+            index: self.out.count as u64,
+            fields: vec![String::new(); n],
+            seen: vec![false; n],
+            unread_seen: HashSet::new(),
+            before: self.out.tally.total,
+        }
+    }
+
+    /// Keeps a record read whole.
+    pub fn finish(&mut self, draft: Draft) {
+        self.out.bad_records += u64::from(self.out.tally.total > draft.before);
+        self.out.rows.push((draft.index, draft.fields.iter().collect()));
+        self.out.count += 1;
+    }
+
+    /// What was read.
+    pub fn into_records(self) -> Records {
+        self.out
+    }
+
+    fn broken(index: u64, column: &str, value: String, rule: &str, detail: String) -> Broken {
+        Broken { record: index, line: None, column: column.to_string(), value, rule: rule.into(), detail }
+    }
+}
+
+impl Draft {
+    fn twice(&self, column: &str) -> Broken {
+        Builder::broken(
+            self.index,
+            column,
+            String::new(),
+            "duplicate_key",
+            format!("`{column}` is given more than once in the record: which value is meant is not guessed"),
+        )
+    }
+
+    /// A key of the record: `Some(at)` when its value is to be read (the compiled column `at`);
+    /// `None` when it is not (a column of the schema the model does not read, or a key the
+    /// schema does not have, counted here).
+    pub fn key(&mut self, b: &mut Builder, key: &str) -> Option<usize> {
+        let loaded = b.layout.loaded;
+        if let Some(&at) = loaded.index.get(key) {
+            return Some(at);
+        }
+        match loaded.unread.iter().position(|c| c == key) {
+            Some(u) if !self.unread_seen.insert(u) => b.out.tally.push(key, self.twice(key)),
+            Some(_) => {}
+            None => b.out.tally.push(
+                UNKNOWN_COLUMN,
+                Builder::broken(
+                    self.index,
+                    &echo(key),
+                    String::new(),
+                    "unknown_column",
+                    format!("the model's columns are {}", b.columns().join(", ")),
+                ),
+            ),
+        }
+        None
+    }
+
+    /// The value of the compiled column `at`.
+    pub fn value(&mut self, b: &mut Builder, at: usize, value: &Value) {
+        let column = &b.columns()[at];
+        if std::mem::replace(&mut self.seen[at], true) {
+            b.out.tally.push(column, self.twice(column));
+            return;
+        }
+        let limit = if b.layout.id == Some(at) { MAX_ID_BYTES } else { MAX_VALUE_BYTES };
+        match field_text(value, &b.layout.kinds[at]) {
+            Some(text) if text.len() > limit => b.out.tally.push(
+                column,
+                Builder::broken(
+                    self.index,
+                    column,
+                    echo(&text),
+                    "too_long",
+                    format!("{} bytes; a value of `{column}` has at most {limit}", text.len()),
+                ),
+            ),
+            Some(text) => self.fields[at] = text,
+            None => b.out.tally.push(
+                column,
+                Builder::broken(
+                    self.index,
+                    column,
+                    echo(&value.to_string()),
+                    "not_a_scalar",
+                    "a value is a string, a number, a boolean or null".into(),
+                ),
+            ),
+        }
+    }
+
+    /// A row of values whose count is not its names' (nothing of it is read).
+    pub fn field_count(&mut self, b: &mut Builder, found: usize, names: &[&str]) {
+        b.out.tally.push(
+            "*",
+            Builder::broken(
+                self.index,
+                "*",
+                format!("{found} values"),
+                "field_count",
+                format!("a row has {} values, one for each of {}", names.len(), echo(&names.join(", "))),
+            ),
+        );
+    }
+
+    /// A record given as `(column, value)` pairs, in order (a key given twice is refused).
+    pub fn entries<'k, 'v>(&mut self, b: &mut Builder, entries: impl IntoIterator<Item = (&'k str, &'v Value)>) {
+        for (key, value) in entries {
+            if let Some(at) = self.key(b, key) {
+                self.value(b, at, value);
+            }
+        }
+    }
+}
+
+/// Reads `{"records": [{column: value, …}, …]}`; a syntax error, or another shape, is `Err`.
+/// Records past `max_records` are counted, not kept.
+pub fn read(bytes: &[u8], loaded: &Loaded, max_records: usize) -> Result<Records, serde_json::Error> {
+    let mut builder = Builder::new(loaded, max_records);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Request { builder: &mut builder }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(builder.into_records())
+}
+
+/// The request object: `records` and nothing else.
+struct Request<'a, 'b> {
+    builder: &'a mut Builder<'b>,
+}
+
+impl<'de> DeserializeSeed<'de> for Request<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for Request<'_> {
+impl<'de> Visitor<'de> for Request<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object with `records`")
@@ -169,11 +337,7 @@ impl<'de> Visitor<'de> for Request<'_> {
                 return Err(A::Error::duplicate_field("records"));
             }
             seen = true;
-            map.next_value_seed(RecordList {
-                layout: self.layout,
-                out: &mut *self.out,
-                max_records: self.max_records,
-            })?;
+            map.next_value_seed(RecordList { builder: &mut *self.builder })?;
         }
         if !seen {
             return Err(A::Error::missing_field("records"));
@@ -182,133 +346,181 @@ impl<'de> Visitor<'de> for Request<'_> {
     }
 }
 
-struct RecordList<'a> {
-    layout: &'a Layout<'a>,
-    out: &'a mut Records,
-    max_records: usize,
+/// A JSON array of records (objects of column: value), read straight into a [`Builder`].
+pub struct RecordList<'a, 'b> {
+    /// Where the records go.
+    pub builder: &'a mut Builder<'b>,
 }
 
-impl<'de> DeserializeSeed<'de> for RecordList<'_> {
+impl<'de> DeserializeSeed<'de> for RecordList<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordList<'_> {
+impl<'de> Visitor<'de> for RecordList<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of records")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         loop {
-            if self.out.count >= self.max_records {
+            if self.builder.full() {
                 // Past the limit the request is refused whole: the rest is counted, not read.
                 while seq.next_element::<IgnoredAny>()?.is_some() {
-                    self.out.count += 1;
+                    self.builder.skip();
                 }
                 return Ok(());
             }
-            let index = self.out.count as u64;
-            let read = seq.next_element_seed(Record { layout: self.layout, out: &mut *self.out, index })?;
-            if read.is_none() {
+            if seq.next_element_seed(Record { builder: &mut *self.builder })?.is_none() {
                 return Ok(());
             }
-            self.out.count += 1;
         }
     }
 }
 
-struct Record<'a> {
-    layout: &'a Layout<'a>,
-    out: &'a mut Records,
-    index: u64,
+struct Record<'a, 'b> {
+    builder: &'a mut Builder<'b>,
 }
 
-impl<'de> DeserializeSeed<'de> for Record<'_> {
+impl<'de> DeserializeSeed<'de> for Record<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for Record<'_> {
+impl<'de> Visitor<'de> for Record<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a record: an object of column: value")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Record { layout, out, index } = self;
-        let loaded = layout.loaded;
-        let columns = loaded.compiled.columns();
-        let mut fields = vec![String::new(); columns.len()];
-        let mut seen = vec![false; columns.len()];
-        let mut unread_seen: HashSet<usize> = HashSet::new();
-        let before = out.tally.total;
-        let broken = |column: &str, value: String, rule: &str, detail: String| Broken {
-            record: index,
-            column: column.to_string(),
-            value,
-            rule: rule.into(),
-            detail,
-        };
-        let twice = |column: &str| {
-            broken(
-                column,
-                String::new(),
-                "duplicate_key",
-                format!("`{column}` is given more than once in the record: which value is meant is not guessed"),
-            )
-        };
+        let b = self.builder;
+        let mut draft = b.start();
         while let Some(key) = map.next_key::<String>()? {
-            let Some(&at) = loaded.index.get(&key) else {
-                map.next_value::<IgnoredAny>()?;
-                match loaded.unread.iter().position(|c| *c == key) {
-                    Some(u) if !unread_seen.insert(u) => out.tally.push(&key, twice(&key)),
-                    Some(_) => {}
-                    None => out.tally.push(
-                        UNKNOWN_COLUMN,
-                        broken(
-                            &echo(&key),
-                            String::new(),
-                            "unknown_column",
-                            format!("the model's columns are {}", columns.join(", ")),
-                        ),
-                    ),
+            match draft.key(b, &key) {
+                // An unknown key's value is skipped unread.
+                None => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                continue;
-            };
-            let value: Value = map.next_value()?;
-            let column = &columns[at];
-            if std::mem::replace(&mut seen[at], true) {
-                out.tally.push(column, twice(column));
-                continue;
-            }
-            let limit = if layout.id == Some(at) { MAX_ID_BYTES } else { MAX_VALUE_BYTES };
-            match field_text(&value, &layout.kinds[at]) {
-                Some(text) if text.len() > limit => out.tally.push(
-                    column,
-                    broken(
-                        column,
-                        echo(&text),
-                        "too_long",
-                        format!("{} bytes; a value of `{column}` has at most {limit}", text.len()),
-                    ),
-                ),
-                Some(text) => fields[at] = text,
-                None => out.tally.push(
-                    column,
-                    broken(
-                        column,
-                        echo(&value.to_string()),
-                        "not_a_scalar",
-                        "a value is a string, a number, a boolean or null".into(),
-                    ),
-                ),
+                Some(at) => {
+                    let value: Value = map.next_value()?;
+                    draft.value(b, at, &value);
+                }
             }
         }
-        out.bad_records += u64::from(out.tally.total > before);
-        out.rows.push((index, fields.iter().collect()));
+        b.finish(draft);
         Ok(())
+    }
+}
+
+/// A JSON object read as its `(key, value)` pairs in order, a key given twice kept twice (so
+/// that it can be refused rather than silently overwritten, as a map would).
+#[derive(Debug, Default)]
+pub struct Entries<V>(pub Vec<(String, V)>);
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> Visitor<'de> for Pairs<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Entries(pairs))
+            }
+        }
+        d.deserialize_map(Pairs(std::marker::PhantomData))
+    }
+}
+
+/// A table as the protocols give one: a list of records (objects of column: value) or of rows
+/// (values in the order of [`Builder::columns`]), or columns (an object of column: values).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Table {
+    /// Records or rows, one an element.
+    Rows(Vec<Row>),
+    /// Column → its values, one a record.
+    Columns(Entries<Vec<Value>>),
+}
+
+/// One element of a [`Table::Rows`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Row {
+    /// An object of column: value.
+    Record(Entries<Value>),
+    /// Values in a known order of columns.
+    Values(Vec<Value>),
+}
+
+/// What a table's shape may be, for the 400 of a body that has none of them.
+pub const TABLE_SHAPES: &str = "a list of records ([{column: value, …}, …]), a list of rows in the model's column \
+     order ([[value, …], …]) or an object of columns ({column: [value, …], …})";
+
+impl Builder<'_> {
+    /// Reads a [`Table`]; `Err` says why its shape is not one (columns of unequal lengths).
+    pub fn table(&mut self, table: &Table) -> Result<(), String> {
+        match table {
+            Table::Rows(rows) => {
+                let names: Vec<&str> = self.columns().iter().map(String::as_str).collect();
+                for row in rows {
+                    match row {
+                        Row::Record(entries) => self.record(entries.0.iter().map(|(k, v)| (k.as_str(), v))),
+                        Row::Values(values) => self.row(&names, values.iter()),
+                    }
+                }
+                Ok(())
+            }
+            Table::Columns(columns) => {
+                let n = columns.0.first().map_or(0, |(_, values)| values.len());
+                if let Some((name, values)) = columns.0.iter().find(|(_, values)| values.len() != n) {
+                    return Err(format!(
+                        "the columns' lists differ in length: `{}` has {} values, `{}` {n}",
+                        echo(name),
+                        values.len(),
+                        echo(&columns.0[0].0)
+                    ));
+                }
+                for i in 0..n {
+                    self.record(columns.0.iter().map(|(k, values)| (k.as_str(), &values[i])));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One record given as `(column, value)` pairs (counted only past the limit).
+    pub fn record<'k, 'v>(&mut self, entries: impl IntoIterator<Item = (&'k str, &'v Value)>) {
+        if self.full() {
+            self.skip();
+            return;
+        }
+        let mut draft = self.start();
+        draft.entries(self, entries);
+        self.finish(draft);
+    }
+
+    /// One row of values for the columns `names`, in order (counted only past the limit).
+    pub fn row<'v>(&mut self, names: &[&str], values: impl ExactSizeIterator<Item = &'v Value>) {
+        if self.full() {
+            self.skip();
+            return;
+        }
+        let mut draft = self.start();
+        if values.len() == names.len() {
+            draft.entries(self, names.iter().copied().zip(values));
+        } else {
+            draft.field_count(self, values.len(), names);
+        }
+        self.finish(draft);
     }
 }

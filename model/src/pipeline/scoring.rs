@@ -324,6 +324,92 @@ impl Compiled {
     }
 }
 
+/// A CSV body's rows laid out as [`Compiled::columns`], ready for [`Compiled::score`]: what a
+/// server reads from a `text/csv` request, straight into the compiled plan's fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CsvRows {
+    /// Each kept row's fields in the compiled columns' order, with the line it starts on.
+    pub rows: Vec<(u64, csv::ByteRecord)>,
+    /// Data rows in the body (counted to the end even past the limit, then not kept).
+    pub count: usize,
+    /// Values broken before scoring, by line: a row whose number of fields is not the header's,
+    /// a value of a column the model does not read (the label, an ignored column) that breaks
+    /// its rule — the checks [`score_csv_with`] makes of the same file.
+    pub errors: ErrorTally,
+}
+
+impl Compiled {
+    /// Reads a CSV body (`name` in errors) through the one CSV reader — its header checked
+    /// against the schema as [`score_csv_with`] checks a file's (the label may be absent) — into
+    /// rows of [`Compiled::columns`]' fields, keeping at most `max_rows` of them.
+    pub fn read_csv(&self, input: &[u8], name: &str, max_rows: usize) -> Result<CsvRows> {
+        let schema = &self.artifact.schema;
+        let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
+        let header = source.header().to_vec();
+        // The header's check guarantees every compiled column is there.
+        let fields: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|c| header.iter().position(|h| h == c).ok_or_else(|| Error::MissingColumn { column: c.clone() }))
+            .collect::<Result<_>>()?;
+        // Schema columns present that the plan does not read: checked all the same.
+        let others: Vec<(usize, usize)> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !self.columns.contains(&c.name))
+            .filter_map(|(i, c)| header.iter().position(|h| *h == c.name).map(|f| (i, f)))
+            .collect();
+        let mut out = CsvRows::default();
+        let header_len = header.len();
+        source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
+            out.count += 1;
+            if out.count > max_rows {
+                return Ok(());
+            }
+            let fail = |out: &mut CsvRows, column: &str, value: String, rule: Rule, detail: String| {
+                out.errors.push(DataError { file: name.into(), line, column: column.into(), value, rule, detail });
+            };
+            if record.len() != header_len {
+                out.errors.rows_with_errors += 1;
+                let detail = format!("the header has {header_len} fields");
+                fail(&mut out, "*", format!("{} fields", record.len()), Rule::FieldCount, detail);
+                return Ok(());
+            }
+            let before = out.errors.error_count;
+            for &(column, field) in &others {
+                let column = &schema.columns[column];
+                let raw = &record[field];
+                match std::str::from_utf8(raw) {
+                    Err(_) => {
+                        let value = echo(&String::from_utf8_lossy(raw));
+                        fail(&mut out, &column.name, value, Rule::Utf8, "the file must be UTF-8".into());
+                    }
+                    Ok(text) => {
+                        if let Err((rule, detail)) = column.check(text) {
+                            fail(&mut out, &column.name, echo(text), rule, detail);
+                        }
+                    }
+                }
+            }
+            out.errors.rows_with_errors += u64::from(out.errors.error_count > before);
+            let mut row = csv::ByteRecord::with_capacity(record.as_slice().len(), fields.len());
+            for &f in &fields {
+                row.push_field(&record[f]);
+            }
+            out.rows.push((line, row));
+            Ok(())
+        })?;
+        if out.count == 0 {
+            return Err(Error::Unusable {
+                path: std::path::PathBuf::from(name),
+                problem: "the file has a header but no data rows".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// Scores every row of `input` (CSV with a header; the label column may be absent) and writes
 /// `probability,prediction` lines, in order, to `output`. On any invalid value nothing more is
 /// written, the rest is still checked, and the error carries the report: callers write to a

@@ -1,0 +1,164 @@
+//! What every route that takes a body does before its own work: the body read within its
+//! limits (size, time, the bodies' shared byte budget), a scoring permit waited for in line,
+//! and the refusals of each (413, 408, 503 with `Retry-After`).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Request, StatusCode};
+
+use std::sync::Arc;
+
+use super::answer::{problem, Answer};
+use super::{Loaded, Shared};
+
+/// A request's body: a socket's ([`hyper::body::Incoming`]), or any other (a test's
+/// [`http_body_util::Full`]), so that a route can be called without a socket.
+pub trait RequestBody: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>> RequestBody for B {}
+
+/// A request's body, read whole, and its share of the bodies' byte budget (given back when
+/// the request is done with it).
+pub(crate) struct Body {
+    pub(crate) bytes: Bytes,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The budget's unit: a body holds one permit for each KiB (begun) it has sent.
+pub(crate) const BUDGET_UNIT: usize = 1024;
+
+/// Units of the budget `bytes` bytes take.
+fn units(bytes: usize) -> usize {
+    bytes.div_ceil(BUDGET_UNIT)
+}
+
+/// Reads a body of at most `--max-body-bytes` within the read timeout; `Err` is the answer to
+/// give instead. The body takes its bytes from the budget of all bodies in flight
+/// (`--max-scoring` × `--max-body-bytes`) as they arrive, not as announced: a client that sends
+/// slowly holds what it has sent and nothing more; when the budget is spent, a body waits for
+/// it at most [`SCORING_WAIT`], then gets 503.
+pub(super) async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -> std::result::Result<Body, Answer> {
+    let limit = shared.read_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream = Limited::new(request.into_body(), shared.max_body);
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, stream.frame()).await {
+            Err(_) => {
+                return Err(problem(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {} bytes (--max-body-bytes)", shared.max_body),
+                ))
+            }
+            Ok(Some(Err(e))) => return Err(problem(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let more = units(bytes.len() + data.len()) - units(bytes.len());
+        if more > 0 {
+            let wanted = u32::try_from(more).unwrap_or(u32::MAX);
+            let taken = tokio::time::timeout(SCORING_WAIT, shared.body_budget.clone().acquire_many_owned(wanted)).await;
+            let Ok(Ok(taken)) = taken else {
+                return Err(busy(shared));
+            };
+            match &mut budget {
+                Some(held) => held.merge(taken),
+                None => budget = Some(taken),
+            }
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(Body { bytes: Bytes::from(bytes), _budget: budget })
+}
+
+/// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was
+/// expected.
+pub(super) async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
+    shared: &Shared,
+    request: Request<B>,
+    shape: &str,
+) -> std::result::Result<T, Answer> {
+    let body = body(shared, request).await?;
+    serde_json::from_slice(&body.bytes)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
+}
+
+/// How long a request waits, in line, for one of the --max-scoring permits before it is refused:
+/// a burst of a few more clients than permits is served in turn (a balancer's retry would cost
+/// more); a server kept busy past this says so.
+const SCORING_WAIT: Duration = Duration::from_secs(1);
+
+/// A scoring permit, waited for in line at most [`SCORING_WAIT`]; `None`: refuse with [`busy`].
+pub(super) async fn scoring_permit(shared: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permit = tokio::time::timeout(SCORING_WAIT, shared.scoring.clone().acquire_owned()).await;
+    permit.ok().and_then(Result::ok)
+}
+
+/// 503 with `Retry-After` when --max-scoring requests have been scored, or the bodies in flight
+/// have held their whole budget, for longer than [`SCORING_WAIT`].
+pub(super) fn busy(shared: &Shared) -> Answer {
+    shared.metrics.busy_refusals.inc();
+    let mut response =
+        problem(StatusCode::SERVICE_UNAVAILABLE, "the server is scoring as many requests as it may; retry shortly");
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// 413 for a request of more than `--max-records` records (or feedback items).
+pub(super) fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answer> {
+    (count > shared.max_records).then(|| {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{count} {what}; at most {} a request (--max-records)", shared.max_records),
+        )
+    })
+}
+
+/// The work of a scoring route, on the blocking pool: the model the request started with and
+/// its body.
+pub(super) type Job = Box<dyn FnOnce(&Shared, &Loaded, &[u8]) -> Answer + Send>;
+
+/// Reads the body, waits for a scoring permit and runs `job` on the blocking pool. The model a
+/// request starts with is the one it finishes with, whatever swaps meanwhile.
+pub(super) async fn scoring<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>, job: Job) -> Answer {
+    let Some(loaded) = shared.current() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
+    };
+    // The body first (its bytes bounded by the bodies' budget), then a scoring permit: a client
+    // slow to send holds no permit, and the permits bound the scoring in flight.
+    let body = match body(shared, request).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    let Some(permit) = scoring_permit(shared).await else {
+        return busy(shared);
+    };
+    // Parsing and scoring are CPU work: on the blocking pool, so that the I/O threads stay free
+    // for other connections (and the probes).
+    let shared = shared.clone();
+    let scored = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut answer = job(&shared, &loaded, &body.bytes);
+        if let Ok(v) = HeaderValue::from_str(&loaded.version) {
+            answer.headers_mut().insert("x-model-version", v);
+        }
+        answer
+    })
+    .await;
+    scored.unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "scoring stopped unexpectedly"))
+}
+
+/// The media type of a request, lowercased, without its parameters (`""` when none is given).
+pub(super) fn media_type<B>(request: &Request<B>) -> String {
+    let value = request.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
