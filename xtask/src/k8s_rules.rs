@@ -27,13 +27,18 @@ pub struct Args {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let rules = std::fs::read_to_string(&args.rules).with_context(|| format!("cannot read {}", args.rules.display()))?;
+    let rules =
+        std::fs::read_to_string(&args.rules).with_context(|| format!("cannot read {}", args.rules.display()))?;
     let resource = prometheus_rule(&rules, &args.rules)?;
     if args.check {
         let existing =
             std::fs::read_to_string(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
         if existing != resource {
-            bail!("{} differs from what {} gives; run `cargo xtask k8s-rules`", args.out.display(), args.rules.display());
+            bail!(
+                "{} differs from what {} gives; run `cargo xtask k8s-rules`",
+                args.out.display(),
+                args.rules.display()
+            );
         }
         println!("{} is up to date", args.out.display());
     } else {
@@ -53,7 +58,11 @@ fn prometheus_rule(rules: &str, source: &Path) -> Result<String> {
         let top_level = !line.is_empty() && !line.starts_with([' ', '\t']);
         if top_level && !line.starts_with('#') {
             if line.trim_end() != "groups:" || seen_groups {
-                bail!("{}:{}: a rules file holds one `groups:` key and nothing else beside it", source.display(), n + 1);
+                bail!(
+                    "{}:{}: a rules file holds one `groups:` key and nothing else beside it",
+                    source.display(),
+                    n + 1
+                );
             }
             seen_groups = true;
         }
