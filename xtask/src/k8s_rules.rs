@@ -108,8 +108,8 @@ mod tests {
 
     #[test]
     fn another_top_level_key_is_refused() {
-        let err = prometheus_rule("groups: []\nother: 1\n", Path::new("alerts.yml")).unwrap_err();
-        assert!(err.to_string().contains("alerts.yml:2"), "{err}");
+        let err = prometheus_rule("groups:\n  - name: g\nother: 1\n", Path::new("alerts.yml")).unwrap_err();
+        assert!(err.to_string().contains("alerts.yml:3"), "{err}");
         assert!(prometheus_rule("# nothing\n", Path::new("a.yml")).is_err());
     }
 }
