@@ -5,11 +5,14 @@ mod arrival;
 mod artifact;
 mod cli;
 mod config;
+#[cfg(target_os = "linux")]
+mod container;
 mod data;
 mod fake_github;
 mod fake_openapi;
 mod github;
 mod init;
+mod kubernetes;
 mod live;
 mod pipeline;
 mod prom;

@@ -1,12 +1,14 @@
 //! `cargo xtask`: this repository's own tooling — the tests, the benchmarks, the project's data,
-//! the local CI flow — and mlgate's own commands through the `mlgate` library, so that
-//! `cargo xtask build | acceptance | deploy | …` work in this repository as `mlgate …` does.
+//! the local CI flow, the Kubernetes alerting rules — and mlgate's own commands through the
+//! `mlgate` library, so that `cargo xtask build | acceptance | deploy | …` work in this
+//! repository as `mlgate …` does.
 
 mod bench;
 mod bench_serve;
 mod bench_static;
 mod ci;
 mod gen_data;
+mod k8s_rules;
 mod nested_cargo;
 mod test;
 
@@ -32,6 +34,8 @@ enum Command {
     Ci(ci::Args),
     /// Measure the gate, scale, serving and build cost; write BENCHMARKS.md.
     Bench(bench::Args),
+    /// Write the Kubernetes PrometheusRule from deploy/prometheus/alerts.yml (or check it).
+    K8sRules(k8s_rules::Args),
     /// mlgate's own commands (boxed: `serve`'s flags make them far larger than the others).
     #[command(flatten)]
     Mlgate(Box<mlgate::cli::Command>),
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(sh, args),
         Command::Ci(args) => ci::run(sh, args),
         Command::Bench(args) => bench::run(sh, args),
+        Command::K8sRules(args) => k8s_rules::run(sh, args),
         Command::Mlgate(command) => command.run(sh),
     })
 }

@@ -25,8 +25,9 @@ pub struct Args {
     /// The alias whose model is served.
     #[arg(long, default_value = "production")]
     pub alias: String,
-    /// Address to listen on (port 0: any free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on (port 0: any free port; the address is printed). The container
+    /// image sets MLGATE_LISTEN=0.0.0.0:8080.
+    #[arg(long, env = "MLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Seconds between two readings of the alias.
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
