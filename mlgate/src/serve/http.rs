@@ -5,10 +5,11 @@
 //! | `POST /v1/predict` | JSON records or a CSV body → probabilities, decisions and receipts ([`predict`]) |
 //! | `POST /v1/feedback` | labels for earlier predictions, joined by receipt or by id ([`feedback`]) |
 //! | `GET /v1/model` | the served model's identity, metrics at acceptance, lineage |
+//! | `GET /openapi.json` | the OpenAPI 3.1 description of these routes, from the served model's schema ([`super::openapi`]) |
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
-//! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
+//! | `GET /metrics` | the Prometheus metrics, OpenMetrics or classic text as `Accept` asks ([`super::metrics`]) |
 //!
-//! Predictions and `/v1/model` take a prediction token, feedback a feedback token, `/metrics` an
+//! Predictions, `/v1/model` and `/openapi.json` take a prediction token, feedback a feedback token, `/metrics` an
 //! admin token, each when configured ([`super::auth`]); the probes are open. With an admin
 //! address the probes and metrics are served there alone ([`Surface`]).
 //!
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::server::graceful::GracefulConnection;
 use serde::Serialize;
@@ -31,7 +32,7 @@ use serde_json::Value;
 use super::auth::{Access, Refusal};
 use super::receipt::{self, Claims};
 use super::records::{self, Broken, Tally, MAX_ID_BYTES};
-use super::{live, metrics, unix_now, Loaded, Shared};
+use super::{live, metrics, openapi, unix_now, Loaded, Shared};
 
 type Answer = Response<Full<Bytes>>;
 
@@ -193,6 +194,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/predict" => "/v1/predict",
         "/v1/feedback" => "/v1/feedback",
         "/v1/model" => "/v1/model",
+        "/openapi.json" => "/openapi.json",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
@@ -201,7 +203,7 @@ fn route_name(path: &str) -> &'static str {
 }
 
 /// What a route needs of its caller, and whether `surface` serves it.
-fn access(route: &str, surface: Surface) -> Option<Access> {
+pub(super) fn access(route: &str, surface: Surface) -> Option<Access> {
     let admin = matches!(route, "/healthz" | "/readyz" | "/metrics");
     let served = match surface {
         Surface::All => true,
@@ -209,7 +211,7 @@ fn access(route: &str, surface: Surface) -> Option<Access> {
         Surface::Admin => admin,
     };
     served.then_some(match route {
-        "/v1/predict" | "/v1/model" => Access::Prediction,
+        "/v1/predict" | "/v1/model" | "/openapi.json" => Access::Prediction,
         "/v1/feedback" => Access::Feedback,
         "/metrics" => Access::Admin,
         _ => Access::Open,
@@ -235,6 +237,7 @@ fn refused(refusal: Refusal) -> Answer {
 
 pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface, request: Request<B>) -> Answer {
     let started = Instant::now();
+    let _in_flight = InFlight::new(&shared.metrics.in_flight);
     let mut route = route_name(request.uri().path());
     let method = request.method().clone();
     let check = match access(route, surface) {
@@ -252,7 +255,12 @@ pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface
             ("/v1/model", &Method::GET) => model_info(shared),
             ("/healthz", &Method::GET) => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
             ("/readyz", &Method::GET) => ready(shared),
-            ("/metrics", &Method::GET) => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
+            ("/openapi.json", &Method::GET) => openapi_document(shared, surface),
+            ("/metrics", &Method::GET) => {
+                let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+                let format = metrics::Format::negotiate(accept);
+                answer(StatusCode::OK, format.content_type(), shared.metrics.render_as(format))
+            }
             ("other", _) => problem(StatusCode::NOT_FOUND, format!("no route {}", echo(request.uri().path()))),
             _ => problem(StatusCode::METHOD_NOT_ALLOWED, format!("{route} does not take {method}")),
         },
@@ -263,6 +271,29 @@ pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface
         .inc();
     m.duration.get_or_create(&vec![("route", route.to_string())]).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request counted in `mlgate_http_requests_in_flight` while it lives.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn openapi_document(shared: &Shared, surface: Surface) -> Answer {
+    let Some(loaded) = shared.current() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
+    };
+    json(StatusCode::OK, &openapi::document(shared, &loaded, surface))
 }
 
 fn echo(text: &str) -> String {

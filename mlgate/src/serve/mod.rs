@@ -15,6 +15,7 @@ mod http;
 mod limits;
 mod live;
 mod metrics;
+mod openapi;
 mod receipt;
 mod records;
 mod tls;
