@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use model::data::generate::customers_csv;
 
-use super::{exchange_to, records, served, Prometheus, Server, FEEDBACK_TOKEN};
+use super::{exchange_to, records, request, served, Prometheus, Server};
 use crate::support::text;
 
 /// A scrape with `accept` (none: no header): its head and body.
@@ -35,7 +35,6 @@ fn traffic(server: &Server) {
         .collect();
     let (status, answer) = server.feedback(&items);
     assert_eq!(status, 200, "{answer}");
-    let _ = FEEDBACK_TOKEN;
 }
 
 /// `promtool check metrics` (Debian's prometheus package) on a scrape in the classic format:
@@ -84,4 +83,93 @@ fn a_scrape_passes_promtool_check_metrics() {
     assert!(head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"), "{head}");
     assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
     assert!(openmetrics.contains("# TYPE mlgate_http_requests counter\n"), "{openmetrics}");
+}
+
+/// Every query of a dashboard panel (rows' panels included) and of its variables.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    fn panels(list: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for panel in list.as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or_default();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                out.push((title.to_string(), target["expr"].as_str().unwrap().to_string()));
+            }
+            panels(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    panels(&dashboard["panels"], &mut out);
+    // A variable's `label_values(SELECTOR, LABEL)`: the selector is the query.
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"]["query"].as_str() {
+            let selector = query.strip_prefix("label_values(").and_then(|q| q.rsplit_once(',')).unwrap().0;
+            out.push((format!("variable {}", variable["name"]), selector.to_string()));
+        }
+    }
+    out
+}
+
+/// `promql` run by Prometheus (its JSON answer).
+fn run_query(prometheus: &Prometheus, promql: &str) -> serde_json::Value {
+    let port: u16 = prometheus.url.rsplit(':').next().unwrap().parse().unwrap();
+    let encoded: String = promql
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let (_, body) = request(port, "GET", &format!("/api/v1/query?query={encoded}"), "", b"").unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{promql}: {e}: {body}"))
+}
+
+/// Every query of `deploy/grafana/mlgate.json`, its variables substituted as Grafana does, runs
+/// on a real Prometheus scraping `serve` (which negotiates OpenMetrics): no query is refused,
+/// and the panels of traffic, quality inputs and the process show data.
+#[test]
+fn every_dashboard_query_runs_on_a_real_prometheus_scraping_serve() {
+    let (_released, server) = served(&[]);
+    let Some(prometheus) = Prometheus::start(&[server.port]) else { return };
+    traffic(&server);
+    let text = std::fs::read_to_string(crate::support::root().join("deploy/grafana/mlgate.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> =
+        dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["datasource", "model", "version"]);
+    let substituted = |expr: &str| {
+        expr.replace("$model", "customer-purchase")
+            .replace("$version", "v1")
+            .replace("$__rate_interval", "1m")
+            .replace("$__interval", "15s")
+    };
+    // Two scrapes after the traffic: rates have their two samples.
+    let start = Instant::now();
+    let predictions = "sum(mlgate_records_scored_total{model=\"customer-purchase\"})";
+    while prometheus.query(predictions).unwrap_or(0.0) < 20.0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "Prometheus never scraped the predictions");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "{queries:?}");
+    let mut with_data = Vec::new();
+    for (title, expr) in &queries {
+        let promql = substituted(expr);
+        assert!(!promql.contains('$') || promql.contains("\"$1\""), "{title}: a variable is left in {promql}");
+        let answer = run_query(&prometheus, &promql);
+        assert_eq!(answer["status"], "success", "{title}: {promql}\n{answer}");
+        if answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+            with_data.push(title.as_str());
+        }
+    }
+    for title in [
+        "Requests by route and status",
+        "Latency quantiles of /v1/predict",
+        "Live accuracy",
+        "Feedback joined, unmatched and refused",
+        "Versions served per replica",
+        "Registry staleness",
+        "Resident memory",
+        "CPU",
+        "Build and uptime",
+        "variable \"model\"",
+    ] {
+        assert!(with_data.contains(&title), "{title} shows no data: {with_data:?}");
+    }
 }
