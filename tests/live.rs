@@ -462,3 +462,48 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         assert!(out.status.success(), "promtool {args:?}\n{o}{e}");
     }
 }
+
+/// The anchors GitHub gives README.md's headings: lower case, spaces as `-`, punctuation but `-`
+/// and `_` dropped.
+fn readme_anchors() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|l| l.strip_prefix('#').map(|h| h.trim_start_matches('#').trim()))
+        .map(|heading| {
+            heading
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every alert has a `severity` of critical or warning and a `runbook_url` to a section of
+/// README.md that exists: the alert's own name.
+#[test]
+fn every_alert_has_a_severity_and_a_runbook_section_in_the_readme() {
+    let anchors = readme_anchors();
+    let path = crate::support::root().join("deploy/prometheus/alerts.yml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut alerts = 0;
+    for group in docs[0]["groups"].as_vec().unwrap() {
+        for rule in group["rules"].as_vec().unwrap() {
+            let Some(name) = rule["alert"].as_str() else { continue };
+            alerts += 1;
+            let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+            assert!(["critical", "warning"].contains(&severity), "{name}: severity {severity:?}");
+            let url = rule["annotations"]["runbook_url"].as_str().unwrap_or_else(|| panic!("{name}: no runbook_url"));
+            let (page, anchor) = url.split_once('#').unwrap_or_else(|| panic!("{name}: {url} has no anchor"));
+            assert!(page.ends_with("/README.md"), "{name}: {url}");
+            assert_eq!(anchor, name.to_lowercase(), "{name}: {url}");
+            assert!(anchors.contains(anchor), "{name}: README.md has no heading for #{anchor}");
+        }
+    }
+    assert_eq!(alerts, 10);
+}

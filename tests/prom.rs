@@ -71,8 +71,8 @@ impl Prometheus {
         Some((status, answer.split_once("\r\n\r\n")?.1.to_string()))
     }
 
-    /// The sum of an instant query's samples (`None`: no sample).
-    pub(crate) fn query(&self, promql: &str) -> Option<f64> {
+    /// The answer of the HTTP API to an instant query (`None`: no JSON answer).
+    pub(crate) fn query_json(&self, promql: &str) -> Option<serde_json::Value> {
         let encoded: String = promql
             .bytes()
             .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
@@ -80,7 +80,12 @@ impl Prometheus {
         let (_, body) = self.get(&format!("/api/v1/query?query={encoded}"))?;
         // The body may be chunked: the JSON object is between the first `{` and the last `}`.
         let json = &body[body.find('{')?..=body.rfind('}')?];
-        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        serde_json::from_str(json).ok()
+    }
+
+    /// The sum of an instant query's samples (`None`: no sample).
+    pub(crate) fn query(&self, promql: &str) -> Option<f64> {
+        let v = self.query_json(promql)?;
         let result = v["data"]["result"].as_array()?;
         (!result.is_empty()).then(|| result.iter().filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok()).sum())
     }

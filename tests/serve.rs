@@ -15,6 +15,8 @@ use crate::prom::Prometheus;
 use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 
 mod fleet;
+mod observability;
+mod openapi;
 
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
 /// generated customers.
@@ -72,6 +74,15 @@ pub(crate) fn served(extra: &[&str]) -> (Released, Server) {
     let reg = registry.path().join("registry");
     let job = release(&reg, 42);
     let server = Server::start(&reg, extra);
+    (Released { _registry: registry, _job: job }, server)
+}
+
+/// [`served`] with more environment (tokens).
+pub(crate) fn served_with(extra: &[&str], env: &[(&str, &str)]) -> (Released, Server) {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let job = release(&reg, 42);
+    let server = Server::start_at(reg.to_str().unwrap(), extra, env);
     (Released { _registry: registry, _job: job }, server)
 }
 

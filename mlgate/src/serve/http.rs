@@ -5,8 +5,9 @@
 //! | `POST /v1/predict` | JSON records or a CSV body → probabilities, decisions and receipts ([`predict`]) |
 //! | `POST /v1/feedback` | labels for earlier predictions, joined by receipt or by id ([`feedback`]) |
 //! | `GET /v1/model` | the served model's identity, metrics at acceptance, lineage |
+//! | `GET /openapi.json` | the OpenAPI 3.1 description of these routes, from the served model's schema ([`super::openapi`]) |
 //! | `GET /healthz`, `GET /readyz` | alive; ready with a model loaded and not draining |
-//! | `GET /metrics` | the Prometheus metrics ([`super::metrics`]) |
+//! | `GET /metrics` | the Prometheus metrics, OpenMetrics or classic text as `Accept` asks ([`super::metrics`]) |
 //! | `POST /invocations`, `GET /ping`, `/health`, `/version` | MLflow's scoring protocol ([`super::mlflow`]) |
 //! | `POST /v1/models/NAME:predict`, `GET /v1/models/NAME` | KServe V1 ([`super::kserve`]) |
 //! | `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `/v2/models/NAME[/ready]`, `POST /v2/models/NAME/infer` | the Open Inference Protocol, REST ([`super::kserve`]) |
@@ -15,7 +16,7 @@
 //! RFC 9457 problem ([`super::answer`]), rewritten to MLflow's or KServe's error shape on their
 //! routes, whose clients read those.
 //!
-//! Predictions (on every protocol), `/v1/model` and `/v2/models/NAME` take a prediction token, feedback a feedback token, `/metrics` an
+//! Predictions (on every protocol), `/v1/model`, `/openapi.json` and `/v2/models/NAME` take a prediction token, feedback a feedback token, `/metrics` an
 //! admin token, each when configured ([`super::auth`]); the probes are open. With an admin
 //! address the probes and metrics are served there alone ([`Surface`]).
 //!
@@ -28,7 +29,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::server::graceful::GracefulConnection;
 use serde::Serialize;
@@ -40,7 +41,7 @@ use super::intake::{busy, media_type, read_json, scoring, scoring_permit, too_ma
 use super::receipt::{self, Claims};
 use super::records::{self, Broken, MAX_ID_BYTES};
 use super::score::{self, Origin};
-use super::{kserve, live, metrics, mlflow, unix_now, Loaded, Shared};
+use super::{kserve, live, metrics, mlflow, openapi, unix_now, Loaded, Shared};
 
 /// The sockets the server listens on.
 pub struct Listeners {
@@ -178,6 +179,7 @@ enum Route {
     Predict,
     Feedback,
     Model,
+    OpenApi,
     Healthz,
     Readyz,
     Metrics,
@@ -212,6 +214,7 @@ impl Route {
             Route::Predict => "/v1/predict",
             Route::Feedback => "/v1/feedback",
             Route::Model => "/v1/model",
+            Route::OpenApi => "/openapi.json",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -254,9 +257,13 @@ impl Route {
 
     fn access(self) -> Access {
         match self {
-            Route::Predict | Route::Model | Route::Invocations | Route::V1Predict | Route::V2Model | Route::V2Infer => {
-                Access::Prediction
-            }
+            Route::Predict
+            | Route::Model
+            | Route::OpenApi
+            | Route::Invocations
+            | Route::V1Predict
+            | Route::V2Model
+            | Route::V2Infer => Access::Prediction,
             Route::Feedback => Access::Feedback,
             Route::Metrics => Access::Admin,
             _ => Access::Open,
@@ -297,6 +304,7 @@ fn resolve(path: &str) -> Option<Target<'_>> {
         "/v1/predict" => return fixed(Route::Predict),
         "/v1/feedback" => return fixed(Route::Feedback),
         "/v1/model" => return fixed(Route::Model),
+        "/openapi.json" => return fixed(Route::OpenApi),
         "/healthz" => return fixed(Route::Healthz),
         "/readyz" => return fixed(Route::Readyz),
         "/metrics" => return fixed(Route::Metrics),
@@ -334,6 +342,11 @@ fn resolve(path: &str) -> Option<Target<'_>> {
     parts.next().is_none().then_some(Target { route, model, version })
 }
 
+/// What the route at `path` needs of its caller, when `surface` serves it.
+pub(super) fn access(path: &str, surface: Surface) -> Option<Access> {
+    resolve(path).filter(|t| t.route.served_on(surface)).map(|t| t.route.access())
+}
+
 /// 401 for a missing or wrong token, 403 for feedback while none may be given.
 fn refused(refusal: Refusal) -> Answer {
     match refusal {
@@ -353,6 +366,7 @@ fn refused(refusal: Refusal) -> Answer {
 
 pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface, request: Request<B>) -> Answer {
     let started = Instant::now();
+    let _in_flight = InFlight::new(&shared.metrics.in_flight);
     let path = request.uri().path().to_string();
     let target = resolve(&path).filter(|t| t.route.served_on(surface));
     let label = target.map_or("other", |t| t.route.label());
@@ -372,7 +386,7 @@ pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface
             } else {
                 match shared.tokens.check(t.route.access(), token) {
                     Err(refusal) => refused(refusal),
-                    Ok(()) => dispatch(shared, t, request).await,
+                    Ok(()) => dispatch(shared, t, surface, request).await,
                 }
             };
             in_dialect(t.route.dialect(), response)
@@ -387,14 +401,24 @@ pub(super) async fn route<B: RequestBody>(shared: &Arc<Shared>, surface: Surface
 }
 
 /// Answers a request whose route, method and caller are settled.
-async fn dispatch<B: RequestBody>(shared: &Arc<Shared>, t: Target<'_>, request: Request<B>) -> Answer {
+async fn dispatch<B: RequestBody>(
+    shared: &Arc<Shared>,
+    t: Target<'_>,
+    surface: Surface,
+    request: Request<B>,
+) -> Answer {
     match t.route {
         Route::Predict => predict(shared, request).await,
         Route::Feedback => feedback(shared, request).await,
         Route::Model => model_info(shared),
         Route::Healthz => answer(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         Route::Readyz => ready(shared),
-        Route::Metrics => answer(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.render()),
+        Route::OpenApi => openapi_document(shared, surface),
+        Route::Metrics => {
+            let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = metrics::Format::negotiate(accept);
+            answer(StatusCode::OK, format.content_type(), shared.metrics.render_as(format))
+        }
         Route::Invocations => mlflow::invocations(shared, request).await,
         Route::Ping | Route::Health => mlflow::ping(shared),
         Route::Version => mlflow::version(),
@@ -407,6 +431,29 @@ async fn dispatch<B: RequestBody>(shared: &Arc<Shared>, t: Target<'_>, request: 
         Route::V2ModelReady => kserve::v2_model_ready(shared, t.model, t.version),
         Route::V2Infer => kserve::v2_infer(shared, t.model, t.version, request).await,
     }
+}
+
+/// A request counted in `mlgate_http_requests_in_flight` while it lives.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn openapi_document(shared: &Shared, surface: Surface) -> Answer {
+    let Some(loaded) = shared.current() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet");
+    };
+    json(StatusCode::OK, &openapi::document(shared, &loaded, surface))
 }
 
 fn echo(text: &str) -> String {

@@ -1,15 +1,20 @@
 //! The server's Prometheus metrics, named by Prometheus conventions (`mlgate_` prefix, base
-//! units, `_total` counters), exposed in the OpenMetrics text format. Every series carries the
+//! units, `_total` counters), exposed in the OpenMetrics text format to a scraper that asks for
+//! it and in the classic text format (0.0.4) otherwise ([`Format`]). Beside the server's own
+//! series: the process's (`process_*`, read from `/proc` at each scrape, as the official
+//! clients name them), `mlgate_build_info` and the requests in flight. Every series carries the
 //! label `model` (the name the server was given, else the configuration's, else the first
 //! artifact's): the registry they are encoded through holds it as a constant label, so that no
 //! series can be declared without it. A server told no name exposes its series without it until
 //! its first artifact is loaded, so that a replica that cannot reach the registry at start still
 //! says so.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
@@ -133,6 +138,10 @@ pub struct Metrics {
     pub drift: Family<Labels, FloatGauge>,
     pub drifted_share: FloatGauge,
     pub drift_rows: Gauge,
+    /// `mlgate_http_requests_in_flight`: requests being answered.
+    pub in_flight: Gauge,
+    /// `mlgate_build_info{version,revision}` 1 (`revision` when the build knew it).
+    pub build_info: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -175,10 +184,17 @@ impl Metrics {
             drift: Family::default(),
             drifted_share: FloatGauge::default(),
             drift_rows: Gauge::default(),
+            in_flight: Gauge::default(),
+            build_info: Family::default(),
             registry: OnceLock::new(),
             unnamed: Registry::default(),
             model_name: OnceLock::new(),
         };
+        let mut build = vec![("version", env!("CARGO_PKG_VERSION").to_string())];
+        if let Some(revision) = REVISION.filter(|r| !r.is_empty()) {
+            build.push(("revision", revision.to_string()));
+        }
+        m.build_info.get_or_create(&build).set(1);
         let m = Metrics { unnamed: m.registry_named(None), ..m };
         // The series rates are taken of exist from the start, at 0: a rate needs two samples,
         // and a counter that appears at its first request has no first one.
@@ -346,6 +362,13 @@ impl Metrics {
             "Feedback receipts refused, by reason (malformed, altered, foreign, expired, duplicate)",
             m.feedback_refused.clone(),
         );
+        r.register("mlgate_http_requests_in_flight", "Requests being answered", m.in_flight.clone());
+        r.register(
+            "mlgate_build_info",
+            "The mlgate build serving (1), with its version and, when the build knew it, its git revision",
+            m.build_info.clone(),
+        );
+        r.register_collector(Box::new(ProcessCollector));
         registry
     }
 
@@ -415,10 +438,231 @@ impl Metrics {
         encode(&mut out, registry).expect("writing to a String cannot fail");
         out
     }
+
+    /// The exposition in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Classic => classic(&self.render()),
+        }
+    }
 }
 
-/// The content type of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The git revision the binary was built from, when the build said it: `MLGATE_REVISION`, else
+/// `GITHUB_SHA` (set in every GitHub Actions job, the release's included), at compile time.
+const REVISION: Option<&str> = match option_env!("MLGATE_REVISION") {
+    Some(r) => Some(r),
+    None => option_env!("GITHUB_SHA"),
+};
+
+/// The exposition formats a scrape may get.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text, for a scraper whose `Accept` asks for it.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (`text/plain`), for every other client.
+    Classic,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it lists
+    /// `application/openmetrics-text` with a weight above 0 and at least that of any other
+    /// acceptable type (Prometheus sends `application/openmetrics-text;version=1.0.0,…,
+    /// text/plain;version=0.0.4;q=0.5,*/*;q=0.1`); the classic format otherwise, or without one.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut openmetrics, mut other) = (0.0f64, 0.0f64);
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            if media == "application/openmetrics-text" {
+                openmetrics = openmetrics.max(q);
+            } else if !media.is_empty() {
+                other = other.max(q);
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= other {
+            Format::OpenMetrics
+        } else {
+            Format::Classic
+        }
+    }
+
+    /// The `Content-Type` of an exposition in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// An OpenMetrics exposition rewritten in the classic text format 0.0.4: a counter's `# HELP`
+/// and `# TYPE` name its samples (`…_total`), as an info metric's do (`…_info`, a gauge);
+/// `unknown` is `untyped`; no `# UNIT`, no `_created` samples, no exemplars, no `# EOF`.
+fn classic(openmetrics: &str) -> String {
+    use std::collections::HashMap;
+    let mut types: HashMap<&str, &str> = HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|rest| rest.split_once(' ')) {
+            types.insert(name, kind);
+        }
+    }
+    let renamed = |name: &str| -> String {
+        match types.get(name) {
+            Some(&"counter") => format!("{name}_total"),
+            Some(&"info") => format!("{name}_info"),
+            _ => name.to_string(),
+        }
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some((name, help)) = line.strip_prefix("# HELP ").and_then(|rest| rest.split_once(' ')) {
+            // 0.0.4 reads `\\` and `\n` in a help text, nothing else escaped.
+            let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+            out.push_str(&format!("# HELP {} {help}\n", renamed(name)));
+            continue;
+        }
+        if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|rest| rest.split_once(' ')) {
+            let kind = match kind {
+                "info" | "stateset" => "gauge",
+                "unknown" => "untyped",
+                "gaugehistogram" => "histogram",
+                other => other,
+            };
+            out.push_str(&format!("# TYPE {} {kind}\n", renamed(name)));
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if name.strip_suffix("_created").is_some_and(|base| types.contains_key(base)) {
+            continue;
+        }
+        // An exemplar follows ` # ` after the value; a label value may hold ` # ` too, so the
+        // search starts after the labels.
+        let labels_end = if line[name.len()..].starts_with('{') { closing_brace(line) } else { name.len() };
+        let sample = match line[labels_end..].find(" # ") {
+            Some(at) => &line[..labels_end + at],
+            None => line,
+        };
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
+}
+
+/// The index just past the `}` that closes a sample's labels (quoted values skipped, escapes
+/// honoured); the line's length when there is none.
+fn closing_brace(line: &str) -> usize {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return i + 1,
+            _ => {}
+        }
+    }
+    line.len()
+}
+
+/// The process's own series, read from `/proc/self` at each scrape under the names the official
+/// Prometheus clients give them: CPU time, resident and virtual memory, open and allowed file
+/// descriptors, start time. Where there is no `/proc` (macOS), none is written.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// What `/proc/self` says of the process.
+#[derive(Debug, PartialEq)]
+struct ProcessFigures {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    start_time_seconds: f64,
+    open_fds: Option<f64>,
+    max_fds: Option<f64>,
+}
+
+impl ProcessFigures {
+    /// The figures of this process; `None` without `/proc`.
+    fn read() -> Option<ProcessFigures> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        // SAFETY: sysconf reads a configuration value; it has no memory-safety preconditions.
+        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as f64);
+        ProcessFigures::parse(&stat, &boot, &limits, open_fds, ticks as f64, page as f64)
+    }
+
+    /// The figures from the texts of `/proc/self/stat`, `/proc/stat` and `/proc/self/limits`,
+    /// with the clock ticks per second and the page size.
+    fn parse(stat: &str, boot: &str, limits: &str, open_fds: Option<f64>, ticks: f64, page: f64) -> Option<Self> {
+        // The command's name, in parentheses, may hold spaces: the fields are counted after it.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // Fields 14, 15, 22, 23 and 24 of proc(5): utime, stime, starttime, vsize, rss; the
+        // first after the name is field 3.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+        let btime = boot.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<f64>().ok()?;
+        let max_fds = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|soft| soft.parse::<f64>().ok());
+        if ticks <= 0.0 || page <= 0.0 {
+            return None;
+        }
+        Some(ProcessFigures {
+            cpu_seconds: (field(14)? + field(15)?) / ticks,
+            resident_bytes: field(24)? * page,
+            virtual_bytes: field(23)?,
+            start_time_seconds: btime + field(22)? / ticks,
+            open_fds,
+            max_fds,
+        })
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = ProcessFigures::read() else { return Ok(()) };
+        let cpu = ConstCounter::new(p.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        let gauges = [
+            ("process_resident_memory_bytes", "Resident memory size in bytes.", Some(p.resident_bytes)),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes.", Some(p.virtual_bytes)),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                Some(p.start_time_seconds),
+            ),
+            ("process_open_fds", "Number of open file descriptors.", p.open_fds),
+            ("process_max_fds", "Maximum number of open file descriptors.", p.max_fds),
+        ];
+        for (name, help, value) in gauges {
+            let Some(value) = value else { continue };
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -523,6 +767,114 @@ mod tests {
         check_auc(&labels, &scores, "a weak classifier");
     }
 
+    /// The classic format names a counter's family by its samples (`…_total`), keeps every
+    /// sample of the OpenMetrics text but the `_created` ones and exemplars, and has no `# EOF`.
+    #[test]
+    fn the_classic_format_is_the_openmetrics_one_in_0_0_4_terms() {
+        let metrics = Metrics::new(Some("churn"));
+        metrics.feedback_series("v1");
+        metrics.joined("v1", 0.7, true, true);
+        let openmetrics = metrics.render_as(Format::OpenMetrics);
+        let classic = metrics.render_as(Format::Classic);
+        assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"), "{classic}");
+        assert!(
+            classic.contains("# HELP mlgate_http_requests_total HTTP requests by route and status code.\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# TYPE mlgate_http_requests_total counter\n"), "{classic}");
+        assert!(classic.contains("# TYPE mlgate_feedback_probability histogram\n"), "{classic}");
+        assert!(classic.contains("# TYPE process_cpu_seconds_total counter\n"), "{classic}");
+        assert!(!classic.contains("# TYPE mlgate_http_requests counter"), "{classic}");
+        let samples = |text: &str| -> Vec<String> {
+            text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0.to_string()).collect()
+        };
+        assert_eq!(samples(&classic), samples(&openmetrics));
+        // Every sample follows the # TYPE line of its family.
+        let mut family = String::new();
+        for line in classic.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_string();
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let suffixes = ["", "_bucket", "_sum", "_count"];
+                assert!(suffixes.iter().any(|s| name == format!("{family}{s}")), "{name} under {family}");
+            }
+        }
+        // What the conversion drops, on a text prometheus_client does not write here.
+        let text = "# HELP a_seconds Time.\n# TYPE a_seconds counter\n# UNIT a_seconds seconds\n\
+                    a_seconds_total{l=\"x # {y}\"} 1 # {trace=\"1\"} 1.0\na_seconds_created 17\n# EOF\n";
+        assert_eq!(
+            classic_of(text),
+            "# HELP a_seconds_total Time.\n# TYPE a_seconds_total counter\na_seconds_total{l=\"x # {y}\"} 1\n"
+        );
+    }
+
+    fn classic_of(text: &str) -> String {
+        classic(text)
+    }
+
+    /// OpenMetrics for a scraper that asks for it first (Prometheus's own `Accept`), the classic
+    /// format for every other client.
+    #[test]
+    fn the_format_is_negotiated_from_accept() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text")), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Format::Classic);
+        assert_eq!(Format::negotiate(Some("text/plain,application/openmetrics-text;q=0.5")), Format::Classic);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0")), Format::Classic);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0.2, Application/OpenMetrics-Text; q=0.9")),
+            Format::OpenMetrics
+        );
+    }
+
+    /// The process's figures from proc(5)'s texts (a command name with spaces and parentheses),
+    /// and from this process's own `/proc`.
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 50 0 0 20 0 9 0 12345 104857600 2560 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
+        let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            4096                 524288               files\n";
+        let p = ProcessFigures::parse(stat, boot, limits, Some(12.0), 100.0, 4096.0).unwrap();
+        assert_eq!(
+            p,
+            ProcessFigures {
+                cpu_seconds: 3.0,
+                resident_bytes: 2560.0 * 4096.0,
+                virtual_bytes: 104857600.0,
+                start_time_seconds: 1700000000.0 + 123.45,
+                open_fds: Some(12.0),
+                max_fds: Some(4096.0),
+            }
+        );
+        assert_eq!(ProcessFigures::parse("garbage", boot, limits, None, 100.0, 4096.0), None);
+        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(ProcessFigures::parse(stat, boot, unlimited, None, 100.0, 4096.0).unwrap().max_fds, None);
+
+        if std::path::Path::new("/proc/self/stat").exists() {
+            let own = ProcessFigures::read().unwrap();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            assert!(own.resident_bytes > 1e6 && own.virtual_bytes >= own.resident_bytes, "{own:?}");
+            assert!(own.start_time_seconds <= now + 1.0 && own.start_time_seconds > now - 86400.0 * 365.0, "{own:?}");
+            assert!(own.open_fds.unwrap() >= 3.0 && own.max_fds.unwrap() >= own.open_fds.unwrap(), "{own:?}");
+            let text = Metrics::new(Some("churn")).render_as(Format::Classic);
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_virtual_memory_bytes",
+                "process_start_time_seconds",
+                "process_open_fds",
+                "process_max_fds",
+            ] {
+                assert!(text.contains(&format!("\n{name}{{model=\"churn\"}} ")), "{name}: {text}");
+            }
+        }
+    }
+
     /// Each `bin` is written as its bucket's `le`, every series carries `model`, and the outcomes
     /// follow the decision answered, not the probability.
     #[test]
@@ -568,5 +920,8 @@ mod tests {
         for reason in ["malformed", "altered", "foreign", "expired", "duplicate"] {
             assert_eq!(value("mlgate_feedback_refused_total", &[("reason", reason)]), Some(0.0));
         }
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(all.iter().any(|(n, l, x)| n == "mlgate_build_info" && l["version"] == version && *x == 1.0), "{text}");
+        assert_eq!(value("mlgate_http_requests_in_flight", &[]), Some(0.0));
     }
 }

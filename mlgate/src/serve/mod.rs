@@ -19,6 +19,7 @@ mod limits;
 mod live;
 mod metrics;
 mod mlflow;
+mod openapi;
 mod receipt;
 mod records;
 mod score;

@@ -1,0 +1,113 @@
+//! `/openapi.json` against the server it describes: schemathesis (PyPI, installed by `.ci/run`
+//! into `.ci/schemathesis`) generates requests from the description of a live `serve`, with
+//! the prediction, feedback and administration tokens configured, and checks every answer
+//! against it: no 5xx, statuses, content types, headers and bodies as described, data the
+//! description refuses refused and data it allows accepted.
+
+use std::process::Command;
+
+use super::{exchange_to, metric, served_with, Server};
+use crate::support::{root, text};
+
+/// The one token the test server takes from every kind of caller.
+const TOKEN: &str = "schemathesis-token-for-tests";
+
+fn token_env() -> Vec<(&'static str, &'static str)> {
+    vec![("MLGATE_PREDICTION_TOKEN", TOKEN), ("MLGATE_FEEDBACK_TOKEN", TOKEN), ("MLGATE_ADMIN_TOKEN", TOKEN)]
+}
+
+/// The description a server gives, read with the token.
+fn description(server: &Server) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _, body) =
+        exchange_to((server.host, server.port).into(), "GET", "/openapi.json", "", &[("Authorization", &auth)], b"")
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The description is the served model's: a property per column with its type, levels, range
+/// and missing rule; the ignored column allowed; every route with the token it takes here.
+#[test]
+fn the_openapi_description_is_generated_from_the_served_schema() {
+    let (_released, server) = served_with(&[], &token_env());
+    let (status, _) = server.get("/openapi.json");
+    assert_eq!(status, 401, "the description is the model's: it takes a prediction token");
+    let doc = description(&server);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let record = &doc["components"]["schemas"]["Record"];
+    let age = &record["properties"]["age"];
+    assert_eq!(age["anyOf"][0], serde_json::json!({"type": "integer", "minimum": 18, "maximum": 110}), "{age}");
+    assert_eq!(age["anyOf"][1]["type"], "string", "{age}");
+    let region = &record["properties"]["region"]["anyOf"][0]["enum"];
+    assert_eq!(region, &serde_json::json!(["north", "south", "east", "west", "central"]));
+    assert_eq!(record["properties"]["spending"]["anyOf"][0], serde_json::json!({"type": "number", "minimum": 0.0}));
+    assert!(record["properties"]["customer_id"]["description"].as_str().unwrap().contains("not read"), "{record}");
+    assert!(record["properties"]["purchased"]["description"].as_str().unwrap().contains("not read"), "{record}");
+    assert_eq!(record["additionalProperties"], false);
+    let required: Vec<&str> = record["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(required.contains(&"age") && !required.contains(&"customer_id"), "{required:?}");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in ["/v1/predict", "/v1/feedback", "/v1/model", "/openapi.json", "/healthz", "/readyz", "/metrics"] {
+        assert!(paths.contains_key(path), "{path} is not described");
+    }
+    assert_eq!(doc["paths"]["/v1/predict"]["post"]["security"], serde_json::json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], serde_json::json!([]));
+    let unauthorized = &doc["components"]["responses"]["Unauthorized"];
+    assert_eq!(unauthorized["headers"]["WWW-Authenticate"]["required"], true);
+    assert!(doc["paths"]["/v1/feedback"]["post"]["responses"]["401"].is_object());
+}
+
+/// schemathesis finds no 5xx and no answer that the description does not describe.
+#[test]
+fn schemathesis_finds_the_server_as_its_openapi_description_says() {
+    let schemathesis = root().join(".ci/schemathesis/bin/schemathesis");
+    if !schemathesis.is_file() {
+        eprintln!("skipped: no {} (.ci/run installs PyPI's schemathesis there)", schemathesis.display());
+        return;
+    }
+    let (_released, server) = served_with(&[], &token_env());
+    let _ = description(&server);
+    let url = format!("http://{}:{}", server.host, server.port);
+    let dir = tempfile::tempdir().unwrap();
+    // Every check. A request refused for its size (413: more records than --max-records) is
+    // refused too. A CSV body is a string to the description (its rows are the records'
+    // columns, which a pattern cannot say): data the description allows on /v1/predict is
+    // checked as JSON records only, by the many predictions answered 200 below.
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        "[checks]\n\
+         enabled = true\n\
+         negative_data_rejection.expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]\n\
+         [[operations]]\n\
+         include-path = \"/v1/predict\"\n\
+         checks.positive_data_acceptance.enabled = false\n",
+    )
+    .unwrap();
+    let out = Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("{url}/openapi.json"), "--url", &url])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--max-examples", "40", "--seed", "20250101"])
+        .args(["--generation-deterministic", "--no-color", "--output-truncate", "true"])
+        .current_dir(dir.path())
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "schemathesis:\n{o}{e}\nserver log:\n{}", server.log());
+    // The records it generated as the description allows them were scored, and their answers
+    // checked against it: not all refused.
+    let auth = format!("Bearer {TOKEN}");
+    let (_, _, metrics) =
+        exchange_to((server.host, server.port).into(), "GET", "/metrics", "", &[("Authorization", &auth)], b"")
+            .unwrap();
+    for (route, least) in [("/v1/predict", 20.0), ("/v1/feedback", 10.0)] {
+        let series =
+            format!("mlgate_http_requests_total{{model=\"customer-purchase\",route=\"{route}\",status=\"200\"}}");
+        let answered = metric(&metrics, &series).unwrap_or(0.0);
+        assert!(answered >= least, "{route}: {answered} answers 200 to schemathesis\n{o}");
+    }
+}
