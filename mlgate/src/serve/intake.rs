@@ -142,10 +142,11 @@ pub(super) async fn scoring<B: RequestBody>(shared: &Arc<Shared>, request: Reque
     let Some(permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
-    // Parsing and scoring are CPU work: on the blocking pool, so that the I/O threads stay free
-    // for other connections (and the probes).
+    // Parsing and scoring are CPU work: on the blocking pool, at a lower priority, so that the
+    // I/O threads stay free for other connections (and the probes).
     let shared = shared.clone();
     let scored = tokio::task::spawn_blocking(move || {
+        super::limits::lower_scoring_priority();
         let _permit = permit;
         let mut answer = job(&shared, &loaded, &body.bytes);
         if let Ok(v) = HeaderValue::from_str(&loaded.version) {
