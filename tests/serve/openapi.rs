@@ -82,6 +82,9 @@ fn schemathesis_finds_the_server_as_its_openapi_description_says() {
          negative_data_rejection.expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]\n\
          [[operations]]\n\
          include-path = \"/v1/predict\"\n\
+         checks.positive_data_acceptance.enabled = false\n\
+         [[operations]]\n\
+         include-path = \"/invocations\"\n\
          checks.positive_data_acceptance.enabled = false\n",
     )
     .unwrap();
@@ -104,7 +107,14 @@ fn schemathesis_finds_the_server_as_its_openapi_description_says() {
     let (_, _, metrics) =
         exchange_to((server.host, server.port).into(), "GET", "/metrics", "", &[("Authorization", &auth)], b"")
             .unwrap();
-    for (route, least) in [("/v1/predict", 20.0), ("/v1/feedback", 10.0)] {
+    for (route, least) in [
+        ("/v1/predict", 20.0),
+        ("/v1/feedback", 10.0),
+        ("/invocations", 10.0),
+        ("/v1/models/{name}:predict", 10.0),
+        ("/v2/models/{name}/infer", 10.0),
+        ("/v2/models/{name}", 1.0),
+    ] {
         let series =
             format!("mlgate_http_requests_total{{model=\"customer-purchase\",route=\"{route}\",status=\"200\"}}");
         let answered = metric(&metrics, &series).unwrap_or(0.0);
