@@ -172,12 +172,13 @@ fn predict(context: &Context) -> Value {
             "content": {
                 "application/json": { "schema": schema_ref("PredictRequest") },
                 "text/csv": {
-                    "schema": {
-                        "type": "string",
-                        "description": "A CSV file with a header naming the model's columns (the \
-                            label and `ignore` columns may be there, and are not read), each value \
-                            checked by its column's rules; at most `--max-records` rows.",
-                    },
+                    "schema": csv_body(
+                        context,
+                        "A CSV file with a header naming every column of the schema, the `ignore` ones \
+                         included (not read); the label may be there too (not read). Each value is \
+                         checked by its column's rules, as `mlgate predict` checks a file; at most \
+                         `--max-records` rows.",
+                    ),
                 },
             },
         })),
@@ -379,12 +380,13 @@ fn invocations(context: &Context) -> Value {
             "content": {
                 "application/json": { "schema": schema_ref("MlflowRequest") },
                 "text/csv": {
-                    "schema": {
-                        "type": "string",
-                        "description": "A CSV file with a header naming the model's columns, each \
-                            value checked by its column's rules; at most `--max-records` rows. \
-                            Answered with the classes, as `params` cannot be given.",
-                    },
+                    "schema": csv_body(
+                        context,
+                        "A CSV file with a header naming every column of the schema, the `ignore` ones \
+                         included (not read); the label may be there too (not read). Each value is \
+                         checked by its column's rules; at most `--max-records` rows. Answered with \
+                         the classes, as `params` cannot be given.",
+                    ),
                 },
             },
         })),
@@ -1068,6 +1070,75 @@ fn protocol_schemas(context: &Context) -> Map<String, Value> {
         },
     });
     std::mem::take(all.as_object_mut().expect("an object"))
+}
+
+/// A CSV body: `description`, and where every column's texts can be written as a regular
+/// expression, a pattern of the plainest such file: the schema's columns but the label, in its
+/// order, then 1 to 100 rows of unquoted values, `\n` between lines. Other files are taken too
+/// (any order of the columns, the label, quoting, up to `--max-records` rows), which the
+/// pattern does not say.
+fn csv_body(context: &Context, description: &str) -> Value {
+    let mut body = json!({ "type": "string", "description": description });
+    let schema = &context.loaded.compiled.artifact().schema;
+    let mut header = Vec::new();
+    let mut row = Vec::new();
+    for column in &schema.columns {
+        let field = match column.kind {
+            ColumnKind::Label { .. } => continue,
+            // Not read: any text.
+            ColumnKind::Ignore => Some(format!("(?:{FREE_TEXT})")),
+            _ => of_type(&column_schema(column), "string").and_then(|v| csv_field(&v)),
+        };
+        let name = &column.name;
+        let (Some(field), false) = (field, name.contains([',', '"', '\r', '\n'])) else {
+            return body;
+        };
+        header.push(escape(name));
+        row.push(field);
+    }
+    body["pattern"] = json!(format!("^{}(\\n{}){{1,100}}$", header.join(","), row.join(",")));
+    body
+}
+
+/// A regular expression of the texts `values` (a column's string alternatives) takes, unquoted in
+/// a CSV field; `None` when one cannot be written so.
+fn csv_field(values: &Value) -> Option<String> {
+    let alternatives = match values["anyOf"].as_array() {
+        Some(all) => all.clone(),
+        None => vec![values.clone()],
+    };
+    let mut parts = Vec::new();
+    for alternative in &alternatives {
+        if let Some(listed) = alternative["enum"].as_array() {
+            for text in listed.iter().filter_map(Value::as_str) {
+                if text.contains([',', '"', '\r', '\n']) {
+                    return None;
+                }
+                parts.push(escape(text));
+            }
+        } else if let Some(pattern) = alternative["pattern"].as_str() {
+            parts.push(pattern.strip_prefix('^')?.strip_suffix('$')?.to_string());
+        } else {
+            // Any text (an id, a level of an open column): the plainest ones.
+            parts.push(FREE_TEXT.to_string());
+        }
+    }
+    Some(format!("(?:{})", parts.join("|")))
+}
+
+/// The texts of a CSV field that takes any: the plainest ones, which need no quoting.
+const FREE_TEXT: &str = "[0-9A-Za-z_]{1,64}";
+
+/// `text` as a regular expression matching itself.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The datatypes of the Open Inference Protocol by the JSON type of their elements in `data`.
