@@ -573,3 +573,41 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
     response.headers_mut().insert(HEADER_LENGTH, HeaderValue::from(head));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `data` is flat, or nested exactly as the shape; a scalar, or another nesting, is refused.
+    #[test]
+    fn tensor_data_is_flat_or_nested_as_its_shape() {
+        let flat = json!([1, 2, 3, 4]);
+        assert_eq!(elements(&flat, &[2, 2]).unwrap().len(), 4);
+        let nested = json!([[1, 2], [3, 4]]);
+        assert_eq!(elements(&nested, &[2, 2]).unwrap(), vec![&json!(1), &json!(2), &json!(3), &json!(4)]);
+        for (data, shape) in [
+            (json!([[1, 2], [3, 4]]), vec![4]),
+            (json!([[1, 2, 3, 4]]), vec![2, 2]),
+            (json!([[1], 2]), vec![2, 1]),
+            (json!([[[1]]]), vec![1, 1]),
+            (json!(7), vec![1]),
+        ] {
+            assert!(elements(&data, &shape).is_err(), "{data} as {shape:?}");
+        }
+    }
+
+    /// An integer tensor takes whole numbers, however written; the binary flags are booleans.
+    #[test]
+    fn integer_elements_and_flags() {
+        assert!(json_element("INT64", &json!(7)).is_ok());
+        assert!(json_element("INT32", &json!(7.0)).is_ok());
+        assert!(json_element("INT64", &json!(7.5)).is_err());
+        assert!(json_element("BYTES", &json!(7)).is_err());
+        let parameters = |v: Value| v.as_object().cloned();
+        assert_eq!(flag(parameters(json!({"binary_data": true})).as_ref(), "binary_data"), Ok(Some(true)));
+        assert_eq!(flag(parameters(json!({})).as_ref(), "binary_data"), Ok(None));
+        assert!(flag(parameters(json!({"binary_data": "yes"})).as_ref(), "binary_data").is_err());
+        assert!(flag(parameters(json!({"binary_data": null})).as_ref(), "binary_data").is_err());
+    }
+}
