@@ -174,6 +174,14 @@ pub(super) fn metadata_inputs(loaded: &Loaded) -> Vec<Value> {
         .collect()
 }
 
+/// The outputs of the model's metadata: `probability` (FP64) and `prediction` (INT64).
+pub(super) fn metadata_outputs() -> Value {
+    serde_json::json!([
+        { "name": "probability", "datatype": "FP64", "shape": [-1] },
+        { "name": "prediction", "datatype": "INT64", "shape": [-1] },
+    ])
+}
+
 /// `GET /v2/models/NAME[/versions/VERSION]`.
 pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> Answer {
     let loaded = match model_named(shared, name, version) {
@@ -188,10 +196,7 @@ pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> An
             "versions": [loaded.version],
             "platform": "mlgate",
             "inputs": inputs,
-            "outputs": [
-                { "name": "probability", "datatype": "FP64", "shape": [-1] },
-                { "name": "prediction", "datatype": "INT64", "shape": [-1] },
-            ],
+            "outputs": metadata_outputs(),
         }),
     )
 }

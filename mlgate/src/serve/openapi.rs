@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use super::answer::Dialect;
 use super::auth::Access;
 use super::http::{access, dialect, Surface};
-use super::kserve::{metadata_inputs, OUTPUTS};
+use super::kserve::{metadata_inputs, metadata_outputs, OUTPUTS};
 use super::records::{MAX_ID_BYTES, MAX_VALUE_BYTES};
 use super::{Loaded, Shared};
 
@@ -939,10 +939,6 @@ fn protocol_schemas(context: &Context) -> Map<String, Value> {
     });
     let version = loaded.version.clone();
     let model_name = shared.model_name().to_string();
-    let metadata_outputs = json!([
-        { "name": "probability", "datatype": "FP64", "shape": [-1] },
-        { "name": "prediction", "datatype": "INT64", "shape": [-1] },
-    ]);
     let mut all = json!({
         "Row": row,
         "Table": table,
@@ -1031,7 +1027,7 @@ fn protocol_schemas(context: &Context) -> Map<String, Value> {
                 "versions": { "const": [version] },
                 "platform": { "const": "mlgate" },
                 "inputs": { "const": metadata_inputs(loaded) },
-                "outputs": { "const": metadata_outputs },
+                "outputs": { "const": metadata_outputs() },
             },
         },
         "InferRequest": infer_request(&columns, &values),
@@ -1177,9 +1173,8 @@ fn of_type(values: &Value, json_type: &str) -> Option<Value> {
             _ => continue,
         };
         let numeric = |t: &str| t == "number" || t == "integer";
-        if types.contains(&json_type) && types.len() == 1 {
-            kept.push(alternative.clone());
-        } else if json_type == "number" && types.contains(&"integer") && types.len() == 1 {
+        // An alternative of the type alone, or of integers where numbers are asked for.
+        if types == [json_type] || (json_type == "number" && types == ["integer"]) {
             kept.push(alternative.clone());
         } else if json_type == "integer" && types == ["number"] {
             // The whole numbers of a decimal column's range, when there are any.
