@@ -12,8 +12,9 @@
 //!
 //! An infer request gives one tensor per column (shape `[n]` or `[n, 1]`, all the same `n`), or
 //! a single row-major tensor of shape `[n, k]` over the `k` columns in the model's order, named
-//! by none of them. A tensor's datatype says how its elements are read: FP64/FP32 numbers (NaN,
-//! in binary data, is a missing value), INT8…INT64 and UINT8…UINT64 integers, BOOL booleans,
+//! by none of them. Its JSON `data` is flat in row-major order, or nested exactly as its shape.
+//! A tensor's datatype says how its elements are read: FP64/FP32 numbers (NaN, in binary data,
+//! is a missing value), INT8…INT64 and UINT8…UINT64 whole numbers (`7.0` too), BOOL booleans,
 //! BYTES strings — each then checked by its column's rules exactly as a JSON record's value (a
 //! BYTES tensor of numbers in text is fine; `12.5` in an INT64 tensor is not an integer). The
 //! binary tensor data extension is understood both ways (`Inference-Header-Content-Length`,
