@@ -106,6 +106,19 @@ fn every_protocol_gets_the_probabilities_v1_predict_gives_bit_for_bit() {
     let pairs = answer["predictions"].as_array().unwrap();
     assert_eq!(pairs.iter().map(|p| p[1].as_f64().unwrap().to_bits()).collect::<Vec<_>>(), probabilities);
     assert!(pairs.iter().all(|p| p[0].as_f64().unwrap() == 1.0 - p[1].as_f64().unwrap()));
+    // A frame whose integer columns are floats (as pandas holds them beside a NaN) sends 48.0
+    // for 48: the same number, the same probabilities.
+    let floats: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| if v.is_i64() { json!(v.as_f64().unwrap()) } else { v.clone() }).collect())
+        .collect();
+    assert!(serde_json::to_string(&floats).unwrap().contains(".0,"), "{floats:?}");
+    let mut float_frame = proba.clone();
+    float_frame["dataframe_split"]["data"] = json!(floats);
+    let (status, answer) = post_json(&server, "/invocations", &float_frame);
+    assert_eq!(status, 200, "{answer}");
+    let pairs = answer["predictions"].as_array().unwrap();
+    assert_eq!(pairs.iter().map(|p| p[1].as_f64().unwrap().to_bits()).collect::<Vec<_>>(), probabilities);
     let columns: Value = header
         .iter()
         .enumerate()

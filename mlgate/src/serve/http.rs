@@ -347,6 +347,11 @@ pub(super) fn access(path: &str, surface: Surface) -> Option<Access> {
     resolve(path).filter(|t| t.route.served_on(surface)).map(|t| t.route.access())
 }
 
+/// The error shape the route at `path` answers in (mlgate's problem where `path` names no route).
+pub(super) fn dialect(path: &str) -> Dialect {
+    resolve(path).map_or(Dialect::Problem, |t| t.route.dialect())
+}
+
 /// 401 for a missing or wrong token, 403 for feedback while none may be given.
 fn refused(refusal: Refusal) -> Answer {
     match refusal {

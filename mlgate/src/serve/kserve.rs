@@ -12,8 +12,9 @@
 //!
 //! An infer request gives one tensor per column (shape `[n]` or `[n, 1]`, all the same `n`), or
 //! a single row-major tensor of shape `[n, k]` over the `k` columns in the model's order, named
-//! by none of them. A tensor's datatype says how its elements are read: FP64/FP32 numbers (NaN,
-//! in binary data, is a missing value), INT8…INT64 and UINT8…UINT64 integers, BOOL booleans,
+//! by none of them. Its JSON `data` is flat in row-major order, or nested exactly as its shape.
+//! A tensor's datatype says how its elements are read: FP64/FP32 numbers (NaN, in binary data,
+//! is a missing value), INT8…INT64 and UINT8…UINT64 whole numbers (`7.0` too), BOOL booleans,
 //! BYTES strings — each then checked by its column's rules exactly as a JSON record's value (a
 //! BYTES tensor of numbers in text is fine; `12.5` in an INT64 tensor is not an integer). The
 //! binary tensor data extension is understood both ways (`Inference-Header-Content-Length`,
@@ -159,14 +160,11 @@ fn datatype(kind: &model::data::schema::ColumnKind) -> &'static str {
     }
 }
 
-/// `GET /v2/models/NAME[/versions/VERSION]`.
-pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> Answer {
-    let loaded = match model_named(shared, name, version) {
-        Ok(l) => l,
-        Err(answer) => return answer,
-    };
+/// The inputs of the model's metadata: one per compiled column, named by it, typed by its kind,
+/// of shape `[-1]`.
+pub(super) fn metadata_inputs(loaded: &Loaded) -> Vec<Value> {
     let schema = &loaded.compiled.artifact().schema;
-    let inputs: Vec<Value> = loaded
+    loaded
         .compiled
         .columns()
         .iter()
@@ -174,7 +172,24 @@ pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> An
             let kind = schema.column(c).map_or("BYTES", |c| datatype(&c.kind));
             serde_json::json!({ "name": c, "datatype": kind, "shape": [-1] })
         })
-        .collect();
+        .collect()
+}
+
+/// The outputs of the model's metadata: `probability` (FP64) and `prediction` (INT64).
+pub(super) fn metadata_outputs() -> Value {
+    serde_json::json!([
+        { "name": "probability", "datatype": "FP64", "shape": [-1] },
+        { "name": "prediction", "datatype": "INT64", "shape": [-1] },
+    ])
+}
+
+/// `GET /v2/models/NAME[/versions/VERSION]`.
+pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> Answer {
+    let loaded = match model_named(shared, name, version) {
+        Ok(l) => l,
+        Err(answer) => return answer,
+    };
+    let inputs = metadata_inputs(&loaded);
     json(
         StatusCode::OK,
         &serde_json::json!({
@@ -182,10 +197,7 @@ pub(super) fn v2_model(shared: &Shared, name: &str, version: Option<&str>) -> An
             "versions": [loaded.version],
             "platform": "mlgate",
             "inputs": inputs,
-            "outputs": [
-                { "name": "probability", "datatype": "FP64", "shape": [-1] },
-                { "name": "prediction", "datatype": "INT64", "shape": [-1] },
-            ],
+            "outputs": metadata_outputs(),
         }),
     )
 }
@@ -229,7 +241,7 @@ struct RequestedOutput {
 }
 
 /// The outputs an answer may hold.
-const OUTPUTS: [&str; 4] = ["probability", "prediction", "id", "receipt"];
+pub(super) const OUTPUTS: [&str; 4] = ["probability", "prediction", "id", "receipt"];
 
 /// `POST /v2/models/NAME[/versions/VERSION]/infer`.
 pub(super) async fn v2_infer<B: RequestBody>(
@@ -336,7 +348,10 @@ fn infer(shared: &Shared, loaded: &Loaded, name: &str, bytes: &[u8], header_leng
         return bad("no rows to score");
     }
     // The outputs asked for, each in binary or JSON.
-    let binary_all = request.parameters.as_ref().and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool);
+    let binary_all = match flag(request.parameters.as_ref(), "binary_data_output") {
+        Ok(b) => b,
+        Err(why) => return bad(why),
+    };
     let wanted: Vec<(&str, bool)> = match &request.outputs {
         None => vec![("probability", binary_all.unwrap_or(false)), ("prediction", binary_all.unwrap_or(false))],
         Some(outputs) => {
@@ -345,7 +360,10 @@ fn infer(shared: &Shared, loaded: &Loaded, name: &str, bytes: &[u8], header_leng
                 let Some(known) = OUTPUTS.iter().find(|k| **k == o.name) else {
                     return bad(format!("no output `{}`: the outputs are {}", echo(&o.name), OUTPUTS.join(", ")));
                 };
-                let binary = o.parameters.as_ref().and_then(|p| p.get("binary_data")).and_then(Value::as_bool);
+                let binary = match flag(o.parameters.as_ref(), "binary_data") {
+                    Ok(b) => b,
+                    Err(why) => return bad(format!("output `{}`: {why}", echo(&o.name))),
+                };
                 wanted.push((*known, binary.or(binary_all).unwrap_or(false)));
             }
             wanted
@@ -362,6 +380,16 @@ fn echo(text: &str) -> String {
     model::data::report::echo(text)
 }
 
+/// A boolean parameter (`binary_data_output`, `binary_data`), when given: anything but `true`
+/// or `false` is refused rather than read as either.
+fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<Option<bool>, String> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(format!("parameters.{key} is true or false, not {}", echo(&other.to_string()))),
+    }
+}
+
 /// The elements of `tensor` as JSON values (`count` of them), from its `data` or from the next
 /// `binary_data_size` bytes of `binary`.
 fn elements_of(tensor: &Tensor, count: usize, binary: &mut &[u8]) -> Result<Vec<Value>, String> {
@@ -369,11 +397,10 @@ fn elements_of(tensor: &Tensor, count: usize, binary: &mut &[u8]) -> Result<Vec<
     let values = match (size, &tensor.data) {
         (Some(_), Some(_)) => return Err("both `data` and binary data".into()),
         (None, None) => return Err("no `data`".into()),
-        (None, Some(data)) => {
-            let mut flat = Vec::with_capacity(count);
-            flatten(data, &mut flat);
-            flat.into_iter().map(|v| json_element(&tensor.datatype, v)).collect::<Result<Vec<_>, _>>()?
-        }
+        (None, Some(data)) => elements(data, &tensor.shape)?
+            .into_iter()
+            .map(|v| json_element(&tensor.datatype, v))
+            .collect::<Result<Vec<_>, _>>()?,
         (Some(size), None) => {
             let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or("binary_data_size is not a size")?;
             if size > binary.len() {
@@ -390,11 +417,37 @@ fn elements_of(tensor: &Tensor, count: usize, binary: &mut &[u8]) -> Result<Vec<
     Ok(values)
 }
 
-/// A tensor's `data`, nested or flat, in row-major order.
-fn flatten<'v>(data: &'v Value, out: &mut Vec<&'v Value>) {
-    match data {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
+/// A tensor's `data` in row-major order: an array, flat (the protocol's form) or nested exactly
+/// as `shape` (as Triton also takes it); any other nesting is refused, not guessed at.
+fn elements<'v>(data: &'v Value, shape: &[i64]) -> Result<Vec<&'v Value>, String> {
+    let Value::Array(items) = data else {
+        return Err(format!("`data` is {}, not an array", echo(&data.to_string())));
+    };
+    if !items.iter().any(Value::is_array) {
+        return Ok(items.iter().collect());
+    }
+    let mut out = Vec::new();
+    if nested(data, shape, &mut out) {
+        Ok(out)
+    } else {
+        Err(format!(
+            "`data` is nested, but not as shape {shape:?}: give it flat, in row-major order, or nested as the shape"
+        ))
+    }
+}
+
+/// The elements of `value` nested as `shape`, appended to `out`; false when it is not so nested.
+fn nested<'v>(value: &'v Value, shape: &[i64], out: &mut Vec<&'v Value>) -> bool {
+    match (shape.split_first(), value) {
+        (None, Value::Array(_)) => false,
+        (None, scalar) => {
+            out.push(scalar);
+            true
+        }
+        (Some((&d, rest)), Value::Array(items)) => {
+            usize::try_from(d).is_ok_and(|d| d == items.len()) && items.iter().all(|i| nested(i, rest, out))
+        }
+        (Some(_), _) => false,
     }
 }
 
@@ -402,8 +455,9 @@ fn flatten<'v>(data: &'v Value, out: &mut Vec<&'v Value>) {
 fn json_element(datatype: &str, value: &Value) -> Result<Value, String> {
     let fits = match datatype {
         "FP64" | "FP32" | "FP16" | "BF16" => value.is_number(),
+        // A whole number written `7.0` is the number 7, as JSON (and JSON Schema) reads it.
         "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64" => {
-            value.is_i64() || value.is_u64()
+            value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|x| x.fract() == 0.0)
         }
         "BOOL" => value.is_boolean(),
         "BYTES" => value.is_string(),
@@ -524,4 +578,42 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
     let mut response = answer(StatusCode::OK, "application/octet-stream", Bytes::from(bytes));
     response.headers_mut().insert(HEADER_LENGTH, HeaderValue::from(head));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `data` is flat, or nested exactly as the shape; a scalar, or another nesting, is refused.
+    #[test]
+    fn tensor_data_is_flat_or_nested_as_its_shape() {
+        let flat = json!([1, 2, 3, 4]);
+        assert_eq!(elements(&flat, &[2, 2]).unwrap().len(), 4);
+        let nested = json!([[1, 2], [3, 4]]);
+        assert_eq!(elements(&nested, &[2, 2]).unwrap(), vec![&json!(1), &json!(2), &json!(3), &json!(4)]);
+        for (data, shape) in [
+            (json!([[1, 2], [3, 4]]), vec![4]),
+            (json!([[1, 2, 3, 4]]), vec![2, 2]),
+            (json!([[1], 2]), vec![2, 1]),
+            (json!([[[1]]]), vec![1, 1]),
+            (json!(7), vec![1]),
+        ] {
+            assert!(elements(&data, &shape).is_err(), "{data} as {shape:?}");
+        }
+    }
+
+    /// An integer tensor takes whole numbers, however written; the binary flags are booleans.
+    #[test]
+    fn integer_elements_and_flags() {
+        assert!(json_element("INT64", &json!(7)).is_ok());
+        assert!(json_element("INT32", &json!(7.0)).is_ok());
+        assert!(json_element("INT64", &json!(7.5)).is_err());
+        assert!(json_element("BYTES", &json!(7)).is_err());
+        let parameters = |v: Value| v.as_object().cloned();
+        assert_eq!(flag(parameters(json!({"binary_data": true})).as_ref(), "binary_data"), Ok(Some(true)));
+        assert_eq!(flag(parameters(json!({})).as_ref(), "binary_data"), Ok(None));
+        assert!(flag(parameters(json!({"binary_data": "yes"})).as_ref(), "binary_data").is_err());
+        assert!(flag(parameters(json!({"binary_data": null})).as_ref(), "binary_data").is_err());
+    }
 }

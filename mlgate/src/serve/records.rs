@@ -75,6 +75,8 @@ pub enum Kind<'a> {
     Boolean(&'a (String, String)),
     /// A categorical column, with its declared levels when it has them.
     Categorical(Option<&'a [String]>),
+    /// An integer column.
+    Integer,
     /// Any other column: a value's JSON text.
     Other,
 }
@@ -93,6 +95,13 @@ fn field_text(value: &Value, kind: &Kind) -> Option<String> {
                     && x.fract() == 0.0
                     && x.abs() < 9.0e15
                     && !levels.is_some_and(|l| l.contains(&n.to_string())) =>
+            {
+                format!("{}", x as i64)
+            }
+            // An integer sent as `48.0` (a pandas column of floats, as MLflow's clients send one)
+            // is the number 48: JSON, and JSON Schema's `integer`, do not tell them apart.
+            (Kind::Integer, Some(x))
+                if n.is_f64() && x.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(&x) =>
             {
                 format!("{}", x as i64)
             }
@@ -131,6 +140,7 @@ impl<'a> Layout<'a> {
             .map(|(name, boolean)| match (boolean, schema.column(name).map(|c| &c.kind)) {
                 (Some(spellings), _) => Kind::Boolean(spellings),
                 (None, Some(ColumnKind::Categorical { levels })) => Kind::Categorical(levels.as_deref()),
+                (None, Some(ColumnKind::Integer { .. })) => Kind::Integer,
                 _ => Kind::Other,
             })
             .collect();
