@@ -125,6 +125,27 @@ fn refusal(path: &str, response: &str) -> Value {
     reference(&format!("{}{response}", prefix(dialect(path))))
 }
 
+/// The answers `statuses` (400, 404, 408, 413, 415, 422, 503) of a route at `path`, each in the
+/// error shape of its dialect.
+fn refusals_of(path: &str, statuses: &[u16]) -> Vec<(&'static str, Value)> {
+    statuses
+        .iter()
+        .map(|status| {
+            let (code, name) = match status {
+                400 => ("400", "BadRequest"),
+                404 => ("404", "NotFound"),
+                408 => ("408", "Timeout"),
+                413 => ("413", "TooLarge"),
+                415 => ("415", "UnsupportedMediaType"),
+                422 => ("422", "Unprocessable"),
+                503 => ("503", "Unavailable"),
+                other => unreachable!("no refusal {other} is described"),
+            };
+            (code, refusal(path, name))
+        })
+        .collect()
+}
+
 fn schema_ref(schema: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{schema}") })
 }
@@ -182,30 +203,26 @@ fn predict(context: &Context) -> Value {
                 },
             },
         })),
-        vec![
-            (
-                "200",
-                json!({
-                    "description": "The predictions, in the records' order. A CSV body is answered \
-                        with the CSV `mlgate predict` writes and a last column, `receipt`.",
-                    "headers": {
-                        "x-model-version": {
-                            "description": "The version that scored a CSV body.",
-                            "schema": { "type": "string" },
-                        },
+        vec![(
+            "200",
+            json!({
+                "description": "The predictions, in the records' order. A CSV body is answered \
+                    with the CSV `mlgate predict` writes and a last column, `receipt`.",
+                "headers": {
+                    "x-model-version": {
+                        "description": "The version that scored a CSV body.",
+                        "schema": { "type": "string" },
                     },
-                    "content": {
-                        "application/json": { "schema": schema_ref("PredictResponse") },
-                        "text/csv": { "schema": { "type": "string" } },
-                    },
-                }),
-            ),
-            ("400", reference("BadRequest")),
-            ("408", reference("Timeout")),
-            ("413", reference("TooLarge")),
-            ("422", reference("Unprocessable")),
-            ("503", reference("Unavailable")),
-        ],
+                },
+                "content": {
+                    "application/json": { "schema": schema_ref("PredictResponse") },
+                    "text/csv": { "schema": { "type": "string" } },
+                },
+            }),
+        )]
+        .into_iter()
+        .chain(refusals_of("/v1/predict", &[400, 408, 413, 422, 503]))
+        .collect(),
     );
     json!({ "post": post })
 }
@@ -225,20 +242,16 @@ fn feedback(context: &Context) -> Value {
             "required": true,
             "content": { "application/json": { "schema": schema_ref("FeedbackRequest") } },
         })),
-        vec![
-            (
-                "200",
-                json!({
-                    "description": "What was joined, unmatched and refused.",
-                    "content": { "application/json": { "schema": schema_ref("FeedbackResponse") } },
-                }),
-            ),
-            ("400", reference("BadRequest")),
-            ("408", reference("Timeout")),
-            ("413", reference("TooLarge")),
-            ("422", reference("Unprocessable")),
-            ("503", reference("Unavailable")),
-        ],
+        vec![(
+            "200",
+            json!({
+                "description": "What was joined, unmatched and refused.",
+                "content": { "application/json": { "schema": schema_ref("FeedbackResponse") } },
+            }),
+        )]
+        .into_iter()
+        .chain(refusals_of("/v1/feedback", &[400, 408, 413, 422, 503]))
+        .collect(),
     );
     json!({ "post": post })
 }
@@ -390,21 +403,17 @@ fn invocations(context: &Context) -> Value {
                 },
             },
         })),
-        vec![
-            (
-                "200",
-                json_answer(
-                    "The predictions, in the records' order, as `params.predict_method` asks, with each \
+        vec![(
+            "200",
+            json_answer(
+                "The predictions, in the records' order, as `params.predict_method` asks, with each \
                      record's id and receipt beside.",
-                    schema_ref("MlflowResponse"),
-                ),
+                schema_ref("MlflowResponse"),
             ),
-            ("400", refusal(path, "BadRequest")),
-            ("408", refusal(path, "Timeout")),
-            ("413", refusal(path, "TooLarge")),
-            ("415", refusal(path, "UnsupportedMediaType")),
-            ("503", refusal(path, "Unavailable")),
-        ],
+        )]
+        .into_iter()
+        .chain(refusals_of(path, &[400, 408, 413, 415, 503]))
+        .collect(),
     );
     json!({ "post": post })
 }
@@ -470,11 +479,10 @@ fn model_ready(context: &Context, path: &str, id: &str, summary: &str, versioned
         summary,
         "200 while the served model is loaded and the server is not draining.",
         None,
-        vec![
-            ("200", json_answer("The model is ready.", schema_ref("ModelReady"))),
-            ("404", refusal(path, "NotFound")),
-            ("503", refusal(path, "Unavailable")),
-        ],
+        vec![("200", json_answer("The model is ready.", schema_ref("ModelReady")))]
+            .into_iter()
+            .chain(refusals_of(path, &[404, 503]))
+            .collect(),
     );
     json!({ "parameters": model_parameters(context, versioned), "get": get })
 }
@@ -498,15 +506,10 @@ fn v1_predict(context: &Context) -> Value {
             "required": true,
             "content": { "application/json": { "schema": schema_ref("KserveV1Request") } },
         })),
-        vec![
-            ("200", json_answer("The predictions, in the instances' order.", schema_ref("KserveV1Response"))),
-            ("400", refusal(path, "BadRequest")),
-            ("404", refusal(path, "NotFound")),
-            ("408", refusal(path, "Timeout")),
-            ("413", refusal(path, "TooLarge")),
-            ("422", refusal(path, "Unprocessable")),
-            ("503", refusal(path, "Unavailable")),
-        ],
+        vec![("200", json_answer("The predictions, in the instances' order.", schema_ref("KserveV1Response")))]
+            .into_iter()
+            .chain(refusals_of(path, &[400, 404, 408, 413, 422, 503]))
+            .collect(),
     );
     json!({ "parameters": model_parameters(context, false), "post": post })
 }
@@ -577,11 +580,10 @@ fn v2_model_at(context: &Context, path: &str, id: &str, versioned: bool) -> Valu
          integers, BOOL booleans, BYTES levels and ids), of shape [-1]; outputs `probability` and \
          `prediction`.",
         None,
-        vec![
-            ("200", json_answer("The model's metadata.", schema_ref("V2ModelMetadata"))),
-            ("404", refusal(path, "NotFound")),
-            ("503", refusal(path, "Unavailable")),
-        ],
+        vec![("200", json_answer("The model's metadata.", schema_ref("V2ModelMetadata")))]
+            .into_iter()
+            .chain(refusals_of(path, &[404, 503]))
+            .collect(),
     );
     json!({ "parameters": model_parameters(context, versioned), "get": get })
 }
@@ -642,32 +644,27 @@ fn v2_infer_at(context: &Context, path: &str, id: &str, versioned: bool) -> Valu
             "required": true,
             "content": { "application/json": { "schema": schema_ref("InferRequest") } },
         })),
-        vec![
-            (
-                "200",
-                json!({
-                    "description": "The outputs, with the request's `id`: in JSON, or, when binary \
-                        data is asked for, the JSON (of `Inference-Header-Content-Length` bytes) \
-                        followed by the binary outputs.",
-                    "headers": {
-                        "Inference-Header-Content-Length": {
-                            "description": "With binary outputs: the length of the JSON part.",
-                            "schema": { "type": "integer", "minimum": 0 },
-                        },
+        vec![(
+            "200",
+            json!({
+                "description": "The outputs, with the request's `id`: in JSON, or, when binary \
+                    data is asked for, the JSON (of `Inference-Header-Content-Length` bytes) \
+                    followed by the binary outputs.",
+                "headers": {
+                    "Inference-Header-Content-Length": {
+                        "description": "With binary outputs: the length of the JSON part.",
+                        "schema": { "type": "integer", "minimum": 0 },
                     },
-                    "content": {
-                        "application/json": { "schema": schema_ref("InferResponse") },
-                        "application/octet-stream": {},
-                    },
-                }),
-            ),
-            ("400", refusal(path, "BadRequest")),
-            ("404", refusal(path, "NotFound")),
-            ("408", refusal(path, "Timeout")),
-            ("413", refusal(path, "TooLarge")),
-            ("422", refusal(path, "Unprocessable")),
-            ("503", refusal(path, "Unavailable")),
-        ],
+                },
+                "content": {
+                    "application/json": { "schema": schema_ref("InferResponse") },
+                    "application/octet-stream": {},
+                },
+            }),
+        )]
+        .into_iter()
+        .chain(refusals_of(path, &[400, 404, 408, 413, 422, 503]))
+        .collect(),
     );
     json!({ "parameters": model_parameters(context, versioned), "post": post })
 }
