@@ -44,6 +44,15 @@ fn bare_repository() -> (tempfile::TempDir, PathBuf) {
     (dir, repo)
 }
 
+/// [`bare_repository`] that takes pushes over smart HTTP (`http.receivepack`, the repository's
+/// consent).
+pub(crate) fn pushable_bare_repository() -> (tempfile::TempDir, PathBuf) {
+    let (dir, repo) = bare_repository();
+    let status = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
+    assert!(status.unwrap().success());
+    (dir, repo)
+}
+
 /// Build, accept and (when asked) deploy in a fresh job folder.
 fn candidate(registry: &str, seed: u64, deploy: bool, env: Env) -> (tempfile::TempDir, String) {
     let dir = job(seed);
@@ -242,15 +251,7 @@ impl Drop for HttpGit {
 
 #[test]
 fn a_registry_on_a_git_branch_over_smart_http() {
-    let (_dir, repo) = bare_repository();
-    // Pushes over HTTP need the repository's consent.
-    assert!(Command::new("git")
-        .arg("-C")
-        .arg(&repo)
-        .args(["config", "http.receivepack", "true"])
-        .status()
-        .unwrap()
-        .success());
+    let (_dir, repo) = pushable_bare_repository();
     let Some(server) = HttpGit::start(repo.parent().unwrap()) else { return };
     let registry = format!("git+http://127.0.0.1:{}/cgi-bin/git/models.git#mlgate-registry", server.port);
     separate_jobs_share_the_remote(&registry, &[]);

@@ -1273,11 +1273,7 @@ fn an_s3_registry_that_hangs_times_out_and_never_holds_the_server() {
 /// history.
 #[test]
 fn a_token_in_a_git_registry_url_is_never_on_a_command_line_nor_printed() {
-    let remote = tempfile::tempdir().unwrap();
-    let repo = remote.path().join("models.git");
-    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
-    let config = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
-    assert!(config.unwrap().success());
+    let (remote, _repo) = crate::registry_git::pushable_bare_repository();
     let Some(git) = crate::registry_git::HttpGit::start_for(remote.path(), Some("ci")) else { return };
     let token = "tok3n-5ecret-f0r-ci";
     let bare = format!("127.0.0.1:{}/cgi-bin/git/models.git#mlgate-registry", git.port);
@@ -1350,11 +1346,7 @@ fn a_token_in_a_git_registry_url_is_never_on_a_command_line_nor_printed() {
 /// server goes on predicting and measuring the rolling drift of what it is sent.
 #[test]
 fn a_registry_that_hangs_freezes_neither_predictions_nor_the_rolling_drift() {
-    let remote = tempfile::tempdir().unwrap();
-    let repo = remote.path().join("models.git");
-    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap().success());
-    let config = Command::new("git").arg("-C").arg(&repo).args(["config", "http.receivepack", "true"]).status();
-    assert!(config.unwrap().success());
+    let (remote, _repo) = crate::registry_git::pushable_bare_repository();
     let Some(git) = crate::registry_git::HttpGit::start_for(remote.path(), None) else { return };
     let port = git.port;
     let registry = format!("git+http://127.0.0.1:{port}/cgi-bin/git/models.git#mlgate-registry");
