@@ -1052,8 +1052,7 @@ impl Registry {
         // Replaying the alias changes of the history must give the state's aliases.
         let mut replay: BTreeMap<String, String> = BTreeMap::new();
         for e in &history {
-            let Some(alias) = e.action.alias() else { continue };
-            if let Some(to) = &e.to {
+            if let (Some(alias), Some(to)) = (e.action.alias(), &e.to) {
                 replay.insert(alias.into(), to.clone());
             }
             // A mark takes `staging` off the version it marks, in the same event.
