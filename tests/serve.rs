@@ -1173,8 +1173,8 @@ fn a_server_whose_alias_is_empty_says_what_sets_it() {
     assert!(log.contains("no version is `production`"), "{log}");
     assert!(log.contains("`acceptance` registers candidates and `deploy` puts one in production"), "{log}");
     let log = log_of_an_empty_alias("v1");
-    assert!(log.contains("`v1` is a version, not an alias: --alias takes `production` or `staging`"), "{log}");
-    assert!(log.contains("deploy --version v1"), "{log}");
+    assert!(log.contains("`v1` is a version, not an alias: `mlgate serve --version v1` serves v1"), "{log}");
+    assert!(log.contains("--alias takes `production` or `staging`"), "{log}");
 }
 
 #[test]
