@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
+use model::lifecycle::registry::PRODUCTION;
 use model::lifecycle::rollout::{Rollout, RolloutMode, RolloutStep};
 use model::pipeline::rollout::{format_duration, RolloutConfig};
 
@@ -57,6 +58,10 @@ pub struct StartArgs {
     /// with exit 0, otherwise): what the GitHub Action's `mode: rollout` uses.
     #[arg(long)]
     pub on_default_branch_push: bool,
+    /// When nothing is in production yet, deploy the candidate instead (a first model has no
+    /// baseline to be compared with): what the GitHub Action's `mode: rollout` uses.
+    #[arg(long)]
+    pub deploy_first: bool,
 }
 
 /// The flags of `mlgate rollout promote`.
@@ -126,11 +131,26 @@ fn start(sh: &Shell, args: StartArgs) -> Result<ExitCode> {
     }
     let (mode, steps) = plan(&config.rollout, args.shadow, args.canary)?;
     let who = actor(sh);
-    let rollout = registry.transact(&who, |registry| {
+    let started = registry.transact(&who, |registry| {
+        if args.deploy_first && registry.alias(PRODUCTION)?.is_none() {
+            let promotion = registry.promote(args.version.as_deref(), None, &who);
+            return promotion.map(Err).map_err(|e| registry_failure(e, "deploy"));
+        }
         registry
             .start_rollout_because(args.version.as_deref(), mode, steps.clone(), args.reason.as_deref(), &who)
+            .map(Ok)
             .map_err(|e| registry_failure(e, "rollout start"))
     })?;
+    let rollout = match started {
+        Ok(rollout) => rollout,
+        Err(promotion) => {
+            println!(
+                "deployed {} to production (first production model: a rollout needs one to compare with)",
+                promotion.deployed
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     println!("started a {}", rollout.describe());
     println!("steps: {}", steps_in_words(&rollout));
     Ok(ExitCode::SUCCESS)
