@@ -200,6 +200,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     crate::serve::run(crate::serve::Options {
         location,
         alias: args.alias,
+        version: None,
         listen: args.listen,
         poll: Duration::from_secs_f64(args.poll),
         max_body_bytes: args.max_body_bytes,

@@ -38,6 +38,7 @@ use serde_json::{Map, Value};
 use super::answer::{answer, json, problem, Answer};
 use super::intake::{scoring, too_many, RequestBody};
 use super::records::{Builder, Table, TABLE_SHAPES};
+use super::rollout::Serving;
 use super::score::{self, Origin, Scored};
 use super::{Loaded, Shared};
 
@@ -46,7 +47,7 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The served model when `name` (and `version`, when given) is it; else the 404 (or 503 while
 /// none is loaded).
-fn model_named(shared: &Shared, name: &str, version: Option<&str>) -> Result<Arc<Loaded>, Answer> {
+fn model_named(shared: &Shared, name: &str, version: Option<&str>) -> Result<Arc<Serving>, Answer> {
     let Some(loaded) = shared.current() else {
         return Err(problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet"));
     };
@@ -270,7 +271,7 @@ fn bad(detail: impl Into<String>) -> Answer {
     problem(StatusCode::BAD_REQUEST, detail)
 }
 
-fn infer(shared: &Shared, loaded: &Loaded, name: &str, bytes: &[u8], header_length: Option<usize>) -> Answer {
+fn infer(shared: &Shared, loaded: &Serving, name: &str, bytes: &[u8], header_length: Option<usize>) -> Answer {
     let (head, mut binary) = match header_length {
         Some(n) if n <= bytes.len() => bytes.split_at(n),
         Some(n) => return bad(format!("Inference-Header-Content-Length is {n}; the body has {} bytes", bytes.len())),

@@ -22,6 +22,7 @@ mod mlflow;
 mod openapi;
 mod receipt;
 mod records;
+mod rollout;
 mod score;
 mod tls;
 
@@ -40,6 +41,7 @@ use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
 pub use auth::{TokenSet, Tokens};
 use metrics::{Labels, Metrics};
 pub use receipt::ReceiptKeys;
+use rollout::{Candidate, Mode, Role, Serving};
 pub use tls::TlsFiles;
 
 /// How the server runs: resolved from the command line by `cli::serve`.
@@ -48,6 +50,9 @@ pub struct Options {
     pub location: Location,
     /// The alias whose model is served.
     pub alias: String,
+    /// A version served whatever the aliases say (`serve --version`): no alias nor rollout is
+    /// followed.
+    pub version: Option<String>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Between two readings of the alias.
@@ -141,7 +146,7 @@ impl Loaded {
 
 /// What every request and the poller share.
 pub struct Shared {
-    model: RwLock<Option<Arc<Loaded>>>,
+    model: RwLock<Option<Arc<Serving>>>,
     live: Mutex<live::Live>,
     metrics: Metrics,
     max_body: usize,
@@ -195,7 +200,7 @@ impl Shared {
         }
     }
 
-    fn current(&self) -> Option<Arc<Loaded>> {
+    fn current(&self) -> Option<Arc<Serving>> {
         self.model.read().expect("the model lock is never poisoned: no code panics holding it").clone()
     }
 
@@ -293,21 +298,34 @@ fn empty_alias(alias: &str, location: &Location) -> String {
 
 /// The poller's hold on the registry: the store, opened at the first poll that reaches it and
 /// kept for the life of the process (one client, one copy, read again only when it moved), and
-/// the version that last failed to load.
+/// the versions that last failed to load.
 struct Follower {
     location: Location,
     alias: String,
+    /// The version pinned (`serve --version`), if any: then no alias nor rollout is followed.
+    pinned: Option<String>,
     timeouts: Timeouts,
     store: Option<Store>,
     /// The version that last failed to load, and why: counted and logged once, not at every poll.
     failed: Option<(String, String)>,
+    /// The rollout's candidate that last failed to load, and why.
+    candidate_failed: Option<(String, String)>,
     /// The store's counters as last copied into the metrics.
     counted: (u64, u64, u64),
 }
 
 impl Follower {
     fn new(location: Location, alias: String, timeouts: Timeouts) -> Follower {
-        Follower { location, alias, timeouts, store: None, failed: None, counted: (0, 0, 0) }
+        Follower {
+            location,
+            alias,
+            pinned: None,
+            timeouts,
+            store: None,
+            failed: None,
+            candidate_failed: None,
+            counted: (0, 0, 0),
+        }
     }
 
     /// Adds what the store asked of the registry since the last call to the metrics.
@@ -333,12 +351,41 @@ enum Followed {
 
 /// Reads the alias (the registry's state again only when it moved) and, when it names another
 /// artifact than the one served, loads that version's files alone, verifies and compiles them,
-/// then swaps them in. An artifact that failed to load is not tried again until the alias
-/// names another version; until then each poll fails with [`Trouble::Load`].
+/// then swaps them in. While a rollout is open and the alias followed is `production`, its
+/// candidate is loaded the same way and swapped in with the baseline, mode and weight as one;
+/// when the rollout closes, the candidate goes (on a promotion it becomes the baseline, already
+/// loaded). An artifact that failed to load is not tried again until the alias (or the rollout)
+/// names another version; until then each poll fails with [`Trouble::Load`] — a candidate that
+/// failed leaves the baseline served alone.
 fn poll(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
     let result = follow(shared, follower);
     follower.count(&shared.metrics);
     result
+}
+
+/// What the registry asks to be served.
+#[derive(Debug, PartialEq)]
+struct Wanted {
+    /// The version the alias names (or the one pinned).
+    version: String,
+    /// An open rollout's candidate, its mode and weight, when the alias followed is production.
+    candidate: Option<(String, Mode, u32)>,
+}
+
+/// What `state` asks a server following `alias` to serve (`None`: the alias names nothing).
+fn wanted(state: &model::lifecycle::registry::State, alias: &str) -> Option<Wanted> {
+    let version = state.aliases.get(alias)?.clone();
+    let candidate = if alias == model::lifecycle::registry::PRODUCTION {
+        rollout_of(state).filter(|(candidate, _, _)| *candidate != version)
+    } else {
+        None
+    };
+    Some(Wanted { version, candidate })
+}
+
+/// The open rollout's candidate, mode and weight.
+fn rollout_of(_state: &model::lifecycle::registry::State) -> Option<(String, Mode, u32)> {
+    None
 }
 
 fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
@@ -355,53 +402,129 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
             follower.timeouts,
         )?),
     };
-    let Some(version) = store.alias(&alias)? else {
-        return Ok(Followed::Nothing(empty_alias(&alias, &follower.location)));
+    let wanted = match &follower.pinned {
+        Some(version) => Wanted { version: version.clone(), candidate: None },
+        None => match wanted(&store.state()?, &alias) {
+            Some(wanted) => wanted,
+            None => return Ok(Followed::Nothing(empty_alias(&alias, &follower.location))),
+        },
     };
     let current = shared.current();
-    if current.as_ref().is_some_and(|c| c.version == version) {
-        follower.failed = None;
-        return Ok(Followed::Serving);
-    }
-    if let Some((_, message)) = follower.failed.as_ref().filter(|(v, _)| *v == version) {
-        return Err(LoadFailed(message.clone()).into());
-    }
-    let load = || -> Result<Loaded> {
-        let artifact = store.artifact(&version).with_context(|| format!("cannot load {version}"))?;
-        let verdict = store.verdict(&version).with_context(|| format!("cannot read {version}'s verdict"))?;
-        if verdict.artifact_sha256 != artifact.checksum() {
-            bail!(
-                "{version}'s artifact has sha256 {} but its verdict is about {}",
-                artifact.checksum(),
-                verdict.artifact_sha256
-            );
-        }
-        let accepted = store
-            .read_file(&version, "metrics.json")
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<AcceptanceRecord>(&bytes).ok());
-        let compiled = Compiled::new(artifact).with_context(|| format!("cannot compile {version}"))?;
-        Ok(Loaded::new(compiled, version.clone(), accepted))
+    // A version already loaded (the baseline, or the candidate a promotion makes the baseline)
+    // is taken as it is.
+    let loaded = |version: &str| -> Option<Arc<Loaded>> {
+        let current = current.as_ref()?;
+        let candidate = current.candidate.as_ref().map(|c| &c.loaded);
+        [Some(&current.baseline), candidate].into_iter().flatten().find(|l| l.version == version).cloned()
     };
-    match load() {
-        Ok(loaded) => {
-            swap(shared, loaded, current.as_deref());
+    let baseline = match loaded(&wanted.version) {
+        Some(baseline) => {
             follower.failed = None;
-            Ok(Followed::Serving)
+            baseline
         }
-        // The registry did not answer: the version is tried again at the next poll.
-        Err(e) if RemoteError::find(&e).is_some() => Err(e),
-        Err(e) => {
-            shared.metrics.load_failures.inc();
-            let kept = match &current {
-                Some(c) => format!("; still serving {}", c.version),
-                None => "; nothing is served".into(),
+        None => {
+            if let Some((_, message)) = follower.failed.as_ref().filter(|(v, _)| *v == wanted.version) {
+                return Err(LoadFailed(message.clone()).into());
+            }
+            match load(store, &wanted.version) {
+                Ok(baseline) => {
+                    follower.failed = None;
+                    Arc::new(baseline)
+                }
+                Err(e) => {
+                    return Err(load_failed(shared, &mut follower.failed, &wanted.version, e, current.as_deref()))
+                }
+            }
+        }
+    };
+    let mut trouble = None;
+    let candidate = match &wanted.candidate {
+        None => {
+            follower.candidate_failed = None;
+            None
+        }
+        Some((version, mode, weight)) => {
+            let got = match loaded(version) {
+                Some(candidate) => Ok(candidate),
+                None => match follower.candidate_failed.as_ref().filter(|(v, _)| v == version) {
+                    Some((_, message)) => Err(LoadFailed(message.clone()).into()),
+                    None => load(store, version).map(Arc::new).map_err(|e| {
+                        load_failed(
+                            shared,
+                            &mut follower.candidate_failed,
+                            version,
+                            e,
+                            Some(&Serving { baseline: baseline.clone(), candidate: None }),
+                        )
+                    }),
+                },
             };
-            let message = format!("{e:#}{kept}");
-            follower.failed = Some((version, message.clone()));
-            Err(LoadFailed(message).into())
+            match got {
+                Ok(loaded) => Some(Candidate::new(loaded, &baseline, *mode, *weight)),
+                Err(e) => {
+                    trouble = Some(e);
+                    None
+                }
+            }
         }
+    };
+    let unchanged = current.as_ref().is_some_and(|c| {
+        c.baseline.version == baseline.version
+            && match (&c.candidate, &candidate) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.loaded.version == b.loaded.version && a.mode == b.mode && a.weight == b.weight,
+                _ => false,
+            }
+    });
+    if !unchanged {
+        swap(shared, Serving { baseline, candidate }, current.as_deref());
     }
+    match trouble {
+        Some(e) => Err(e),
+        None => Ok(Followed::Serving),
+    }
+}
+
+/// Loads `version`'s artifact, checks it against its verdict's checksum, and compiles it.
+fn load(store: &Store, version: &str) -> Result<Loaded> {
+    let artifact = store.artifact(version).with_context(|| format!("cannot load {version}"))?;
+    let verdict = store.verdict(version).with_context(|| format!("cannot read {version}'s verdict"))?;
+    if verdict.artifact_sha256 != artifact.checksum() {
+        bail!(
+            "{version}'s artifact has sha256 {} but its verdict is about {}",
+            artifact.checksum(),
+            verdict.artifact_sha256
+        );
+    }
+    let accepted = store
+        .read_file(version, "metrics.json")
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<AcceptanceRecord>(&bytes).ok());
+    let compiled = Compiled::new(artifact).with_context(|| format!("cannot compile {version}"))?;
+    Ok(Loaded::new(compiled, version.to_string(), accepted))
+}
+
+/// The error of a poll whose `version` failed to load: a registry that did not answer is tried
+/// again at the next poll; anything else is counted, remembered in `failed` (not tried again until
+/// another version is named) and says what is still served.
+fn load_failed(
+    shared: &Shared,
+    failed: &mut Option<(String, String)>,
+    version: &str,
+    e: anyhow::Error,
+    served: Option<&Serving>,
+) -> anyhow::Error {
+    if RemoteError::find(&e).is_some() {
+        return e;
+    }
+    shared.metrics.load_failures.inc();
+    let kept = match served {
+        Some(c) => format!("; still serving {}", c.baseline.version),
+        None => "; nothing is served".into(),
+    };
+    let message = format!("{e:#}{kept}");
+    *failed = Some((version.to_string(), message.clone()));
+    LoadFailed(message).into()
 }
 
 /// The poller's log of its troubles: a line when one starts (or changes kind) and when it ends,
@@ -454,15 +577,19 @@ impl Troubles {
     }
 }
 
-fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
+/// Serves `serving` from now on (a request keeps what it started with), and says so in the
+/// metrics and the log.
+fn swap(shared: &Shared, serving: Serving, old: Option<&Serving>) {
     let m = &shared.metrics;
+    let loaded = &serving.baseline;
     // Without --model nor a configuration, the first artifact names the series.
     m.name_model(&loaded.compiled.artifact().name);
-    if let Some(old) = old {
-        m.model_info.remove(&old.info);
+    let moved = old.is_none_or(|o| o.baseline.version != loaded.version);
+    if let Some(old) = old.filter(|_| moved) {
+        m.model_info.remove(&old.baseline.info);
     }
     m.model_info.get_or_create(&loaded.info).set(1);
-    m.feedback_series(&loaded.version);
+    m.feedback_series(&loaded.version, Role::Baseline);
     m.acceptance.clear();
     if let Some(accepted) = &loaded.accepted {
         for metric in [Metric::Accuracy, Metric::Precision, Metric::Recall, Metric::F1, Metric::RocAuc] {
@@ -470,13 +597,49 @@ fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
             m.acceptance.get_or_create(&labels).set(accepted.candidate.get(metric));
         }
     }
-    let line = match old {
-        Some(old) => format!("swapped {} for {} (sha256 {})", old.version, loaded.version, &loaded.sha256[..12]),
-        None => format!("serving {} (sha256 {})", loaded.version, &loaded.sha256[..12]),
-    };
-    *shared.model.write().expect("the model lock is never poisoned") = Some(Arc::new(loaded));
-    m.swaps.inc();
-    log(&line);
+    let mut lines = Vec::new();
+    if moved {
+        lines.push(match old {
+            Some(old) => {
+                format!("swapped {} for {} (sha256 {})", old.baseline.version, loaded.version, &loaded.sha256[..12])
+            }
+            None => format!("serving {} (sha256 {})", loaded.version, &loaded.sha256[..12]),
+        });
+    }
+    match &serving.candidate {
+        Some(c) => {
+            let role = if c.mode == Mode::Shadow { Role::Shadow } else { Role::Canary };
+            m.feedback_series(&c.loaded.version, role);
+            if c.mode == Mode::Shadow {
+                m.shadow_pair_series(&loaded.version, &c.loaded.version);
+            }
+            m.rollout(Some((&loaded.version, &c.loaded.version, c.mode.name(), c.weight)));
+            let share = match c.mode {
+                Mode::Canary => format!(" answering {} % of the records", c.weight),
+                Mode::Shadow => String::new(),
+            };
+            lines.push(format!(
+                "rollout: {} {} (sha256 {}) beside {}{share}",
+                c.mode.name(),
+                c.loaded.version,
+                &c.loaded.sha256[..12],
+                loaded.version
+            ));
+        }
+        None => {
+            m.rollout(None);
+            if let Some(c) = old.and_then(|o| o.candidate.as_ref()) {
+                lines.push(format!("rollout of {} closed: {} alone answers", c.loaded.version, loaded.version));
+            }
+        }
+    }
+    *shared.model.write().expect("the model lock is never poisoned") = Some(Arc::new(serving));
+    if moved {
+        m.swaps.inc();
+    }
+    for line in lines {
+        log(&line);
+    }
 }
 
 /// Measures the rolling drift of the recent records against the served model's reference.
@@ -540,6 +703,7 @@ pub fn run(args: Options) -> Result<()> {
     {
         let shared = shared.clone();
         let mut follower = Follower::new(location.clone(), args.alias.clone(), args.timeouts);
+        follower.pinned = args.version.clone();
         let ended = Ended(ended.clone(), "poller");
         std::thread::spawn(move || {
             let _ended = ended;
@@ -664,6 +828,7 @@ mod tests {
         Options {
             location,
             alias: "production".into(),
+            version: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             poll: Duration::from_secs(1),
             max_body_bytes: 1 << 20,
@@ -688,6 +853,11 @@ mod tests {
             receipt_seen: 100,
             receipt_seen_bytes: 1 << 20,
         }
+    }
+
+    /// `loaded` served alone.
+    fn serving(loaded: Loaded) -> Serving {
+        Serving { baseline: Arc::new(loaded), candidate: None }
     }
 
     /// One record of generated customers, as a JSON object of strings.
@@ -723,7 +893,7 @@ mod tests {
         assert_eq!(call("GET", "/healthz", vec![]).0, 200);
         assert_eq!(call("GET", "/readyz", vec![]).0, 503);
         let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
-        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None), None);
+        swap(&shared, serving(Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None)), None);
         assert_eq!(call("GET", "/readyz", vec![]), (200, "ready: v1\n".into()));
         let (status, answer) = call("POST", "/v1/predict", serde_json::to_vec(&record()).unwrap());
         assert_eq!(status, 200, "{answer}");
@@ -763,7 +933,7 @@ mod tests {
         options.tokens.feedback = TokenSet::parse("feedback-token");
         let shared = Arc::new(Shared::new(&options));
         let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
-        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None), None);
+        swap(&shared, serving(Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None)), None);
         let claims = receipt::Claims {
             model: "customer-purchase".into(),
             version: "v1".into(),
@@ -771,6 +941,8 @@ mod tests {
             decision: true,
             time: unix_now(),
             nonce: receipt::random().unwrap(),
+            role: Role::Baseline,
+            shadow: None,
         };
         let body = serde_json::json!({"feedback": [{"receipt": shared.receipts.sign(&claims), "label": "no"}]});
         let request = hyper::Request::builder()
@@ -787,7 +959,7 @@ mod tests {
         assert!(answer.contains("\"joined\":1"), "{answer}");
         let metrics = shared.metrics.render();
         let outcome = |version: &str| {
-            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",outcome=\"false_positive\"}}")
+            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",role=\"baseline\",outcome=\"false_positive\"}}")
         };
         assert!(metrics.contains(&format!("{} 1\n", outcome("v1"))), "{metrics}");
         assert!(metrics.contains(&format!("{} 0\n", outcome("v2"))), "{metrics}");
