@@ -805,9 +805,14 @@ mod tests {
 
     /// An artifact of the repository's configuration, trained on a little generated data.
     pub(super) fn artifact_bytes() -> Vec<u8> {
+        artifact_bytes_of(5)
+    }
+
+    /// The same, trained on the data of another seed: another model.
+    fn artifact_bytes_of(seed: u64) -> Vec<u8> {
         let text = include_str!("../../../pipeline.toml");
         let config = PipelineConfig::parse(text, Path::new("pipeline.toml")).unwrap();
-        let csv = model::data::generate::customers_csv(600, 5);
+        let csv = model::data::generate::customers_csv(600, seed);
         let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
         let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
         build(&config, &data, &context).unwrap().to_bytes()
@@ -858,6 +863,189 @@ mod tests {
     /// `loaded` served alone.
     fn serving(loaded: Loaded) -> Serving {
         Serving { baseline: Arc::new(loaded), candidate: None }
+    }
+
+    /// Version `version` of the artifact trained on `seed`'s data, compiled.
+    fn loaded(seed: u64, version: &str) -> Arc<Loaded> {
+        let artifact = model::Artifact::from_bytes(&artifact_bytes_of(seed), Path::new("m")).unwrap();
+        Arc::new(Loaded::new(Compiled::new(artifact).unwrap(), version.into(), None))
+    }
+
+    /// `n` records of generated customers, as `{"records": […]}` of strings.
+    fn records(n: usize) -> serde_json::Value {
+        let csv = model::data::generate::customers_csv(n, 11);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let records: Vec<serde_json::Value> = lines
+            .map(|row| {
+                let record: serde_json::Map<String, serde_json::Value> =
+                    header.iter().zip(row.split(',')).map(|(k, v)| (k.to_string(), v.into())).collect();
+                serde_json::Value::Object(record)
+            })
+            .collect();
+        serde_json::json!({ "records": records })
+    }
+
+    /// The status and body of a request to `shared`'s routes, without a socket.
+    fn call(
+        shared: &Arc<Shared>,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let mut request = hyper::Request::builder().method("POST").uri(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap()))).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let answer = http::route(shared, http::Surface::All, request).await;
+            let status = answer.status().as_u16();
+            let body = answer.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        })
+    }
+
+    /// A server of `serving`, taking feedback with the token `feedback`.
+    fn server_of(serving: Serving) -> Arc<Shared> {
+        let mut options = options(Location::Folder("unused".into()));
+        options.tokens.feedback = TokenSet::parse("feedback");
+        let shared = Arc::new(Shared::new(&options));
+        swap(&shared, serving, None);
+        shared
+    }
+
+    /// In shadow mode every answer is the baseline's, bit for bit, and each prediction carries the
+    /// shadow's version and probability — the candidate's own, bit for bit. Feedback by receipt
+    /// counts the baseline's outcome (role baseline), the shadow's (role shadow) and the pair,
+    /// once: the same receipt again is a duplicate and counts nothing more.
+    #[test]
+    fn a_shadow_answers_nothing_and_its_pairs_are_counted_once_per_receipt() {
+        let (v1, v2) = (loaded(5, "v1"), loaded(6, "v2"));
+        let alone = |l: &Arc<Loaded>| server_of(Serving { baseline: l.clone(), candidate: None });
+        let body = records(40);
+        let (_, by_v1) = call(&alone(&v1), "/v1/predict", &body, None);
+        let (_, by_v2) = call(&alone(&v2), "/v1/predict", &body, None);
+        let shadowed = server_of(Serving {
+            baseline: v1.clone(),
+            candidate: Some(Candidate::new(v2.clone(), &v1, Mode::Shadow, 0)),
+        });
+        let (status, answer) = call(&shadowed, "/v1/predict", &body, None);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["version"], "v1");
+        let predictions = answer["predictions"].as_array().unwrap();
+        let mut differ = 0;
+        for (i, p) in predictions.iter().enumerate() {
+            let bits = |v: &serde_json::Value| v.as_f64().unwrap().to_bits();
+            assert_eq!(bits(&p["probability"]), bits(&by_v1["predictions"][i]["probability"]), "{p}");
+            assert_eq!(p["prediction"], by_v1["predictions"][i]["prediction"]);
+            assert_eq!((&p["version"], &p["role"]), (&"v1".into(), &"baseline".into()));
+            assert_eq!(p["shadow_version"], "v2");
+            assert_eq!(bits(&p["shadow_probability"]), bits(&by_v2["predictions"][i]["probability"]), "{p}");
+            differ += usize::from(p["probability"] != p["shadow_probability"]);
+        }
+        assert!(differ > 0, "the two models are the same: the test proves nothing");
+        let m = &shadowed.metrics;
+        let text = m.render();
+        let scored = |role: &str, version: &str| {
+            format!(
+                "mlgate_records_scored_total{{model=\"customer-purchase\",version=\"{version}\",role=\"{role}\"}} 40\n"
+            )
+        };
+        assert!(text.contains(&scored("baseline", "v1")) && text.contains(&scored("shadow", "v2")), "{text}");
+        assert!(
+            text.contains(
+                "mlgate_rollout_info{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",mode=\"shadow\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mlgate_scoring_duration_seconds_count{model=\"customer-purchase\",version=\"v2\",role=\"shadow\"} 1\n"
+            ),
+            "{text}"
+        );
+
+        // The first prediction's feedback, by receipt, twice.
+        let first = &predictions[0];
+        let label = "yes";
+        let item = serde_json::json!({"feedback": [{"receipt": first["receipt"], "label": label}]});
+        let (status, joined) = call(&shadowed, "/v1/feedback", &item, Some("feedback"));
+        assert_eq!((status, &joined["joined"]), (200, &1.into()), "{joined}");
+        let (_, again) = call(&shadowed, "/v1/feedback", &item, Some("feedback"));
+        assert_eq!(again["refusals"][0]["reason"], "duplicate", "{again}");
+        let text = m.render();
+        let right = |p: &serde_json::Value| (p.as_u64().unwrap() == 1).to_string();
+        let shadow_right =
+            (first["shadow_probability"].as_f64().unwrap() >= v2.compiled.artifact().threshold.value).to_string();
+        let pairs = format!(
+            "mlgate_shadow_pairs_total{{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",baseline_correct=\"{}\",candidate_correct=\"{shadow_right}\"}} 1\n",
+            right(&first["prediction"])
+        );
+        assert!(text.contains(&pairs), "{pairs}{text}");
+        let total: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("mlgate_shadow_pairs_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, 1.0, "{text}");
+        let outcomes = |version: &str, role: &str| -> f64 {
+            let head = format!(
+                "mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",role=\"{role}\","
+            );
+            text.lines()
+                .filter(|l| l.starts_with(&head))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+                .sum()
+        };
+        assert_eq!((outcomes("v1", "baseline"), outcomes("v2", "shadow")), (1.0, 1.0), "{text}");
+    }
+
+    /// A canary answers the records whose id falls in its share, each with its own version's
+    /// probability and threshold, and names itself; the rest are the baseline's.
+    #[test]
+    fn a_canary_answers_its_share_of_the_records_and_names_itself() {
+        let (v1, v2) = (loaded(5, "v1"), loaded(6, "v2"));
+        let body = records(100);
+        let alone = |l: &Arc<Loaded>| server_of(Serving { baseline: l.clone(), candidate: None });
+        let (_, by_v1) = call(&alone(&v1), "/v1/predict", &body, None);
+        let (_, by_v2) = call(&alone(&v2), "/v1/predict", &body, None);
+        let canary = server_of(Serving {
+            baseline: v1.clone(),
+            candidate: Some(Candidate::new(v2.clone(), &v1, Mode::Canary, 30)),
+        });
+        let (status, answer) = call(&canary, "/v1/predict", &body, None);
+        assert_eq!(status, 200, "{answer}");
+        let mut by_candidate = 0;
+        for (i, p) in answer["predictions"].as_array().unwrap().iter().enumerate() {
+            let id = p["id"].as_str().unwrap();
+            let (expected, alone) = if rollout::to_candidate("v2", 30, id) {
+                (("v2", "canary"), &by_v2)
+            } else {
+                (("v1", "baseline"), &by_v1)
+            };
+            assert_eq!((p["version"].as_str().unwrap(), p["role"].as_str().unwrap()), expected, "{p}");
+            assert_eq!(
+                p["probability"].as_f64().unwrap().to_bits(),
+                alone["predictions"][i]["probability"].as_f64().unwrap().to_bits()
+            );
+            assert_eq!(p["prediction"], alone["predictions"][i]["prediction"]);
+            assert!(p.get("shadow_probability").is_none());
+            by_candidate += usize::from(expected.0 == "v2");
+        }
+        assert!((15..=45).contains(&by_candidate), "{by_candidate} of 100");
+        let text = canary.metrics.render();
+        let scored = format!("mlgate_records_scored_total{{model=\"customer-purchase\",version=\"v2\",role=\"canary\"}} {by_candidate}\n");
+        assert!(text.contains(&scored), "{scored}{text}");
+        assert!(
+            text.contains(
+                "mlgate_scoring_failures_total{model=\"customer-purchase\",version=\"v2\",role=\"canary\"} 0\n"
+            ),
+            "{text}"
+        );
     }
 
     /// One record of generated customers, as a JSON object of strings.
