@@ -384,8 +384,14 @@ fn wanted(state: &model::lifecycle::registry::State, alias: &str) -> Option<Want
 }
 
 /// The open rollout's candidate, mode and weight.
-fn rollout_of(_state: &model::lifecycle::registry::State) -> Option<(String, Mode, u32)> {
-    None
+fn rollout_of(state: &model::lifecycle::registry::State) -> Option<(String, Mode, u32)> {
+    use model::lifecycle::rollout::RolloutMode;
+    let rollout = state.rollout.as_ref()?;
+    let mode = match rollout.mode {
+        RolloutMode::Canary => Mode::Canary,
+        RolloutMode::Shadow => Mode::Shadow,
+    };
+    Some((rollout.candidate.clone(), mode, rollout.weight))
 }
 
 fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
@@ -1185,6 +1191,109 @@ mod tests {
             let series = format!("mlgate_registry_poll_errors_total{{model=\"churn\",kind=\"{kind}\"}} {count}\n");
             assert!(rendered.contains(&series), "{series}{rendered}");
         }
+    }
+
+    /// `state.json` with `production` and, when given, a rollout of `candidate` in `mode` at
+    /// `weight`.
+    fn state_with(
+        seq: u64,
+        production: &str,
+        rollout: Option<(&str, model::lifecycle::rollout::RolloutMode, u32)>,
+    ) -> Vec<u8> {
+        use model::lifecycle::registry::Actor;
+        use model::lifecycle::rollout::{Rollout, RolloutStep};
+        let mut state = State { seq, ..State::default() };
+        state.aliases.insert("production".into(), production.into());
+        state.rollout = rollout.map(|(candidate, mode, weight)| Rollout {
+            candidate: candidate.into(),
+            baseline: production.into(),
+            mode,
+            steps: vec![RolloutStep { weight, pause_seconds: 60 }],
+            step: 0,
+            weight,
+            step_started: "t".into(),
+            started: Actor { who: "t".into(), when: "t".into(), commit: None },
+            seq,
+        });
+        serde_json::to_vec(&state).unwrap()
+    }
+
+    /// The poller follows a rollout: its start loads the candidate's files once (beside the
+    /// baseline, swapped as one); a new weight reads `state.json` alone; a promotion makes the
+    /// candidate already loaded the baseline (nothing read but the state); an abort drops it; a
+    /// pinned server never follows one.
+    #[test]
+    fn the_poller_follows_a_rollout_reading_a_candidate_once() {
+        use model::lifecycle::rollout::RolloutMode;
+        let bucket = Arc::new(InMemory::new());
+        for (v, seed) in [("v1", 5), ("v2", 6)] {
+            let bytes = artifact_bytes_of(seed);
+            let sha = model::Artifact::from_bytes(&bytes, Path::new("m")).unwrap().checksum();
+            let verdict = VerdictRecord { passed: true, artifact_sha256: sha, failed: vec![], decided_at: "t".into() };
+            put(&bucket, &format!("reg/versions/{v}/model.json"), bytes);
+            put(&bucket, &format!("reg/versions/{v}/verdict.json"), serde_json::to_vec(&verdict).unwrap());
+            put(&bucket, &format!("reg/versions/{v}/metrics.json"), b"{}".to_vec());
+        }
+        put(&bucket, "reg/state.json", state_with(1, "v1", None));
+        let location = Location::S3 { bucket: "memory".into(), prefix: "reg".into() };
+        let follower_of = |pinned: Option<&str>| {
+            let backend = S3::open(bucket.clone(), "reg", Duration::from_secs(5)).unwrap();
+            let store = Store::with_backend(location.clone(), Box::new(backend), |_| {}, Duration::from_secs(1));
+            let mut follower = Follower::new(location.clone(), "production".into(), Timeouts::default());
+            follower.store = Some(store);
+            follower.pinned = pinned.map(str::to_string);
+            follower
+        };
+        let shared = Shared::new(&options(location.clone()));
+        let mut follower = follower_of(None);
+        let file_reads = |shared: &Shared| shared.metrics.registry_file_reads.get();
+        let now = |shared: &Shared| {
+            let s = shared.current().unwrap();
+            let c = s.candidate.as_ref().map(|c| (c.loaded.version.clone(), c.mode, c.weight));
+            (s.baseline.version.clone(), c)
+        };
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), None));
+        assert_eq!(file_reads(&shared), 3);
+
+        put(&bucket, "reg/state.json", state_with(2, "v1", Some(("v2", RolloutMode::Canary, 10))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), Some(("v2".into(), Mode::Canary, 10))));
+        assert_eq!(file_reads(&shared), 6, "the candidate's three files");
+        let info =
+            "mlgate_rollout_info{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",mode=\"canary\"} 10\n";
+        assert!(shared.metrics.render().contains(info));
+        let swaps = shared.metrics.swaps.get();
+
+        put(&bucket, "reg/state.json", state_with(3, "v1", Some(("v2", RolloutMode::Canary, 50))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), Some(("v2".into(), Mode::Canary, 50))));
+        assert_eq!(file_reads(&shared), 6, "a new weight reads no version's files");
+
+        // Promoted: production is v2, the rollout closed; v2 was loaded already.
+        let candidate = Arc::as_ptr(&shared.current().unwrap().candidate.as_ref().unwrap().loaded);
+        put(&bucket, "reg/state.json", state_with(4, "v2", None));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), None));
+        assert_eq!(Arc::as_ptr(&shared.current().unwrap().baseline), candidate);
+        assert_eq!(file_reads(&shared), 6);
+        assert_eq!(shared.metrics.swaps.get(), swaps + 1);
+        assert!(!shared.metrics.render().contains("mlgate_rollout_info{"));
+
+        // Another rollout, of v1 as a shadow of v2, then aborted.
+        put(&bucket, "reg/state.json", state_with(5, "v2", Some(("v1", RolloutMode::Shadow, 0))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), Some(("v1".into(), Mode::Shadow, 0))));
+        put(&bucket, "reg/state.json", state_with(6, "v2", None));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), None));
+
+        // A pinned server follows neither the alias nor a rollout.
+        put(&bucket, "reg/state.json", state_with(7, "v2", Some(("v1", RolloutMode::Canary, 50))));
+        let pinned = Shared::new(&options(location.clone()));
+        let mut follower = follower_of(Some("v1"));
+        poll(&pinned, &mut follower).unwrap();
+        assert_eq!(now(&pinned), ("v1".into(), None));
     }
 
     /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state
