@@ -17,6 +17,7 @@ use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 mod fleet;
 mod observability;
 mod openapi;
+mod rollout;
 
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
 /// generated customers.
