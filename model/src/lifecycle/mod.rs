@@ -6,3 +6,4 @@ pub mod gate;
 pub mod live;
 pub mod monitor;
 pub mod registry;
+pub mod rollout_analysis;
