@@ -20,6 +20,7 @@ mod protocols;
 mod receipts;
 mod registry_git;
 mod registry_rules;
+mod rollout;
 mod serve;
 mod shared_data;
 mod support;

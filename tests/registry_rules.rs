@@ -18,7 +18,7 @@ fn actor() -> Actor {
 
 /// Registers four small models in `dir` as acceptance would (their metrics.json included): v1 to
 /// v3 passed, v4 failed.
-fn four_versions(dir: &Path) -> Registry {
+pub(crate) fn four_versions(dir: &Path) -> Registry {
     // `mlgate registry` reads a configuration even when --registry names the registry.
     std::fs::write(dir.join("pipeline.toml"), crate::support::SMALL_CONFIG).unwrap();
     let registry = Registry::open(dir.join("registry"));

@@ -300,6 +300,68 @@ pub enum Error {
         /// Why it cannot be loaded.
         source: Box<Error>,
     },
+    /// A rollout is open, and the change asked for (another rollout, a deploy) must wait for it
+    /// to close.
+    #[error(
+        "a rollout is open: {rollout}, started {since}; `mlgate rollout promote` or `mlgate rollout abort \
+         --reason TEXT` closes it first"
+    )]
+    RolloutOpen {
+        /// The open rollout in words.
+        rollout: String,
+        /// When it started.
+        since: String,
+    },
+    /// A rollout needs a production to compare its candidate with.
+    #[error("nothing in production to roll out against: a rollout compares its candidate with production; `mlgate deploy` puts the first version there")]
+    RolloutWithoutProduction,
+    /// A rollout was asked for without a version, and none is staged.
+    #[error("nothing to roll out: no version is staged; run acceptance on a candidate, or name one with --version")]
+    NothingToRollOut,
+    /// The rollout's candidate is the version in production.
+    #[error("{version} is already in production: a rollout releases another version beside it")]
+    RolloutOfProduction {
+        /// The version.
+        version: String,
+    },
+    /// Only a version whose verdict passed can be a rollout's candidate (no flag overrides this).
+    #[error("{version} did not pass acceptance ({}): only a version whose verdict passed can be rolled out", failed.join("; "))]
+    RolloutVerdictFailed {
+        /// The version.
+        version: String,
+        /// Its failed checks, in words.
+        failed: Vec<String>,
+    },
+    /// The rollout's candidate is marked breached (rolled back or aborted on evidence).
+    #[error("{version} is {mark}: a version marked breached is not rolled out again")]
+    RolloutCandidateBreached {
+        /// The version.
+        version: String,
+        /// The mark in words: when, by whom, why.
+        mark: String,
+    },
+    /// A change to the open rollout was asked for, and none is open.
+    #[error("no rollout is open; `mlgate rollout start` opens one")]
+    NoRollout,
+    /// A step of the rollout was asked for from a step it is no longer at: another writer moved
+    /// it meanwhile (compare-and-swap).
+    #[error(
+        "the rollout is at step {actual}, not at step {expected}: another writer moved it ({rollout}); nothing changed"
+    )]
+    RolloutStepMoved {
+        /// The open rollout in words.
+        rollout: String,
+        /// The step (from 1) the caller saw.
+        expected: usize,
+        /// The step (from 1) it is at.
+        actual: usize,
+    },
+    /// The rollout is at its last step: there is no next weight, promoting ends it.
+    #[error("the rollout is at its last step ({rollout}): `mlgate rollout promote` ends it")]
+    RolloutLastStep {
+        /// The open rollout in words.
+        rollout: String,
+    },
 }
 
 impl Error {
@@ -323,6 +385,15 @@ impl Error {
                 | Error::UnknownVersion { .. }
                 | Error::MarkedBreached { .. }
                 | Error::StagingBreached { .. }
+                | Error::RolloutOpen { .. }
+                | Error::RolloutWithoutProduction
+                | Error::NothingToRollOut
+                | Error::RolloutOfProduction { .. }
+                | Error::RolloutVerdictFailed { .. }
+                | Error::RolloutCandidateBreached { .. }
+                | Error::NoRollout
+                | Error::RolloutStepMoved { .. }
+                | Error::RolloutLastStep { .. }
         )
     }
 }

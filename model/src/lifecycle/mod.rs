@@ -6,4 +6,5 @@ pub mod gate;
 pub mod live;
 pub mod monitor;
 pub mod registry;
+pub mod rollout;
 pub mod rollout_analysis;

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::rollout::Rollout;
 use crate::pipeline::artifact::Artifact;
 
 /// Alias of the last accepted candidate.
@@ -72,6 +73,15 @@ pub enum Action {
     Monitor,
     /// Old versions no alias or rollback needs were removed.
     Prune,
+    /// A rollout of a candidate beside production was opened (`rollout start`).
+    RolloutStart,
+    /// The open rollout moved to its next step (its next weight).
+    RolloutStep,
+    /// The open rollout's candidate went to production, closing the rollout.
+    RolloutPromote,
+    /// The open rollout was closed without moving production (the candidate marked breached
+    /// when the abort was on evidence).
+    RolloutAbort,
 }
 
 impl Action {
@@ -79,8 +89,8 @@ impl Action {
     pub fn alias(self) -> Option<&'static str> {
         match self {
             Action::Register => Some(STAGING),
-            Action::Promote | Action::Rollback => Some(PRODUCTION),
-            Action::Monitor | Action::Prune => None,
+            Action::Promote | Action::Rollback | Action::RolloutPromote => Some(PRODUCTION),
+            Action::Monitor | Action::Prune | Action::RolloutStart | Action::RolloutStep | Action::RolloutAbort => None,
         }
     }
 
@@ -92,6 +102,10 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Monitor => "monitor",
             Action::Prune => "prune",
+            Action::RolloutStart => "rollout_start",
+            Action::RolloutStep => "rollout_step",
+            Action::RolloutPromote => "rollout_promote",
+            Action::RolloutAbort => "rollout_abort",
         }
     }
 }
@@ -127,6 +141,11 @@ pub struct Event {
     /// existed: read as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breached: Option<String>,
+    /// For a rollout's events (`from` the baseline, `to` the candidate): the rollout as the
+    /// event left it (start, step) or as it stood when the event closed it (promote, abort).
+    /// Absent from other events and from events written before rollouts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// Who, when, which commit.
     #[serde(flatten)]
     pub actor: Actor,
@@ -184,6 +203,10 @@ pub struct State {
     /// written before marks existed: read as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breached: Vec<BreachMark>,
+    /// The open rollout, if any (see [`Rollout`]). Absent when none is open, and from a
+    /// `state.json` written before rollouts existed: read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 impl State {
@@ -387,7 +410,7 @@ impl Registry {
 
     /// The history's complete lines. A last line without its newline is a torn append (a crash
     /// or a full disk mid-write): left out here, cut off by the next writer.
-    fn written_history(&self) -> Result<Vec<Event>> {
+    pub(super) fn written_history(&self) -> Result<Vec<Event>> {
         let path = self.local("history.jsonl")?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -513,7 +536,7 @@ impl Registry {
 
     /// Finishes what a killed writer left: appends an event that reached the state but not the
     /// history, removes half-written version folders. Call with the lock held.
-    fn recover(&self, _lock: &Lock) -> Result<State> {
+    pub(super) fn recover(&self, _lock: &Lock) -> Result<State> {
         if let Some(problem) = self.damage()?.into_iter().next() {
             return Err(Error::RegistryDamaged { root: self.root.clone(), problem });
         }
@@ -547,7 +570,7 @@ impl Registry {
 
     /// Replaces the state with `state`, recording `event` (its seq is set here), then appends
     /// the event to the history.
-    fn commit(&self, mut state: State, mut event: Event) -> Result<Event> {
+    pub(super) fn commit(&self, mut state: State, mut event: Event) -> Result<Event> {
         event.seq = state.seq + 1;
         state.seq = event.seq;
         state.last_event = Some(event.clone());
@@ -642,6 +665,7 @@ impl Registry {
                 forced: false,
                 version: Some(version.clone()),
                 breached: None,
+                rollout: None,
                 actor: actor.clone(),
             },
         )?;
@@ -653,6 +677,10 @@ impl Registry {
     pub fn promote(&self, version: Option<&str>, force: Option<&str>, actor: &Actor) -> Result<Promotion> {
         let lock = self.lock()?;
         let state = self.recover(&lock)?;
+        // Production moves through the open rollout, which compares against it, or not at all.
+        if let Some(rollout) = &state.rollout {
+            return Err(rollout.open_error());
+        }
         // A named version; else `staging`, the last candidate that passed; else the last one
         // registered (whose failed verdict then needs --force).
         let candidate = match version {
@@ -718,6 +746,7 @@ impl Registry {
                 forced: force.is_some() && !overridden.is_empty(),
                 version: None,
                 breached: None,
+                rollout: None,
                 actor: actor.clone(),
             },
         )?;
@@ -730,7 +759,7 @@ impl Registry {
     }
 
     /// `version` when it is one of this registry's versions (`v` and a number, as written).
-    fn known_version(&self, version: &str) -> Result<String> {
+    pub(super) fn known_version(&self, version: &str) -> Result<String> {
         let canonical = version.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()).map(|n| format!("v{n}"));
         if canonical.as_deref() != Some(version) || !self.holds(&Self::version_file(version, "model.json"))? {
             return Err(Error::UnknownVersion { version: version.to_string(), known: self.versions()? });
@@ -790,7 +819,7 @@ impl Registry {
                 let was_production = self
                     .written_history()?
                     .iter()
-                    .any(|e| matches!(e.action, Action::Promote | Action::Rollback) && e.to.as_deref() == Some(v));
+                    .any(|e| e.action.alias() == Some(PRODUCTION) && e.to.as_deref() == Some(v));
                 let verdict = self.verdict(v)?;
                 if !verdict.passed && !was_production {
                     if force.is_none() {
@@ -809,7 +838,7 @@ impl Registry {
                     let mut others: Vec<String> = Vec::new();
                     for e in self.written_history()? {
                         let to = e.to.filter(|v| *v != current && !others.contains(v));
-                        if let (Action::Promote | Action::Rollback, Some(v)) = (e.action, to) {
+                        if let (Some(PRODUCTION), Some(v)) = (e.action.alias(), to) {
                             others.push(v);
                         }
                     }
@@ -839,6 +868,12 @@ impl Registry {
             Some(why) if forced => format!("{reason}; forced over {}: {why}", overridden.join(" and ")),
             _ => reason.to_string(),
         };
+        // A rollback is the way out of an emergency: it is never refused for an open rollout,
+        // whose baseline it takes away; it closes it, and says so.
+        let reason = match next.rollout.take() {
+            Some(r) => format!("{reason} (closes the {} rollout of {} against {})", r.mode, r.candidate, r.baseline),
+            None => reason,
+        };
         let breached = mark.then(|| current.clone());
         if mark {
             // `staging` moves off it: a plain deploy must not bring it back.
@@ -861,6 +896,7 @@ impl Registry {
                 forced,
                 version: None,
                 breached,
+                rollout: None,
                 actor: actor.clone(),
             },
         )?;
@@ -891,6 +927,7 @@ impl Registry {
                 forced: false,
                 version: None,
                 breached: None,
+                rollout: None,
                 actor: actor.clone(),
             },
         )?;
@@ -905,7 +942,11 @@ impl Registry {
         let state = self.recover(&lock)?;
         let versions = self.versions()?;
         let newest = versions.len().saturating_sub(keep);
-        let needed = |v: &String| state.aliases.values().any(|a| a == v) || state.previous_productions.contains(v);
+        let needed = |v: &String| {
+            state.aliases.values().any(|a| a == v)
+                || state.previous_productions.contains(v)
+                || state.rollout.as_ref().is_some_and(|r| r.candidate == *v || r.baseline == *v)
+        };
         let removed: Vec<String> = versions[..newest].iter().filter(|v| !needed(v)).cloned().collect();
         if removed.is_empty() {
             return Ok(removed);
@@ -926,6 +967,7 @@ impl Registry {
             forced: false,
             version: None,
             breached: None,
+            rollout: None,
             actor: actor.clone(),
         };
         self.commit(next, event)?;
@@ -947,6 +989,18 @@ impl Registry {
             }
             if let Err(e) = self.verdict(v) {
                 problems.push(format!("alias {alias} → {v}: {e}"));
+            }
+        }
+        if let Some(r) = &state.rollout {
+            if let Err(e) = self.artifact(&r.candidate) {
+                problems.push(format!("the open rollout's candidate {}: {e}", r.candidate));
+            }
+            if state.aliases.get(PRODUCTION) != Some(&r.baseline) {
+                problems.push(format!(
+                    "the open rollout's baseline {} is not production ({})",
+                    r.baseline,
+                    state.aliases.get(PRODUCTION).map_or("none", String::as_str)
+                ));
             }
         }
         for v in &state.previous_productions {
@@ -998,8 +1052,7 @@ impl Registry {
         // Replaying the alias changes of the history must give the state's aliases.
         let mut replay: BTreeMap<String, String> = BTreeMap::new();
         for e in &history {
-            let Some(alias) = e.action.alias() else { continue };
-            if let Some(to) = &e.to {
+            if let (Some(alias), Some(to)) = (e.action.alias(), &e.to) {
                 replay.insert(alias.into(), to.clone());
             }
             // A mark takes `staging` off the version it marks, in the same event.

@@ -14,6 +14,7 @@ use crate::eval::threshold::ThresholdConfig;
 use crate::learn::gbdt::BoostingParams;
 use crate::learn::logistic::LogisticParams;
 use crate::learn::model::Family;
+use crate::pipeline::rollout::RolloutConfig;
 use crate::pipeline::staging::StagingConfig;
 
 /// A whole pipeline configuration, as read from one TOML file.
@@ -47,6 +48,10 @@ pub struct PipelineConfig {
     /// Monitoring of the production model.
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Progressive delivery of a candidate beside production (`mlgate rollout`). Absent, or at
+    /// its defaults, it is left out of the configuration's hash.
+    #[serde(default, skip_serializing_if = "RolloutConfig::is_default")]
+    pub rollout: RolloutConfig,
 }
 
 /// The `[registry]` section.
@@ -155,6 +160,7 @@ impl PipelineConfig {
         self.staging.check()?;
         self.acceptance.check()?;
         self.monitor.check()?;
+        self.rollout.check()?;
         self.threshold.check()
     }
 
