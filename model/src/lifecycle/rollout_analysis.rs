@@ -14,17 +14,10 @@ use serde::Serialize;
 
 use crate::error::{Error, ParamError, Result};
 use crate::eval::compare::{paired_from_counts, unpaired_rates, PairCounts, PairedComparison, RateDifference};
+use crate::eval::metrics::Metric;
 use crate::lifecycle::live::{promql_string, Sample};
-
-/// FIXME: the registry's own `RolloutMode` (branch rollout-registry) replaces this once merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutMode {
-    /// A share of the traffic.
-    Canary,
-    /// Every request, the baseline answering.
-    Shadow,
-}
+use crate::lifecycle::rollout::{Rollout, RolloutMode};
+use crate::pipeline::rollout::RolloutConfig;
 
 /// Bootstrap resamples of a quality comparison.
 pub const RESAMPLES: usize = 2000;
@@ -62,6 +55,23 @@ pub struct Subject {
     pub elapsed_seconds: u64,
 }
 
+impl Subject {
+    /// The open `rollout` of `model`, `elapsed_seconds` after its current step started.
+    pub fn of(model: &str, rollout: &Rollout, elapsed_seconds: u64) -> Subject {
+        Subject {
+            model: model.to_string(),
+            candidate: rollout.candidate.clone(),
+            baseline: rollout.baseline.clone(),
+            mode: rollout.mode,
+            step: rollout.step,
+            steps: rollout.steps.len(),
+            weight: rollout.weight,
+            pause_seconds: rollout.current().pause_seconds,
+            elapsed_seconds,
+        }
+    }
+}
+
 /// The `[rollout]` settings the analysis applies.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Criteria {
@@ -77,6 +87,28 @@ pub struct Criteria {
 }
 
 impl Criteria {
+    /// The analysis's settings from the `[rollout]` section. Only accuracy can be compared on
+    /// live feedback: the pair counts say which version was right, not by how much.
+    pub fn of(config: &RolloutConfig) -> Result<Criteria> {
+        if config.metric != Metric::Accuracy {
+            return Err(Error::Param(ParamError::invalid(
+                "rollout.metric",
+                format!(
+                    "{}: a rollout compares accuracy, the one metric both the pair counts of a shadow and the outcomes of a canary give",
+                    config.metric
+                ),
+            )));
+        }
+        let criteria = Criteria {
+            min_feedback: config.min_feedback,
+            confidence: config.confidence,
+            max_error_ratio: config.max_error_ratio,
+            max_latency_ratio: config.max_latency_ratio,
+        };
+        criteria.check()?;
+        Ok(criteria)
+    }
+
     /// Checks the settings: a confidence in (0, 1), ratios at least 1.
     pub fn check(&self) -> Result<()> {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
@@ -231,10 +263,7 @@ impl Subject {
                 ),
             ));
         }
-        let mode = match self.mode {
-            RolloutMode::Canary => "canary",
-            RolloutMode::Shadow => "shadow",
-        };
+        let mode = self.mode.name();
         asked.push((
             Query::Replicas,
             format!(
@@ -979,5 +1008,9 @@ mod tests {
             let e = analyse(&s, &criteria, &BTreeMap::new()).unwrap_err();
             assert!(matches!(&e, Error::Param(p) if p.key() == key), "{e}");
         }
+        let config = RolloutConfig::default();
+        assert_eq!(Criteria::of(&config).unwrap(), CRITERIA);
+        let e = Criteria::of(&RolloutConfig { metric: Metric::RocAuc, ..config }).unwrap_err();
+        assert!(matches!(&e, Error::Param(p) if p.key() == "rollout.metric"), "{e}");
     }
 }
