@@ -192,7 +192,7 @@ pub fn rollout_markdown(a: &RolloutAnalysis, prometheus: &str) -> String {
         "## {icon} Rollout of {} {} against {}: {title}\n\n\
          Decision: **{}**. The {at}, step {} of {}, started {} s ago (pause {} s); every figure is the \
          sum over every replica of its increase in the last {} (Prometheus at {}). Replicas following \
-         the rollout at {} %: {}{}.\n\n",
+         the rollout{}: {}{}.\n\n",
         code(&s.model),
         s.candidate,
         s.baseline,
@@ -203,7 +203,10 @@ pub fn rollout_markdown(a: &RolloutAnalysis, prometheus: &str) -> String {
         s.pause_seconds,
         a.window,
         code(prometheus),
-        s.weight,
+        match s.mode {
+            RolloutMode::Canary => format!(" at {} %", s.weight),
+            RolloutMode::Shadow => String::new(),
+        },
         a.replicas.at_weight,
         if a.replicas.elsewhere.is_empty() {
             String::new()
