@@ -48,6 +48,9 @@ pub struct Options {
     pub location: Location,
     /// The alias whose model is served.
     pub alias: String,
+    /// A version pinned (`serve --version vN`): served whatever the aliases say, and no rollout
+    /// followed (for platforms that roll pods themselves).
+    pub version: Option<String>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Between two readings of the alias.
@@ -282,8 +285,8 @@ fn empty_alias(alias: &str, location: &Location) -> String {
         STAGING => "`acceptance` sets it to a candidate that passes",
         _ if alias.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) => {
             return format!(
-                "`{alias}` is a version, not an alias: --alias takes `{PRODUCTION}` or `{STAGING}` \
-                 (`deploy --version {alias}` puts {alias} in production)"
+                "`{alias}` is a version, not an alias: `serve --version {alias}` serves {alias} whatever the \
+                 aliases say; --alias takes `{PRODUCTION}` or `{STAGING}`"
             );
         }
         _ => "mlgate sets only the aliases `production` and `staging`",
@@ -297,6 +300,8 @@ fn empty_alias(alias: &str, location: &Location) -> String {
 struct Follower {
     location: Location,
     alias: String,
+    /// The version pinned by `serve --version`: the alias is not read.
+    pin: Option<String>,
     timeouts: Timeouts,
     store: Option<Store>,
     /// The version that last failed to load, and why: counted and logged once, not at every poll.
@@ -307,7 +312,12 @@ struct Follower {
 
 impl Follower {
     fn new(location: Location, alias: String, timeouts: Timeouts) -> Follower {
-        Follower { location, alias, timeouts, store: None, failed: None, counted: (0, 0, 0) }
+        Follower { location, alias, pin: None, timeouts, store: None, failed: None, counted: (0, 0, 0) }
+    }
+
+    /// The same follower, serving `version` (when given) instead of the alias's.
+    fn pinned(self, version: Option<String>) -> Follower {
+        Follower { pin: version, ..self }
     }
 
     /// Adds what the store asked of the registry since the last call to the metrics.
@@ -355,8 +365,20 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
             follower.timeouts,
         )?),
     };
-    let Some(version) = store.alias(&alias)? else {
-        return Ok(Followed::Nothing(empty_alias(&alias, &follower.location)));
+    let version = match &follower.pin {
+        // A pinned version is looked for only until it is served.
+        Some(pin) if shared.current().is_some_and(|c| c.version == *pin) => pin.clone(),
+        Some(pin) if !store.versions()?.contains(pin) => {
+            return Ok(Followed::Nothing(format!(
+                "{pin} is not a version of {} (yet); the server is ready once it is registered",
+                follower.location
+            )));
+        }
+        Some(pin) => pin.clone(),
+        None => match store.alias(&alias)? {
+            Some(version) => version,
+            None => return Ok(Followed::Nothing(empty_alias(&alias, &follower.location))),
+        },
     };
     let current = shared.current();
     if current.as_ref().is_some_and(|c| c.version == version) {
@@ -539,7 +561,8 @@ pub fn run(args: Options) -> Result<()> {
     let (wake, woken) = mpsc::channel::<()>();
     {
         let shared = shared.clone();
-        let mut follower = Follower::new(location.clone(), args.alias.clone(), args.timeouts);
+        let mut follower =
+            Follower::new(location.clone(), args.alias.clone(), args.timeouts).pinned(args.version.clone());
         let ended = Ended(ended.clone(), "poller");
         std::thread::spawn(move || {
             let _ended = ended;
@@ -595,7 +618,10 @@ pub fn run(args: Options) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    println!("serving `{}` of {location} on {scheme}://{address}", args.alias);
+    match &args.version {
+        Some(version) => println!("serving {version} (pinned) of {location} on {scheme}://{address}"),
+        None => println!("serving `{}` of {location} on {scheme}://{address}", args.alias),
+    }
     if let Some((_, admin)) = &admin {
         println!("metrics and probes on {scheme}://{admin}");
     }
@@ -664,6 +690,7 @@ mod tests {
         Options {
             location,
             alias: "production".into(),
+            version: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             poll: Duration::from_secs(1),
             max_body_bytes: 1 << 20,
