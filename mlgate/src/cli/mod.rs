@@ -10,6 +10,7 @@ pub mod cv;
 pub mod deploy;
 pub mod init;
 pub mod live;
+pub mod live_rollout;
 pub mod monitor;
 pub mod predict;
 pub mod registry;
