@@ -19,14 +19,14 @@ use crate::support::{mlgate, stop_server, text};
 /// haproxy (Debian's package) balancing round-robin over `backends`, as README "Several
 /// replicas" configures it: health checks on `/readyz`, redispatch and layer-7 retries, and the
 /// name of the replica that answered in `X-Mlgate-Replica`.
-struct Haproxy {
+pub(super) struct Haproxy {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Haproxy {
-    fn start(backends: &[(String, std::net::SocketAddr)]) -> Option<Haproxy> {
+    pub(super) fn start(backends: &[(String, std::net::SocketAddr)]) -> Option<Haproxy> {
         let binary = std::env::var_os("MLGATE_HAPROXY").map(PathBuf::from).unwrap_or_else(|| "haproxy".into());
         if Command::new(&binary).arg("-v").output().map(|o| !o.status.success()).unwrap_or(true) {
             eprintln!("skipped: no `haproxy` binary (.ci/run installs Debian's haproxy package)");
@@ -58,7 +58,7 @@ impl Haproxy {
         panic!("haproxy did not pass a request on port {port}");
     }
 
-    fn call(
+    pub(super) fn call(
         &self,
         method: &str,
         path: &str,

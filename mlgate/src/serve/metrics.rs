@@ -432,11 +432,15 @@ impl Metrics {
     }
 
     /// Makes the series of `version` in `role` exist at 0 (the four outcomes, both labels'
-    /// histograms and bins, its scoring failures): sums and rates over replicas need every series
-    /// from the start.
+    /// histograms and bins, its records scored, scoring time and failures): sums and rates over
+    /// replicas need every series from the start — a counter first exposed after its first
+    /// increase has no earlier sample, and Prometheus's `increase` misses that first jump (a
+    /// shadow's records, scored in a burst after it was loaded, were counted as none).
     pub fn feedback_series(&self, version: &str, role: Role) {
         let vr = || vec![("version", version.to_string()), ("role", role.name().to_string())];
         let _ = self.scoring_failures.get_or_create(&vr());
+        let _ = self.records_scored.get_or_create(&vr());
+        let _ = self.scoring_duration.get_or_create(&vr());
         for outcome in OUTCOMES {
             let mut labels = vr();
             labels.push(("outcome", outcome.into()));
