@@ -765,7 +765,10 @@ pub fn run(args: Options) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    println!("serving `{}` of {location} on {scheme}://{address}", args.alias);
+    match &args.version {
+        Some(version) => println!("serving {version} (pinned) of {location} on {scheme}://{address}"),
+        None => println!("serving `{}` of {location} on {scheme}://{address}", args.alias),
+    }
     if let Some((_, admin)) = &admin {
         println!("metrics and probes on {scheme}://{admin}");
     }
