@@ -97,8 +97,8 @@ impl Runner<'_> {
 
     /// `if:` conditions as GitHub evaluates the ones action.yml uses: `always()`, `success()`,
     /// `failure()`, `EXPR == 'literal'` and `EXPR != 'literal'` (compared case-insensitively, as
-    /// GitHub compares strings), joined by `&&`; without a status function, `success()` is
-    /// implied.
+    /// GitHub compares strings), comparisons joined by `||` (in parentheses beside `&&`), terms
+    /// joined by `&&`; without a status function, `success()` is implied.
     fn condition(&self, text: &str, failed: bool) -> bool {
         let terms: Vec<&str> = text.split("&&").map(str::trim).collect();
         let mut status = None;
@@ -109,20 +109,25 @@ impl Runner<'_> {
                 "success()" => status = Some(!failed),
                 "failure()" => status = Some(failed),
                 _ => {
-                    let (left, right, equal) = match term.split_once("!=") {
-                        Some((l, r)) => (l, r, false),
-                        None => {
-                            let (l, r) =
-                                term.split_once("==").unwrap_or_else(|| panic!("unsupported condition `{text}`"));
-                            (l, r, true)
-                        }
-                    };
-                    let literal = right.trim().trim_matches('\'');
-                    all &= self.context(left).eq_ignore_ascii_case(literal) == equal;
+                    let term = term.strip_prefix('(').and_then(|t| t.strip_suffix(')')).unwrap_or(term);
+                    all &= term.split("||").any(|c| self.comparison(c, text));
                 }
             }
         }
         status.unwrap_or(!failed) && all
+    }
+
+    /// `EXPR == 'literal'` or `EXPR != 'literal'`, of the condition `text`.
+    fn comparison(&self, term: &str, text: &str) -> bool {
+        let (left, right, equal) = match term.split_once("!=") {
+            Some((l, r)) => (l, r, false),
+            None => {
+                let (l, r) = term.split_once("==").unwrap_or_else(|| panic!("unsupported condition `{text}`"));
+                (l, r, true)
+            }
+        };
+        let literal = right.trim().trim_matches('\'');
+        self.context(left).eq_ignore_ascii_case(literal) == equal
     }
 
     fn run(mut self, event_name: &str, payload: &str, git_ref: &str) -> Job {
@@ -458,6 +463,35 @@ fn deploy_happens_on_a_push_to_the_default_branch_only() {
 }
 
 #[test]
+fn a_push_in_rollout_mode_starts_a_rollout_instead_of_a_deploy() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    let registry = model::lifecycle::registry::Registry::open(ws.path().join("ml/registry"));
+    let rollout = [("mode", "rollout"), ("comment", "never")];
+    // The first model has no production to be compared with: it is deployed.
+    let job = runner(ws.path(), &api, "installation-token", &rollout).run("push", PUSH_EVENT, "refs/heads/main");
+    assert!(job.success, "{}", job.log);
+    assert!(job.log.contains("deployed v1 to production (first production model"), "{}", job.log);
+    // Another candidate: a pull request judges it and starts nothing.
+    let config = ws.path().join("ml/pipeline.toml");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("seed = 42", "seed = 43")).unwrap();
+    let job =
+        runner(ws.path(), &api, "installation-token", &rollout).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "{}", job.log);
+    assert!(job.log.contains("rollout skipped: the event is \"pull_request\", not a push"), "{}", job.log);
+    assert!(registry.state().unwrap().rollout.is_none());
+    // A push registers it and opens a canary beside production, which stays.
+    let job = runner(ws.path(), &api, "installation-token", &rollout).run("push", PUSH_EVENT, "refs/heads/main");
+    assert!(job.success, "{}", job.log);
+    assert!(job.log.contains("started a canary of v2 against v1 at 10 % (step 1 of 3)"), "{}", job.log);
+    assert!(job.log.contains("== Deploy: skipped"), "{}", job.log);
+    let state = registry.state().unwrap();
+    assert_eq!(state.aliases.get("production").map(String::as_str), Some("v1"));
+    let open = state.rollout.unwrap();
+    assert_eq!((open.candidate.as_str(), open.started.who.as_str()), ("v2", "octocat"));
+}
+
+#[test]
 fn inputs_have_descriptions_and_reach_scripts_through_env_only() {
     let action = action();
     for (name, spec) in action["inputs"].as_hash().unwrap() {
@@ -781,7 +815,7 @@ fn the_release_is_drafted_uploaded_then_published_and_every_ref_downloads_its_bi
         assert!(job.success, "@{reference}: failed at {:?}\n{}", job.failed_step, job.log);
         assert!(job.log.contains(&format!("mlgate: downloaded {url} (sha256 {hex})")), "@{reference}: {}", job.log);
         assert!(!job.log.contains("building from source"), "{}", job.log);
-        assert_eq!(job.log.matches(": skipped").count(), if i == 0 { 4 } else { 8 }, "{}", job.log);
+        assert_eq!(job.log.matches(": skipped").count(), if i == 0 { 6 } else { 10 }, "{}", job.log);
     }
     assert_eq!(api.comments_containing(MARKER).len(), 1);
 }

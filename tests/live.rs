@@ -23,19 +23,19 @@ fn start_prometheus(ports: &[u16]) -> Option<Prometheus> {
 
 /// A line of an exposition: a gauge at its value, or a counter growing by `per_second`.
 #[derive(Clone)]
-enum Line {
+pub(crate) enum Line {
     Gauge(String, f64),
     Counter(String, f64),
 }
 
 /// A fake replica: `/metrics` answers its lines, counters at `per_second × seconds since start`.
-struct Replica {
-    port: u16,
+pub(crate) struct Replica {
+    pub(crate) port: u16,
     stop: Arc<AtomicBool>,
 }
 
 impl Replica {
-    fn start(lines: Vec<Line>) -> Replica {
+    pub(crate) fn start(lines: Vec<Line>) -> Replica {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();

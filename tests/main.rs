@@ -21,6 +21,7 @@ mod receipts;
 mod registry_git;
 mod registry_rules;
 mod rollout;
+mod rollout_live;
 mod serve;
 mod shared_data;
 mod support;

@@ -12,7 +12,7 @@ use crate::support::{mlgate, mlgate_bin, root, stop_server as stop, text};
 
 /// A fresh job folder: the repository's pipeline.toml and generated customers (`seed` decides
 /// the configuration's split seed, so that two jobs build two different artifacts).
-fn job(seed: u64) -> tempfile::TempDir {
+pub(crate) fn job(seed: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/customers.csv"), customers_csv(3000, 11)).unwrap();
@@ -22,9 +22,9 @@ fn job(seed: u64) -> tempfile::TempDir {
 }
 
 /// The environment the remote needs (the S3 endpoint and credentials), for every job.
-type Env<'a> = &'a [(&'a str, &'a str)];
+pub(crate) type Env<'a> = &'a [(&'a str, &'a str)];
 
-fn run_in(dir: &Path, args: &[&str], env: Env) -> (Option<i32>, String, String) {
+pub(crate) fn run_in(dir: &Path, args: &[&str], env: Env) -> (Option<i32>, String, String) {
     let mut all = vec![("USER", "tester")];
     all.extend_from_slice(env);
     let out = mlgate(dir, args, &all);
@@ -36,7 +36,7 @@ fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     run_in(dir, args, &[])
 }
 
-fn bare_repository() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn bare_repository() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("models.git");
     let status = Command::new("git").args(["init", "-q", "--bare"]).arg(&repo).status().unwrap();
@@ -54,7 +54,7 @@ pub(crate) fn pushable_bare_repository() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Build, accept and (when asked) deploy in a fresh job folder.
-fn candidate(registry: &str, seed: u64, deploy: bool, env: Env) -> (tempfile::TempDir, String) {
+pub(crate) fn candidate(registry: &str, seed: u64, deploy: bool, env: Env) -> (tempfile::TempDir, String) {
     let dir = job(seed);
     let (code, o, e) = run(dir.path(), &["build"]);
     assert_eq!(code, Some(0), "{o}{e}");
@@ -67,7 +67,7 @@ fn candidate(registry: &str, seed: u64, deploy: bool, env: Env) -> (tempfile::Te
     (dir, o)
 }
 
-fn registry_json(registry: &str, env: Env) -> serde_json::Value {
+pub(crate) fn registry_json(registry: &str, env: Env) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
     let (code, o, e) = run_in(dir.path(), &["registry", "--registry", registry, "--json"], env);

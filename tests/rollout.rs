@@ -6,6 +6,7 @@ use model::lifecycle::registry::{Action, Actor, Registry};
 use model::lifecycle::rollout::{RolloutMode, RolloutStep};
 use model::Error;
 
+use crate::registry_git::{bare_repository, candidate, job, registry_json, run_in, Env, SeaweedFs};
 use crate::registry_rules::four_versions;
 
 fn actor(when: &str) -> Actor {
@@ -189,4 +190,139 @@ fn a_state_and_history_written_before_rollouts_read_as_none_open() {
     assert!(!state.contains("rollout") && !history.contains("rollout"), "nothing is written when none is open");
     assert!(registry.state().unwrap().rollout.is_none());
     assert!(registry.start_rollout(None, RolloutMode::Canary, steps(&[5]), &actor("t")).is_ok());
+}
+
+/// A job whose configuration has a `[rollout]` section of two canary steps.
+fn rollout_job(seed: u64) -> tempfile::TempDir {
+    let dir = job(seed);
+    let path = dir.path().join("pipeline.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str("\n[rollout]\nsteps = [{ weight = 20, pause = \"1m\" }, { weight = 60, pause = \"1h30m\" }]\n");
+    std::fs::write(&path, config).unwrap();
+    dir
+}
+
+/// Jobs in separate folders that share only the registry: a canary started, refused twice
+/// (another rollout, a deploy), aborted (the candidate marked), a shadow started and promoted,
+/// a failed candidate refused; every change an event, the registry consistent.
+fn rollouts_through_the_cli(registry: &str, env: Env) {
+    let (_first, _) = candidate(registry, 42, true, env);
+    let (_second, _) = candidate(registry, 43, false, env);
+    let ops = rollout_job(44);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--registry", registry]);
+        run_in(ops.path(), &all, env)
+    };
+    let (code, out, err) = run(&["rollout", "status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("no rollout is open"), "{out}");
+
+    let (code, out, err) = run(&["rollout", "start", "--reason", "first canary"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("started a canary of v2 against v1 at 20 % (step 1 of 2)"), "{out}");
+    assert!(out.contains("[20 % for 1m] → 60 % for 1h30m"), "{out}");
+    let (code, out, err) = run(&["rollout", "status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["rollout"]["candidate"], "v2", "{status}");
+    assert_eq!(status["rollout"]["baseline"], "v1", "{status}");
+    assert_eq!(status["rollout"]["weight"], 20, "{status}");
+    assert_eq!(status["rollout"]["mode"], "canary", "{status}");
+    assert_eq!(status["next_weight"], 60, "{status}");
+    let (code, out, _) = run(&["rollout", "status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("step       1 of 2") && out.contains("next       60 %"), "{out}");
+
+    for args in [&["rollout", "start", "--shadow"][..], &["deploy"][..]] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains("a rollout is open: canary of v2 against v1"), "{err}");
+    }
+    let (code, out, err) = run(&["rollout", "abort"]);
+    assert_eq!(code, Some(2), "--reason is required: {out}{err}");
+    let (code, out, err) = run(&["rollout", "abort", "--reason", "complaints from the shop floor"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("production stays v1") && out.contains("v2 is marked breached"), "{out}");
+    let (code, out, err) = run(&["rollout", "start"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("nothing to roll out: no version is staged"), "{err}");
+
+    // A failed candidate is registered, and refused as a rollout's candidate.
+    let strict = job(45);
+    let path = strict.path().join("pipeline.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace("roc_auc = 0.72", "roc_auc = 0.9999");
+    std::fs::write(&path, config).unwrap();
+    let (code, o, e) = run_in(strict.path(), &["build"], env);
+    assert_eq!(code, Some(0), "{o}{e}");
+    let (code, o, e) = run_in(strict.path(), &["acceptance", "--registry", registry], env);
+    assert_eq!(code, Some(1), "{o}{e}");
+    let (code, out, err) = run(&["rollout", "start", "--version", "v3"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("v3 did not pass acceptance") && err.contains("only a version whose verdict passed"), "{err}");
+
+    let (_third, _) = candidate(registry, 46, false, env);
+    let (code, out, err) = run(&["rollout", "start", "--shadow"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("started a shadow of v4 against v1 (step 1 of 2)"), "{out}");
+    let doc = registry_json(registry, env);
+    assert_eq!(doc["rollout"]["candidate"], "v4", "{doc}");
+    let (code, out, err) = run(&["rollout", "promote", "--reason", "the shadow agreed"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("promoted v4 to production (replaced v1)"), "{out}");
+
+    let doc = registry_json(registry, env);
+    assert_eq!(doc["aliases"]["production"], "v4", "{doc}");
+    assert!(doc["rollout"].is_null(), "{doc}");
+    let v2 = doc["versions"].as_array().unwrap().iter().find(|v| v["version"] == "v2").unwrap();
+    assert!(v2["breached"]["reason"].as_str().unwrap().contains("complaints from the shop floor"), "{v2}");
+    let actions: Vec<&str> = doc["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "register",
+            "promote",
+            "register",
+            "rollout_start",
+            "rollout_abort",
+            "register",
+            "register",
+            "rollout_start",
+            "rollout_promote"
+        ],
+        "{doc}"
+    );
+    let (code, out, err) = run(&["registry"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rollout_promote v1 → v4"), "{out}");
+    assert!(out.contains("rollout_abort v2 beside v1 (v2 marked breached)"), "{out}");
+}
+
+#[test]
+fn rollouts_through_the_cli_on_a_folder_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    rollouts_through_the_cli(registry.to_str().unwrap(), &[]);
+}
+
+#[test]
+fn rollouts_through_the_cli_on_a_git_registry() {
+    let (_dir, repo) = bare_repository();
+    rollouts_through_the_cli(&format!("git+file://{}#mlgate-registry", repo.display()), &[]);
+    let log = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["log", "--format=%s", "mlgate-registry"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.lines().next().unwrap().starts_with("rollout_promote v4: shadow of v4 against v1"), "{log}");
+}
+
+#[test]
+fn rollouts_through_the_cli_on_s3_compatible_storage() {
+    let Some(server) = SeaweedFs::start("models") else { return };
+    let owned = server.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    rollouts_through_the_cli("s3://models/team/rollout", &env);
 }

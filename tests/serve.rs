@@ -1179,8 +1179,37 @@ fn a_server_whose_alias_is_empty_says_what_sets_it() {
     assert!(log.contains("no version is `production`"), "{log}");
     assert!(log.contains("`acceptance` registers candidates and `deploy` puts one in production"), "{log}");
     let log = log_of_an_empty_alias("v1");
-    assert!(log.contains("`v1` is a version, not an alias: --alias takes `production` or `staging`"), "{log}");
-    assert!(log.contains("deploy --version v1"), "{log}");
+    assert!(log.contains("`v1` is a version, not an alias: `mlgate serve --version v1` serves v1"), "{log}");
+    assert!(log.contains("--alias takes `production` or `staging`"), "{log}");
+}
+
+#[test]
+fn a_pinned_version_is_served_whatever_the_aliases_say() {
+    let registry = tempfile::tempdir().unwrap();
+    let reg = registry.path().join("registry");
+    let _first = release(&reg, 42);
+    let _second = release(&reg, 7);
+    let pinned = Server::start(&reg, &["--version", "v1", "--poll", "0.2"]);
+    assert_eq!(pinned.version(), "v1", "production is v2, the pin v1");
+    assert!(pinned.started.contains("serving v1 (pinned)"), "{}", pinned.started);
+    // A version not registered yet: alive, not ready, and the log says why, until it is.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_path_buf();
+    let args = ["--registry", reg.to_str().unwrap(), "--version", "v3", "--poll", "0.2"];
+    let waiting = Server::spawn_in(&cwd, &args, &[], dir);
+    waiting.wait_for_log("v3 is not a version of", Duration::from_secs(20));
+    assert_eq!(waiting.get("/readyz").0, 503);
+    let _third = release(&reg, 9);
+    waiting.wait_for("/readyz", 200, Duration::from_secs(20));
+    assert_eq!(waiting.version(), "v3");
+    // A rollback moves production; the pinned servers stay where they are.
+    let job = job(42, "");
+    ok(job.path(), &["rollback", "--registry", reg.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!((pinned.version(), waiting.version()), ("v1".to_string(), "v3".to_string()));
+    // --version and --alias do not go together.
+    let out = mlgate(job.path(), &["serve", "--registry", "r", "--alias", "staging", "--version", "v1"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The only code that speaks PromQL over HTTP: instant queries against Prometheus's HTTP API
 //! (every series of an answer, NaN and ±Inf as they come; a malformed answer an error), the
-//! versions a model is served as, and the measurements of the live analysis's checks, each on
-//! its own schedule. A URL's
+//! versions a model is served as, the measurements of the live analysis's checks, each on its
+//! own schedule, and the rollout analysis's queries, asked at once. A URL's
 //! `user:password@` is sent as Basic authentication and never printed.
 
 use std::time::Duration;
@@ -122,6 +122,31 @@ async fn run_check(client: reqwest::Client, base: String, check: Planned) -> Che
         measurements.push(m);
     }
     CheckRun::judge(check, measurements)
+}
+
+/// Asks every one of `queries` at once (instant queries): each one's series, in the order asked.
+/// The first that cannot be reached, is refused or answers malformed is the error, naming it.
+pub fn ask_all(base: &str, queries: &[String]) -> Result<Vec<Vec<Sample>>> {
+    let (runtime, client) = runtime()?;
+    runtime.block_on(async {
+        let tasks: Vec<_> = queries
+            .iter()
+            .map(|q| {
+                let (client, base, q) = (client.clone(), base.to_string(), q.clone());
+                tokio::spawn(async move { query(&client, &base, &q).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for (task, promql) in tasks.into_iter().zip(queries) {
+            let answer = task.await.expect("a query's task does not panic");
+            answers.push(
+                answer
+                    .map_err(|e| anyhow::anyhow!("{}", redact(&format!("{e:#}"))))
+                    .with_context(|| format!("the query {}", bounded(promql)))?,
+            );
+        }
+        Ok(answers)
+    })
 }
 
 /// Runs every check at once against Prometheus at `base`, each on its own schedule.

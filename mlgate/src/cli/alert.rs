@@ -29,8 +29,9 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     raise(&args.monitor, &args.report, &args.label)
 }
 
-/// Opens or updates the alert issue of the breach `monitor` (a monitor.json, of a batch run or a
-/// live analysis) records, with `report` as its body; nothing when it records none.
+/// Opens or updates the alert issue of the breach `monitor` (a monitor.json, of a batch run, a
+/// live analysis or a rollout's abort) records, with `report` as its body; nothing when it
+/// records none.
 pub fn raise(monitor_path: &std::path::Path, report_path: &std::path::Path, label: &str) -> Result<ExitCode> {
     let monitor: Value = serde_json::from_slice(
         &std::fs::read(monitor_path).with_context(|| format!("cannot read {}", monitor_path.display()))?,
@@ -40,7 +41,15 @@ pub fn raise(monitor_path: &std::path::Path, report_path: &std::path::Path, labe
         println!("alert      none: no model is in production yet");
         return Ok(ExitCode::SUCCESS);
     }
+    if monitor["status"] == "no_rollout" {
+        println!("alert      none: no rollout is open");
+        return Ok(ExitCode::SUCCESS);
+    }
     let breach = monitor["outcome"]["breach"].as_bool().context("monitor.json has no outcome.breach")?;
+    if !breach && monitor["mode"] == "rollout" {
+        println!("alert      none: the rollout was not aborted");
+        return Ok(ExitCode::SUCCESS);
+    }
     if !breach {
         println!("alert      none: production is healthy");
         return Ok(ExitCode::SUCCESS);
@@ -51,7 +60,10 @@ pub fn raise(monitor_path: &std::path::Path, report_path: &std::path::Path, labe
         std::fs::read_to_string(report_path).with_context(|| format!("cannot read {}", report_path.display()))?;
     let marker = format!("<!-- mlgate-alert model={} -->", model.replace("--", "-"));
     let body = format!("{marker}\n{report}");
-    let title = format!("mlgate: production model {model} ({version}) breached its monitoring checks");
+    let title = match monitor["candidate"].as_str().filter(|_| monitor["mode"] == "rollout") {
+        Some(candidate) => format!("mlgate: the rollout of {model} {candidate} against {version} was aborted"),
+        None => format!("mlgate: production model {model} ({version}) breached its monitoring checks"),
+    };
     let token = std::env::var("GITHUB_TOKEN").context("GITHUB_TOKEN is not set")?;
     let github = GitHub::from_env(&token)?;
     match github.upsert_issue(&marker, &title, &body, label) {

@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 /// Why a deploy must not happen for this GitHub event, if it must not.
-fn not_a_default_branch_push() -> Result<Option<String>> {
+pub(crate) fn not_a_default_branch_push() -> Result<Option<String>> {
     let event = std::env::var("GITHUB_EVENT_NAME").unwrap_or_default();
     if event != "push" {
         return Ok(Some(format!("the event is {event:?}, not a push")));

@@ -1,7 +1,8 @@
 //! `mlgate monitor --live`: the live analysis of the served model (the checks planned and judged
 //! by `model::lifecycle::live`, measured by [`crate::prometheus`]), ending healthy, breached or
 //! inconclusive; on a breach of a check that rolls back, the rollback's target judged, then a
-//! rollback in the registry (the servers follow it).
+//! rollback in the registry (the servers follow it). While a rollout is open, the rollout is
+//! analysed instead (`live_rollout.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use model::lifecycle::live::{
 };
 use model::lifecycle::registry::{Outcome, Registry, PRODUCTION};
 use model::pipeline::config::{LiveConfig, OnBreach};
+use model::pipeline::rollout::RolloutConfig;
 use model::render::live::live_markdown;
 use xshell::Shell;
 
@@ -30,8 +32,10 @@ pub struct LiveArgs<'a> {
     pub out: &'a Path,
     /// Roll back on a breach.
     pub rollback_on_breach: bool,
-    /// Open or update the alert issue on a breach.
+    /// Open or update the alert issue on a breach (or a rollout's abort).
     pub alert: bool,
+    /// Analyse the open rollout (the default when one is open).
+    pub rollout: bool,
 }
 
 /// A version's figures at acceptance, from its `metrics.json` in the registry.
@@ -50,13 +54,13 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
     let defaults_only = args.pipeline.config.is_none()
         && args.pipeline.registry.as_deref().is_some_and(|r| !r.is_empty())
         && !std::path::Path::new("pipeline.toml").exists();
-    let (live, configured_name, mut registry) = if defaults_only {
+    let (live, rollout_config, configured_name, mut registry) = if defaults_only {
         let flag = args.pipeline.registry.clone().unwrap_or_default();
         let location = crate::store::Location::parse(&flag, Path::new(""))?;
-        (LiveConfig::default(), None, crate::cli::context::open_registry(location)?)
+        (LiveConfig::default(), RolloutConfig::default(), None, crate::cli::context::open_registry(location)?)
     } else {
         let (config, registry) = args.pipeline.open()?;
-        (config.monitor.live, Some(config.name), registry)
+        (config.monitor.live, config.rollout, Some(config.name), registry)
     };
     let location = registry.location().to_string();
     // The URL as printed and recorded: a `user:password@` in it is for Prometheus alone.
@@ -74,6 +78,32 @@ pub fn run(sh: &Shell, args: LiveArgs) -> Result<ExitCode> {
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
     // `$model`: the configuration's name, else the name production's artifact records.
     let model = configured_name.unwrap_or_else(|| artifact.name.clone());
+    // An open rollout is what the servers are doing: it is what is analysed.
+    match registry.state()?.rollout {
+        Some(rollout) => {
+            return crate::cli::live_rollout::run(crate::cli::live_rollout::RolloutArgs {
+                registry,
+                model,
+                config: rollout_config,
+                rollout,
+                prometheus: args.prometheus,
+                out: args.out,
+                alert: args.alert,
+                who: actor(sh),
+            })
+        }
+        None if args.rollout => {
+            let line = format!("nothing to analyse: no rollout is open in {location}");
+            output::write(&args.out.join("report.md"), format!("## No rollout open\n\n{line}.\n").as_bytes())?;
+            output::write_json(
+                &args.out.join("monitor.json"),
+                &serde_json::json!({"schema_version": 2, "mode": "rollout", "model": model, "status": "no_rollout"}),
+            )?;
+            println!("status     {line}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
     let figures = accepted(&registry, &version)?;
     // Prometheus that cannot be reached, or refuses, stops here: nothing is recorded.
     let served = crate::prometheus::served(args.prometheus, &model)

@@ -10,11 +10,13 @@ pub mod cv;
 pub mod deploy;
 pub mod init;
 pub mod live;
+pub mod live_rollout;
 pub mod monitor;
 pub mod predict;
 pub mod registry;
 pub mod report;
 pub mod rollback;
+pub mod rollout;
 pub mod serve;
 pub mod validate;
 
@@ -56,6 +58,9 @@ pub enum Command {
     Deploy(deploy::Args),
     /// Put the previous production model (or --to vN) back in production.
     Rollback(rollback::Args),
+    /// Release a candidate beside production step by step: start (canary or shadow), promote,
+    /// abort, status.
+    Rollout(rollout::Args),
     /// Score production on new labelled data: metrics, drift, breaches, automatic rollback.
     Monitor(monitor::Args),
     /// Show the registry (aliases, versions, history) or check its consistency.
@@ -80,6 +85,7 @@ impl Command {
             Command::Acceptance(args) => acceptance::run(sh, args),
             Command::Deploy(args) => deploy::run(sh, args),
             Command::Rollback(args) => rollback::run(sh, args),
+            Command::Rollout(args) => rollout::run(sh, args),
             Command::Monitor(args) => monitor::run(sh, args),
             Command::Registry(args) => registry::run(sh, args),
             Command::Report(args) => report::run(sh, args),

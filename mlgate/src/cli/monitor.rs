@@ -32,9 +32,16 @@ pub struct Args {
     /// Prometheus's base URL (with --live), e.g. http://127.0.0.1:9090.
     #[arg(long, value_name = "URL")]
     prometheus: Option<String>,
-    /// With --live: open or update the alert issue on a breach (GITHUB_TOKEN, GITHUB_REPOSITORY).
+    /// With --live: open or update the alert issue on a breach, or when a rollout is aborted
+    /// (GITHUB_TOKEN, GITHUB_REPOSITORY).
     #[arg(long, requires = "live")]
     alert: bool,
+    /// With --live: analyse the open rollout, candidate against baseline (the default when a
+    /// rollout is open), and step, promote or abort it. Exits 0 waiting, stepped or promoted,
+    /// 1 aborted, 3 inconclusive (too little feedback after the step's pause); with no rollout
+    /// open, says so and exits 0.
+    #[arg(long, requires = "live")]
+    rollout: bool,
     /// `--config` (its `[monitor]` section holds the thresholds) and `--registry`.
     #[command(flatten)]
     pipeline: RegistryArgs,
@@ -144,6 +151,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 out: &out,
                 rollback_on_breach: args.rollback_on_breach,
                 alert: args.alert,
+                rollout: args.rollout,
             },
         );
     };

@@ -79,6 +79,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         let document = serde_json::json!({
             "registry": location,
             "aliases": state.aliases,
+            "rollout": state.rollout,
             "versions": versions,
             "history": registry.history()?,
             "problems": problems,
@@ -89,6 +90,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     println!("registry {location}");
     for (alias, v) in &state.aliases {
         println!("  {alias:<10} → {v}");
+    }
+    if let Some(r) = &state.rollout {
+        println!("rollout: {}, step since {}, started by {}", r.describe(), r.step_started, r.started.who);
     }
     println!("versions:");
     for v in registry.versions()? {
@@ -116,6 +120,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         let about = match (e.action, &e.version) {
             (Action::Register, Some(v)) => format!("{v} (staging {} → {})", or_dash(&e.from), or_dash(&e.to)),
             (Action::Monitor, _) => or_dash(&e.to).to_string(),
+            (action, _) if e.rollout.is_some() && action != Action::RolloutPromote => {
+                format!("{} beside {}", or_dash(&e.to), or_dash(&e.from))
+            }
             _ => format!("{} → {}", or_dash(&e.from), or_dash(&e.to)),
         };
         let about = match &e.breached {

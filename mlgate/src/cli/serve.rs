@@ -22,9 +22,13 @@ pub struct Args {
     /// Registry: a folder, git+URL#BRANCH or s3://BUCKET/PREFIX.
     #[arg(long)]
     pub registry: Option<String>,
-    /// The alias whose model is served.
+    /// The alias whose model is served (and, for `production`, the rollout open beside it).
     #[arg(long, default_value = "production")]
     pub alias: String,
+    /// Serve this version (vN) whatever the aliases say, and follow no rollout: for platforms
+    /// that roll pods themselves.
+    #[arg(long, value_name = "vN", conflicts_with = "alias", value_parser = version_name)]
+    pub version: Option<String>,
     /// Address to listen on (port 0: any free port; the address is printed). The container
     /// image sets MLGATE_LISTEN=0.0.0.0:8080.
     #[arg(long, env = "MLGATE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -160,6 +164,14 @@ fn receipt_keys(file: Option<&Path>) -> Result<crate::serve::ReceiptKeys> {
     crate::serve::ReceiptKeys::new(secrets).map_err(|e| anyhow::anyhow!("{e} (--receipt-key-file, MLGATE_RECEIPT_KEY)"))
 }
 
+/// A version's name as the registry writes it: `v` and a number.
+fn version_name(value: &str) -> std::result::Result<String, String> {
+    match value.strip_prefix('v').and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if format!("v{n}") == value => Ok(value.to_string()),
+        _ => Err(format!("{value:?} is not a version's name such as v3")),
+    }
+}
+
 fn seconds(value: &str) -> std::result::Result<f64, String> {
     let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if s.is_finite() && s > 0.0 && s <= 86_400.0 {
@@ -180,6 +192,13 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         Some(path) => Some((load_config(path)?, path.clone())),
         None => None,
     };
+    if version_name(&args.alias).is_ok() {
+        bail!(
+            "`{alias}` is a version, not an alias: `mlgate serve --version {alias}` serves {alias} whatever the \
+             aliases say; --alias takes `production` or `staging`",
+            alias = args.alias
+        );
+    }
     if args.model.as_deref().is_some_and(str::is_empty) {
         bail!("--model takes a name, not an empty string");
     }
@@ -200,7 +219,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     crate::serve::run(crate::serve::Options {
         location,
         alias: args.alias,
-        version: None,
+        version: args.version,
         listen: args.listen,
         poll: Duration::from_secs_f64(args.poll),
         max_body_bytes: args.max_body_bytes,

@@ -287,8 +287,8 @@ fn empty_alias(alias: &str, location: &Location) -> String {
         STAGING => "`acceptance` sets it to a candidate that passes",
         _ if alias.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) => {
             return format!(
-                "`{alias}` is a version, not an alias: --alias takes `{PRODUCTION}` or `{STAGING}` \
-                 (`deploy --version {alias}` puts {alias} in production)"
+                "`{alias}` is a version, not an alias: `serve --version {alias}` serves {alias} whatever the \
+                 aliases say; --alias takes `{PRODUCTION}` or `{STAGING}`"
             );
         }
         _ => "mlgate sets only the aliases `production` and `staging`",
@@ -409,6 +409,13 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
         )?),
     };
     let wanted = match &follower.pinned {
+        // A pinned version is looked for only until it is served.
+        Some(pin) if shared.current().is_none_or(|c| c.version != *pin) && !store.versions()?.contains(pin) => {
+            return Ok(Followed::Nothing(format!(
+                "{pin} is not a version of {} (yet); the server is ready once it is registered",
+                follower.location
+            )));
+        }
         Some(version) => Wanted { version: version.clone(), candidate: None },
         None => match wanted(&store.state()?, &alias) {
             Some(wanted) => wanted,

@@ -1,9 +1,11 @@
 //! Comparing two models on the same rows: paired, stratified bootstrap confidence intervals of
-//! each metric's difference, and McNemar's exact test on the rows where their decisions differ.
+//! each metric's difference, and McNemar's exact test on the rows where their decisions differ;
+//! and comparing them from counts alone, as live traffic gives them: paired from the four cells
+//! of a 2×2 table (both right, only one right, both wrong), unpaired from two binomial samples.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ParamError, Result};
 use crate::eval::metrics::Metric;
 use crate::rng::Rng;
 
@@ -310,6 +312,199 @@ pub fn binomial_two_sided(k: u64, n: u64) -> f64 {
     (2.0 * total).min(1.0)
 }
 
+/// How often two models were right on the same records: the 2×2 table of a paired comparison.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairCounts {
+    /// Records both got right.
+    pub both_right: u64,
+    /// Records only the baseline got right.
+    pub baseline_only: u64,
+    /// Records only the candidate got right.
+    pub candidate_only: u64,
+    /// Records both got wrong.
+    pub both_wrong: u64,
+}
+
+impl PairCounts {
+    /// Every record of the table.
+    pub fn total(&self) -> u64 {
+        self.both_right + self.baseline_only + self.candidate_only + self.both_wrong
+    }
+
+    /// The candidate's right answers.
+    pub fn candidate_right(&self) -> u64 {
+        self.both_right + self.candidate_only
+    }
+
+    /// The baseline's right answers.
+    pub fn baseline_right(&self) -> u64 {
+        self.both_right + self.baseline_only
+    }
+}
+
+/// The difference candidate − baseline of a rate (accuracy: right answers over answers judged),
+/// with its bootstrap confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateDifference {
+    /// The candidate's rate.
+    pub candidate: f64,
+    /// The baseline's rate.
+    pub baseline: f64,
+    /// candidate − baseline.
+    pub delta: f64,
+    /// Lower end of the confidence interval of the difference.
+    pub ci_low: f64,
+    /// Upper end of the confidence interval of the difference.
+    pub ci_high: f64,
+    /// The interval's confidence.
+    pub confidence: f64,
+}
+
+impl RateDifference {
+    /// The candidate is worse beyond the noise: the whole interval lies below zero.
+    pub fn significant_drop(&self) -> bool {
+        self.ci_high < 0.0
+    }
+}
+
+/// A paired comparison from counts: the accuracy difference and McNemar's exact test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedComparison {
+    /// The table compared.
+    pub counts: PairCounts,
+    /// candidate − baseline of the accuracy, with its bootstrap interval.
+    pub accuracy: RateDifference,
+    /// McNemar's exact test on the discordant records (`production_only`: the baseline's).
+    pub mcnemar: McNemar,
+}
+
+fn check_confidence(confidence: f64) -> Result<()> {
+    if confidence > 0.0 && confidence < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::Param(ParamError::out_of_range("confidence", confidence, "in (0, 1)")))
+    }
+}
+
+fn check_resamples(resamples: usize) -> Result<()> {
+    if resamples >= 2 {
+        Ok(())
+    } else {
+        Err(Error::Param(ParamError::out_of_range("resamples", resamples, "at least 2")))
+    }
+}
+
+/// A draw of Bin(n, p): the successes among `n` trials, found by jumping from one success to the
+/// next over geometric gaps, so that a draw is exact for any `n` (no normal approximation, no
+/// probability that underflows) and costs about n·min(p, 1 − p) steps.
+fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
+    if n == 0 || p <= 0.0 {
+        return 0;
+    }
+    if p >= 1.0 {
+        return n;
+    }
+    if p > 0.5 {
+        return n - binomial(rng, n, 1.0 - p);
+    }
+    // P(gap ≥ k) = (1 − p)^k: the failures before the next success.
+    let ln_q = (-p).ln_1p();
+    let (mut successes, mut used) = (0, 0u64);
+    loop {
+        let u = 1.0 - rng.uniform(); // in (0, 1]
+        let gap = (u.ln() / ln_q).floor();
+        if gap >= (n - used) as f64 {
+            return successes;
+        }
+        used += gap as u64 + 1;
+        successes += 1;
+    }
+}
+
+/// The percentile interval of sorted resampled differences.
+fn interval(mut deltas: Vec<f64>, confidence: f64) -> (f64, f64) {
+    deltas.sort_by(f64::total_cmp);
+    let alpha = (1.0 - confidence) / 2.0;
+    (percentile(&deltas, alpha), percentile(&deltas, 1.0 - alpha))
+}
+
+/// Paired comparison of two models on the same records, from the 2×2 table of their pair counts:
+/// McNemar's exact test on the discordant records, and the bootstrap interval of the accuracy
+/// difference, each resample a multinomial draw of as many records over the four cells at their
+/// observed shares (seeded: the same table and seed give the same interval).
+pub fn paired_from_counts(
+    counts: PairCounts,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<PairedComparison> {
+    check_confidence(confidence)?;
+    check_resamples(resamples)?;
+    let n = counts.total();
+    if n == 0 {
+        return Err(Error::NoRows { what: "in the pair counts of a paired comparison" });
+    }
+    let total = n as f64;
+    let (p_baseline, p_candidate) = (counts.baseline_only as f64 / total, counts.candidate_only as f64 / total);
+    let mut rng = Rng::new(seed);
+    let deltas: Vec<f64> = (0..resamples)
+        .map(|_| {
+            // A multinomial draw, cell by cell: the baseline's wins, then the candidate's among
+            // the rest; the two concordant cells do not move the difference.
+            let b = binomial(&mut rng, n, p_baseline);
+            let rest = 1.0 - p_baseline;
+            let c = if rest > 0.0 { binomial(&mut rng, n - b, (p_candidate / rest).min(1.0)) } else { 0 };
+            (c as f64 - b as f64) / total
+        })
+        .collect();
+    let (ci_low, ci_high) = interval(deltas, confidence);
+    let (candidate, baseline) = (counts.candidate_right() as f64 / total, counts.baseline_right() as f64 / total);
+    let (b, c) = (counts.candidate_only, counts.baseline_only);
+    Ok(PairedComparison {
+        counts,
+        accuracy: RateDifference { candidate, baseline, delta: candidate - baseline, ci_low, ci_high, confidence },
+        mcnemar: McNemar { candidate_only: b, production_only: c, p_value: binomial_two_sided(b.min(c), b + c) },
+    })
+}
+
+/// Unpaired comparison of two rates measured on different records (the candidate right on
+/// `candidate.0` of `candidate.1`, the baseline on `baseline.0` of `baseline.1`): the bootstrap
+/// interval of the difference, each resample a binomial draw of each sample at its observed rate
+/// (seeded: the same counts and seed give the same interval).
+pub fn unpaired_rates(
+    candidate: (u64, u64),
+    baseline: (u64, u64),
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<RateDifference> {
+    check_confidence(confidence)?;
+    check_resamples(resamples)?;
+    for (what, (k, n)) in [("the candidate's", candidate), ("the baseline's", baseline)] {
+        if n == 0 {
+            return Err(Error::NoRows { what: "in one of the two samples of an unpaired comparison" });
+        }
+        if k > n {
+            return Err(Error::Param(ParamError::invalid(
+                "rates",
+                format!("{what} right answers ({k}) exceed its answers judged ({n})"),
+            )));
+        }
+    }
+    let rate = |(k, n): (u64, u64)| k as f64 / n as f64;
+    let (pc, pb) = (rate(candidate), rate(baseline));
+    let mut rng = Rng::new(seed);
+    let deltas: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let c = binomial(&mut rng, candidate.1, pc) as f64 / candidate.1 as f64;
+            let b = binomial(&mut rng, baseline.1, pb) as f64 / baseline.1 as f64;
+            c - b
+        })
+        .collect();
+    let (ci_low, ci_high) = interval(deltas, confidence);
+    Ok(RateDifference { candidate: pc, baseline: pb, delta: pc - pb, ci_low, ci_high, confidence })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +596,133 @@ mod tests {
         )
         .unwrap();
         assert!(worse[0].delta < -0.1 && worse[0].ci_high < 0.0, "{:?}", worse[0]);
+    }
+
+    #[test]
+    fn binomial_draws_have_the_binomial_mean_and_variance() {
+        let mut rng = Rng::new(11);
+        for (n, p) in [(10u64, 0.3), (1_000, 0.02), (100_000, 0.85), (50, 0.5), (7, 1.0), (7, 0.0)] {
+            let draws: Vec<f64> = (0..4000).map(|_| binomial(&mut rng, n, p) as f64).collect();
+            assert!(draws.iter().all(|&d| d >= 0.0 && d <= n as f64));
+            let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+            let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (draws.len() - 1) as f64;
+            let (m, v) = (n as f64 * p, n as f64 * p * (1.0 - p));
+            assert!((mean - m).abs() <= 4.0 * (v / 4000.0).sqrt() + 1e-12, "Bin({n}, {p}): mean {mean}, not {m}");
+            assert!((var - v).abs() <= 0.1 * v + 1e-12, "Bin({n}, {p}): variance {var}, not {v}");
+        }
+    }
+
+    fn table(both_right: u64, baseline_only: u64, candidate_only: u64, both_wrong: u64) -> PairCounts {
+        PairCounts { both_right, baseline_only, candidate_only, both_wrong }
+    }
+
+    #[test]
+    fn a_clear_drop_is_significant_equal_rates_are_not_and_small_samples_are_inconclusive() {
+        // Paired: the candidate loses 80 records the baseline gets right and wins 20.
+        let drop = paired_from_counts(table(700, 80, 20, 200), 2000, 0.95, 1).unwrap();
+        assert!((drop.accuracy.delta + 0.06).abs() < 1e-12, "{drop:?}");
+        assert!((drop.accuracy.candidate - 0.72).abs() < 1e-12 && (drop.accuracy.baseline - 0.78).abs() < 1e-12);
+        assert!(drop.accuracy.significant_drop() && drop.mcnemar.p_value < 1e-8, "{drop:?}");
+        assert_eq!((drop.mcnemar.candidate_only, drop.mcnemar.production_only), (20, 80));
+        // 2·Σ_{i≤20} C(100, i)/2^100, computed once exactly with Python's fractions.
+        assert!((drop.mcnemar.p_value - 1.1159089057251951e-09).abs() < 1e-15, "{}", drop.mcnemar.p_value);
+        let same = paired_from_counts(table(700, 50, 50, 200), 2000, 0.95, 1).unwrap();
+        assert!(same.accuracy.delta == 0.0 && same.accuracy.ci_low < 0.0 && same.accuracy.ci_high > 0.0);
+        assert!(!same.accuracy.significant_drop() && same.mcnemar.p_value == 1.0);
+        // Identical decisions: nothing varies.
+        let twins = paired_from_counts(table(90, 0, 0, 10), 500, 0.95, 1).unwrap();
+        assert_eq!((twins.accuracy.ci_low, twins.accuracy.ci_high), (0.0, 0.0));
+        // Twenty records, the candidate behind by two: no conclusion.
+        let small = paired_from_counts(table(14, 3, 1, 2), 2000, 0.95, 1).unwrap();
+        assert!(small.accuracy.delta < 0.0 && !small.accuracy.significant_drop(), "{small:?}");
+
+        // Unpaired: 70 % against 85 % on a thousand records each.
+        let drop = unpaired_rates((700, 1000), (850, 1000), 2000, 0.95, 1).unwrap();
+        assert!((drop.delta + 0.15).abs() < 1e-12 && drop.significant_drop(), "{drop:?}");
+        let same = unpaired_rates((850, 1000), (425, 500), 2000, 0.95, 1).unwrap();
+        assert!(same.delta.abs() < 1e-12 && same.ci_low < 0.0 && same.ci_high > 0.0, "{same:?}");
+        let small = unpaired_rates((7, 10), (9, 10), 2000, 0.95, 1).unwrap();
+        assert!(small.delta < -0.19 && !small.significant_drop(), "{small:?}");
+        // A better candidate is no drop.
+        assert!(!unpaired_rates((950, 1000), (850, 1000), 2000, 0.95, 1).unwrap().significant_drop());
+    }
+
+    #[test]
+    fn intervals_match_the_normal_approximation_on_large_samples() {
+        // Independent reference: the normal interval of a difference of proportions,
+        // delta ± z·√(p1(1−p1)/n1 + p2(1−p2)/n2), and of a paired difference,
+        // delta ± z·√((p01 + p10 − (p01 − p10)²)/n); z = 1.959964 at 95 %.
+        let z = 1.959964;
+        let d = unpaired_rates((8_000, 10_000), (4_250, 5_000), 4000, 0.95, 2).unwrap();
+        let half = z * (0.8 * 0.2 / 10_000.0 + 0.85 * 0.15 / 5_000.0f64).sqrt();
+        for (got, want) in [(d.ci_low, -0.05 - half), (d.ci_high, -0.05 + half)] {
+            assert!((got - want).abs() < 0.08 * half, "unpaired {d:?}: {got} against {want}");
+        }
+        let p = paired_from_counts(table(6_000, 1_200, 800, 2_000), 4000, 0.95, 2).unwrap();
+        let (p10, p01) = (0.12, 0.08);
+        let half = z * ((p01 + p10 - (p01 - p10) * (p01 - p10)) / 10_000.0f64).sqrt();
+        for (got, want) in [(p.accuracy.ci_low, -0.04 - half), (p.accuracy.ci_high, -0.04 + half)] {
+            assert!((got - want).abs() < 0.08 * half, "paired {p:?}: {got} against {want}");
+        }
+        // The same counts and seed give the same interval.
+        assert_eq!(p, paired_from_counts(table(6_000, 1_200, 800, 2_000), 4000, 0.95, 2).unwrap());
+        assert_eq!(d, unpaired_rates((8_000, 10_000), (4_250, 5_000), 4000, 0.95, 2).unwrap());
+    }
+
+    #[test]
+    fn intervals_cover_the_true_difference_as_often_as_their_confidence_says() {
+        // Simulated traffic with known rates (a fixed seed): the share of intervals that hold the
+        // true difference is close to the confidence asked, at two confidences. Too narrow or too
+        // wide an interval (a wrong variance, a wrong percentile) moves it out of the bounds.
+        let mut world = Rng::new(2024);
+        let runs = 300;
+        let (mut paired, mut unpaired) = ([0u32; 2], [0u32; 2]);
+        let shares = [0.70, 0.09, 0.05, 0.16]; // both right, baseline only, candidate only, both wrong
+        let true_paired = shares[2] - shares[1];
+        let (pc, pb, nc, nb) = (0.80, 0.85, 300u64, 500u64);
+        for run in 0..runs {
+            let mut cells = [0u64; 4];
+            for _ in 0..400 {
+                let u = world.uniform();
+                let cell = if u < shares[0] {
+                    0
+                } else if u < shares[0] + shares[1] {
+                    1
+                } else if u < shares[0] + shares[1] + shares[2] {
+                    2
+                } else {
+                    3
+                };
+                cells[cell] += 1;
+            }
+            let counts = table(cells[0], cells[1], cells[2], cells[3]);
+            let kc = (0..nc).filter(|_| world.chance(pc)).count() as u64;
+            let kb = (0..nb).filter(|_| world.chance(pb)).count() as u64;
+            for (i, confidence) in [0.95, 0.80].into_iter().enumerate() {
+                let p = paired_from_counts(counts, 1000, confidence, run).unwrap().accuracy;
+                paired[i] += u32::from(p.ci_low <= true_paired && true_paired <= p.ci_high);
+                let u = unpaired_rates((kc, nc), (kb, nb), 1000, confidence, run).unwrap();
+                unpaired[i] += u32::from(u.ci_low <= pc - pb && pc - pb <= u.ci_high);
+            }
+        }
+        let share = |hits: u32| f64::from(hits) / f64::from(runs as u32);
+        for (what, hits) in [("paired", paired), ("unpaired", unpaired)] {
+            let (at95, at80) = (share(hits[0]), share(hits[1]));
+            assert!((0.91..=0.985).contains(&at95), "{what}: 95 % intervals cover {at95}");
+            assert!((0.73..=0.87).contains(&at80), "{what}: 80 % intervals cover {at80}");
+        }
+    }
+
+    #[test]
+    fn counts_that_cannot_be_compared_are_refused_by_name() {
+        assert!(matches!(paired_from_counts(PairCounts::default(), 100, 0.95, 1), Err(Error::NoRows { .. })));
+        assert!(matches!(unpaired_rates((0, 0), (1, 2), 100, 0.95, 1), Err(Error::NoRows { .. })));
+        let e = unpaired_rates((3, 2), (1, 2), 100, 0.95, 1).unwrap_err();
+        assert!(e.to_string().contains("right answers (3) exceed its answers judged (2)"), "{e}");
+        for confidence in [0.0, 1.0, f64::NAN] {
+            let e = paired_from_counts(table(1, 1, 1, 1), 100, confidence, 1).unwrap_err();
+            assert!(matches!(e, Error::Param(ParamError::OutOfRange { .. })), "{e}");
+        }
+        assert!(matches!(unpaired_rates((1, 2), (1, 2), 1, 0.95, 1), Err(Error::Param(_))));
     }
 }

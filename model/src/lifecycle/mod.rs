@@ -7,3 +7,4 @@ pub mod live;
 pub mod monitor;
 pub mod registry;
 pub mod rollout;
+pub mod rollout_analysis;

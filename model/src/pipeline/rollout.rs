@@ -249,6 +249,23 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// A number of seconds written as [`parse_duration`] reads it, largest units first (`1h30m`,
+/// `45s`, `0s`).
+pub fn format_duration(seconds: u64) -> String {
+    if seconds == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut left = seconds;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if left >= size {
+            out.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +282,10 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert!(parse_duration("99999999999999999999d").is_err());
+        for seconds in [0, 1, 59, 60, 61, 3600, 5400, 86_400 + 61] {
+            assert_eq!(parse_duration(&format_duration(seconds)), Ok(seconds), "{}", format_duration(seconds));
+        }
+        assert_eq!(format_duration(5400), "1h30m");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! The live analysis's report in Markdown.
+//! The live analysis's report in Markdown: production's checks, and a rollout's comparison of
+//! its candidate with the baseline and its decision.
 
 use crate::lifecycle::live::{Analysis, CheckRun, CheckStatus, Status};
+use crate::lifecycle::rollout::RolloutMode;
+use crate::lifecycle::rollout_analysis::{Decision, RatioCheck, RolloutAnalysis, SideFigures, Verdict};
 use crate::render::table::{code, text};
 
 /// A value as the report shows it: four decimals, or "no data".
@@ -129,6 +132,149 @@ pub fn live_markdown(a: &Analysis) -> String {
     md.push_str("\n<details><summary>Queries</summary>\n\n");
     for r in &a.checks {
         md.push_str(&format!("- {}: {}\n", code(&r.check.name), code(&r.check.query)));
+    }
+    md.push_str("\n</details>\n");
+    if let Some(action) = &a.action {
+        md.push_str(&format!("\n{action}\n"));
+    }
+    md
+}
+
+fn verdict_cell(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "✅ passed",
+        Verdict::Failed => "🚨 failed",
+        Verdict::NotJudged => "➖ not judged",
+    }
+}
+
+fn ratio_row(md: &mut String, label: &str, r: &RatioCheck, unit: &str) {
+    let figure = |v: Option<f64>| v.map_or("no data".to_string(), |v| format!("{v:.4}{unit}"));
+    md.push_str(&format!(
+        "| {label} | {} | {} | {} | ≤ {} (each at least {}{unit}) | {} |\n",
+        figure(r.candidate),
+        figure(r.baseline),
+        r.ratio.map_or("–".to_string(), |x| format!("ratio {x:.2}")),
+        r.max,
+        r.floor,
+        verdict_cell(r.verdict)
+    ));
+}
+
+fn side_column(f: &SideFigures) -> [String; 6] {
+    let rate = f.failure_rate.map_or(String::new(), |r| format!(" ({:.2} %)", 100.0 * r));
+    [
+        f.records.to_string(),
+        format!("{}{rate}", f.failures),
+        f.latency_p95_seconds.map_or("no data".into(), |v| format!("{v:.4} s")),
+        f.joined.to_string(),
+        f.right.to_string(),
+        show(f.accuracy),
+    ]
+}
+
+/// The report of one analysis of a rollout: the decision and why, both sides' figures, each
+/// check, the paired table in shadow mode, the queries, and what was done.
+pub fn rollout_markdown(a: &RolloutAnalysis, prometheus: &str) -> String {
+    let s = &a.subject;
+    let (icon, title) = match a.decision {
+        Decision::Wait => ("⏸️", "waiting for the step's pause to end".to_string()),
+        Decision::Inconclusive => ("➖", "inconclusive, waiting for more evidence".to_string()),
+        Decision::Step => ("⏩", "the step passed".to_string()),
+        Decision::Promote => ("✅", format!("the last step passed, {} to production", s.candidate)),
+        Decision::Abort => ("🚨", "aborted".to_string()),
+    };
+    let at = match s.mode {
+        RolloutMode::Canary => format!("canary at {} % of the records", s.weight),
+        RolloutMode::Shadow => "shadow (every record scored by both, the baseline answering)".to_string(),
+    };
+    let mut md = format!(
+        "## {icon} Rollout of {} {} against {}: {title}\n\n\
+         Decision: **{}**. The {at}, step {} of {}, started {} s ago (pause {} s); every figure is the \
+         sum over every replica of its increase in the last {} (Prometheus at {}). Replicas following \
+         the rollout{}: {}{}.\n\n",
+        code(&s.model),
+        s.candidate,
+        s.baseline,
+        a.decision.name(),
+        s.step + 1,
+        s.steps,
+        s.elapsed_seconds,
+        s.pause_seconds,
+        a.window,
+        code(prometheus),
+        match s.mode {
+            RolloutMode::Canary => format!(" at {} %", s.weight),
+            RolloutMode::Shadow => String::new(),
+        },
+        a.replicas.at_weight,
+        if a.replicas.elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(" (elsewhere: {})", a.replicas.elsewhere.join(", "))
+        }
+    );
+    for r in &a.reasons {
+        md.push_str(&format!("- {}\n", text(r)));
+    }
+    let (c, b) = (&a.candidate_figures, &a.baseline_figures);
+    md.push_str(&format!(
+        "\n| | candidate {} ({}) | baseline {} ({}) |\n|---|---|---|\n",
+        text(&c.version),
+        c.role,
+        text(&b.version),
+        b.role
+    ));
+    let (cc, bc) = (side_column(c), side_column(b));
+    for (i, label) in
+        ["records scored", "scoring failures", "p95 scoring latency", "joined predictions", "right", "accuracy"]
+            .iter()
+            .enumerate()
+    {
+        md.push_str(&format!("| {label} | {} | {} |\n", cc[i], bc[i]));
+    }
+    md.push_str("\n| check | candidate | baseline | compared | passes when | verdict |\n|---|---|---|---|---|---|\n");
+    ratio_row(&mut md, "failure rate", &a.error_ratio, "");
+    ratio_row(&mut md, "p95 scoring latency", &a.latency_ratio, " s");
+    let q = &a.quality;
+    let how = if q.paired.is_some() { "paired" } else { "unpaired" };
+    let compared = q.difference().map_or("–".to_string(), |d| {
+        format!("{:+.4} ({:.0} % interval {:+.4} … {:+.4}, {how})", d.delta, 100.0 * d.confidence, d.ci_low, d.ci_high)
+    });
+    md.push_str(&format!(
+        "| {} | {} | {} | {compared} | the interval not entirely below 0; {} joined on each side | {} |\n",
+        q.metric,
+        show(c.accuracy),
+        show(b.accuracy),
+        q.min_feedback,
+        verdict_cell(q.verdict)
+    ));
+    for (name, note) in [
+        ("failure rate", &a.error_ratio.note),
+        ("p95 scoring latency", &a.latency_ratio.note),
+        (q.metric.as_str(), &q.note),
+    ] {
+        md.push_str(&format!("\n- {name}: {}", text(note)));
+    }
+    md.push('\n');
+    if let Some(p) = &q.paired {
+        let n = &p.counts;
+        md.push_str(&format!(
+            "\nThe same requests, scored by both (joined with their feedback):\n\n\
+             | | candidate right | candidate wrong |\n|---|---|---|\n\
+             | baseline right | {} | {} |\n| baseline wrong | {} | {} |\n\n\
+             McNemar's exact test on the {} requests where they differ: p = {:.4}.\n",
+            n.both_right,
+            n.baseline_only,
+            n.candidate_only,
+            n.both_wrong,
+            n.baseline_only + n.candidate_only,
+            p.mcnemar.p_value
+        ));
+    }
+    md.push_str("\n<details><summary>Queries</summary>\n\n");
+    for q in &a.queries {
+        md.push_str(&format!("- {}: {}\n", text(&q.name), code(&q.promql)));
     }
     md.push_str("\n</details>\n");
     if let Some(action) = &a.action {
