@@ -159,6 +159,8 @@ fn every_dashboard_query_runs_on_a_real_prometheus_scraping_serve() {
         "Live accuracy",
         "Feedback joined, unmatched and refused",
         "Versions served per replica",
+        "Records by version and role",
+        "Scoring latency p95 and failures by version and role",
         "Registry staleness",
         "Resident memory",
         "CPU",
