@@ -136,7 +136,7 @@ fn feedback_by_receipt_joins_on_any_replica_holding_the_key() {
     }
     for outcome in ["true_positive", "false_positive", "true_negative", "false_negative"] {
         let series = format!(
-            "mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"v1\",outcome=\"{outcome}\"}}"
+            "mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"v1\",role=\"baseline\",outcome=\"{outcome}\"}}"
         );
         assert_eq!(metric(&metrics, &series), Some(expected.get(outcome).copied().unwrap_or(0.0)), "{metrics}");
     }

@@ -17,6 +17,7 @@ use crate::support::{mlgate, mlgate_bin, root, stop_server, text};
 mod fleet;
 mod observability;
 mod openapi;
+mod rollout;
 
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and
 /// generated customers.
@@ -468,9 +469,11 @@ fn predictions_over_http_are_the_ones_predict_writes() {
     let mut bad = records(&sessions, false);
     bad["records"][3]["region"] = serde_json::json!("atlantis");
     bad["records"][5]["bogus"] = serde_json::json!(1);
-    let scored_before =
-        metric(&server.get("/metrics").1, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}")
-            .unwrap();
+    let scored_before = metric(
+        &server.get("/metrics").1,
+        "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\",role=\"baseline\"}",
+    )
+    .unwrap();
     let (status, answer) = server.post("/v1/predict", "application/json", &serde_json::to_vec(&bad).unwrap());
     assert_eq!(status, 422, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -484,7 +487,7 @@ fn predictions_over_http_are_the_ones_predict_writes() {
     assert!(answer["predictions"].is_null());
     let metrics = server.get("/metrics").1;
     assert_eq!(
-        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}"),
+        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\",role=\"baseline\"}"),
         Some(scored_before)
     );
     assert_eq!(
@@ -522,12 +525,15 @@ fn predictions_over_http_are_the_ones_predict_writes() {
         "{metrics}"
     );
     assert_eq!(
-        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\"}"),
+        metric(&metrics, "mlgate_records_scored_total{model=\"customer-purchase\",version=\"v1\",role=\"baseline\"}"),
         Some(180.0)
     );
     // The CSV body's scores are in the probability histogram too.
     assert_eq!(
-        metric(&metrics, "mlgate_prediction_probability_count{model=\"customer-purchase\",version=\"v1\"}"),
+        metric(
+            &metrics,
+            "mlgate_prediction_probability_count{model=\"customer-purchase\",version=\"v1\",role=\"baseline\"}"
+        ),
         Some(180.0)
     );
     assert!(metrics.contains(
@@ -1506,7 +1512,10 @@ fn probes_and_metrics_move_to_the_admin_address() {
     assert_eq!(request(admin, "POST", "/v1/predict", "application/json", &one).unwrap().0, 404);
     assert_eq!(request(admin, "GET", "/v1/model", "", b"").unwrap().0, 404);
     let metrics = request(admin, "GET", "/metrics", "", b"").unwrap().1;
-    assert_eq!(metric(&metrics, r#"mlgate_records_scored_total{model="customer-purchase",version="v1"}"#), Some(1.0));
+    assert_eq!(
+        metric(&metrics, r#"mlgate_records_scored_total{model="customer-purchase",version="v1",role="baseline"}"#),
+        Some(1.0)
+    );
 }
 
 #[test]

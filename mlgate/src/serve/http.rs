@@ -40,8 +40,9 @@ use super::auth::{Access, Refusal};
 use super::intake::{busy, media_type, read_json, scoring, scoring_permit, too_many, Job, RequestBody};
 use super::receipt::{self, Claims};
 use super::records::{self, Broken, MAX_ID_BYTES};
+use super::rollout::{Role, Serving};
 use super::score::{self, Origin};
-use super::{kserve, live, metrics, mlflow, openapi, unix_now, Loaded, Shared};
+use super::{kserve, live, metrics, mlflow, openapi, unix_now, Shared};
 
 /// The sockets the server listens on.
 pub struct Listeners {
@@ -502,7 +503,7 @@ async fn predict<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>) -> A
     scoring(shared, request, job).await
 }
 
-fn predict_json(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+fn predict_json(shared: &Shared, loaded: &Serving, bytes: &[u8]) -> Answer {
     let shape = "{\"records\": [{column: value, …}, …]}";
     let parsed = match records::read(bytes, loaded, shared.max_records) {
         Ok(parsed) => parsed,
@@ -530,7 +531,7 @@ fn predict_json(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
 /// A CSV body, read straight into the compiled plan's rows and scored as a JSON request is:
 /// `predict`'s output for the same file (`[id,]probability,prediction`) with a last column,
 /// `receipt`; its errors located by record and by line.
-fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+fn predict_csv(shared: &Shared, loaded: &Serving, bytes: &[u8]) -> Answer {
     let read = match loaded.compiled.read_csv(bytes, "request", shared.max_records) {
         Ok(read) => read,
         Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot score the CSV: {e}")),
@@ -550,13 +551,39 @@ fn predict_csv(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
         model::pipeline::scoring::csv_field(&mut body, id);
         body.push(',');
     }
-    body.push_str("probability,prediction,receipt\n");
+    body.push_str("probability,prediction,receipt");
+    // While a rollout is open, each row says which version answered it and, in shadow mode,
+    // what the shadow said (outside a rollout the `x-model-version` header says it of them all).
+    let rollout = scored.in_rollout();
+    if rollout {
+        body.push_str(",version,role");
+    }
+    if scored.shadow.is_some() {
+        body.push_str(",shadow_version,shadow_probability");
+    }
+    body.push('\n');
     for i in 0..scored.ids.len() {
         if id_column.is_some() {
             model::pipeline::scoring::csv_field(&mut body, &scored.ids[i]);
             body.push(',');
         }
         let _ = write!(body, "{},{},{}", scored.probabilities[i], u8::from(scored.decisions[i]), scored.receipts[i]);
+        if rollout {
+            let (version, role) = scored.version(i);
+            body.push(',');
+            model::pipeline::scoring::csv_field(&mut body, version);
+            let _ = write!(body, ",{}", role.name());
+        }
+        if let Some((version, _)) = &scored.shadow {
+            body.push(',');
+            match scored.shadow_of(i) {
+                Some((_, p)) => {
+                    model::pipeline::scoring::csv_field(&mut body, version);
+                    let _ = write!(body, ",{p}");
+                }
+                None => body.push(','),
+            }
+        }
         body.push('\n');
     }
     answer(StatusCode::OK, "text/csv; charset=utf-8", body)
@@ -717,8 +744,13 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
             let answered = match (names, check) {
                 (Names::Id(id), _) => live.join(id, *value),
                 (Names::Receipt(_), Some(Ok(c))) => {
-                    let answered =
-                        live::Answered { version: c.version, probability: c.probability, decision: c.decision };
+                    let answered = live::Answered {
+                        version: c.version,
+                        role: c.role,
+                        probability: c.probability,
+                        decision: c.decision,
+                        shadow: c.shadow,
+                    };
                     live.record(&answered, *value);
                     Some(answered)
                 }
@@ -757,7 +789,13 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
         m.live_window.get_or_create(&labels).set(f.joined as i64);
     }
     for (a, label) in &joined {
-        m.joined(&a.version, a.probability, a.decision, *label);
+        m.joined(&a.version, a.role, a.probability, a.decision, *label);
+        // A shadow's outcome is its own; the pair says which of the two was right on the same
+        // record. A receipt is joined once per replica, a logged prediction once: so is its pair.
+        if let Some(shadow) = &a.shadow {
+            m.joined(&shadow.version, Role::Shadow, shadow.probability, shadow.decision, *label);
+            m.shadow_pair(&a.version, &shadow.version, a.decision == *label, shadow.decision == *label);
+        }
     }
     for r in &refusals {
         m.feedback_refused.get_or_create(&vec![("reason", r.reason.to_string())]).inc();

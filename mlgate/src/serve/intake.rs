@@ -12,7 +12,8 @@ use hyper::{Request, StatusCode};
 use std::sync::Arc;
 
 use super::answer::{problem, Answer};
-use super::{Loaded, Shared};
+use super::rollout::Serving;
+use super::Shared;
 
 /// A request's body: a socket's ([`hyper::body::Incoming`]), or any other (a test's
 /// [`http_body_util::Full`]), so that a route can be called without a socket.
@@ -125,7 +126,7 @@ pub(super) fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answ
 
 /// The work of a scoring route, on the blocking pool: the model the request started with and
 /// its body.
-pub(super) type Job = Box<dyn FnOnce(&Shared, &Loaded, &[u8]) -> Answer + Send>;
+pub(super) type Job = Box<dyn FnOnce(&Shared, &Serving, &[u8]) -> Answer + Send>;
 
 /// Reads the body, waits for a scoring permit and runs `job` on the blocking pool. The model a
 /// request starts with is the one it finishes with, whatever swaps meanwhile.

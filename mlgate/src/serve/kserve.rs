@@ -38,6 +38,7 @@ use serde_json::{Map, Value};
 use super::answer::{answer, json, problem, Answer};
 use super::intake::{scoring, too_many, RequestBody};
 use super::records::{Builder, Table, TABLE_SHAPES};
+use super::rollout::Serving;
 use super::score::{self, Origin, Scored};
 use super::{Loaded, Shared};
 
@@ -46,7 +47,7 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The served model when `name` (and `version`, when given) is it; else the 404 (or 503 while
 /// none is loaded).
-fn model_named(shared: &Shared, name: &str, version: Option<&str>) -> Result<Arc<Loaded>, Answer> {
+fn model_named(shared: &Shared, name: &str, version: Option<&str>) -> Result<Arc<Serving>, Answer> {
     let Some(loaded) = shared.current() else {
         return Err(problem(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet"));
     };
@@ -240,8 +241,11 @@ struct RequestedOutput {
     parameters: Option<Map<String, Value>>,
 }
 
-/// The outputs an answer may hold.
-pub(super) const OUTPUTS: [&str; 4] = ["probability", "prediction", "id", "receipt"];
+/// The outputs an answer may hold: beside the predictions, their ids and receipts, the version
+/// that answered each and its role (`baseline`, or a rollout's `canary`), and in a shadow rollout
+/// the shadow's version and probability (empty and NaN — `null` in JSON — where there is none).
+pub(super) const OUTPUTS: [&str; 8] =
+    ["probability", "prediction", "id", "receipt", "version", "role", "shadow_version", "shadow_probability"];
 
 /// `POST /v2/models/NAME[/versions/VERSION]/infer`.
 pub(super) async fn v2_infer<B: RequestBody>(
@@ -270,7 +274,7 @@ fn bad(detail: impl Into<String>) -> Answer {
     problem(StatusCode::BAD_REQUEST, detail)
 }
 
-fn infer(shared: &Shared, loaded: &Loaded, name: &str, bytes: &[u8], header_length: Option<usize>) -> Answer {
+fn infer(shared: &Shared, loaded: &Serving, name: &str, bytes: &[u8], header_length: Option<usize>) -> Answer {
     let (head, mut binary) = match header_length {
         Some(n) if n <= bytes.len() => bytes.split_at(n),
         Some(n) => return bad(format!("Inference-Header-Content-Length is {n}; the body has {} bytes", bytes.len())),
@@ -534,21 +538,31 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
     let mut outputs = Vec::with_capacity(wanted.len());
     for &(output, binary) in wanted {
         let datatype = match output {
-            "probability" => "FP64",
+            "probability" | "shadow_probability" => "FP64",
             "prediction" => "INT64",
             _ => "BYTES",
+        };
+        let shadow: Vec<f64> = (0..n).map(|i| scored.shadow_of(i).map_or(f64::NAN, |(_, p)| p)).collect();
+        let texts = |output: &str| -> Vec<&str> {
+            match output {
+                "id" => scored.ids.iter().map(String::as_str).collect(),
+                "receipt" => scored.receipts.iter().map(String::as_str).collect(),
+                "version" => (0..n).map(|i| scored.version(i).0).collect(),
+                "role" => (0..n).map(|i| scored.version(i).1.name()).collect(),
+                _ => (0..n).map(|i| scored.shadow_of(i).map_or("", |(v, _)| v)).collect(),
+            }
         };
         let mut tensor = serde_json::json!({ "name": output, "datatype": datatype, "shape": [n] });
         if binary {
             let start = tail.len();
             match output {
                 "probability" => scored.probabilities.iter().for_each(|p| tail.extend_from_slice(&p.to_le_bytes())),
+                "shadow_probability" => shadow.iter().for_each(|p| tail.extend_from_slice(&p.to_le_bytes())),
                 "prediction" => {
                     scored.decisions.iter().for_each(|&d| tail.extend_from_slice(&i64::from(d).to_le_bytes()))
                 }
                 _ => {
-                    let texts = if output == "id" { &scored.ids } else { &scored.receipts };
-                    for t in texts {
+                    for t in texts(output) {
                         tail.extend_from_slice(&(t.len() as u32).to_le_bytes());
                         tail.extend_from_slice(t.as_bytes());
                     }
@@ -559,8 +573,9 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
             tensor["data"] = match output {
                 "probability" => serde_json::json!(scored.probabilities),
                 "prediction" => scored.decisions.iter().map(|&d| Value::from(i64::from(d))).collect(),
-                "id" => serde_json::json!(scored.ids),
-                _ => serde_json::json!(scored.receipts),
+                // serde_json writes a NaN as null.
+                "shadow_probability" => serde_json::json!(shadow),
+                _ => serde_json::json!(texts(output)),
             };
         }
         outputs.push(tensor);

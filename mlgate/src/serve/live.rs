@@ -7,25 +7,42 @@ use std::collections::{HashMap, VecDeque};
 use model::eval::metrics::{Confusion, MetricSet};
 
 use super::drift::DriftWindow;
+use super::receipt::Shadow;
+use super::rollout::Role;
 use super::Loaded;
 
 /// A prediction kept until its feedback arrives.
 struct Logged {
     seq: u64,
-    version: String,
-    probability: f64,
-    decision: bool,
+    answered: Answered,
 }
 
-/// A logged prediction that feedback joined: what the server answered.
+/// A prediction that feedback joined (through the log or a receipt): what the server answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answered {
     /// The version that answered.
     pub version: String,
+    /// What it was doing: the baseline, or a rollout's canary.
+    pub role: Role,
     /// The probability answered.
     pub probability: f64,
     /// The decision answered.
     pub decision: bool,
+    /// What the shadow said of the same record, in shadow mode.
+    pub shadow: Option<Shadow>,
+}
+
+impl Answered {
+    /// What the baseline `version` answered, without a shadow.
+    #[cfg(test)]
+    pub fn baseline(version: &str, probability: f64, decision: bool) -> Answered {
+        Answered { version: version.into(), role: Role::Baseline, probability, decision, shadow: None }
+    }
+
+    /// The bytes its strings hold.
+    fn text_bytes(&self) -> usize {
+        self.version.len() + self.shadow.as_ref().map_or(0, |s| s.version.len())
+    }
 }
 
 /// One joined prediction: its probability, the decision answered, and the label.
@@ -44,8 +61,8 @@ const VERSIONS_KEPT: usize = 8;
 const ENTRY_OVERHEAD: usize = 64;
 
 /// The bytes of a prediction's entry in the log.
-fn entry_bytes(id: &str, version: &str) -> usize {
-    id.len() + version.len() + ENTRY_OVERHEAD
+fn entry_bytes(id: &str, answered: &Answered) -> usize {
+    id.len() + answered.text_bytes() + ENTRY_OVERHEAD
 }
 
 /// The bytes of a prediction's place in the order.
@@ -97,14 +114,13 @@ impl Live {
 
     /// Logs a prediction under `id`; returns how many older ones were dropped to make room (in
     /// entries and in bytes). A second prediction with the same id replaces the first.
-    pub fn log(&mut self, id: &str, version: &str, probability: f64, decision: bool) -> u64 {
+    pub fn log(&mut self, id: &str, answered: Answered) -> u64 {
         self.seq += 1;
         let seq = self.seq;
-        self.log_bytes += entry_bytes(id, version) + place_bytes(id);
-        let logged = Logged { seq, version: version.to_string(), probability, decision };
-        if let Some(old) = self.log.insert(id.to_string(), logged) {
+        self.log_bytes += entry_bytes(id, &answered) + place_bytes(id);
+        if let Some(old) = self.log.insert(id.to_string(), Logged { seq, answered }) {
             // Its place in the order stays until it comes to the front; only its entry goes.
-            self.log_bytes -= entry_bytes(id, &old.version);
+            self.log_bytes -= entry_bytes(id, &old.answered);
         }
         self.order.push_back((seq, id.to_string()));
         let mut evicted = 0;
@@ -115,7 +131,7 @@ impl Live {
             // A prediction joined or replaced already left only its place in the order.
             if self.log.get(&id).is_some_and(|l| l.seq == seq) {
                 let logged = self.log.remove(&id).expect("just found");
-                self.log_bytes -= entry_bytes(&id, &logged.version);
+                self.log_bytes -= entry_bytes(&id, &logged.answered);
                 evicted += 1;
             }
         }
@@ -136,8 +152,8 @@ impl Live {
     /// returns what was answered, or `None` when no prediction waits under that id.
     pub fn join(&mut self, id: &str, label: bool) -> Option<Answered> {
         let logged = self.log.remove(id)?;
-        self.log_bytes -= entry_bytes(id, &logged.version);
-        let answered = Answered { version: logged.version, probability: logged.probability, decision: logged.decision };
+        self.log_bytes -= entry_bytes(id, &logged.answered);
+        let answered = logged.answered;
         self.record(&answered, label);
         Some(answered)
     }
@@ -227,33 +243,33 @@ mod tests {
     #[test]
     fn the_log_drops_its_oldest_predictions_and_counts_them() {
         let mut live = Live::new(3, 1 << 20, 10, 10);
-        assert_eq!(live.log("a", "v1", 0.9, true), 0);
-        live.log("b", "v1", 0.1, false);
-        live.log("c", "v1", 0.8, true);
-        assert_eq!(live.log("d", "v1", 0.2, false), 1);
+        assert_eq!(live.log("a", Answered::baseline("v1", 0.9, true)), 0);
+        live.log("b", Answered::baseline("v1", 0.1, false));
+        live.log("c", Answered::baseline("v1", 0.8, true));
+        assert_eq!(live.log("d", Answered::baseline("v1", 0.2, false)), 1);
         assert_eq!(live.join("a", true), None, "a was dropped");
         assert_eq!(live.join("b", false).map(|a| a.version).as_deref(), Some("v1"));
         assert_eq!(live.join("b", false), None, "joined once only");
         // A joined prediction's place in the order is not counted as a drop.
-        assert_eq!(live.log("e", "v1", 0.2, false), 0);
+        assert_eq!(live.log("e", Answered::baseline("v1", 0.2, false)), 0);
         assert_eq!(live.waiting(), 3);
     }
 
     #[test]
     fn the_log_is_bounded_in_bytes_as_well_as_entries() {
         // Room for about ten predictions of 100-byte ids.
-        let one = entry_bytes(&"x".repeat(100), "v1") + place_bytes(&"x".repeat(100));
+        let one = entry_bytes(&"x".repeat(100), &Answered::baseline("v1", 0.5, true)) + place_bytes(&"x".repeat(100));
         let mut live = Live::new(1000, 10 * one, 10, 10);
         let mut evicted = 0;
         for i in 0..100 {
-            evicted += live.log(&format!("{i:0100}"), "v1", 0.5, true);
+            evicted += live.log(&format!("{i:0100}"), Answered::baseline("v1", 0.5, true));
             assert!(live.bytes() <= 10 * one, "{} bytes after {i}", live.bytes());
         }
         assert_eq!(live.waiting(), 10);
         assert_eq!(evicted, 90);
         // Joined and replaced entries give their bytes back.
         assert!(live.join(&format!("{:0100}", 99), true).is_some());
-        live.log(&format!("{:0100}", 98), "v1", 0.5, true);
+        live.log(&format!("{:0100}", 98), Answered::baseline("v1", 0.5, true));
         assert_eq!(live.waiting(), 9);
         for i in 0..100 {
             live.join(&format!("{i:0100}"), true);
@@ -267,7 +283,7 @@ mod tests {
     fn the_window_measures_each_prediction_at_the_decision_answered() {
         let mut live = Live::new(100, 1 << 20, 3, 10);
         for (id, p, t) in [("a", 0.6, 0.7), ("b", 0.6, 0.5), ("c", 0.2, 0.5), ("d", 0.9, 0.5)] {
-            live.log(id, "v2", p, p >= t);
+            live.log(id, Answered::baseline("v2", p, p >= t));
         }
         for (id, y) in [("a", true), ("b", true), ("c", false), ("d", false)] {
             live.join(id, y);

@@ -20,6 +20,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 
+use super::rollout::Role;
+
 /// A metric's labels, as (name, value) pairs.
 pub type Labels = Vec<(&'static str, String)>;
 
@@ -75,6 +77,16 @@ pub fn outcome(decision: bool, label: bool) -> &'static str {
     }
 }
 
+/// The labels of a series of `mlgate_shadow_pairs_total`.
+fn shadow_pair_labels(baseline: &str, candidate: &str, baseline_correct: bool, candidate_correct: bool) -> Labels {
+    vec![
+        ("baseline", baseline.to_string()),
+        ("candidate", candidate.to_string()),
+        ("baseline_correct", baseline_correct.to_string()),
+        ("candidate_correct", candidate_correct.to_string()),
+    ]
+}
+
 /// Every value of the `outcome` label.
 pub const OUTCOMES: [&str; 4] = ["true_positive", "false_positive", "true_negative", "false_negative"];
 
@@ -126,6 +138,17 @@ pub struct Metrics {
     pub feedback_bins: Family<Labels, Counter>,
     /// `mlgate_feedback_refused_total{reason}`: receipts refused, by reason.
     pub feedback_refused: Family<Labels, Counter>,
+    /// `mlgate_scoring_duration_seconds{version,role}`: time to score a batch of records with a
+    /// version.
+    pub scoring_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `mlgate_scoring_failures_total{version,role}`: records a version failed to score.
+    pub scoring_failures: Family<Labels, Counter>,
+    /// `mlgate_shadow_pairs_total{baseline,candidate,baseline_correct,candidate_correct}`: joined
+    /// predictions that had a shadow, by which of the two was right.
+    pub shadow_pairs: Family<Labels, Counter>,
+    /// `mlgate_rollout_info{baseline,candidate,mode}`: the rollout followed, its weight as the
+    /// value (absent when none is open).
+    pub rollout_info: Family<Labels, Gauge>,
     pub log_evicted: Counter,
     pub log_size: Gauge,
     pub log_bytes: Gauge,
@@ -173,6 +196,10 @@ impl Metrics {
             feedback_probability: Family::new_with_constructor(feedback_histogram as fn() -> Histogram),
             feedback_bins: Family::default(),
             feedback_refused: Family::default(),
+            scoring_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            scoring_failures: Family::default(),
+            shadow_pairs: Family::default(),
+            rollout_info: Family::default(),
             log_evicted: Counter::default(),
             log_size: Gauge::default(),
             log_bytes: Gauge::default(),
@@ -235,9 +262,41 @@ impl Metrics {
         let r = &mut registry;
         r.register("mlgate_http_requests", "HTTP requests by route and status code", m.requests.clone());
         r.register("mlgate_http_request_duration_seconds", "Time to answer a request, by route", m.duration.clone());
-        r.register("mlgate_records_scored", "Records scored, by model version", m.records_scored.clone());
-        r.register("mlgate_predictions", "Predictions by model version and class (0 or 1)", m.predictions.clone());
-        r.register("mlgate_prediction_probability", "Predicted probabilities, by model version", m.probability.clone());
+        r.register(
+            "mlgate_records_scored",
+            "Records scored, by model version and role (baseline, canary, shadow)",
+            m.records_scored.clone(),
+        );
+        r.register(
+            "mlgate_predictions",
+            "Predictions by model version, role and class (0 or 1)",
+            m.predictions.clone(),
+        );
+        r.register(
+            "mlgate_prediction_probability",
+            "Predicted probabilities, by model version and role",
+            m.probability.clone(),
+        );
+        r.register(
+            "mlgate_scoring_duration_seconds",
+            "Time to score a batch of records with a version, by version and role",
+            m.scoring_duration.clone(),
+        );
+        r.register(
+            "mlgate_scoring_failures",
+            "Records a version failed to score (a broken value only it refused, a probability not finite), by version and role; a canary's are answered by the baseline",
+            m.scoring_failures.clone(),
+        );
+        r.register(
+            "mlgate_shadow_pairs",
+            "Joined predictions that had a shadow, by baseline and candidate version and whether each was right (true, false)",
+            m.shadow_pairs.clone(),
+        );
+        r.register(
+            "mlgate_rollout_info",
+            "The rollout followed, by baseline, candidate and mode (canary, shadow); the value is the canary's weight in percent (0 in shadow)",
+            m.rollout_info.clone(),
+        );
         r.register(
             "mlgate_invalid_values",
             "Values that broke a schema rule, by column and rule",
@@ -344,17 +403,17 @@ impl Metrics {
         r.register("mlgate_drift_window_rows", "Recent records the rolling drift is measured on", m.drift_rows.clone());
         r.register(
             "mlgate_feedback_outcomes",
-            "Joined feedback by version and outcome at the decision the server answered (true_positive, false_positive, true_negative, false_negative)",
+            "Joined feedback by version, role and outcome at the decision the version gave (true_positive, false_positive, true_negative, false_negative)",
             m.feedback_outcomes.clone(),
         );
         r.register(
             "mlgate_feedback_probability",
-            "Probabilities of the predictions joined with feedback, by version and true label (0 or 1)",
+            "Probabilities of the predictions joined with feedback, by version, role and true label (0 or 1)",
             m.feedback_probability.clone(),
         );
         r.register(
             "mlgate_feedback_probability_bin",
-            "Joined predictions by version, true label and probability bin (each bucket of mlgate_feedback_probability alone, `bin` written as its `le`)",
+            "Joined predictions by version, role, true label and probability bin (each bucket of mlgate_feedback_probability alone, `bin` written as its `le`)",
             m.feedback_bins.clone(),
         );
         r.register(
@@ -372,16 +431,20 @@ impl Metrics {
         registry
     }
 
-    /// Makes the series of joined feedback for `version` exist at 0 (the four outcomes, both
-    /// labels' histograms and bins): sums and rates over replicas need every series from the start.
-    pub fn feedback_series(&self, version: &str) {
+    /// Makes the series of `version` in `role` exist at 0 (the four outcomes, both labels'
+    /// histograms and bins, its scoring failures): sums and rates over replicas need every series
+    /// from the start.
+    pub fn feedback_series(&self, version: &str, role: Role) {
+        let vr = || vec![("version", version.to_string()), ("role", role.name().to_string())];
+        let _ = self.scoring_failures.get_or_create(&vr());
         for outcome in OUTCOMES {
-            let _ = self
-                .feedback_outcomes
-                .get_or_create(&vec![("version", version.to_string()), ("outcome", outcome.into())]);
+            let mut labels = vr();
+            labels.push(("outcome", outcome.into()));
+            let _ = self.feedback_outcomes.get_or_create(&labels);
         }
         for label in ["0", "1"] {
-            let labels = vec![("version", version.to_string()), ("label", label.to_string())];
+            let mut labels = vr();
+            labels.push(("label", label.to_string()));
             let _ = self.feedback_probability.get_or_create(&labels);
             for bound in FEEDBACK_BUCKETS {
                 let mut labels = labels.clone();
@@ -391,15 +454,59 @@ impl Metrics {
         }
     }
 
-    /// Counts one prediction of `version` joined with its true `label`: its outcome at the
-    /// `decision` the server answered, its probability in the label's histogram and bin.
-    pub fn joined(&self, version: &str, probability: f64, decision: bool, label: bool) {
-        let v = || ("version", version.to_string());
-        self.feedback_outcomes.get_or_create(&vec![v(), ("outcome", outcome(decision, label).into())]).inc();
+    /// Counts one prediction of `version` in `role` joined with its true `label`: its outcome at
+    /// the `decision` it gave, its probability in the label's histogram and bin.
+    pub fn joined(&self, version: &str, role: Role, probability: f64, decision: bool, label: bool) {
+        let vr = |more: (&'static str, String)| {
+            vec![("version", version.to_string()), ("role", role.name().to_string()), more]
+        };
+        self.feedback_outcomes.get_or_create(&vr(("outcome", outcome(decision, label).into()))).inc();
         let class = if label { "1" } else { "0" };
-        self.feedback_probability.get_or_create(&vec![v(), ("label", class.into())]).observe(probability);
+        self.feedback_probability.get_or_create(&vr(("label", class.into()))).observe(probability);
         let bin = bin_label(FEEDBACK_BUCKETS[bin_of(probability)]);
-        self.feedback_bins.get_or_create(&vec![v(), ("label", class.into()), ("bin", bin)]).inc();
+        let mut labels = vr(("label", class.into()));
+        labels.push(("bin", bin));
+        self.feedback_bins.get_or_create(&labels).inc();
+    }
+
+    /// Counts a joined prediction that had a shadow: which of the baseline and the candidate
+    /// decided right.
+    pub fn shadow_pair(&self, baseline: &str, candidate: &str, baseline_correct: bool, candidate_correct: bool) {
+        self.shadow_pairs
+            .get_or_create(&shadow_pair_labels(baseline, candidate, baseline_correct, candidate_correct))
+            .inc();
+    }
+
+    /// Makes the four series of the pairs of `baseline` and `candidate` exist at 0.
+    pub fn shadow_pair_series(&self, baseline: &str, candidate: &str) {
+        for (b, c) in [(true, true), (true, false), (false, true), (false, false)] {
+            let _ = self.shadow_pairs.get_or_create(&shadow_pair_labels(baseline, candidate, b, c));
+        }
+    }
+
+    /// Says which rollout is followed (`None`: none), replacing what was said before.
+    pub fn rollout(&self, rollout: Option<(&str, &str, &str, u32)>) {
+        self.rollout_info.clear();
+        if let Some((baseline, candidate, mode, weight)) = rollout {
+            let labels = vec![
+                ("baseline", baseline.to_string()),
+                ("candidate", candidate.to_string()),
+                ("mode", mode.to_string()),
+            ];
+            self.rollout_info.get_or_create(&labels).set(i64::from(weight));
+        }
+    }
+
+    /// Times a batch of records scored by `version` in `role`.
+    pub fn scoring_took(&self, version: &str, role: Role, seconds: f64) {
+        let labels = vec![("version", version.to_string()), ("role", role.name().to_string())];
+        self.scoring_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts `n` records `version` in `role` failed to score.
+    pub fn scoring_failed(&self, version: &str, role: Role, n: u64) {
+        let labels = vec![("version", version.to_string()), ("role", role.name().to_string())];
+        self.scoring_failures.get_or_create(&labels).inc_by(n);
     }
 
     /// Counts `n` values of `column` that broke `rule`.
@@ -407,21 +514,23 @@ impl Metrics {
         self.invalid_values.get_or_create(&vec![("column", column.to_string()), ("rule", rule.to_string())]).inc_by(n);
     }
 
-    /// Counts records scored by `version`: their probabilities, how many were predicted
+    /// Counts records scored by `version` in `role`: their probabilities, how many were predicted
     /// positive, and the levels unseen in training per column.
     pub fn scored(
         &self,
         version: &str,
+        role: Role,
         probabilities: &[f64],
         positives: u64,
         unseen: &std::collections::BTreeMap<String, u64>,
     ) {
         let n = probabilities.len() as u64;
         let v = || ("version", version.to_string());
-        self.records_scored.get_or_create(&vec![v()]).inc_by(n);
-        self.predictions.get_or_create(&vec![v(), ("class", "1".into())]).inc_by(positives);
-        self.predictions.get_or_create(&vec![v(), ("class", "0".into())]).inc_by(n - positives);
-        let histogram = self.probability.get_or_create(&vec![v()]);
+        let r = || ("role", role.name().to_string());
+        self.records_scored.get_or_create(&vec![v(), r()]).inc_by(n);
+        self.predictions.get_or_create(&vec![v(), r(), ("class", "1".into())]).inc_by(positives);
+        self.predictions.get_or_create(&vec![v(), r(), ("class", "0".into())]).inc_by(n - positives);
+        let histogram = self.probability.get_or_create(&vec![v(), r()]);
         for p in probabilities {
             histogram.observe(*p);
         }
@@ -723,9 +832,9 @@ mod tests {
     /// the exact one.
     fn check_auc(labels: &[bool], scores: &[f64], what: &str) -> f64 {
         let metrics = Metrics::new(Some("churn"));
-        metrics.feedback_series("v1");
+        metrics.feedback_series("v1", Role::Baseline);
         for (&y, &p) in labels.iter().zip(scores) {
-            metrics.joined("v1", p, p >= 0.5, y);
+            metrics.joined("v1", Role::Baseline, p, p >= 0.5, y);
         }
         let exact = model::eval::metrics::roc_auc(labels, scores).unwrap();
         let binned = binned_auc(&metrics.render());
@@ -772,8 +881,8 @@ mod tests {
     #[test]
     fn the_classic_format_is_the_openmetrics_one_in_0_0_4_terms() {
         let metrics = Metrics::new(Some("churn"));
-        metrics.feedback_series("v1");
-        metrics.joined("v1", 0.7, true, true);
+        metrics.feedback_series("v1", Role::Baseline);
+        metrics.joined("v1", Role::Baseline, 0.7, true, true);
         let openmetrics = metrics.render_as(Format::OpenMetrics);
         let classic = metrics.render_as(Format::Classic);
         assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
@@ -885,10 +994,10 @@ mod tests {
         assert!(!unnamed.contains("model="), "{unnamed}");
         metrics.name_model("churn");
         metrics.name_model("another");
-        metrics.feedback_series("v2");
-        metrics.joined("v2", 0.7, false, true);
-        metrics.joined("v2", 0.0004, false, false);
-        metrics.joined("v2", 1.0, true, false);
+        metrics.feedback_series("v2", Role::Baseline);
+        metrics.joined("v2", Role::Baseline, 0.7, false, true);
+        metrics.joined("v2", Role::Baseline, 0.0004, false, false);
+        metrics.joined("v2", Role::Baseline, 1.0, true, false);
         let text = metrics.render();
         let all = series(&text);
         assert!(all.iter().all(|(_, l, _)| l.get("model").is_some_and(|m| m == "churn")), "{text}");

@@ -27,8 +27,9 @@ use serde_json::{Map, Value};
 use super::answer::{answer, json, problem, Answer};
 use super::intake::{scoring, too_many, RequestBody};
 use super::records::{Builder, Entries, Table, TABLE_SHAPES};
+use super::rollout::{Role, Serving};
 use super::score::{self, Origin, Scored};
-use super::{Loaded, Shared};
+use super::Shared;
 
 /// MLflow's own words for a body without exactly one input field.
 const REQUIRED_INPUT_FORMAT: &str = "The input must be a JSON dictionary with exactly one of the input fields \
@@ -103,7 +104,7 @@ pub(super) async fn invocations<B: RequestBody>(shared: &Arc<Shared>, request: R
     }
 }
 
-fn json_invocation(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+fn json_invocation(shared: &Shared, loaded: &Serving, bytes: &[u8]) -> Answer {
     let invocation: Invocation = match serde_json::from_slice(bytes) {
         Ok(i) => i,
         Err(e) => {
@@ -166,7 +167,7 @@ fn json_invocation(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
     }
 }
 
-fn csv_invocation(shared: &Shared, loaded: &Loaded, bytes: &[u8]) -> Answer {
+fn csv_invocation(shared: &Shared, loaded: &Serving, bytes: &[u8]) -> Answer {
     let read = match loaded.compiled.read_csv(bytes, "request", shared.max_records) {
         Ok(read) => read,
         Err(e) => {
@@ -210,8 +211,16 @@ fn predictions(scored: &Scored, method: Method) -> Answer {
         Method::PredictProba => scored.probabilities.iter().map(|&p| serde_json::json!([1.0 - p, p])).collect(),
         Method::Mlgate => serde_json::to_value(scored.predictions()).expect("predictions serialise"),
     };
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "predictions": predictions, "ids": scored.ids, "receipts": scored.receipts }),
-    )
+    let mut body = serde_json::json!({ "predictions": predictions, "ids": scored.ids, "receipts": scored.receipts });
+    // Beside the predictions, as the ids and receipts are: which version answered each, and in
+    // shadow mode what the shadow said.
+    let answered: Vec<(&str, Role)> = (0..scored.ids.len()).map(|i| scored.version(i)).collect();
+    body["versions"] = answered.iter().map(|(v, _)| Value::from(*v)).collect();
+    body["roles"] = answered.iter().map(|(_, r)| Value::from(r.name())).collect();
+    if let Some((version, _)) = &scored.shadow {
+        body["shadow_version"] = Value::from(version.as_str());
+        body["shadow_probabilities"] =
+            (0..scored.ids.len()).map(|i| scored.shadow_of(i).map_or(Value::Null, |(_, p)| Value::from(p))).collect();
+    }
+    json(StatusCode::OK, &body)
 }

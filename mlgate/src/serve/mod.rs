@@ -22,6 +22,7 @@ mod mlflow;
 mod openapi;
 mod receipt;
 mod records;
+mod rollout;
 mod score;
 mod tls;
 
@@ -40,6 +41,7 @@ use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
 pub use auth::{TokenSet, Tokens};
 use metrics::{Labels, Metrics};
 pub use receipt::ReceiptKeys;
+use rollout::{Candidate, Mode, Role, Serving};
 pub use tls::TlsFiles;
 
 /// How the server runs: resolved from the command line by `cli::serve`.
@@ -48,8 +50,8 @@ pub struct Options {
     pub location: Location,
     /// The alias whose model is served.
     pub alias: String,
-    /// A version pinned (`serve --version vN`): served whatever the aliases say, and no rollout
-    /// followed (for platforms that roll pods themselves).
+    /// A version served whatever the aliases say (`serve --version`): no alias nor rollout is
+    /// followed.
     pub version: Option<String>,
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -144,7 +146,7 @@ impl Loaded {
 
 /// What every request and the poller share.
 pub struct Shared {
-    model: RwLock<Option<Arc<Loaded>>>,
+    model: RwLock<Option<Arc<Serving>>>,
     live: Mutex<live::Live>,
     metrics: Metrics,
     max_body: usize,
@@ -198,7 +200,7 @@ impl Shared {
         }
     }
 
-    fn current(&self) -> Option<Arc<Loaded>> {
+    fn current(&self) -> Option<Arc<Serving>> {
         self.model.read().expect("the model lock is never poisoned: no code panics holding it").clone()
     }
 
@@ -296,28 +298,34 @@ fn empty_alias(alias: &str, location: &Location) -> String {
 
 /// The poller's hold on the registry: the store, opened at the first poll that reaches it and
 /// kept for the life of the process (one client, one copy, read again only when it moved), and
-/// the version that last failed to load.
+/// the versions that last failed to load.
 struct Follower {
     location: Location,
     alias: String,
-    /// The version pinned by `serve --version`: the alias is not read.
-    pin: Option<String>,
+    /// The version pinned (`serve --version`), if any: then no alias nor rollout is followed.
+    pinned: Option<String>,
     timeouts: Timeouts,
     store: Option<Store>,
     /// The version that last failed to load, and why: counted and logged once, not at every poll.
     failed: Option<(String, String)>,
+    /// The rollout's candidate that last failed to load, and why.
+    candidate_failed: Option<(String, String)>,
     /// The store's counters as last copied into the metrics.
     counted: (u64, u64, u64),
 }
 
 impl Follower {
     fn new(location: Location, alias: String, timeouts: Timeouts) -> Follower {
-        Follower { location, alias, pin: None, timeouts, store: None, failed: None, counted: (0, 0, 0) }
-    }
-
-    /// The same follower, serving `version` (when given) instead of the alias's.
-    fn pinned(self, version: Option<String>) -> Follower {
-        Follower { pin: version, ..self }
+        Follower {
+            location,
+            alias,
+            pinned: None,
+            timeouts,
+            store: None,
+            failed: None,
+            candidate_failed: None,
+            counted: (0, 0, 0),
+        }
     }
 
     /// Adds what the store asked of the registry since the last call to the metrics.
@@ -343,12 +351,47 @@ enum Followed {
 
 /// Reads the alias (the registry's state again only when it moved) and, when it names another
 /// artifact than the one served, loads that version's files alone, verifies and compiles them,
-/// then swaps them in. An artifact that failed to load is not tried again until the alias
-/// names another version; until then each poll fails with [`Trouble::Load`].
+/// then swaps them in. While a rollout is open and the alias followed is `production`, its
+/// candidate is loaded the same way and swapped in with the baseline, mode and weight as one;
+/// when the rollout closes, the candidate goes (on a promotion it becomes the baseline, already
+/// loaded). An artifact that failed to load is not tried again until the alias (or the rollout)
+/// names another version; until then each poll fails with [`Trouble::Load`] — a candidate that
+/// failed leaves the baseline served alone.
 fn poll(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
     let result = follow(shared, follower);
     follower.count(&shared.metrics);
     result
+}
+
+/// What the registry asks to be served.
+#[derive(Debug, PartialEq)]
+struct Wanted {
+    /// The version the alias names (or the one pinned).
+    version: String,
+    /// An open rollout's candidate, its mode and weight, when the alias followed is production.
+    candidate: Option<(String, Mode, u32)>,
+}
+
+/// What `state` asks a server following `alias` to serve (`None`: the alias names nothing).
+fn wanted(state: &model::lifecycle::registry::State, alias: &str) -> Option<Wanted> {
+    let version = state.aliases.get(alias)?.clone();
+    let candidate = if alias == model::lifecycle::registry::PRODUCTION {
+        rollout_of(state).filter(|(candidate, _, _)| *candidate != version)
+    } else {
+        None
+    };
+    Some(Wanted { version, candidate })
+}
+
+/// The open rollout's candidate, mode and weight.
+fn rollout_of(state: &model::lifecycle::registry::State) -> Option<(String, Mode, u32)> {
+    use model::lifecycle::rollout::RolloutMode;
+    let rollout = state.rollout.as_ref()?;
+    let mode = match rollout.mode {
+        RolloutMode::Canary => Mode::Canary,
+        RolloutMode::Shadow => Mode::Shadow,
+    };
+    Some((rollout.candidate.clone(), mode, rollout.weight))
 }
 
 fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
@@ -365,65 +408,136 @@ fn follow(shared: &Shared, follower: &mut Follower) -> Result<Followed> {
             follower.timeouts,
         )?),
     };
-    let version = match &follower.pin {
+    let wanted = match &follower.pinned {
         // A pinned version is looked for only until it is served.
-        Some(pin) if shared.current().is_some_and(|c| c.version == *pin) => pin.clone(),
-        Some(pin) if !store.versions()?.contains(pin) => {
+        Some(pin) if shared.current().is_none_or(|c| c.version != *pin) && !store.versions()?.contains(pin) => {
             return Ok(Followed::Nothing(format!(
                 "{pin} is not a version of {} (yet); the server is ready once it is registered",
                 follower.location
             )));
         }
-        Some(pin) => pin.clone(),
-        None => match store.alias(&alias)? {
-            Some(version) => version,
+        Some(version) => Wanted { version: version.clone(), candidate: None },
+        None => match wanted(&store.state()?, &alias) {
+            Some(wanted) => wanted,
             None => return Ok(Followed::Nothing(empty_alias(&alias, &follower.location))),
         },
     };
     let current = shared.current();
-    if current.as_ref().is_some_and(|c| c.version == version) {
-        follower.failed = None;
-        return Ok(Followed::Serving);
-    }
-    if let Some((_, message)) = follower.failed.as_ref().filter(|(v, _)| *v == version) {
-        return Err(LoadFailed(message.clone()).into());
-    }
-    let load = || -> Result<Loaded> {
-        let artifact = store.artifact(&version).with_context(|| format!("cannot load {version}"))?;
-        let verdict = store.verdict(&version).with_context(|| format!("cannot read {version}'s verdict"))?;
-        if verdict.artifact_sha256 != artifact.checksum() {
-            bail!(
-                "{version}'s artifact has sha256 {} but its verdict is about {}",
-                artifact.checksum(),
-                verdict.artifact_sha256
-            );
-        }
-        let accepted = store
-            .read_file(&version, "metrics.json")
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<AcceptanceRecord>(&bytes).ok());
-        let compiled = Compiled::new(artifact).with_context(|| format!("cannot compile {version}"))?;
-        Ok(Loaded::new(compiled, version.clone(), accepted))
+    // A version already loaded (the baseline, or the candidate a promotion makes the baseline)
+    // is taken as it is.
+    let loaded = |version: &str| -> Option<Arc<Loaded>> {
+        let current = current.as_ref()?;
+        let candidate = current.candidate.as_ref().map(|c| &c.loaded);
+        [Some(&current.baseline), candidate].into_iter().flatten().find(|l| l.version == version).cloned()
     };
-    match load() {
-        Ok(loaded) => {
-            swap(shared, loaded, current.as_deref());
+    let baseline = match loaded(&wanted.version) {
+        Some(baseline) => {
             follower.failed = None;
-            Ok(Followed::Serving)
+            baseline
         }
-        // The registry did not answer: the version is tried again at the next poll.
-        Err(e) if RemoteError::find(&e).is_some() => Err(e),
-        Err(e) => {
-            shared.metrics.load_failures.inc();
-            let kept = match &current {
-                Some(c) => format!("; still serving {}", c.version),
-                None => "; nothing is served".into(),
+        None => {
+            if let Some((_, message)) = follower.failed.as_ref().filter(|(v, _)| *v == wanted.version) {
+                return Err(LoadFailed(message.clone()).into());
+            }
+            match load(store, &wanted.version) {
+                Ok(baseline) => {
+                    follower.failed = None;
+                    Arc::new(baseline)
+                }
+                Err(e) => {
+                    return Err(load_failed(shared, &mut follower.failed, &wanted.version, e, current.as_deref()))
+                }
+            }
+        }
+    };
+    let mut trouble = None;
+    let candidate = match &wanted.candidate {
+        None => {
+            follower.candidate_failed = None;
+            None
+        }
+        Some((version, mode, weight)) => {
+            let got = match loaded(version) {
+                Some(candidate) => Ok(candidate),
+                None => match follower.candidate_failed.as_ref().filter(|(v, _)| v == version) {
+                    Some((_, message)) => Err(LoadFailed(message.clone()).into()),
+                    None => load(store, version).map(Arc::new).map_err(|e| {
+                        load_failed(
+                            shared,
+                            &mut follower.candidate_failed,
+                            version,
+                            e,
+                            Some(&Serving { baseline: baseline.clone(), candidate: None }),
+                        )
+                    }),
+                },
             };
-            let message = format!("{e:#}{kept}");
-            follower.failed = Some((version, message.clone()));
-            Err(LoadFailed(message).into())
+            match got {
+                Ok(loaded) => Some(Candidate::new(loaded, &baseline, *mode, *weight)),
+                Err(e) => {
+                    trouble = Some(e);
+                    None
+                }
+            }
         }
+    };
+    let unchanged = current.as_ref().is_some_and(|c| {
+        c.baseline.version == baseline.version
+            && match (&c.candidate, &candidate) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.loaded.version == b.loaded.version && a.mode == b.mode && a.weight == b.weight,
+                _ => false,
+            }
+    });
+    if !unchanged {
+        swap(shared, Serving { baseline, candidate }, current.as_deref());
     }
+    match trouble {
+        Some(e) => Err(e),
+        None => Ok(Followed::Serving),
+    }
+}
+
+/// Loads `version`'s artifact, checks it against its verdict's checksum, and compiles it.
+fn load(store: &Store, version: &str) -> Result<Loaded> {
+    let artifact = store.artifact(version).with_context(|| format!("cannot load {version}"))?;
+    let verdict = store.verdict(version).with_context(|| format!("cannot read {version}'s verdict"))?;
+    if verdict.artifact_sha256 != artifact.checksum() {
+        bail!(
+            "{version}'s artifact has sha256 {} but its verdict is about {}",
+            artifact.checksum(),
+            verdict.artifact_sha256
+        );
+    }
+    let accepted = store
+        .read_file(version, "metrics.json")
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<AcceptanceRecord>(&bytes).ok());
+    let compiled = Compiled::new(artifact).with_context(|| format!("cannot compile {version}"))?;
+    Ok(Loaded::new(compiled, version.to_string(), accepted))
+}
+
+/// The error of a poll whose `version` failed to load: a registry that did not answer is tried
+/// again at the next poll; anything else is counted, remembered in `failed` (not tried again until
+/// another version is named) and says what is still served.
+fn load_failed(
+    shared: &Shared,
+    failed: &mut Option<(String, String)>,
+    version: &str,
+    e: anyhow::Error,
+    served: Option<&Serving>,
+) -> anyhow::Error {
+    if RemoteError::find(&e).is_some() {
+        return e;
+    }
+    shared.metrics.load_failures.inc();
+    let kept = match served {
+        Some(c) => format!("; still serving {}", c.baseline.version),
+        None => "; nothing is served".into(),
+    };
+    let message = format!("{e:#}{kept}");
+    *failed = Some((version.to_string(), message.clone()));
+    LoadFailed(message).into()
 }
 
 /// The poller's log of its troubles: a line when one starts (or changes kind) and when it ends,
@@ -476,15 +590,19 @@ impl Troubles {
     }
 }
 
-fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
+/// Serves `serving` from now on (a request keeps what it started with), and says so in the
+/// metrics and the log.
+fn swap(shared: &Shared, serving: Serving, old: Option<&Serving>) {
     let m = &shared.metrics;
+    let loaded = &serving.baseline;
     // Without --model nor a configuration, the first artifact names the series.
     m.name_model(&loaded.compiled.artifact().name);
-    if let Some(old) = old {
-        m.model_info.remove(&old.info);
+    let moved = old.is_none_or(|o| o.baseline.version != loaded.version);
+    if let Some(old) = old.filter(|_| moved) {
+        m.model_info.remove(&old.baseline.info);
     }
     m.model_info.get_or_create(&loaded.info).set(1);
-    m.feedback_series(&loaded.version);
+    m.feedback_series(&loaded.version, Role::Baseline);
     m.acceptance.clear();
     if let Some(accepted) = &loaded.accepted {
         for metric in [Metric::Accuracy, Metric::Precision, Metric::Recall, Metric::F1, Metric::RocAuc] {
@@ -492,13 +610,49 @@ fn swap(shared: &Shared, loaded: Loaded, old: Option<&Loaded>) {
             m.acceptance.get_or_create(&labels).set(accepted.candidate.get(metric));
         }
     }
-    let line = match old {
-        Some(old) => format!("swapped {} for {} (sha256 {})", old.version, loaded.version, &loaded.sha256[..12]),
-        None => format!("serving {} (sha256 {})", loaded.version, &loaded.sha256[..12]),
-    };
-    *shared.model.write().expect("the model lock is never poisoned") = Some(Arc::new(loaded));
-    m.swaps.inc();
-    log(&line);
+    let mut lines = Vec::new();
+    if moved {
+        lines.push(match old {
+            Some(old) => {
+                format!("swapped {} for {} (sha256 {})", old.baseline.version, loaded.version, &loaded.sha256[..12])
+            }
+            None => format!("serving {} (sha256 {})", loaded.version, &loaded.sha256[..12]),
+        });
+    }
+    match &serving.candidate {
+        Some(c) => {
+            let role = if c.mode == Mode::Shadow { Role::Shadow } else { Role::Canary };
+            m.feedback_series(&c.loaded.version, role);
+            if c.mode == Mode::Shadow {
+                m.shadow_pair_series(&loaded.version, &c.loaded.version);
+            }
+            m.rollout(Some((&loaded.version, &c.loaded.version, c.mode.name(), c.weight)));
+            let share = match c.mode {
+                Mode::Canary => format!(" answering {} % of the records", c.weight),
+                Mode::Shadow => String::new(),
+            };
+            lines.push(format!(
+                "rollout: {} {} (sha256 {}) beside {}{share}",
+                c.mode.name(),
+                c.loaded.version,
+                &c.loaded.sha256[..12],
+                loaded.version
+            ));
+        }
+        None => {
+            m.rollout(None);
+            if let Some(c) = old.and_then(|o| o.candidate.as_ref()) {
+                lines.push(format!("rollout of {} closed: {} alone answers", c.loaded.version, loaded.version));
+            }
+        }
+    }
+    *shared.model.write().expect("the model lock is never poisoned") = Some(Arc::new(serving));
+    if moved {
+        m.swaps.inc();
+    }
+    for line in lines {
+        log(&line);
+    }
 }
 
 /// Measures the rolling drift of the recent records against the served model's reference.
@@ -561,8 +715,8 @@ pub fn run(args: Options) -> Result<()> {
     let (wake, woken) = mpsc::channel::<()>();
     {
         let shared = shared.clone();
-        let mut follower =
-            Follower::new(location.clone(), args.alias.clone(), args.timeouts).pinned(args.version.clone());
+        let mut follower = Follower::new(location.clone(), args.alias.clone(), args.timeouts);
+        follower.pinned = args.version.clone();
         let ended = Ended(ended.clone(), "poller");
         std::thread::spawn(move || {
             let _ended = ended;
@@ -667,9 +821,14 @@ mod tests {
 
     /// An artifact of the repository's configuration, trained on a little generated data.
     pub(super) fn artifact_bytes() -> Vec<u8> {
+        artifact_bytes_of(5)
+    }
+
+    /// The same, trained on the data of another seed: another model.
+    fn artifact_bytes_of(seed: u64) -> Vec<u8> {
         let text = include_str!("../../../pipeline.toml");
         let config = PipelineConfig::parse(text, Path::new("pipeline.toml")).unwrap();
-        let csv = model::data::generate::customers_csv(600, 5);
+        let csv = model::data::generate::customers_csv(600, seed);
         let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
         let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
         build(&config, &data, &context).unwrap().to_bytes()
@@ -717,6 +876,194 @@ mod tests {
         }
     }
 
+    /// `loaded` served alone.
+    fn serving(loaded: Loaded) -> Serving {
+        Serving { baseline: Arc::new(loaded), candidate: None }
+    }
+
+    /// Version `version` of the artifact trained on `seed`'s data, compiled.
+    fn loaded(seed: u64, version: &str) -> Arc<Loaded> {
+        let artifact = model::Artifact::from_bytes(&artifact_bytes_of(seed), Path::new("m")).unwrap();
+        Arc::new(Loaded::new(Compiled::new(artifact).unwrap(), version.into(), None))
+    }
+
+    /// `n` records of generated customers, as `{"records": […]}` of strings.
+    fn records(n: usize) -> serde_json::Value {
+        let csv = model::data::generate::customers_csv(n, 11);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let records: Vec<serde_json::Value> = lines
+            .map(|row| {
+                let record: serde_json::Map<String, serde_json::Value> =
+                    header.iter().zip(row.split(',')).map(|(k, v)| (k.to_string(), v.into())).collect();
+                serde_json::Value::Object(record)
+            })
+            .collect();
+        serde_json::json!({ "records": records })
+    }
+
+    /// The status and body of a request to `shared`'s routes, without a socket.
+    fn call(
+        shared: &Arc<Shared>,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let mut request = hyper::Request::builder().method("POST").uri(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap()))).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let answer = http::route(shared, http::Surface::All, request).await;
+            let status = answer.status().as_u16();
+            let body = answer.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        })
+    }
+
+    /// A server of `serving`, taking feedback with the token `feedback`.
+    fn server_of(serving: Serving) -> Arc<Shared> {
+        let mut options = options(Location::Folder("unused".into()));
+        options.tokens.feedback = TokenSet::parse("feedback");
+        let shared = Arc::new(Shared::new(&options));
+        swap(&shared, serving, None);
+        shared
+    }
+
+    /// In shadow mode every answer is the baseline's, bit for bit, and each prediction carries the
+    /// shadow's version and probability — the candidate's own, bit for bit. Feedback by receipt
+    /// counts the baseline's outcome (role baseline), the shadow's (role shadow) and the pair,
+    /// once: the same receipt again is a duplicate and counts nothing more.
+    #[test]
+    fn a_shadow_answers_nothing_and_its_pairs_are_counted_once_per_receipt() {
+        let (v1, v2) = (loaded(5, "v1"), loaded(6, "v2"));
+        let alone = |l: &Arc<Loaded>| server_of(Serving { baseline: l.clone(), candidate: None });
+        let body = records(40);
+        let (_, by_v1) = call(&alone(&v1), "/v1/predict", &body, None);
+        let (_, by_v2) = call(&alone(&v2), "/v1/predict", &body, None);
+        let shadowed = server_of(Serving {
+            baseline: v1.clone(),
+            candidate: Some(Candidate::new(v2.clone(), &v1, Mode::Shadow, 0)),
+        });
+        let (status, answer) = call(&shadowed, "/v1/predict", &body, None);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["version"], "v1");
+        let predictions = answer["predictions"].as_array().unwrap();
+        let mut differ = 0;
+        for (i, p) in predictions.iter().enumerate() {
+            let bits = |v: &serde_json::Value| v.as_f64().unwrap().to_bits();
+            assert_eq!(bits(&p["probability"]), bits(&by_v1["predictions"][i]["probability"]), "{p}");
+            assert_eq!(p["prediction"], by_v1["predictions"][i]["prediction"]);
+            assert_eq!((&p["version"], &p["role"]), (&"v1".into(), &"baseline".into()));
+            assert_eq!(p["shadow_version"], "v2");
+            assert_eq!(bits(&p["shadow_probability"]), bits(&by_v2["predictions"][i]["probability"]), "{p}");
+            differ += usize::from(p["probability"] != p["shadow_probability"]);
+        }
+        assert!(differ > 0, "the two models are the same: the test proves nothing");
+        let m = &shadowed.metrics;
+        let text = m.render();
+        let scored = |role: &str, version: &str| {
+            format!(
+                "mlgate_records_scored_total{{model=\"customer-purchase\",version=\"{version}\",role=\"{role}\"}} 40\n"
+            )
+        };
+        assert!(text.contains(&scored("baseline", "v1")) && text.contains(&scored("shadow", "v2")), "{text}");
+        assert!(
+            text.contains(
+                "mlgate_rollout_info{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",mode=\"shadow\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mlgate_scoring_duration_seconds_count{model=\"customer-purchase\",version=\"v2\",role=\"shadow\"} 1\n"
+            ),
+            "{text}"
+        );
+
+        // The first prediction's feedback, by receipt, twice.
+        let first = &predictions[0];
+        let label = "yes";
+        let item = serde_json::json!({"feedback": [{"receipt": first["receipt"], "label": label}]});
+        let (status, joined) = call(&shadowed, "/v1/feedback", &item, Some("feedback"));
+        assert_eq!((status, &joined["joined"]), (200, &1.into()), "{joined}");
+        let (_, again) = call(&shadowed, "/v1/feedback", &item, Some("feedback"));
+        assert_eq!(again["refusals"][0]["reason"], "duplicate", "{again}");
+        let text = m.render();
+        let right = |p: &serde_json::Value| (p.as_u64().unwrap() == 1).to_string();
+        let shadow_right =
+            (first["shadow_probability"].as_f64().unwrap() >= v2.compiled.artifact().threshold.value).to_string();
+        let pairs = format!(
+            "mlgate_shadow_pairs_total{{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",baseline_correct=\"{}\",candidate_correct=\"{shadow_right}\"}} 1\n",
+            right(&first["prediction"])
+        );
+        assert!(text.contains(&pairs), "{pairs}{text}");
+        let total: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("mlgate_shadow_pairs_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, 1.0, "{text}");
+        let outcomes = |version: &str, role: &str| -> f64 {
+            let head = format!(
+                "mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",role=\"{role}\","
+            );
+            text.lines()
+                .filter(|l| l.starts_with(&head))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+                .sum()
+        };
+        assert_eq!((outcomes("v1", "baseline"), outcomes("v2", "shadow")), (1.0, 1.0), "{text}");
+    }
+
+    /// A canary answers the records whose id falls in its share, each with its own version's
+    /// probability and threshold, and names itself; the rest are the baseline's.
+    #[test]
+    fn a_canary_answers_its_share_of_the_records_and_names_itself() {
+        let (v1, v2) = (loaded(5, "v1"), loaded(6, "v2"));
+        let body = records(100);
+        let alone = |l: &Arc<Loaded>| server_of(Serving { baseline: l.clone(), candidate: None });
+        let (_, by_v1) = call(&alone(&v1), "/v1/predict", &body, None);
+        let (_, by_v2) = call(&alone(&v2), "/v1/predict", &body, None);
+        let canary = server_of(Serving {
+            baseline: v1.clone(),
+            candidate: Some(Candidate::new(v2.clone(), &v1, Mode::Canary, 30)),
+        });
+        let (status, answer) = call(&canary, "/v1/predict", &body, None);
+        assert_eq!(status, 200, "{answer}");
+        let mut by_candidate = 0;
+        for (i, p) in answer["predictions"].as_array().unwrap().iter().enumerate() {
+            let id = p["id"].as_str().unwrap();
+            let (expected, alone) = if rollout::to_candidate("v2", 30, id) {
+                (("v2", "canary"), &by_v2)
+            } else {
+                (("v1", "baseline"), &by_v1)
+            };
+            assert_eq!((p["version"].as_str().unwrap(), p["role"].as_str().unwrap()), expected, "{p}");
+            assert_eq!(
+                p["probability"].as_f64().unwrap().to_bits(),
+                alone["predictions"][i]["probability"].as_f64().unwrap().to_bits()
+            );
+            assert_eq!(p["prediction"], alone["predictions"][i]["prediction"]);
+            assert!(p.get("shadow_probability").is_none());
+            by_candidate += usize::from(expected.0 == "v2");
+        }
+        assert!((15..=45).contains(&by_candidate), "{by_candidate} of 100");
+        let text = canary.metrics.render();
+        let scored = format!("mlgate_records_scored_total{{model=\"customer-purchase\",version=\"v2\",role=\"canary\"}} {by_candidate}\n");
+        assert!(text.contains(&scored), "{scored}{text}");
+        assert!(
+            text.contains(
+                "mlgate_scoring_failures_total{model=\"customer-purchase\",version=\"v2\",role=\"canary\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
+
     /// One record of generated customers, as a JSON object of strings.
     fn record() -> serde_json::Value {
         let csv = model::data::generate::customers_csv(1, 3);
@@ -750,7 +1097,7 @@ mod tests {
         assert_eq!(call("GET", "/healthz", vec![]).0, 200);
         assert_eq!(call("GET", "/readyz", vec![]).0, 503);
         let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
-        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None), None);
+        swap(&shared, serving(Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None)), None);
         assert_eq!(call("GET", "/readyz", vec![]), (200, "ready: v1\n".into()));
         let (status, answer) = call("POST", "/v1/predict", serde_json::to_vec(&record()).unwrap());
         assert_eq!(status, 200, "{answer}");
@@ -790,7 +1137,7 @@ mod tests {
         options.tokens.feedback = TokenSet::parse("feedback-token");
         let shared = Arc::new(Shared::new(&options));
         let artifact = model::Artifact::from_bytes(&artifact_bytes(), Path::new("m")).unwrap();
-        swap(&shared, Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None), None);
+        swap(&shared, serving(Loaded::new(Compiled::new(artifact).unwrap(), "v2".into(), None)), None);
         let claims = receipt::Claims {
             model: "customer-purchase".into(),
             version: "v1".into(),
@@ -798,6 +1145,8 @@ mod tests {
             decision: true,
             time: unix_now(),
             nonce: receipt::random().unwrap(),
+            role: Role::Baseline,
+            shadow: None,
         };
         let body = serde_json::json!({"feedback": [{"receipt": shared.receipts.sign(&claims), "label": "no"}]});
         let request = hyper::Request::builder()
@@ -814,7 +1163,7 @@ mod tests {
         assert!(answer.contains("\"joined\":1"), "{answer}");
         let metrics = shared.metrics.render();
         let outcome = |version: &str| {
-            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",outcome=\"false_positive\"}}")
+            format!("mlgate_feedback_outcomes_total{{model=\"customer-purchase\",version=\"{version}\",role=\"baseline\",outcome=\"false_positive\"}}")
         };
         assert!(metrics.contains(&format!("{} 1\n", outcome("v1"))), "{metrics}");
         assert!(metrics.contains(&format!("{} 0\n", outcome("v2"))), "{metrics}");
@@ -852,6 +1201,109 @@ mod tests {
             let series = format!("mlgate_registry_poll_errors_total{{model=\"churn\",kind=\"{kind}\"}} {count}\n");
             assert!(rendered.contains(&series), "{series}{rendered}");
         }
+    }
+
+    /// `state.json` with `production` and, when given, a rollout of `candidate` in `mode` at
+    /// `weight`.
+    fn state_with(
+        seq: u64,
+        production: &str,
+        rollout: Option<(&str, model::lifecycle::rollout::RolloutMode, u32)>,
+    ) -> Vec<u8> {
+        use model::lifecycle::registry::Actor;
+        use model::lifecycle::rollout::{Rollout, RolloutStep};
+        let mut state = State { seq, ..State::default() };
+        state.aliases.insert("production".into(), production.into());
+        state.rollout = rollout.map(|(candidate, mode, weight)| Rollout {
+            candidate: candidate.into(),
+            baseline: production.into(),
+            mode,
+            steps: vec![RolloutStep { weight, pause_seconds: 60 }],
+            step: 0,
+            weight,
+            step_started: "t".into(),
+            started: Actor { who: "t".into(), when: "t".into(), commit: None },
+            seq,
+        });
+        serde_json::to_vec(&state).unwrap()
+    }
+
+    /// The poller follows a rollout: its start loads the candidate's files once (beside the
+    /// baseline, swapped as one); a new weight reads `state.json` alone; a promotion makes the
+    /// candidate already loaded the baseline (nothing read but the state); an abort drops it; a
+    /// pinned server never follows one.
+    #[test]
+    fn the_poller_follows_a_rollout_reading_a_candidate_once() {
+        use model::lifecycle::rollout::RolloutMode;
+        let bucket = Arc::new(InMemory::new());
+        for (v, seed) in [("v1", 5), ("v2", 6)] {
+            let bytes = artifact_bytes_of(seed);
+            let sha = model::Artifact::from_bytes(&bytes, Path::new("m")).unwrap().checksum();
+            let verdict = VerdictRecord { passed: true, artifact_sha256: sha, failed: vec![], decided_at: "t".into() };
+            put(&bucket, &format!("reg/versions/{v}/model.json"), bytes);
+            put(&bucket, &format!("reg/versions/{v}/verdict.json"), serde_json::to_vec(&verdict).unwrap());
+            put(&bucket, &format!("reg/versions/{v}/metrics.json"), b"{}".to_vec());
+        }
+        put(&bucket, "reg/state.json", state_with(1, "v1", None));
+        let location = Location::S3 { bucket: "memory".into(), prefix: "reg".into() };
+        let follower_of = |pinned: Option<&str>| {
+            let backend = S3::open(bucket.clone(), "reg", Duration::from_secs(5)).unwrap();
+            let store = Store::with_backend(location.clone(), Box::new(backend), |_| {}, Duration::from_secs(1));
+            let mut follower = Follower::new(location.clone(), "production".into(), Timeouts::default());
+            follower.store = Some(store);
+            follower.pinned = pinned.map(str::to_string);
+            follower
+        };
+        let shared = Shared::new(&options(location.clone()));
+        let mut follower = follower_of(None);
+        let file_reads = |shared: &Shared| shared.metrics.registry_file_reads.get();
+        let now = |shared: &Shared| {
+            let s = shared.current().unwrap();
+            let c = s.candidate.as_ref().map(|c| (c.loaded.version.clone(), c.mode, c.weight));
+            (s.baseline.version.clone(), c)
+        };
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), None));
+        assert_eq!(file_reads(&shared), 3);
+
+        put(&bucket, "reg/state.json", state_with(2, "v1", Some(("v2", RolloutMode::Canary, 10))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), Some(("v2".into(), Mode::Canary, 10))));
+        assert_eq!(file_reads(&shared), 6, "the candidate's three files");
+        let info =
+            "mlgate_rollout_info{model=\"customer-purchase\",baseline=\"v1\",candidate=\"v2\",mode=\"canary\"} 10\n";
+        assert!(shared.metrics.render().contains(info));
+        let swaps = shared.metrics.swaps.get();
+
+        put(&bucket, "reg/state.json", state_with(3, "v1", Some(("v2", RolloutMode::Canary, 50))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v1".into(), Some(("v2".into(), Mode::Canary, 50))));
+        assert_eq!(file_reads(&shared), 6, "a new weight reads no version's files");
+
+        // Promoted: production is v2, the rollout closed; v2 was loaded already.
+        let candidate = Arc::as_ptr(&shared.current().unwrap().candidate.as_ref().unwrap().loaded);
+        put(&bucket, "reg/state.json", state_with(4, "v2", None));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), None));
+        assert_eq!(Arc::as_ptr(&shared.current().unwrap().baseline), candidate);
+        assert_eq!(file_reads(&shared), 6);
+        assert_eq!(shared.metrics.swaps.get(), swaps + 1);
+        assert!(!shared.metrics.render().contains("mlgate_rollout_info{"));
+
+        // Another rollout, of v1 as a shadow of v2, then aborted.
+        put(&bucket, "reg/state.json", state_with(5, "v2", Some(("v1", RolloutMode::Shadow, 0))));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), Some(("v1".into(), Mode::Shadow, 0))));
+        put(&bucket, "reg/state.json", state_with(6, "v2", None));
+        poll(&shared, &mut follower).unwrap();
+        assert_eq!(now(&shared), ("v2".into(), None));
+
+        // A pinned server follows neither the alias nor a rollout.
+        put(&bucket, "reg/state.json", state_with(7, "v2", Some(("v1", RolloutMode::Canary, 50))));
+        let pinned = Shared::new(&options(location.clone()));
+        let mut follower = follower_of(Some("v1"));
+        poll(&pinned, &mut follower).unwrap();
+        assert_eq!(now(&pinned), ("v1".into(), None));
     }
 
     /// A registry of 30 versions on an (in-memory) object store: the first poll reads the state

@@ -207,7 +207,10 @@ fn predict(context: &Context) -> Value {
             "200",
             json!({
                 "description": "The predictions, in the records' order. A CSV body is answered \
-                    with the CSV `mlgate predict` writes and a last column, `receipt`.",
+                    with the CSV `mlgate predict` writes and a last column, `receipt`; while a \
+                    rollout is open, then `version` and `role` (the version that answered the row), \
+                    and in shadow mode `shadow_version` and `shadow_probability` (empty where the \
+                    shadow failed to score the row).",
                 "headers": {
                     "x-model-version": {
                         "description": "The version that scored a CSV body.",
@@ -730,12 +733,16 @@ fn components(context: &Context) -> Value {
             },
             "Prediction": {
                 "type": "object",
-                "required": ["id", "probability", "prediction", "receipt"],
+                "required": ["id", "probability", "prediction", "receipt", "version", "role"],
                 "properties": {
                     "id": { "type": "string", "description": "The record's id column when the schema has one, else 128 random bits in hexadecimal." },
                     "probability": { "type": "number", "minimum": 0, "maximum": 1 },
-                    "prediction": { "enum": [0, 1], "description": format!("1 when the probability is at least the threshold, {}.", artifact.threshold.value) },
+                    "prediction": { "enum": [0, 1], "description": format!("1 when the probability is at least the answering version's threshold ({} for the version served).", artifact.threshold.value) },
                     "receipt": { "type": "string", "description": "A signed receipt, to send back with the true label." },
+                    "version": { "type": "string", "description": "The version that answered: the one served, or during a canary rollout the candidate for the records whose id falls in its share (the same id, the same version, on every replica)." },
+                    "role": { "enum": ["baseline", "canary"], "description": "What the answering version is: `baseline` (production), or `canary` (a rollout's candidate)." },
+                    "shadow_version": { "type": "string", "description": "In a shadow rollout, the candidate that scored the record beside the baseline (absent otherwise, or where it failed to score it)." },
+                    "shadow_probability": { "type": "number", "minimum": 0, "maximum": 1, "description": "In a shadow rollout, the candidate's probability: kept for comparison, never the answer." },
                 },
             },
             "PredictResponse": {
@@ -987,6 +994,10 @@ fn protocol_schemas(context: &Context) -> Map<String, Value> {
                 },
                 "ids": { "type": "array", "items": { "type": "string" }, "description": "Each prediction's id." },
                 "receipts": { "type": "array", "items": { "type": "string" }, "description": "Each prediction's receipt." },
+                "versions": { "type": "array", "items": { "type": "string" }, "description": "The version that answered each prediction." },
+                "roles": { "type": "array", "items": { "enum": ["baseline", "canary"] }, "description": "Each answering version's role: `baseline`, or a rollout's `canary`." },
+                "shadow_version": { "type": "string", "description": "In a shadow rollout, the candidate scoring beside the baseline." },
+                "shadow_probabilities": { "type": "array", "items": { "type": ["number", "null"] }, "description": "In a shadow rollout, the candidate's probability of each record (null where it failed to score it)." },
             },
         },
         "MlflowError": mlflow_error,
@@ -1040,8 +1051,12 @@ fn protocol_schemas(context: &Context) -> Map<String, Value> {
                     "items": {
                         "type": "object",
                         "required": ["name", "datatype", "shape"],
-                        "description": "`probability` FP64, `prediction` INT64, `id` and `receipt` BYTES; \
-                            `data` in JSON, or `parameters.binary_data_size` bytes after the JSON.",
+                        "description": "`probability` and `shadow_probability` FP64, `prediction` INT64, `id`, \
+                            `receipt`, `version`, `role` and `shadow_version` BYTES; `data` in JSON, or \
+                            `parameters.binary_data_size` bytes after the JSON. `version` and `role` name the \
+                            version that answered each record (`baseline`, or a rollout's `canary`); in a shadow \
+                            rollout `shadow_version` and `shadow_probability` say what the candidate scored beside \
+                            (empty and null — NaN in binary — outside one).",
                         "properties": {
                             "name": { "enum": OUTPUTS },
                             "datatype": { "enum": ["FP64", "INT64", "BYTES"] },
@@ -1283,7 +1298,9 @@ fn infer_request(columns: &[(&String, &Column)], values: &[Value]) -> Value {
             "outputs": nullable(json!({
                 "type": "array",
                 "description": "The outputs wanted (by default `probability` and `prediction`): \
-                    also `id` and `receipt`, the predictions' ids and receipts.",
+                    also `id` and `receipt`, the predictions' ids and receipts, `version` and `role`, the \
+                    version that answered each, and in a shadow rollout `shadow_version` and \
+                    `shadow_probability`.",
                 "items": {
                     "type": "object",
                     "required": ["name"],

@@ -1,7 +1,9 @@
 //! Receipts: what each prediction's answer carries so that its feedback joins on any replica
 //! holding the key, without the prediction log. A receipt is `KEY_ID.PAYLOAD.TAG`: the key's id
 //! (8 characters, from a hash of the key), the claims (model, version, probability, decision,
-//! time in unix seconds, a random nonce) as a JSON array in base64url, and the HMAC-SHA256 of
+//! time in unix seconds, a random nonce; while a rollout is open, then the role of the version that
+//! answered and, in shadow mode, the shadow's version, probability and decision) as a JSON array
+//! in base64url, and the HMAC-SHA256 of
 //! `KEY_ID.PAYLOAD` under that key in base64url (no padding anywhere). The tag is checked on the
 //! text received before anything of it is read, so that a receipt altered anywhere is `altered`
 //! (a key id altered names no key held: `foreign`). Each replica counts a receipt once: it
@@ -12,6 +14,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::rollout::Role;
 
 /// The longest receipt read, in bytes (a model and a version of a few dozen bytes make ~200).
 pub const MAX_RECEIPT_BYTES: usize = 1024;
@@ -85,6 +89,21 @@ pub struct Claims {
     pub time: u64,
     /// Random: what makes the receipt one of a kind.
     pub nonce: [u8; 16],
+    /// What the version that answered was doing: the baseline, or the canary of a rollout.
+    pub role: Role,
+    /// In shadow mode, what the shadow said of the same record.
+    pub shadow: Option<Shadow>,
+}
+
+/// What a shadow said of a record whose answer the baseline gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// The candidate version scoring in the shadow.
+    pub version: String,
+    /// Its probability.
+    pub probability: f64,
+    /// Its decision, at its own threshold.
+    pub decision: bool,
 }
 
 /// The keys receipts are signed and verified with: the first signs, every one verifies (so that
@@ -185,15 +204,27 @@ impl ReceiptKeys {
     /// The receipt of `claims`, signed with the first key.
     pub fn sign(&self, claims: &Claims) -> String {
         let key = &self.keys[0];
-        let payload = serde_json::to_vec(&(
-            &claims.model,
-            &claims.version,
-            claims.probability,
-            u8::from(claims.decision),
-            claims.time,
-            URL_SAFE_NO_PAD.encode(claims.nonce),
-        ))
-        .expect("the claims serialise");
+        let mut fields = vec![
+            serde_json::Value::from(claims.model.as_str()),
+            claims.version.as_str().into(),
+            claims.probability.into(),
+            u8::from(claims.decision).into(),
+            claims.time.into(),
+            URL_SAFE_NO_PAD.encode(claims.nonce).into(),
+        ];
+        // A receipt of the baseline without a shadow is written as before rollouts existed: what
+        // replicas of an older mlgate read.
+        if claims.role != Role::Baseline || claims.shadow.is_some() {
+            fields.push(claims.role.name().into());
+        }
+        if let Some(shadow) = &claims.shadow {
+            fields.extend([
+                shadow.version.as_str().into(),
+                shadow.probability.into(),
+                u8::from(shadow.decision).into(),
+            ]);
+        }
+        let payload = serde_json::to_vec(&fields).expect("the claims serialise");
         let signed = format!("{}.{}", key.id, URL_SAFE_NO_PAD.encode(payload));
         let tag = ReceiptKeys::tag(key, &signed);
         format!("{signed}.{tag}")
@@ -261,16 +292,36 @@ impl ReceiptKeys {
 
 /// The claims of a payload that verified.
 fn decode(payload: &str) -> Option<Claims> {
+    use serde_json::Value;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let (model, version, probability, decision, time, nonce): (String, String, f64, u8, u64, String) =
-        serde_json::from_slice(&bytes).ok()?;
-    let nonce: [u8; 16] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
-    let decision = match decision {
-        0 => false,
-        1 => true,
+    let fields: Vec<Value> = serde_json::from_slice(&bytes).ok()?;
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let probability = |v: &Value| v.as_f64().filter(|p| (0.0..=1.0).contains(p));
+    let decision = |v: &Value| match v.as_u64()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    };
+    let (role, shadow) = match &fields[..] {
+        [_, _, _, _, _, _] => (Role::Baseline, None),
+        [_, _, _, _, _, _, role] => (Role::parse(role.as_str()?)?, None),
+        [_, _, _, _, _, _, role, version, p, d] => (
+            Role::parse(role.as_str()?)?,
+            Some(Shadow { version: text(version)?, probability: probability(p)?, decision: decision(d)? }),
+        ),
         _ => return None,
     };
-    (0.0..=1.0).contains(&probability).then_some(Claims { model, version, probability, decision, time, nonce })
+    let nonce: [u8; 16] = URL_SAFE_NO_PAD.decode(fields[5].as_str()?).ok()?.try_into().ok()?;
+    Some(Claims {
+        model: text(&fields[0])?,
+        version: text(&fields[1])?,
+        probability: probability(&fields[2])?,
+        decision: decision(&fields[3])?,
+        time: fields[4].as_u64()?,
+        nonce,
+        role,
+        shadow,
+    })
 }
 
 /// What one remembered receipt costs: its place in the B-tree (expiry and nonce, 24 bytes) and
@@ -349,6 +400,8 @@ mod tests {
             decision: false,
             time,
             nonce: random().unwrap(),
+            role: Role::Baseline,
+            shadow: None,
         }
     }
 
@@ -397,6 +450,41 @@ mod tests {
             assert_eq!(reason(malformed, "churn", 1_000), Reason::Malformed, "{malformed}");
         }
         assert!(ReceiptKeys::new(vec![b"short".to_vec()]).unwrap_err().contains("receipt key 1 is 5 bytes long"));
+    }
+
+    /// A receipt with a shadow carries its role and the shadow's version, probability and
+    /// decision, signed with the rest: it verifies with every bit of them, and any character
+    /// changed is refused as altered. A baseline's receipt without a shadow keeps the six fields
+    /// an older mlgate reads.
+    #[test]
+    fn receipts_with_a_shadow_or_a_role_verify_and_altered_ones_are_refused() {
+        let k = keys(&["a key of the fleet, 32 bytes long"]);
+        let mut c = claims("churn", 1_000);
+        c.shadow = Some(Shadow { version: "v4".into(), probability: 0.987_654_321_012_345_6, decision: true });
+        let receipt = k.sign(&c);
+        let got = k.verify(&receipt, "churn", 1_000, 60).unwrap();
+        assert_eq!(got, c);
+        let shadow = got.shadow.unwrap();
+        assert_eq!(shadow.probability.to_bits(), 0.987_654_321_012_345_6f64.to_bits());
+        let (id_len, tag_at) = (KEY_ID_CHARS + 1, receipt.rfind('.').unwrap() + 1);
+        for at in (id_len..receipt.len()).filter(|&i| i + 1 != tag_at) {
+            let mut altered = receipt.clone().into_bytes();
+            altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(altered).unwrap();
+            assert_eq!(k.verify(&altered, "churn", 1_000, 60).unwrap_err().reason, Reason::Altered, "at {at}");
+        }
+        let mut canary = claims("churn", 1_000);
+        canary.role = Role::Canary;
+        assert_eq!(k.verify(&k.sign(&canary), "churn", 1_000, 60).unwrap().role, Role::Canary);
+        let payload = |r: &str| -> Vec<serde_json::Value> {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(r.split('.').nth(1).unwrap()).unwrap()).unwrap()
+        };
+        assert_eq!(payload(&k.sign(&claims("churn", 1_000))).len(), 6);
+        assert_eq!(payload(&k.sign(&canary))[6], "canary");
+        assert_eq!(
+            payload(&receipt)[6..],
+            [serde_json::json!("baseline"), "v4".into(), shadow.probability.into(), 1.into()]
+        );
     }
 
     #[test]

@@ -11,9 +11,13 @@ use hyper::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
+use model::pipeline::scoring::RecordScores;
+
 use super::answer::{problem, problem_of, Answer, INVALID_VALUES};
-use super::receipt::{self, Claims};
+use super::live;
+use super::receipt::{self, Claims, Shadow};
 use super::records::{Broken, Records, Tally, MAX_ID_BYTES, MAX_VALUE_BYTES};
+use super::rollout::{to_candidate, Candidate, Mode, Role, Serving};
 use super::{unix_now, Loaded, Shared};
 
 /// The scores of a request's records, in order.
@@ -22,10 +26,17 @@ pub struct Scored {
     pub ids: Vec<String>,
     /// The probability of the positive class.
     pub probabilities: Vec<f64>,
-    /// Whether the probability is at or above the artifact's threshold.
+    /// Whether the probability is at or above the answering version's threshold.
     pub decisions: Vec<bool>,
     /// Each prediction's receipt ([`super::receipt`]).
     pub receipts: Vec<String>,
+    /// The versions that answered, and the role of each: the baseline's first, then a canary's.
+    pub versions: Vec<(String, Role)>,
+    /// For each prediction, the index in `versions` of the version that answered it.
+    pub answered_by: Vec<u8>,
+    /// In shadow mode, the shadow's version and, for each prediction, its probability and
+    /// decision (`None` where it failed to score the record).
+    pub shadow: Option<(String, Vec<Option<(f64, bool)>>)>,
 }
 
 /// A prediction as `/v1/predict` (and KServe V1, and MLflow when asked) answers it.
@@ -39,19 +50,55 @@ pub struct Prediction<'a> {
     pub prediction: u8,
     /// Its receipt.
     pub receipt: &'a str,
+    /// The version that answered.
+    pub version: &'a str,
+    /// Its role: `baseline`, or `canary` during a canary rollout.
+    pub role: &'static str,
+    /// In shadow mode, the shadow's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<&'a str>,
+    /// In shadow mode, the shadow's probability of the positive class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_probability: Option<f64>,
 }
 
 impl Scored {
+    /// The version that answered prediction `i`, and its role.
+    pub fn version(&self, i: usize) -> (&str, Role) {
+        let (version, role) = &self.versions[usize::from(self.answered_by[i])];
+        (version, *role)
+    }
+
+    /// The shadow's version and probability of prediction `i`, in shadow mode.
+    pub fn shadow_of(&self, i: usize) -> Option<(&str, f64)> {
+        let (version, scores) = self.shadow.as_ref()?;
+        scores[i].map(|(p, _)| (version.as_str(), p))
+    }
+
     /// The predictions as objects.
     pub fn predictions(&self) -> Vec<Prediction<'_>> {
         (0..self.ids.len())
-            .map(|i| Prediction {
-                id: &self.ids[i],
-                probability: self.probabilities[i],
-                prediction: u8::from(self.decisions[i]),
-                receipt: &self.receipts[i],
+            .map(|i| {
+                let (version, role) = self.version(i);
+                let shadow = self.shadow_of(i);
+                Prediction {
+                    id: &self.ids[i],
+                    probability: self.probabilities[i],
+                    prediction: u8::from(self.decisions[i]),
+                    receipt: &self.receipts[i],
+                    version,
+                    role: role.name(),
+                    shadow_version: shadow.map(|(v, _)| v),
+                    shadow_probability: shadow.map(|(_, p)| p),
+                }
             })
             .collect()
+    }
+
+    /// True when the answer names more than its top-level version could say: a rollout is
+    /// followed (a canary answered some, or a shadow scored them).
+    pub fn in_rollout(&self) -> bool {
+        self.versions.len() > 1 || self.shadow.is_some()
     }
 }
 
@@ -63,18 +110,190 @@ pub enum Origin<'a> {
     Csv(&'a [u64]),
 }
 
-/// Scores `records` with `loaded`. A record with a broken value (found while reading, or by
-/// the columns' rules) is a 422 problem listing them, and nothing is scored. The predictions
-/// are logged for feedback by id when `log` (a caller that shows no id logs none).
+/// Scores `rows` with `loaded` in `role`, timed.
+fn timed(shared: &Shared, loaded: &Loaded, role: Role, rows: &[(u64, csv::ByteRecord)]) -> RecordScores {
+    let start = std::time::Instant::now();
+    let scores = loaded.compiled.score("request", rows);
+    shared.metrics.scoring_took(&loaded.version, role, start.elapsed().as_secs_f64());
+    scores
+}
+
+/// Records a candidate could not score: those with a broken value only it refused, or a
+/// probability that is not finite.
+fn failures(scores: &RecordScores) -> u64 {
+    if scores.errors.error_count > 0 {
+        scores.errors.rows_with_errors.max(1)
+    } else {
+        scores.probabilities.iter().filter(|p| !p.is_finite()).count() as u64
+    }
+}
+
+/// Scores `records` with what is served: the baseline, and a rollout's candidate (canary: the
+/// records whose id falls in its share, [`super::rollout::to_candidate`]; shadow: every record,
+/// beside the baseline, whose answer is given). A record with a broken value (found while
+/// reading, or by the baseline's rules) is a 422 problem listing them, and nothing is scored; a
+/// record the candidate fails to score is counted as its failure and answered by the baseline.
+/// The predictions are logged for feedback by id when `log` (a caller that shows no id logs none).
 pub fn score(
     shared: &Shared,
-    loaded: &Loaded,
+    serving: &Serving,
     records: Records,
     origin: Origin,
     log: bool,
 ) -> std::result::Result<Scored, Answer> {
-    let Records { rows, bad_records, mut tally, .. } = records;
-    let scored = loaded.compiled.score("request", &rows);
+    let Records { rows, bad_records, tally, .. } = records;
+    let baseline = &serving.baseline;
+    if tally.total > 0 {
+        let scored = timed(shared, baseline, Role::Baseline, &rows);
+        return Err(invalid(shared, scored, tally, bad_records, origin));
+    }
+    let artifact = baseline.compiled.artifact();
+    let id_column = artifact.schema.id().and_then(|c| baseline.index.get(&c.name).copied());
+    // Ids the server makes are random: nothing in one says which replica made it or how many
+    // came before. They are drawn before scoring: a canary routes by them.
+    let ids: Vec<String> = match id_column {
+        Some(at) => rows.iter().map(|(_, r)| String::from_utf8_lossy(&r[at]).into_owned()).collect(),
+        None => receipt::random_ids(rows.len())
+            .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw ids: {e}")))?,
+    };
+    let canary = serving.candidate.as_ref().filter(|c| c.mode == Mode::Canary && c.weight > 0);
+    let mut routed: Vec<bool> = match canary {
+        Some(c) => ids.iter().map(|id| to_candidate(&c.loaded.version, c.weight, id)).collect(),
+        None => vec![false; rows.len()],
+    };
+    let m = &shared.metrics;
+    let mut answers: Option<(Vec<f64>, std::collections::BTreeMap<String, u64>)> = None;
+    // A canary's failures, counted once the baseline has scored its records: a broken value both
+    // refuse is the request's, not the canary's.
+    let mut canary_failed = None;
+    if let Some(c) = canary.filter(|_| routed.iter().any(|&r| r)) {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for (row, &to_candidate) in rows.iter().zip(&routed) {
+            if to_candidate {
+                theirs.push((row.0, c.record(&row.1)));
+            } else {
+                ours.push(row.clone());
+            }
+        }
+        let b = timed(shared, baseline, Role::Baseline, &ours);
+        let t = timed(shared, &c.loaded, Role::Canary, &theirs);
+        let failed = failures(&t);
+        if failed > 0 {
+            canary_failed = Some((&c.loaded.version, failed));
+        }
+        if b.errors.error_count == 0 && failed == 0 {
+            let (mut from_b, mut from_t) = (b.probabilities.into_iter(), t.probabilities.into_iter());
+            let probabilities =
+                routed.iter().map(|&r| if r { from_t.next() } else { from_b.next() }.unwrap_or(f64::NAN)).collect();
+            let mut unseen = b.unseen_levels;
+            for (column, n) in t.unseen_levels {
+                *unseen.entry(column).or_default() += n;
+            }
+            answers = Some((probabilities, unseen));
+        }
+    }
+    let (probabilities, unseen) = match answers {
+        Some(answers) => answers,
+        // No canary, or one that failed (its records go to the baseline), or a broken value:
+        // the baseline scores every record, and finds every broken value.
+        None => {
+            routed.iter_mut().for_each(|r| *r = false);
+            let scored = timed(shared, baseline, Role::Baseline, &rows);
+            if scored.errors.error_count > 0 {
+                return Err(invalid(shared, scored, tally, bad_records, origin));
+            }
+            if let Some((version, failed)) = canary_failed {
+                m.scoring_failed(version, Role::Canary, failed);
+            }
+            (scored.probabilities, scored.unseen_levels)
+        }
+    };
+    let shadow = match serving.candidate.as_ref().filter(|c| c.mode == Mode::Shadow) {
+        Some(c) => Some((c, shadow(shared, c, &rows))),
+        None => None,
+    };
+    let mut versions = vec![(baseline.version.clone(), Role::Baseline)];
+    let threshold = artifact.threshold.value;
+    let mut candidate_threshold = threshold;
+    if let Some(c) = canary.filter(|_| routed.iter().any(|&r| r)) {
+        versions.push((c.loaded.version.clone(), Role::Canary));
+        candidate_threshold = c.loaded.compiled.artifact().threshold.value;
+    }
+    let answered_by: Vec<u8> = routed.iter().map(|&r| u8::from(r)).collect();
+    let decisions: Vec<bool> = probabilities
+        .iter()
+        .zip(&routed)
+        .map(|(&p, &r)| p >= if r { candidate_threshold } else { threshold })
+        .collect();
+    let answered: Vec<live::Answered> = (0..probabilities.len())
+        .map(|i| {
+            let (version, role) = &versions[usize::from(answered_by[i])];
+            live::Answered {
+                version: version.clone(),
+                role: *role,
+                probability: probabilities[i],
+                decision: decisions[i],
+                shadow: shadow.as_ref().and_then(|(c, scores)| {
+                    scores[i].map(|(probability, decision)| Shadow {
+                        version: c.loaded.version.clone(),
+                        probability,
+                        decision,
+                    })
+                }),
+            }
+        })
+        .collect();
+    let receipts = receipts(shared, &answered)
+        .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")))?;
+    for (at, (version, role)) in versions.iter().enumerate() {
+        let mine: Vec<f64> =
+            (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at).map(|i| probabilities[i]).collect();
+        let positives =
+            (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at && decisions[i]).count() as u64;
+        let none = std::collections::BTreeMap::new();
+        m.scored(version, *role, &mine, positives, if at == 0 { &unseen } else { &none });
+    }
+    if let Some((c, scores)) = &shadow {
+        let given: Vec<f64> = scores.iter().flatten().map(|(p, _)| *p).collect();
+        let positives = scores.iter().flatten().filter(|(_, d)| *d).count() as u64;
+        m.scored(&c.loaded.version, Role::Shadow, &given, positives, &std::collections::BTreeMap::new());
+    }
+    let mut evicted = 0;
+    {
+        let mut live = shared.live.lock().expect("the live lock is never poisoned");
+        for (i, ((_, record), answered)) in rows.iter().zip(&answered).enumerate() {
+            if log {
+                evicted += live.log(&ids[i], answered.clone());
+            }
+            live.remember(baseline, record);
+        }
+        m.log_size.set(live.waiting() as i64);
+        m.log_bytes.set(live.bytes() as i64);
+    }
+    m.log_evicted.inc_by(evicted);
+    let shadow = shadow.map(|(c, scores)| (c.loaded.version.clone(), scores));
+    Ok(Scored { ids, probabilities, decisions, receipts, versions, answered_by, shadow })
+}
+
+/// The shadow's probability and decision of each record (`None` where it failed to score it,
+/// counted as its failure).
+fn shadow(shared: &Shared, candidate: &Candidate, rows: &[(u64, csv::ByteRecord)]) -> Vec<Option<(f64, bool)>> {
+    let theirs: Vec<(u64, csv::ByteRecord)> = rows.iter().map(|(n, r)| (*n, candidate.record(r))).collect();
+    let scores = timed(shared, &candidate.loaded, Role::Shadow, &theirs);
+    let failed = failures(&scores);
+    if failed > 0 {
+        shared.metrics.scoring_failed(&candidate.loaded.version, Role::Shadow, failed);
+    }
+    if scores.errors.error_count > 0 {
+        return vec![None; rows.len()];
+    }
+    let threshold = candidate.loaded.compiled.artifact().threshold.value;
+    scores.probabilities.iter().map(|&p| p.is_finite().then_some((p, p >= threshold))).collect()
+}
+
+/// The 422 problem of a request whose records hold broken values: those found while reading
+/// (`tally`) and those the baseline's rules found (`scored`).
+fn invalid(shared: &Shared, scored: RecordScores, mut tally: Tally, bad_records: u64, origin: Origin) -> Answer {
     let m = &shared.metrics;
     for ((column, rule), count) in &scored.errors.counts {
         m.invalid(column, rule.name(), *count);
@@ -82,61 +301,28 @@ pub fn score(
     for ((column, rule), count) in &tally.counts {
         m.invalid(column, rule, *count);
     }
-    if tally.total > 0 || scored.errors.error_count > 0 {
-        tally.total += scored.errors.error_count;
-        for ((column, rule), count) in scored.errors.counts {
-            *tally.counts.entry((column, rule.name().to_string())).or_default() += count;
-        }
-        tally.listed.extend(scored.errors.errors.into_iter().map(|e| Broken {
-            record: e.line,
-            line: None,
-            column: e.column,
-            value: e.value,
-            rule: e.rule.name().to_string(),
-            detail: e.detail,
-        }));
-        tally.listed.sort_by_key(|b| b.record);
-        tally.listed.truncate(model::data::report::MAX_KEPT_ERRORS);
-        if let Origin::Csv(lines) = origin {
-            for b in &mut tally.listed {
-                b.line = lines.get(b.record as usize).copied();
-            }
-        }
-        // The listed errors are capped; the tally counts every record with a broken value.
-        let records = bad_records.max(scored.errors.rows_with_errors);
-        return Err(unprocessable(shared, tally, records, matches!(origin, Origin::Csv(_))));
+    tally.total += scored.errors.error_count;
+    for ((column, rule), count) in scored.errors.counts {
+        *tally.counts.entry((column, rule.name().to_string())).or_default() += count;
     }
-    let artifact = loaded.compiled.artifact();
-    let threshold = artifact.threshold.value;
-    let id_column = artifact.schema.id().and_then(|c| loaded.index.get(&c.name).copied());
-    // Ids the server makes are random: nothing in one says which replica made it or how many
-    // came before.
-    let ids: Vec<String> = match id_column {
-        Some(at) => rows.iter().map(|(_, r)| String::from_utf8_lossy(&r[at]).into_owned()).collect(),
-        None => receipt::random_ids(rows.len())
-            .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw ids: {e}")))?,
-    };
-    let probabilities = scored.probabilities;
-    let decisions: Vec<bool> = probabilities.iter().map(|&p| p >= threshold).collect();
-    let receipts = receipts(shared, loaded, probabilities.iter().copied().zip(decisions.iter().copied()))
-        .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")))?;
-    let version = &loaded.version;
-    let positives = decisions.iter().filter(|&&d| d).count() as u64;
-    m.scored(version, &probabilities, positives, &scored.unseen_levels);
-    let mut evicted = 0;
-    {
-        let mut live = shared.live.lock().expect("the live lock is never poisoned");
-        for (i, (_, record)) in rows.iter().enumerate() {
-            if log {
-                evicted += live.log(&ids[i], version, probabilities[i], decisions[i]);
-            }
-            live.remember(loaded, record);
+    tally.listed.extend(scored.errors.errors.into_iter().map(|e| Broken {
+        record: e.line,
+        line: None,
+        column: e.column,
+        value: e.value,
+        rule: e.rule.name().to_string(),
+        detail: e.detail,
+    }));
+    tally.listed.sort_by_key(|b| b.record);
+    tally.listed.truncate(model::data::report::MAX_KEPT_ERRORS);
+    if let Origin::Csv(lines) = origin {
+        for b in &mut tally.listed {
+            b.line = lines.get(b.record as usize).copied();
         }
-        m.log_size.set(live.waiting() as i64);
-        m.log_bytes.set(live.bytes() as i64);
     }
-    m.log_evicted.inc_by(evicted);
-    Ok(Scored { ids, probabilities, decisions, receipts })
+    // The listed errors are capped; the tally counts every record with a broken value.
+    let records = bad_records.max(scored.errors.rows_with_errors);
+    unprocessable(shared, tally, records, matches!(origin, Origin::Csv(_)))
 }
 
 /// The 422 problem of a request whose `records` records hold the broken values of `tally`.
@@ -167,25 +353,24 @@ pub fn unprocessable(shared: &Shared, tally: Tally, records: u64, csv: bool) -> 
     )
 }
 
-/// The receipts of predictions `(probability, decision)` answered by `loaded` now; `Err` when the
-/// system gives no random bytes for their nonces.
-pub fn receipts(
-    shared: &Shared,
-    loaded: &Loaded,
-    scores: impl ExactSizeIterator<Item = (f64, bool)>,
-) -> std::io::Result<Vec<String>> {
-    let nonces = receipt::random_nonces(scores.len())?;
+/// The receipts of the predictions `answered` now; `Err` when the system gives no random bytes
+/// for their nonces.
+pub fn receipts(shared: &Shared, answered: &[live::Answered]) -> std::io::Result<Vec<String>> {
+    let nonces = receipt::random_nonces(answered.len())?;
     let (model, time) = (shared.model_name(), unix_now());
-    Ok(scores
+    Ok(answered
+        .iter()
         .zip(nonces)
-        .map(|((probability, decision), nonce)| {
+        .map(|(a, nonce)| {
             let claims = Claims {
                 model: model.to_string(),
-                version: loaded.version.clone(),
-                probability,
-                decision,
+                version: a.version.clone(),
+                probability: a.probability,
+                decision: a.decision,
                 time,
                 nonce,
+                role: a.role,
+                shadow: a.shadow.clone(),
             };
             shared.receipts.sign(&claims)
         })

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lifecycle::rollout::Rollout;
 use crate::pipeline::artifact::Artifact;
+use crate::pipeline::rollout::{RolloutMode, RolloutStep};
 
 /// Alias of the last accepted candidate.
 pub const STAGING: &str = "staging";
@@ -213,6 +213,67 @@ impl State {
     /// The mark of `version`, when it is marked breached.
     pub fn breach_mark(&self, version: &str) -> Option<&BreachMark> {
         self.breached.iter().find(|m| m.version == version)
+    }
+}
+
+/// The open rollout, as `state.json` records it (its changes: `lifecycle::rollout`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// The version released beside production.
+    pub candidate: String,
+    /// The version in production when the rollout started (what the candidate is compared with).
+    pub baseline: String,
+    /// Canary or shadow.
+    pub mode: RolloutMode,
+    /// Every step, the first at index 0.
+    pub steps: Vec<RolloutStep>,
+    /// Index of the current step in `steps`.
+    pub step: usize,
+    /// The current canary weight, in percent of the records (0 in shadow).
+    pub weight: u32,
+    /// When the current step started (RFC 3339).
+    pub step_started: String,
+    /// Who started the rollout, when, from which commit.
+    pub started: Actor,
+    /// The history's sequence number of the `rollout_start` event: which rollout this is.
+    pub seq: u64,
+}
+
+impl Rollout {
+    /// The current step.
+    pub fn current(&self) -> RolloutStep {
+        self.steps[self.step.min(self.steps.len().saturating_sub(1))]
+    }
+
+    /// The step after the current one, if any.
+    pub fn next(&self) -> Option<RolloutStep> {
+        self.steps.get(self.step + 1).copied()
+    }
+
+    /// True when the current step is the last: passing it promotes.
+    pub fn is_last_step(&self) -> bool {
+        self.step + 1 >= self.steps.len()
+    }
+
+    /// The rollout in words: "canary of v3 against v2 at 10 % (step 1 of 3)".
+    pub fn describe(&self) -> String {
+        let at = match self.mode {
+            RolloutMode::Canary => format!(" at {} %", self.weight),
+            RolloutMode::Shadow => String::new(),
+        };
+        format!(
+            "{} of {} against {}{at} (step {} of {})",
+            self.mode,
+            self.candidate,
+            self.baseline,
+            self.step + 1,
+            self.steps.len()
+        )
+    }
+
+    /// The refusal of a change that an open rollout forbids (another rollout, a deploy).
+    pub fn open_error(&self) -> Error {
+        Error::RolloutOpen { rollout: self.describe(), since: self.started.when.clone() }
     }
 }
 
