@@ -145,7 +145,7 @@ fn feedback_by_receipt_joins_on_any_replica_holding_the_key() {
         metric(
             &metrics,
             &format!(
-                "mlgate_feedback_probability_count{{model=\"customer-purchase\",version=\"v1\",label=\"{label}\"}}"
+                "mlgate_feedback_probability_count{{model=\"customer-purchase\",version=\"v1\",role=\"baseline\",label=\"{label}\"}}"
             ),
         )
     };

@@ -188,6 +188,41 @@ fn a_shadow_is_scored_beside_the_baseline_its_pairs_counted_and_its_abort_fails_
         "{answer}"
     );
 
+    // The other protocols say the same: MLflow's arrays beside the predictions, the Open
+    // Inference Protocol's outputs asked for by name.
+    let few = records(&rows(3, "s"), false);
+    let mlflow = serde_json::json!({ "dataframe_records": few["records"] });
+    let (status, answer) = server.post("/invocations", "application/json", &serde_json::to_vec(&mlflow).unwrap());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["versions"], serde_json::json!(["v1", "v1", "v1"]), "{answer}");
+    assert_eq!(answer["roles"], serde_json::json!(["baseline", "baseline", "baseline"]));
+    assert_eq!(answer["shadow_version"], "v2");
+    for (i, p) in answer["shadow_probabilities"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(p.as_f64().unwrap().to_bits(), v2[&format!("s{i}")].to_bits(), "{answer}");
+    }
+    let flat: Vec<String> = rows(3, "s")
+        .lines()
+        .skip(1)
+        .flat_map(|line| line.split(',').take(5).map(String::from).collect::<Vec<_>>())
+        .collect();
+    let v2_body = serde_json::json!({
+        "inputs": [{"name": "rows", "datatype": "BYTES", "shape": [3, 5], "data": flat}],
+        "outputs": [{"name": "id"}, {"name": "version"}, {"name": "role"}, {"name": "shadow_version"}, {"name": "shadow_probability"}],
+    });
+    let (status, answer) =
+        server.post("/v2/models/small/infer", "application/json", &serde_json::to_vec(&v2_body).unwrap());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let output =
+        |name: &str| answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap()["data"].clone();
+    assert_eq!(output("version"), serde_json::json!(["v1", "v1", "v1"]), "{answer}");
+    assert_eq!(output("role"), serde_json::json!(["baseline", "baseline", "baseline"]));
+    assert_eq!(output("shadow_version"), serde_json::json!(["v2", "v2", "v2"]));
+    for (id, p) in output("id").as_array().unwrap().iter().zip(output("shadow_probability").as_array().unwrap()) {
+        assert_eq!(p.as_f64().unwrap().to_bits(), v2[id.as_str().unwrap()].to_bits(), "{answer}");
+    }
+
     // Feedback: half by receipt, half by id; each joins the baseline's outcome and the shadow's,
     // and one pair; a receipt sent twice counts once.
     let items: Vec<serde_json::Value> = answered
