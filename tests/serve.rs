@@ -18,6 +18,7 @@ mod fleet;
 mod observability;
 mod openapi;
 mod rollout;
+mod rollout_analysis;
 mod rollout_fleet;
 
 /// A job folder: the repository's pipeline.toml (split seed `seed`, `extra` appended) and

@@ -696,6 +696,13 @@ pub fn analyse(
         .filter(|c| c.1 == Verdict::NotJudged)
         .map(|(name, _, note)| format!("{name} not judged yet: {note}"))
         .collect();
+    if subject.mode == RolloutMode::Canary && subject.weight >= 100 {
+        unjudged.push(
+            "at 100 % the baseline answers nothing in the window: the candidate has nothing to be compared with \
+             (end the steps below 100 %: the promotion moves the rest)"
+                .to_string(),
+        );
+    }
     if replicas.at_weight == 0 {
         unjudged.push(format!(
             "no replica reports the rollout at weight {} % yet{}",
@@ -905,6 +912,14 @@ mod tests {
             "{:?}",
             a.reasons
         );
+        // At 100 %, the baseline has no traffic to be compared with.
+        let mut all = Subject { weight: 100, ..s.clone() };
+        all.step = 2;
+        let mut a = answers(&all, FINE, Traffic { records: 0.0, right: 0.0, joined: 0.0, ..FINE });
+        a.insert(Query::Replicas, one(100.0));
+        let a = analyse(&all, &CRITERIA, &a).unwrap();
+        assert_eq!(a.decision, Decision::Inconclusive);
+        assert!(a.reasons.iter().any(|r| r.contains("at 100 % the baseline answers nothing")), "{:?}", a.reasons);
         // Nothing at all: every check not judged.
         let a = analyse(&s, &CRITERIA, &BTreeMap::new()).unwrap();
         assert_eq!(a.decision, Decision::Inconclusive);

@@ -282,3 +282,57 @@ pub fn rollout_markdown(a: &RolloutAnalysis, prometheus: &str) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::lifecycle::live::Sample;
+    use crate::lifecycle::rollout_analysis::{analyse, Criteria, Query, Subject};
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample { labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), value }
+    }
+
+    #[test]
+    fn a_rollout_report_shows_both_sides_every_check_and_in_shadow_the_pairs() {
+        let subject = Subject {
+            model: "shop|`x`".into(),
+            candidate: "v3".into(),
+            baseline: "v2".into(),
+            mode: RolloutMode::Shadow,
+            step: 0,
+            steps: 1,
+            weight: 0,
+            pause_seconds: 0,
+            elapsed_seconds: 90,
+        };
+        let criteria = Criteria { min_feedback: 50, confidence: 0.9, max_error_ratio: 2.0, max_latency_ratio: 1.5 };
+        let (b, c) = ("baseline_correct", "candidate_correct");
+        let mut answers = BTreeMap::new();
+        answers.insert(
+            Query::Pairs,
+            vec![
+                sample(&[(b, "true"), (c, "true")], 70.0),
+                sample(&[(b, "true"), (c, "false")], 5.0),
+                sample(&[(b, "false"), (c, "true")], 9.0),
+                sample(&[(b, "false"), (c, "false")], 16.0),
+            ],
+        );
+        answers.insert(Query::Replicas, vec![sample(&[], 0.0)]);
+        let mut analysis = analyse(&subject, &criteria, &answers).unwrap();
+        analysis.action = Some("No change.".into());
+        let md = rollout_markdown(&analysis, "http://prom:9090");
+        assert!(md.starts_with("## ➖ Rollout of `shop\\|'x'` v3 against v2: inconclusive"), "{md}");
+        assert!(
+            md.contains("| joined predictions | 100 | 100 |") && md.contains("| accuracy | 0.7900 | 0.7500 |"),
+            "{md}"
+        );
+        assert!(md.contains("+0.0400 (90 % interval"), "{md}");
+        assert!(md.contains("| baseline right | 70 | 5 |\n| baseline wrong | 9 | 16 |"), "{md}");
+        assert!(md.contains("McNemar's exact test on the 14 requests where they differ"), "{md}");
+        assert!(md.contains("| failure rate | no data | no data | – |") && md.contains("➖ not judged"), "{md}");
+        assert!(md.contains("mlgate_shadow_pairs_total") && md.trim_end().ends_with("No change."), "{md}");
+    }
+}
