@@ -36,8 +36,11 @@ pub struct Scored {
     pub answered_by: Vec<u8>,
     /// In shadow mode, the shadow's version and, for each prediction, its probability and
     /// decision (`None` where it failed to score the record).
-    pub shadow: Option<(String, Vec<Option<(f64, bool)>>)>,
+    pub shadow: Option<(String, Vec<ShadowScore>)>,
 }
+
+/// The shadow's probability and decision for one record (`None` where it failed to score it).
+pub type ShadowScore = Option<(f64, bool)>;
 
 /// A prediction as `/v1/predict` (and KServe V1, and MLflow when asked) answers it.
 #[derive(Serialize)]
@@ -208,10 +211,7 @@ pub fn score(
             (scored.probabilities, scored.unseen_levels)
         }
     };
-    let shadow = match serving.candidate.as_ref().filter(|c| c.mode == Mode::Shadow) {
-        Some(c) => Some((c, shadow(shared, c, &rows))),
-        None => None,
-    };
+    let shadow = serving.candidate.as_ref().filter(|c| c.mode == Mode::Shadow).map(|c| (c, shadow(shared, c, &rows)));
     let mut versions = vec![(baseline.version.clone(), Role::Baseline)];
     let threshold = artifact.threshold.value;
     let mut candidate_threshold = threshold;
