@@ -11,6 +11,8 @@ use hyper::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use model::pipeline::scoring::RecordScores;
 
 use super::answer::{problem, problem_of, Answer, INVALID_VALUES};
@@ -36,11 +38,11 @@ pub struct Scored {
     pub answered_by: Vec<u8>,
     /// In shadow mode, the shadow's version and, for each prediction, its probability and
     /// decision (`None` where it failed to score the record).
-    pub shadow: Option<(String, Vec<ShadowScore>)>,
+    pub shadow: Option<(String, ShadowScores)>,
 }
 
-/// The shadow's probability and decision for one record (`None` where it failed to score it).
-pub type ShadowScore = Option<(f64, bool)>;
+/// A shadow's probability and decision of each record (`None` where it failed to score it).
+pub type ShadowScores = Vec<Option<(f64, bool)>>;
 
 /// A prediction as `/v1/predict` (and KServe V1, and MLflow when asked) answers it.
 #[derive(Serialize)]
@@ -165,36 +167,10 @@ pub fn score(
         None => vec![false; rows.len()],
     };
     let m = &shared.metrics;
-    let mut answers: Option<(Vec<f64>, std::collections::BTreeMap<String, u64>)> = None;
-    // A canary's failures, counted once the baseline has scored its records: a broken value both
-    // refuse is the request's, not the canary's.
-    let mut canary_failed = None;
-    if let Some(c) = canary.filter(|_| routed.iter().any(|&r| r)) {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for (row, &to_candidate) in rows.iter().zip(&routed) {
-            if to_candidate {
-                theirs.push((row.0, c.record(&row.1)));
-            } else {
-                ours.push(row.clone());
-            }
-        }
-        let b = timed(shared, baseline, Role::Baseline, &ours);
-        let t = timed(shared, &c.loaded, Role::Canary, &theirs);
-        let failed = failures(&t);
-        if failed > 0 {
-            canary_failed = Some((&c.loaded.version, failed));
-        }
-        if b.errors.error_count == 0 && failed == 0 {
-            let (mut from_b, mut from_t) = (b.probabilities.into_iter(), t.probabilities.into_iter());
-            let probabilities =
-                routed.iter().map(|&r| if r { from_t.next() } else { from_b.next() }.unwrap_or(f64::NAN)).collect();
-            let mut unseen = b.unseen_levels;
-            for (column, n) in t.unseen_levels {
-                *unseen.entry(column).or_default() += n;
-            }
-            answers = Some((probabilities, unseen));
-        }
-    }
+    let (answers, canary_failed) = match canary.filter(|_| routed.iter().any(|&r| r)) {
+        Some(c) => split(shared, baseline, c, &rows, &routed),
+        None => (None, None),
+    };
     let (probabilities, unseen) = match answers {
         Some(answers) => answers,
         // No canary, or one that failed (its records go to the baseline), or a broken value:
@@ -250,13 +226,13 @@ pub fn score(
             (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at).map(|i| probabilities[i]).collect();
         let positives =
             (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at && decisions[i]).count() as u64;
-        let none = std::collections::BTreeMap::new();
+        let none = BTreeMap::new();
         m.scored(version, *role, &mine, positives, if at == 0 { &unseen } else { &none });
     }
     if let Some((c, scores)) = &shadow {
         let given: Vec<f64> = scores.iter().flatten().map(|(p, _)| *p).collect();
         let positives = scores.iter().flatten().filter(|(_, d)| *d).count() as u64;
-        m.scored(&c.loaded.version, Role::Shadow, &given, positives, &std::collections::BTreeMap::new());
+        m.scored(&c.loaded.version, Role::Shadow, &given, positives, &BTreeMap::new());
     }
     let mut evicted = 0;
     {
@@ -275,9 +251,49 @@ pub fn score(
     Ok(Scored { ids, probabilities, decisions, receipts, versions, answered_by, shadow })
 }
 
+/// The probabilities of a request's records, in order, and the levels unseen in training by column.
+type Answers = (Vec<f64>, BTreeMap<String, u64>);
+
+/// The probabilities (and unseen levels) of a canary's request: the records `routed` to `canary`
+/// scored by it, the others by `baseline`; `None` when either refused a record or the canary gave
+/// a probability that is not finite — then the baseline scores them all — with the canary's
+/// failures, counted by the caller once the baseline has scored every record (a broken value both
+/// refuse is the request's, not the canary's).
+fn split<'a>(
+    shared: &Shared,
+    baseline: &Loaded,
+    canary: &'a Candidate,
+    rows: &[(u64, csv::ByteRecord)],
+    routed: &[bool],
+) -> (Option<Answers>, Option<(&'a str, u64)>) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for (row, &to_candidate) in rows.iter().zip(routed) {
+        if to_candidate {
+            theirs.push((row.0, canary.record(&row.1)));
+        } else {
+            ours.push(row.clone());
+        }
+    }
+    let b = timed(shared, baseline, Role::Baseline, &ours);
+    let t = timed(shared, &canary.loaded, Role::Canary, &theirs);
+    let failed = failures(&t);
+    let failures = (failed > 0).then_some((canary.loaded.version.as_str(), failed));
+    if b.errors.error_count > 0 || failed > 0 {
+        return (None, failures);
+    }
+    let (mut from_b, mut from_t) = (b.probabilities.into_iter(), t.probabilities.into_iter());
+    let probabilities =
+        routed.iter().map(|&r| if r { from_t.next() } else { from_b.next() }.unwrap_or(f64::NAN)).collect();
+    let mut unseen = b.unseen_levels;
+    for (column, n) in t.unseen_levels {
+        *unseen.entry(column).or_default() += n;
+    }
+    (Some((probabilities, unseen)), None)
+}
+
 /// The shadow's probability and decision of each record (`None` where it failed to score it,
 /// counted as its failure).
-fn shadow(shared: &Shared, candidate: &Candidate, rows: &[(u64, csv::ByteRecord)]) -> Vec<Option<(f64, bool)>> {
+fn shadow(shared: &Shared, candidate: &Candidate, rows: &[(u64, csv::ByteRecord)]) -> ShadowScores {
     let theirs: Vec<(u64, csv::ByteRecord)> = rows.iter().map(|(n, r)| (*n, candidate.record(r))).collect();
     let scores = timed(shared, &candidate.loaded, Role::Shadow, &theirs);
     let failed = failures(&scores);
