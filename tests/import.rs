@@ -30,8 +30,12 @@ fn learners_python() -> Option<PathBuf> {
 
 /// Runs `tests/clients/learners.py ARGS…` in `dir`; its standard output.
 fn learners(python: &Path, dir: &Path, args: &[&str]) -> String {
-    let out =
-        Command::new(python).arg(root().join("tests/clients/learners.py")).args(args).current_dir(dir).output().unwrap();
+    let out = Command::new(python)
+        .arg(root().join("tests/clients/learners.py"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "learners.py {args:?}\n{stdout}\n{stderr}");
     stdout
@@ -46,7 +50,8 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The two libraries, each with the flag of `import` and the file name its format takes.
-const LIBRARIES: [(&str, &str, &str); 2] = [("lightgbm", "--lightgbm", "model.txt"), ("xgboost", "--xgboost", "model.json")];
+const LIBRARIES: [(&str, &str, &str); 2] =
+    [("lightgbm", "--lightgbm", "model.txt"), ("xgboost", "--xgboost", "model.json")];
 
 /// The configuration of the generated data (`learners.py generate`): numbers and a category with
 /// blanks, a category without, a boolean.
@@ -134,9 +139,12 @@ max_drop = { roc_auc = 0.1 }
 fn generated(python: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pipeline.toml"), GENERATED).unwrap();
-    for (seed, rows, file) in
-        [("1", "4000", "train.csv"), ("2", "2000", "validation.csv"), ("3", "10000", "test.csv"), ("4", "5000", "staging.csv")]
-    {
+    for (seed, rows, file) in [
+        ("1", "4000", "train.csv"),
+        ("2", "2000", "validation.csv"),
+        ("3", "10000", "test.csv"),
+        ("4", "5000", "staging.csv"),
+    ] {
         learners(python, dir.path(), &["generate", seed, rows, file]);
     }
     dir
@@ -332,7 +340,8 @@ fn an_imported_model_is_gated_deployed_served_swapped_and_monitored() {
     ok(dir, &["deploy"]);
 
     // An imported LightGBM candidate, gated against it: the report names where it came from.
-    let lightgbm = import_and_compare(&python, dir, LIBRARIES[0], "pipeline.toml", ("train.csv", "validation.csv", "test.csv"));
+    let lightgbm =
+        import_and_compare(&python, dir, LIBRARIES[0], "pipeline.toml", ("train.csv", "validation.csv", "test.csv"));
     ok(dir, &["acceptance", "--model", &lightgbm, "--data", "staging.csv", "--out", "acc-lightgbm"]);
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("acc-lightgbm/metrics.json")).unwrap()).unwrap();
@@ -345,7 +354,8 @@ fn an_imported_model_is_gated_deployed_served_swapped_and_monitored() {
     // Served: the library's probabilities, each with a receipt.
     let server = Server::start(&registry, &["--poll", "0.2"]);
     assert_eq!(server.version(), "v2");
-    let rows: String = std::fs::read_to_string(dir.join("test.csv")).unwrap().lines().take(501).map(|l| format!("{l}\n")).collect();
+    let rows: String =
+        std::fs::read_to_string(dir.join("test.csv")).unwrap().lines().take(501).map(|l| format!("{l}\n")).collect();
     std::fs::write(dir.join("rows.csv"), &rows).unwrap();
     let library = library_probabilities(&python, dir, "lightgbm", "pipeline.toml", "lightgbm-model.txt", "rows.csv");
     let served = served_csv(&server, &rows);
@@ -409,10 +419,8 @@ fn the_dask_example_trains_on_a_local_cluster_and_is_gated_and_deployed() {
     assert!(stdout.contains("2 workers"), "{stdout}\n{stderr}");
     assert!(stdout.contains("cluster closed"), "{stdout}\n{stderr}");
 
-    let summary = ok(
-        dir,
-        &["import", "--xgboost", "dask-model.json", "--data", "validation.csv", "--out", "imported-dask"],
-    );
+    let summary =
+        ok(dir, &["import", "--xgboost", "dask-model.json", "--data", "validation.csv", "--out", "imported-dask"]);
     assert!(summary.contains("trained by xgboost"), "{summary}");
     ok(dir, &["acceptance", "--model", "imported-dask/model.json", "--data", "staging.csv", "--out", "acc-dask"]);
     ok(dir, &["deploy"]);

@@ -98,7 +98,13 @@ fn print_summary(artifact: &Artifact, path: &Path, rows: usize) {
                 o.library,
                 o.library_version.as_deref().unwrap_or("(version not stated in the file)")
             );
-            println!("source     {} (sha256 {}): objective {}, {} trees", o.file, &o.sha256[..12], o.objective, o.trees);
+            println!(
+                "source     {} (sha256 {}): objective {}, {} trees",
+                o.file,
+                &o.sha256[..12],
+                o.objective,
+                o.trees
+            );
         }
         None => println!("model      {} ({})", artifact.name, artifact.model.family().name()),
     }
