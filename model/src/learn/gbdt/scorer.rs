@@ -19,7 +19,7 @@
 //! The leaf values are added in the trees' order, so the scores are bit for bit those of
 //! [`Booster::decision`].
 
-use crate::learn::gbdt::{sigmoid, Booster};
+use crate::learn::gbdt::{sigmoid, Arithmetic, Booster};
 
 /// Rows scored side by side.
 const LANES: usize = 64;
@@ -118,6 +118,13 @@ impl Forest {
         // A value's rank cannot say which way a NaN goes where a split sends it left; such
         // ensembles are walked (a NaN elsewhere ranks above every threshold, as it fails them).
         if booster.trees.iter().any(|t| t.missing_left.iter().any(|&m| m)) {
+            return None;
+        }
+        // Ranks cannot say where a categorical split sends a code either, and the kernel adds in
+        // double precision: imported ensembles with either are walked.
+        if booster.arithmetic != Arithmetic::Double
+            || booster.trees.iter().any(|t| t.categories.iter().any(Option::is_some))
+        {
             return None;
         }
         let mut widest = 1;
@@ -344,7 +351,7 @@ pub(crate) fn number_leaves(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::gbdt::{BoostingParams, Tree};
+    use crate::learn::gbdt::{Arithmetic, BoostingParams, Tree};
     use crate::rng::Rng;
     use linfa::traits::Fit;
     use ndarray::Array2;
@@ -409,6 +416,7 @@ mod tests {
             left: vec![1, 0, 0],
             right: vec![2, 0, 0],
             missing_left: Vec::new(),
+            categories: Vec::new(),
         }
     }
 
@@ -419,6 +427,7 @@ mod tests {
             base_score: 0.25,
             n_inputs: 2,
             trees: (0..n).map(|i| stump(i as f64 / 4.0 - 10.0)).collect(),
+            arithmetic: Arithmetic::Double,
         };
         let fits = booster(255);
         let forest = Forest::new(&fits).expect("255 thresholds an input");
@@ -431,17 +440,33 @@ mod tests {
         }
         assert!(Forest::new(&booster(256)).is_none());
         // Equal thresholds in several trees share a rank; a NaN threshold is refused.
-        let twice =
-            Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(0.5), stump(0.5), stump(-0.0), stump(0.0)] };
+        let twice = Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![stump(0.5), stump(0.5), stump(-0.0), stump(0.0)],
+            arithmetic: Arithmetic::Double,
+        };
         let forest = Forest::new(&twice).expect("compiles");
         for x in [-1.0, -0.0, 0.0, 0.25, 0.5, 0.75, f64::NAN] {
             assert_eq!(forest.decision(&[x, 0.0]).to_bits(), twice.decision(&[x, 0.0]).to_bits(), "{x}");
         }
-        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(f64::NAN)] }).is_none());
+        assert!(Forest::new(&Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![stump(f64::NAN)],
+            arithmetic: Arithmetic::Double
+        })
+        .is_none());
         // An input out of range is refused rather than read out of bounds.
         let mut wide = stump(0.5);
         wide.feature[0] = 2;
-        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![wide] }).is_none());
+        assert!(Forest::new(&Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![wide],
+            arithmetic: Arithmetic::Double
+        })
+        .is_none());
     }
 
     #[test]
