@@ -123,7 +123,7 @@ fraction = 0.2
 min = { roc_auc = 0.6 }
 compare = ["roc_auc"]
 margin = 0.05
-resamples = 500
+resamples = 1000
 
 [registry]
 path = "registry"

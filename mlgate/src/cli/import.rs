@@ -48,7 +48,8 @@ impl Args {
 }
 
 /// Runs `mlgate import`. A model mlgate cannot convert exactly (another objective, several
-/// classes, linear trees, features that do not match the schema) is refused: exit 1.
+/// classes, linear trees, features that do not match the schema) is refused: exit 1; a file
+/// that is no model of the library, or unreadable data, is the user's to fix: exit 2.
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let (library, model_path) = args.source();
@@ -73,12 +74,13 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let source = Source { library, path: &name, bytes: &bytes };
     let artifact = match model::pipeline::import::import(&config, &source, &data, &context) {
         Ok(artifact) => artifact,
-        Err(e) => {
-            // The model is what it is: no flag makes mlgate score it exactly. A refusal.
-            let e = anyhow::Error::new(e).context(format!("cannot import the {} model {name}", library.name()));
-            output::report_error(&e);
+        // The model is what it is (another objective, several classes, features the schema does
+        // not have): no flag makes mlgate score it exactly. A refusal, exit 1.
+        Err(e @ model::Error::ImportRefused { .. }) => {
+            output::report_error(&anyhow::Error::new(e).context(format!("mlgate import refused {name}")));
             return Ok(Exit::Refused.into());
         }
+        Err(e) => return Err(e).with_context(|| format!("cannot import {name}")),
     };
     let out_path = args.out.join("model.json");
     artifact.save(&out_path).with_context(|| format!("cannot write {}", out_path.display()))?;
