@@ -84,12 +84,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     };
     let out_path = args.out.join("model.json");
     artifact.save(&out_path).with_context(|| format!("cannot write {}", out_path.display()))?;
-    print_summary(&artifact, &out_path, data.len());
+    print_summary(&artifact, &out_path);
     eprintln!("imported in {:.2} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(artifact: &Artifact, path: &Path, rows: usize) {
+fn print_summary(artifact: &Artifact, path: &Path) {
     let v = &artifact.validation;
     match &artifact.origin {
         Some(o) => {
@@ -111,7 +111,12 @@ fn print_summary(artifact: &Artifact, path: &Path, rows: usize) {
         None => println!("model      {} ({})", artifact.name, artifact.model.family().name()),
     }
     println!("artifact   {} (sha256 {})", path.display(), &artifact.checksum()[..12]);
-    println!("rows       {rows} in --data: the threshold is chosen and the validation metrics measured on them");
+    let l = &artifact.lineage;
+    println!(
+        "rows       {} in --data: {} staging rows set aside as [staging] says, the threshold chosen and the \
+         validation metrics measured on the other {}",
+        l.rows_total, l.rows_staging, l.rows_validation
+    );
     println!("threshold  {:.4} (maximises {:?} on those rows)", artifact.threshold.value, artifact.threshold.objective);
     println!(
         "validation roc_auc {:.4}  f1 {:.4}  accuracy {:.4}  precision {:.4}  recall {:.4}  log_loss {:.4}",
