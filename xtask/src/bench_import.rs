@@ -82,85 +82,108 @@ pub fn section(
         md,
         "| model | scorer | time | peak memory | read / predict / write (library) | mlgate's speed-up |\n|---|---|---|---:|---|---:|"
     );
-    let s = |p: &Path| p.to_str().expect("paths under the workspace are UTF-8").to_string();
+    let setup = Setup { bin, python, script: &script, config: &config, train: &train, csv: &csv, work, runs };
     for (library, flag, file) in [("lightgbm", "--lightgbm", "model.txt"), ("xgboost", "--xgboost", "model.json")] {
-        eprintln!("==> bench: imported {library}: training");
-        let model_path = work.join(format!("import_{library}_{file}"));
-        let out = Command::new(python)
-            .arg(&script)
-            .args(["train", library, &s(&config), &s(&train), &s(&model_path)])
-            .output()
-            .context("cannot run bench/learners_predict.py")?;
-        if !out.status.success() {
-            bail!("training {library} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let imported = work.join(format!("imported_{library}"));
-        let mut import = Command::new(bin);
-        import.args(["import", flag, &s(&model_path), "--config", &s(&config), "--out", &s(&imported)]);
-        measure(import).with_context(|| format!("mlgate import of the {library} model"))?;
-        let artifact = imported.join("model.json");
-        let threshold = model::Artifact::load(&artifact)?.threshold.value;
-        let predictions = work.join("import_predictions.csv");
-
-        eprintln!("==> bench: imported {library}: mlgate predict");
-        let ours: Vec<Sample> = (0..runs)
-            .map(|_| {
-                let mut c = Command::new(bin);
-                c.args(["predict", "--model", &s(&artifact), "--data", &s(&csv), "--out", &s(&predictions)]);
-                measure(c)
-            })
-            .collect::<Result<_>>()?;
-        eprintln!("==> bench: imported {library}: {library}'s predict");
-        let mut phases = Vec::new();
-        let theirs: Vec<Sample> = (0..runs)
-            .map(|_| {
-                let mut c = Command::new(python);
-                c.arg(&script).args([
-                    "predict",
-                    library,
-                    &s(&config),
-                    &s(&model_path),
-                    &s(&csv),
-                    &s(&predictions),
-                    &threshold.to_string(),
-                ]);
-                let timings = work.join("import_phases.json");
-                c.stdout(std::fs::File::create(&timings)?);
-                // The phases the script prints go to a file.
-                let sample = measure_with_stdout(c)?;
-                phases.push(std::fs::read_to_string(&timings).unwrap_or_default());
-                Ok(sample)
-            })
-            .collect::<Result<_>>()?;
-        let (ours, theirs) = (summarise(&ours), summarise(&theirs));
-        let phase = phases
-            .iter()
-            .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-            .map(|v| {
-                (
-                    v["read_s"].as_f64().unwrap_or(f64::NAN),
-                    v["predict_s"].as_f64().unwrap_or(f64::NAN),
-                    v["write_s"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
-            .min_by(|a, b| (a.0 + a.1 + a.2).total_cmp(&(b.0 + b.1 + b.2)));
-        let phase = phase.map_or("?".into(), |(r, p, w)| format!("{r:.2} / {p:.2} / {w:.2} s"));
         let name = if library == "lightgbm" { "LightGBM" } else { "XGBoost" };
-        let _ = writeln!(
-            md,
-            "| {name} | `mlgate predict` (imported) | {} | {:.0} MB | | {:.1}× |",
-            fmt_time(&ours),
-            ours.rss_mb,
-            theirs.median / ours.median
-        );
-        let _ = writeln!(
-            md,
-            "| {name} | {library} + pandas | {} | {:.0} MB | {phase} | |",
-            fmt_time(&theirs),
-            theirs.rss_mb
-        );
-        let _ = std::fs::remove_file(&predictions);
+        match compare(&setup, library, flag, file) {
+            Ok(rows) => md.push_str(&rows.replace("NAME", name)),
+            Err(e) => {
+                eprintln!("warning: imported {library}: {e:#}");
+                let _ = writeln!(md, "| {name} | failed: {} | | | | |", format!("{e:#}").replace('|', "/"));
+            }
+        }
     }
     md.push('\n');
     Ok(())
+}
+
+/// What every library's comparison uses.
+struct Setup<'a> {
+    bin: &'a Path,
+    python: &'a Path,
+    script: &'a Path,
+    config: &'a Path,
+    train: &'a Path,
+    csv: &'a Path,
+    work: &'a Path,
+    runs: usize,
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("paths under the workspace are UTF-8").to_string()
+}
+
+/// Trains `library`'s model, imports it, and times both scorers: the two table rows (`NAME` for
+/// the library's name).
+fn compare(setup: &Setup<'_>, library: &str, flag: &str, file: &str) -> Result<String> {
+    let Setup { bin, python, script, config, train, csv, work, runs } = *setup;
+    eprintln!("==> bench: imported {library}: training");
+    let model_path = work.join(format!("import_{library}_{file}"));
+    let out = Command::new(python)
+        .arg(script)
+        .args(["train", library, &s(config), &s(train), &s(&model_path)])
+        .output()
+        .context("cannot run bench/learners_predict.py")?;
+    if !out.status.success() {
+        bail!("training {library} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let imported = work.join(format!("imported_{library}"));
+    let mut import = Command::new(bin);
+    import.args(["import", flag, &s(&model_path), "--config", &s(config), "--out", &s(&imported)]);
+    measure(import).with_context(|| format!("mlgate import of the {library} model"))?;
+    let artifact = imported.join("model.json");
+    let threshold = model::Artifact::load(&artifact)?.threshold.value;
+    let predictions = work.join("import_predictions.csv");
+
+    eprintln!("==> bench: imported {library}: mlgate predict");
+    let ours: Vec<Sample> = (0..runs)
+        .map(|_| {
+            let mut c = Command::new(bin);
+            c.args(["predict", "--model", &s(&artifact), "--data", &s(csv), "--out", &s(&predictions)]);
+            measure(c)
+        })
+        .collect::<Result<_>>()?;
+    eprintln!("==> bench: imported {library}: {library}'s predict");
+    let timings = work.join("import_phases.json");
+    let mut phases = Vec::new();
+    let theirs: Vec<Sample> = (0..runs)
+        .map(|_| {
+            let mut c = Command::new(python);
+            c.arg(script).args([
+                "predict",
+                library,
+                &s(config),
+                &s(&model_path),
+                &s(csv),
+                &s(&predictions),
+                &threshold.to_string(),
+            ]);
+            // The phases the script prints go to a file.
+            c.stdout(std::fs::File::create(&timings)?);
+            let sample = measure_with_stdout(c)?;
+            let text = std::fs::read_to_string(&timings).unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                phases.push((f("read_s"), f("predict_s"), f("write_s")));
+            }
+            Ok(sample)
+        })
+        .collect::<Result<_>>()?;
+    let _ = std::fs::remove_file(&predictions);
+    let (ours, theirs) = (summarise(&ours), summarise(&theirs));
+    let phase = phases
+        .iter()
+        .min_by(|a, b| (a.0 + a.1 + a.2).total_cmp(&(b.0 + b.1 + b.2)))
+        .map_or("?".into(), |(r, p, w)| format!("{r:.2} / {p:.2} / {w:.2} s"));
+    let mut rows = String::new();
+    let _ = writeln!(
+        rows,
+        "| NAME | `mlgate predict` (imported) | {} | {:.0} MB | | {:.1}× |",
+        fmt_time(&ours),
+        ours.rss_mb,
+        theirs.median / ours.median
+    );
+    let _ =
+        writeln!(rows, "| NAME | {library} + pandas | {} | {:.0} MB | {phase} | |", fmt_time(&theirs), theirs.rss_mb);
+    Ok(rows)
 }
