@@ -241,7 +241,7 @@ fn read_tree(tree: &JsonTree, n_inputs: usize) -> Result<crate::learn::gbdt::Tre
             return Err(malformed(format!("`{what}` has {len} entries for {n} nodes")));
         }
     }
-    let categorical = tree.split_type.iter().any(|&t| t == 1);
+    let categorical = tree.split_type.contains(&1);
     if categorical
         && (tree.categories_nodes.len() != tree.categories_segments.len()
             || tree.categories_nodes.len() != tree.categories_sizes.len())
