@@ -41,8 +41,9 @@ pub enum Encoder {
         missing: Option<MissingRule<String>>,
     },
     /// The level's index in `levels` (the numbering of categories of a model trained
-    /// elsewhere: its category codes), NaN for a missing value or a level not in `levels`, as
-    /// the libraries see a category they were not trained on.
+    /// elsewhere: its category codes); NaN for a missing value and for a level not in
+    /// `levels`, which each split sends its missing values' way (as LightGBM's Python package
+    /// makes an unseen category missing).
     Code {
         /// Input column.
         column: String,

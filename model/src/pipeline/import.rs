@@ -7,8 +7,14 @@
 //! exactly; a column's `transform` is for this crate's own fits and is not applied: the
 //! library was given the raw value), NaN when missing; a boolean as 0 or 1; a category as its
 //! code in the model's numbering (`Encoder::Code`), NaN when missing or a level the model
-//! never saw, which each split then sends where its library sends a missing or unseen
-//! category. The model's category levels are those the file recorded (LightGBM's
+//! never saw, which each split sends its default way for missing values. LightGBM does the
+//! same (its Python package makes an unseen category missing); XGBoost 3.2 either refuses a
+//! data frame with a category it was not trained on or, for some, reads it as another
+//! category (its lookup of the category lands on a neighbour in sorted order): there is no
+//! behaviour of the library to follow, and missing is the one that does not pretend to know
+//! the level.
+//!
+//! The model's category levels are those the file recorded (LightGBM's
 //! `pandas_categorical`; XGBoost 3.1 and later record them too); for an XGBoost model that
 //! does not record them, the order of the levels the configuration's schema declares for the
 //! column (so the codes the model was given must be that order's).
@@ -328,6 +334,64 @@ fraction = 0.1
         // The categories are pandas's, in the order of their codes.
         let Encoder::Code { levels, .. } = &artifact.preprocessing.encoders[3] else { panic!("color is coded") };
         assert_eq!(levels[..3], ["red", "green", "blue"]);
+    }
+
+    #[test]
+    fn an_xgboost_model_scores_as_xgboost_does() {
+        let artifact = matches_the_library(Library::XgBoost, "xgboost.json", "xgboost");
+        let origin = artifact.origin.clone().unwrap();
+        assert_eq!(origin.library, "xgboost");
+        assert_eq!(origin.library_version.as_deref(), Some("3.2.0"));
+        assert_eq!(origin.objective, "binary:logistic");
+        assert_eq!(origin.trees, 25);
+        // The categories are those the model recorded, in the order of their codes.
+        let Encoder::Code { levels, .. } = &artifact.preprocessing.encoders[3] else { panic!("color is coded") };
+        assert_eq!(levels[..3], ["red", "green", "blue"]);
+        let FittedModel::GradientBoosting(booster) = &artifact.model else { panic!("trees") };
+        assert!(booster.trees.iter().any(|t| t.categories.iter().any(Option::is_some)));
+    }
+
+    #[test]
+    fn without_recorded_categories_an_xgboost_model_takes_the_schemas_levels() {
+        // The model without its category dictionary (as XGBoost before 3.1 saves it): the
+        // codes are the schema's declared order, here the order the model was trained with.
+        let mut json: serde_json::Value = serde_json::from_slice(&fixture("xgboost.json")).unwrap();
+        json["learner"]["gradient_booster"]["model"].as_object_mut().unwrap().remove("cats");
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let source = Source { library: Library::XgBoost, path: "old.json", bytes: &bytes };
+        let undeclared = config(CONFIG);
+        let reason = refusal(import(&undeclared, &source, &data(&undeclared), &BuildContext::default()));
+        assert!(reason.contains("`color` does not record its categories"), "{reason}");
+        let declared = config(&CONFIG.replace(
+            "name = \"color\"\nkind = \"categorical\"",
+            "name = \"color\"\nkind = \"categorical\"\nlevels = [\"red\", \"green\", \"blue\", \"violet\", \"amber\", \"teal\", \"plum\", \"sand\", \"black\"]",
+        ));
+        let artifact = import(&declared, &source, &data(&declared), &BuildContext::default()).unwrap();
+        let recorded = import_file(Library::XgBoost, "xgboost.json", &declared).unwrap();
+        let data = data(&declared);
+        // `black` has a code of its own here (8), which no split lists: it goes left at every
+        // categorical split, where the recorded dictionary makes it missing (the default way).
+        let ours = artifact.score(&data).unwrap().probabilities;
+        let theirs = recorded.score(&data).unwrap().probabilities;
+        let text = String::from_utf8(fixture("test.csv")).unwrap();
+        for ((line, a), b) in text.lines().skip(1).zip(&ours).zip(&theirs) {
+            if !line.contains(",black,") {
+                assert_eq!(a.to_bits(), b.to_bits(), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn xgboost_models_other_than_binary_boosted_trees_are_refused_by_what_they_are() {
+        let config = config(CONFIG);
+        let multiclass = refusal(import_file(Library::XgBoost, "refused-multiclass.json", &config));
+        assert!(multiclass.contains("`multi:softprob`") && multiclass.contains("num_class 3"), "{multiclass}");
+        let regression = refusal(import_file(Library::XgBoost, "refused-regression.json", &config));
+        assert!(regression.contains("`reg:squarederror`"), "{regression}");
+        let dart = refusal(import_file(Library::XgBoost, "refused-dart.json", &config));
+        assert!(dart.contains("`dart`"), "{dart}");
+        let garbage = import_file(Library::XgBoost, "lightgbm.txt", &config);
+        assert!(matches!(garbage, Err(Error::ForeignModel { ref problem, .. }) if problem.contains("not an XGBoost")));
     }
 
     /// The reason of an `ImportRefused` error.

@@ -65,7 +65,9 @@ def write_csv(path, df, color, label):
 train, y, train_color = frame(2000, 1, False)
 test, y_test, test_color = frame(300, 2, True)
 write_csv("test.csv", test, test_color, y_test)
-# The test frame as a library sees it: the training categories (the unseen level is missing).
+# The test frame with the training categories: the unseen level is missing, as mlgate reads
+# it. (LightGBM makes it missing by itself; XGBoost 3.2, given a frame whose categories include
+# it, refuses some unseen categories and reads others as a neighbouring known one.)
 test = test.assign(color=pd.Categorical(test_color, categories=COLORS))
 
 lgbm = lgb.LGBMClassifier(n_estimators=25, num_leaves=8, min_child_samples=10, cat_smooth=1.0,
