@@ -303,7 +303,9 @@ fn models_of_other_objectives_are_refused_naming_the_objective() {
         ("xgboost", "--xgboost", "reg:squarederror", "reg:squarederror"),
         ("xgboost", "--xgboost", "multi:softprob", "multi:softprob"),
     ] {
-        let model = format!("{library}-{}.model", objective.replace(':', "-"));
+        // XGBoost writes JSON for a `.json` name (UBJSON otherwise).
+        let extension = if library == "xgboost" { "json" } else { "txt" };
+        let model = format!("{library}-{}.{extension}", objective.replace(':', "-"));
         learners(&python, dir.path(), &["refused", library, objective, "pipeline.toml", "train.csv", &model]);
         let out_dir = format!("out-{model}");
         let out = mlgate(
@@ -385,6 +387,23 @@ fn an_imported_model_is_gated_deployed_served_swapped_and_monitored() {
     for (s, l) in served_csv(&server, &rows).iter().zip(&library) {
         assert!((s.0 - l).abs() <= 1e-6, "served {} vs lightgbm {l}", s.0);
     }
+
+    // An imported XGBoost candidate against the imported LightGBM production, deployed: served
+    // as XGBoost computes it, in single precision.
+    let xgboost =
+        import_and_compare(&python, dir, LIBRARIES[1], "pipeline.toml", ("train.csv", "validation.csv", "test.csv"));
+    ok(dir, &["acceptance", "--model", &xgboost, "--data", "staging.csv", "--out", "acc-xgboost"]);
+    let report = std::fs::read_to_string(dir.join("acc-xgboost/report.md")).unwrap();
+    assert!(
+        report.contains("trained by XGBoost") && report.contains("production v2 was trained by LightGBM"),
+        "{report}"
+    );
+    ok(dir, &["deploy"]);
+    server.wait_for_version("v4", Duration::from_secs(30));
+    let library = library_probabilities(&python, dir, "xgboost", "pipeline.toml", "xgboost-model.json", "rows.csv");
+    for (s, l) in served_csv(&server, &rows).iter().zip(&library) {
+        assert!((s.0 - l).abs() <= 1e-6, "served {} vs xgboost {l}", s.0);
+    }
     drop(server);
 
     // Batch monitoring of the imported production on new labelled rows.
@@ -393,7 +412,7 @@ fn an_imported_model_is_gated_deployed_served_swapped_and_monitored() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let monitor: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("mon/monitor.json")).unwrap()).unwrap();
-    assert_eq!(monitor["version"], "v2", "{monitor}");
+    assert_eq!(monitor["version"], "v4", "{monitor}");
 }
 
 /// examples/dask-xgboost: XGBoost trained on a `dask.distributed.LocalCluster` of two worker
