@@ -77,10 +77,11 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         // The model is what it is (another objective, several classes, features the schema does
         // not have): no flag makes mlgate score it exactly. A refusal, exit 1.
         Err(e @ model::Error::ImportRefused { .. }) => {
-            output::report_error(&anyhow::Error::new(e).context(format!("mlgate import refused {name}")));
+            // The message names the file, the library and what was found.
+            output::report_error(&anyhow::Error::new(e));
             return Ok(Exit::Refused.into());
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot import {name}")),
+        Err(e) => return Err(e).context("cannot import the model"),
     };
     let out_path = args.out.join("model.json");
     artifact.save(&out_path).with_context(|| format!("cannot write {}", out_path.display()))?;
