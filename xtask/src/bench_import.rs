@@ -76,7 +76,7 @@ pub fn section(
          `customers_csv({rows}, 1)`) scored to an output CSV of probability and decision. The library's side is \
          `bench/learners_predict.py predict`: pandas `read_csv` (categories and booleans typed while reading), \
          the library's predict on every core, pandas `to_csv` — the whole process timed, as mlgate's is. \
-         {runs} runs each.\n"
+         {runs} runs each; `cargo xtask bench --import-only` measures this section alone.\n"
     );
     let _ = writeln!(
         md,
