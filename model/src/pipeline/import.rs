@@ -298,6 +298,9 @@ fraction = 0.1
         let artifact = import_file(library, file, &config).unwrap();
         let reloaded = Artifact::from_bytes(&artifact.to_bytes(), Path::new("model.json")).unwrap();
         assert_eq!(reloaded, artifact);
+        // Batch scoring takes the compiled forest, whose bits the record path's tree walk checks.
+        let FittedModel::GradientBoosting(booster) = &artifact.model else { panic!("trees") };
+        assert!(crate::learn::gbdt::scorer::Forest::new(booster).is_some());
         let data = data(&config);
         let scores = reloaded.score(&data).unwrap();
         let expected = expected(column);

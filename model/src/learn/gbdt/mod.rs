@@ -198,7 +198,7 @@ pub const MAX_CATEGORY_CODE: u32 = 1 << 24;
 
 impl CategorySplit {
     /// Whether a value that is not missing goes left.
-    fn goes_left(&self, x: f64) -> bool {
+    pub(crate) fn goes_left(&self, x: f64) -> bool {
         let listed =
             x >= 0.0 && x < f64::from(MAX_CATEGORY_CODE) && self.codes.binary_search(&(x.trunc() as u32)).is_ok();
         listed == self.listed_left
@@ -283,7 +283,7 @@ impl Booster {
 
 /// XGBoost's logistic function (`common::Sigmoid(float)`), operation for operation: the
 /// exponent capped at 88.7 and an epsilon of 1e-16 added to the denominator.
-fn sigmoid_f32(z: f32) -> f32 {
+pub(crate) fn sigmoid_f32(z: f32) -> f32 {
     const EPS: f32 = 1e-16;
     let x = (-z).min(88.7);
     let denominator = x.exp() + 1.0 + EPS;
