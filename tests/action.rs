@@ -434,6 +434,33 @@ fn a_rejected_model_fails_the_job_after_reporting() {
     assert!(job.log.contains("::error title=acceptance failed::roc_auc >= 0.99"), "{}", job.log);
 }
 
+/// `model-file`: a LightGBM model trained elsewhere (tests/data/customers-lightgbm.txt: LightGBM
+/// 4.7.0, 20 trees of 7 leaves, trained on data/customers.csv as tests/clients/learners.py reads
+/// it) is imported instead of built, gated and reported; the comment names its origin.
+#[test]
+fn a_model_trained_elsewhere_is_imported_gated_and_reported() {
+    let api = FakeGitHub::start("");
+    let ws = caller_repository(false);
+    std::fs::copy(root().join("tests/data/customers-lightgbm.txt"), ws.path().join("ml/model.txt")).unwrap();
+    let inputs = [("model-file", "model.txt"), ("model-library", "lightgbm")];
+    let job = runner(ws.path(), &api, "installation-token", &inputs).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
+    assert!(job.log.contains("trained by lightgbm"), "{}", job.log);
+    assert_eq!(job.outputs["verdict"], "passed");
+    let comments = api.comments_containing(MARKER);
+    assert_eq!(comments.len(), 1);
+    let body = comments[0]["body"].as_str().unwrap();
+    assert!(body.contains("LightGBM") && body.contains("model.txt"), "{body}");
+
+    // A library the action does not know stops the build step, and the report says so.
+    let inputs = [("model-file", "model.txt"), ("model-library", "catboost")];
+    let job = runner(ws.path(), &api, "installation-token", &inputs).run("pull_request", PR_EVENT, "refs/pull/7/merge");
+    assert!(!job.success);
+    assert_eq!(job.outputs["verdict"], "error", "{}", job.log);
+    assert_eq!(job.outputs["failed-step"], "build", "{}", job.log);
+    assert!(job.log.contains("model-library must be lightgbm or xgboost"), "{}", job.log);
+}
+
 #[test]
 fn deploy_happens_on_a_push_to_the_default_branch_only() {
     let api = FakeGitHub::start("");

@@ -11,6 +11,7 @@ mod data;
 mod fake_github;
 mod fake_openapi;
 mod github;
+mod import;
 mod init;
 mod kubernetes;
 mod live;

@@ -236,14 +236,14 @@ impl Server {
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     }
 
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let (status, body) = self.get("/v1/model");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"].as_str().unwrap().to_string()
     }
 
     /// Waits until `/v1/model` names `version`; the time it took.
-    fn wait_for_version(&self, version: &str, limit: Duration) -> Duration {
+    pub(crate) fn wait_for_version(&self, version: &str, limit: Duration) -> Duration {
         let start = Instant::now();
         while start.elapsed() < limit {
             if self.version() == version {

@@ -158,6 +158,28 @@ pub enum Error {
         /// The column.
         column: String,
     },
+    /// A model file of another library could not be read as one.
+    #[error("{file}: not a readable {library} model: {problem}")]
+    ForeignModel {
+        /// The file, as the caller named it.
+        file: String,
+        /// The library (`lightgbm`, `xgboost`).
+        library: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A model of another library that is not imported (its objective, number of classes,
+    /// linear trees, booster), or whose features do not match the configuration's schema;
+    /// the reason names what was found.
+    #[error("{file}: the {library} model cannot be imported: {reason}")]
+    ImportRefused {
+        /// The file, as the caller named it.
+        file: String,
+        /// The library (`lightgbm`, `xgboost`).
+        library: &'static str,
+        /// What was found, and what is imported instead.
+        reason: String,
+    },
     /// linfa-logistic's solver failed.
     #[error("training failed: logistic regression: {0}")]
     LogisticSolver(#[source] linfa_logistic::error::Error),

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: measure what users wait for — the whole gate against the same gate in
-//! scikit-learn, throughput and memory at 100 k to 5 M rows, and the build a runner pays — and
+//! scikit-learn, throughput and memory at 100 k to 5 M rows, imported LightGBM and XGBoost models
+//! against the libraries' own predict, and the build a runner pays — and
 //! write BENCHMARKS.md. Runs the release binary; no test asserts a time.
 
 use std::fmt::Write as _;
@@ -38,6 +39,15 @@ pub struct Args {
     /// Measure only the static-binary section and put it in place in the existing report.
     #[arg(long, conflicts_with_all = ["skip_static", "serve_only"])]
     static_only: bool,
+    /// Skip the imported-model section (LightGBM and XGBoost against `mlgate predict`).
+    #[arg(long)]
+    skip_import: bool,
+    /// Measure only the imported-model section and put it in place in the existing report.
+    #[arg(long, conflicts_with_all = ["skip_import", "serve_only", "static_only"])]
+    import_only: bool,
+    /// Rows of the CSV the imported models score.
+    #[arg(long, default_value_t = 1_000_000)]
+    import_rows: usize,
     /// Seconds of each load run of the serving section.
     #[arg(long, default_value_t = 10.0)]
     serve_seconds: f64,
@@ -55,7 +65,13 @@ pub struct Sample {
 
 /// Runs a command to completion and measures its wall time and peak resident memory.
 pub fn measure(mut command: Command) -> Result<Sample> {
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    command.stdout(std::process::Stdio::null());
+    measure_with_stdout(command)
+}
+
+/// [`measure`] for a command whose standard output the caller has directed.
+pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
+    command.stderr(std::process::Stdio::piped());
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("cannot start {command:?}"))?;
     let pid = child.id() as libc::pid_t;
@@ -114,9 +130,22 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let bin = root.join("target/release/mlgate");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
-    if args.serve_only || args.static_only {
+    if args.serve_only || args.static_only || args.import_only {
         let mut section = String::new();
-        let heading = if args.serve_only {
+        let heading = if args.import_only {
+            let learners = crate::bench_import::learners_env(sh, &root, &work);
+            let runs = args.runs.min(3);
+            crate::bench_import::section(
+                &bin,
+                &root,
+                &work,
+                learners.as_deref(),
+                args.import_rows,
+                runs,
+                &mut section,
+            )?;
+            "## Imported models: "
+        } else if args.serve_only {
             let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
             crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut section)?;
             "## Serving: "
@@ -137,7 +166,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         "Written by `cargo xtask bench` (release build of mlgate), {}. Times are wall-clock medians \
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
-         `--skip-python`, `--skip-static`).\n",
+         `--skip-python`, `--skip-static`, `--skip-import`; `--import-only` measures the imported-model section alone).\n",
         mlgate::clock::now_rfc3339()
     );
     machine(sh, &mut md);
@@ -148,6 +177,11 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     if !args.skip_serve {
         let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
         crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut md)?;
+    }
+    if !args.skip_import && !args.skip_python {
+        let learners = crate::bench_import::learners_env(sh, &root, &work);
+        let runs = args.runs.min(3);
+        crate::bench_import::section(&bin, &root, &work, learners.as_deref(), args.import_rows, runs, &mut md)?;
     }
     if !args.skip_static {
         crate::bench_static::section(sh, &root, &work, &bin, args.runs, args.serve_seconds, &mut md)?;

@@ -4,6 +4,7 @@
 //! repository as `mlgate …` does.
 
 mod bench;
+mod bench_import;
 mod bench_serve;
 mod bench_static;
 mod ci;

@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod cv;
 pub mod deploy;
+pub mod import;
 pub mod init;
 pub mod live;
 pub mod live_rollout;
@@ -46,6 +47,9 @@ pub enum Command {
     Init(init::Args),
     /// Validate the data, train, and write DIR/model.json and DIR/validation.json.
     Build(build::Args),
+    /// Convert a model LightGBM or XGBoost saved (--lightgbm MODEL.txt | --xgboost MODEL.json)
+    /// into DIR/model.json, its threshold chosen on --data.
+    Import(import::Args),
     /// Score a CSV with a model artifact: one output row per input row.
     Predict(predict::Args),
     /// Validate a CSV against the configured schema without training.
@@ -79,6 +83,7 @@ impl Command {
         match self {
             Command::Init(args) => init::run(sh, args),
             Command::Build(args) => build::run(sh, args),
+            Command::Import(args) => import::run(sh, args),
             Command::Predict(args) => predict::run(sh, args),
             Command::Validate(args) => validate::run(sh, args),
             Command::Cv(args) => cv::run(sh, args),

@@ -1,5 +1,6 @@
 //! Feature encoding fitted on training rows: standardised numbers, one-hot levels with an
-//! "unknown" slot, booleans as 0/1.
+//! "unknown" slot, booleans as 0/1; and, for a model imported from another library, a
+//! category's code in the model's own numbering.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,20 @@ pub enum Encoder {
         /// Levels seen in training, sorted.
         levels: Vec<String>,
         /// What a missing value becomes (absent: the column refuses missing values).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<MissingRule<String>>,
+    },
+    /// The level's index in `levels` (the numbering of categories of a model trained
+    /// elsewhere: its category codes); NaN for a missing value and for a level not in
+    /// `levels`, which each split sends its missing values' way (as LightGBM's Python package
+    /// makes an unseen category missing).
+    Code {
+        /// Input column.
+        column: String,
+        /// The model's categories, in the order of their codes.
+        levels: Vec<String>,
+        /// What a missing value becomes: only [`MissingRule::Nan`] (absent: the column refuses
+        /// missing values).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         missing: Option<MissingRule<String>>,
     },
@@ -80,9 +95,10 @@ impl Encoder {
     /// The column it reads.
     pub fn column(&self) -> &str {
         match self {
-            Encoder::Standardise { column, .. } | Encoder::OneHot { column, .. } | Encoder::Boolean { column, .. } => {
-                column
-            }
+            Encoder::Standardise { column, .. }
+            | Encoder::OneHot { column, .. }
+            | Encoder::Code { column, .. }
+            | Encoder::Boolean { column, .. } => column,
         }
     }
 
@@ -91,7 +107,7 @@ impl Encoder {
         matches!(
             (self, kind),
             (Encoder::Standardise { .. }, ColumnKind::Numeric { .. } | ColumnKind::Integer { .. })
-                | (Encoder::OneHot { .. }, ColumnKind::Categorical { .. })
+                | (Encoder::OneHot { .. } | Encoder::Code { .. }, ColumnKind::Categorical { .. })
                 | (Encoder::Boolean { .. }, ColumnKind::Boolean { .. })
         )
     }
@@ -116,6 +132,11 @@ impl Encoder {
                 out[slot] = 1.0;
                 Some(slot == levels.len())
             }
+            (Encoder::Code { levels, .. }, Parsed::Level(l)) => {
+                let code = levels.iter().position(|k| same(k, l));
+                out[0] = code.map_or(f64::NAN, |c| c as f64);
+                Some(code.is_none())
+            }
             (Encoder::Boolean { .. }, Parsed::Bool(b)) => {
                 out[0] = f64::from(u8::from(b));
                 Some(false)
@@ -138,6 +159,7 @@ impl Encoder {
             Encoder::Boolean { missing: Some(MissingRule::Impute(b)), .. } => Parsed::Bool(*b),
             Encoder::Standardise { missing: Some(MissingRule::Nan), .. }
             | Encoder::OneHot { missing: Some(MissingRule::Nan), .. }
+            | Encoder::Code { missing: Some(MissingRule::Nan | MissingRule::Impute(_)), .. }
             | Encoder::Boolean { missing: Some(MissingRule::Nan), .. } => {
                 out[..width].iter_mut().for_each(|x| *x = f64::NAN);
                 return Some(());
@@ -155,6 +177,7 @@ impl Encoder {
             Encoder::Standardise { missing, .. } => 1 + MissingRule::indicator(missing),
             Encoder::Boolean { missing, .. } => 1 + MissingRule::indicator(missing),
             Encoder::OneHot { levels, missing, .. } => levels.len() + 1 + MissingRule::indicator(missing),
+            Encoder::Code { .. } => 1,
         }
     }
 }
@@ -247,6 +270,7 @@ impl Preprocessor {
             let has_rule = match e {
                 Encoder::Standardise { missing, .. } => missing.is_some(),
                 Encoder::OneHot { missing, .. } => missing.is_some(),
+                Encoder::Code { missing, .. } => missing.is_some(),
                 Encoder::Boolean { missing, .. } => missing.is_some(),
             };
             if has_rule != (column.missing == Missing::Allow) {
@@ -263,6 +287,14 @@ impl Preprocessor {
                 }
                 Encoder::OneHot { levels, .. } if levels.windows(2).any(|w| w[0] >= w[1]) => {
                     return Err(format!("the levels of `{name}` are not sorted and distinct"));
+                }
+                Encoder::Code { missing: Some(MissingRule::Impute(_)), .. } => {
+                    return Err(format!("`{name}` is coded and imputed: a code's missing value is NaN"));
+                }
+                Encoder::Code { levels, .. }
+                    if levels.iter().enumerate().any(|(i, l)| levels[..i].iter().any(|k| same(k, l))) =>
+                {
+                    return Err(format!("the levels of `{name}` are not distinct"));
                 }
                 _ => {}
             }
@@ -319,6 +351,23 @@ impl Preprocessor {
                         let s = slot[c as usize];
                         unseen += u64::from(s == levels.len());
                         matrix[[i, offset + s]] = 1.0;
+                    }
+                    if unseen > 0 {
+                        unseen_levels.insert(column.clone(), unseen);
+                    }
+                }
+                (Encoder::Code { column, levels, .. }, ColumnValues::Level { levels: data_levels, codes }) => {
+                    let code: Vec<Option<usize>> =
+                        data_levels.iter().map(|l| levels.iter().position(|k| same(k, l))).collect();
+                    let mut unseen = 0u64;
+                    for (i, &c) in codes.iter().enumerate() {
+                        if c == MISSING_CODE {
+                            missing(&mut matrix, i)?;
+                            continue;
+                        }
+                        let code = code[c as usize];
+                        unseen += u64::from(code.is_none());
+                        matrix[[i, offset]] = code.map_or(f64::NAN, |c| c as f64);
                     }
                     if unseen > 0 {
                         unseen_levels.insert(column.clone(), unseen);

@@ -3,6 +3,7 @@
 //! files.
 
 pub mod features;
+pub mod foreign;
 pub mod gbdt;
 pub mod logistic;
 pub mod model;

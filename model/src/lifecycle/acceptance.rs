@@ -103,6 +103,7 @@ pub fn judge(
                     roc: thin(&roc_curve(&labels, &prod_scores)?, 101),
                     precision_recall: thin(&precision_recall_curve(&labels, &prod_scores)?, 101),
                 }),
+                origin: prod.origin.clone(),
             })
         }
     };
@@ -134,6 +135,7 @@ pub fn judge(
         unseen_levels: scores.unseen_levels,
         drift: candidate.reference.compare(&staging, &config.monitor.drift),
         lineage: candidate.lineage.clone(),
+        origin: candidate.origin.clone(),
         calibration: calibration(&labels, &scores.probabilities)?,
         scores: Some(ScoreDistribution::of(&scores.probabilities, candidate.threshold.value)),
         label: Some(LabelWords::of(&candidate.schema)),

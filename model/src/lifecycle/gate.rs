@@ -11,7 +11,7 @@ use crate::eval::calibration::{CalibrationBin, ScoreDistribution};
 use crate::eval::compare::{self, Difference, McNemar, Scored};
 use crate::eval::drift::FeatureDrift;
 use crate::eval::metrics::{CurvePoint, Metric, MetricSet};
-use crate::pipeline::artifact::Lineage;
+use crate::pipeline::artifact::{Lineage, Origin};
 use crate::pipeline::config::AcceptanceConfig;
 
 /// Which gate a check belongs to.
@@ -106,6 +106,10 @@ pub struct ProductionComparison {
     /// Production's curves on the same rows, for the charts beside the candidate's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curves: Option<Curves>,
+    /// Where production came from when it was trained elsewhere and imported (absent for a
+    /// model mlgate built, and in files written before imports existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// The comparison with the trivial model: one constant score for every staging row.
@@ -188,6 +192,10 @@ pub struct AcceptanceRecord {
     pub drift: Vec<FeatureDrift>,
     /// The candidate's lineage.
     pub lineage: Lineage,
+    /// Where the candidate came from when it was trained elsewhere and imported (absent for a
+    /// model mlgate built, and in files written before imports existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// The candidate's reliability table on the staging rows.
     #[serde(default)]
     pub calibration: Vec<CalibrationBin>,

@@ -51,6 +51,25 @@ pub struct Lineage {
     pub created_at: String,
 }
 
+/// Where a model trained by another library came from (see [`crate::pipeline::import`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The library: `lightgbm` or `xgboost`.
+    pub library: String,
+    /// The library's version as the model file states it (LightGBM: its format, `v4`;
+    /// XGBoost: `3.2.0`), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library_version: Option<String>,
+    /// The model file, as named to the import.
+    pub file: String,
+    /// sha256 of the model file's bytes.
+    pub sha256: String,
+    /// The objective as the file names it.
+    pub objective: String,
+    /// Number of trees.
+    pub trees: usize,
+}
+
 /// Everything needed to score data and to explain where the model came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -74,6 +93,10 @@ pub struct Artifact {
     pub config: PipelineConfig,
     /// Provenance.
     pub lineage: Lineage,
+    /// The library that trained the model, for a model imported from another library (absent
+    /// for a model this crate fitted, and in artifacts written before imports existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// The file layout: the checksum covers the exact bytes of `artifact`.

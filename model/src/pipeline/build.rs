@@ -156,5 +156,6 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             created_at: context.created_at.clone(),
         },
+        origin: None,
     })
 }

@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod build;
 pub mod config;
 pub mod crossval;
+pub mod import;
 pub mod rollout;
 pub mod scoring;
 pub mod staging;

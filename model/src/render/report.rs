@@ -5,6 +5,7 @@ use std::fmt::Write;
 use crate::eval::metrics::{Metric, MetricSet};
 use crate::lifecycle::gate::{AcceptanceRecord, Check, GateKind, LabelWords, Measure, StagingSource};
 use crate::lifecycle::monitor::{DataQuality, MonitorOutcome};
+use crate::pipeline::artifact::Origin;
 use crate::render::table;
 
 fn status(checks: &[&Check]) -> &'static str {
@@ -63,6 +64,28 @@ fn confusion(out: &mut String, m: &MetricSet, label: &LabelWords) {
     let _ = writeln!(out, "| **{name} = {neg}** | {} (FP) | {} (TN) |", c.fp, c.tn);
 }
 
+/// A library's name as its project spells it.
+fn library_name(library: &str) -> &str {
+    match library {
+        "lightgbm" => "LightGBM",
+        "xgboost" => "XGBoost",
+        other => other,
+    }
+}
+
+/// Who fitted a model: "built by mlgate", or the library, its version and the file it saved.
+fn trained_by(origin: Option<&Origin>) -> String {
+    match origin {
+        None => "built by mlgate".into(),
+        Some(o) => format!(
+            "trained by {}{} (`{}`), imported",
+            library_name(&o.library),
+            o.library_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+            o.file
+        ),
+    }
+}
+
 /// The acceptance report (`report.md`).
 pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
     let mut s = String::new();
@@ -88,6 +111,23 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
         Some(p) => {
             let _ =
                 writeln!(s, "Compared with production **{}** on the same {} staging rows.", p.version, r.staging.rows);
+            if r.origin.is_some() || p.origin.is_some() {
+                let _ = writeln!(
+                    s,
+                    "\nThe candidate was {}; production {} was {}.",
+                    trained_by(r.origin.as_ref()),
+                    p.version,
+                    trained_by(p.origin.as_ref())
+                );
+            }
+        }
+        None if r.origin.is_some() => {
+            let _ = writeln!(
+                s,
+                "No model is in production: only the thresholds{} apply. The candidate was {}.",
+                if r.baseline.is_some() { " and the baseline" } else { "" },
+                trained_by(r.origin.as_ref())
+            );
         }
         None if r.baseline.is_some() => {
             let _ = writeln!(s, "No model is in production: the thresholds and the baseline apply.");
@@ -225,7 +265,21 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
         l.config_file,
         &l.config_sha256[..12.min(l.config_sha256.len())]
     );
-    let _ = writeln!(s, "| built | {} by mlgate {} |", l.created_at, l.crate_version);
+    if let Some(o) = &r.origin {
+        let _ = writeln!(
+            s,
+            "| trained by | {}{}: `{}`, sha256 `{}`, objective `{}`, {} trees |",
+            library_name(&o.library),
+            o.library_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+            o.file,
+            &o.sha256[..12.min(o.sha256.len())],
+            o.objective,
+            o.trees
+        );
+        let _ = writeln!(s, "| imported | {} by mlgate {} |", l.created_at, l.crate_version);
+    } else {
+        let _ = writeln!(s, "| built | {} by mlgate {} |", l.created_at, l.crate_version);
+    }
     s
 }
 
@@ -591,6 +645,16 @@ fn acceptance_core(r: &AcceptanceRecord) -> String {
         Some(i) => {
             let mut s = full[..i].to_string();
             let l = &r.lineage;
+            if let Some(o) = &r.origin {
+                let _ = writeln!(
+                    s,
+                    "\n**Origin** — {}, sha256 `{}`, objective `{}`, {} trees.",
+                    trained_by(Some(o)),
+                    &o.sha256[..12.min(o.sha256.len())],
+                    o.objective,
+                    o.trees
+                );
+            }
             let _ = writeln!(
                 s,
                 "\n**Lineage** — commit {}, data `{}` sha256 `{}`, config `{}` sha256 `{}`, staging {} rows ({} with {} = {}).",
@@ -657,6 +721,7 @@ mod tests {
                 mcnemar: McNemar { candidate_only: 0, production_only: 30, p_value: 1.9e-9 },
                 overlap_warning: None,
                 curves: None,
+                origin: None,
             }),
             curves: Curves { roc: Vec::new(), precision_recall: Vec::new() },
             unseen_levels: Default::default(),
@@ -675,6 +740,7 @@ mod tests {
                 crate_version: "0".into(),
                 created_at: String::new(),
             },
+            origin: None,
             calibration: Vec::new(),
             scores: None,
             label: None,
@@ -739,6 +805,37 @@ mod tests {
         // Noise (an interval across zero) stays a plain pass.
         let md = acceptance_markdown(&record(-0.008, (-0.02, 0.004), true));
         assert!(!md.contains('⚠'), "{md}");
+    }
+
+    #[test]
+    fn an_imported_model_is_named_by_its_library_in_the_report_and_the_comment() {
+        let mut r = record(0.01, (-0.01, 0.03), true);
+        let origin = Origin {
+            library: "lightgbm".into(),
+            library_version: Some("4.7.0".into()),
+            file: "models/churn.txt".into(),
+            sha256: "ab".repeat(32),
+            objective: "binary".into(),
+            trees: 60,
+        };
+        r.origin = Some(origin.clone());
+        let md = acceptance_markdown(&r);
+        assert!(md.contains("The candidate was trained by LightGBM 4.7.0 (`models/churn.txt`), imported; production v1 was built by mlgate."), "{md}");
+        assert!(md.contains("| trained by | LightGBM 4.7.0: `models/churn.txt`, sha256 `abababababab`, objective `binary`, 60 trees |"), "{md}");
+        assert!(!md.contains("| built |"), "{md}");
+        let comment = pull_request_markdown(&r, None, "<!-- m -->", 65_536, "report.md", "");
+        assert!(comment.contains("**Origin** — trained by LightGBM 4.7.0 (`models/churn.txt`), imported"), "{comment}");
+
+        // A native candidate against an imported production.
+        r.origin = None;
+        r.production.as_mut().unwrap().origin =
+            Some(Origin { library: "xgboost".into(), library_version: None, ..origin });
+        let md = acceptance_markdown(&r);
+        assert!(md.contains("The candidate was built by mlgate; production v1 was trained by XGBoost (`models/churn.txt`), imported."), "{md}");
+        assert!(md.contains("| built |"), "{md}");
+        // A record of a model mlgate built, against one it built, says nothing of origins.
+        r.production.as_mut().unwrap().origin = None;
+        assert!(!acceptance_markdown(&r).contains("built by mlgate"));
     }
 
     #[test]

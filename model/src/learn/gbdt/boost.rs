@@ -9,7 +9,7 @@ use super::grow::{predict_binned, to_value_tree, BinTree};
 use super::histogram::cores;
 use super::partition::Sample;
 use super::scorer::{number_leaves, Mask};
-use super::{Booster, Tree, ValidBoostingParams};
+use super::{Arithmetic, Booster, Tree, ValidBoostingParams};
 use crate::error::{Error, Result};
 use crate::learn::{labelled, Labelled};
 use crate::rng::Rng;
@@ -75,7 +75,7 @@ impl<'a> Fit<ArrayView2<'a, f64>, ArrayView1<'a, bool>, Error> for ValidBoosting
             }
             trees.append(bag);
         }
-        Ok(Booster { base_score, n_inputs, trees })
+        Ok(Booster { base_score, n_inputs, trees, arithmetic: Arithmetic::Double })
     }
 }
 

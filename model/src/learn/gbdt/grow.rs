@@ -231,5 +231,12 @@ pub(super) fn to_value_tree(tree: &BinTree, binned: &Binned) -> Tree {
         })
         .collect();
     let missing_left = if tree.missing_left.iter().any(|&m| m) { tree.missing_left.clone() } else { Vec::new() };
-    Tree { feature: tree.feature.clone(), value, left: tree.left.clone(), right: tree.right.clone(), missing_left }
+    Tree {
+        feature: tree.feature.clone(),
+        value,
+        left: tree.left.clone(),
+        right: tree.right.clone(),
+        missing_left,
+        categories: Vec::new(),
+    }
 }

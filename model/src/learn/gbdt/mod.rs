@@ -171,6 +171,38 @@ pub struct Tree {
     /// `x <= threshold` and goes right).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_left: Vec<bool>,
+    /// Per node, the categorical split that replaces `x <= threshold` (its `value` is then
+    /// unused); empty when the tree has none, as every tree this crate fits (imported models
+    /// have them: see [`CategorySplit`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<Option<CategorySplit>>,
+}
+
+/// A split on a category's code (an input holding 0, 1, 2, … as the encoder numbers the
+/// levels): the codes it lists go one way, every other number the other way, and a missing
+/// value (NaN) where the tree's `missing_left` says.
+///
+/// LightGBM lists the codes that go left, XGBoost those that go right; a negative number, or
+/// one past the codes a split can list (2^24, XGBoost's bound), is an unlisted code for both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategorySplit {
+    /// The listed codes, ascending and distinct.
+    pub codes: Vec<u32>,
+    /// Whether the listed codes go left (else they go right and every other code left).
+    pub listed_left: bool,
+}
+
+/// Codes at or above this are never listed by a categorical split (XGBoost refuses them as
+/// categories: a float32 holds every integer below it exactly).
+pub const MAX_CATEGORY_CODE: u32 = 1 << 24;
+
+impl CategorySplit {
+    /// Whether a value that is not missing goes left.
+    pub(crate) fn goes_left(&self, x: f64) -> bool {
+        let listed =
+            x >= 0.0 && x < f64::from(MAX_CATEGORY_CODE) && self.codes.binary_search(&(x.trunc() as u32)).is_ok();
+        listed == self.listed_left
+    }
 }
 
 impl Tree {
@@ -182,9 +214,32 @@ impl Tree {
                 return self.value[n];
             }
             let x = x[f as usize];
-            let left = x <= self.value[n] || (x.is_nan() && self.missing_left.get(n) == Some(&true));
+            let left = match self.categories.get(n) {
+                Some(Some(split)) if !x.is_nan() => split.goes_left(x),
+                _ => x <= self.value[n] || (x.is_nan() && self.missing_left.get(n) == Some(&true)),
+            };
             n = if left { self.left[n] } else { self.right[n] } as usize;
         }
+    }
+}
+
+/// The arithmetic of a [`Booster`]'s sum and logistic function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arithmetic {
+    /// Leaf values added in double precision from the base score, `1 / (1 + exp(-z))` in
+    /// double precision (this crate's fits; LightGBM's).
+    #[default]
+    Double,
+    /// XGBoost's: the base score and each leaf value added in single precision, in the
+    /// trees' order, and its single-precision logistic function (the values must be
+    /// single-precision numbers).
+    Single,
+}
+
+impl Arithmetic {
+    fn is_double(&self) -> bool {
+        *self == Arithmetic::Double
     }
 }
 
@@ -197,18 +252,42 @@ pub struct Booster {
     pub n_inputs: usize,
     /// The trees, in boosting order.
     pub trees: Vec<Tree>,
+    /// How the score is added up and turned into a probability (absent: double precision).
+    #[serde(default, skip_serializing_if = "Arithmetic::is_double")]
+    pub arithmetic: Arithmetic,
 }
 
 impl Booster {
     /// Raw score (log-odds) of one row of inputs.
     pub fn decision(&self, x: &[f64]) -> f64 {
-        self.base_score + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+        match self.arithmetic {
+            Arithmetic::Double => self.base_score + self.trees.iter().map(|t| t.predict(x)).sum::<f64>(),
+            Arithmetic::Single => {
+                let mut sum = self.base_score as f32;
+                for tree in &self.trees {
+                    sum += tree.predict(x) as f32;
+                }
+                f64::from(sum)
+            }
+        }
     }
 
     /// Positive-class probability of one row of inputs.
     pub fn probability(&self, x: &[f64]) -> f64 {
-        sigmoid(self.decision(x))
+        match self.arithmetic {
+            Arithmetic::Double => sigmoid(self.decision(x)),
+            Arithmetic::Single => f64::from(sigmoid_f32(self.decision(x) as f32)),
+        }
     }
+}
+
+/// XGBoost's logistic function (`common::Sigmoid(float)`), operation for operation: the
+/// exponent capped at 88.7 and an epsilon of 1e-16 added to the denominator.
+pub(crate) fn sigmoid_f32(z: f32) -> f32 {
+    const EPS: f32 = 1e-16;
+    let x = (-z).min(88.7);
+    let denominator = x.exp() + 1.0 + EPS;
+    1.0 / denominator
 }
 
 impl Tree {
@@ -222,6 +301,7 @@ impl Tree {
             || self.left.len() != n
             || self.right.len() != n
             || !(self.missing_left.is_empty() || self.missing_left.len() == n)
+            || !(self.categories.is_empty() || self.categories.len() == n)
         {
             return Err(format!(
                 "a tree's arrays differ in length (feature {n}, value {}, left {}, right {}) or are empty",
@@ -237,14 +317,28 @@ impl Tree {
                     if !value.is_finite() {
                         return Err(format!("leaf {node} has the value {value}"));
                     }
+                    if matches!(self.categories.get(node), Some(Some(_))) {
+                        return Err(format!("leaf {node} has a categorical split"));
+                    }
                 }
                 Err(_) => return Err(format!("node {node} tests input {}", self.feature[node])),
                 Ok(f) if f >= n_inputs => {
                     return Err(format!("node {node} tests input {f}, the model has {n_inputs}"));
                 }
                 Ok(_) => {
-                    if value.is_nan() {
-                        return Err(format!("node {node} splits at NaN"));
+                    match self.categories.get(node) {
+                        Some(Some(split))
+                            if split.codes.windows(2).any(|w| w[0] >= w[1])
+                                || split.codes.last().is_some_and(|&c| c >= MAX_CATEGORY_CODE) =>
+                        {
+                            return Err(format!(
+                                "node {node} lists categories that are not ascending, distinct and below \
+                                 {MAX_CATEGORY_CODE}"
+                            ));
+                        }
+                        Some(Some(_)) => {}
+                        _ if value.is_nan() => return Err(format!("node {node} splits at NaN")),
+                        _ => {}
                     }
                     for child in [self.left[node], self.right[node]] {
                         let child = child as usize;

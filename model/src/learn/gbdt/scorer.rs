@@ -16,10 +16,15 @@
 //! CPU-specific build). Walking 300 trees node by node instead mispredicts about a branch a
 //! node, and scanning each row's failed tests branch by branch about one per input.
 //!
-//! The leaf values are added in the trees' order, so the scores are bit for bit those of
-//! [`Booster::decision`].
+//! A split that sends a missing value (NaN) left, which a rank cannot say, is handled by
+//! ranking NaN below every threshold of its input (it passes every test) and clearing, for the
+//! rows whose value is NaN, the left leaves of the input's tests that send NaN right. A
+//! categorical split (imported models) tests each row's code against its set of codes.
+//!
+//! The leaf values are added in the trees' order, in the ensemble's [`Arithmetic`], so the
+//! scores are bit for bit those of [`Booster::decision`].
 
-use crate::learn::gbdt::{sigmoid, Booster};
+use crate::learn::gbdt::{sigmoid, sigmoid_f32, Arithmetic, Booster, CategorySplit};
 
 /// Rows scored side by side.
 const LANES: usize = 64;
@@ -52,14 +57,33 @@ struct Test<M> {
     clear: M,
 }
 
+/// A categorical split: it clears the `clear` leaves of `tree` in the rows whose code on
+/// `input` does not go left.
+#[derive(Debug, Clone)]
+struct CategoryTest<M> {
+    input: usize,
+    tree: u32,
+    clear: M,
+    split: CategorySplit,
+    missing_left: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Compiled<M> {
     base_score: f64,
+    arithmetic: Arithmetic,
     /// For each input some test reads (its slot): the input's index and its thresholds,
     /// ascending and distinct.
     inputs: Vec<(usize, Vec<f64>)>,
+    /// By slot: whether some test of the slot sends NaN left (NaN then ranks 0, and
+    /// `missing_tests` send it right where it goes right).
+    nan_low: Vec<bool>,
     /// By slot, then rank: a slot's ranks stay in registers while its tests run.
     tests: Vec<Test<M>>,
+    /// The tests of `nan_low` slots that send NaN right, by slot (their rank unused).
+    missing_tests: Vec<Test<M>>,
+    /// Categorical splits.
+    categories: Vec<CategoryTest<M>>,
     /// Tree t's leaf values, left to right, from `t * M::TABLE`, zeros after its last leaf.
     leaf_values: Vec<f64>,
     /// Every leaf of tree t set.
@@ -115,11 +139,6 @@ impl Forest {
     /// malformed tree (NaN threshold, a feature or child out of range). Such ensembles are
     /// scored tree by tree.
     pub fn new(booster: &Booster) -> Option<Forest> {
-        // A value's rank cannot say which way a NaN goes where a split sends it left; such
-        // ensembles are walked (a NaN elsewhere ranks above every threshold, as it fails them).
-        if booster.trees.iter().any(|t| t.missing_left.iter().any(|&m| m)) {
-            return None;
-        }
         let mut widest = 1;
         for tree in &booster.trees {
             widest = widest.max(tree.feature.iter().filter(|&&f| f < 0).count());
@@ -145,7 +164,16 @@ impl Forest {
     /// `x`, written to `out` (as many as there are rows).
     pub fn probabilities(&self, x: &[f64], width: usize, out: &mut [f64], scratch: &mut Scratch) {
         self.scores(x, width, out, scratch);
-        out.iter_mut().for_each(|p| *p = sigmoid(*p));
+        let arithmetic = match &self.kernel {
+            Kernel::Leaves8(c) => c.arithmetic,
+            Kernel::Leaves16(c) => c.arithmetic,
+            Kernel::Leaves32(c) => c.arithmetic,
+            Kernel::Leaves64(c) => c.arithmetic,
+        };
+        match arithmetic {
+            Arithmetic::Double => out.iter_mut().for_each(|p| *p = sigmoid(*p)),
+            Arithmetic::Single => out.iter_mut().for_each(|p| *p = f64::from(sigmoid_f32(*p as f32))),
+        }
     }
 
     fn scores(&self, x: &[f64], width: usize, out: &mut [f64], scratch: &mut Scratch) {
@@ -167,11 +195,14 @@ pub struct Scratch {
     m64: Lanes<u64>,
 }
 
-/// A block's ranks (by slot) and leaf masks (by tree), a lane per row.
+/// A block's ranks (by slot) and leaf masks (by tree), a lane per row; by slot, 1 in the lanes
+/// whose value is NaN, and whether any is.
 #[derive(Debug, Default)]
 struct Lanes<M> {
     ranks: Vec<[M; LANES]>,
     masks: Vec<[M; LANES]>,
+    nan: Vec<[M; LANES]>,
+    any_nan: Vec<bool>,
 }
 
 impl<M: Mask> Compiled<M> {
@@ -179,8 +210,9 @@ impl<M: Mask> Compiled<M> {
         let mut thresholds: Vec<Vec<f64>> = vec![Vec::new(); booster.n_inputs];
         let mut leaf_values = Vec::with_capacity(booster.trees.len() * M::TABLE);
         let mut all_leaves = Vec::with_capacity(booster.trees.len());
-        // (input, threshold, tree, left leaves)
+        // (input, threshold, tree, left leaves, NaN goes left)
         let mut raw = Vec::new();
+        let mut categories = Vec::new();
         for (t, tree) in booster.trees.iter().enumerate() {
             let start = leaf_values.len();
             let mut splits = Vec::new();
@@ -193,12 +225,21 @@ impl<M: Mask> Compiled<M> {
             all_leaves.push(M::all(leaves));
             for (node, left_leaves) in splits {
                 let input = usize::try_from(tree.feature[node]).ok()?;
+                let missing_left = tree.missing_left.get(node) == Some(&true);
+                if input >= booster.n_inputs {
+                    return None;
+                }
+                if let Some(Some(split)) = tree.categories.get(node) {
+                    let clear = M::from_u64(left_leaves);
+                    categories.push(CategoryTest { input, tree: t as u32, clear, split: split.clone(), missing_left });
+                    continue;
+                }
                 let threshold = tree.value[node];
                 if threshold.is_nan() {
                     return None;
                 }
                 thresholds.get_mut(input)?.push(threshold);
-                raw.push((input, threshold, t as u32, M::from_u64(left_leaves)));
+                raw.push((input, threshold, t as u32, M::from_u64(left_leaves), missing_left));
             }
         }
         let mut slot_of = vec![u32::MAX; booster.n_inputs];
@@ -215,24 +256,44 @@ impl<M: Mask> Compiled<M> {
             slot_of[input] = inputs.len() as u32;
             inputs.push((input, cuts));
         }
-        let mut tests: Vec<Test<M>> = raw
-            .into_iter()
-            .map(|(input, threshold, tree, clear)| {
-                let slot = slot_of[input];
-                let cuts = &inputs[slot as usize].1;
-                let rank = cuts.partition_point(|c| *c < threshold) as u8;
-                Test { slot, tree, rank: M::from_rank(rank), clear }
-            })
-            .collect();
+        let mut nan_low = vec![false; inputs.len()];
+        for &(input, _, _, _, missing_left) in &raw {
+            nan_low[slot_of[input] as usize] |= missing_left;
+        }
+        let mut tests = Vec::with_capacity(raw.len());
+        let mut missing_tests = Vec::new();
+        for (input, threshold, tree, clear, missing_left) in raw {
+            let slot = slot_of[input];
+            let cuts = &inputs[slot as usize].1;
+            let rank = cuts.partition_point(|c| *c < threshold) as u8;
+            let test = Test { slot, tree, rank: M::from_rank(rank), clear };
+            if nan_low[slot as usize] && !missing_left {
+                missing_tests.push(test);
+            }
+            tests.push(test);
+        }
         // Equal keys keep their tree order; the clearing is the same either way.
         tests.sort_by_key(|t| (t.slot, t.rank));
-        Some(Compiled { base_score: booster.base_score, inputs, tests, leaf_values, all_leaves })
+        missing_tests.sort_by_key(|t| t.slot);
+        Some(Compiled {
+            base_score: booster.base_score,
+            arithmetic: booster.arithmetic,
+            inputs,
+            nan_low,
+            tests,
+            missing_tests,
+            categories,
+            leaf_values,
+            all_leaves,
+        })
     }
 
     /// Raw scores of the rows of `x`, `width` inputs each, into `out`.
     fn scores(&self, x: &[f64], width: usize, out: &mut [f64], lanes: &mut Lanes<M>) {
         let width = width.max(1);
         lanes.ranks.resize(self.inputs.len(), [M::default(); LANES]);
+        lanes.nan.resize(self.inputs.len(), [M::default(); LANES]);
+        lanes.any_nan.resize(self.inputs.len(), false);
         lanes.masks.resize(self.all_leaves.len(), [M::default(); LANES]);
         let mut blocks = out.chunks_exact_mut(LANES);
         let mut rows = x.chunks_exact(LANES * width);
@@ -254,14 +315,29 @@ impl<M: Mask> Compiled<M> {
 
     /// Raw scores of `LANES` rows.
     fn block(&self, x: &[f64], width: usize, out: &mut [f64], lanes: &mut Lanes<M>) {
-        for ((input, cuts), ranks) in self.inputs.iter().zip(lanes.ranks.iter_mut()) {
-            for (rank, row) in ranks.iter_mut().zip(x.chunks_exact(width)) {
-                let value = row[*input];
-                // How many thresholds send the value right: `value <= threshold` goes left,
-                // NaN never does (as in the tree walk).
-                let above = if value.is_nan() { cuts.len() } else { cuts.partition_point(|c| *c < value) };
-                *rank = M::from_rank(above as u8);
+        for (slot, ((input, cuts), ranks)) in self.inputs.iter().zip(lanes.ranks.iter_mut()).enumerate() {
+            if !self.nan_low[slot] {
+                for (rank, row) in ranks.iter_mut().zip(x.chunks_exact(width)) {
+                    let value = row[*input];
+                    // How many thresholds send the value right: `value <= threshold` goes left,
+                    // NaN never does (as in the tree walk).
+                    let above = if value.is_nan() { cuts.len() } else { cuts.partition_point(|c| *c < value) };
+                    *rank = M::from_rank(above as u8);
+                }
+                continue;
             }
+            // Some test of the input sends NaN left: NaN passes every test (rank 0), and the
+            // missing tests clear the left leaves of the others.
+            let nan = &mut lanes.nan[slot];
+            let mut any_nan = false;
+            for ((rank, row), nan) in ranks.iter_mut().zip(x.chunks_exact(width)).zip(nan.iter_mut()) {
+                let value = row[*input];
+                let above = if value.is_nan() { 0 } else { cuts.partition_point(|c| *c < value) };
+                *rank = M::from_rank(above as u8);
+                *nan = M::from_rank(u8::from(value.is_nan()));
+                any_nan |= value.is_nan();
+            }
+            lanes.any_nan[slot] = any_nan;
         }
         for (masks, &all) in lanes.masks.iter_mut().zip(&self.all_leaves) {
             *masks = [all; LANES];
@@ -276,6 +352,28 @@ impl<M: Mask> Compiled<M> {
                 *mask = mask.clear_if_above(rank, test.rank, test.clear);
             }
             *tree = masks;
+        }
+        for test in &self.missing_tests {
+            if !lanes.any_nan[test.slot as usize] {
+                continue;
+            }
+            let nan = lanes.nan[test.slot as usize];
+            let tree = &mut lanes.masks[test.tree as usize];
+            for (mask, nan) in tree.iter_mut().zip(nan) {
+                *mask = mask.clear_if_above(nan, M::default(), test.clear);
+            }
+        }
+        for test in &self.categories {
+            let tree = &mut lanes.masks[test.tree as usize];
+            for (mask, row) in tree.iter_mut().zip(x.chunks_exact(width)) {
+                let value = row[test.input];
+                let left = if value.is_nan() { test.missing_left } else { test.split.goes_left(value) };
+                *mask = mask.clear_if_above(M::from_rank(u8::from(!left)), M::default(), test.clear);
+            }
+        }
+        if self.arithmetic == Arithmetic::Single {
+            self.single_precision_sums(out, lanes);
+            return;
         }
         // Each row's leaves are added in the trees' order, starting from -0.0 as
         // `Iterator::sum` does, so that the scores are bit for bit those of the tree walk.
@@ -296,6 +394,22 @@ impl<M: Mask> Compiled<M> {
         }
         for (o, sum) in out.iter_mut().zip(sums) {
             *o = self.base_score + sum;
+        }
+    }
+}
+
+impl<M: Mask> Compiled<M> {
+    /// The rows' scores as [`Arithmetic::Single`] adds them: from the base score, each tree's
+    /// leaf in the trees' order, in single precision.
+    fn single_precision_sums(&self, out: &mut [f64], lanes: &Lanes<M>) {
+        let mut sums = [self.base_score as f32; LANES];
+        for (masks, values) in lanes.masks.iter().zip(self.leaf_values.chunks_exact(M::TABLE)) {
+            for (sum, mask) in sums.iter_mut().zip(masks) {
+                *sum += values[mask.lowest() & (M::TABLE - 1)] as f32;
+            }
+        }
+        for (o, sum) in out.iter_mut().zip(sums) {
+            *o = f64::from(sum);
         }
     }
 }
@@ -344,7 +458,7 @@ pub(crate) fn number_leaves(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::gbdt::{BoostingParams, Tree};
+    use crate::learn::gbdt::{Arithmetic, BoostingParams, CategorySplit, Tree};
     use crate::rng::Rng;
     use linfa::traits::Fit;
     use ndarray::Array2;
@@ -409,6 +523,7 @@ mod tests {
             left: vec![1, 0, 0],
             right: vec![2, 0, 0],
             missing_left: Vec::new(),
+            categories: Vec::new(),
         }
     }
 
@@ -419,6 +534,7 @@ mod tests {
             base_score: 0.25,
             n_inputs: 2,
             trees: (0..n).map(|i| stump(i as f64 / 4.0 - 10.0)).collect(),
+            arithmetic: Arithmetic::Double,
         };
         let fits = booster(255);
         let forest = Forest::new(&fits).expect("255 thresholds an input");
@@ -431,17 +547,104 @@ mod tests {
         }
         assert!(Forest::new(&booster(256)).is_none());
         // Equal thresholds in several trees share a rank; a NaN threshold is refused.
-        let twice =
-            Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(0.5), stump(0.5), stump(-0.0), stump(0.0)] };
+        let twice = Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![stump(0.5), stump(0.5), stump(-0.0), stump(0.0)],
+            arithmetic: Arithmetic::Double,
+        };
         let forest = Forest::new(&twice).expect("compiles");
         for x in [-1.0, -0.0, 0.0, 0.25, 0.5, 0.75, f64::NAN] {
             assert_eq!(forest.decision(&[x, 0.0]).to_bits(), twice.decision(&[x, 0.0]).to_bits(), "{x}");
         }
-        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![stump(f64::NAN)] }).is_none());
+        assert!(Forest::new(&Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![stump(f64::NAN)],
+            arithmetic: Arithmetic::Double
+        })
+        .is_none());
         // An input out of range is refused rather than read out of bounds.
         let mut wide = stump(0.5);
         wide.feature[0] = 2;
-        assert!(Forest::new(&Booster { base_score: 0.0, n_inputs: 2, trees: vec![wide] }).is_none());
+        assert!(Forest::new(&Booster {
+            base_score: 0.0,
+            n_inputs: 2,
+            trees: vec![wide],
+            arithmetic: Arithmetic::Double
+        })
+        .is_none());
+    }
+
+    /// A random tree of `depth` on four inputs: numerical splits on inputs 0 and 1 (at a few
+    /// shared thresholds, NaN sent either way), categorical splits on inputs 2 and 3 (codes
+    /// listed left or right, NaN either way); leaves single-precision numbers.
+    fn imported_tree(rng: &mut Rng, depth: usize) -> Tree {
+        fn grow(tree: &mut Tree, rng: &mut Rng, depth: usize) -> u32 {
+            let at = tree.feature.len();
+            tree.left.push(0);
+            tree.right.push(0);
+            tree.missing_left.push(rng.uniform() < 0.5);
+            if depth == 0 {
+                tree.feature.push(-1);
+                tree.value.push(f64::from(rng.normal() as f32));
+                tree.categories.push(None);
+                tree.missing_left[at] = false;
+                return at as u32;
+            }
+            let feature = (rng.uniform() * 4.0) as i32;
+            tree.feature.push(feature);
+            if feature >= 2 {
+                let codes = (0..10).filter(|_| rng.uniform() < 0.4).collect();
+                tree.value.push(0.0);
+                tree.categories.push(Some(CategorySplit { codes, listed_left: rng.uniform() < 0.5 }));
+            } else {
+                tree.value.push([-1.0, -0.5, 0.0, 0.5, 1.0][(rng.uniform() * 5.0) as usize]);
+                tree.categories.push(None);
+            }
+            tree.left[at] = grow(tree, rng, depth - 1);
+            tree.right[at] = grow(tree, rng, depth - 1);
+            at as u32
+        }
+        let mut tree = Tree {
+            feature: Vec::new(),
+            value: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            missing_left: Vec::new(),
+            categories: Vec::new(),
+        };
+        grow(&mut tree, rng, depth);
+        tree
+    }
+
+    #[test]
+    fn imported_trees_compile_to_the_bits_of_the_walk() {
+        let mut rng = Rng::new(5);
+        for arithmetic in [Arithmetic::Double, Arithmetic::Single] {
+            let trees = (0..40).map(|i| imported_tree(&mut rng, 1 + i % 5)).collect();
+            let booster = Booster { base_score: -0.3, n_inputs: 4, trees, arithmetic };
+            booster.check().unwrap();
+            let forest = Forest::new(&booster).expect("compiles");
+            let number = |rng: &mut Rng| match rng.uniform() {
+                u if u < 0.2 => f64::NAN,
+                u if u < 0.4 => [-1.0, -0.5, 0.0, -0.0, 0.5, 1.0][(rng.uniform() * 6.0) as usize],
+                _ => rng.normal(),
+            };
+            let code = |rng: &mut Rng| match rng.uniform() {
+                u if u < 0.15 => f64::NAN,
+                u if u < 0.25 => [-1.0, 16_777_216.0, 3.5, 11.0, f64::INFINITY][(rng.uniform() * 5.0) as usize],
+                _ => (rng.uniform() * 10.0).floor(),
+            };
+            let rows: Vec<f64> =
+                (0..1001).flat_map(|_| [number(&mut rng), number(&mut rng), code(&mut rng), code(&mut rng)]).collect();
+            let mut out = vec![0.0; 1001];
+            forest.probabilities(&rows, 4, &mut out, &mut Scratch::default());
+            for (row, p) in rows.chunks_exact(4).zip(&out) {
+                assert_eq!(p.to_bits(), booster.probability(row).to_bits(), "{arithmetic:?} {row:?}");
+                assert_eq!(forest.decision(row).to_bits(), booster.decision(row).to_bits(), "{row:?}");
+            }
+        }
     }
 
     #[test]
