@@ -134,6 +134,7 @@ pub fn judge(
         unseen_levels: scores.unseen_levels,
         drift: candidate.reference.compare(&staging, &config.monitor.drift),
         lineage: candidate.lineage.clone(),
+        origin: candidate.origin.clone(),
         calibration: calibration(&labels, &scores.probabilities)?,
         scores: Some(ScoreDistribution::of(&scores.probabilities, candidate.threshold.value)),
         label: Some(LabelWords::of(&candidate.schema)),

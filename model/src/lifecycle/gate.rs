@@ -11,7 +11,7 @@ use crate::eval::calibration::{CalibrationBin, ScoreDistribution};
 use crate::eval::compare::{self, Difference, McNemar, Scored};
 use crate::eval::drift::FeatureDrift;
 use crate::eval::metrics::{CurvePoint, Metric, MetricSet};
-use crate::pipeline::artifact::Lineage;
+use crate::pipeline::artifact::{Lineage, Origin};
 use crate::pipeline::config::AcceptanceConfig;
 
 /// Which gate a check belongs to.
@@ -188,6 +188,10 @@ pub struct AcceptanceRecord {
     pub drift: Vec<FeatureDrift>,
     /// The candidate's lineage.
     pub lineage: Lineage,
+    /// The library that trained the candidate, for a model imported from another library
+    /// (absent for mlgate's own, and in files written before imports existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// The candidate's reliability table on the staging rows.
     #[serde(default)]
     pub calibration: Vec<CalibrationBin>,

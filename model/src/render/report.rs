@@ -214,11 +214,32 @@ pub fn acceptance_markdown(r: &AcceptanceRecord) -> String {
         l.data_file,
         &l.data_sha256[..12.min(l.data_sha256.len())]
     );
-    let _ = writeln!(
-        s,
-        "| rows | {} in the file: {} staging, {} fit + {} validation, final fit on {} |",
-        l.rows_total, l.rows_staging, l.rows_fit, l.rows_validation, l.rows_final_fit
-    );
+    match &r.origin {
+        Some(o) => {
+            let _ = writeln!(
+                s,
+                "| trained by | {}{}: `{}`, sha256 `{}`, objective `{}`, {} trees |",
+                o.library,
+                o.library_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+                o.file,
+                &o.sha256[..12.min(o.sha256.len())],
+                o.objective,
+                o.trees
+            );
+            let _ = writeln!(
+                s,
+                "| rows | {} in the file: {} staging, {} to choose the threshold and measure (imported: none fit) |",
+                l.rows_total, l.rows_staging, l.rows_validation
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "| rows | {} in the file: {} staging, {} fit + {} validation, final fit on {} |",
+                l.rows_total, l.rows_staging, l.rows_fit, l.rows_validation, l.rows_final_fit
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "| configuration | `{}`, sha256 `{}` |",
@@ -675,6 +696,7 @@ mod tests {
                 crate_version: "0".into(),
                 created_at: String::new(),
             },
+            origin: None,
             calibration: Vec::new(),
             scores: None,
             label: None,
@@ -739,6 +761,29 @@ mod tests {
         // Noise (an interval across zero) stays a plain pass.
         let md = acceptance_markdown(&record(-0.008, (-0.02, 0.004), true));
         assert!(!md.contains('⚠'), "{md}");
+    }
+
+    #[test]
+    fn an_imported_candidate_is_named_with_its_library() {
+        let mut r = record(0.01, (0.0, 0.02), true);
+        assert!(!acceptance_markdown(&r).contains("trained by"));
+        r.origin = Some(crate::pipeline::artifact::Origin {
+            library: "lightgbm".into(),
+            library_version: Some("v4".into()),
+            file: "model.txt".into(),
+            sha256: "ab".repeat(32),
+            objective: "binary".into(),
+            trees: 300,
+        });
+        let md = acceptance_markdown(&r);
+        assert!(
+            md.contains(
+                "| trained by | lightgbm v4: `model.txt`, sha256 `abababababab`, objective `binary`, 300 trees |"
+            ),
+            "{md}"
+        );
+        let comment = pull_request_markdown(&r, None, "<!-- m -->", COMMENT_LIMIT, "x", "");
+        assert!(comment.contains("trained by | lightgbm v4"), "{comment}");
     }
 
     #[test]
