@@ -625,6 +625,16 @@ fn acceptance_core(r: &AcceptanceRecord) -> String {
                 words(r.label.as_ref()).name,
                 words(r.label.as_ref()).positive
             );
+            if let Some(o) = &r.origin {
+                let _ = writeln!(
+                    s,
+                    "\n**Trained by** {}{} (`{}`, sha256 `{}`), imported by mlgate.",
+                    o.library,
+                    o.library_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+                    o.file,
+                    &o.sha256[..12.min(o.sha256.len())]
+                );
+            }
             s
         }
         None => full,
@@ -783,7 +793,7 @@ mod tests {
             "{md}"
         );
         let comment = pull_request_markdown(&r, None, "<!-- m -->", COMMENT_LIMIT, "x", "");
-        assert!(comment.contains("trained by | lightgbm v4"), "{comment}");
+        assert!(comment.contains("**Trained by** lightgbm v4 (`model.txt`, sha256 `abababababab`)"), "{comment}");
     }
 
     #[test]
