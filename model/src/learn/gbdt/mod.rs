@@ -198,7 +198,7 @@ pub const MAX_CATEGORY_CODE: u32 = 1 << 24;
 
 impl CategorySplit {
     /// Whether a value that is not missing goes left.
-    pub(crate) fn goes_left(&self, x: f64) -> bool {
+    fn goes_left(&self, x: f64) -> bool {
         let listed =
             x >= 0.0 && x < f64::from(MAX_CATEGORY_CODE) && self.codes.binary_search(&(x.trunc() as u32)).is_ok();
         listed == self.listed_left

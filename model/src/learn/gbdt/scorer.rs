@@ -19,7 +19,9 @@
 //! A split that sends a missing value (NaN) left, which a rank cannot say, is handled by
 //! ranking NaN below every threshold of its input (it passes every test) and clearing, for the
 //! rows whose value is NaN, the left leaves of the input's tests that send NaN right. A
-//! categorical split (imported models) tests each row's code against its set of codes.
+//! categorical split (imported models) turns each row's code into a bit of a word (codes below
+//! 62, then a bit for any other number and one for NaN) and tests it against the word of the
+//! values it sends left, sixty-four rows at once as well.
 //!
 //! The leaf values are added in the trees' order, in the ensemble's [`Arithmetic`], so the
 //! scores are bit for bit those of [`Booster::decision`].
@@ -58,14 +60,44 @@ struct Test<M> {
 }
 
 /// A categorical split: it clears the `clear` leaves of `tree` in the rows whose code on
-/// `input` does not go left.
-#[derive(Debug, Clone)]
+/// categorical slot `slot` is not among `left` (see [`code_bit`]).
+#[derive(Debug, Clone, Copy)]
 struct CategoryTest<M> {
-    input: usize,
+    slot: u32,
     tree: u32,
     clear: M,
-    split: CategorySplit,
-    missing_left: bool,
+    left: u64,
+}
+
+/// Codes a compiled categorical split may list: below 62, each a bit of a word whose last two
+/// bits stand for every other number (62) and for NaN (63).
+const LISTABLE_CODES: u32 = 62;
+const OTHER_BIT: u64 = 1 << 62;
+const NAN_BIT: u64 = 1 << 63;
+
+/// A value's bit among a categorical slot's codes.
+fn code_bit(x: f64) -> u64 {
+    if x.is_nan() {
+        NAN_BIT
+    } else if x >= 0.0 && x < f64::from(LISTABLE_CODES) {
+        1 << (x as u64)
+    } else {
+        OTHER_BIT
+    }
+}
+
+/// The bits of the values a categorical split sends left; `None` when it lists a code past
+/// [`LISTABLE_CODES`].
+fn left_bits(split: &CategorySplit, missing_left: bool) -> Option<u64> {
+    let mut listed = 0u64;
+    for &code in &split.codes {
+        if code >= LISTABLE_CODES {
+            return None;
+        }
+        listed |= 1 << code;
+    }
+    let codes = if split.listed_left { listed } else { !listed & (OTHER_BIT - 1) | OTHER_BIT };
+    Some(codes | if missing_left { NAN_BIT } else { 0 })
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +114,8 @@ struct Compiled<M> {
     tests: Vec<Test<M>>,
     /// The tests of `nan_low` slots that send NaN right, by slot (their rank unused).
     missing_tests: Vec<Test<M>>,
+    /// The inputs categorical splits read (their categorical slots).
+    category_inputs: Vec<usize>,
     /// Categorical splits.
     categories: Vec<CategoryTest<M>>,
     /// Tree t's leaf values, left to right, from `t * M::TABLE`, zeros after its last leaf.
@@ -135,8 +169,8 @@ impl_mask!(u8, u16, u32, u64);
 
 impl Forest {
     /// Compiles `booster`; `None` when a tree has more leaves than a 64-bit word holds, when
-    /// an input has more than 255 distinct thresholds (a fit never makes more), or for a
-    /// malformed tree (NaN threshold, a feature or child out of range). Such ensembles are
+    /// an input has more than 255 distinct thresholds (a fit never makes more), when a
+    /// categorical split lists a code past 61, or for a malformed tree (NaN threshold, a feature or child out of range). Such ensembles are
     /// scored tree by tree.
     pub fn new(booster: &Booster) -> Option<Forest> {
         let mut widest = 1;
@@ -203,6 +237,7 @@ struct Lanes<M> {
     masks: Vec<[M; LANES]>,
     nan: Vec<[M; LANES]>,
     any_nan: Vec<bool>,
+    codes: Vec<[u64; LANES]>,
 }
 
 impl<M: Mask> Compiled<M> {
@@ -213,6 +248,7 @@ impl<M: Mask> Compiled<M> {
         // (input, threshold, tree, left leaves, NaN goes left)
         let mut raw = Vec::new();
         let mut categories = Vec::new();
+        let mut category_inputs: Vec<usize> = Vec::new();
         for (t, tree) in booster.trees.iter().enumerate() {
             let start = leaf_values.len();
             let mut splits = Vec::new();
@@ -231,7 +267,15 @@ impl<M: Mask> Compiled<M> {
                 }
                 if let Some(Some(split)) = tree.categories.get(node) {
                     let clear = M::from_u64(left_leaves);
-                    categories.push(CategoryTest { input, tree: t as u32, clear, split: split.clone(), missing_left });
+                    let slot = match category_inputs.iter().position(|&i| i == input) {
+                        Some(slot) => slot,
+                        None => {
+                            category_inputs.push(input);
+                            category_inputs.len() - 1
+                        }
+                    };
+                    let left = left_bits(split, missing_left)?;
+                    categories.push(CategoryTest { slot: slot as u32, tree: t as u32, clear, left });
                     continue;
                 }
                 let threshold = tree.value[node];
@@ -282,6 +326,7 @@ impl<M: Mask> Compiled<M> {
             nan_low,
             tests,
             missing_tests,
+            category_inputs,
             categories,
             leaf_values,
             all_leaves,
@@ -294,6 +339,7 @@ impl<M: Mask> Compiled<M> {
         lanes.ranks.resize(self.inputs.len(), [M::default(); LANES]);
         lanes.nan.resize(self.inputs.len(), [M::default(); LANES]);
         lanes.any_nan.resize(self.inputs.len(), false);
+        lanes.codes.resize(self.category_inputs.len(), [0; LANES]);
         lanes.masks.resize(self.all_leaves.len(), [M::default(); LANES]);
         let mut blocks = out.chunks_exact_mut(LANES);
         let mut rows = x.chunks_exact(LANES * width);
@@ -363,13 +409,20 @@ impl<M: Mask> Compiled<M> {
                 *mask = mask.clear_if_above(nan, M::default(), test.clear);
             }
         }
-        for test in &self.categories {
-            let tree = &mut lanes.masks[test.tree as usize];
-            for (mask, row) in tree.iter_mut().zip(x.chunks_exact(width)) {
-                let value = row[test.input];
-                let left = if value.is_nan() { test.missing_left } else { test.split.goes_left(value) };
-                *mask = mask.clear_if_above(M::from_rank(u8::from(!left)), M::default(), test.clear);
+        for (&input, codes) in self.category_inputs.iter().zip(lanes.codes.iter_mut()) {
+            for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
+                *code = code_bit(row[input]);
             }
+        }
+        for test in &self.categories {
+            let codes = lanes.codes[test.slot as usize];
+            let tree = &mut lanes.masks[test.tree as usize];
+            let mut masks = *tree;
+            for (mask, code) in masks.iter_mut().zip(codes) {
+                let fails = M::from_rank(u8::from(code & test.left == 0));
+                *mask = mask.clear_if_above(fails, M::default(), test.clear);
+            }
+            *tree = masks;
         }
         if self.arithmetic == Arithmetic::Single {
             self.single_precision_sums(out, lanes);
@@ -644,6 +697,11 @@ mod tests {
                 assert_eq!(p.to_bits(), booster.probability(row).to_bits(), "{arithmetic:?} {row:?}");
                 assert_eq!(forest.decision(row).to_bits(), booster.decision(row).to_bits(), "{row:?}");
             }
+            // A split listing a code past those a word holds is left to the walk.
+            let mut wide = booster.clone();
+            let split = wide.trees.iter_mut().flat_map(|t| t.categories.iter_mut()).flatten().next().unwrap();
+            split.codes.push(62);
+            assert!(Forest::new(&wide).is_none());
         }
     }
 
