@@ -1,14 +1,16 @@
-//! Validation of a whole CSV against a schema: every value checked (lazily, without stopping
-//! at the first error), exact counts and column statistics in the report, and the columnar
-//! [`Dataset`] when every value passed. Reads through [`CsvSource`].
+//! Validation of a whole data file against a schema: every value checked (lazily, without
+//! stopping at the first error), exact counts and column statistics in the report, and the
+//! columnar [`Dataset`] when every value passed. Reads through a [`RowSource`]: a CSV or a
+//! Parquet file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
 use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
-use crate::data::reader::CsvSource;
-pub use crate::data::reader::LabelPolicy;
+use crate::data::parquet::ParquetSource;
+use crate::data::reader::{CsvSource, RowSource};
+pub use crate::data::reader::{Format, LabelPolicy};
 use crate::data::report::{
     echo, ClassBalance, ColumnSummary, DataError, ErrorTally, NearDuplicate, Rule, ValidationReport,
 };
@@ -41,13 +43,31 @@ fn near_duplicates(levels: &[(String, u64)]) -> Vec<NearDuplicate> {
 
 /// Reads and validates a CSV file.
 pub fn load_csv(path: &Path, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_csv(file, &path.display().to_string(), schema, label)
+    load(path, &path.display().to_string(), Format::Csv, schema, label, None)
 }
 
 /// Reads and validates CSV from any reader; `name` names the source in errors.
 pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
-    read(reader, name, schema, label, None)
+    read(CsvSource::open(reader, name, schema, label)?, schema, None)
+}
+
+/// Reads and validates the data file at `path`, in `format`, named `name` in errors (an
+/// object's URL when the file is its local copy); with `skip`, as [`load_csv_skipping`].
+pub fn load(
+    path: &Path,
+    name: &str,
+    format: Format,
+    schema: &Schema,
+    label: LabelPolicy,
+    skip: Option<SkipInvalid>,
+) -> Result<Dataset> {
+    match format {
+        Format::Csv => {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(name, e))?;
+            read(CsvSource::open(file, name, schema, label)?, schema, skip)
+        }
+        Format::Parquet => read(ParquetSource::open(path, name, schema, label)?, schema, skip),
+    }
 }
 
 /// Fails when more than `share` of a file's `rows` were invalid (`--max-invalid`): skipping
@@ -74,25 +94,19 @@ pub struct SkipInvalid<'a> {
 /// counts the rows read and, in `rows_with_errors`, `error_count` and `counts`, those left out
 /// and why. A file-level error (too many missing values) still refuses the file.
 pub fn load_csv_skipping(path: &Path, schema: &Schema, label: LabelPolicy, skip: SkipInvalid) -> Result<Dataset> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read(file, &path.display().to_string(), schema, label, Some(skip))
+    load(path, &path.display().to_string(), Format::Csv, schema, label, Some(skip))
 }
 
-fn read<R: Read>(
-    reader: R,
-    name: &str,
-    schema: &Schema,
-    label: LabelPolicy,
-    skip: Option<SkipInvalid>,
-) -> Result<Dataset> {
-    let mut source = CsvSource::open(reader, name, schema, label)?;
+fn read<S: RowSource>(mut source: S, schema: &Schema, skip: Option<SkipInvalid>) -> Result<Dataset> {
     let outcome = validate(&mut source, schema, skip);
     match outcome {
         Ok(mut dataset) => {
+            source.locate(&mut dataset.report.errors);
             (dataset.report.sha256, dataset.report.bytes) = source.finish()?;
             Ok(dataset)
         }
         Err(Error::Validation(mut report)) => {
+            source.locate(&mut report.errors);
             (report.sha256, report.bytes) = source.finish()?;
             Err(Error::Validation(report))
         }
@@ -119,7 +133,7 @@ enum Builder {
     Bool(Vec<Option<bool>>),
 }
 
-fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Option<SkipInvalid>) -> Result<Dataset> {
+fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<SkipInvalid>) -> Result<Dataset> {
     let name = source.name().to_string();
     let header = source.header().to_vec();
     let position = |n: &str| header.iter().position(|h| h == n);
@@ -209,6 +223,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
             tally.push(DataError {
                 file: name.clone(),
                 line,
+                row_group: None,
                 column: "*".into(),
                 value: format!("{} fields", record.len()),
                 rule: Rule::FieldCount,
@@ -250,7 +265,15 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
                 if rule == Rule::Missing {
                     state.summary.missing += 1;
                 }
-                let error = DataError { file: name.clone(), line, column: column.name.clone(), value, rule, detail };
+                let error = DataError {
+                    file: name.clone(),
+                    line,
+                    row_group: None,
+                    column: column.name.clone(),
+                    value,
+                    rule,
+                    detail,
+                };
                 row_errors.push((state.field, error));
                 push_placeholder(state);
             }
@@ -279,6 +302,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
             tally.push(DataError {
                 file: name.clone(),
                 line: 1,
+                row_group: None,
                 column: column.name.clone(),
                 value: format!("{missing} of {rows} rows missing ({:.2} %)", 100.0 * missing as f64 / rows as f64),
                 rule: Rule::TooManyMissing,
@@ -386,6 +410,7 @@ fn row_errors(
     let error = |column: &str, value: String, rule: Rule, detail: String| DataError {
         file: name.to_string(),
         line,
+        row_group: None,
         column: column.to_string(),
         value,
         rule,
