@@ -14,6 +14,7 @@ mod github;
 mod init;
 mod kubernetes;
 mod live;
+mod parquet;
 mod pipeline;
 mod prom;
 mod protocols;

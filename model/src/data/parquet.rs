@@ -259,10 +259,18 @@ impl ParquetSource {
     }
 
     fn unreadable(&self, group: usize, e: impl std::fmt::Display) -> Error {
-        Error::Unusable { path: PathBuf::from(&self.name), problem: format!("row group {group}: unreadable: {e}") }
+        let e = e.to_string();
+        let problem = match e.split_once("Disabled feature at compile time: ") {
+            Some((_, codec)) => format!(
+                "row group {group}: compressed with {codec}, which this build does not read (Snappy or none: \
+                 write the file with compression=\"snappy\")"
+            ),
+            None => format!("row group {group}: unreadable: {e}"),
+        };
+        Error::Unusable { path: PathBuf::from(&self.name), problem }
     }
 
-    fn cursors(&self, group: &dyn RowGroupReader) -> Result<Vec<Cursor>> {
+    fn cursors(&self, g: usize, group: &dyn RowGroupReader) -> Result<Vec<Cursor>> {
         let descr = self.reader.metadata().file_metadata().schema_descr_ptr();
         let mut cursors = Vec::with_capacity(self.columns.len());
         for &(leaf, read, _) in &self.columns {
@@ -270,7 +278,7 @@ impl ParquetSource {
             let values = if !read {
                 Values::Unread
             } else {
-                match group.get_column_reader(leaf).map_err(|e| self.unreadable(0, e))? {
+                match group.get_column_reader(leaf).map_err(|e| self.unreadable(g, e))? {
                     ColumnReader::BoolColumnReader(r) => Values::Bool(r, Vec::new()),
                     ColumnReader::Int32ColumnReader(r) => Values::Int32(r, Vec::new()),
                     ColumnReader::Int64ColumnReader(r) => Values::Int64(r, Vec::new()),
@@ -372,7 +380,7 @@ impl RowSource for ParquetSource {
         for g in 0..self.reader.num_row_groups() {
             let group = self.reader.get_row_group(g).map_err(|e| self.unreadable(g, e))?;
             let rows = group.metadata().num_rows().max(0) as u64;
-            let mut cursors = self.cursors(&*group).map_err(|_| self.unreadable(g, "cannot open its columns"))?;
+            let mut cursors = self.cursors(g, &*group)?;
             let mut left = rows;
             while left > 0 {
                 let n = left.min(BATCH as u64) as usize;
