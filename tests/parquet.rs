@@ -203,6 +203,18 @@ fn data_on_s3_compatible_storage_builds_as_the_local_file_does() {
     let from_csv = build(d, &config, "s3://data/team/train.csv", "remote-csv", &env);
     assert!(from_csv == local, "the CSV object built another model than the Parquet file");
 
+    // `[staging] path` as an object: acceptance reads its rows from there.
+    let staged = d.join("staged.toml");
+    let toml = std::fs::read_to_string(&config).unwrap() + "\n[staging]\npath = \"s3://data/team/train.parquet\"\n";
+    std::fs::write(&staged, toml).unwrap();
+    build(d, &staged, "s3://data/team/train.csv", "staged", &env);
+    let args =
+        ["acceptance", "--config", "staged.toml", "--model", "staged/model.json", "--registry", "reg", "--out", "acc"];
+    let out = mlgate(d, &args, &env);
+    let (o, e) = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
+    assert!(o.contains("staging    400 rows from s3://data/team/train.parquet"), "{o}{e}");
+
     // An absent object is an error naming it; no temporary copy is left behind.
     let out = mlgate(d, &["validate", "--data", "s3://data/team/absent.parquet", "--out", "v"], &env);
     let (o, e) = text(&out);
