@@ -319,7 +319,7 @@ pub struct DataError {
     /// The row group of a Parquet file (0-based, as Parquet tools count them) that holds the
     /// row; absent for a CSV file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row_group: Option<u64>,
+    pub row_group: Option<u32>,
     /// The column name (or `*` for a row-level error).
     pub column: String,
     /// The offending value, as written.
