@@ -15,6 +15,7 @@ mod import;
 mod init;
 mod kubernetes;
 mod live;
+mod parquet;
 mod pipeline;
 mod prom;
 mod protocols;

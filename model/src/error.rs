@@ -37,6 +37,21 @@ pub enum Error {
         /// What is wrong with the header.
         problem: HeaderProblem,
     },
+    /// A column of a Parquet file has a type that cannot hold the column's kind in the schema
+    /// (a configuration error: the schema or the file must change).
+    #[error("{}: column `{column}` is {found} in the file, which cannot hold kind = \"{kind}\" (it takes {accepted})", path.display())]
+    ColumnType {
+        /// The data file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The column's kind in the schema.
+        kind: &'static str,
+        /// The file's type of the column, named as Arrow names it (`Float64`, `Utf8`, …).
+        found: String,
+        /// The types that hold the kind.
+        accepted: &'static str,
+    },
     /// One or more rows broke the schema; the report holds the first errors and exact counts.
     #[error("{}", .0.summary())]
     Validation(Box<ValidationReport>),

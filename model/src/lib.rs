@@ -6,7 +6,7 @@
 //! (ARCHITECTURE.md, checked by the tidy test `tests/tidy.rs`):
 //!
 //! 0. [`error`], [`rng`], [`atomic`]: the foundation every layer may use;
-//! 1. [`data`]: what enters (schema, CSV reader, validation, dataset, records);
+//! 1. [`data`]: what enters (schema, CSV and Parquet readers, validation, dataset, records);
 //! 2. [`learn`] and [`eval`], side by side and blind to each other: fitting and scoring models;
 //!    measuring and comparing scores;
 //! 3. [`pipeline`]: the configuration, the build, cross-validation, the artifact, batch scoring,
@@ -30,7 +30,7 @@ pub use data::dataset::Dataset;
 pub use data::record::Record;
 pub use data::report::{DataError, HeaderProblem, Rule, ValidationReport};
 pub use data::schema::Schema;
-pub use data::validation::{load_csv, read_csv, LabelPolicy};
+pub use data::validation::{load, load_csv, read_csv, Format, LabelPolicy};
 pub use error::{Error, Result};
 pub use eval::metrics::{Metric, MetricSet};
 pub use learn::model::{Family, FittedModel};

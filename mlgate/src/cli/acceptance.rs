@@ -86,7 +86,7 @@ fn staging_file(
         // The file the model was built from, as its build named it; the configuration's data
         // when that is gone (a build in another folder).
         StagingSpec::Holdout { .. } => Some(PathBuf::from(&artifact.lineage.data_file))
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() || crate::store::fetch::is_object(&p.to_string_lossy()))
             .unwrap_or_else(|| data_path(None, config, config_path)),
     }
 }
@@ -101,7 +101,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let location = registry.location().to_string();
 
     let file = staging_file(args.data, &candidate, &config, &config_path);
-    let data = load_data(&file, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
+    let data = load_data(&file, config.data.format, &candidate.schema, LabelPolicy::Required, Some(&args.out))?;
     let file_name = file.display().to_string();
     let who = actor(sh);
     let register = args.register.now();
@@ -116,7 +116,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
             Some(version) => {
                 let prod = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
                 // Production may declare other columns: read the same file with its schema.
-                let prod_data = load_data(&file, &prod.schema, LabelPolicy::Required, None)
+                let prod_data = load_data(&file, config.data.format, &prod.schema, LabelPolicy::Required, None)
                     .with_context(|| format!("production {version} cannot read the staging data"))?;
                 Some((version, prod, prod_data))
             }

@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let (config_path, config, data_path) = args.input.resolve()?;
-    let data = load_data(&data_path, &config.schema, LabelPolicy::Required, Some(&args.out))?;
+    let data = load_data(&data_path, config.data.format, &config.schema, LabelPolicy::Required, Some(&args.out))?;
     write_validation(&args.out, &data.report)?;
     eprintln!(
         "validated {}: {} rows, {} exact duplicates, sha256 {}",

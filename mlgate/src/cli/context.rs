@@ -30,25 +30,61 @@ pub fn data_path(flag: Option<PathBuf>, config: &PipelineConfig, config_path: &P
     flag.filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| relative_to_config(&config.data.path, config_path))
 }
 
-/// Reads and validates a CSV; when validation fails and `report_dir` is given, the failed
-/// report is still written there as validation.json / validation.md.
+/// A data file ready to read: the file given, or the local copy of an object
+/// (`s3://BUCKET/KEY`, removed when this is dropped), its format, and its name as given.
+pub struct DataFile {
+    /// The local file.
+    pub path: PathBuf,
+    /// The file or object as given: what errors, reports and lineage name.
+    pub name: String,
+    /// CSV or Parquet: the extension, else the configuration's `[data] format`, else CSV.
+    pub format: model::Format,
+    _copy: Option<tempfile::TempPath>,
+}
+
+impl DataFile {
+    /// `given` (a path, or an object `s3://BUCKET/KEY` copied to a temporary file with the
+    /// registry's S3 client, credentials and limits), in the format its name says, else
+    /// `configured`.
+    pub fn open(given: &Path, configured: Option<model::Format>) -> Result<DataFile> {
+        let name = given.display().to_string();
+        let format = model::Format::of(&name, configured);
+        if !crate::store::fetch::is_object(&name) {
+            return Ok(DataFile { path: given.to_path_buf(), name, format, _copy: None });
+        }
+        let copy = crate::store::fetch::fetch(&name, registry_timeouts()?.s3)?;
+        Ok(DataFile { path: copy.to_path_buf(), name, format, _copy: Some(copy) })
+    }
+
+    /// Reads and validates the file against `schema`; with `skip`, leaves invalid rows out.
+    pub fn load(
+        &self,
+        schema: &model::Schema,
+        label: LabelPolicy,
+        skip: Option<model::data::validation::SkipInvalid>,
+    ) -> model::Result<model::Dataset> {
+        model::load(&self.path, &self.name, self.format, schema, label, skip)
+    }
+}
+
+/// Reads and validates a data file (CSV or Parquet, local or `s3://`, the format as
+/// [`DataFile::open`] says); when validation fails and `report_dir` is given, the failed report
+/// is still written there as validation.json / validation.md.
 pub fn load_data(
     path: &Path,
+    format: Option<model::Format>,
     schema: &model::Schema,
     label: LabelPolicy,
     report_dir: Option<&Path>,
 ) -> Result<model::Dataset> {
-    match model::load_csv(path, schema, label) {
+    let file = DataFile::open(path, format)?;
+    match file.load(schema, label, None) {
         Ok(data) => {
             for c in &data.report.columns {
                 for d in &c.near_duplicates {
                     eprintln!(
                         "warning: {}: column `{}`: level {:?} ({} rows) differs from {:?} only in case or surrounding spaces",
-                        path.display(),
-                        c.name,
-                        d.level,
-                        d.count,
-                        d.like
+                        file.name, c.name, d.level, d.count, d.like
                     );
                 }
             }
@@ -112,15 +148,16 @@ pub fn share(value: &str) -> std::result::Result<f64, String> {
 /// rejects file) and fails only past `--max-invalid`.
 pub fn load_data_skipping(
     path: &Path,
+    format: Option<model::Format>,
     schema: &model::Schema,
     label: LabelPolicy,
     report_dir: Option<&Path>,
     skip: &SkipInvalidArgs,
 ) -> Result<model::Dataset> {
-    let Some(max_share) = skip.max_share() else { return load_data(path, schema, label, report_dir) };
+    let Some(max_share) = skip.max_share() else { return load_data(path, format, schema, label, report_dir) };
+    let file = DataFile::open(path, format)?;
     let loaded = skip.with_rejects(|rejects| {
-        let skip = model::data::validation::SkipInvalid { max_share, rejects };
-        model::data::validation::load_csv_skipping(path, schema, label, skip)
+        file.load(schema, label, Some(model::data::validation::SkipInvalid { max_share, rejects }))
     })?;
     match loaded {
         Ok(data) => Ok(data),
@@ -150,7 +187,8 @@ pub struct DataArgs {
     /// Pipeline configuration (TOML).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// CSV (default: the configuration's `[data] path`; an empty value means the default).
+    /// CSV or Parquet file, or an object s3://BUCKET/KEY (default: the configuration's `[data]
+    /// path`; an empty value means the default).
     #[arg(long, value_parser = path_or_empty)]
     pub data: Option<PathBuf>,
 }
@@ -228,10 +266,11 @@ pub fn registry_failure(error: model::Error, operation: &str) -> anyhow::Error {
     anyhow::Error::new(error).context(context)
 }
 
-/// A path from a configuration file, taken from that file's folder when relative.
+/// A path from a configuration file, taken from that file's folder when relative (an object,
+/// `s3://…`, as it is).
 pub fn relative_to_config(path: &Path, config_path: &Path) -> PathBuf {
     match config_path.parent() {
-        Some(dir) if path.is_relative() => dir.join(path),
+        Some(dir) if path.is_relative() && !crate::store::fetch::is_object(&path.to_string_lossy()) => dir.join(path),
         _ => path.to_path_buf(),
     }
 }

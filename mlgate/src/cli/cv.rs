@@ -76,7 +76,7 @@ impl Rule {
 /// Runs `mlgate cv`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, config, path) = args.input.resolve()?;
-    let data = load_data(&path, &config.schema, LabelPolicy::Required, None)?;
+    let data = load_data(&path, config.data.format, &config.schema, LabelPolicy::Required, None)?;
     let rule = args.rule.as_deref().map(Rule::parse).transpose()?;
     let cv = cross_validate(&config, &data, args.folds, args.seed).context("cross-validation failed")?;
 

@@ -14,7 +14,7 @@ use model::{Artifact, Dataset, LabelPolicy, PipelineConfig};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::cli::context::{actor, load_data_skipping, RegistryArgs, SkipInvalidArgs};
+use crate::cli::context::{actor, load_data_skipping, DataFile, RegistryArgs, SkipInvalidArgs};
 use crate::output;
 
 const DEFAULT_OUT: &str = "target/monitor";
@@ -22,7 +22,8 @@ const DEFAULT_OUT: &str = "target/monitor";
 /// The flags of `mlgate monitor`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// New sessions (labelled or not); not with --live.
+    /// New sessions (labelled or not): a CSV or Parquet file, or an object s3://BUCKET/KEY; not
+    /// with --live.
     #[arg(long, required_unless_present = "live", conflicts_with = "live")]
     data: Option<PathBuf>,
     /// Analyse the served model live instead: the `[monitor.live]` checks against Prometheus.
@@ -90,12 +91,13 @@ fn compare_target(
 ) -> Result<TargetComparison> {
     let artifact = registry.artifact(target).with_context(|| format!("cannot load the rollback target {target}"))?;
     let schema = &artifact.schema;
+    let file = DataFile::open(data_path, config.data.format)?;
     let rows = if skipping {
         // The limit was production's to apply; the target only has to read what it can.
         let skip = SkipInvalid { max_share: 1.0, rejects: &mut std::io::sink() };
-        model::data::validation::load_csv_skipping(data_path, schema, LabelPolicy::Optional, skip)
+        file.load(schema, LabelPolicy::Optional, Some(skip))
     } else {
-        model::load_csv(data_path, schema, LabelPolicy::Optional)
+        file.load(schema, LabelPolicy::Optional, None)
     }
     .with_context(|| format!("the rollback target {target} cannot read {}", data_path.display()))?;
     compare_rollback_target(&config.acceptance, production, target, (&artifact, &rows))
@@ -171,7 +173,14 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     };
     let artifact = registry.artifact(&version).with_context(|| format!("cannot load production {version}"))?;
     // Labels arrive late in production: without them, monitoring estimates instead of measuring.
-    let data = load_data_skipping(&data_path, &artifact.schema, LabelPolicy::Optional, Some(&args.out), &args.skip)?;
+    let data = load_data_skipping(
+        &data_path,
+        config.data.format,
+        &artifact.schema,
+        LabelPolicy::Optional,
+        Some(&args.out),
+        &args.skip,
+    )?;
     let quality = args
         .skip
         .skip_invalid

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use model::data::parquet::ParquetSource;
 use model::lifecycle::registry::PRODUCTION;
-use model::pipeline::scoring::{score_csv_with, ScoreOptions};
+use model::pipeline::scoring::{score_csv_with, score_source_with, ScoreOptions};
 use model::Artifact;
 use xshell::Shell;
 
-use crate::cli::context::{open_registry, SkipInvalidArgs};
+use crate::cli::context::{open_registry, DataFile, SkipInvalidArgs};
 use crate::output;
 use crate::store::Location;
 
@@ -30,7 +31,8 @@ pub struct Args {
     /// With --registry: the version that scores, e.g. `v3`.
     #[arg(long = "version", id = "registry_version", value_name = "VERSION", conflicts_with = "model")]
     version: Option<String>,
-    /// CSV to score; the label column may be absent.
+    /// CSV or Parquet file (by its extension), or an object s3://BUCKET/KEY, to score; the label
+    /// column may be absent.
     #[arg(long)]
     data: PathBuf,
     /// Output CSV: the id column (when the schema has one), the `--keep` columns, then
@@ -69,15 +71,23 @@ fn artifact(args: &Args) -> Result<(Artifact, String)> {
 /// Runs `mlgate predict`.
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (artifact, model_name) = artifact(&args)?;
-    let input = std::fs::File::open(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    // A Parquet file is told by its extension here: predict reads no configuration.
+    let file = DataFile::open(&args.data, None)?;
+    let input = std::fs::File::open(&file.path).with_context(|| format!("cannot read {}", file.name))?;
     let options = ScoreOptions { keep: args.keep.clone(), skip_invalid: args.skip.max_share() };
-    let name = args.data.display().to_string();
+    let name = &file.name;
     // Renamed into place only when every row (or, skipping invalid rows, enough of them) was
     // valid and scored: a failed run leaves no half-written predictions. The rejects file is
     // kept either way: it says what was wrong.
     let score = |rejects: &mut (dyn std::io::Write + Send)| {
-        model::atomic::write_with(&args.out, |writer| {
-            score_csv_with(&artifact, std::io::BufReader::new(&input), &name, writer, &options, rejects)
+        model::atomic::write_with(&args.out, |writer| match file.format {
+            model::Format::Csv => {
+                score_csv_with(&artifact, std::io::BufReader::new(&input), name, writer, &options, rejects)
+            }
+            model::Format::Parquet => {
+                let source = ParquetSource::open(&file.path, name, &artifact.schema, model::LabelPolicy::Optional)?;
+                score_source_with(&artifact, source, writer, &options, rejects)
+            }
         })
     };
     let scored = args.skip.with_rejects(score)?;

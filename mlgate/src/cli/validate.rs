@@ -26,7 +26,7 @@ pub struct Args {
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
     let (_, config, path) = args.input.resolve()?;
     let label = if args.unlabelled { LabelPolicy::Optional } else { LabelPolicy::Required };
-    let data = load_data(&path, &config.schema, label, Some(&args.out))?;
+    let data = load_data(&path, config.data.format, &config.schema, label, Some(&args.out))?;
     write_validation(&args.out, &data.report)?;
     println!(
         "{}: valid, {} rows, {} exact duplicates, sha256 {}",

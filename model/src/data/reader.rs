@@ -1,6 +1,8 @@
-//! The one CSV reader: bytes hashed as they pass, the header read (byte-order mark dropped) and
-//! checked against the schema, every data row handed to a [`RowSink`] with the exact line it
-//! starts on. Validation and streaming scoring plug into it; neither reads CSV itself.
+//! The one reader of data files: a [`RowSource`] hands every row to a [`RowSink`]. The CSV
+//! reader is here: bytes hashed as they pass, the header read (byte-order mark dropped) and
+//! checked against the schema, every data row handed on with the exact line it starts on. The
+//! Parquet reader (`parquet.rs`) gives its rows the same way. Validation and streaming scoring
+//! plug into a source; neither reads a file format itself.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::data::report::HeaderProblem;
+use crate::data::report::{DataError, HeaderProblem};
 use crate::data::schema::{ColumnKind, Schema};
 use crate::error::{Error, Result};
 
@@ -31,6 +33,67 @@ pub trait RowSink {
 impl<F: FnMut(u64, &mut csv::ByteRecord) -> Result<()>> RowSink for F {
     fn row(&mut self, line: u64, record: &mut csv::ByteRecord) -> Result<()> {
         self(line, record)
+    }
+}
+
+/// The format of a data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Delimited text with a header row.
+    #[default]
+    Csv,
+    /// Apache Parquet, read row group by row group (`parquet.rs`).
+    Parquet,
+}
+
+impl Format {
+    /// The format of a file named `name`: its extension when it says (`.parquet`, `.parq`,
+    /// `.pq`; `.csv`, `.tsv`, `.txt`), else `configured` (the configuration's `[data] format`),
+    /// else CSV.
+    pub fn of(name: &str, configured: Option<Format>) -> Format {
+        let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).filter(|e| !e.contains('/'));
+        match extension.as_deref() {
+            Some("parquet" | "parq" | "pq") => Format::Parquet,
+            Some("csv" | "tsv" | "txt") => Format::Csv,
+            _ => configured.unwrap_or_default(),
+        }
+    }
+}
+
+/// Where rows come from, whatever the file's format: a header of column names checked against
+/// the schema, then every row as text fields in the header's order, each with its position
+/// (a CSV's line, a Parquet file's 1-based row).
+pub trait RowSource {
+    /// The column names, in the order of a row's fields.
+    fn header(&self) -> &[String];
+    /// The name the source goes by in errors.
+    fn name(&self) -> &str;
+    /// Hands every row to `sink`, in order; stops at the first error of the source or the sink.
+    fn drive(&mut self, sink: &mut impl RowSink) -> Result<()>;
+    /// The sha256 and the size of the file's bytes, once every row was read.
+    fn finish(self) -> Result<(String, u64)>
+    where
+        Self: Sized;
+    /// Completes where `errors` are (a Parquet file's row group); nothing to add for a CSV.
+    fn locate(&self, _errors: &mut [DataError]) {}
+}
+
+impl<R: Read> RowSource for CsvSource<R> {
+    fn header(&self) -> &[String] {
+        CsvSource::header(self)
+    }
+
+    fn name(&self) -> &str {
+        CsvSource::name(self)
+    }
+
+    fn drive(&mut self, sink: &mut impl RowSink) -> Result<()> {
+        CsvSource::drive(self, sink)
+    }
+
+    fn finish(self) -> Result<(String, u64)> {
+        CsvSource::finish(self)
     }
 }
 
@@ -187,7 +250,11 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Checks a header against the schema: no name twice, every schema column present (the label
 /// only when `label` requires it), and a hint when the file is split on another delimiter.
-fn check_header(header: &[String], schema: &Schema, label: LabelPolicy) -> std::result::Result<(), HeaderProblem> {
+pub(crate) fn check_header(
+    header: &[String],
+    schema: &Schema,
+    label: LabelPolicy,
+) -> std::result::Result<(), HeaderProblem> {
     let expected = schema.delimiter;
     if header.len() == 1 && schema.columns.len() > 1 {
         if let Some(found) = [',', ';', '\t', '|'].into_iter().find(|d| *d != expected && header[0].contains(*d)) {

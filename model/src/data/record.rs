@@ -27,6 +27,7 @@ impl Record {
                 return Err(Error::Record(DataError {
                     file: String::new(),
                     line: 0,
+                    row_group: None,
                     column: column.name.clone(),
                     value: String::new(),
                     rule: Rule::Missing,

@@ -313,8 +313,13 @@ pub fn csv_field(out: &mut String, text: &str) {
 pub struct DataError {
     /// The data file (empty for a single record).
     pub file: String,
-    /// 1-based line number in the file; the header is line 1.
+    /// 1-based line number in a CSV file, where the header is line 1; in a Parquet file, the
+    /// 1-based row of the file.
     pub line: u64,
+    /// The row group of a Parquet file (0-based, as Parquet tools count them) that holds the
+    /// row; absent for a CSV file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_group: Option<u32>,
     /// The column name (or `*` for a row-level error).
     pub column: String,
     /// The offending value, as written.
@@ -343,15 +348,10 @@ impl DataError {
 
 impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: column `{}`: value {:?}: {} ({})",
-            self.file,
-            self.line,
-            self.column,
-            self.value,
-            self.rule.describe(),
-            self.detail
-        )
+        match self.row_group {
+            Some(group) => write!(f, "{}: row group {group}, row {}", self.file, self.line)?,
+            None => write!(f, "{}:{}", self.file, self.line)?,
+        }
+        write!(f, ": column `{}`: value {:?}: {} ({})", self.column, self.value, self.rule.describe(), self.detail)
     }
 }

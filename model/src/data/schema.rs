@@ -575,6 +575,7 @@ impl Column {
             crate::Error::Record(DataError {
                 file: String::new(),
                 line: 0,
+                row_group: None,
                 column: self.name.clone(),
                 value: crate::data::report::echo(raw),
                 rule,

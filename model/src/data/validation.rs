@@ -1,14 +1,16 @@
-//! Validation of a whole CSV against a schema: every value checked (lazily, without stopping
-//! at the first error), exact counts and column statistics in the report, and the columnar
-//! [`Dataset`] when every value passed. Reads through [`CsvSource`].
+//! Validation of a whole data file against a schema: every value checked (lazily, without
+//! stopping at the first error), exact counts and column statistics in the report, and the
+//! columnar [`Dataset`] when every value passed. Reads through a [`RowSource`]: a CSV or a
+//! Parquet file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
 use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
-use crate::data::reader::CsvSource;
-pub use crate::data::reader::LabelPolicy;
+use crate::data::parquet::ParquetSource;
+use crate::data::reader::{CsvSource, RowSource};
+pub use crate::data::reader::{Format, LabelPolicy};
 use crate::data::report::{
     echo, ClassBalance, ColumnSummary, DataError, ErrorTally, NearDuplicate, Rule, ValidationReport,
 };
@@ -41,13 +43,31 @@ fn near_duplicates(levels: &[(String, u64)]) -> Vec<NearDuplicate> {
 
 /// Reads and validates a CSV file.
 pub fn load_csv(path: &Path, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_csv(file, &path.display().to_string(), schema, label)
+    load(path, &path.display().to_string(), Format::Csv, schema, label, None)
 }
 
 /// Reads and validates CSV from any reader; `name` names the source in errors.
 pub fn read_csv<R: Read>(reader: R, name: &str, schema: &Schema, label: LabelPolicy) -> Result<Dataset> {
-    read(reader, name, schema, label, None)
+    read(CsvSource::open(reader, name, schema, label)?, schema, None)
+}
+
+/// Reads and validates the data file at `path`, in `format`, named `name` in errors (an
+/// object's URL when the file is its local copy); with `skip`, as [`load_csv_skipping`].
+pub fn load(
+    path: &Path,
+    name: &str,
+    format: Format,
+    schema: &Schema,
+    label: LabelPolicy,
+    skip: Option<SkipInvalid>,
+) -> Result<Dataset> {
+    match format {
+        Format::Csv => {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(name, e))?;
+            read(CsvSource::open(file, name, schema, label)?, schema, skip)
+        }
+        Format::Parquet => read(ParquetSource::open(path, name, schema, label)?, schema, skip),
+    }
 }
 
 /// Fails when more than `share` of a file's `rows` were invalid (`--max-invalid`): skipping
@@ -74,25 +94,19 @@ pub struct SkipInvalid<'a> {
 /// counts the rows read and, in `rows_with_errors`, `error_count` and `counts`, those left out
 /// and why. A file-level error (too many missing values) still refuses the file.
 pub fn load_csv_skipping(path: &Path, schema: &Schema, label: LabelPolicy, skip: SkipInvalid) -> Result<Dataset> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read(file, &path.display().to_string(), schema, label, Some(skip))
+    load(path, &path.display().to_string(), Format::Csv, schema, label, Some(skip))
 }
 
-fn read<R: Read>(
-    reader: R,
-    name: &str,
-    schema: &Schema,
-    label: LabelPolicy,
-    skip: Option<SkipInvalid>,
-) -> Result<Dataset> {
-    let mut source = CsvSource::open(reader, name, schema, label)?;
+fn read<S: RowSource>(mut source: S, schema: &Schema, skip: Option<SkipInvalid>) -> Result<Dataset> {
     let outcome = validate(&mut source, schema, skip);
     match outcome {
         Ok(mut dataset) => {
+            source.locate(&mut dataset.report.errors);
             (dataset.report.sha256, dataset.report.bytes) = source.finish()?;
             Ok(dataset)
         }
         Err(Error::Validation(mut report)) => {
+            source.locate(&mut report.errors);
             (report.sha256, report.bytes) = source.finish()?;
             Err(Error::Validation(report))
         }
@@ -119,7 +133,7 @@ enum Builder {
     Bool(Vec<Option<bool>>),
 }
 
-fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Option<SkipInvalid>) -> Result<Dataset> {
+fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<SkipInvalid>) -> Result<Dataset> {
     let name = source.name().to_string();
     let header = source.header().to_vec();
     let position = |n: &str| header.iter().position(|h| h == n);
@@ -209,6 +223,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
             tally.push(DataError {
                 file: name.clone(),
                 line,
+                row_group: None,
                 column: "*".into(),
                 value: format!("{} fields", record.len()),
                 rule: Rule::FieldCount,
@@ -250,7 +265,15 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
                 if rule == Rule::Missing {
                     state.summary.missing += 1;
                 }
-                let error = DataError { file: name.clone(), line, column: column.name.clone(), value, rule, detail };
+                let error = DataError {
+                    file: name.clone(),
+                    line,
+                    row_group: None,
+                    column: column.name.clone(),
+                    value,
+                    rule,
+                    detail,
+                };
                 row_errors.push((state.field, error));
                 push_placeholder(state);
             }
@@ -279,6 +302,7 @@ fn validate<R: Read>(source: &mut CsvSource<R>, schema: &Schema, mut skip: Optio
             tally.push(DataError {
                 file: name.clone(),
                 line: 1,
+                row_group: None,
                 column: column.name.clone(),
                 value: format!("{missing} of {rows} rows missing ({:.2} %)", 100.0 * missing as f64 / rows as f64),
                 rule: Rule::TooManyMissing,
@@ -386,6 +410,7 @@ fn row_errors(
     let error = |column: &str, value: String, rule: Rule, detail: String| DataError {
         file: name.to_string(),
         line,
+        row_group: None,
         column: column.to_string(),
         value,
         rule,
@@ -459,5 +484,351 @@ fn push_placeholder(state: &mut ColumnState) {
         Some(Builder::Level { codes, .. }) => codes.push(0),
         Some(Builder::Bool(v)) => v.push(None),
         None => {}
+    }
+}
+
+/// Parquet files, written by the parquet crate itself, validated as their CSV twins are.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parquet::basic::Compression;
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    use std::fs::File;
+    use std::path::{Path, PathBuf};
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::data::parquet::BATCH;
+
+    /// One column's values in a test file; `None` is a null.
+    enum Col {
+        F64(Vec<Option<f64>>),
+        F32(Vec<Option<f32>>),
+        I64(Vec<Option<i64>>),
+        I32(Vec<Option<i32>>),
+        Bool(Vec<Option<bool>>),
+        Str(Vec<Option<&'static str>>),
+    }
+
+    fn split<T: Clone>(v: &[Option<T>]) -> (Vec<T>, Vec<i16>) {
+        (v.iter().flatten().cloned().collect(), v.iter().map(|x| i16::from(x.is_some())).collect())
+    }
+
+    /// Writes a Parquet file with the parquet crate itself: `message` declares the columns,
+    /// each row group gives every column's values in declaration order.
+    fn write(path: &Path, message: &str, groups: Vec<Vec<Col>>) {
+        let schema = Arc::new(parse_message_type(message).unwrap());
+        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let mut writer = SerializedFileWriter::new(File::create(path).unwrap(), schema, props).unwrap();
+        for group in groups {
+            let mut rows = writer.next_row_group().unwrap();
+            for col in group {
+                let mut column = rows.next_column().unwrap().unwrap();
+                match col {
+                    Col::F64(v) => {
+                        let (values, defs) = split(&v);
+                        column.typed::<DoubleType>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                    Col::F32(v) => {
+                        let (values, defs) = split(&v);
+                        column.typed::<FloatType>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                    Col::I64(v) => {
+                        let (values, defs) = split(&v);
+                        column.typed::<Int64Type>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                    Col::I32(v) => {
+                        let (values, defs) = split(&v);
+                        column.typed::<Int32Type>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                    Col::Bool(v) => {
+                        let (values, defs) = split(&v);
+                        column.typed::<BoolType>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                    Col::Str(v) => {
+                        let (values, defs) = split(&v);
+                        let values: Vec<ByteArray> = values.into_iter().map(ByteArray::from).collect();
+                        column.typed::<ByteArrayType>().write_batch(&values, Some(&defs), None).unwrap();
+                    }
+                }
+                column.close().unwrap();
+            }
+            rows.close().unwrap();
+        }
+        writer.close().unwrap();
+    }
+
+    const MESSAGE: &str = "message m {
+        optional int64 id;
+        optional double spend;
+        optional float ratio;
+        optional int32 visits;
+        optional binary region (UTF8);
+        optional int64 browser;
+        optional boolean member;
+        optional boolean bought;
+        optional binary note (UTF8);
+    }";
+
+    fn schema() -> Schema {
+        let text = r#"
+            [[columns]]
+            name = "id"
+            kind = "id"
+            [[columns]]
+            name = "spend"
+            kind = "numeric"
+            min = 0
+            missing = "allow"
+            [[columns]]
+            name = "ratio"
+            kind = "numeric"
+            [[columns]]
+            name = "visits"
+            kind = "integer"
+            min = 0
+            [[columns]]
+            name = "region"
+            kind = "categorical"
+            missing = "allow"
+            missing_values = ["NA"]
+            [[columns]]
+            name = "browser"
+            kind = "categorical"
+            [[columns]]
+            name = "member"
+            kind = "boolean"
+            true = ["yes", "y"]
+            false = ["no"]
+            [[columns]]
+            name = "bought"
+            kind = "label"
+            positive = "TRUE"
+            negative = "FALSE"
+        "#;
+        let schema: Schema = toml::from_str(text).unwrap();
+        schema.check().unwrap();
+        schema
+    }
+
+    /// Rows 0..n of the data, split in two row groups at `cut` (one when `cut` is `n`), as
+    /// Parquet columns.
+    fn groups(n: usize, cut: usize) -> Vec<Vec<Col>> {
+        let rows: Vec<usize> = (0..n).collect();
+        [&rows[..cut], &rows[cut..]]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                vec![
+                    Col::I64(part.iter().map(|&i| Some(1000 + i as i64)).collect()),
+                    Col::F64(part.iter().map(|&i| (i % 7 != 3).then_some(i as f64 * 1.25 + 0.1)).collect()),
+                    Col::F32(part.iter().map(|&i| Some(0.1 * (i % 10) as f32)).collect()),
+                    Col::I32(part.iter().map(|&i| Some((i * 3 % 11) as i32)).collect()),
+                    Col::Str(part.iter().map(|&i| (i % 5 != 0).then_some(["north", "south", "east"][i % 3])).collect()),
+                    Col::I64(part.iter().map(|&i| Some((i % 4) as i64 + 1)).collect()),
+                    Col::Bool(part.iter().map(|&i| Some(i % 3 == 0)).collect()),
+                    Col::Bool(part.iter().map(|&i| Some(i % 2 == 0)).collect()),
+                    Col::Str(part.iter().map(|&i| Some(if i % 2 == 0 { "a" } else { "b" })).collect()),
+                ]
+            })
+            .collect()
+    }
+
+    /// The same rows as a CSV writes them.
+    fn csv(n: usize) -> String {
+        let mut text = "id,spend,ratio,visits,region,browser,member,bought,note\n".to_string();
+        for i in 0..n {
+            let spend = if i % 7 != 3 { format!("{}", i as f64 * 1.25 + 0.1) } else { String::new() };
+            let region = if i % 5 != 0 { ["north", "south", "east"][i % 3] } else { "NA" };
+            text.push_str(&format!(
+                "{},{spend},{},{},{region},{},{},{},{}\n",
+                1000 + i,
+                0.1 * (i % 10) as f32,
+                i * 3 % 11,
+                i % 4 + 1,
+                if i % 3 == 0 { "yes" } else { "no" },
+                if i % 2 == 0 { "TRUE" } else { "FALSE" },
+                if i % 2 == 0 { "a" } else { "b" },
+            ));
+        }
+        text
+    }
+
+    /// Columns compared bit for bit (NaN, a missing number, equals itself), briefly on failure.
+    fn same(a: &crate::data::dataset::Dataset, b: &crate::data::dataset::Dataset) -> bool {
+        format!("{:?}", a.features) == format!("{:?}", b.features)
+    }
+
+    fn parquet(dir: &tempfile::TempDir, name: &str, message: &str, groups: Vec<Vec<Col>>) -> PathBuf {
+        let path = dir.path().join(name);
+        write(&path, message, groups);
+        path
+    }
+
+    #[test]
+    fn a_parquet_file_gives_the_dataset_its_csv_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = parquet(&dir, "train.parquet", MESSAGE, groups(300, 120));
+        let from_parquet =
+            load(&path, "train.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap();
+        let from_csv = read_csv(csv(300).as_bytes(), "train.csv", &schema(), LabelPolicy::Required).unwrap();
+        assert!(same(&from_parquet, &from_csv));
+        assert_eq!(from_parquet.labels, from_csv.labels);
+        // Staging membership and duplicates are judged on the same texts.
+        assert_eq!(from_parquet.row_keys, from_csv.row_keys);
+        assert_eq!(from_parquet.report.columns, from_csv.report.columns);
+        assert_eq!(from_parquet.report.rows, 300);
+        assert_eq!(from_parquet.report.unused_columns, vec!["note".to_string()]);
+        // Rows are the file's rows, from 1; a CSV's lines count the header.
+        assert_eq!(from_parquet.lines[..3], [1, 2, 3]);
+        assert_eq!(from_csv.lines[..3], [2, 3, 4]);
+        // The report hashes the file's bytes.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(from_parquet.report.bytes, bytes.len() as u64);
+        assert_eq!(from_parquet.report.sha256, format!("{:x}", Sha256::digest(&bytes)));
+    }
+
+    #[test]
+    fn rows_are_streamed_across_batches_and_row_groups() {
+        // Row groups larger and smaller than a batch, cut off a batch's boundary.
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * BATCH + 77;
+        let path = parquet(&dir, "big.parquet", MESSAGE, groups(n, BATCH + 5));
+        let data = load(&path, "big.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap();
+        let from_csv = read_csv(csv(n).as_bytes(), "big.csv", &schema(), LabelPolicy::Required).unwrap();
+        assert_eq!(data.len(), n);
+        assert!(same(&data, &from_csv));
+        assert_eq!(data.row_keys, from_csv.row_keys);
+    }
+
+    #[test]
+    fn bad_values_and_refused_nulls_name_file_row_group_row_column_value_and_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = groups(40, 10);
+        // Row 13 (the second group's fourth row): a non-integer in the integer column read
+        // from floats, a null in a column that refuses missing values, a negative spend.
+        let message = MESSAGE.replace("optional int32 visits", "optional double visits");
+        data[1][3] = Col::F64((10..40).map(|i| Some(if i == 12 { 2.5 } else { (i * 3 % 11) as f64 })).collect());
+        data[0][3] = Col::F64((0..10).map(|i| Some((i * 3 % 11) as f64)).collect());
+        data[1][2] = Col::F32((10..40).map(|i| (i != 12).then_some(0.5)).collect());
+        data[1][1] = Col::F64((10..40).map(|i| Some(if i == 30 { -1.0 } else { 1.0 })).collect());
+        let path = parquet(&dir, "bad.parquet", &message, data);
+        let err = load(&path, "bad.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap_err();
+        let Error::Validation(report) = err else { panic!("{err}") };
+        assert_eq!(report.error_count, 3, "{}", report.summary());
+        assert_eq!(report.rows_with_errors, 2);
+        let found: Vec<(u64, Option<u32>, &str, &str, Rule)> =
+            report.errors.iter().map(|e| (e.line, e.row_group, e.column.as_str(), e.value.as_str(), e.rule)).collect();
+        assert_eq!(
+            found,
+            [
+                (13, Some(1), "ratio", "", Rule::Missing),
+                (13, Some(1), "visits", "2.5", Rule::NotAnInteger),
+                (31, Some(1), "spend", "-1", Rule::BelowMin),
+            ]
+        );
+        assert_eq!(report.file, "bad.parquet");
+        assert!(
+            report.errors[1]
+                .to_string()
+                .starts_with("bad.parquet: row group 1, row 13: column `visits`: value \"2.5\""),
+            "{}",
+            report.errors[1]
+        );
+    }
+
+    #[test]
+    fn not_a_number_and_infinities_are_refused_as_in_a_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = groups(20, 20);
+        data[0][2] = Col::F32((0..20).map(|i| Some([f32::NAN, f32::INFINITY, 0.5][i % 3])).collect());
+        let path = parquet(&dir, "nan.parquet", MESSAGE, data);
+        let Error::Validation(report) =
+            load(&path, "nan.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(report.errors.iter().all(|e| e.rule == Rule::NotFinite && e.column == "ratio"));
+        assert_eq!(report.error_count, 14);
+        assert_eq!(report.errors[0].row_group, Some(0));
+    }
+
+    #[test]
+    fn a_type_that_cannot_hold_the_kind_is_named_with_both_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("optional double spend", "optional binary spend (UTF8)", 1, "spend", "numeric", "Utf8"),
+            ("optional int64 browser", "optional double browser", 5, "browser", "categorical", "Float64"),
+            ("optional int64 id", "optional double id", 0, "id", "id", "Float64"),
+            ("optional int32 visits", "optional int32 visits (DATE)", 3, "visits", "integer", "Date32"),
+        ];
+        for (from, to, index, column, kind, found) in cases {
+            let mut data = groups(10, 10);
+            data[0][index] = match found {
+                "Utf8" => Col::Str(vec![Some("1"); 10]),
+                "Float64" => Col::F64(vec![Some(1.0); 10]),
+                _ => Col::I32(vec![Some(1); 10]),
+            };
+            let path = parquet(&dir, "wrong.parquet", &MESSAGE.replace(from, to), data);
+            match load(&path, "wrong.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None) {
+                Err(Error::ColumnType { path, column: c, kind: k, found: f, .. }) => {
+                    assert_eq!(
+                        (path.to_str().unwrap(), c.as_str(), k, f.as_str()),
+                        ("wrong.parquet", column, kind, found)
+                    );
+                }
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn strings_and_integers_hold_booleans_and_labels_by_their_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = groups(12, 12);
+        data[0][6] = Col::Str((0..12).map(|i| Some(["yes", "y", "no"][i % 3])).collect());
+        data[0][7] = Col::Str((0..12).map(|i| Some(if i == 5 { "true" } else { "FALSE" })).collect());
+        let message = MESSAGE
+            .replace("optional boolean member", "optional binary member (UTF8)")
+            .replace("optional boolean bought", "optional binary bought (UTF8)");
+        let path = parquet(&dir, "spelled.parquet", &message, data);
+        let Error::Validation(report) =
+            load(&path, "spelled.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap_err()
+        else {
+            panic!()
+        };
+        // "true" is no spelling of the label's; every spelling of `member` is.
+        assert_eq!(report.error_count, 1);
+        assert_eq!((report.errors[0].line, report.errors[0].rule), (6, Rule::NotALabel));
+    }
+
+    #[test]
+    fn a_missing_column_and_a_file_that_is_not_parquet_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = groups(10, 10);
+        data[0].remove(4);
+        let path = parquet(&dir, "less.parquet", &MESSAGE.replace("optional binary region (UTF8);", ""), data);
+        let err = load(&path, "less.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap_err();
+        assert!(err.to_string().contains("column `region` of the schema is missing"), "{err}");
+        let csv_path = dir.path().join("data.parquet");
+        std::fs::write(&csv_path, csv(5)).unwrap();
+        let err = load(&csv_path, "data.parquet", Format::Parquet, &schema(), LabelPolicy::Required, None).unwrap_err();
+        assert!(matches!(err, Error::Unusable { .. }), "{err}");
+        assert!(err.to_string().starts_with("data.parquet: not a readable Parquet file"), "{err}");
+    }
+
+    #[test]
+    fn the_format_is_the_extensions_else_the_configured_one() {
+        assert_eq!(Format::of("a/train.parquet", None), Format::Parquet);
+        assert_eq!(Format::of("s3://b/k/train.PQ", Some(Format::Csv)), Format::Parquet);
+        assert_eq!(Format::of("train.csv", Some(Format::Parquet)), Format::Csv);
+        assert_eq!(Format::of("s3://bucket/part-0000", Some(Format::Parquet)), Format::Parquet);
+        assert_eq!(Format::of("data.v2/part", None), Format::Csv);
     }
 }

@@ -77,8 +77,14 @@ impl Default for RegistryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training CSV; a relative path is taken from the configuration file's folder.
+    /// Training data: a CSV or Parquet file (a relative path is taken from the configuration
+    /// file's folder), or an object `s3://BUCKET/KEY`.
     pub path: PathBuf,
+    /// The format of data files whose extension does not say (`.parquet`, `.csv`, …): `csv`
+    /// (the default) or `parquet`; it applies to every data file the configuration's commands
+    /// read (`[data] path`, `[staging] path`, `--data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::data::reader::Format>,
 }
 
 /// The `[model]` section.

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
-use crate::data::reader::{CsvSource, LabelPolicy};
+use crate::data::reader::{CsvSource, LabelPolicy, RowSource};
 use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
 use crate::data::schema::{ColumnKind, Parsed};
 use crate::data::validation::check_invalid_share;
@@ -108,7 +108,15 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
     let mut carried_ends: Vec<usize> = Vec::new();
     for (line, record) in block {
         let fail = |out: &mut BlockResult, column: &str, value: String, rule: Rule, detail: String| {
-            let error = DataError { file: name.into(), line: *line, column: column.into(), value, rule, detail };
+            let error = DataError {
+                file: name.into(),
+                line: *line,
+                row_group: None,
+                column: column.into(),
+                value,
+                rule,
+                detail,
+            };
             if plan.skip {
                 error.write_reject(&mut out.rejects);
             }
@@ -368,7 +376,15 @@ impl Compiled {
                 return Ok(());
             }
             let fail = |out: &mut CsvRows, column: &str, value: String, rule: Rule, detail: String| {
-                out.errors.push(DataError { file: name.into(), line, column: column.into(), value, rule, detail });
+                out.errors.push(DataError {
+                    file: name.into(),
+                    line,
+                    row_group: None,
+                    column: column.into(),
+                    value,
+                    rule,
+                    detail,
+                });
             };
             if record.len() != header_len {
                 out.errors.rows_with_errors += 1;
@@ -435,9 +451,22 @@ pub fn score_csv_with<R: Read, W: Write + Send, J: Write + Send + ?Sized>(
     options: &ScoreOptions,
     rejects: &mut J,
 ) -> Result<ScoreSummary> {
+    let source = CsvSource::open(input, name, &artifact.schema, LabelPolicy::Optional)?;
+    score_source_with(artifact, source, output, options, rejects)
+}
+
+/// [`score_csv_with`] on rows from any [`RowSource`] (a CSV or a Parquet file, opened with the
+/// label optional).
+pub fn score_source_with<S: RowSource, W: Write + Send, J: Write + Send + ?Sized>(
+    artifact: &Artifact,
+    mut source: S,
+    output: &mut W,
+    options: &ScoreOptions,
+    rejects: &mut J,
+) -> Result<ScoreSummary> {
     let schema = &artifact.schema;
+    let name = &source.name().to_string();
     let path = || std::path::PathBuf::from(name);
-    let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
     let header = source.header().to_vec();
     let plan = plan(artifact, &header, options, true)?;
     let mut output_header = String::new();
@@ -540,6 +569,7 @@ pub fn score_csv_with<R: Read, W: Write + Send, J: Write + Send + ?Sized>(
     if let Some(e) = write_error {
         return Err(Error::io("output", e));
     }
+    source.locate(&mut totals.tally.errors);
     let (sha256, bytes) = source.finish()?;
     let skipped = totals.tally.rows_with_errors;
     if let Some(share) = options.skip_invalid {
