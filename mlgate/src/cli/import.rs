@@ -56,7 +56,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let model_path = model_path.to_path_buf();
     let bytes = std::fs::read(&model_path).with_context(|| format!("cannot read {}", model_path.display()))?;
     let (config_path, config, data_path) = args.input.clone().resolve()?;
-    let data = load_data(&data_path, &config.schema, LabelPolicy::Required, Some(&args.out))?;
+    let data = load_data(&data_path, config.data.format, &config.schema, LabelPolicy::Required, Some(&args.out))?;
     write_validation(&args.out, &data.report)?;
     eprintln!(
         "validated {}: {} rows, {} exact duplicates, sha256 {}",

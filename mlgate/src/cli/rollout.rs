@@ -46,7 +46,7 @@ pub struct StartArgs {
     pub shadow: bool,
     /// A canary whose first step sends PERCENT of the records to the candidate (the configured
     /// steps with a higher weight follow).
-    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=99))]
     pub canary: Option<u32>,
     /// The candidate (default: `staging`, the last candidate that passed).
     #[arg(long, value_name = "vN")]

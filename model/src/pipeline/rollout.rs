@@ -57,14 +57,14 @@ impl std::fmt::Display for RolloutMode {
 /// One step of a rollout, as the registry records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutStep {
-    /// Percent of the records answered by the candidate (canary, 1..=100); 0 in shadow.
+    /// Percent of the records answered by the candidate (canary, 1..=99); 0 in shadow.
     pub weight: u32,
     /// How long the step lasts at least before the analysis may pass it, in seconds.
     pub pause_seconds: u64,
 }
 
 /// Checks a rollout's steps for `mode`: at least one and at most [`MAX_STEPS`]; canary weights
-/// in 1..=100 and strictly increasing; shadow weights 0; pauses at most [`MAX_PAUSE_SECONDS`].
+/// in 1..=99 and strictly increasing; shadow weights 0; pauses at most [`MAX_PAUSE_SECONDS`].
 /// The error names `key` (`rollout.steps`).
 pub fn check_steps(mode: RolloutMode, steps: &[RolloutStep], key: &str) -> Result<(), ParamError> {
     if steps.is_empty() {
@@ -83,8 +83,13 @@ pub fn check_steps(mode: RolloutMode, steps: &[RolloutStep], key: &str) -> Resul
             ));
         }
         match mode {
-            RolloutMode::Canary if !(1..=100).contains(&s.weight) => {
-                return Err(ParamError::out_of_range(format!("{at}.weight"), s.weight, "a percentage in 1..=100"));
+            RolloutMode::Canary if !(1..=99).contains(&s.weight) => {
+                return Err(ParamError::out_of_range(
+                    format!("{at}.weight"),
+                    s.weight,
+                    "a percentage in 1..=99 (the promotion after the last step sends every record to the candidate; \
+                     at 100 the baseline would answer none to compare with)",
+                ));
             }
             RolloutMode::Canary if i > 0 && s.weight <= steps[i - 1].weight => {
                 return Err(ParamError::invalid(
@@ -193,6 +198,15 @@ impl RolloutConfig {
     /// Checks the section; the message names the key.
     pub fn check(&self) -> Result<(), ParamError> {
         check_steps(self.mode, &self.steps()?, "rollout.steps")?;
+        if self.metric != Metric::Accuracy {
+            return Err(ParamError::invalid(
+                "rollout.metric",
+                format!(
+                    "{}: a rollout compares accuracy, the one metric both the pair counts of a shadow and the outcomes of a canary give",
+                    self.metric
+                ),
+            ));
+        }
         if !(1..=10_000_000).contains(&self.min_feedback) {
             return Err(ParamError::out_of_range("rollout.min_feedback", self.min_feedback, "in 1..=10000000"));
         }
@@ -301,11 +315,18 @@ mod tests {
     fn steps_are_checked_by_mode_naming_the_key() {
         let step = |weight, pause_seconds| RolloutStep { weight, pause_seconds };
         let canary = RolloutMode::Canary;
-        assert!(check_steps(canary, &[step(10, 0), step(50, 60), step(100, 60)], "k").is_ok());
+        assert!(check_steps(canary, &[step(10, 0), step(50, 60), step(99, 60)], "k").is_ok());
+        // At 100 the baseline would answer nothing to compare with: the promotion sends all.
+        let err = check_steps(canary, &[step(10, 0), step(100, 60)], "k").unwrap_err();
+        assert_eq!(err.key(), "k[1].weight");
+        assert!(err.to_string().contains("1..=99"), "{err}");
         let err = check_steps(canary, &[step(10, 0), step(10, 60)], "rollout.steps").unwrap_err();
         assert_eq!(err.key(), "rollout.steps[1].weight");
         assert_eq!(check_steps(canary, &[step(0, 0)], "k").unwrap_err().key(), "k[0].weight");
         assert_eq!(check_steps(canary, &[step(101, 0)], "k").unwrap_err().key(), "k[0].weight");
+        // A metric the rollout cannot compare is refused when the section is read.
+        let other = RolloutConfig { metric: Metric::RocAuc, ..RolloutConfig::default() };
+        assert_eq!(other.check().unwrap_err().key(), "rollout.metric");
         assert_eq!(check_steps(canary, &[], "k").unwrap_err().key(), "k");
         assert_eq!(check_steps(RolloutMode::Shadow, &[step(5, 0)], "k").unwrap_err().key(), "k[0].weight");
         assert!(check_steps(RolloutMode::Shadow, &[step(0, 60), step(0, 60)], "k").is_ok());
