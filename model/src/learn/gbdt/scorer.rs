@@ -139,10 +139,12 @@ pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 's
     /// `self` without the `clear` bits when `rank > test`, unchanged otherwise; written
     /// without a branch so that a loop over lanes becomes vector instructions.
     fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self;
+    /// `self` without the `clear` bits where `fails` is all ones (unchanged where it is zero).
+    fn clear_where(self, fails: Self, clear: Self) -> Self;
 }
 
 macro_rules! impl_mask {
-    ($($t:ty),*) => {$(
+    ($($t:ty: $fails:item)*) => {$(
         impl Mask for $t {
             const BITS: u32 = <$t>::BITS;
             fn from_u64(bits: u64) -> Self {
@@ -157,15 +159,50 @@ macro_rules! impl_mask {
             }
             #[inline(always)]
             fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self {
-                // All ones when `rank > test`, else zero: saturating arithmetic rather than a
-                // comparison, which compilers tend to turn into a branch per lane.
-                let fails = rank.saturating_sub(test).min(1).wrapping_neg();
+                $fails
+                self & !(fails(rank, test) & clear)
+            }
+            #[inline(always)]
+            fn clear_where(self, fails: Self, clear: Self) -> Self {
                 self & !(fails & clear)
             }
         }
     )*};
 }
-impl_mask!(u8, u16, u32, u64);
+// All ones when `rank > test`, else zero, in arithmetic rather than a comparison, which
+// compilers tend to turn into a branch per lane. Ranks are at most 255: in a byte, saturating
+// subtraction; in wider words, the sign bit of `test - rank`, which baseline x86-64 (SSE2) has
+// vector instructions for on every width (it has no unsigned saturation or minimum past 16
+// bits, and no 64-bit comparison, so that the byte's arithmetic left the 64-bit masks to
+// scalar code).
+impl_mask! {
+    u8: #[inline(always)] fn fails(rank: u8, test: u8) -> u8 { rank.saturating_sub(test).min(1).wrapping_neg() }
+    u16: #[inline(always)] fn fails(rank: u16, test: u16) -> u16 { (test.wrapping_sub(rank) >> 15).wrapping_neg() }
+    u32: #[inline(always)] fn fails(rank: u32, test: u32) -> u32 { (test.wrapping_sub(rank) >> 31).wrapping_neg() }
+    u64: #[inline(always)] fn fails(rank: u64, test: u64) -> u64 { (test.wrapping_sub(rank) >> 63).wrapping_neg() }
+}
+
+/// Clears the `clear` bits of the masks whose lane's code (see [`code_bit`]) is not among
+/// `left`, without a comparison (baseline x86-64 has no 64-bit one among its vector
+/// instructions): `hit | -hit` has its top bit set exactly when `hit` is not zero.
+#[inline(always)]
+fn clear_category_lanes<M: Mask>(masks: &mut [M; LANES], codes: &[u64; LANES], left: u64, clear: M) {
+    for (mask, &code) in masks.iter_mut().zip(codes) {
+        let hit = code & left;
+        let fails = ((hit | hit.wrapping_neg()) >> 63).wrapping_sub(1);
+        *mask = mask.clear_where(M::from_u64(fails), clear);
+    }
+}
+
+/// Clears the `clear` bits of the masks whose lane's rank exceeds `test`: a function of its
+/// own so that the compiler knows the masks and the ranks do not overlap (and uses vector
+/// instructions without copying either).
+#[inline(always)]
+fn clear_lanes<M: Mask>(masks: &mut [M; LANES], ranks: &[M; LANES], test: M, clear: M) {
+    for (mask, &rank) in masks.iter_mut().zip(ranks) {
+        *mask = mask.clear_if_above(rank, test, clear);
+    }
+}
 
 impl Forest {
     /// Compiles `booster`; `None` when a tree has more leaves than a 64-bit word holds, when
@@ -389,25 +426,13 @@ impl<M: Mask> Compiled<M> {
             *masks = [all; LANES];
         }
         for test in &self.tests {
-            // Copies, not references: the compiler cannot tell that two slices of one
-            // structure do not overlap, and would not use vector instructions.
-            let ranks = lanes.ranks[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            let mut masks = *tree;
-            for (mask, rank) in masks.iter_mut().zip(ranks) {
-                *mask = mask.clear_if_above(rank, test.rank, test.clear);
-            }
-            *tree = masks;
+            clear_lanes(&mut lanes.masks[test.tree as usize], &lanes.ranks[test.slot as usize], test.rank, test.clear);
         }
         for test in &self.missing_tests {
             if !lanes.any_nan[test.slot as usize] {
                 continue;
             }
-            let nan = lanes.nan[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            for (mask, nan) in tree.iter_mut().zip(nan) {
-                *mask = mask.clear_if_above(nan, M::default(), test.clear);
-            }
+            clear_lanes(&mut lanes.masks[test.tree as usize], &lanes.nan[test.slot as usize], M::default(), test.clear);
         }
         for (&input, codes) in self.category_inputs.iter().zip(lanes.codes.iter_mut()) {
             for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
@@ -415,14 +440,12 @@ impl<M: Mask> Compiled<M> {
             }
         }
         for test in &self.categories {
-            let codes = lanes.codes[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            let mut masks = *tree;
-            for (mask, code) in masks.iter_mut().zip(codes) {
-                let fails = M::from_rank(u8::from(code & test.left == 0));
-                *mask = mask.clear_if_above(fails, M::default(), test.clear);
-            }
-            *tree = masks;
+            clear_category_lanes(
+                &mut lanes.masks[test.tree as usize],
+                &lanes.codes[test.slot as usize],
+                test.left,
+                test.clear,
+            );
         }
         if self.arithmetic == Arithmetic::Single {
             self.single_precision_sums(out, lanes);
