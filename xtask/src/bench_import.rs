@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::bench::{fmt_time, measure, measure_with_stdout, summarise, Sample};
+use crate::bench::{fmt_time, measure, measure_with_stdout, summarise};
 
 /// The Python with LightGBM and XGBoost: `.ci/learners` when `.ci/run` made it, else an
 /// environment of the same pinned packages made once under target/bench.
@@ -68,6 +68,11 @@ pub fn section(
         base.replace("path = \"data/customers.csv\"", &format!("path = {:?}", train.display().to_string())),
     )?;
     let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
+    // The machine may be shared: the load it had says how far the times are its own.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .map_or(String::new(), |l| format!(" The load average (1 min) was {l} when the section began."));
     let _ = writeln!(
         md,
         "Each library's classifier at its default size (100 trees; LightGBM 31 leaves, XGBoost depth 6) trained \
@@ -76,7 +81,8 @@ pub fn section(
          `customers_csv({rows}, 1)`) scored to an output CSV of probability and decision. The library's side is \
          `bench/learners_predict.py predict`: pandas `read_csv` (categories and booleans typed while reading), \
          the library's predict on every core, pandas `to_csv` — the whole process timed, as mlgate's is. \
-         {runs} runs each; `cargo xtask bench --import-only` measures this section alone.\n"
+         {runs} runs each, the two scorers alternately; `cargo xtask bench --import-only` measures this \
+         section alone.{load}\n"
     );
     let _ = writeln!(
         md,
@@ -135,40 +141,35 @@ fn compare(setup: &Setup<'_>, library: &str, flag: &str, file: &str) -> Result<S
     let threshold = model::Artifact::load(&artifact)?.threshold.value;
     let predictions = work.join("import_predictions.csv");
 
-    eprintln!("==> bench: imported {library}: mlgate predict");
-    let ours: Vec<Sample> = (0..runs)
-        .map(|_| {
-            let mut c = Command::new(bin);
-            c.args(["predict", "--model", &s(&artifact), "--data", &s(csv), "--out", &s(&predictions)]);
-            measure(c)
-        })
-        .collect::<Result<_>>()?;
-    eprintln!("==> bench: imported {library}: {library}'s predict");
+    // The two scorers alternate (mlgate, the library, mlgate, …), so that a change in the
+    // machine's load between runs falls on both alike.
+    eprintln!("==> bench: imported {library}: mlgate predict and {library}'s predict, alternately");
     let timings = work.join("import_phases.json");
     let mut phases = Vec::new();
-    let theirs: Vec<Sample> = (0..runs)
-        .map(|_| {
-            let mut c = Command::new(python);
-            c.arg(script).args([
-                "predict",
-                library,
-                &s(config),
-                &s(&model_path),
-                &s(csv),
-                &s(&predictions),
-                &threshold.to_string(),
-            ]);
-            // The phases the script prints go to a file.
-            c.stdout(std::fs::File::create(&timings)?);
-            let sample = measure_with_stdout(c)?;
-            let text = std::fs::read_to_string(&timings).unwrap_or_default();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                phases.push((f("read_s"), f("predict_s"), f("write_s")));
-            }
-            Ok(sample)
-        })
-        .collect::<Result<_>>()?;
+    let (mut ours, mut theirs) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let mut c = Command::new(bin);
+        c.args(["predict", "--model", &s(&artifact), "--data", &s(csv), "--out", &s(&predictions)]);
+        ours.push(measure(c)?);
+        let mut c = Command::new(python);
+        c.arg(script).args([
+            "predict",
+            library,
+            &s(config),
+            &s(&model_path),
+            &s(csv),
+            &s(&predictions),
+            &threshold.to_string(),
+        ]);
+        // The phases the script prints go to a file.
+        c.stdout(std::fs::File::create(&timings)?);
+        theirs.push(measure_with_stdout(c)?);
+        let text = std::fs::read_to_string(&timings).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            phases.push((f("read_s"), f("predict_s"), f("write_s")));
+        }
+    }
     let _ = std::fs::remove_file(&predictions);
     let (ours, theirs) = (summarise(&ours), summarise(&theirs));
     let fastest = phases.iter().min_by(|a, b| (a.0 + a.1 + a.2).total_cmp(&(b.0 + b.1 + b.2)));

@@ -23,6 +23,12 @@
 //! 62, then a bit for any other number and one for NaN) and tests it against the word of the
 //! values it sends left, sixty-four rows at once as well.
 //!
+//! A tree with more than 32 leaves (XGBoost's depth 6 makes up to 64) keeps several 16-bit
+//! masks, its leaves left to right, rather than one 64-bit mask: a test clears bits of the
+//! masks its left leaves fall in, and the row's leaf is the lowest bit of the masks put side by
+//! side. Baseline x86-64 (SSE2) updates eight 16-bit lanes an instruction, and two 64-bit ones
+//! in several.
+//!
 //! The leaf values are added in the trees' order, in the ensemble's [`Arithmetic`], so the
 //! scores are bit for bit those of [`Booster::decision`].
 
@@ -46,25 +52,24 @@ enum Kernel {
     Leaves8(Compiled<u8>),
     Leaves16(Compiled<u16>),
     Leaves32(Compiled<u32>),
-    Leaves64(Compiled<u64>),
 }
 
-/// A failed test clears the `clear` leaves of `tree` in the rows whose rank on input `slot`
-/// exceeds `rank`.
+/// A failed test clears the `clear` leaves of mask `part` (see [`Compiled::parts`]) in the
+/// rows whose rank on input `slot` exceeds `rank`.
 #[derive(Debug, Clone, Copy)]
 struct Test<M> {
     slot: u32,
-    tree: u32,
+    part: u32,
     rank: M,
     clear: M,
 }
 
-/// A categorical split: it clears the `clear` leaves of `tree` in the rows whose code on
+/// A categorical split: it clears the `clear` leaves of mask `part` in the rows whose code on
 /// categorical slot `slot` is not among `left` (see [`code_bit`]).
 #[derive(Debug, Clone, Copy)]
 struct CategoryTest<M> {
     slot: u32,
-    tree: u32,
+    part: u32,
     clear: M,
     left: u64,
 }
@@ -118,9 +123,18 @@ struct Compiled<M> {
     category_inputs: Vec<usize>,
     /// Categorical splits.
     categories: Vec<CategoryTest<M>>,
-    /// Tree t's leaf values, left to right, from `t * M::TABLE`, zeros after its last leaf.
+    /// Tree t's leaf values, left to right, from `t * table`, zeros after its last leaf.
     leaf_values: Vec<f64>,
-    /// Every leaf of tree t set.
+    /// Entries of a tree's table of leaf values: a power of two above the leaves its masks hold.
+    table: usize,
+    /// By tree: its first mask and how many it has. A tree with more leaves than a mask holds
+    /// (a depth-6 tree has up to 64) has several, `M::BITS` leaves each, left to right: a test
+    /// clears bits of the masks its left leaves fall in, and a row's leaf is the lowest bit of
+    /// them all. Narrow masks, several a tree, take fewer vector instructions than one wide mask.
+    parts: Vec<(u32, u32)>,
+    /// Whether some tree has several masks.
+    several: bool,
+    /// By mask: every leaf it stands for set.
     all_leaves: Vec<M>,
 }
 
@@ -130,6 +144,7 @@ pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 's
     /// Entries of a tree's table of leaf values: a power of two above `BITS`.
     const TABLE: usize = 2 * Self::BITS as usize;
     fn from_u64(bits: u64) -> Self;
+    fn to_u64(self) -> u64;
     /// The first `leaves` bits set (at most `BITS`).
     fn all(leaves: usize) -> Self {
         Self::from_u64(if leaves >= 64 { u64::MAX } else { (1u64 << leaves) - 1 })
@@ -139,14 +154,20 @@ pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 's
     /// `self` without the `clear` bits when `rank > test`, unchanged otherwise; written
     /// without a branch so that a loop over lanes becomes vector instructions.
     fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self;
+    /// `self` without the `clear` bits where `fails` is all ones (unchanged where it is zero).
+    fn clear_where(self, fails: Self, clear: Self) -> Self;
 }
 
 macro_rules! impl_mask {
-    ($($t:ty),*) => {$(
+    ($($t:ty: $fails:item)*) => {$(
         impl Mask for $t {
             const BITS: u32 = <$t>::BITS;
             fn from_u64(bits: u64) -> Self {
                 bits as $t
+            }
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
             }
             fn from_rank(rank: u8) -> Self {
                 <$t>::from(rank)
@@ -157,15 +178,50 @@ macro_rules! impl_mask {
             }
             #[inline(always)]
             fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self {
-                // All ones when `rank > test`, else zero: saturating arithmetic rather than a
-                // comparison, which compilers tend to turn into a branch per lane.
-                let fails = rank.saturating_sub(test).min(1).wrapping_neg();
+                $fails
+                self & !(fails(rank, test) & clear)
+            }
+            #[inline(always)]
+            fn clear_where(self, fails: Self, clear: Self) -> Self {
                 self & !(fails & clear)
             }
         }
     )*};
 }
-impl_mask!(u8, u16, u32, u64);
+// All ones when `rank > test`, else zero, in arithmetic rather than a comparison, which
+// compilers tend to turn into a branch per lane. Ranks are at most 255: in a byte, saturating
+// subtraction; in wider words, the sign bit of `test - rank`, which baseline x86-64 (SSE2) has
+// vector instructions for on every width (it has no unsigned saturation or minimum past 16
+// bits, and no 64-bit comparison, so that the byte's arithmetic left the 64-bit masks to
+// scalar code).
+impl_mask! {
+    u8: #[inline(always)] fn fails(rank: u8, test: u8) -> u8 { rank.saturating_sub(test).min(1).wrapping_neg() }
+    u16: #[inline(always)] fn fails(rank: u16, test: u16) -> u16 { (test.wrapping_sub(rank) >> 15).wrapping_neg() }
+    u32: #[inline(always)] fn fails(rank: u32, test: u32) -> u32 { (test.wrapping_sub(rank) >> 31).wrapping_neg() }
+    u64: #[inline(always)] fn fails(rank: u64, test: u64) -> u64 { (test.wrapping_sub(rank) >> 63).wrapping_neg() }
+}
+
+/// Clears the `clear` bits of the masks whose lane's code (see [`code_bit`]) is not among
+/// `left`, without a comparison (baseline x86-64 has no 64-bit one among its vector
+/// instructions): `hit | -hit` has its top bit set exactly when `hit` is not zero.
+#[inline(always)]
+fn clear_category_lanes<M: Mask>(masks: &mut [M; LANES], codes: &[u64; LANES], left: u64, clear: M) {
+    for (mask, &code) in masks.iter_mut().zip(codes) {
+        let hit = code & left;
+        let fails = ((hit | hit.wrapping_neg()) >> 63).wrapping_sub(1);
+        *mask = mask.clear_where(M::from_u64(fails), clear);
+    }
+}
+
+/// Clears the `clear` bits of the masks whose lane's rank exceeds `test`: a function of its
+/// own so that the compiler knows the masks and the ranks do not overlap (and uses vector
+/// instructions without copying either).
+#[inline(always)]
+fn clear_lanes<M: Mask>(masks: &mut [M; LANES], ranks: &[M; LANES], test: M, clear: M) {
+    for (mask, &rank) in masks.iter_mut().zip(ranks) {
+        *mask = mask.clear_if_above(rank, test, clear);
+    }
+}
 
 impl Forest {
     /// Compiles `booster`; `None` when a tree has more leaves than a 64-bit word holds, when
@@ -181,7 +237,8 @@ impl Forest {
             0..=8 => Kernel::Leaves8(Compiled::new(booster)?),
             9..=16 => Kernel::Leaves16(Compiled::new(booster)?),
             17..=32 => Kernel::Leaves32(Compiled::new(booster)?),
-            33..=64 => Kernel::Leaves64(Compiled::new(booster)?),
+            // Several 16-bit masks a tree: fewer vector instructions than one 64-bit mask.
+            33..=64 => Kernel::Leaves16(Compiled::new(booster)?),
             _ => return None,
         };
         Some(Forest { kernel })
@@ -202,7 +259,6 @@ impl Forest {
             Kernel::Leaves8(c) => c.arithmetic,
             Kernel::Leaves16(c) => c.arithmetic,
             Kernel::Leaves32(c) => c.arithmetic,
-            Kernel::Leaves64(c) => c.arithmetic,
         };
         match arithmetic {
             Arithmetic::Double => out.iter_mut().for_each(|p| *p = sigmoid(*p)),
@@ -215,7 +271,6 @@ impl Forest {
             Kernel::Leaves8(c) => c.scores(x, width, out, &mut scratch.m8),
             Kernel::Leaves16(c) => c.scores(x, width, out, &mut scratch.m16),
             Kernel::Leaves32(c) => c.scores(x, width, out, &mut scratch.m32),
-            Kernel::Leaves64(c) => c.scores(x, width, out, &mut scratch.m64),
         }
     }
 }
@@ -226,7 +281,6 @@ pub struct Scratch {
     m8: Lanes<u8>,
     m16: Lanes<u16>,
     m32: Lanes<u32>,
-    m64: Lanes<u64>,
 }
 
 /// A block's ranks (by slot) and leaf masks (by tree), a lane per row; by slot, 1 in the lanes
@@ -238,27 +292,52 @@ struct Lanes<M> {
     nan: Vec<[M; LANES]>,
     any_nan: Vec<bool>,
     codes: Vec<[u64; LANES]>,
+    /// By tree with several masks, its masks side by side in one word.
+    whole: Vec<[u64; LANES]>,
 }
 
 impl<M: Mask> Compiled<M> {
     fn new(booster: &Booster) -> Option<Compiled<M>> {
         let mut thresholds: Vec<Vec<f64>> = vec![Vec::new(); booster.n_inputs];
-        let mut leaf_values = Vec::with_capacity(booster.trees.len() * M::TABLE);
+        let mut widest = 1;
+        for tree in &booster.trees {
+            widest = widest.max(tree.feature.iter().filter(|&&f| f < 0).count());
+        }
+        if widest > 64 {
+            return None;
+        }
+        let bits = M::BITS as usize;
+        let several = widest > bits;
+        let table = 2 * widest.next_power_of_two().max(bits);
+        let mut leaf_values = Vec::with_capacity(booster.trees.len() * table);
         let mut all_leaves = Vec::with_capacity(booster.trees.len());
-        // (input, threshold, tree, left leaves, NaN goes left)
+        let mut parts = Vec::with_capacity(booster.trees.len());
+        // (input, threshold, mask, its left leaves, NaN goes left)
         let mut raw = Vec::new();
         let mut categories = Vec::new();
         let mut category_inputs: Vec<usize> = Vec::new();
-        for (t, tree) in booster.trees.iter().enumerate() {
+        for tree in &booster.trees {
             let start = leaf_values.len();
             let mut splits = Vec::new();
             let leaves =
                 number_leaves(&tree.feature, &tree.left, &tree.right, &tree.value, &mut leaf_values, &mut splits)?;
-            if leaves as u32 > M::BITS {
+            if leaves > widest {
                 return None;
             }
-            leaf_values.resize(start + M::TABLE, 0.0);
-            all_leaves.push(M::all(leaves));
+            leaf_values.resize(start + table, 0.0);
+            let first = all_leaves.len();
+            for part in 0..leaves.div_ceil(bits) {
+                all_leaves.push(M::all((leaves - part * bits).min(bits)));
+            }
+            parts.push((first as u32, (all_leaves.len() - first) as u32));
+            // A split's left leaves, mask by mask: (mask, its bits among them).
+            let masks = |left_leaves: u64| {
+                (first..all_leaves.len()).filter_map(move |part| {
+                    let shifted = left_leaves >> ((part - first) * bits);
+                    let own = if bits == 64 { shifted } else { shifted & ((1 << bits) - 1) };
+                    (own != 0).then(|| (part as u32, M::from_u64(own)))
+                })
+            };
             for (node, left_leaves) in splits {
                 let input = usize::try_from(tree.feature[node]).ok()?;
                 let missing_left = tree.missing_left.get(node) == Some(&true);
@@ -266,7 +345,6 @@ impl<M: Mask> Compiled<M> {
                     return None;
                 }
                 if let Some(Some(split)) = tree.categories.get(node) {
-                    let clear = M::from_u64(left_leaves);
                     let slot = match category_inputs.iter().position(|&i| i == input) {
                         Some(slot) => slot,
                         None => {
@@ -275,7 +353,9 @@ impl<M: Mask> Compiled<M> {
                         }
                     };
                     let left = left_bits(split, missing_left)?;
-                    categories.push(CategoryTest { slot: slot as u32, tree: t as u32, clear, left });
+                    for (part, clear) in masks(left_leaves) {
+                        categories.push(CategoryTest { slot: slot as u32, part, clear, left });
+                    }
                     continue;
                 }
                 let threshold = tree.value[node];
@@ -283,7 +363,9 @@ impl<M: Mask> Compiled<M> {
                     return None;
                 }
                 thresholds.get_mut(input)?.push(threshold);
-                raw.push((input, threshold, t as u32, M::from_u64(left_leaves), missing_left));
+                for (part, clear) in masks(left_leaves) {
+                    raw.push((input, threshold, part, clear, missing_left));
+                }
             }
         }
         let mut slot_of = vec![u32::MAX; booster.n_inputs];
@@ -306,11 +388,11 @@ impl<M: Mask> Compiled<M> {
         }
         let mut tests = Vec::with_capacity(raw.len());
         let mut missing_tests = Vec::new();
-        for (input, threshold, tree, clear, missing_left) in raw {
+        for (input, threshold, part, clear, missing_left) in raw {
             let slot = slot_of[input];
             let cuts = &inputs[slot as usize].1;
             let rank = cuts.partition_point(|c| *c < threshold) as u8;
-            let test = Test { slot, tree, rank: M::from_rank(rank), clear };
+            let test = Test { slot, part, rank: M::from_rank(rank), clear };
             if nan_low[slot as usize] && !missing_left {
                 missing_tests.push(test);
             }
@@ -329,6 +411,9 @@ impl<M: Mask> Compiled<M> {
             category_inputs,
             categories,
             leaf_values,
+            table,
+            parts,
+            several,
             all_leaves,
         })
     }
@@ -389,25 +474,13 @@ impl<M: Mask> Compiled<M> {
             *masks = [all; LANES];
         }
         for test in &self.tests {
-            // Copies, not references: the compiler cannot tell that two slices of one
-            // structure do not overlap, and would not use vector instructions.
-            let ranks = lanes.ranks[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            let mut masks = *tree;
-            for (mask, rank) in masks.iter_mut().zip(ranks) {
-                *mask = mask.clear_if_above(rank, test.rank, test.clear);
-            }
-            *tree = masks;
+            clear_lanes(&mut lanes.masks[test.part as usize], &lanes.ranks[test.slot as usize], test.rank, test.clear);
         }
         for test in &self.missing_tests {
             if !lanes.any_nan[test.slot as usize] {
                 continue;
             }
-            let nan = lanes.nan[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            for (mask, nan) in tree.iter_mut().zip(nan) {
-                *mask = mask.clear_if_above(nan, M::default(), test.clear);
-            }
+            clear_lanes(&mut lanes.masks[test.part as usize], &lanes.nan[test.slot as usize], M::default(), test.clear);
         }
         for (&input, codes) in self.category_inputs.iter().zip(lanes.codes.iter_mut()) {
             for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
@@ -415,17 +488,42 @@ impl<M: Mask> Compiled<M> {
             }
         }
         for test in &self.categories {
-            let codes = lanes.codes[test.slot as usize];
-            let tree = &mut lanes.masks[test.tree as usize];
-            let mut masks = *tree;
-            for (mask, code) in masks.iter_mut().zip(codes) {
-                let fails = M::from_rank(u8::from(code & test.left == 0));
-                *mask = mask.clear_if_above(fails, M::default(), test.clear);
-            }
-            *tree = masks;
+            clear_category_lanes(
+                &mut lanes.masks[test.part as usize],
+                &lanes.codes[test.slot as usize],
+                test.left,
+                test.clear,
+            );
         }
+        if !self.several {
+            self.sums(&lanes.masks, out);
+            return;
+        }
+        lanes.whole.resize(self.parts.len(), [0; LANES]);
+        for (whole, &(first, n)) in lanes.whole.iter_mut().zip(&self.parts) {
+            *whole = [0; LANES];
+            for (i, part) in lanes.masks[first as usize..][..n as usize].iter().enumerate() {
+                join_lanes(whole, part, i * M::BITS as usize);
+            }
+        }
+        self.sums(&lanes.whole, out);
+    }
+
+    /// The rows' scores from each tree's leaf mask (a lane per row), in the ensemble's
+    /// arithmetic.
+    fn sums<K: Mask>(&self, masks: &[[K; LANES]], out: &mut [f64]) {
+        let table = self.table;
         if self.arithmetic == Arithmetic::Single {
-            self.single_precision_sums(out, lanes);
+            // From the base score, each tree's leaf in the trees' order, in single precision.
+            let mut sums = [self.base_score as f32; LANES];
+            for (masks, values) in masks.iter().zip(self.leaf_values.chunks_exact(table)) {
+                for (sum, mask) in sums.iter_mut().zip(masks) {
+                    *sum += values[mask.lowest() & (table - 1)] as f32;
+                }
+            }
+            for (o, sum) in out.iter_mut().zip(sums) {
+                *o = f64::from(sum);
+            }
             return;
         }
         // Each row's leaves are added in the trees' order, starting from -0.0 as
@@ -435,12 +533,12 @@ impl<M: Mask> Compiled<M> {
         let mut sums = [-0.0f64; LANES];
         for (lane, sums) in sums.chunks_exact_mut(GROUP).enumerate() {
             let mut acc = [-0.0f64; GROUP];
-            for (masks, values) in lanes.masks.iter().zip(self.leaf_values.chunks_exact(M::TABLE)) {
+            for (masks, values) in masks.iter().zip(self.leaf_values.chunks_exact(table)) {
                 let masks = &masks[lane * GROUP..][..GROUP];
                 for (acc, mask) in acc.iter_mut().zip(masks) {
                     // The mask keeps the index in the table for the compiler (it does not
-                    // change it: the lowest bit is at most `M::BITS`).
-                    *acc += values[mask.lowest() & (M::TABLE - 1)];
+                    // change it: the lowest bit is at most the mask's width, below `table`).
+                    *acc += values[mask.lowest() & (table - 1)];
                 }
             }
             sums.copy_from_slice(&acc);
@@ -451,19 +549,11 @@ impl<M: Mask> Compiled<M> {
     }
 }
 
-impl<M: Mask> Compiled<M> {
-    /// The rows' scores as [`Arithmetic::Single`] adds them: from the base score, each tree's
-    /// leaf in the trees' order, in single precision.
-    fn single_precision_sums(&self, out: &mut [f64], lanes: &Lanes<M>) {
-        let mut sums = [self.base_score as f32; LANES];
-        for (masks, values) in lanes.masks.iter().zip(self.leaf_values.chunks_exact(M::TABLE)) {
-            for (sum, mask) in sums.iter_mut().zip(masks) {
-                *sum += values[mask.lowest() & (M::TABLE - 1)] as f32;
-            }
-        }
-        for (o, sum) in out.iter_mut().zip(sums) {
-            *o = f64::from(sum);
-        }
+/// Puts a tree's mask `part` (its leaves from `shift` on) into the word of all its leaves.
+#[inline(always)]
+fn join_lanes<M: Mask>(whole: &mut [u64; LANES], part: &[M; LANES], shift: usize) {
+    for (whole, &part) in whole.iter_mut().zip(part) {
+        *whole |= part.to_u64() << shift;
     }
 }
 
@@ -674,8 +764,11 @@ mod tests {
     #[test]
     fn imported_trees_compile_to_the_bits_of_the_walk() {
         let mut rng = Rng::new(5);
-        for arithmetic in [Arithmetic::Double, Arithmetic::Single] {
-            let trees = (0..40).map(|i| imported_tree(&mut rng, 1 + i % 5)).collect();
+        // Trees of up to 32 leaves (a mask each), and of up to 64 (XGBoost's depth 6: several).
+        for (arithmetic, deepest) in
+            [(Arithmetic::Double, 5), (Arithmetic::Single, 5), (Arithmetic::Double, 6), (Arithmetic::Single, 6)]
+        {
+            let trees = (0..40).map(|i| imported_tree(&mut rng, 1 + i % deepest)).collect();
             let booster = Booster { base_score: -0.3, n_inputs: 4, trees, arithmetic };
             booster.check().unwrap();
             let forest = Forest::new(&booster).expect("compiles");
