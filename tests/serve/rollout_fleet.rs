@@ -38,7 +38,7 @@ fn data() -> Data {
     } else {
         eprintln!("note: no ../shared/data/online-shoppers: generated customers instead");
         let config = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
-        (config, model::data::generate::customers_csv(6000, 11), "yes".to_string())
+        (config, model::data::generate::customers_csv(10_000, 11), "yes".to_string())
     };
     // The session id: a column of kind `id` before the others.
     let first = config.find("[[schema.columns]]").unwrap();
@@ -90,9 +90,11 @@ impl Data {
         out.status.code()
     }
 
-    /// `n` records from row `from` on, as request bodies of 100 records.
+    /// `n` records from row `from` on (starting again at the first row past the last), as
+    /// request bodies of 100 records.
     fn bodies(&self, from: usize, n: usize) -> Vec<Vec<u8>> {
-        let rows = &self.csv[1 + from..1 + from + n];
+        let count = self.csv.len() - 1;
+        let rows: Vec<&str> = (from..from + n).map(|i| self.csv[1 + i % count].as_str()).collect();
         rows.chunks(100)
             .map(|chunk| {
                 let csv = format!("{}\n{}\n", self.csv[0], chunk.join("\n"));

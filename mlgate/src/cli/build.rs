@@ -5,13 +5,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use model::pipeline::build::BuildContext;
-use model::{Artifact, LabelPolicy};
+use model::Artifact;
 use xshell::Shell;
 
-use crate::cli::context::{load_data, write_validation, DataArgs};
-use crate::clock::now_rfc3339;
-use crate::store::git::head_commit as git_commit;
+use crate::cli::context::{training_data, DataArgs};
 
 /// The flags of `mlgate build`.
 #[derive(clap::Args)]
@@ -28,20 +25,7 @@ pub struct Args {
 pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let (config_path, config, data_path) = args.input.resolve()?;
-    let data = load_data(&data_path, config.data.format, &config.schema, LabelPolicy::Required, Some(&args.out))?;
-    write_validation(&args.out, &data.report)?;
-    eprintln!(
-        "validated {}: {} rows, {} exact duplicates, sha256 {}",
-        data_path.display(),
-        data.len(),
-        data.report.duplicate_rows,
-        &data.report.sha256[..12]
-    );
-    let context = BuildContext {
-        config_file: config_path.display().to_string(),
-        git_commit: git_commit(sh),
-        created_at: now_rfc3339(),
-    };
+    let (data, context) = training_data(sh, &config_path, &config, &data_path, &args.out)?;
     let artifact = model::pipeline::build::build(&config, &data, &context).context("cannot build the model")?;
     let model_path = args.out.join("model.json");
     artifact.save(&model_path).with_context(|| format!("cannot write {}", model_path.display()))?;

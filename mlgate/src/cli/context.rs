@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use model::lifecycle::registry::Actor;
+use model::pipeline::build::BuildContext;
 use model::{LabelPolicy, PipelineConfig};
 use xshell::Shell;
 
@@ -173,6 +174,33 @@ pub fn load_data_skipping(
         }
         Err(e) => Err(e).context("cannot load the data"),
     }
+}
+
+/// The labelled data a model is made from (`build`, `import`): read and validated (the report
+/// written to `out` as validation.json and validation.md, whatever the outcome), its summary
+/// printed, and the context the artifact's lineage records (configuration file, commit, time).
+pub fn training_data(
+    sh: &Shell,
+    config_path: &Path,
+    config: &PipelineConfig,
+    data_path: &Path,
+    out: &Path,
+) -> Result<(model::Dataset, BuildContext)> {
+    let data = load_data(data_path, config.data.format, &config.schema, LabelPolicy::Required, Some(out))?;
+    write_validation(out, &data.report)?;
+    eprintln!(
+        "validated {}: {} rows, {} exact duplicates, sha256 {}",
+        data_path.display(),
+        data.len(),
+        data.report.duplicate_rows,
+        &data.report.sha256[..12]
+    );
+    let context = BuildContext {
+        config_file: config_path.display().to_string(),
+        git_commit: crate::store::git::head_commit(sh),
+        created_at: now_rfc3339(),
+    };
+    Ok((data, context))
 }
 
 /// Writes validation.json and validation.md.

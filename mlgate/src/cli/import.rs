@@ -6,16 +6,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use model::pipeline::build::BuildContext;
 use model::pipeline::import::{Library, Source};
-use model::{Artifact, LabelPolicy};
+use model::Artifact;
 use xshell::Shell;
 
-use crate::cli::context::{load_data, write_validation, DataArgs};
-use crate::clock::now_rfc3339;
+use crate::cli::context::{training_data, DataArgs};
 use crate::exit::Exit;
 use crate::output;
-use crate::store::git::head_commit as git_commit;
 
 /// The flags of `mlgate import`.
 #[derive(clap::Args)]
@@ -56,20 +53,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let model_path = model_path.to_path_buf();
     let bytes = std::fs::read(&model_path).with_context(|| format!("cannot read {}", model_path.display()))?;
     let (config_path, config, data_path) = args.input.clone().resolve()?;
-    let data = load_data(&data_path, config.data.format, &config.schema, LabelPolicy::Required, Some(&args.out))?;
-    write_validation(&args.out, &data.report)?;
-    eprintln!(
-        "validated {}: {} rows, {} exact duplicates, sha256 {}",
-        data_path.display(),
-        data.len(),
-        data.report.duplicate_rows,
-        &data.report.sha256[..12]
-    );
-    let context = BuildContext {
-        config_file: config_path.display().to_string(),
-        git_commit: git_commit(sh),
-        created_at: now_rfc3339(),
-    };
+    let (data, context) = training_data(sh, &config_path, &config, &data_path, &args.out)?;
     let name = model_path.display().to_string();
     let source = Source { library, path: &name, bytes: &bytes };
     let artifact = match model::pipeline::import::import(&config, &source, &data, &context) {

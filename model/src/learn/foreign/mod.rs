@@ -154,14 +154,7 @@ pub(crate) fn lay_out(
     limit: usize,
     mut node: impl FnMut(usize) -> Result<Node, ReadError>,
 ) -> Result<Tree, ReadError> {
-    let mut tree = Tree {
-        feature: Vec::new(),
-        value: Vec::new(),
-        left: Vec::new(),
-        right: Vec::new(),
-        missing_left: Vec::new(),
-        categories: Vec::new(),
-    };
+    let mut tree = Tree::default();
     // (reader id, the laid-out parent's slot to point at it: (index, is left))
     let mut stack = vec![(root, None::<(usize, bool)>)];
     while let Some((id, parent)) = stack.pop() {

@@ -157,7 +157,7 @@ impl BoostingParams {
 }
 
 /// One fitted tree, stored as parallel arrays (compact in JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
     /// Input index tested by each node, or -1 for a leaf.
     pub feature: Vec<i32>,

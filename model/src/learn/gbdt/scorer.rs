@@ -749,14 +749,7 @@ mod tests {
             tree.right[at] = grow(tree, rng, depth - 1);
             at as u32
         }
-        let mut tree = Tree {
-            feature: Vec::new(),
-            value: Vec::new(),
-            left: Vec::new(),
-            right: Vec::new(),
-            missing_left: Vec::new(),
-            categories: Vec::new(),
-        };
+        let mut tree = Tree::default();
         grow(&mut tree, rng, depth);
         tree
     }
