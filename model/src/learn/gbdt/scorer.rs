@@ -72,6 +72,8 @@ struct CategoryTest<M> {
     part: u32,
     clear: M,
     left: u64,
+    /// `left` in words as wide as a mask (see [`Compiled::narrow_codes`]).
+    narrow_left: M,
 }
 
 /// Codes a compiled categorical split may list: below 62, each a bit of a word whose last two
@@ -121,6 +123,10 @@ struct Compiled<M> {
     missing_tests: Vec<Test<M>>,
     /// The inputs categorical splits read (their categorical slots).
     category_inputs: Vec<usize>,
+    /// Whether every code the categorical splits list is below `M::BITS - 2`: the codes' words
+    /// are then as wide as a mask (the last two bits for any other number and for NaN), and
+    /// a vector instruction tests as many lanes as it updates masks.
+    narrow_codes: bool,
     /// Categorical splits.
     categories: Vec<CategoryTest<M>>,
     /// Tree t's leaf values, left to right, from `t * table`, zeros after its last leaf.
@@ -156,6 +162,8 @@ pub(crate) trait Mask: Copy + Default + Ord + std::fmt::Debug + Send + Sync + 's
     fn clear_if_above(self, rank: Self, test: Self, clear: Self) -> Self;
     /// `self` without the `clear` bits where `fails` is all ones (unchanged where it is zero).
     fn clear_where(self, fails: Self, clear: Self) -> Self;
+    /// All ones when `code` and `left` have no bit in common, else zero (without a branch).
+    fn fails_if_disjoint(code: Self, left: Self) -> Self;
 }
 
 macro_rules! impl_mask {
@@ -185,6 +193,12 @@ macro_rules! impl_mask {
             fn clear_where(self, fails: Self, clear: Self) -> Self {
                 self & !(fails & clear)
             }
+            #[inline(always)]
+            fn fails_if_disjoint(code: Self, left: Self) -> Self {
+                // `hit | -hit` has its top bit set exactly when `hit` is not zero.
+                let hit = code & left;
+                ((hit | hit.wrapping_neg()) >> (<$t>::BITS - 1)).wrapping_sub(1)
+            }
         }
     )*};
 }
@@ -211,6 +225,36 @@ fn clear_category_lanes<M: Mask>(masks: &mut [M; LANES], codes: &[u64; LANES], l
         let fails = ((hit | hit.wrapping_neg()) >> 63).wrapping_sub(1);
         *mask = mask.clear_where(M::from_u64(fails), clear);
     }
+}
+
+/// [`clear_category_lanes`] with codes as wide as the masks.
+#[inline(always)]
+fn clear_narrow_category_lanes<M: Mask>(masks: &mut [M; LANES], codes: &[M; LANES], left: M, clear: M) {
+    for (mask, &code) in masks.iter_mut().zip(codes) {
+        *mask = mask.clear_where(M::fails_if_disjoint(code, left), clear);
+    }
+}
+
+/// A value's bit among a categorical slot's codes in a word of `bits` bits: codes below
+/// `bits - 2`, then a bit for any other number and one for NaN.
+fn narrow_code_bit(x: f64, bits: u32) -> u64 {
+    let listable = bits - 2;
+    if x.is_nan() {
+        1 << (bits - 1)
+    } else if x >= 0.0 && x < f64::from(listable) {
+        1 << (x as u64)
+    } else {
+        1 << listable
+    }
+}
+
+/// The word of [`left_bits`] in `bits` bits, when every code the slot's splits list is below
+/// `bits - 2` (the codes between are then listed by none: they go where other numbers go).
+fn narrow_left_bits(left: u64, bits: u32) -> u64 {
+    let listable = bits - 2;
+    let other = if left & OTHER_BIT != 0 { 1 << listable } else { 0 };
+    let nan = if left & NAN_BIT != 0 { 1 << (bits - 1) } else { 0 };
+    left & ((1 << listable) - 1) | other | nan
 }
 
 /// Clears the `clear` bits of the masks whose lane's rank exceeds `test`: a function of its
@@ -292,6 +336,8 @@ struct Lanes<M> {
     nan: Vec<[M; LANES]>,
     any_nan: Vec<bool>,
     codes: Vec<[u64; LANES]>,
+    /// By categorical slot, its codes' words as wide as a mask.
+    narrow_codes: Vec<[M; LANES]>,
     /// By tree with several masks, its masks side by side in one word.
     whole: Vec<[u64; LANES]>,
 }
@@ -316,6 +362,7 @@ impl<M: Mask> Compiled<M> {
         let mut raw = Vec::new();
         let mut categories = Vec::new();
         let mut category_inputs: Vec<usize> = Vec::new();
+        let mut widest_code = 0;
         for tree in &booster.trees {
             let start = leaf_values.len();
             let mut splits = Vec::new();
@@ -353,8 +400,15 @@ impl<M: Mask> Compiled<M> {
                         }
                     };
                     let left = left_bits(split, missing_left)?;
+                    widest_code = split.codes.iter().fold(widest_code, |w, &c| w.max(c + 1));
                     for (part, clear) in masks(left_leaves) {
-                        categories.push(CategoryTest { slot: slot as u32, part, clear, left });
+                        categories.push(CategoryTest {
+                            slot: slot as u32,
+                            part,
+                            clear,
+                            left,
+                            narrow_left: M::default(),
+                        });
                     }
                     continue;
                 }
@@ -366,6 +420,12 @@ impl<M: Mask> Compiled<M> {
                 for (part, clear) in masks(left_leaves) {
                     raw.push((input, threshold, part, clear, missing_left));
                 }
+            }
+        }
+        let narrow_codes = widest_code <= M::BITS - 2;
+        if narrow_codes {
+            for test in &mut categories {
+                test.narrow_left = M::from_u64(narrow_left_bits(test.left, M::BITS));
             }
         }
         let mut slot_of = vec![u32::MAX; booster.n_inputs];
@@ -409,6 +469,7 @@ impl<M: Mask> Compiled<M> {
             tests,
             missing_tests,
             category_inputs,
+            narrow_codes,
             categories,
             leaf_values,
             table,
@@ -424,7 +485,11 @@ impl<M: Mask> Compiled<M> {
         lanes.ranks.resize(self.inputs.len(), [M::default(); LANES]);
         lanes.nan.resize(self.inputs.len(), [M::default(); LANES]);
         lanes.any_nan.resize(self.inputs.len(), false);
-        lanes.codes.resize(self.category_inputs.len(), [0; LANES]);
+        if self.narrow_codes {
+            lanes.narrow_codes.resize(self.category_inputs.len(), [M::default(); LANES]);
+        } else {
+            lanes.codes.resize(self.category_inputs.len(), [0; LANES]);
+        }
         lanes.masks.resize(self.all_leaves.len(), [M::default(); LANES]);
         let mut blocks = out.chunks_exact_mut(LANES);
         let mut rows = x.chunks_exact(LANES * width);
@@ -482,18 +547,34 @@ impl<M: Mask> Compiled<M> {
             }
             clear_lanes(&mut lanes.masks[test.part as usize], &lanes.nan[test.slot as usize], M::default(), test.clear);
         }
-        for (&input, codes) in self.category_inputs.iter().zip(lanes.codes.iter_mut()) {
-            for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
-                *code = code_bit(row[input]);
+        if self.narrow_codes {
+            for (&input, codes) in self.category_inputs.iter().zip(lanes.narrow_codes.iter_mut()) {
+                for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
+                    *code = M::from_u64(narrow_code_bit(row[input], M::BITS));
+                }
             }
-        }
-        for test in &self.categories {
-            clear_category_lanes(
-                &mut lanes.masks[test.part as usize],
-                &lanes.codes[test.slot as usize],
-                test.left,
-                test.clear,
-            );
+            for test in &self.categories {
+                clear_narrow_category_lanes(
+                    &mut lanes.masks[test.part as usize],
+                    &lanes.narrow_codes[test.slot as usize],
+                    test.narrow_left,
+                    test.clear,
+                );
+            }
+        } else {
+            for (&input, codes) in self.category_inputs.iter().zip(lanes.codes.iter_mut()) {
+                for (code, row) in codes.iter_mut().zip(x.chunks_exact(width)) {
+                    *code = code_bit(row[input]);
+                }
+            }
+            for test in &self.categories {
+                clear_category_lanes(
+                    &mut lanes.masks[test.part as usize],
+                    &lanes.codes[test.slot as usize],
+                    test.left,
+                    test.clear,
+                );
+            }
         }
         if !self.several {
             self.sums(&lanes.masks, out);
@@ -722,8 +803,8 @@ mod tests {
     /// A random tree of `depth` on four inputs: numerical splits on inputs 0 and 1 (at a few
     /// shared thresholds, NaN sent either way), categorical splits on inputs 2 and 3 (codes
     /// listed left or right, NaN either way); leaves single-precision numbers.
-    fn imported_tree(rng: &mut Rng, depth: usize) -> Tree {
-        fn grow(tree: &mut Tree, rng: &mut Rng, depth: usize) -> u32 {
+    fn imported_tree(rng: &mut Rng, depth: usize, codes: u32) -> Tree {
+        fn grow(tree: &mut Tree, rng: &mut Rng, depth: usize, n_codes: u32) -> u32 {
             let at = tree.feature.len();
             tree.left.push(0);
             tree.right.push(0);
@@ -738,19 +819,19 @@ mod tests {
             let feature = (rng.uniform() * 4.0) as i32;
             tree.feature.push(feature);
             if feature >= 2 {
-                let codes = (0..10).filter(|_| rng.uniform() < 0.4).collect();
+                let codes = (0..n_codes).filter(|_| rng.uniform() < 0.4).collect();
                 tree.value.push(0.0);
                 tree.categories.push(Some(CategorySplit { codes, listed_left: rng.uniform() < 0.5 }));
             } else {
                 tree.value.push([-1.0, -0.5, 0.0, 0.5, 1.0][(rng.uniform() * 5.0) as usize]);
                 tree.categories.push(None);
             }
-            tree.left[at] = grow(tree, rng, depth - 1);
-            tree.right[at] = grow(tree, rng, depth - 1);
+            tree.left[at] = grow(tree, rng, depth - 1, n_codes);
+            tree.right[at] = grow(tree, rng, depth - 1, n_codes);
             at as u32
         }
         let mut tree = Tree::default();
-        grow(&mut tree, rng, depth);
+        grow(&mut tree, rng, depth, codes);
         tree
     }
 
@@ -758,10 +839,17 @@ mod tests {
     fn imported_trees_compile_to_the_bits_of_the_walk() {
         let mut rng = Rng::new(5);
         // Trees of up to 32 leaves (a mask each), and of up to 64 (XGBoost's depth 6: several).
-        for (arithmetic, deepest) in
-            [(Arithmetic::Double, 5), (Arithmetic::Single, 5), (Arithmetic::Double, 6), (Arithmetic::Single, 6)]
-        {
-            let trees = (0..40).map(|i| imported_tree(&mut rng, 1 + i % deepest)).collect();
+        // Categorical splits listing codes below 10 (their words as wide as the masks) and
+        // below 40 (in 64-bit words).
+        for (arithmetic, deepest, codes) in [
+            (Arithmetic::Double, 5, 10),
+            (Arithmetic::Single, 5, 10),
+            (Arithmetic::Double, 6, 10),
+            (Arithmetic::Single, 6, 10),
+            (Arithmetic::Double, 5, 40),
+            (Arithmetic::Single, 6, 40),
+        ] {
+            let trees = (0..40).map(|i| imported_tree(&mut rng, 1 + i % deepest, codes)).collect();
             let booster = Booster { base_score: -0.3, n_inputs: 4, trees, arithmetic };
             booster.check().unwrap();
             let forest = Forest::new(&booster).expect("compiles");
@@ -772,8 +860,10 @@ mod tests {
             };
             let code = |rng: &mut Rng| match rng.uniform() {
                 u if u < 0.15 => f64::NAN,
-                u if u < 0.25 => [-1.0, 16_777_216.0, 3.5, 11.0, f64::INFINITY][(rng.uniform() * 5.0) as usize],
-                _ => (rng.uniform() * 10.0).floor(),
+                u if u < 0.25 => {
+                    [-1.0, 16_777_216.0, 3.5, 11.0, 20.0, 61.0, f64::INFINITY][(rng.uniform() * 7.0) as usize]
+                }
+                _ => (rng.uniform() * f64::from(codes)).floor(),
             };
             let rows: Vec<f64> =
                 (0..1001).flat_map(|_| [number(&mut rng), number(&mut rng), code(&mut rng), code(&mut rng)]).collect();
