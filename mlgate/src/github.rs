@@ -1,10 +1,11 @@
-//! Everything that talks to the GitHub REST API, over reqwest: the sticky pull-request
+//! Everything that talks to the GitHub REST API, through octocrab: the sticky pull-request
 //! comment and the monitoring alert issue, with bounded retries. The API base comes from
 //! `GITHUB_API_URL` (so GitHub Enterprise's `…/api/v3` works) and the token is never printed.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use octocrab::Octocrab;
 use serde_json::{json, Value};
 
 /// Attempts of one request before giving up (5xx, 429, secondary rate limits).
@@ -129,9 +130,7 @@ impl From<anyhow::Error> for ApiError {
 
 /// A client for one repository.
 pub struct GitHub {
-    client: reqwest::Client,
-    /// `GITHUB_API_URL` without its trailing slash; a request's path is appended to it.
-    api: String,
+    crab: Octocrab,
     runtime: tokio::runtime::Runtime,
     repository: String,
     token: String,
@@ -160,35 +159,26 @@ impl GitHub {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        // A client of its own, not octocrab's thousands of API types (BENCHMARKS.md, the build a
-        // runner pays): the few requests below are plain JSON over HTTPS. Redirects are followed
-        // by `send`, which says so.
-        let client = {
+        let crab = {
             let _guard = runtime.enter();
-            let mut headers = reqwest::header::HeaderMap::new();
-            // As GitHub documents its REST API: this media type, and a User-Agent naming us.
-            headers.insert(reqwest::header::ACCEPT, "application/vnd.github+json".parse().expect("a valid header"));
-            let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| anyhow!("the GitHub token has characters an HTTP header cannot carry"))?;
-            auth.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, auth);
-            reqwest::Client::builder()
-                .user_agent(format!("mlgate/{}", env!("CARGO_PKG_VERSION")))
-                .default_headers(headers)
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(30))
+            Octocrab::builder()
+                .base_uri(api.trim_end_matches('/'))
+                .with_context(|| format!("GITHUB_API_URL {api:?} is not a URL"))?
+                .personal_token(token.to_string())
+                // As GitHub documents its REST API: this media type, and a User-Agent naming us.
+                .add_header(http::header::ACCEPT, "application/vnd.github+json".to_string())
+                .add_header(http::header::USER_AGENT, format!("mlgate/{}", env!("CARGO_PKG_VERSION")))
+                .set_connect_timeout(Some(Duration::from_secs(10)))
+                .set_read_timeout(Some(Duration::from_secs(30)))
                 .build()
                 .context("cannot build the GitHub client")?
         };
-        let api = api.trim_end_matches('/').to_string();
-        reqwest::Url::parse(&api).with_context(|| format!("GITHUB_API_URL {api:?} is not a URL"))?;
         // Tests shorten the backoff; a real run waits seconds.
         let base_backoff = std::env::var("MLGATE_RETRY_BASE_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis);
-        Ok(GitHub { client, api, runtime, repository, token: token.to_string(), base_backoff })
+        Ok(GitHub { crab, runtime, repository, token: token.to_string(), base_backoff })
     }
 
     /// Removes the token from any text that may be shown: error messages, and every value of an
@@ -203,26 +193,14 @@ impl GitHub {
 
     fn send_once(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
         self.runtime.block_on(async {
-            // A path of the API, or a whole URL the API gave (a next page, a redirect).
-            let url = if path.starts_with("http://") || path.starts_with("https://") {
-                path.to_string()
-            } else {
-                format!("{}{path}", self.api)
-            };
-            let request = match method {
-                "GET" => self.client.get(&url),
-                "POST" => self.client.post(&url),
-                "PATCH" => self.client.patch(&url),
+            let response = match method {
+                "GET" => self.crab._get(path).await,
+                "POST" => self.crab._post(path, body).await,
+                // octocrab 0.54's update_comment sends POST; the API wants PATCH.
+                "PATCH" => self.crab._patch(path, body).await,
                 other => return Err(anyhow!("unsupported method {other}")),
-            };
-            let request = match body {
-                Some(body) => request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(serde_json::to_vec(body).context("cannot encode the request's body")?),
-                None => request,
-            };
-            let response =
-                request.send().await.map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
+            }
+            .map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -242,8 +220,9 @@ impl GitHub {
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
                     Some(Duration::from_secs(reset.saturating_sub(now)))
                 });
-            let body = response
-                .text()
+            let body = self
+                .crab
+                .body_to_string(response)
                 .await
                 .map_err(|e| anyhow!("{method} {path}: {}", self.scrub(&e.to_string())))?;
             Ok(Reply { status, link_next, location, retry_after, exhausted, body })

@@ -1,5 +1,5 @@
 //! The environment variables cargo hands a process it runs (`cargo run`, a test) that a cargo
-//! started from that process must not see: build scripts (ring's, through rustls)
+//! started from that process must not see: build scripts (ring's, through octocrab and rustls)
 //! watch them and would rebuild everything above them on every call. One list, read by xtask
 //! and by the integration tests (which include this file by path: they cannot link the binary).
 
