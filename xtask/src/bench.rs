@@ -45,6 +45,21 @@ pub struct Args {
     /// Measure only the imported-model section and put it in place in the existing report.
     #[arg(long, conflicts_with_all = ["skip_import", "serve_only", "static_only"])]
     import_only: bool,
+    /// Skip the training section (mlgate against LightGBM, XGBoost and HistGradientBoosting).
+    #[arg(long)]
+    skip_train: bool,
+    /// Measure only the training section and put it in place in the existing report.
+    #[arg(long, conflicts_with_all = ["skip_train", "serve_only", "static_only", "import_only"])]
+    train_only: bool,
+    /// Rows of the generated files of the training section.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,5000000,10000000")]
+    train_sizes: Vec<usize>,
+    /// Rows built from a Parquet copy against the same CSV in the training section (0 skips).
+    #[arg(long, default_value_t = 10_000_000)]
+    parquet_rows: usize,
+    /// Also build 50 M generated rows once in the training section (time and peak memory).
+    #[arg(long)]
+    huge: bool,
     /// Rows of the CSV the imported models score.
     #[arg(long, default_value_t = 1_000_000)]
     import_rows: usize,
@@ -59,8 +74,10 @@ pub struct Args {
 /// One timed run of a child process.
 #[derive(Clone, Copy)]
 pub struct Sample {
-    seconds: f64,
-    max_rss_mb: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Peak resident memory, MB (MiB as the kernel counts).
+    pub max_rss_mb: f64,
 }
 
 /// Runs a command to completion and measures its wall time and peak resident memory.
@@ -130,9 +147,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let bin = root.join("target/release/mlgate");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
-    if args.serve_only || args.static_only || args.import_only {
+    if args.serve_only || args.static_only || args.import_only || args.train_only {
         let mut section = String::new();
-        let heading = if args.import_only {
+        let heading = if args.train_only {
+            train(sh, &bin, &root, &work, &args, &mut section)?;
+            "## Training: "
+        } else if args.import_only {
             let learners = crate::bench_import::learners_env(sh, &root, &work);
             let runs = args.runs.min(3);
             crate::bench_import::section(
@@ -166,7 +186,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         "Written by `cargo xtask bench` (release build of mlgate), {}. Times are wall-clock medians \
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
-         `--skip-python`, `--skip-static`, `--skip-import`; `--import-only` measures the imported-model section alone).\n",
+         `--skip-python`, `--skip-static`, `--skip-import`, `--skip-train`; `--train-sizes`, `--parquet-rows`, `--huge` \
+         for the training section; `--import-only` and `--train-only` measure one section alone).\n",
         mlgate::clock::now_rfc3339()
     );
     machine(sh, &mut md);
@@ -174,6 +195,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let python = if args.skip_python { None } else { python_env(sh, &work) };
     gate(&bin, &root, &work, python.as_deref(), args.runs, &mut md)?;
     scale(&bin, &root, &work, python.as_deref(), &args, &mut md)?;
+    if !args.skip_train {
+        train(sh, &bin, &root, &work, &args, &mut md)?;
+    }
     if !args.skip_serve {
         let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
         crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut md)?;
@@ -196,6 +220,18 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     mlgate::output::write(&root.join(&args.out), md.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The training section (`bench_train.rs`), with the learners' Python unless `--skip-python`.
+fn train(sh: &Shell, bin: &Path, root: &Path, work: &Path, args: &Args, md: &mut String) -> Result<()> {
+    let python = if args.skip_python { None } else { crate::bench_import::learners_env(sh, root, work) };
+    let options = crate::bench_train::Options {
+        sizes: &args.train_sizes,
+        runs: args.runs,
+        parquet_rows: args.parquet_rows,
+        huge: args.huge,
+    };
+    crate::bench_train::section(bin, root, work, python.as_deref(), &options, md)
 }
 
 /// `old` with the section that starts with `heading` replaced by `section`, or `section` put

@@ -12,8 +12,8 @@ use xshell::{cmd, Shell};
 
 use crate::bench::{fmt_time, measure, measure_with_stdout, summarise};
 
-/// The Python with LightGBM and XGBoost: `.ci/learners` when `.ci/run` made it, else an
-/// environment of the same pinned packages made once under target/bench.
+/// The Python with LightGBM, XGBoost, scikit-learn, pandas and pyarrow: `.ci/learners` when
+/// `.ci/run` made it, else an environment of the same pinned packages made once under target/bench.
 pub fn learners_env(sh: &Shell, root: &Path, work: &Path) -> Option<PathBuf> {
     let ci = root.join(".ci/learners/bin/python");
     if ci.is_file() {
@@ -21,16 +21,16 @@ pub fn learners_env(sh: &Shell, root: &Path, work: &Path) -> Option<PathBuf> {
     }
     let venv = work.join("learners-venv");
     let python = venv.join("bin/python");
-    if !venv.join(".installed-1").exists() {
+    if !venv.join(".installed-2").exists() {
         eprintln!("==> bench: creating a Python environment with LightGBM and XGBoost");
         let ok = cmd!(sh, "python3 -m venv {venv}").run().is_ok()
             && cmd!(
                 sh,
-                "{python} -m pip install --quiet --disable-pip-version-check lightgbm==4.7.0 xgboost-cpu==3.2.0 pandas==3.1.1 numpy==2.4.6 scikit-learn==1.9.1"
+                "{python} -m pip install --quiet --disable-pip-version-check lightgbm==4.7.0 xgboost-cpu==3.2.0 pandas==3.1.1 numpy==2.4.6 scikit-learn==1.9.1 pyarrow==26.0.1"
             )
             .run()
             .is_ok()
-            && std::fs::write(venv.join(".installed-1"), b"").is_ok();
+            && std::fs::write(venv.join(".installed-2"), b"").is_ok();
         if !ok {
             eprintln!("warning: no LightGBM/XGBoost environment; the imported-model section is skipped");
             return None;

@@ -7,6 +7,7 @@ mod bench;
 mod bench_import;
 mod bench_serve;
 mod bench_static;
+mod bench_train;
 mod ci;
 mod gen_data;
 mod k8s_rules;
