@@ -12,6 +12,9 @@ use model::data::report::ValidationReport;
 use model::data::schema::{Column, Parsed};
 use model::eval::drift::FeatureReference;
 
+use model::pipeline::scoring::Record;
+
+use super::records::Fields;
 use super::Loaded;
 
 /// The one level name standing for every level the training reference does not have (no level
@@ -84,14 +87,17 @@ impl DriftWindow {
     /// Keeps a scored record (its fields in the compiled columns' order), dropping the oldest
     /// beyond the capacity. A record with a value its column refuses is not kept (it was not
     /// scored either).
-    pub fn push(&mut self, record: &csv::ByteRecord) {
+    pub fn push(&mut self, record: &Fields) {
         if self.capacity == 0 {
             return;
         }
         let mut parsed = Vec::with_capacity(self.slots.len());
+        let whole = record.whole();
         for slot in &self.slots {
-            let text = record.get(slot.at).and_then(|f| std::str::from_utf8(f).ok());
-            let Some(Ok(value)) = text.map(|t| slot.column.check(t)) else { return };
+            if slot.at >= record.width() {
+                return;
+            }
+            let Ok(value) = record.check_field(slot.at, &slot.column, whole) else { return };
             parsed.push(match (value, &slot.values) {
                 (Parsed::Number(x), _) => Cell::Number(x),
                 (Parsed::Level(l), Values::Level { index, levels, .. }) => {
@@ -220,7 +226,7 @@ mod tests {
 
     /// Generated customers (some on a device training never saw) as records in the compiled
     /// columns' order, each number's text given by `number`.
-    fn records(loaded: &Loaded, rows: usize, number: impl Fn(&str) -> String) -> (String, Vec<csv::ByteRecord>) {
+    fn records(loaded: &Loaded, rows: usize, number: impl Fn(&str) -> String) -> (String, Vec<Fields>) {
         let csv = model::data::generate::customers_csv(rows, 21);
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -251,7 +257,7 @@ mod tests {
                     }
                 })
                 .collect();
-            out.push(fields.iter().collect());
+            out.push(Fields::Csv(fields.iter().collect()));
         }
         (text, out)
     }
@@ -299,7 +305,7 @@ mod tests {
         let pad = "0".repeat(1 << 20);
         let (_, short) = records(&loaded, 60, str::to_string);
         let (_, padded) = records(&loaded, 60, |v| format!("{pad}{v}"));
-        assert!(padded[0].as_slice().len() > 1 << 20);
+        assert!(matches!(&padded[0], Fields::Csv(r) if r.as_slice().len() > 1 << 20));
         let (mut a, mut b) = (DriftWindow::new(&loaded, 40), DriftWindow::new(&loaded, 40));
         for (s, p) in short.iter().zip(&padded) {
             a.push(s);

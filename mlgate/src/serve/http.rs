@@ -515,14 +515,21 @@ fn predict_json(shared: &Shared, loaded: &Serving, bytes: &[u8]) -> Answer {
     if parsed.count == 0 {
         return problem(StatusCode::BAD_REQUEST, "no records to score");
     }
+    // Written straight from the predictions, not through a JSON tree.
+    #[derive(serde::Serialize)]
+    struct Predicted<'a> {
+        model: &'a str,
+        version: &'a str,
+        predictions: Vec<score::Prediction<'a>>,
+    }
     match score::score(shared, loaded, parsed, Origin::Records, true) {
         Ok(scored) => json(
             StatusCode::OK,
-            &serde_json::json!({
-                "model": loaded.compiled.artifact().name,
-                "version": loaded.version,
-                "predictions": scored.predictions(),
-            }),
+            &Predicted {
+                model: &loaded.compiled.artifact().name,
+                version: &loaded.version,
+                predictions: scored.predictions(),
+            },
         ),
         Err(answer) => answer,
     }

@@ -93,6 +93,10 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
         .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("the body is not {shape}: {e}")))
 }
 
+/// The largest body scored on the I/O thread that read it (a JSON body of about eight records):
+/// bounded work, shorter than a trip through the blocking pool; a larger one is scored there.
+pub(super) const INLINE_BYTES: usize = 4096;
+
 /// How long a request waits, in line, for one of the --max-scoring permits before it is refused:
 /// a burst of a few more clients than permits is served in turn (a balancer's retry would cost
 /// more); a server kept busy past this says so.
@@ -128,7 +132,8 @@ pub(super) fn too_many(shared: &Shared, count: usize, what: &str) -> Option<Answ
 /// its body.
 pub(super) type Job = Box<dyn FnOnce(&Shared, &Serving, &[u8]) -> Answer + Send>;
 
-/// Reads the body, waits for a scoring permit and runs `job` on the blocking pool. The model a
+/// Reads the body, waits for a scoring permit and runs `job`: where the body was read when it is
+/// at most [`INLINE_BYTES`], else on the blocking pool. The model a
 /// request starts with is the one it finishes with, whatever swaps meanwhile.
 pub(super) async fn scoring<B: RequestBody>(shared: &Arc<Shared>, request: Request<B>, job: Job) -> Answer {
     let Some(loaded) = shared.current() else {
@@ -143,8 +148,21 @@ pub(super) async fn scoring<B: RequestBody>(shared: &Arc<Shared>, request: Reque
     let Some(permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
-    // Parsing and scoring are CPU work: on the blocking pool, at a lower priority, so that the
-    // I/O threads stay free for other connections (and the probes).
+    // A small body (a few records) is parsed and scored where it was read: microseconds of work,
+    // less than handing it to the blocking pool and back costs (issue 25).
+    if body.bytes.len() <= INLINE_BYTES {
+        let _permit = permit;
+        let job = std::panic::AssertUnwindSafe(|| job(shared, &loaded, &body.bytes));
+        let Ok(mut answer) = std::panic::catch_unwind(job) else {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "scoring stopped unexpectedly");
+        };
+        if let Ok(v) = HeaderValue::from_str(&loaded.version) {
+            answer.headers_mut().insert("x-model-version", v);
+        }
+        return answer;
+    }
+    // Parsing and scoring more is CPU work: on the blocking pool, at a lower priority, so that
+    // the I/O threads stay free for other connections (and the probes).
     let shared = shared.clone();
     let scored = tokio::task::spawn_blocking(move || {
         super::limits::lower_scoring_priority();

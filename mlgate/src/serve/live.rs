@@ -220,7 +220,7 @@ impl Live {
 
     /// Keeps a record scored by `loaded` (its fields in the compiled columns' order) for the
     /// rolling drift; the first record of another artifact starts a new window.
-    pub fn remember(&mut self, loaded: &Loaded, record: &csv::ByteRecord) {
+    pub fn remember(&mut self, loaded: &Loaded, record: &super::records::Fields) {
         if !self.recent.as_ref().is_some_and(|w| w.is_for(&loaded.sha256)) {
             self.recent = Some(DriftWindow::new(loaded, self.recent_capacity));
         }

@@ -109,8 +109,8 @@ pub struct Loaded {
     sha256: String,
     accepted: Option<AcceptanceRecord>,
     info: Labels,
-    /// For each of the compiled columns, the spellings a JSON boolean becomes (boolean columns).
-    booleans: Vec<Option<(String, String)>>,
+    /// For each of the compiled columns, how a JSON value becomes its field.
+    kinds: Vec<records::Kind>,
     /// Column → its index in the compiled columns.
     index: std::collections::HashMap<String, usize>,
     /// Columns of the schema a record may carry that are not read (the label, ignored columns).
@@ -121,14 +121,15 @@ impl Loaded {
     fn new(compiled: Compiled, version: String, accepted: Option<AcceptanceRecord>) -> Loaded {
         let artifact = compiled.artifact();
         let sha256 = artifact.checksum();
-        let booleans = compiled
+        use model::data::schema::ColumnKind;
+        let kinds = compiled
             .columns()
             .iter()
             .map(|name| match artifact.schema.column(name).map(|c| &c.kind) {
-                Some(model::data::schema::ColumnKind::Boolean { true_values, false_values }) => {
-                    Some((true_values.first()?.clone(), false_values.first()?.clone()))
-                }
-                _ => None,
+                Some(ColumnKind::Boolean { .. }) => records::Kind::Boolean,
+                Some(ColumnKind::Categorical { levels }) => records::Kind::Categorical(levels.clone()),
+                Some(ColumnKind::Numeric { .. } | ColumnKind::Integer { .. }) => records::Kind::Number,
+                _ => records::Kind::Other,
             })
             .collect();
         let index = compiled.columns().iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
@@ -140,7 +141,7 @@ impl Loaded {
             .map(|c| c.name.clone())
             .collect();
         let info = vec![("version", version.clone()), ("sha256", sha256.clone())];
-        Loaded { compiled, version, sha256, accepted, info, booleans, index, unread }
+        Loaded { compiled, version, sha256, accepted, info, kinds, index, unread }
     }
 }
 

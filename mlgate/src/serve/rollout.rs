@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::records::Fields;
 use super::Loaded;
 
 /// What a version does for a record: the `role` label of every per-version series.
@@ -106,10 +107,10 @@ impl Candidate {
     }
 
     /// A record parsed for the baseline, laid out as the candidate reads it.
-    pub fn record(&self, record: &csv::ByteRecord) -> csv::ByteRecord {
+    pub fn record(&self, record: &Fields) -> Fields {
         match &self.remap {
             None => record.clone(),
-            Some(remap) => remap.iter().map(|at| at.and_then(|at| record.get(at)).unwrap_or_default()).collect(),
+            Some(remap) => record.remap(remap),
         }
     }
 }

@@ -18,7 +18,7 @@ use model::pipeline::scoring::RecordScores;
 use super::answer::{problem, problem_of, Answer, INVALID_VALUES};
 use super::live;
 use super::receipt::{self, Claims, Shadow};
-use super::records::{Broken, Records, Tally, MAX_ID_BYTES, MAX_VALUE_BYTES};
+use super::records::{Broken, Fields, Records, Tally, MAX_ID_BYTES, MAX_VALUE_BYTES};
 use super::rollout::{to_candidate, Candidate, Mode, Role, Serving};
 use super::{unix_now, Loaded, Shared};
 
@@ -116,7 +116,7 @@ pub enum Origin<'a> {
 }
 
 /// Scores `rows` with `loaded` in `role`, timed.
-fn timed(shared: &Shared, loaded: &Loaded, role: Role, rows: &[(u64, csv::ByteRecord)]) -> RecordScores {
+fn timed(shared: &Shared, loaded: &Loaded, role: Role, rows: &[(u64, Fields)]) -> RecordScores {
     let start = std::time::Instant::now();
     let scores = loaded.compiled.score("request", rows);
     shared.metrics.scoring_took(&loaded.version, role, start.elapsed().as_secs_f64());
@@ -157,7 +157,7 @@ pub fn score(
     // Ids the server makes are random: nothing in one says which replica made it or how many
     // came before. They are drawn before scoring: a canary routes by them.
     let ids: Vec<String> = match id_column {
-        Some(at) => rows.iter().map(|(_, r)| String::from_utf8_lossy(&r[at]).into_owned()).collect(),
+        Some(at) => rows.iter().map(|(_, r)| r.text(at).into_owned()).collect(),
         None => receipt::random_ids(rows.len())
             .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw ids: {e}")))?,
     };
@@ -263,7 +263,7 @@ fn split<'a>(
     shared: &Shared,
     baseline: &Loaded,
     canary: &'a Candidate,
-    rows: &[(u64, csv::ByteRecord)],
+    rows: &[(u64, Fields)],
     routed: &[bool],
 ) -> (Option<Answers>, Option<(&'a str, u64)>) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -293,8 +293,8 @@ fn split<'a>(
 
 /// The shadow's probability and decision of each record (`None` where it failed to score it,
 /// counted as its failure).
-fn shadow(shared: &Shared, candidate: &Candidate, rows: &[(u64, csv::ByteRecord)]) -> ShadowScores {
-    let theirs: Vec<(u64, csv::ByteRecord)> = rows.iter().map(|(n, r)| (*n, candidate.record(r))).collect();
+fn shadow(shared: &Shared, candidate: &Candidate, rows: &[(u64, Fields)]) -> ShadowScores {
+    let theirs: Vec<(u64, Fields)> = rows.iter().map(|(n, r)| (*n, candidate.record(r))).collect();
     let scores = timed(shared, &candidate.loaded, Role::Shadow, &theirs);
     let failed = failures(&scores);
     if failed > 0 {
@@ -449,7 +449,7 @@ pub fn csv_records(loaded: &Loaded, rows: model::pipeline::scoring::CsvRows) -> 
                 );
             }
         }
-        numbered.push((index, record));
+        numbered.push((index, Fields::Csv(record)));
     }
     let bad_records = (bad.len() as u64).max(errors.rows_with_errors);
     (Records { rows: numbered, count, bad_records, tally }, lines)

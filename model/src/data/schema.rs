@@ -595,7 +595,7 @@ fn hint(known: &[String], raw: &str) -> String {
     }
 }
 
-fn check_bounds(x: f64, min: Option<f64>, max: Option<f64>) -> std::result::Result<(), (Rule, String)> {
+pub(crate) fn check_bounds(x: f64, min: Option<f64>, max: Option<f64>) -> std::result::Result<(), (Rule, String)> {
     if let Some(m) = min {
         if x < m {
             return Err((Rule::BelowMin, format!("must be >= {m}")));

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use crate::data::reader::{CsvSource, LabelPolicy, RowSource};
 use crate::data::report::{echo, DataError, ErrorTally, Rule, ValidationReport};
-use crate::data::schema::{ColumnKind, Parsed};
+use crate::data::schema::{Column, ColumnKind, Parsed};
 use crate::data::validation::check_invalid_share;
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
@@ -96,7 +96,187 @@ struct Input {
 /// Integers from 0 up to this many get their encoding looked up.
 const INTEGER_TABLE: i64 = 1024;
 
-fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::ByteRecord)]) -> BlockResult {
+/// A record's value given typed, as a JSON body gives it, rather than as the text of a CSV field:
+/// checked by the same rules ([`Field::check`]) as the text [`Field::text`] a CSV field would
+/// hold, without being written out and parsed back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// Text, checked as a CSV field's (a JSON string; the empty text for `null`).
+    Text(String),
+    /// A whole number as written (a JSON integer).
+    Int(i64),
+    /// A whole number above `i64::MAX` as written.
+    UInt(u64),
+    /// A number written with a fraction or an exponent (a JSON float); an integer column reads a
+    /// fraction-less one as whole (`48.0` is 48: JSON, and JSON Schema's `integer`, do not tell
+    /// them apart).
+    Float(f64),
+    /// A boolean (a JSON `true` or `false`).
+    Bool(bool),
+}
+
+impl Default for Field {
+    fn default() -> Field {
+        Field::Text(String::new())
+    }
+}
+
+/// The text of a JSON float as serde_json writes it (the shortest that reads back the same).
+fn float_text(x: f64) -> String {
+    match serde_json::Number::from_f64(x) {
+        Some(n) => n.to_string(),
+        None => x.to_string(),
+    }
+}
+
+impl Field {
+    /// The text a CSV field would hold for this value: a number as JSON writes it, a boolean as
+    /// `true` or `false`.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Field::Text(s) => std::borrow::Cow::Borrowed(s),
+            Field::Int(i) => i.to_string().into(),
+            Field::UInt(u) => u.to_string().into(),
+            Field::Float(x) => float_text(*x).into(),
+            Field::Bool(b) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
+
+    /// The text a column of `kind` reads for this value: [`Field::text`], but an integer
+    /// column's fraction-less float as the whole number it is (`48.0` as `48`).
+    pub fn text_as(&self, kind: &ColumnKind) -> std::borrow::Cow<'_, str> {
+        match (self, kind, self.whole()) {
+            (Field::Float(_), ColumnKind::Integer { .. }, Some(whole)) => whole.to_string().into(),
+            _ => self.text(),
+        }
+    }
+
+    /// The value as the whole number an integer column reads, when it is one.
+    fn whole(&self) -> Option<i64> {
+        match *self {
+            Field::Int(i) => Some(i),
+            Field::UInt(u) => i64::try_from(u).ok(),
+            Field::Float(x) if x.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(&x) => Some(x as i64),
+            _ => None,
+        }
+    }
+
+    /// Checks the value by `column`'s rules and parses it, as [`Column::check`] does the text
+    /// [`Field::text`] (an integer column's `48.0` as `48`), with the same rule and detail on
+    /// failure: a number for a numeric or integer column, and a boolean for a boolean column,
+    /// without going through text. A number or a boolean for a column of levels or ids is
+    /// refused as the text it would be is not a value borrowed from the record: give it as
+    /// [`Field::Text`] (a server renders such a value as its text when it reads it).
+    pub fn check<'a>(&'a self, column: &Column) -> std::result::Result<Parsed<'a>, (Rule, String)> {
+        use crate::data::schema::{check_bounds, Missing};
+        let number = matches!(self, Field::Int(_) | Field::UInt(_) | Field::Float(_));
+        match (self, &column.kind) {
+            (Field::Text(text), _) => column.check(text),
+            (_, ColumnKind::Ignore) => Ok(Parsed::Ignored),
+            (Field::Bool(b), ColumnKind::Boolean { .. }) => Ok(Parsed::Bool(*b)),
+            // A spelling of a missing value that is the value's text (`-999`, `true`).
+            _ if column.missing == Missing::Allow
+                && column.missing_values.iter().any(|m| !m.is_empty() && *m == *self.text_as(&column.kind)) =>
+            {
+                Ok(Parsed::Missing)
+            }
+            (_, ColumnKind::Numeric { min, max, .. }) if number => {
+                let x = match *self {
+                    Field::Int(i) => i as f64,
+                    Field::UInt(u) => u as f64,
+                    Field::Float(x) => x,
+                    _ => unreachable!("a number"),
+                };
+                if !x.is_finite() {
+                    return Err((Rule::NotFinite, "NaN and infinities are refused".into()));
+                }
+                check_bounds(x, *min, *max)?;
+                Ok(Parsed::Number(x))
+            }
+            (_, ColumnKind::Integer { min, max, .. }) if number => {
+                let x = self.whole().ok_or_else(|| (Rule::NotAnInteger, "expected a whole number".to_string()))?;
+                check_bounds(x as f64, min.map(|m| m as f64), max.map(|m| m as f64))?;
+                Ok(Parsed::Number(x as f64))
+            }
+            (
+                _,
+                ColumnKind::Numeric { .. }
+                | ColumnKind::Integer { .. }
+                | ColumnKind::Boolean { .. }
+                | ColumnKind::Label { .. },
+            ) => {
+                // The text decides (a boolean for a number, a number for a boolean); what these
+                // kinds parse to borrows nothing from it.
+                match column.check(&self.text_as(&column.kind)) {
+                    Ok(Parsed::Number(x)) => Ok(Parsed::Number(x)),
+                    Ok(Parsed::Bool(b)) => Ok(Parsed::Bool(b)),
+                    Ok(Parsed::Label(b)) => Ok(Parsed::Label(b)),
+                    Ok(_) => Ok(Parsed::Missing),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err((Rule::UndeclaredLevel, "a level or an id is given as text (a string)".into())),
+        }
+    }
+}
+
+/// A record as [`Compiled::score`] reads it: a CSV row's fields, or typed [`Field`]s.
+pub trait Record {
+    /// Its number of fields.
+    fn width(&self) -> usize;
+    /// Field `at` checked by `column`'s rules; on failure the rule, its detail and the value
+    /// to echo in the error.
+    fn check_field<'a>(&'a self, at: usize, column: &Column, whole: Option<&'a str>) -> Checked<'a>;
+    /// The record's text checked as UTF-8 once, when it is text.
+    fn whole(&self) -> Option<&str> {
+        None
+    }
+    /// Field `at` as text (for the columns batch scoring carries to its output).
+    fn text(&self, at: usize) -> std::borrow::Cow<'_, str>;
+}
+
+/// A field checked: its value, or the rule broken, the detail and the value as echoed.
+pub type Checked<'a> = std::result::Result<Parsed<'a>, (Rule, String, String)>;
+
+impl Record for csv::ByteRecord {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn whole(&self) -> Option<&str> {
+        std::str::from_utf8(self.as_slice()).ok()
+    }
+    fn check_field<'a>(&'a self, at: usize, column: &Column, whole: Option<&'a str>) -> Checked<'a> {
+        let raw = &self[at];
+        // The record's text checked as UTF-8 once, rather than field by field (a field cut
+        // inside a character is still caught: it is not a slice of the text).
+        let text = match whole.zip(self.range(at)).and_then(|(whole, range)| whole.get(range)) {
+            Some(text) => Ok(text),
+            None => std::str::from_utf8(raw),
+        };
+        let Ok(text) = text else {
+            return Err((Rule::Utf8, "the file must be UTF-8".into(), echo(&String::from_utf8_lossy(raw))));
+        };
+        column.check(text).map_err(|(rule, detail)| (rule, detail, echo(text)))
+    }
+    fn text(&self, at: usize) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self[at])
+    }
+}
+
+impl Record for Vec<Field> {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn check_field<'a>(&'a self, at: usize, column: &Column, _: Option<&'a str>) -> Checked<'a> {
+        let field = &self[at];
+        field.check(column).map_err(|(rule, detail)| (rule, detail, echo(&field.text_as(&column.kind))))
+    }
+    fn text(&self, at: usize) -> std::borrow::Cow<'_, str> {
+        self[at].text()
+    }
+}
+
+fn process<R: Record>(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, R)]) -> BlockResult {
     let mut out = BlockResult { text: String::with_capacity(block.len() * 24), ..BlockResult::default() };
     let width = artifact.preprocessing.width();
     let mut encoded: Vec<f64> = Vec::with_capacity(block.len() * width);
@@ -123,10 +303,10 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
             out.tally.push(error);
         };
         out.rows += 1;
-        if record.len() != plan.header_len {
+        if record.width() != plan.header_len {
             out.tally.rows_with_errors += 1;
             let detail = format!("the header has {} fields", plan.header_len);
-            fail(&mut out, "*", format!("{} fields", record.len()), Rule::FieldCount, detail);
+            fail(&mut out, "*", format!("{} fields", record.width()), Rule::FieldCount, detail);
             continue;
         }
         let errors_before = out.tally.error_count;
@@ -137,25 +317,13 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
         let at = encoded.len();
         encoded.resize(at + width, 0.0);
         let inputs = &mut encoded[at..];
-        // The record's text checked as UTF-8 once, rather than field by field (a field cut
-        // inside a character is still caught: it is not a slice of the text).
-        let whole = std::str::from_utf8(record.as_slice()).ok();
+        let whole = record.whole();
         for (&(column, field), encoder) in plan.checked.iter().zip(&plan.encoders) {
             let column = &artifact.schema.columns[column];
-            let raw = &record[field];
-            let text = match whole.zip(record.range(field)).and_then(|(whole, range)| whole.get(range)) {
-                Some(text) => Ok(text),
-                None => std::str::from_utf8(raw),
-            };
-            let Ok(text) = text else {
-                let value = echo(&String::from_utf8_lossy(raw));
-                fail(&mut out, &column.name, value, Rule::Utf8, "the file must be UTF-8".into());
-                continue;
-            };
-            let value = match column.check(text) {
+            let value = match record.check_field(field, column, whole) {
                 Ok(value) => value,
-                Err((rule, detail)) => {
-                    fail(&mut out, &column.name, echo(text), rule, detail);
+                Err((rule, detail, value)) => {
+                    fail(&mut out, &column.name, value, rule, detail);
                     continue;
                 }
             };
@@ -177,7 +345,7 @@ fn process(artifact: &Artifact, plan: &Plan, name: &str, block: &[(u64, csv::Byt
             encoded.truncate(at);
         } else if plan.text && !plan.carried.is_empty() {
             for &field in &plan.carried {
-                csv_field(&mut carried, &String::from_utf8_lossy(&record[field]));
+                csv_field(&mut carried, &record.text(field));
                 carried.push(',');
             }
             carried_ends.push(carried.len());
@@ -320,8 +488,10 @@ impl Compiled {
 
     /// Checks and scores records laid out as [`Compiled::columns`] (an absent value as an empty
     /// field, as in a CSV file), each with the number its errors carry as their `line` (a
-    /// server passes the record's index); `name` names their source in the errors.
-    pub fn score(&self, name: &str, records: &[(u64, csv::ByteRecord)]) -> RecordScores {
+    /// server passes the record's index); `name` names their source in the errors. A record is
+    /// a CSV row's text ([`csv::ByteRecord`]) or typed values (`Vec<`[`Field`]`>`): the same
+    /// rules, the same encoding, the same probability.
+    pub fn score<R: Record>(&self, name: &str, records: &[(u64, R)]) -> RecordScores {
         let result = process(&self.artifact, &self.plan, name, records);
         let valid = result.tally.error_count == 0;
         RecordScores {
