@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -72,12 +72,14 @@ pub struct Args {
 }
 
 /// One timed run of a child process.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Sample {
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Peak resident memory, MB (MiB as the kernel counts).
     pub max_rss_mb: f64,
+    /// User and system CPU seconds of the process and the children it waited for.
+    pub cpu_seconds: f64,
 }
 
 /// Runs a command to completion and measures its wall time and peak resident memory.
@@ -110,7 +112,12 @@ pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
         bail!("{command:?} failed: {}", err.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
     }
     // ru_maxrss is in KiB on Linux.
-    Ok(Sample { seconds, max_rss_mb: usage.ru_maxrss as f64 / 1024.0 })
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Sample {
+        seconds,
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        cpu_seconds: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+    })
 }
 
 pub struct Summary {
@@ -211,7 +218,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         crate::bench_static::section(sh, &root, &work, &bin, args.runs, args.serve_seconds, &mut md)?;
     }
     if !args.skip_build_cost {
-        build_cost(sh, &root, &work, &mut md)?;
+        build_cost(&root, &work, &mut md)?;
     }
     // The hand-kept record of targets and of what changed, with its own measured figures.
     if let Ok(history) = std::fs::read_to_string(root.join("bench/history.md")) {
@@ -488,33 +495,118 @@ fn scale(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, args: &Arg
     Ok(())
 }
 
-fn build_cost(sh: &Shell, root: &Path, work: &Path, md: &mut String) -> Result<()> {
+fn build_cost(root: &Path, work: &Path, md: &mut String) -> Result<()> {
     let _ = writeln!(md, "## What a runner pays to build the action\n");
     let target = work.join("cold-target");
     let _ = std::fs::remove_dir_all(&target);
     eprintln!("==> bench: cold release build of mlgate (minutes)");
-    let t = target.to_str().unwrap();
-    let timed_build = |what: &str| -> Result<Duration> {
-        let started = Instant::now();
-        clean_env(cmd!(sh, "cargo build --release --locked --package mlgate --target-dir {t}"))
-            .quiet()
-            .run()
-            .with_context(|| format!("{what} failed"))?;
-        Ok(started.elapsed())
+    let before = crate::bench_train::load_average();
+    let timed_build = |what: &str, timings: bool| -> Result<Sample> {
+        let mut c = Command::new("cargo");
+        c.current_dir(root)
+            .args(["build", "--release", "--locked", "--package", "mlgate", "--target-dir"])
+            .arg(&target);
+        if timings {
+            c.arg("--timings");
+        }
+        for key in crate::nested_cargo::inherited_cargo_variables() {
+            c.env_remove(key);
+        }
+        measure(c).with_context(|| format!("{what} failed"))
     };
-    let cold = timed_build("cold build")?;
+    let cold = timed_build("cold build", true)?;
+    let units = std::fs::read_to_string(target.join("cargo-timings/cargo-timing.html"))
+        .ok()
+        .and_then(|html| longest_units(&html));
     let main_rs = root.join("mlgate/src/main.rs");
     let text = std::fs::read(&main_rs)?;
     std::fs::write(&main_rs, &text)?; // touch
-    let warm = timed_build("rebuild")?;
+    let warm = timed_build("rebuild", false)?;
     let _ = std::fs::remove_dir_all(&target);
-    let secs = |d: Duration| format!("{:.0} s", d.as_secs_f64());
     let _ = writeln!(
         md,
-        "| build | time |\n|---|---:|\n| cold `cargo build --release --package mlgate` (empty target folder, crates already downloaded) | {} |\n| rebuild after touching `mlgate/src/main.rs` | {} |\n",
-        secs(cold),
-        secs(warm)
+        "| build | time | CPU |\n|---|---:|---:|\n| cold `cargo build --release --package mlgate` (empty target folder, crates already downloaded) | {:.0} s | {:.0} s |\n| rebuild after touching `mlgate/src/main.rs` | {:.0} s | {:.0} s |\n",
+        cold.seconds, cold.cpu_seconds, warm.seconds, warm.cpu_seconds
     );
-    let _ = writeln!(md, "One run each (a cold build takes minutes); `--skip-build-cost` leaves this out.\n");
+    let _ = writeln!(
+        md,
+        "One run each (a cold build takes minutes); `--skip-build-cost` leaves this out. Load average (1 / 5 / 15 min): \
+         {before} before, {} after: the build's CPU seconds are far less disturbed by other work than its wall time.\n",
+        crate::bench_train::load_average()
+    );
+    if let Some(units) = units {
+        let _ = writeln!(md, "{units}\n");
+    }
     Ok(())
+}
+
+/// What `cargo build --timings` says of a cold build: the crates that took longest, and how long
+/// fewer than two crates were compiling (when that is short, the build is bound by CPU, and only
+/// less work makes it faster, not another order).
+fn longest_units(html: &str) -> Option<String> {
+    let start = html.find("const UNIT_DATA = ")? + "const UNIT_DATA = ".len();
+    let end = start + html[start..].find(";\n")?;
+    let units: Vec<serde_json::Value> = serde_json::from_str(&html[start..end]).ok()?;
+    let span = |u: &serde_json::Value| (u["start"].as_f64().unwrap_or(0.0), u["duration"].as_f64().unwrap_or(0.0));
+    let wall = units.iter().map(|u| span(u).0 + span(u).1).fold(0.0, f64::max);
+    let total: f64 = units.iter().map(|u| span(u).1).sum();
+    let mut alone = 0.0;
+    let mut t = 0.0;
+    while t < wall {
+        if units.iter().filter(|u| (span(u).0..span(u).0 + span(u).1).contains(&t)).count() < 2 {
+            alone += 0.5;
+        }
+        t += 0.5;
+    }
+    let mut sorted: Vec<&serde_json::Value> = units.iter().collect();
+    sorted.sort_by(|a, b| span(b).1.total_cmp(&span(a).1));
+    let longest: Vec<String> = sorted
+        .iter()
+        .take(6)
+        .map(|u| {
+            let (from, took) = span(u);
+            format!("{} {:.0} s (from {:.0} s)", u["name"].as_str().unwrap_or("?"), took, from)
+        })
+        .collect();
+    Some(format!(
+        "From `--timings`: {} compilations, {total:.0} s of compiling in {wall:.0} s; fewer than two at once for \
+         {alone:.0} s. Longest: {}.",
+        units.len(),
+        longest.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timings_report_gives_the_longest_crates_and_the_time_fewer_than_two_ran() {
+        // The shape `cargo build --timings` writes: the units as a JSON array in a script.
+        let html = "<script>\nconst UNIT_DATA = [\
+            {\"i\":0,\"name\":\"parquet\",\"start\":0.0,\"duration\":25.5},\
+            {\"i\":1,\"name\":\"model\",\"start\":0.0,\"duration\":51.2},\
+            {\"i\":2,\"name\":\"mlgate\",\"start\":51.2,\"duration\":10.0}];\nconst CONCURRENCY_DATA = {};\n</script>";
+        let text = longest_units(html).unwrap();
+        assert!(text.starts_with("From `--timings`: 3 compilations, 87 s of compiling in 61 s"), "{text}");
+        // Two units run together for 25.5 s; one alone from 25.5 s to 61.2 s.
+        assert!(text.contains("fewer than two at once for 36 s"), "{text}");
+        assert!(
+            text.contains("Longest: model 51 s (from 0 s), parquet 26 s (from 0 s), mlgate 10 s (from 51 s)."),
+            "{text}"
+        );
+        assert_eq!(longest_units("<html>no timings</html>"), None);
+    }
+
+    #[test]
+    fn a_measured_child_reports_its_cpu_and_memory_and_a_failing_one_its_error() {
+        let mut busy = Command::new("sh");
+        busy.args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"]);
+        let sample = measure(busy).unwrap();
+        assert!(sample.cpu_seconds > 0.0 && sample.max_rss_mb > 0.0);
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "echo the reason >&2; exit 3"]);
+        let err = measure(failing).unwrap_err().to_string();
+        assert!(err.contains("the reason"), "{err}");
+    }
 }

@@ -388,3 +388,40 @@ fn cross_validated(bin: &Path, root: &Path, md: &mut String) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    }
+
+    #[test]
+    fn the_boosting_configuration_is_the_projects_pipeline_with_boosting_on_the_given_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("customers_100.csv");
+        let path = boosting_config(&root(), dir.path(), &data, "c.toml").unwrap();
+        let config = model::pipeline::config::PipelineConfig::load(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("family = \"gradient_boosting\""), "{text}");
+        assert!(text.contains(&format!("path = {:?}", s(&data))), "{text}");
+        assert_eq!(config.model.gradient_boosting.max_iter, 300);
+        assert_eq!(config.model.gradient_boosting.max_leaf_nodes, 8);
+    }
+
+    #[test]
+    fn a_ratio_within_the_target_is_met_and_one_beyond_says_by_how_much() {
+        assert_eq!(verdict(0.42, 0.5), "met");
+        assert_eq!(verdict(0.5, 0.5), "met");
+        let gap = verdict(0.87, 0.5);
+        assert!(gap.starts_with("not met: 1.74× the target"), "{gap}");
+    }
+
+    #[test]
+    fn the_load_average_is_three_numbers() {
+        let load = load_average();
+        assert_eq!(load.split(" / ").count(), 3, "{load}");
+        assert!(load.split(" / ").all(|n| n.parse::<f64>().is_ok()), "{load}");
+    }
+}
