@@ -99,7 +99,7 @@ pub fn section(
 ) -> Result<()> {
     let _ = writeln!(md, "## Training: mlgate against LightGBM, XGBoost and HistGradientBoosting\n");
     let script = root.join("bench/train_peers.py");
-    let versions = python.map(|py| peer_versions(py)).unwrap_or_default();
+    let versions = python.map(peer_versions).unwrap_or_default();
     let _ = writeln!(
         md,
         "Files written by `cargo xtask gen-data --rows N --seed 1`. mlgate: `mlgate build` of `pipeline.toml` with \
