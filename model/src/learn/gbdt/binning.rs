@@ -77,7 +77,11 @@ impl Binned {
         for f in 0..n_inputs {
             let column = x.column(f);
             let has_missing = column.iter().any(|v| v.is_nan());
-            let e = edges_of(column.iter().step_by(stride).copied().filter(|v| !v.is_nan()).collect(), has_missing, max_bins);
+            let e = edges_of(
+                column.iter().step_by(stride).copied().filter(|v| !v.is_nan()).collect(),
+                has_missing,
+                max_bins,
+            );
             let out = &mut bins[f * n_rows..(f + 1) * n_rows];
             let missing_bin = has_missing.then_some((e.len() + 1) as u8);
             for (o, &v) in out.iter_mut().zip(column.iter()) {

@@ -9,7 +9,7 @@ use super::grow::{predict_binned, to_value_tree, BinTree};
 use super::histogram::cores;
 use super::partition::Sample;
 use super::scorer::{number_leaves, Mask};
-use super::{Arithmetic, Booster, Tree, TrainingBins, ValidBoostingParams};
+use super::{Arithmetic, Booster, TrainingBins, Tree, ValidBoostingParams};
 use crate::error::{Error, Result};
 use crate::learn::{labelled, Labelled};
 use crate::rng::Rng;

@@ -601,7 +601,6 @@ mod training_bins_tests {
     use crate::data::validation::read_csv;
     use crate::learn::features::{MissingHandling, Preprocessor};
     use crate::learn::labelled;
-    use crate::learn::model::FittedModel;
     use crate::rng::Rng;
 
     const SCHEMA: &str = r#"
@@ -666,8 +665,10 @@ negative = "0"
         assert_eq!(a.offsets, b.offsets);
         assert_eq!(a.dense, b.dense);
         assert_eq!(a.sparse, b.sparse);
-        assert_eq!((a.layout.stride, a.layout.fixed, a.layout.dense, a.layout.slots),
-            (b.layout.stride, b.layout.fixed, b.layout.dense, b.layout.slots));
+        assert_eq!(
+            (a.layout.stride, a.layout.fixed, a.layout.dense, a.layout.slots),
+            (b.layout.stride, b.layout.fixed, b.layout.dense, b.layout.slots)
+        );
         assert!(a.rows == b.rows, "the row records differ");
     }
 
@@ -750,10 +751,11 @@ negative = "0"
         assert!(representatives.iter().any(|x| x.is_nan()), "missing values are represented");
         for booster in [first, last.unwrap()] {
             assert!(booster.trees.iter().any(|t| !t.missing_left.is_empty()));
-            let model = FittedModel::GradientBoosting(booster.clone());
+            // The batch scorer an artifact scores with.
+            let forest = scorer::Forest::new(&booster).expect("a fitted model compiles");
             let (mut from_bins, mut from_inputs) = (vec![0.0; held.len()], vec![0.0; held.len()]);
-            model.scorer().probabilities(&representatives, width, &mut from_bins);
-            model.scorer().probabilities(inputs, width, &mut from_inputs);
+            forest.probabilities(&representatives, width, &mut from_bins, &mut scorer::Scratch::default());
+            forest.probabilities(inputs, width, &mut from_inputs, &mut scorer::Scratch::default());
             for (k, (a, b)) in from_bins.iter().zip(&from_inputs).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "held-out row {k}");
                 let row = &inputs[k * width..(k + 1) * width];
