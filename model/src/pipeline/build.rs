@@ -88,7 +88,7 @@ pub fn check_trainable(data: &Dataset) -> Result<()> {
 }
 
 /// [`check_trainable`] on the labels of the rows to train on, read from `file`.
-fn check_labels(labels: &[bool], file: &str) -> Result<()> {
+pub(crate) fn check_labels(labels: &[bool], file: &str) -> Result<()> {
     let positives = labels.iter().filter(|&&y| y).count();
     let unusable = |problem: String| Error::Unusable { path: file.into(), problem };
     if labels.is_empty() {
