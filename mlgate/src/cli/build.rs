@@ -26,7 +26,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let (config_path, config, data_path) = args.input.resolve()?;
     let (data, context) = training_data(sh, &config_path, &config, &data_path, &args.out)?;
-    let artifact = model::pipeline::build::build(&config, &data, &context).context("cannot build the model")?;
+    // The data set is given up: the build releases it once the training rows are binned.
+    let artifact = model::pipeline::build::build_owned(&config, data, &context).context("cannot build the model")?;
     let model_path = args.out.join("model.json");
     artifact.save(&model_path).with_context(|| format!("cannot write {}", model_path.display()))?;
     print_summary(&artifact, &model_path);

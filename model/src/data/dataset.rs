@@ -38,14 +38,75 @@ impl ColumnValues {
         self.len() == 0
     }
 
-    fn select(&self, rows: &[usize]) -> ColumnValues {
+    /// A new column made of the given rows, in the given order.
+    pub fn select(&self, rows: Rows<'_>) -> ColumnValues {
         match self {
-            ColumnValues::Number(v) => ColumnValues::Number(rows.iter().map(|&i| v[i]).collect()),
+            ColumnValues::Number(v) => ColumnValues::Number(rows.iter().map(|i| v[i]).collect()),
             ColumnValues::Level { levels, codes } => {
-                ColumnValues::Level { levels: levels.clone(), codes: rows.iter().map(|&i| codes[i]).collect() }
+                ColumnValues::Level { levels: levels.clone(), codes: rows.iter().map(|i| codes[i]).collect() }
             }
-            ColumnValues::Bool(v) => ColumnValues::Bool(rows.iter().map(|&i| v[i]).collect()),
+            ColumnValues::Bool(v) => ColumnValues::Bool(rows.iter().map(|i| v[i]).collect()),
         }
+    }
+}
+
+/// Some rows of a data set, named by index, without copying them: what a build fits, validates
+/// and measures on (a copy of each would cost the data set's size again).
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// The rows from `start` (included) to `end` (excluded), in order.
+    Span {
+        /// First row.
+        start: usize,
+        /// One past the last row.
+        end: usize,
+    },
+    /// The listed rows, in the listed order.
+    Listed(&'a [usize]),
+}
+
+impl<'a> Rows<'a> {
+    /// Every row of a data set of `n` rows.
+    pub fn all(n: usize) -> Rows<'static> {
+        Rows::Span { start: 0, end: n }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Span { start, end } => end - start,
+            Rows::Listed(rows) => rows.len(),
+        }
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The data set's index of the `k`-th row of the view.
+    pub fn get(&self, k: usize) -> usize {
+        match self {
+            Rows::Span { start, .. } => start + k,
+            Rows::Listed(rows) => rows[k],
+        }
+    }
+
+    /// The view's rows `from` (included) to `to` (excluded).
+    pub fn slice(&self, from: usize, to: usize) -> Rows<'a> {
+        match *self {
+            Rows::Span { start, .. } => Rows::Span { start: start + from, end: start + to },
+            Rows::Listed(rows) => Rows::Listed(&rows[from..to]),
+        }
+    }
+
+    /// The data set's indices, in the view's order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + 'a {
+        let (span, listed) = match *self {
+            Rows::Span { start, end } => (Some(start..end), None),
+            Rows::Listed(rows) => (None, Some(rows.iter().copied())),
+        };
+        span.into_iter().flatten().chain(listed.into_iter().flatten())
     }
 }
 
@@ -90,7 +151,7 @@ impl Dataset {
     pub fn select(&self, rows: &[usize]) -> Dataset {
         Dataset {
             schema: self.schema.clone(),
-            features: self.features.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect(),
+            features: self.features.iter().map(|(n, c)| (n.clone(), c.select(Rows::Listed(rows)))).collect(),
             labels: self.labels.as_ref().map(|l| rows.iter().map(|&i| l[i]).collect()),
             lines: rows.iter().map(|&i| self.lines[i]).collect(),
             row_keys: rows.iter().map(|&i| self.row_keys[i]).collect(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::{ColumnValues, Dataset};
+use crate::data::dataset::{ColumnValues, Dataset, Rows};
 
 /// Proportions are floored at this before logarithms, so that an empty bin does not make the
 /// PSI infinite.
@@ -128,15 +128,29 @@ fn level(value: f64, moderate: f64, major: f64) -> DriftLevel {
 impl Reference {
     /// Records the distribution of each feature of the training rows.
     pub fn fit(data: &Dataset) -> Reference {
+        Reference::fit_rows(data, Rows::all(data.len()))
+    }
+
+    /// [`Reference::fit`] on some rows of `data`: the same reference as on a copy of those rows,
+    /// one column copied at a time.
+    pub fn fit_rows(data: &Dataset, rows: Rows<'_>) -> Reference {
         let features = data
             .features
             .iter()
-            .map(|(column, values)| match values {
+            .map(|(column, values)| {
+                let values = match rows {
+                    Rows::Span { .. } => std::borrow::Cow::Borrowed(values),
+                    Rows::Listed(_) => std::borrow::Cow::Owned(values.select(rows)),
+                };
+                (column, values)
+            })
+            .map(|(column, values)| match values.as_ref() {
                 ColumnValues::Number(all) => {
-                    let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let mut v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
                     let missing = (v.len() < all.len()).then(|| (all.len() - v.len()) as f64 / all.len() as f64);
-                    let mut sorted = v.clone();
-                    sorted.sort_by(f64::total_cmp);
+                    // Sorted in place: the shares count values, whatever their order.
+                    v.sort_by(f64::total_cmp);
+                    let sorted = &v;
                     if sorted.is_empty() {
                         return FeatureReference::Numeric {
                             column: column.clone(),

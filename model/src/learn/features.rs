@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
+use crate::data::dataset::{ColumnValues, Dataset, Rows, MISSING_CODE};
 use crate::data::record::Record;
 use crate::data::schema::{same, ColumnKind, Missing, Parsed, Schema, Transform};
 use crate::error::{Error, Result};
@@ -202,6 +202,12 @@ impl Preprocessor {
     /// Fits the encoders on the given rows; a column that allows missing values gets the
     /// missing rule `how` asks for, fitted on these rows (the median, the most frequent value).
     pub fn fit(data: &Dataset, how: MissingHandling) -> Result<Preprocessor> {
+        Preprocessor::fit_rows(data, Rows::all(data.len()), how)
+    }
+
+    /// [`Preprocessor::fit`] on some rows of `data` only: the same encoders as on a copy of
+    /// those rows, without the copy.
+    pub fn fit_rows(data: &Dataset, rows: Rows<'_>, how: MissingHandling) -> Result<Preprocessor> {
         let mut encoders = Vec::with_capacity(data.features.len());
         for (name, values) in &data.features {
             let column = data.schema.column(name).expect("data set columns come from its schema");
@@ -211,7 +217,7 @@ impl Preprocessor {
                     ColumnValues::Number(all),
                     ColumnKind::Numeric { transform, .. } | ColumnKind::Integer { transform, .. },
                 ) => {
-                    let mut v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let mut v: Vec<f64> = rows.iter().map(|i| all[i]).filter(|x| !x.is_nan()).collect();
                     if v.is_empty() {
                         return Err(Error::NoRows { what: "with a value to fit the encoders on" });
                     }
@@ -224,7 +230,7 @@ impl Preprocessor {
                 }
                 (ColumnValues::Level { levels, codes }, _) => {
                     let mut counts = vec![0u64; levels.len()];
-                    for &c in codes.iter().filter(|&&c| c != MISSING_CODE) {
+                    for c in rows.iter().map(|i| codes[i]).filter(|&c| c != MISSING_CODE) {
                         counts[c as usize] += 1;
                     }
                     let mut seen: Vec<String> =
@@ -243,8 +249,8 @@ impl Preprocessor {
                     Encoder::OneHot { column: name.clone(), levels: seen, missing: rule(allows, how, mode) }
                 }
                 (ColumnValues::Bool(v), _) => {
-                    let trues = v.iter().filter(|b| **b == Some(true)).count();
-                    let falses = v.iter().filter(|b| **b == Some(false)).count();
+                    let trues = rows.iter().filter(|&i| v[i] == Some(true)).count();
+                    let falses = rows.iter().filter(|&i| v[i] == Some(false)).count();
                     Encoder::Boolean { column: name.clone(), missing: rule(allows, how, Some(trues > falses)) }
                 }
                 _ => return Err(Error::EncoderKind { column: name.clone() }),
@@ -309,17 +315,38 @@ impl Preprocessor {
 
     /// Encodes every row of a data set read with the same schema.
     pub fn transform(&self, data: &Dataset) -> Result<Encoded> {
-        let n = data.len();
-        let mut matrix = Array2::<f64>::zeros((n, self.width()));
+        self.transform_rows(data, Rows::all(data.len()))
+    }
+
+    /// Encodes some rows of a data set read with the same schema, in the view's order.
+    pub fn transform_rows(&self, data: &Dataset, rows: Rows<'_>) -> Result<Encoded> {
+        let mut matrix = Array2::<f64>::zeros((rows.len(), self.width()));
         let mut unseen_levels = BTreeMap::new();
-        let mut offset = 0;
+        let out = matrix.as_slice_mut().expect("a fresh matrix is contiguous");
+        self.encode_rows(data, rows, out, &mut unseen_levels)?;
+        Ok(Encoded { matrix, unseen_levels })
+    }
+
+    /// Writes the inputs of the viewed rows of `data` into `out`, row-major ([`Preprocessor::width`]
+    /// values a row), which must hold zeros; counts the levels unseen in training into `unseen_levels`.
+    /// A caller that cannot afford the whole matrix encodes its rows a slice at a time.
+    pub fn encode_rows(
+        &self,
+        data: &Dataset,
+        rows: Rows<'_>,
+        out: &mut [f64],
+        unseen_levels: &mut BTreeMap<String, u64>,
+    ) -> Result<()> {
         let width = self.width();
+        debug_assert_eq!(out.len(), rows.len() * width);
+        let mut offset = 0;
         for e in &self.encoders {
             let w = e.width();
-            // A missing value's inputs, written into row `i` of the matrix.
-            let missing = |matrix: &mut Array2<f64>, i: usize| {
-                let row = matrix.as_slice_mut().expect("a fresh matrix is contiguous");
-                e.write_missing(&mut row[i * width + offset..i * width + offset + w])
+            // The encoder's inputs in the `k`-th row of the view.
+            let at = |k: usize| k * width + offset;
+            let missing = |out: &mut [f64], k: usize| {
+                let start = at(k);
+                e.write_missing(&mut out[start..start + w])
                     .ok_or_else(|| Error::EncoderKind { column: e.column().to_string() })
             };
             let values = data
@@ -330,11 +357,12 @@ impl Preprocessor {
                 .ok_or_else(|| Error::MissingColumn { column: e.column().to_string() })?;
             match (e, values) {
                 (Encoder::Standardise { transform, mean, scale, .. }, ColumnValues::Number(v)) => {
-                    for (i, &x) in v.iter().enumerate() {
+                    for (k, i) in rows.iter().enumerate() {
+                        let x = v[i];
                         if x.is_nan() {
-                            missing(&mut matrix, i)?;
+                            missing(out, k)?;
                         } else {
-                            matrix[[i, offset]] = (transform.apply(x) - mean) / scale;
+                            out[at(k)] = (transform.apply(x) - mean) / scale;
                         }
                     }
                 }
@@ -343,49 +371,51 @@ impl Preprocessor {
                     let slot: Vec<usize> =
                         data_levels.iter().map(|l| levels.binary_search(l).unwrap_or(levels.len())).collect();
                     let mut unseen = 0u64;
-                    for (i, &c) in codes.iter().enumerate() {
+                    for (k, i) in rows.iter().enumerate() {
+                        let c = codes[i];
                         if c == MISSING_CODE {
-                            missing(&mut matrix, i)?;
+                            missing(out, k)?;
                             continue;
                         }
                         let s = slot[c as usize];
                         unseen += u64::from(s == levels.len());
-                        matrix[[i, offset + s]] = 1.0;
+                        out[at(k) + s] = 1.0;
                     }
                     if unseen > 0 {
-                        unseen_levels.insert(column.clone(), unseen);
+                        *unseen_levels.entry(column.clone()).or_default() += unseen;
                     }
                 }
                 (Encoder::Code { column, levels, .. }, ColumnValues::Level { levels: data_levels, codes }) => {
                     let code: Vec<Option<usize>> =
                         data_levels.iter().map(|l| levels.iter().position(|k| same(k, l))).collect();
                     let mut unseen = 0u64;
-                    for (i, &c) in codes.iter().enumerate() {
+                    for (k, i) in rows.iter().enumerate() {
+                        let c = codes[i];
                         if c == MISSING_CODE {
-                            missing(&mut matrix, i)?;
+                            missing(out, k)?;
                             continue;
                         }
                         let code = code[c as usize];
                         unseen += u64::from(code.is_none());
-                        matrix[[i, offset]] = code.map_or(f64::NAN, |c| c as f64);
+                        out[at(k)] = code.map_or(f64::NAN, |c| c as f64);
                     }
                     if unseen > 0 {
-                        unseen_levels.insert(column.clone(), unseen);
+                        *unseen_levels.entry(column.clone()).or_default() += unseen;
                     }
                 }
                 (Encoder::Boolean { .. }, ColumnValues::Bool(v)) => {
-                    for (i, &b) in v.iter().enumerate() {
-                        match b {
-                            Some(b) => matrix[[i, offset]] = f64::from(u8::from(b)),
-                            None => missing(&mut matrix, i)?,
+                    for (k, i) in rows.iter().enumerate() {
+                        match v[i] {
+                            Some(b) => out[at(k)] = f64::from(u8::from(b)),
+                            None => missing(out, k)?,
                         }
                     }
                 }
                 _ => return Err(Error::EncoderKind { column: e.column().to_string() }),
             }
-            offset += e.width();
+            offset += w;
         }
-        Ok(Encoded { matrix, unseen_levels })
+        Ok(())
     }
 
     /// Encodes one record into `out` (length [`Preprocessor::width`]); returns the columns

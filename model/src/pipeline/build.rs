@@ -1,13 +1,16 @@
 //! The build: split, fit encoders and model, choose the threshold, measure, refit, seal.
 
+use std::borrow::Cow;
+
 use linfa::traits::Fit;
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Rows};
 use crate::error::{Error, Result};
 use crate::eval::drift::Reference;
 use crate::eval::metrics::MetricSet;
 use crate::eval::threshold;
 use crate::learn::features::{MissingHandling, Preprocessor};
+use crate::learn::gbdt::{Booster, TrainingBins};
 use crate::learn::labelled;
 use crate::learn::model::{Family, FittedModel};
 use crate::learn::split::stratified_holdout;
@@ -38,9 +41,14 @@ pub struct Fitted {
 impl Fitted {
     /// Probabilities of every row of `data`.
     pub fn probabilities(&self, data: &Dataset) -> Result<Vec<f64>> {
-        let encoded = self.preprocessing.transform(data)?;
+        self.probabilities_of(data, Rows::all(data.len()))
+    }
+
+    /// Probabilities of the viewed rows of `data`, in the view's order.
+    pub fn probabilities_of(&self, data: &Dataset, rows: Rows<'_>) -> Result<Vec<f64>> {
+        let encoded = self.preprocessing.transform_rows(data, rows)?;
         let inputs = encoded.matrix.as_slice().expect("encoded matrices are row-major and contiguous");
-        let mut probabilities = vec![0.0; data.len()];
+        let mut probabilities = vec![0.0; rows.len()];
         self.model.scorer().probabilities(inputs, encoded.matrix.ncols(), &mut probabilities);
         Ok(probabilities)
     }
@@ -48,15 +56,21 @@ impl Fitted {
 
 /// Fits encoders and the configured model on all rows of `data`.
 pub fn fit(config: &PipelineConfig, data: &Dataset) -> Result<Fitted> {
-    let labels = data.require_labels()?;
+    fit_rows(config, data, Rows::all(data.len()))
+}
+
+/// Fits encoders and the configured model on the viewed rows of `data`.
+pub fn fit_rows(config: &PipelineConfig, data: &Dataset, rows: Rows<'_>) -> Result<Fitted> {
+    let all_labels = data.require_labels()?;
+    let labels: Vec<bool> = rows.iter().map(|i| all_labels[i]).collect();
     // A linear model cannot read NaN: it imputes; trees learn where a missing value goes.
     let how = match config.model.family {
         Family::GradientBoosting => MissingHandling::Nan,
         Family::LogisticRegression => MissingHandling::Impute,
     };
-    let preprocessing = Preprocessor::fit(data, how)?;
-    let encoded = preprocessing.transform(data)?;
-    let rows = labelled(encoded.matrix.view(), labels);
+    let preprocessing = Preprocessor::fit_rows(data, rows, how)?;
+    let encoded = preprocessing.transform_rows(data, rows)?;
+    let rows = labelled(encoded.matrix.view(), &labels);
     let model = match config.model.family {
         Family::GradientBoosting => {
             FittedModel::GradientBoosting(config.model.gradient_boosting.validate(config.split.seed)?.fit(&rows)?)
@@ -70,9 +84,13 @@ pub fn fit(config: &PipelineConfig, data: &Dataset) -> Result<Fitted> {
 
 /// Refuses data that cannot train a model: no rows or a single class.
 pub fn check_trainable(data: &Dataset) -> Result<()> {
-    let labels = data.require_labels()?;
+    check_labels(data.require_labels()?, &data.report.file)
+}
+
+/// [`check_trainable`] on the labels of the rows to train on, read from `file`.
+pub(crate) fn check_labels(labels: &[bool], file: &str) -> Result<()> {
     let positives = labels.iter().filter(|&&y| y).count();
-    let unusable = |problem: String| Error::Unusable { path: data.report.file.clone().into(), problem };
+    let unusable = |problem: String| Error::Unusable { path: file.into(), problem };
     if labels.is_empty() {
         return Err(unusable("no data rows to train on".into()));
     }
@@ -91,65 +109,72 @@ pub fn check_trainable(data: &Dataset) -> Result<()> {
 
 /// Builds an artifact: sets the staging rows aside (see [`crate::pipeline::staging`]), holds out a
 /// stratified validation split of the rest, fits on the remainder, chooses the threshold and
-/// measures on the validation rows, then (by default) refits on every non-staging row.
+/// measures on the validation rows, then (by default) goes on to a final fit on every
+/// non-staging row: gradient boosting continues the validation fit's trees on them (see
+/// [`REFIT_ROUNDS`]), logistic regression fits again.
+///
+/// The splits are lists of row numbers, not copies of the data. [`build_owned`] does the same
+/// with less memory.
 pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) -> Result<Artifact> {
-    data.require_labels()?;
+    build_from(config, Cow::Borrowed(data), context)
+}
+
+/// [`build`], taking the data set: gradient boosting releases it once the training rows are
+/// binned, so that its columns and the bins are not held during the boosting.
+pub fn build_owned(config: &PipelineConfig, data: Dataset, context: &BuildContext) -> Result<Artifact> {
+    build_from(config, Cow::Owned(data), context)
+}
+
+fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildContext) -> Result<Artifact> {
+    let all_labels = data.require_labels()?;
     let (pool_rows, staging_rows) = config.staging.split(&data.row_keys);
-    let pool = data.select(&pool_rows);
-    check_trainable(&pool)?;
-    let labels = pool.require_labels()?;
-    let (fit_rows, validation_rows) = stratified_holdout(labels, config.split.validation_fraction, config.split.seed);
-    let fit_data = pool.select(&fit_rows);
-    let validation_data = pool.select(&validation_rows);
-    let validation_labels = validation_data.require_labels()?;
-
-    // The validation fit and the final refit are independent: fit them on both cores.
-    let (fitted, refitted) = std::thread::scope(|scope| {
-        let refit = config.split.refit.then(|| scope.spawn(|| fit(config, &pool)));
-        let fitted = fit(config, &fit_data);
-        (fitted, refit.map(|h| h.join().expect("the refit thread panicked")))
-    });
-    let fitted = fitted?;
-    let probabilities = fitted.probabilities(&validation_data)?;
-    let threshold = threshold::choose(&config.threshold, validation_labels, &probabilities)?;
-    let validation = MetricSet::compute(validation_labels, &probabilities, threshold.value)?;
-
-    let (final_fit, rows_final_fit) = match refitted {
-        Some(refit) => (refit?, pool.len()),
-        None => (fitted, fit_rows.len()),
-    };
+    let labels: Vec<bool> = pool_rows.iter().map(|&i| all_labels[i]).collect();
+    check_labels(&labels, &data.report.file)?;
+    // Positions in the pool, as `pool_rows` lists its rows.
+    let (fit_rows, validation_rows) = stratified_holdout(&labels, config.split.validation_fraction, config.split.seed);
+    let validation_labels: Vec<bool> = validation_rows.iter().map(|&k| labels[k]).collect();
 
     let staging = match &config.staging.path {
         Some(path) => StagingSpec::File { path: path.display().to_string() },
-        None => {
-            let all_labels = data.require_labels()?;
-            StagingSpec::Holdout {
-                fraction: config.staging.fraction,
-                salt: config.staging.salt.clone(),
-                rows: staging_rows.len() as u64,
-                positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
-            }
-        }
+        None => StagingSpec::Holdout {
+            fraction: config.staging.fraction,
+            salt: config.staging.salt.clone(),
+            rows: staging_rows.len() as u64,
+            positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
+        },
     };
+    drop(staging_rows);
+    let reference = Reference::fit_rows(&data, Rows::Listed(&pool_rows));
+    let schema = data.schema.clone();
+    let (data_file, data_sha256, rows_total) = (data.report.file.clone(), data.report.sha256.clone(), data.len());
+    let rows_staging = rows_total - pool_rows.len();
+
+    let split = Split { pool: &pool_rows, labels: &labels, fit: &fit_rows, validation: &validation_rows };
+    let trained = match config.model.family {
+        Family::GradientBoosting => boosted(config, data, &split)?,
+        Family::LogisticRegression => linear(config, &data, &split)?,
+    };
+    let threshold = threshold::choose(&config.threshold, &validation_labels, &trained.validation_probabilities)?;
+    let validation = MetricSet::compute(&validation_labels, &trained.validation_probabilities, threshold.value)?;
 
     Ok(Artifact {
         name: config.name.clone(),
-        schema: data.schema.clone(),
-        preprocessing: final_fit.preprocessing,
-        model: final_fit.model,
+        schema,
+        preprocessing: trained.fitted.preprocessing,
+        model: trained.fitted.model,
         threshold,
         validation,
         staging,
-        reference: Reference::fit(&pool),
+        reference,
         config: config.clone(),
         lineage: Lineage {
-            data_file: data.report.file.clone(),
-            data_sha256: data.report.sha256.clone(),
-            rows_total: data.len() as u64,
-            rows_staging: staging_rows.len() as u64,
+            data_file,
+            data_sha256,
+            rows_total: rows_total as u64,
+            rows_staging: rows_staging as u64,
             rows_fit: fit_rows.len() as u64,
             rows_validation: validation_rows.len() as u64,
-            rows_final_fit: rows_final_fit as u64,
+            rows_final_fit: trained.rows_final_fit as u64,
             config_file: context.config_file.clone(),
             config_sha256: config.hash(),
             git_commit: context.git_commit.clone(),
@@ -158,4 +183,188 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
         },
         origin: None,
     })
+}
+
+/// The rows of a build: the pool (every non-staging row of the data set) and, as positions in
+/// the pool, the rows fitted on and the validation rows.
+struct Split<'a> {
+    pool: &'a [usize],
+    /// The label of each pool row.
+    labels: &'a [bool],
+    fit: &'a [usize],
+    validation: &'a [usize],
+}
+
+/// What a family's training hands back to the build.
+struct Trained {
+    /// The final model and its encoders.
+    fitted: Fitted,
+    /// The validation model's probabilities of the validation rows.
+    validation_probabilities: Vec<f64>,
+    /// Rows the final model has seen.
+    rows_final_fit: usize,
+}
+
+/// Rounds of the final fit of gradient boosting, after the validation fit's `max_iter` rounds
+/// on the fit rows, continued on every pool row: this many per hundred of `max_iter`, scaled by
+/// the share of rows the validation split held out (38 rounds after 300 with a fifth held out).
+/// Measured on the Online Shoppers data (`mlgate cv`, 5 folds, split seeds 42, 1, 2, 3): mean
+/// AUC 0.9351 against 0.9359 for the former refit from scratch on the pool (seed 42: 0.9342
+/// against 0.9361, and 0.9341 with no extra round); 100, 200 or 300 per hundred did no better.
+pub const REFIT_ROUNDS: usize = 50;
+
+/// Gradient boosting: encoders fitted on the pool, the pool binned once from the data set's
+/// columns (then the data set released), boosted on the fit rows, the validation rows scored
+/// from their bins, and the same trees continued on every pool row (a warm start).
+///
+/// The encoders and bin edges see the validation rows' inputs (never their labels): trees only
+/// compare inputs, and an encoder's affine map keeps their order, so this moves a few bin edges
+/// and nothing else — as LightGBM bins a validation set with the training set's bin edges.
+fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: &Split<'_>) -> Result<Trained> {
+    let settings = &config.model.gradient_boosting;
+    let params = settings.validate(config.split.seed)?;
+    let pool = Rows::Listed(split.pool);
+    let preprocessing = Preprocessor::fit_rows(&data, pool, MissingHandling::Nan)?;
+    let bins = TrainingBins::new(&preprocessing, &data, pool, settings.max_bins)?;
+    drop(data);
+    let more = config.split.refit.then(|| warm_rounds(settings.max_iter, split));
+    let (first, last) = params.fit_warm(&bins, split.labels, split.fit, more)?;
+    let validation_probabilities = bin_probabilities(&bins, first.clone(), split.validation);
+    let rows_final_fit = if last.is_some() { split.pool.len() } else { split.fit.len() };
+    let model = FittedModel::GradientBoosting(last.unwrap_or(first));
+    Ok(Trained { fitted: Fitted { preprocessing, model }, validation_probabilities, rows_final_fit })
+}
+
+/// The extra rounds of the final fit (see [`REFIT_ROUNDS`]).
+fn warm_rounds(max_iter: usize, split: &Split<'_>) -> usize {
+    let held_out = split.validation.len() as f64 / split.fit.len().max(1) as f64;
+    ((max_iter * REFIT_ROUNDS) as f64 / 100.0 * held_out).round() as usize
+}
+
+/// The probabilities `booster` gives the pool rows at `positions`, scored from their bins a
+/// slice at a time: the same numbers as from the rows' inputs (see
+/// [`TrainingBins::representatives`]), with no matrix of the rows.
+fn bin_probabilities(bins: &TrainingBins, booster: Booster, positions: &[usize]) -> Vec<f64> {
+    const CHUNK: usize = 4096;
+    let width = bins.width();
+    let model = FittedModel::GradientBoosting(booster);
+    let scorer = model.scorer();
+    let mut inputs = vec![0.0; CHUNK * width];
+    let mut probabilities = vec![0.0; positions.len()];
+    for (rows, out) in positions.chunks(CHUNK).zip(probabilities.chunks_mut(CHUNK)) {
+        let inputs = &mut inputs[..rows.len() * width];
+        bins.representatives(rows, inputs);
+        scorer.probabilities(inputs, width, out);
+    }
+    probabilities
+}
+
+/// Logistic regression: a fit on the fit rows, and (by default) a refit on the pool beside it on
+/// the other core; each encodes its own rows as a matrix of numbers, which linfa reads.
+fn linear(config: &PipelineConfig, data: &Dataset, split: &Split<'_>) -> Result<Trained> {
+    let of_pool = |positions: &[usize]| -> Vec<usize> { positions.iter().map(|&k| split.pool[k]).collect() };
+    let (fit, validation) = (of_pool(split.fit), of_pool(split.validation));
+    // The validation fit and the final refit are independent: fit them on both cores.
+    let (fitted, refitted) = std::thread::scope(|scope| {
+        let refit = config.split.refit.then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(split.pool))));
+        let fitted = fit_rows(config, data, Rows::Listed(&fit));
+        (fitted, refit.map(|h| h.join().expect("the refit thread panicked")))
+    });
+    let fitted = fitted?;
+    let validation_probabilities = fitted.probabilities_of(data, Rows::Listed(&validation))?;
+    let (fitted, rows_final_fit) = match refitted {
+        Some(refit) => (refit?, split.pool.len()),
+        None => (fitted, fit.len()),
+    };
+    Ok(Trained { fitted, validation_probabilities, rows_final_fit })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::data::generate::customers_csv;
+    use crate::data::reader::LabelPolicy;
+    use crate::data::validation::read_csv;
+
+    /// The project's pipeline (the generated customers' schema) with `family`, short fits.
+    fn config(family: &str, refit: bool) -> PipelineConfig {
+        let text = include_str!("../../../pipeline.toml")
+            .replace("family = \"logistic_regression\"", &format!("family = \"{family}\""))
+            .replace("max_iter = 300", "max_iter = 40")
+            .replace("validation_fraction = 0.2", &format!("validation_fraction = 0.2\nrefit = {refit}"));
+        PipelineConfig::parse(&text, Path::new("pipeline.toml")).unwrap()
+    }
+
+    fn data(config: &PipelineConfig) -> Dataset {
+        let csv = customers_csv(4000, 1);
+        read_csv(csv.as_bytes(), "customers.csv", &config.schema, LabelPolicy::Required).unwrap()
+    }
+
+    /// The pool's rows, and the data set's rows of the fit and validation splits.
+    fn splits(config: &PipelineConfig, data: &Dataset) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+        let (pool, _) = config.staging.split(&data.row_keys);
+        let labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
+        let (fit, validation) = stratified_holdout(&labels, config.split.validation_fraction, config.split.seed);
+        let of_pool = |positions: Vec<usize>| positions.into_iter().map(|k| pool[k]).collect();
+        (of_pool(fit), of_pool(validation), pool)
+    }
+
+    /// The threshold and metrics `fitted` gives the validation rows.
+    fn measured(config: &PipelineConfig, data: &Dataset, fitted: &Fitted, validation: &[usize]) -> MetricSet {
+        let labels: Vec<bool> = validation.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
+        let probabilities = fitted.probabilities_of(data, Rows::Listed(validation)).unwrap();
+        let threshold = threshold::choose(&config.threshold, &labels, &probabilities).unwrap();
+        MetricSet::compute(&labels, &probabilities, threshold.value).unwrap()
+    }
+
+    #[test]
+    fn boosting_measures_the_validation_model_and_continues_its_trees_on_the_pool() {
+        let config = config("gradient_boosting", true);
+        let data = data(&config);
+        let artifact = build(&config, &data, &BuildContext::default()).unwrap();
+        let (fit, validation, pool) = splits(&config, &data);
+        let FittedModel::GradientBoosting(booster) = &artifact.model else { panic!("a boosted model") };
+        let more = (40.0 * REFIT_ROUNDS as f64 / 100.0 * validation.len() as f64 / fit.len() as f64).round() as usize;
+        assert!(more > 0);
+        assert_eq!(booster.trees.len(), 40 + more);
+        assert_eq!(artifact.lineage.rows_final_fit, pool.len() as u64);
+        assert_eq!(artifact.lineage.rows_fit, fit.len() as u64);
+        // The validation metrics are those of the artifact's first 40 trees on the validation
+        // rows' own inputs: the scores read from the bins were exactly these.
+        let first = Booster { trees: booster.trees[..40].to_vec(), ..booster.clone() };
+        let fitted =
+            Fitted { preprocessing: artifact.preprocessing.clone(), model: FittedModel::GradientBoosting(first) };
+        assert_eq!(measured(&config, &data, &fitted, &validation), artifact.validation);
+        // Giving the data set up builds the same artifact.
+        assert_eq!(build_owned(&config, data.clone(), &BuildContext::default()).unwrap(), artifact);
+    }
+
+    #[test]
+    fn boosting_without_refit_keeps_the_validation_model() {
+        let config = config("gradient_boosting", false);
+        let data = data(&config);
+        let artifact = build_owned(&config, data.clone(), &BuildContext::default()).unwrap();
+        let (fit, validation, _) = splits(&config, &data);
+        let FittedModel::GradientBoosting(booster) = &artifact.model else { panic!("a boosted model") };
+        assert_eq!(booster.trees.len(), 40);
+        assert_eq!(artifact.lineage.rows_final_fit, fit.len() as u64);
+        let fitted = Fitted { preprocessing: artifact.preprocessing.clone(), model: artifact.model.clone() };
+        assert_eq!(measured(&config, &data, &fitted, &validation), artifact.validation);
+    }
+
+    #[test]
+    fn logistic_regression_on_row_views_is_the_fit_on_copies_of_the_rows() {
+        let config = config("logistic_regression", true);
+        let data = data(&config);
+        let artifact = build_owned(&config, data.clone(), &BuildContext::default()).unwrap();
+        let (fit_rows, validation, pool) = splits(&config, &data);
+        let refit = fit(&config, &data.select(&pool)).unwrap();
+        assert_eq!((&artifact.preprocessing, &artifact.model), (&refit.preprocessing, &refit.model));
+        let fitted = fit(&config, &data.select(&fit_rows)).unwrap();
+        let copy = data.select(&validation);
+        assert_eq!(measured(&config, &copy, &fitted, &(0..copy.len()).collect::<Vec<_>>()), artifact.validation);
+        assert_eq!(artifact.reference, Reference::fit(&data.select(&pool)));
+    }
 }

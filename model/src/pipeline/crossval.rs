@@ -7,7 +7,7 @@ use crate::data::dataset::Dataset;
 use crate::error::{ParamError, Result};
 use crate::eval::metrics::MetricSet;
 use crate::learn::split::stratified_folds;
-use crate::pipeline::build::{build, check_trainable, BuildContext};
+use crate::pipeline::build::{build_owned, check_trainable, BuildContext};
 use crate::pipeline::config::PipelineConfig;
 
 /// Folds allowed at most: each is a whole build.
@@ -57,7 +57,7 @@ pub fn cross_validate(config: &PipelineConfig, data: &Dataset, folds: usize, see
     for fold in 0..folds {
         let train_rows: Vec<usize> = (0..data.len()).filter(|&i| assignment[i] != fold).collect();
         let test_rows: Vec<usize> = (0..data.len()).filter(|&i| assignment[i] == fold).collect();
-        let artifact = build(config, &data.select(&train_rows), &BuildContext::default())?;
+        let artifact = build_owned(config, data.select(&train_rows), &BuildContext::default())?;
         let test = data.select(&test_rows);
         let test_labels = test.require_labels()?;
         let scores = artifact.score(&test)?;

@@ -28,7 +28,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Rows};
 use crate::data::schema::{Column, ColumnKind, Missing, Schema, Transform};
 use crate::error::{Error, Result};
 use crate::eval::drift::Reference;
@@ -40,7 +40,7 @@ use crate::learn::foreign::{FeatureKind, ForeignModel, ReadError};
 use crate::learn::model::FittedModel;
 pub use crate::pipeline::artifact::Origin;
 use crate::pipeline::artifact::{Artifact, Lineage};
-use crate::pipeline::build::{check_trainable, BuildContext, Fitted};
+use crate::pipeline::build::{check_labels, BuildContext, Fitted};
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::staging::StagingSpec;
 
@@ -76,14 +76,15 @@ pub fn import(
     let trees = foreign.booster.trees.len();
     let fitted = Fitted { preprocessing, model: FittedModel::GradientBoosting(foreign.booster) };
 
-    data.require_labels()?;
+    let all_labels = data.require_labels()?;
     let (pool_rows, staging_rows) = config.staging.split(&data.row_keys);
-    let pool = data.select(&pool_rows);
-    check_trainable(&pool)?;
-    let labels = pool.require_labels()?;
-    let probabilities = fitted.probabilities(&pool)?;
-    let threshold = threshold::choose(&config.threshold, labels, &probabilities)?;
-    let validation = MetricSet::compute(labels, &probabilities, threshold.value)?;
+    // The pool as a view of the data set's rows, not a copy.
+    let pool = Rows::Listed(&pool_rows);
+    let labels: Vec<bool> = pool.iter().map(|i| all_labels[i]).collect();
+    check_labels(&labels, &data.report.file)?;
+    let probabilities = fitted.probabilities_of(data, pool)?;
+    let threshold = threshold::choose(&config.threshold, &labels, &probabilities)?;
+    let validation = MetricSet::compute(&labels, &probabilities, threshold.value)?;
     let staging = match &config.staging.path {
         Some(path) => StagingSpec::File { path: path.display().to_string() },
         None => {
@@ -104,7 +105,7 @@ pub fn import(
         threshold,
         validation,
         staging,
-        reference: Reference::fit(&pool),
+        reference: Reference::fit_rows(data, pool),
         config: config.clone(),
         lineage: Lineage {
             data_file: data.report.file.clone(),
@@ -112,7 +113,7 @@ pub fn import(
             rows_total: data.len() as u64,
             rows_staging: staging_rows.len() as u64,
             rows_fit: 0,
-            rows_validation: pool.len() as u64,
+            rows_validation: pool_rows.len() as u64,
             rows_final_fit: 0,
             config_file: context.config_file.clone(),
             config_sha256: config.hash(),

@@ -1,7 +1,13 @@
 //! Inputs quantised to bins ([`Binned`]): bin edges from (a sample of) each input's sorted
 //! values, the bins stored by column, sparse inputs listed by their uncommon bins.
 
+use std::collections::BTreeMap;
+
 use ndarray::ArrayView2;
+
+use crate::data::dataset::{Dataset, Rows};
+use crate::error::Result;
+use crate::learn::features::Preprocessor;
 
 /// At most this many rows per feature are sorted to place bin edges (as scikit-learn does).
 const BINNING_SAMPLE: usize = 200_000;
@@ -32,6 +38,35 @@ pub(super) struct Binned {
 /// An input is stored sparsely when its most common bin holds at least this share of rows.
 const SPARSE_SHARE: f64 = 0.8;
 
+/// The bin edges of an input from a sample of its values that are not missing.
+fn edges_of(mut sample: Vec<f64>, has_missing: bool, max_bins: usize) -> Vec<f64> {
+    // The missing bin must fit in a byte after the regular ones.
+    let max_bins = if has_missing { max_bins.min(255) } else { max_bins };
+    sample.sort_by(f64::total_cmp);
+    let mut distinct = sample.clone();
+    distinct.dedup();
+    if distinct.len() <= max_bins {
+        distinct.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2.0).collect()
+    } else {
+        let mut cuts: Vec<f64> = (1..max_bins).map(|k| sample[k * sample.len() / max_bins]).collect();
+        cuts.dedup();
+        // The largest value needs a bin above the last edge.
+        if cuts.last() == sample.last() {
+            cuts.pop();
+        }
+        cuts
+    }
+}
+
+/// The bin of value `v` of an input with edges `e`.
+#[inline]
+fn bin_of(e: &[f64], missing_bin: Option<u8>, v: f64) -> u8 {
+    match missing_bin {
+        Some(m) if v.is_nan() => m,
+        _ => e.partition_point(|&edge| edge < v) as u8,
+    }
+}
+
 impl Binned {
     pub(super) fn new(x: ArrayView2<f64>, max_bins: usize) -> Binned {
         let (n_rows, n_inputs) = x.dim();
@@ -42,34 +77,100 @@ impl Binned {
         for f in 0..n_inputs {
             let column = x.column(f);
             let has_missing = column.iter().any(|v| v.is_nan());
-            // The missing bin must fit in a byte after the regular ones.
-            let max_bins = if has_missing { max_bins.min(255) } else { max_bins };
-            let mut sample: Vec<f64> = column.iter().step_by(stride).copied().filter(|v| !v.is_nan()).collect();
-            sample.sort_by(f64::total_cmp);
-            let mut distinct = sample.clone();
-            distinct.dedup();
-            let e: Vec<f64> = if distinct.len() <= max_bins {
-                distinct.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2.0).collect()
-            } else {
-                let mut cuts: Vec<f64> = (1..max_bins).map(|k| sample[k * sample.len() / max_bins]).collect();
-                cuts.dedup();
-                // The largest value needs a bin above the last edge.
-                if cuts.last() == sample.last() {
-                    cuts.pop();
-                }
-                cuts
-            };
+            let e = edges_of(
+                column.iter().step_by(stride).copied().filter(|v| !v.is_nan()).collect(),
+                has_missing,
+                max_bins,
+            );
             let out = &mut bins[f * n_rows..(f + 1) * n_rows];
             let missing_bin = has_missing.then_some((e.len() + 1) as u8);
             for (o, &v) in out.iter_mut().zip(column.iter()) {
-                *o = match missing_bin {
-                    Some(m) if v.is_nan() => m,
-                    _ => e.partition_point(|&edge| edge < v) as u8,
-                };
+                *o = bin_of(&e, missing_bin, v);
             }
             edges.push(e);
             missing.push(missing_bin);
         }
+        Binned::assemble(n_rows, bins, edges, missing)
+    }
+
+    /// The bins [`Binned::new`] gives the matrix `preprocessing` makes of the viewed rows of
+    /// `data`, made from the data set's columns a few thousand rows at a time: the training set
+    /// is never held as numbers, only as one byte per input and row.
+    pub(super) fn from_columns(
+        preprocessing: &Preprocessor,
+        data: &Dataset,
+        rows: Rows<'_>,
+        max_bins: usize,
+    ) -> Result<Binned> {
+        const CHUNK: usize = 4096;
+        let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
+        let mut unseen = BTreeMap::new();
+        let mut buffer = vec![0.0; CHUNK * n_inputs];
+        // Calls `each(start, encoded rows)` for the view's rows, a chunk at a time.
+        let mut chunks = |each: &mut dyn FnMut(usize, &[f64])| -> Result<()> {
+            for start in (0..n_rows).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n_rows);
+                let out = &mut buffer[..(end - start) * n_inputs];
+                out.iter_mut().for_each(|x| *x = 0.0);
+                preprocessing.encode_rows(data, rows.slice(start, end), out, &mut unseen)?;
+                each(start, out);
+            }
+            Ok(())
+        };
+        // Pass one: which inputs have a missing value (it decides how many regular bins fit).
+        let mut has_missing = vec![false; n_inputs];
+        chunks(&mut |_, encoded| {
+            for row in encoded.chunks_exact(n_inputs.max(1)) {
+                for (m, v) in has_missing.iter_mut().zip(row) {
+                    *m |= v.is_nan();
+                }
+            }
+        })?;
+        // The edges from the same sample of rows as `Binned::new` takes.
+        let stride = n_rows.div_ceil(BINNING_SAMPLE).max(1);
+        let sampled: Vec<usize> = (0..n_rows).step_by(stride).map(|k| rows.get(k)).collect();
+        let sample = preprocessing.transform_rows(data, Rows::Listed(&sampled))?.matrix;
+        let edges: Vec<Vec<f64>> = (0..n_inputs)
+            .map(|f| {
+                let values = sample.column(f).iter().copied().filter(|v| !v.is_nan()).collect();
+                edges_of(values, has_missing[f], max_bins)
+            })
+            .collect();
+        drop(sample);
+        let missing: Vec<Option<u8>> =
+            edges.iter().zip(&has_missing).map(|(e, &m)| m.then_some((e.len() + 1) as u8)).collect();
+        // Pass two: the bins.
+        let mut bins = vec![0u8; n_rows * n_inputs];
+        chunks(&mut |start, encoded| {
+            for (r, row) in encoded.chunks_exact(n_inputs.max(1)).enumerate() {
+                for (f, &v) in row.iter().enumerate() {
+                    bins[f * n_rows + start + r] = bin_of(&edges[f], missing[f], v);
+                }
+            }
+        })?;
+        Ok(Binned::assemble(n_rows, bins, edges, missing))
+    }
+
+    /// Writes, row-major, a value of each input for each listed row that falls in the row's bin
+    /// and compares with every edge (a fitted tree's only thresholds) as the row's own value
+    /// does: the bin's upper edge, the largest finite number for the last regular bin, NaN for
+    /// the missing bin. A tree fitted on these bins scores these values exactly as the row.
+    pub(super) fn representatives(&self, positions: &[usize], out: &mut [f64]) {
+        let n_inputs = self.edges.len();
+        for (row, &r) in out.chunks_exact_mut(n_inputs.max(1)).zip(positions) {
+            for (f, x) in row.iter_mut().enumerate() {
+                let b = self.bins[f * self.n_rows + r];
+                *x = match self.missing[f] {
+                    Some(m) if b == m => f64::NAN,
+                    _ => self.edges[f].get(b as usize).copied().unwrap_or(f64::MAX),
+                };
+            }
+        }
+    }
+
+    /// The per-row records and the dense or sparse choice of each input, from the bins.
+    fn assemble(n_rows: usize, bins: Vec<u8>, edges: Vec<Vec<f64>>, missing: Vec<Option<u8>>) -> Binned {
+        let n_inputs = edges.len();
         let mut offsets = Vec::with_capacity(n_inputs + 1);
         offsets.push(0);
         for (e, m) in edges.iter().zip(&missing) {

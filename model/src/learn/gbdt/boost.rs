@@ -9,7 +9,7 @@ use super::grow::{predict_binned, to_value_tree, BinTree};
 use super::histogram::cores;
 use super::partition::Sample;
 use super::scorer::{number_leaves, Mask};
-use super::{Arithmetic, Booster, Tree, ValidBoostingParams};
+use super::{Arithmetic, Booster, TrainingBins, Tree, ValidBoostingParams};
 use crate::error::{Error, Result};
 use crate::learn::{labelled, Labelled};
 use crate::rng::Rng;
@@ -21,7 +21,7 @@ impl<'a> Fit<ArrayView2<'a, f64>, ArrayView1<'a, bool>, Error> for ValidBoosting
     fn fit(&self, dataset: &Labelled<'a>) -> Result<Booster> {
         let p = &self.params;
         let x = dataset.records().view();
-        let (n, n_inputs) = x.dim();
+        let n = x.nrows();
         let targets = dataset.targets();
         let Some(y) = targets.as_slice() else {
             let owned: Vec<bool> = targets.to_vec();
@@ -39,63 +39,154 @@ impl<'a> Fit<ArrayView2<'a, f64>, ArrayView1<'a, bool>, Error> for ValidBoosting
             return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
         }
         let binned = Binned::new(x, p.max_bins);
-        let rate = positives as f64 / n as f64;
-        let base_score = (rate / (1.0 - rate)).ln();
+        let base_score = base_score(positives, n);
+        let mut boosters = self.fit_stages(&binned, y, base_score, &[(None, p.max_iter)]);
+        Ok(boosters.pop().expect("one booster a stage"))
+    }
+}
+
+/// Log-odds of the positive rate.
+fn base_score(positives: usize, n: usize) -> f64 {
+    let rate = positives as f64 / n as f64;
+    (rate / (1.0 - rate)).ln()
+}
+
+/// One bag's boosting, kept between stages: a later stage goes on from the scores, draws and
+/// trees where the earlier one stopped.
+struct Run {
+    /// The score of every row of the bins, the rows of later stages included.
+    raw: Vec<f64>,
+    rng: Rng,
+    /// The inputs, in the order of the last draw of them.
+    columns: Vec<usize>,
+    trees: Vec<Tree>,
+}
+
+impl ValidBoostingParams {
+    /// Fits on the rows at `first` (positions in `bins`) for `max_iter` rounds, then, when
+    /// `more` is given, goes on growing the same ensemble on every row of `bins` for that many
+    /// more rounds (a warm start: the scores of all rows are kept from the first trees on, so the
+    /// second model costs only its extra rounds). `y` holds the label of each row of `bins`.
+    /// Returns the first model, and the continued one when asked; the continued model's first
+    /// trees are the first model's (bag by bag).
+    pub fn fit_warm(
+        &self,
+        bins: &TrainingBins,
+        y: &[bool],
+        first: &[usize],
+        more: Option<usize>,
+    ) -> Result<(Booster, Option<Booster>)> {
+        let binned = &bins.binned;
+        if y.len() != binned.n_rows {
+            return Err(Error::MismatchedLengths {
+                what: "labels against rows of bins",
+                expected: binned.n_rows,
+                found: y.len(),
+            });
+        }
+        let positives = first.iter().filter(|&&r| y[r]).count();
+        if positives == 0 || positives == first.len() {
+            return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
+        }
+        let first: Vec<u32> = first
+            .iter()
+            .map(|&r| {
+                u32::try_from(r).map_err(|_| Error::MismatchedLengths {
+                    what: "rows to fit on (each a 32-bit number)",
+                    expected: u32::MAX as usize,
+                    found: binned.n_rows,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut stages = vec![(Some(first.as_slice()), self.params.max_iter)];
+        stages.extend(more.map(|rounds| (None, rounds)));
+        let mut boosters = self.fit_stages(binned, y, base_score(positives, first.len()), &stages).into_iter();
+        let first = boosters.next().expect("one booster a stage");
+        Ok((first, boosters.next()))
+    }
+
+    /// Boosts each bag through the stages (rows, rounds) in turn; one model a stage, each with
+    /// every tree grown up to the end of its stage.
+    fn fit_stages(
+        &self,
+        binned: &Binned,
+        y: &[bool],
+        base_score: f64,
+        stages: &[(Option<&[u32]>, usize)],
+    ) -> Vec<Booster> {
+        let p = &self.params;
+        let n_inputs = binned.edges.len();
         let seeds: Vec<u64> = (0..p.bags as u64).map(|b| self.seed.wrapping_add(b)).collect();
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(seeds.len());
+        // A bag's trees, and how many of them each stage had grown at its end.
+        let bag = |seed: u64| {
+            let mut run = Run {
+                raw: vec![base_score; binned.n_rows],
+                rng: Rng::new(seed),
+                columns: (0..n_inputs).collect(),
+                trees: Vec::with_capacity(stages.iter().map(|s| s.1).sum()),
+            };
+            let mut ends = Vec::with_capacity(stages.len());
+            for &(rows, rounds) in stages {
+                self.boost(binned, y, &mut run, rows, rounds);
+                ends.push(run.trees.len());
+            }
+            (run.trees, ends)
+        };
         // Each bag depends only on its seed, and the bags are joined in seed order, so the
         // model is the same whatever the number of threads.
-        let mut bags: Vec<Vec<Tree>> = if threads <= 1 {
-            seeds.iter().map(|&seed| self.boost(&binned, y, base_score, seed)).collect()
+        let bags: Vec<(Vec<Tree>, Vec<usize>)> = if threads <= 1 {
+            seeds.iter().map(|&seed| bag(seed)).collect()
         } else {
             std::thread::scope(|scope| {
                 let chunks: Vec<_> = seeds
                     .chunks(seeds.len().div_ceil(threads))
                     .map(|chunk| {
-                        let binned = &binned;
-                        scope.spawn(move || {
-                            chunk.iter().map(|&seed| self.boost(binned, y, base_score, seed)).collect::<Vec<_>>()
-                        })
+                        let bag = &bag;
+                        scope.spawn(move || chunk.iter().map(|&seed| bag(seed)).collect::<Vec<_>>())
                     })
                     .collect();
                 chunks.into_iter().flat_map(|c| c.join().expect("a boosting thread panicked")).collect()
             })
         };
         let scale = 1.0 / p.bags as f64;
-        let mut trees = Vec::with_capacity(p.max_iter * p.bags);
-        for bag in &mut bags {
-            for tree in bag.iter_mut() {
-                if p.bags > 1 {
-                    for (v, &f) in tree.value.iter_mut().zip(&tree.feature) {
-                        if f < 0 {
-                            *v *= scale;
+        (0..stages.len())
+            .map(|stage| {
+                let mut trees = Vec::with_capacity(bags.iter().map(|(_, ends)| ends[stage]).sum());
+                for (bag, ends) in &bags {
+                    for tree in &bag[..ends[stage]] {
+                        let mut tree = tree.clone();
+                        if p.bags > 1 {
+                            for (v, &f) in tree.value.iter_mut().zip(&tree.feature) {
+                                if f < 0 {
+                                    *v *= scale;
+                                }
+                            }
                         }
+                        trees.push(tree);
                     }
                 }
-            }
-            trees.append(bag);
-        }
-        Ok(Booster { base_score, n_inputs, trees, arithmetic: Arithmetic::Double })
+                Booster { base_score, n_inputs, trees, arithmetic: Arithmetic::Double }
+            })
+            .collect()
     }
 }
 
 impl ValidBoostingParams {
-    /// One boosting run with its own seed.
-    fn boost(&self, binned: &Binned, y: &[bool], base_score: f64, seed: u64) -> Vec<Tree> {
+    /// `rounds` rounds of one bag's boosting run on the rows at `stage_rows` (positions in
+    /// `binned`; all its rows when `None`).
+    fn boost(&self, binned: &Binned, y: &[bool], run: &mut Run, stage_rows: Option<&[u32]>, rounds: usize) {
         let _busy = cores::enter();
         let p = &self.params;
-        let n = y.len();
+        let Run { raw, rng, columns, trees } = run;
+        let n = stage_rows.map_or(binned.n_rows, <[u32]>::len);
         let n_inputs = binned.edges.len();
-        let mut raw = vec![base_score; n];
-        let mut rng = Rng::new(seed);
-        let mut trees = Vec::with_capacity(p.max_iter);
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
-        let mut columns: Vec<usize> = (0..n_inputs).collect();
         let sampled = n_sample < n;
         let mut sample = Sample::new(binned, n_sample);
         let mut rows: Vec<u32> = Vec::with_capacity(n);
-        for _ in 0..p.max_iter {
+        for _ in 0..rounds {
             // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
             // increasing order, in one sequential pass without branches (a shuffle of a million
             // rows per tree is mostly cache misses; a branch on a coin flip, mispredictions).
@@ -117,9 +208,13 @@ impl ValidBoostingParams {
             } else {
                 rows.extend(0..n as u32);
             }
-            sample.fill(binned, &rows, &raw, y);
+            // The draw names positions among the stage's rows: make them rows of the bins.
+            if let Some(stage_rows) = stage_rows {
+                rows.iter_mut().for_each(|r| *r = stage_rows[*r as usize]);
+            }
+            sample.fill(binned, &rows, raw, y);
             let allowed: Vec<bool> = if n_cols < n_inputs {
-                rng.shuffle(&mut columns);
+                rng.shuffle(columns);
                 let mut a = vec![false; n_inputs];
                 columns[..n_cols].iter().for_each(|&c| a[c] = true);
                 a
@@ -127,10 +222,9 @@ impl ValidBoostingParams {
                 vec![true; n_inputs]
             };
             let tree = self.grow(binned, &mut sample, &allowed);
-            add_tree(&tree, binned, &mut raw);
+            add_tree(&tree, binned, raw);
             trees.push(to_value_tree(&tree, binned));
         }
-        trees
     }
 }
 

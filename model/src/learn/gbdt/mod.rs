@@ -8,7 +8,9 @@ use linfa::traits::PredictInplace;
 use ndarray::{Array1, ArrayBase, Data, Ix2};
 use serde::{Deserialize, Serialize};
 
+use crate::data::dataset::{Dataset, Rows};
 use crate::error::{Error, ParamError, Result};
+use crate::learn::features::Preprocessor;
 use crate::learn::sigmoid;
 
 /// Calls `$fixed::<N>($args)` with N = `$width` when it is at most 16 (records of a known
@@ -43,6 +45,43 @@ mod grow;
 mod histogram;
 mod partition;
 pub mod scorer;
+
+/// The training rows of a build quantised to bins once, straight from the data set's columns
+/// (see [`TrainingBins::new`]): what [`ValidBoostingParams::fit_warm`] fits on.
+pub struct TrainingBins {
+    binned: binning::Binned,
+}
+
+impl TrainingBins {
+    /// The bins of the viewed rows of `data`, encoded by `preprocessing`, with at most `max_bins`
+    /// bins an input (and a bin of its own for a missing value): one byte an input and row; the
+    /// rows are never held as a matrix of numbers.
+    pub fn new(preprocessing: &Preprocessor, data: &Dataset, rows: Rows<'_>, max_bins: usize) -> Result<TrainingBins> {
+        Ok(TrainingBins { binned: binning::Binned::from_columns(preprocessing, data, rows, max_bins)? })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.binned.n_rows
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.binned.n_rows == 0
+    }
+
+    /// Number of model inputs.
+    pub fn width(&self) -> usize {
+        self.binned.edges.len()
+    }
+
+    /// Writes, row-major ([`TrainingBins::width`] values a row), inputs for the rows at
+    /// `positions` that a model fitted on these bins scores exactly as it scores the rows'
+    /// own inputs: a value of the row's bin (see the tests).
+    pub fn representatives(&self, positions: &[usize], out: &mut [f64]) {
+        self.binned.representatives(positions, out);
+    }
+}
 
 /// Splits that would leave a child with less total hessian than this are not considered.
 const MIN_CHILD_HESSIAN: f64 = 1e-3;
@@ -543,6 +582,185 @@ mod tests {
             let value = value_tree.predict(x.row(i).as_slice().unwrap());
             assert_eq!(predict_binned(&tree, &binned, i), value, "row {i}");
             assert_eq!(added, value, "row {i}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod training_bins_tests {
+    //! The bins a build makes from the data set's columns, the warm start, and the validation
+    //! probabilities read from the bins.
+
+    use linfa::traits::Fit;
+
+    use super::binning::Binned;
+    use super::*;
+    use crate::data::dataset::{Dataset, Rows};
+    use crate::data::reader::LabelPolicy;
+    use crate::data::schema::Schema;
+    use crate::data::validation::read_csv;
+    use crate::learn::features::{MissingHandling, Preprocessor};
+    use crate::learn::labelled;
+    use crate::rng::Rng;
+
+    const SCHEMA: &str = r#"
+[[columns]]
+name = "amount"
+kind = "numeric"
+missing = "allow"
+transform = "log1p"
+[[columns]]
+name = "visits"
+kind = "integer"
+[[columns]]
+name = "color"
+kind = "categorical"
+missing = "allow"
+[[columns]]
+name = "weekend"
+kind = "boolean"
+missing = "allow"
+true = ["yes"]
+false = ["no"]
+[[columns]]
+name = "bought"
+kind = "label"
+positive = "1"
+negative = "0"
+"#;
+
+    const COLORS: [&str; 7] = ["red", "green", "blue", "cyan", "magenta", "yellow", "black"];
+
+    /// `n` rows of every kind of column, each but `visits` missing in some rows, the label
+    /// depending on each.
+    fn mixed(n: usize, seed: u64) -> Dataset {
+        let schema: Schema = toml::from_str(SCHEMA).unwrap();
+        let mut rng = Rng::new(seed);
+        let mut csv = String::from("amount,visits,color,weekend,bought\n");
+        for _ in 0..n {
+            let amount = (rng.uniform() >= 0.1).then(|| (3.0 + rng.normal()).exp());
+            let visits = (rng.uniform() * 30.0) as u32;
+            let color = (rng.uniform() >= 0.05).then(|| (rng.uniform() * 7.0) as usize);
+            let weekend = [Some(true), Some(false), None][(rng.uniform() * 3.0) as usize];
+            let logit = amount.map_or(1.0, |a| (a / 20.0).ln()) + 0.05 * f64::from(visits) - 1.0
+                + color.map_or(0.5, |c| c as f64 * 0.3 - 0.9)
+                + if weekend == Some(true) { 0.7 } else { 0.0 }
+                + rng.normal();
+            csv.push_str(&format!(
+                "{},{visits},{},{},{}\n",
+                amount.map_or(String::new(), |a| format!("{a:.4}")),
+                color.map_or("", |c| COLORS[c]),
+                weekend.map_or("", |w| if w { "yes" } else { "no" }),
+                u8::from(logit > 0.0)
+            ));
+        }
+        read_csv(csv.as_bytes(), "mixed.csv", &schema, LabelPolicy::Required).unwrap()
+    }
+
+    fn assert_same_bins(a: &Binned, b: &Binned) {
+        assert_eq!(a.n_rows, b.n_rows);
+        assert_eq!(a.edges, b.edges);
+        assert_eq!(a.missing, b.missing);
+        assert!(a.bins == b.bins, "the bins differ");
+        assert_eq!(a.offsets, b.offsets);
+        assert_eq!(a.dense, b.dense);
+        assert_eq!(a.sparse, b.sparse);
+        assert_eq!(
+            (a.layout.stride, a.layout.fixed, a.layout.dense, a.layout.slots),
+            (b.layout.stride, b.layout.fixed, b.layout.dense, b.layout.slots)
+        );
+        assert!(a.rows == b.rows, "the row records differ");
+    }
+
+    #[test]
+    fn bins_from_the_columns_are_the_bins_of_the_encoded_matrix() {
+        // More rows than the binning sample, so that the edges come from every k-th row; a
+        // view that skips rows, as a build's pool does.
+        let data = mixed(230_000, 1);
+        let rows: Vec<usize> = (0..data.len()).filter(|i| i % 5 != 3).collect();
+        let view = Rows::Listed(&rows);
+        for how in [MissingHandling::Nan, MissingHandling::Impute] {
+            let preprocessing = Preprocessor::fit_rows(&data, view, how).unwrap();
+            let matrix = preprocessing.transform_rows(&data, view).unwrap().matrix;
+            for max_bins in [255, 16] {
+                let from_columns = Binned::from_columns(&preprocessing, &data, view, max_bins).unwrap();
+                assert_same_bins(&from_columns, &Binned::new(matrix.view(), max_bins));
+                assert!(from_columns.missing.iter().any(Option::is_some) == (how == MissingHandling::Nan));
+            }
+        }
+        // Every row, as a span.
+        let small = mixed(3000, 2);
+        let preprocessing = Preprocessor::fit(&small, MissingHandling::Nan).unwrap();
+        let matrix = preprocessing.transform(&small).unwrap().matrix;
+        let all = Binned::from_columns(&preprocessing, &small, Rows::all(small.len()), 255).unwrap();
+        assert_same_bins(&all, &Binned::new(matrix.view(), 255));
+    }
+
+    /// The data, its encoders, its bins and labels, and the fit and held-out positions.
+    fn prepared(n: usize) -> (Dataset, Preprocessor, TrainingBins, Vec<bool>, Vec<usize>, Vec<usize>) {
+        let data = mixed(n, 3);
+        let preprocessing = Preprocessor::fit(&data, MissingHandling::Nan).unwrap();
+        let bins = TrainingBins::new(&preprocessing, &data, Rows::all(data.len()), 255).unwrap();
+        let y = data.labels.clone().unwrap();
+        let (fit, held): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % 4 != 0);
+        (data, preprocessing, bins, y, fit, held)
+    }
+
+    #[test]
+    fn warm_start_is_deterministic_and_continues_the_first_models_trees() {
+        let (_, _, bins, y, fit, _) = prepared(4000);
+        for bags in [1, 2] {
+            let params = BoostingParams { max_iter: 25, subsample: 0.8, colsample: 0.5, bags, ..Default::default() };
+            let warm = |seed: u64| params.validate(seed).unwrap().fit_warm(&bins, &y, &fit, Some(10)).unwrap();
+            let (first, last) = warm(7);
+            let last = last.unwrap();
+            assert_eq!((first.clone(), Some(last.clone())), warm(7), "the same seed, the same models");
+            assert_ne!(first, warm(8).0);
+            assert_eq!(first.trees.len(), 25 * bags);
+            assert_eq!(last.trees.len(), 35 * bags);
+            assert_eq!(first.base_score, last.base_score);
+            // Bag by bag, the continued model starts with the first model's trees.
+            for bag in 0..bags {
+                assert_eq!(first.trees[bag * 25..(bag + 1) * 25], last.trees[bag * 35..bag * 35 + 25]);
+            }
+            let (alone, none) = params.validate(7).unwrap().fit_warm(&bins, &y, &fit, None).unwrap();
+            assert_eq!((alone, none), (first, None));
+        }
+    }
+
+    #[test]
+    fn a_warm_start_on_every_row_is_the_plain_fit() {
+        let (data, preprocessing, bins, y, _, _) = prepared(3000);
+        let params = BoostingParams { max_iter: 30, subsample: 0.7, ..Default::default() }.validate(5).unwrap();
+        let every: Vec<usize> = (0..data.len()).collect();
+        let (warm, _) = params.fit_warm(&bins, &y, &every, None).unwrap();
+        let matrix = preprocessing.transform(&data).unwrap().matrix;
+        assert_eq!(warm, params.fit(&labelled(matrix.view(), &y)).unwrap());
+    }
+
+    #[test]
+    fn the_held_out_rows_score_from_their_bins_as_from_their_inputs() {
+        let (data, preprocessing, bins, y, fit, held) = prepared(5000);
+        let params = BoostingParams { max_iter: 60, max_leaf_nodes: 12, ..Default::default() }.validate(1).unwrap();
+        let (first, last) = params.fit_warm(&bins, &y, &fit, Some(20)).unwrap();
+        let inputs = preprocessing.transform_rows(&data, Rows::Listed(&held)).unwrap().matrix;
+        let inputs = inputs.as_slice().unwrap();
+        let width = bins.width();
+        let mut representatives = vec![0.0; held.len() * width];
+        bins.representatives(&held, &mut representatives);
+        assert!(representatives.iter().any(|x| x.is_nan()), "missing values are represented");
+        for booster in [first, last.unwrap()] {
+            assert!(booster.trees.iter().any(|t| !t.missing_left.is_empty()));
+            // The batch scorer an artifact scores with.
+            let forest = scorer::Forest::new(&booster).expect("a fitted model compiles");
+            let (mut from_bins, mut from_inputs) = (vec![0.0; held.len()], vec![0.0; held.len()]);
+            forest.probabilities(&representatives, width, &mut from_bins, &mut scorer::Scratch::default());
+            forest.probabilities(inputs, width, &mut from_inputs, &mut scorer::Scratch::default());
+            for (k, (a, b)) in from_bins.iter().zip(&from_inputs).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "held-out row {k}");
+                let row = &inputs[k * width..(k + 1) * width];
+                assert_eq!(b.to_bits(), booster.probability(row).to_bits(), "held-out row {k}, one at a time");
+            }
         }
     }
 }
