@@ -42,6 +42,7 @@ mod boost;
 mod grow;
 mod histogram;
 mod partition;
+mod sampling;
 pub mod scorer;
 
 /// Splits that would leave a child with less total hessian than this are not considered.
