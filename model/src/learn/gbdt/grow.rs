@@ -2,7 +2,7 @@
 //! histogram, the larger child's histogram by subtraction, splits on bin numbers.
 
 use super::binning::Binned;
-use super::histogram::{histogram, Bin};
+use super::histogram::{histogram, subtract, Bin};
 use super::partition::{unpack, Sample};
 use super::{Tree, ValidBoostingParams, MIN_CHILD_HESSIAN};
 
@@ -119,13 +119,7 @@ impl ValidBoostingParams {
                 (&mut right, &mut left)
             };
             small.hist = histogram(binned, sample, buffer, small.start..small.end, allowed, (small.g, small.h));
-            let mut parent = leaf.hist;
-            for (pb, sb) in parent.iter_mut().zip(&small.hist) {
-                pb.g -= sb.g;
-                pb.h -= sb.h;
-                pb.n -= sb.n;
-            }
-            large.hist = parent;
+            large.hist = subtract(leaf.hist, &small.hist);
             for child in [left, right] {
                 let mut child = child;
                 child.split = self.best_split(binned, &child, allowed);

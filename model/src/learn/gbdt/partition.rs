@@ -22,7 +22,15 @@ pub(super) fn gradient(raw: f64, y: bool) -> u64 {
     let small = e * big;
     // The probability of the positive class, and the gradient `p − y`.
     let p = if raw >= 0.0 { big } else { small };
-    let g = if y { if raw >= 0.0 { -small } else { -big } } else { p };
+    let g = if y {
+        if raw >= 0.0 {
+            -small
+        } else {
+            -big
+        }
+    } else {
+        p
+    };
     pack(g, (small * big).max(1e-16))
 }
 
@@ -97,7 +105,8 @@ impl Sample {
         }
         let width = self.layout.fixed;
         let out = &mut self.buffers[0];
-        out.clear();
+        // Every word is written below: only a longer sample than the last pays for zeroes
+        // (the same length every tree of a fit).
         out.resize(rows.len() * (width + 1), 0);
         let out = &mut out[..];
         with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
@@ -184,7 +193,6 @@ impl Sample {
         };
         range.start + left
     }
-
 }
 
 #[cfg(test)]
@@ -208,7 +216,10 @@ mod tests {
                 let h = (p * q).max(1e-16);
                 let g = if y { -q } else { p };
                 let (fg, fh) = unpack(gradient(raw, y));
-                assert!((fg - g).abs() <= 1e-6 * g.abs() && (fh - h).abs() <= 1e-6 * h, "{raw} {y}: {fg} {fh}, {g} {h}");
+                assert!(
+                    (fg - g).abs() <= 1e-6 * g.abs() && (fh - h).abs() <= 1e-6 * h,
+                    "{raw} {y}: {fg} {fh}, {g} {h}"
+                );
             }
         }
     }

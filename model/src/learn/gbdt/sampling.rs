@@ -80,7 +80,8 @@ mod tests {
     fn draws_exactly_k_distinct_rows_in_increasing_order() {
         let (mut taken, mut rows) = (Vec::new(), Vec::new());
         let mut rng = Rng::new(5);
-        for (n, k) in [(1, 1), (2, 1), (63, 10), (64, 64), (65, 1), (1000, 800), (1000, 3), (1000, 999), (100_003, 80_002)]
+        for (n, k) in
+            [(1, 1), (2, 1), (63, 10), (64, 64), (65, 1), (1000, 800), (1000, 3), (1000, 999), (100_003, 80_002)]
         {
             for _ in 0..3 {
                 draw_rows(&mut rng, n, k, &mut taken, &mut rows);
@@ -139,7 +140,10 @@ mod tests {
             let p = k as f64 / n as f64;
             let (expected, sd) = (draws as f64 * p, (draws as f64 * p * (1.0 - p)).sqrt());
             for (r, &c) in once.iter().enumerate() {
-                assert!((f64::from(c) - expected).abs() < 5.0 * sd, "{k} of {n}: row {r} taken {c} times, not {expected}");
+                assert!(
+                    (f64::from(c) - expected).abs() < 5.0 * sd,
+                    "{k} of {n}: row {r} taken {c} times, not {expected}"
+                );
             }
             let q = p * (k - 1) as f64 / (n - 1) as f64;
             let (expected, sd) = (draws as f64 * q, (draws as f64 * q * (1.0 - q)).sqrt());
