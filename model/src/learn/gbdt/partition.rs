@@ -20,17 +20,11 @@ pub(super) fn gradient(raw: f64, y: bool) -> u64 {
     let e = exp_negative(-raw.abs());
     let big = 1.0 / (1.0 + e);
     let small = e * big;
-    // The probability of the positive class, and the gradient `p − y`.
-    let p = if raw >= 0.0 { big } else { small };
-    let g = if y {
-        if raw >= 0.0 {
-            -small
-        } else {
-            -big
-        }
-    } else {
-        p
-    };
+    // The gradient `p − y` is `p` or `−(1 − p)`: the larger or the smaller of the two as the
+    // label and the score's sign differ or agree. Chosen with bit masks: a branch on the label
+    // would be mispredicted on every other row.
+    let larger = u64::from(y != (raw >= 0.0)).wrapping_neg();
+    let g = f64::from_bits((big.to_bits() & larger) | (small.to_bits() & !larger) | u64::from(y) << 63);
     pack(g, (small * big).max(1e-16))
 }
 
