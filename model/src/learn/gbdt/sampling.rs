@@ -44,7 +44,7 @@ pub(super) fn draw_rows(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>,
                 m = if (p >> b) & 1 == 1 { m | r } else { m & r };
             }
             // The last word's rows beyond `n` are never taken.
-            if w + 1 == words && n % 64 != 0 {
+            if w + 1 == words && !n.is_multiple_of(64) {
                 m &= (1u64 << (n % 64)) - 1;
             }
             *word = m;
