@@ -8,6 +8,7 @@ use super::binning::Binned;
 use super::grow::{predict_binned, to_value_tree, BinTree};
 use super::histogram::cores;
 use super::partition::Sample;
+use super::sampling;
 use super::scorer::{number_leaves, Mask};
 use super::{Arithmetic, Booster, TrainingBins, Tree, ValidBoostingParams};
 use crate::error::{Error, Result};
@@ -183,31 +184,12 @@ impl ValidBoostingParams {
         let n_inputs = binned.edges.len();
         let n_sample = ((n as f64 * p.subsample).round() as usize).clamp(1, n);
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
-        let sampled = n_sample < n;
+        let mut taken = Vec::new();
         let mut sample = Sample::new(binned, n_sample);
         let mut rows: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..rounds {
-            // Selection sampling (Knuth's algorithm S): exactly n_sample rows, uniformly, in
-            // increasing order, in one sequential pass without branches (a shuffle of a million
-            // rows per tree is mostly cache misses; a branch on a coin flip, mispredictions).
-            rows.clear();
-            if sampled {
-                rows.resize(n, 0);
-                let (mut needed, mut picked) = (n_sample as i64, 0);
-                for i in 0..n {
-                    // Row i is taken when `uniform · (n − i) < needed`. `needed` being whole,
-                    // the integer part of the product decides the same: the comparison that
-                    // the next row waits on is then one of integers, not of floats.
-                    let draw = (rng.uniform() * ((n - i) as f64)) as i64;
-                    let take = draw < needed;
-                    rows[picked] = i as u32;
-                    picked += usize::from(take);
-                    needed -= i64::from(take);
-                }
-                rows.truncate(picked);
-            } else {
-                rows.extend(0..n as u32);
-            }
+            // Exactly n_sample rows, uniformly, in increasing order (the records' locality).
+            sampling::draw_rows(rng, n, n_sample, &mut taken, &mut rows);
             // The draw names positions among the stage's rows: make them rows of the bins.
             if let Some(stage_rows) = stage_rows {
                 rows.iter_mut().for_each(|r| *r = stage_rows[*r as usize]);

@@ -103,10 +103,13 @@ fn sums(
 ) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
     let padding = binned.histogram_len() as u64;
+    // Each dense input sums into 256 bins of its own: a byte indexes them without a bounds
+    // check, where `offset + byte` into the whole histogram needed one (and an addition).
+    let mut slabs = vec![[Bin::default(); 256]; dense.len()];
     for record in records.chunks_exact(layout.stride) {
         let (g, h) = unpack(record[0]);
-        for &(_, word, shift, offset) in dense {
-            let bin = &mut hist[offset + (record[word] >> shift) as u8 as usize];
+        for (&(_, word, shift, _), slab) in dense.iter().zip(slabs.iter_mut()) {
+            let bin = &mut slab[(record[word] >> shift) as u8 as usize];
             bin.g += g;
             bin.h += h;
             bin.n += 1;
@@ -124,7 +127,23 @@ fn sums(
             bin.n += 1;
         }
     }
+    for (&(f, _, _, offset), slab) in dense.iter().zip(&slabs) {
+        let end = binned.offsets[f + 1];
+        hist[offset..end].copy_from_slice(&slab[..end - offset]);
+    }
     hist
+}
+
+/// The larger child's histogram from its parent's and its sibling's: `parent − small`, bin by
+/// bin, in place of `parent`. Only the smaller child's records are read again (LightGBM's
+/// and scikit-learn's subtraction trick).
+pub(super) fn subtract(mut parent: Vec<Bin>, small: &[Bin]) -> Vec<Bin> {
+    for (pb, sb) in parent.iter_mut().zip(small) {
+        pb.g -= sb.g;
+        pb.h -= sb.h;
+        pb.n -= sb.n;
+    }
+    parent
 }
 
 /// How many threads are boosting or helping, against the cores there are: a fit lends an idle
@@ -293,6 +312,43 @@ mod tests {
             let mut all: Vec<usize> = left.into_iter().chain(right).collect();
             all.sort_unstable();
             assert_eq!(all, (100..900).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn the_larger_childs_histogram_by_subtraction_is_its_direct_sum() {
+        let x = mixed(4000, 5);
+        let binned = Binned::new(x.view(), 255);
+        let mut sample = Sample::new(&binned, 4000);
+        let rows: Vec<u32> = (0..4000).filter(|r| r % 5 != 2).collect();
+        let raw: Vec<f64> = (0..4000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+        let labels: Vec<bool> = (0..4000).map(|i| (i * 31) % 7 < 3).collect();
+        sample.fill(&binned, &rows, &raw, &labels);
+        let n = rows.len();
+        let totals = |sample: &Sample, buffer: usize, range: Range<usize>| {
+            let stride = sample.layout.stride;
+            sample.buffers[buffer][range.start * stride..range.end * stride]
+                .chunks_exact(stride)
+                .map(|r| unpack(r[0]))
+                .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h))
+        };
+        let allowed = vec![true; 7];
+        // On a dense input (0) and on a sparse one (a one-hot level).
+        for (feature, bin) in [(0, 100), (3, 0)] {
+            let parent = histogram_with(&binned, &sample, 0, 0..n, &allowed, totals(&sample, 0, 0..n), false);
+            let mid = sample.partition(&binned, feature, bin, None, 0..n, 0);
+            let (small, large) = if mid <= n - mid { (0..mid, mid..n) } else { (mid..n, 0..mid) };
+            assert!(!small.is_empty() && small.len() < large.len(), "input {feature}");
+            let small = histogram_with(&binned, &sample, 1, small.clone(), &allowed, totals(&sample, 1, small), false);
+            let direct = histogram_with(&binned, &sample, 1, large.clone(), &allowed, totals(&sample, 1, large), false);
+            let subtracted = subtract(parent, &small);
+            assert!(direct.iter().filter(|b| b.n > 0).count() > 20);
+            for (i, (d, s)) in direct.iter().zip(&subtracted).enumerate() {
+                assert_eq!(d.n, s.n, "input {feature}, bin {i}");
+                assert!((d.g - s.g).abs() < 1e-9 && (d.h - s.h).abs() < 1e-9, "input {feature}, bin {i}");
+            }
+            // Back into buffer 0 for the next split.
+            sample.fill(&binned, &rows, &raw, &labels);
         }
     }
 }

@@ -44,6 +44,7 @@ mod boost;
 mod grow;
 mod histogram;
 mod partition;
+mod sampling;
 pub mod scorer;
 
 /// The training rows of a build quantised to bins once, straight from the data set's columns
