@@ -354,8 +354,8 @@ pub fn section(
          - **mlgate serve**: `target/release/mlgate serve` (gradient boosting, `configs/online-shoppers.toml`, trained on \
          `../shared/data/online-shoppers/train.csv`), posting `{{\"records\": […]}}` to `/v1/predict`.\n\
          - **HTTP floor**: haproxy (Debian's) answering every request with `http-request return status 200` of a fixed \
-         small JSON body, whatever was posted (the same bodies as mlgate's): what any HTTP server on this machine and \
-         this client can reach at best.\n\
+         small JSON body, whatever was posted (the same one-record body as mlgate's; it answers before reading a body, so \
+         it is not measured at 100 records): what any HTTP server on this machine and this client can reach at best.\n\
          - **FastAPI hand-roll**: `bench/handroll_serve.py` — FastAPI + numpy + LightGBM (300 rounds of 8 leaves trained \
          on the same file), uvicorn with one worker per core, in a virtual environment the bench makes from PyPI; \
          posting the same bodies as mlgate's to `/predict`.\n\
@@ -366,7 +366,9 @@ pub fn section(
     let mut medians: Vec<(&str, usize, f64)> = Vec::new();
     for (records_n, ours, theirs) in [(1usize, &one, &mlflow_one), (100, &hundred, &mlflow_hundred)] {
         let mut contenders: Vec<(&str, u16, &str, &[u8])> = vec![("mlgate serve", port, "/v1/predict", ours)];
-        if let Some(s) = &floor {
+        // The floor answers before a body is read: with a body larger than its buffer (100
+        // records, 37 kB) the connection breaks, so it is measured at one record only.
+        if let Some(s) = floor.as_ref().filter(|_| records_n == 1) {
             contenders.push(("HTTP floor (haproxy)", s.port, "/", ours));
         }
         if let Some(s) = &handroll {

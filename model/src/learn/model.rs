@@ -97,6 +97,10 @@ impl Scorer<'_> {
     }
 }
 
+/// Below this many rows, [`Prepared::probabilities`] walks the trees rather than the compiled
+/// forest (a server's requests of a record or a few).
+const FEW_ROWS: usize = 16;
+
 /// A model's compiled scoring form, without the model; see [`FittedModel::prepare`].
 #[derive(Debug)]
 pub struct Prepared {
@@ -107,8 +111,11 @@ impl Prepared {
     /// [`Scorer::probabilities`] of `model`, which must be the model this was prepared from.
     pub fn probabilities(&self, model: &FittedModel, inputs: &[f64], width: usize, out: &mut [f64]) {
         match &self.forest {
-            Some(forest) => forest.probabilities(inputs, width, out, &mut Scratch::default()),
-            None => {
+            // A few rows are walked down the trees: the compiled forest scores 64 rows a block,
+            // so one row costs it a whole block (and its working space), ~20 times a walk. The
+            // same probabilities either way, bit for bit (see [`Forest`]).
+            Some(forest) if out.len() >= FEW_ROWS => forest.probabilities(inputs, width, out, &mut Scratch::default()),
+            _ => {
                 for (p, row) in out.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
                     *p = model.probability(row);
                 }
