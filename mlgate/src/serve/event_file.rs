@@ -311,7 +311,8 @@ impl EventFile {
             let cells = row
                 .get_column_iter()
                 .map(|(column, field)| {
-                    cell(field).with_context(|| format!("{name}: row {}: column `{column}`: a type no event has", i + 1))
+                    cell(field)
+                        .with_context(|| format!("{name}: row {}: column `{column}`: a type no event has", i + 1))
                 })
                 .collect::<Result<Vec<Cell>>>()?;
             rows.push(cells);
@@ -419,7 +420,13 @@ mod tests {
         ];
         let mut writer = TableWriter::new(Vec::new(), &columns, vec![("k".into(), "v".into())]).unwrap();
         writer
-            .push([Cell::Timestamp(5), Cell::Double(0.5), Cell::Integer(-3), Cell::Boolean(true), Cell::Text("é".into())])
+            .push([
+                Cell::Timestamp(5),
+                Cell::Double(0.5),
+                Cell::Integer(-3),
+                Cell::Boolean(true),
+                Cell::Text("é".into()),
+            ])
             .unwrap();
         writer.push([Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null]).unwrap();
         let bytes = writer.finish().unwrap();
@@ -431,7 +438,10 @@ mod tests {
             [Cell::Timestamp(5), Cell::Double(0.5), Cell::Integer(-3), Cell::Boolean(true), Cell::Text("é".into())]
         );
         assert_eq!(file.rows[1], vec![Cell::Null; 5]);
-        assert!(EventFile::read(b"not parquet".to_vec(), "bad.parquet").unwrap_err().to_string().contains("bad.parquet"));
+        assert!(EventFile::read(b"not parquet".to_vec(), "bad.parquet")
+            .unwrap_err()
+            .to_string()
+            .contains("bad.parquet"));
     }
 
     #[test]

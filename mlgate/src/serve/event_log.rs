@@ -103,6 +103,9 @@ impl Buffer {
 /// The buffer requests append to and the writer's thread empties.
 pub struct EventLog {
     options: EventLogOptions,
+    /// Files that failed to be written since the last one that was: a failure is logged when
+    /// failures start, and the recovery when they end, not every file.
+    failing: Mutex<u64>,
     buffer: Mutex<Buffer>,
     ready: Condvar,
 }
@@ -123,7 +126,7 @@ fn tag(receipt: &str) -> String {
 impl EventLog {
     /// An empty log with `options`.
     pub fn new(options: EventLogOptions) -> EventLog {
-        EventLog { options, buffer: Mutex::new(Buffer::default()), ready: Condvar::new() }
+        EventLog { options, failing: Mutex::new(0), buffer: Mutex::new(Buffer::default()), ready: Condvar::new() }
     }
 
     /// Room for `n` more events: how many fit.
@@ -265,7 +268,8 @@ impl EventLog {
             if buffer.closing || buffer.len() >= self.options.batch || due {
                 break;
             }
-            let wait = buffer.since.map_or(self.options.interval, |s| self.options.interval.saturating_sub(s.elapsed()));
+            let wait =
+                buffer.since.map_or(self.options.interval, |s| self.options.interval.saturating_sub(s.elapsed()));
             buffer = self.ready.wait_timeout(buffer, wait.max(Duration::from_millis(1))).expect("never poisoned").0;
         }
         let take_p = buffer.predictions.len().min(self.options.batch);
@@ -307,12 +311,25 @@ impl EventLog {
     }
 
     fn count(&self, shared: &Shared, kind: &str, n: u64, outcome: Result<()>) {
+        let mut failing = self.failing.lock().expect("the event log's lock is never poisoned");
         match outcome {
-            Ok(()) => shared.metrics.event_log_written(kind, n),
+            Ok(()) => {
+                shared.metrics.event_log_written(kind, n);
+                if *failing > 0 {
+                    log(&format!("the event log is written again, after {} file(s) that could not be", *failing));
+                }
+                *failing = 0;
+            }
             Err(e) => {
                 shared.metrics.event_log_write_errors.inc();
                 shared.metrics.event_log_dropped(kind, "write_failed", n);
-                log(&format!("warning: the event log lost {n} {kind} event(s): {e:#}"));
+                if *failing == 0 {
+                    log(&format!(
+                        "warning: the event log lost {n} {kind} event(s) (and loses those of every file that fails \
+                         until one is written; mlgate_event_log_dropped_total counts them): {e:#}"
+                    ));
+                }
+                *failing += 1;
             }
         }
     }

@@ -81,7 +81,10 @@ impl EventStore {
                     .with_context(|| format!("cannot write in {}", folder.display()))?;
                 temporary.write_all(&bytes).with_context(|| format!("cannot write {}", path.display()))?;
                 temporary.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
-                temporary.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+                temporary
+                    .persist(&path)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(())
             }
             Place::S3 { store, prefix, limit, runtime } => {
@@ -202,7 +205,8 @@ fn walk(root: &Path, folder: &Path, keys: &mut Vec<String>) -> Result<()> {
             walk(root, &path, keys)?;
         } else if kind.is_file() {
             let relative = path.strip_prefix(root).unwrap_or(&path);
-            let parts: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let parts: Vec<String> =
+                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
             keys.push(parts.join("/"));
         }
     }
