@@ -109,17 +109,20 @@ impl Label {
     }
 }
 
+/// A prediction named by id: its model, version and id.
+type IdKey = (String, String, String);
+
 /// The feedback of the log: by receipt tag, and by (model, version, id).
 #[derive(Default)]
 struct Labels {
     by_receipt: HashMap<String, Label>,
-    by_id: HashMap<(String, String, String), Label>,
+    by_id: HashMap<IdKey, Label>,
     given: u64,
 }
 
 /// The export being written: CSV or Parquet.
 enum Out {
-    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Csv(Box<csv::Writer<std::io::BufWriter<std::fs::File>>>),
     Parquet(Box<TableWriter<std::io::BufWriter<std::fs::File>>>),
 }
 
@@ -183,7 +186,7 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
     let mut out: Option<(Out, tempfile::NamedTempFile)> = None;
     // Predictions labelled by id wait until every file is read: a later one of the same id wins.
     // Each kept with its time and its place in the log, the order they are written in.
-    let mut by_id: HashMap<(String, String, String), (i64, u64, Vec<Cell>)> = HashMap::new();
+    let mut by_id: HashMap<IdKey, (i64, u64, Vec<Cell>)> = HashMap::new();
     for key in &prediction_files {
         let name = store.name(key);
         let file = EventFile::read(store.get(key)?, &name)?;
@@ -357,7 +360,7 @@ fn open_out(path: &Path, schema: &Schema, parquet: bool) -> Result<(Out, tempfil
     } else {
         let mut writer = csv::WriterBuilder::new().delimiter(schema.delimiter as u8).from_writer(file);
         writer.write_record(schema.columns.iter().map(|c| c.name.as_str()))?;
-        Out::Csv(writer)
+        Out::Csv(Box::new(writer))
     };
     Ok((out, temporary))
 }

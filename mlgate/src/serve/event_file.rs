@@ -188,7 +188,7 @@ impl Buffered {
 
     /// Adds `cell`; one its column cannot hold is a null.
     fn push(&mut self, cell: Cell) {
-        let held = match (&mut self.values, cell) {
+        match (&mut self.values, cell) {
             (Values::Double(v), Cell::Double(x)) => v.push(x),
             (Values::Double(v), Cell::Integer(n)) => v.push(n as f64),
             (Values::Integer(v), Cell::Integer(n) | Cell::Timestamp(n)) => v.push(n),
@@ -198,8 +198,7 @@ impl Buffered {
                 self.defined.push(0);
                 return;
             }
-        };
-        let () = held;
+        }
         self.defined.push(1);
     }
 
