@@ -8,6 +8,7 @@ mod config;
 #[cfg(target_os = "linux")]
 mod container;
 mod data;
+mod event_log;
 mod fake_github;
 mod fake_openapi;
 mod github;

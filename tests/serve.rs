@@ -91,7 +91,7 @@ pub(crate) fn served_with(extra: &[&str], env: &[(&str, &str)]) -> (Released, Se
 
 /// A running `serve`, stopped by its process id when dropped.
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     /// The address it listens on (127.0.0.1 unless --listen said another).
     host: std::net::IpAddr,
     port: u16,
@@ -264,7 +264,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit: its code and how long it took.
-    fn terminate_timed(mut self) -> (Option<i32>, Duration) {
+    pub(crate) fn terminate_timed(mut self) -> (Option<i32>, Duration) {
         let start = Instant::now();
         // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -279,7 +279,7 @@ impl Server {
     }
 
     /// Stops it with SIGTERM; its exit code.
-    fn terminate(mut self) -> Option<i32> {
+    pub(crate) fn terminate(mut self) -> Option<i32> {
         stop_server(&mut self.child);
         self.child.wait().ok().and_then(|s| s.code())
     }

@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod cv;
 pub mod deploy;
+pub mod feedback;
 pub mod import;
 pub mod init;
 pub mod live;
@@ -75,6 +76,8 @@ pub enum Command {
     Alert(alert::Args),
     /// Serve the production model over HTTP: predictions, feedback, Prometheus metrics, hot swap.
     Serve(Box<serve::Args>),
+    /// Turn the feedback `serve --event-log` recorded into training data: `feedback export`.
+    Feedback(feedback::Args),
 }
 
 impl Command {
@@ -96,6 +99,7 @@ impl Command {
             Command::Report(args) => report::run(sh, args),
             Command::Alert(args) => alert::run(sh, args),
             Command::Serve(args) => serve::run(sh, *args),
+            Command::Feedback(args) => feedback::run(sh, args),
         }
     }
 }

@@ -112,6 +112,22 @@ pub struct Args {
     /// The bound in bytes of the receipts remembered, beside --receipt-seen's in entries.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub receipt_seen_bytes: usize,
+    /// Write every scored record and every joined feedback label to this event log, a folder or
+    /// s3://BUCKET/PREFIX (the registry's AWS_* environment): Parquet files partitioned
+    /// model=NAME/version=vN/hour=YYYY-MM-DDTHH, each written whole; `mlgate feedback export`
+    /// turns them into training data. A request never waits for it.
+    #[arg(long, value_name = "URL")]
+    pub event_log: Option<String>,
+    /// Events in one file of the event log at most; a full batch is written at once.
+    #[arg(long, value_name = "EVENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub event_log_batch: u64,
+    /// Seconds an event waits in the buffer at most before it is written.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = seconds)]
+    pub event_log_interval: f64,
+    /// Events the event log's buffer holds; beyond, new events are dropped and counted
+    /// (mlgate_event_log_dropped_total).
+    #[arg(long, value_name = "EVENTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub event_log_buffer: u64,
 }
 
 /// Twice the cores: enough to keep every core scoring while the next bodies arrive.
@@ -243,6 +259,12 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         receipt_ttl: Duration::from_secs(args.receipt_ttl),
         receipt_seen: args.receipt_seen,
         receipt_seen_bytes: args.receipt_seen_bytes,
+        event_log: args.event_log.map(|url| crate::serve::EventLogOptions {
+            url,
+            batch: args.event_log_batch as usize,
+            interval: Duration::from_secs_f64(args.event_log_interval),
+            buffer: args.event_log_buffer as usize,
+        }),
     })?;
     Ok(ExitCode::SUCCESS)
 }

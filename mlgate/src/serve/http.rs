@@ -42,7 +42,7 @@ use super::receipt::{self, Claims};
 use super::records::{self, Broken, MAX_ID_BYTES};
 use super::rollout::{Role, Serving};
 use super::score::{self, Origin};
-use super::{kserve, live, metrics, mlflow, openapi, unix_now, Shared};
+use super::{event_log, kserve, live, metrics, mlflow, openapi, unix_now, Shared};
 
 /// The sockets the server listens on.
 pub struct Listeners {
@@ -745,6 +745,8 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     }
     let (mut unmatched, mut refusals) = (0u64, Vec::new());
     let mut joined: Vec<(live::Answered, bool)> = Vec::new();
+    // How each joined item named its prediction, for the event log.
+    let mut named: Vec<event_log::Named> = Vec::new();
     let figures: Vec<live::LiveFigures> = {
         let mut live = shared.live.lock().expect("the live lock is never poisoned");
         for (i, ((names, value), check)) in items.iter().zip(checked).enumerate() {
@@ -768,7 +770,15 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
                 (Names::Receipt(_), None) => unreachable!("every receipt is checked"),
             };
             match answered {
-                Some(a) => joined.push((a, *value)),
+                Some(a) => {
+                    joined.push((a, *value));
+                    if shared.events.is_some() {
+                        named.push(match names {
+                            Names::Id(id) => event_log::Named::Id(id.clone()),
+                            Names::Receipt(r) => event_log::Named::Receipt(r.as_str().unwrap_or_default().to_string()),
+                        });
+                    }
+                }
                 None => unmatched += 1,
             }
         }
@@ -806,6 +816,9 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
     }
     for r in &refusals {
         m.feedback_refused.get_or_create(&vec![("reason", r.reason.to_string())]).inc();
+    }
+    if let Some(events) = &shared.events {
+        events.feedback(shared, &joined, &named);
     }
     m.feedback_joined.inc_by(joined.len() as u64);
     m.feedback_unmatched.inc_by(unmatched);

@@ -155,6 +155,14 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub busy_refusals: Counter,
     pub tls_reload_failures: Counter,
+    /// `mlgate_event_log_events_total{kind}`: events written to the event log (kind `prediction`
+    /// or `feedback`).
+    pub event_log_events: Family<Labels, Counter>,
+    /// `mlgate_event_log_dropped_total{kind,reason}`: events the event log lost (`full`: the
+    /// buffer had no room; `write_failed`: their file could not be written).
+    pub event_log_dropped: Family<Labels, Counter>,
+    /// `mlgate_event_log_write_errors_total`: files of the event log that could not be written.
+    pub event_log_write_errors: Counter,
     /// `mlgate_live_<metric>{version}`, one per [`LIVE_METRICS`] entry, in its order.
     pub live: Vec<Family<Labels, FloatGauge>>,
     pub live_window: Family<Labels, Gauge>,
@@ -206,6 +214,9 @@ impl Metrics {
             connections_refused: Counter::default(),
             busy_refusals: Counter::default(),
             tls_reload_failures: Counter::default(),
+            event_log_events: Family::default(),
+            event_log_dropped: Family::default(),
+            event_log_write_errors: Counter::default(),
             live: LIVE_METRICS.iter().map(|_| Family::default()).collect(),
             live_window: Family::default(),
             drift: Family::default(),
@@ -378,6 +389,21 @@ impl Metrics {
             m.tls_reload_failures.clone(),
         );
         r.register(
+            "mlgate_event_log_events",
+            "Events written to the event log (--event-log), by kind (prediction, feedback)",
+            m.event_log_events.clone(),
+        );
+        r.register(
+            "mlgate_event_log_dropped",
+            "Events the event log lost, by kind and reason (full: no room in the buffer; write_failed: their file could not be written)",
+            m.event_log_dropped.clone(),
+        );
+        r.register(
+            "mlgate_event_log_write_errors",
+            "Files of the event log that could not be written (each logged)",
+            m.event_log_write_errors.clone(),
+        );
+        r.register(
             "mlgate_busy_refusals",
             "Requests answered 503 because --max-scoring requests were being read and scored",
             m.busy_refusals.clone(),
@@ -505,6 +531,17 @@ impl Metrics {
     pub fn scoring_took(&self, version: &str, role: Role, seconds: f64) {
         let labels = vec![("version", version.to_string()), ("role", role.name().to_string())];
         self.scoring_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts `n` events of `kind` written to the event log.
+    pub fn event_log_written(&self, kind: &str, n: u64) {
+        self.event_log_events.get_or_create(&vec![("kind", kind.to_string())]).inc_by(n);
+    }
+
+    /// Counts `n` events of `kind` the event log lost, and why.
+    pub fn event_log_dropped(&self, kind: &str, reason: &str, n: u64) {
+        let labels = vec![("kind", kind.to_string()), ("reason", reason.to_string())];
+        self.event_log_dropped.get_or_create(&labels).inc_by(n);
     }
 
     /// Counts `n` records `version` in `role` failed to score.

@@ -12,6 +12,8 @@
 mod answer;
 mod auth;
 mod drift;
+pub mod event_file;
+pub mod event_log;
 mod http;
 mod intake;
 mod kserve;
@@ -39,6 +41,7 @@ use model::Metric;
 
 use crate::store::{Location, RemoteError, Store, Timeouts, Unavailable};
 pub use auth::{TokenSet, Tokens};
+pub use event_log::EventLogOptions;
 use metrics::{Labels, Metrics};
 pub use receipt::ReceiptKeys;
 use rollout::{Candidate, Mode, Role, Serving};
@@ -100,6 +103,8 @@ pub struct Options {
     pub receipt_seen: usize,
     /// The bound in bytes of the receipts remembered.
     pub receipt_seen_bytes: usize,
+    /// Where scored records and joined feedback are written, and how ([`event_log`]), if anywhere.
+    pub event_log: Option<EventLogOptions>,
 }
 
 /// The model being served, compiled, with what `/v1/model` and the metrics say of it.
@@ -115,6 +120,8 @@ pub struct Loaded {
     index: std::collections::HashMap<String, usize>,
     /// Columns of the schema a record may carry that are not read (the label, ignored columns).
     unread: Vec<String>,
+    /// What its records are in the event log.
+    layout: Arc<event_log::Layout>,
 }
 
 impl Loaded {
@@ -141,7 +148,8 @@ impl Loaded {
             .map(|c| c.name.clone())
             .collect();
         let info = vec![("version", version.clone()), ("sha256", sha256.clone())];
-        Loaded { compiled, version, sha256, accepted, info, kinds, index, unread }
+        let layout = Arc::new(event_log::Layout::of(&compiled));
+        Loaded { compiled, version, sha256, accepted, info, kinds, index, unread, layout }
     }
 }
 
@@ -169,6 +177,8 @@ pub struct Shared {
     /// A permit for each open connection.
     connections: Arc<tokio::sync::Semaphore>,
     tls: Option<tls::Tls>,
+    /// The event log's buffer, when `--event-log` is given.
+    events: Option<Arc<event_log::EventLog>>,
 }
 
 impl Shared {
@@ -198,6 +208,7 @@ impl Shared {
             )),
             connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1))),
             tls: None,
+            events: args.event_log.clone().map(|o| Arc::new(event_log::EventLog::new(o))),
         }
     }
 
@@ -700,7 +711,15 @@ pub fn run(args: Options) -> Result<()> {
     let mut shared = Shared::new(&args);
     shared.tls = args.tls.clone().map(tls::Tls::load).transpose()?;
     let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    let event_store = match &args.event_log {
+        Some(options) => Some(crate::store::events::EventStore::open(&options.url, args.timeouts.s3)?),
+        None => None,
+    };
     let shared = Arc::new(shared);
+    let events_written = match (&shared.events, event_store) {
+        (Some(events), Some(store)) => Some((events.clone(), events.start(shared.clone(), store))),
+        _ => None,
+    };
     let bind = |at: SocketAddr| -> Result<(std::net::TcpListener, SocketAddr)> {
         let listener = std::net::TcpListener::bind(at).with_context(|| format!("cannot listen on {at}"))?;
         listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
@@ -784,6 +803,11 @@ pub fn run(args: Options) -> Result<()> {
     let listeners = http::Listeners { main: listener, admin: admin.map(|(l, _)| l) };
     let result = runtime.block_on(http::serve(listeners, shared.clone(), wake.clone(), drain));
     shared.draining.store(true, Ordering::SeqCst);
+    // Every request has been answered: what they logged is written before the process exits
+    // (within a drain and a write to the store).
+    if let Some((events, finished)) = &events_written {
+        events.close(finished, drain + args.timeouts.s3);
+    }
     drop(wake);
     drop(stop_drift);
     // The process does not wait for a poller stuck in the registry: past a short grace, its git
@@ -874,6 +898,7 @@ mod tests {
             receipt_ttl: Duration::from_secs(60),
             receipt_seen: 100,
             receipt_seen_bytes: 1 << 20,
+            event_log: None,
         }
     }
 

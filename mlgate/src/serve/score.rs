@@ -247,6 +247,9 @@ pub fn score(
         m.log_bytes.set(live.bytes() as i64);
     }
     m.log_evicted.inc_by(evicted);
+    if let Some(events) = &shared.events {
+        events.predictions(shared, baseline, &rows, &ids, &answered, &receipts);
+    }
     let shadow = shadow.map(|(c, scores)| (c.loaded.version.clone(), scores));
     Ok(Scored { ids, probabilities, decisions, receipts, versions, answered_by, shadow })
 }

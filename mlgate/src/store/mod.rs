@@ -12,6 +12,7 @@
 //! overruns is killed with its helpers, an S3 call is cancelled, and either is an error that says
 //! what timed out ([`Unavailable`]).
 
+pub mod events;
 pub mod fetch;
 pub mod folder;
 pub mod git;
