@@ -160,7 +160,7 @@ fn feedback_sent_to_serve_comes_back_out_of_export_as_rows_build_accepts() {
         Some(0.0),
         "{metrics}"
     );
-    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(server.terminate_timed().0, Some(0));
 
     let written = files(&log);
     assert!(!written.is_empty());
@@ -288,7 +288,7 @@ fn an_event_log_on_s3_compatible_storage() {
     let args = ["--event-log", url, "--event-log-batch", "200", "--event-log-interval", "3600"];
     let server = Server::start_at(reg.to_str().unwrap(), &args, &env);
     let mut expected = predict_and_give_feedback(&server, 1000, 600, 200);
-    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(server.terminate_timed().0, Some(0));
     let d = job.path();
     let o = export(d, &["--event-log", url, "--since", "1h", "--out", "train.csv"], &env);
     assert!(
@@ -348,7 +348,7 @@ fn a_full_buffer_or_a_failing_log_drops_events_counted_and_fails_no_request() {
     let metrics = server.get("/metrics").1;
     let dropped = "mlgate_event_log_dropped_total{model=\"customer-purchase\",kind=\"prediction\",reason=\"full\"}";
     assert_eq!(metric(&metrics, dropped), Some(20.0 * 400.0 - 5.0), "{metrics}");
-    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(server.terminate_timed().0, Some(0));
     // The five kept were written at SIGTERM.
     let written = files(&log);
     assert_eq!(written.len(), 1, "{written:?}");
@@ -384,7 +384,7 @@ fn a_full_buffer_or_a_failing_log_drops_events_counted_and_fails_no_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(server.log().contains("the event log lost"), "{}", server.log());
-    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(server.terminate_timed().0, Some(0));
 }
 
 #[test]
