@@ -335,7 +335,13 @@ mod tests {
         // The validation metrics are those of a fit on the fit rows (binned with the pool's
         // edges) on the validation rows' own inputs: the scores read from the bins were these.
         let params = config.model.gradient_boosting.validate(config.split.seed).unwrap();
-        let bins = TrainingBins::new(&artifact.preprocessing, &data, Rows::Listed(&pool), config.model.gradient_boosting.max_bins).unwrap();
+        let bins = TrainingBins::new(
+            &artifact.preprocessing,
+            &data,
+            Rows::Listed(&pool),
+            config.model.gradient_boosting.max_bins,
+        )
+        .unwrap();
         let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
         let positions: Vec<usize> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap()).collect();
         let (first, _) = params.fit_warm(&bins, &pool_labels, &positions, None).unwrap();
