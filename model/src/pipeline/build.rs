@@ -128,6 +128,7 @@ pub fn build(config: &PipelineConfig, data: &Dataset, context: &BuildContext) ->
                 salt: config.staging.salt.clone(),
                 rows: staging_rows.len() as u64,
                 positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
+                keys: crate::data::rowhash::KeyScheme::CURRENT,
             }
         }
     };
