@@ -299,6 +299,36 @@ fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_t
     }
 }
 
+/// An artifact whose staging rows were chosen by the text row keys of an earlier mlgate (it
+/// records no key scheme): acceptance cannot find its staging rows again and says to rebuild,
+/// rather than judge it on rows it may have trained on.
+#[test]
+fn acceptance_refuses_a_candidate_keyed_by_text_and_asks_for_a_rebuild() {
+    let dir = project(SMALL_CONFIG);
+    let d = dir.path();
+    let mut artifact = model::Artifact::load(&d.join("out/model.json")).unwrap();
+    match &mut artifact.staging {
+        model::pipeline::staging::StagingSpec::Holdout { keys, .. } => {
+            assert_eq!(*keys, model::data::rowhash::KeyScheme::Values);
+            *keys = model::data::rowhash::KeyScheme::Text;
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::create_dir(d.join("old")).unwrap();
+    artifact.save(&d.join("old/model.json")).unwrap();
+    // As an artifact of an earlier version was written: no scheme recorded.
+    assert!(!std::fs::read_to_string(d.join("old/model.json")).unwrap().contains("\"keys\""));
+    let out = mlgate(d, &["acceptance", "--model", "old/model.json", "--registry", "reg", "--out", "acc"], &[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}{e}");
+    assert!(e.contains("by the text row keys of an earlier mlgate"), "{e}");
+    assert!(e.contains("rebuild the model with this version"), "{e}");
+    assert!(!d.join("acc/metrics.json").exists());
+    // The rebuilt artifact is judged.
+    let out = mlgate(d, &["acceptance", "--model", "out/model.json", "--registry", "reg", "--out", "acc"], &[]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
+}
+
 #[test]
 fn reports_speak_of_the_schema_s_label_not_of_purchases() {
     let dir = project(SMALL_CONFIG);
