@@ -748,11 +748,6 @@ mod tests {
             let distinct: std::collections::BTreeSet<u64> = keys.iter().copied().collect();
             assert_eq!(distinct.len(), 4, "{keys:?}");
             assert_eq!((from_csv.report.duplicate_rows, from_parquet.report.duplicate_rows), (1, 1));
-            // The staging split is the same, whatever the fraction.
-            for fraction in [0.2, 0.5, 0.8] {
-                let config = crate::pipeline::staging::StagingConfig { fraction, ..Default::default() };
-                assert_eq!(config.split(&from_csv.row_keys), config.split(&from_parquet.row_keys));
-            }
         }
         // The id alone keys a row: `0007` and 7 are one id.
         let with_id = read_csv(csv.as_bytes(), "twin.csv", &schema(), LabelPolicy::Required).unwrap();
