@@ -201,7 +201,11 @@ fn with_blanks(rows: usize) -> String {
 fn blanks_in_columns_that_allow_them_build_predict_and_monitor_with_both_families() {
     for family in ["gradient_boosting", "logistic_regression"] {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pipeline.toml"), with_missing(family)).unwrap();
+        // Monitored on the file it was built from: its 600 rows' positive rate is compared with
+        // that of its ~120 staging rows, which differ by more than the default 0.05 by chance
+        // alone (a standard error of 0.045); the labels' shift is not what this test is about.
+        let config = with_missing(family) + "\n[monitor]\nmax_label_shift = 0.2\n";
+        std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
         std::fs::write(dir.path().join("small.csv"), with_blanks(600)).unwrap();
         let run = |args: &[&str]| {
             let out = mlgate(dir.path(), args, &[]);
@@ -297,6 +301,36 @@ fn a_staging_rule_that_moved_with_a_new_feature_is_named_with_its_count_unless_t
             assert!(warning.is_null(), "with an id the staging rows do not move: {warning}");
         }
     }
+}
+
+/// An artifact whose staging rows were chosen by the text row keys of an earlier mlgate (it
+/// records no key scheme): acceptance cannot find its staging rows again and says to rebuild,
+/// rather than judge it on rows it may have trained on.
+#[test]
+fn acceptance_refuses_a_candidate_keyed_by_text_and_asks_for_a_rebuild() {
+    let dir = project(SMALL_CONFIG);
+    let d = dir.path();
+    let mut artifact = model::Artifact::load(&d.join("out/model.json")).unwrap();
+    match &mut artifact.staging {
+        model::pipeline::staging::StagingSpec::Holdout { keys, .. } => {
+            assert_eq!(*keys, model::data::rowhash::KeyScheme::Values);
+            *keys = model::data::rowhash::KeyScheme::Text;
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::create_dir(d.join("old")).unwrap();
+    artifact.save(&d.join("old/model.json")).unwrap();
+    // As an artifact of an earlier version was written: no scheme recorded.
+    assert!(!std::fs::read_to_string(d.join("old/model.json")).unwrap().contains("\"keys\""));
+    let out = mlgate(d, &["acceptance", "--model", "old/model.json", "--registry", "reg", "--out", "acc"], &[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}{e}");
+    assert!(e.contains("by the text row keys of an earlier mlgate"), "{e}");
+    assert!(e.contains("rebuild the model with this version"), "{e}");
+    assert!(!d.join("acc/metrics.json").exists());
+    // The rebuilt artifact is judged.
+    let out = mlgate(d, &["acceptance", "--model", "out/model.json", "--registry", "reg", "--out", "acc"], &[]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{:?}", text(&out));
 }
 
 #[test]

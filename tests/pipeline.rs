@@ -225,8 +225,10 @@ fn rollback_goes_back_one_production_and_then_refuses() {
 fn a_breach_rolls_back_only_to_a_target_better_beyond_the_noise_and_the_version_left_stays_out() {
     let p = Project::new();
     // v1 regularises ten times harder than v2: on data where the label is independent of
-    // everything, v1 ranks a hair better (ROC AUC 0.5330 against 0.5326, computed once outside
-    // mlgate from the predictions), well inside the noise.
+    // everything, v1 ranks a hair better (ROC AUC 0.5330 against 0.5326 when rows were keyed by
+    // their text, computed once outside mlgate from the predictions; 0.53388 against 0.53353 as
+    // mlgate measures since rows are keyed by their values, which drew other staging and so
+    // other training rows), well inside the noise.
     assert_eq!(p.candidate("alpha10.toml", "a").0, Some(0));
     assert_eq!(p.run(&["deploy"]).0, Some(0));
     assert_eq!(p.candidate("pipeline.toml", "b").0, Some(0));
@@ -249,7 +251,7 @@ fn a_breach_rolls_back_only_to_a_target_better_beyond_the_noise_and_the_version_
     let c = &monitor["rollback_comparison"];
     assert_eq!((&c["version"], &c["measure"], &c["significant"]), (&"v1".into(), &"roc_auc".into(), &false.into()));
     let (prod, target) = (c["production"].as_f64().unwrap(), c["target"].as_f64().unwrap());
-    assert!((target - 0.53303).abs() < 5e-5 && (prod - 0.53264).abs() < 5e-5 && target > prod, "{c}");
+    assert!((target - 0.53388).abs() < 5e-5 && (prod - 0.53353).abs() < 5e-5 && target > prod, "{c}");
     assert!(c["ci_low"].as_f64().unwrap() < 0.0 && c["ci_high"].as_f64().unwrap() > 0.0, "{c}");
     assert!(monitor["rolled_back_to"].is_null(), "{monitor}");
     let report = std::fs::read_to_string(p.path().join("mon3/report.md")).unwrap();

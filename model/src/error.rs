@@ -209,6 +209,20 @@ pub enum Error {
         /// Staging rows read.
         rows: u64,
     },
+    /// The candidate's staging rows were chosen by row keys of a scheme this build no longer
+    /// computes: they cannot be found again.
+    #[error(
+        "model `{model}` chose its staging rows by the {scheme} row keys of an earlier mlgate, which this version no \
+         longer computes (it keys rows by their values, so that a CSV and a Parquet file of the same data agree); \
+         its staging rows cannot be found again: rebuild the model with this version (`mlgate build`) and run \
+         acceptance on the new artifact"
+    )]
+    StagingKeysOutdated {
+        /// The candidate's name.
+        model: String,
+        /// The scheme its artifact records.
+        scheme: &'static str,
+    },
     /// Production reads another number of rows of the staging file than the candidate.
     #[error("production {version} reads {production} rows of {file}, the candidate {candidate}")]
     ProductionRowsDiffer {

@@ -125,6 +125,9 @@ struct ColumnState {
     /// Rows per level code (categorical) or per false/true (boolean, label).
     counts: Vec<u64>,
     label: bool,
+    /// Whether the column's value is part of the row's key: the id's alone when the file has
+    /// one, else every column's but the label's.
+    keyed: bool,
 }
 
 enum Builder {
@@ -177,9 +180,18 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
                 Vec::new()
             },
             label: matches!(column.kind, ColumnKind::Label { .. }),
+            keyed: false,
         });
     }
     let id_field = schema.id().and_then(|c| header.iter().position(|h| *h == c.name));
+    for state in &mut states {
+        // A row is its id: adding or removing a feature keeps its staging membership. The
+        // label is not part of a row's identity: data to score has none.
+        state.keyed = match id_field {
+            Some(field) => state.field == field,
+            None => !state.label,
+        };
+    }
     let unused_columns: Vec<String> = header.iter().filter(|h| schema.column(h).is_none()).map(|h| echo(h)).collect();
 
     let mut tally = ErrorTally::default();
@@ -210,14 +222,16 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
             }
         }
         lines.push(line);
-        // Duplicates are judged on the whole row as written, 128 bits so that a collision is
-        // out of the question; the row key (staging membership) on the schema's columns.
+        // Duplicates are judged on the values of every column the schema reads, 128 bits so
+        // that a collision is out of the question; the row key (staging membership) on the
+        // keyed columns' values. Values, not text: a CSV and a Parquet file of the same data
+        // agree (see `rowhash`).
         let mut whole = RowHasher::default();
-        for f in record.iter() {
-            whole.field(f);
-        }
-        row_hashes.push(whole.finish128());
         if record.len() != header.len() {
+            for f in record.iter() {
+                whole.refused(f);
+            }
+            row_hashes.push(whole.finish128());
             row_keys.push(0);
             tally.rows_with_errors += 1;
             tally.push(DataError {
@@ -237,16 +251,7 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
         // Errors of this row, by field, pushed in the file's column order at the row's end.
         let mut row_errors: Vec<(usize, DataError)> = Vec::new();
         let mut key = RowHasher::default();
-        if let Some(field) = id_field {
-            // A row is its id: adding or removing a feature keeps its staging membership.
-            key.field(&record[field]);
-        }
         for state in states.iter_mut() {
-            if state.label || id_field.is_some() {
-                // The label is not part of a row's identity: data to score has none.
-            } else {
-                key.field(&record[state.field]);
-            }
             let column = &schema.columns[state.schema_index];
             let raw = &record[state.field];
             // Checked and recorded in one step: carrying the outcome with its error's text
@@ -254,6 +259,10 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
             let failed = match std::str::from_utf8(raw) {
                 Ok(text) => match column.check(text) {
                     Ok(value) => {
+                        whole.value(&value);
+                        if state.keyed {
+                            key.value(&value);
+                        }
                         record_value(state, value);
                         None
                     }
@@ -262,6 +271,7 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
                 Err(_) => Some((Rule::Utf8, "the file must be UTF-8".to_string(), echo(&String::from_utf8_lossy(raw)))),
             };
             if let Some((rule, detail, value)) = failed {
+                whole.refused(raw);
                 if rule == Rule::Missing {
                     state.summary.missing += 1;
                 }
@@ -278,6 +288,7 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
                 push_placeholder(state);
             }
         }
+        row_hashes.push(whole.finish128());
         row_keys.push(key.finish());
         if !row_errors.is_empty() {
             tally.rows_with_errors += 1;
@@ -577,7 +588,16 @@ mod tests {
     }";
 
     fn schema() -> Schema {
-        let text = r#"
+        schema_from(SCHEMA)
+    }
+
+    fn schema_from(text: &str) -> Schema {
+        let schema: Schema = toml::from_str(text).unwrap();
+        schema.check().unwrap();
+        schema
+    }
+
+    const SCHEMA: &str = r#"
             [[columns]]
             name = "id"
             kind = "id"
@@ -612,10 +632,6 @@ mod tests {
             positive = "TRUE"
             negative = "FALSE"
         "#;
-        let schema: Schema = toml::from_str(text).unwrap();
-        schema.check().unwrap();
-        schema
-    }
 
     /// Rows 0..n of the data, split in two row groups at `cut` (one when `cut` is `n`), as
     /// Parquet columns.
@@ -680,7 +696,7 @@ mod tests {
         let from_csv = read_csv(csv(300).as_bytes(), "train.csv", &schema(), LabelPolicy::Required).unwrap();
         assert!(same(&from_parquet, &from_csv));
         assert_eq!(from_parquet.labels, from_csv.labels);
-        // Staging membership and duplicates are judged on the same texts.
+        // Staging membership and duplicates are judged on the same values.
         assert_eq!(from_parquet.row_keys, from_csv.row_keys);
         assert_eq!(from_parquet.report.columns, from_csv.report.columns);
         assert_eq!(from_parquet.report.rows, 300);
@@ -692,6 +708,52 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(from_parquet.report.bytes, bytes.len() as u64);
         assert_eq!(from_parquet.report.sha256, format!("{:x}", Sha256::digest(&bytes)));
+    }
+
+    #[test]
+    fn a_csv_spelled_otherwise_and_its_parquet_twin_give_the_same_row_keys() {
+        // What pyarrow's CSV reader makes of a CSV: `12.30` the double 12.3, `007` the integer
+        // 7, `y` and `yes` (spellings of true) a boolean, a blank cell a null. The row keys and
+        // the duplicates follow the values, whatever their text.
+        let csv = "id,spend,ratio,visits,region,browser,member,bought,note\n\
+                   0007,12.30,0.50,007,north,1,y,TRUE,a\n\
+                   8,,0.25,3,NA,2,no,FALSE,b\n\
+                   9,-0.0,1.0,0,south,3,yes,FALSE,c\n\
+                   +10,1e1,0.125,010,east,4,yes,TRUE,d\n\
+                   0010,10.000,0.125,10,east,4,y,TRUE,e\n";
+        let columns = vec![
+            Col::I64(vec![Some(7), Some(8), Some(9), Some(10), Some(10)]),
+            Col::F64(vec![Some(12.3), None, Some(0.0), Some(10.0), Some(10.0)]),
+            Col::F32(vec![Some(0.5), Some(0.25), Some(1.0), Some(0.125), Some(0.125)]),
+            Col::I32(vec![Some(7), Some(3), Some(0), Some(10), Some(10)]),
+            Col::Str(vec![Some("north"), None, Some("south"), Some("east"), Some("east")]),
+            Col::I64(vec![Some(1), Some(2), Some(3), Some(4), Some(4)]),
+            Col::Bool(vec![Some(true), Some(false), Some(true), Some(true), Some(true)]),
+            Col::Bool(vec![Some(true), Some(false), Some(false), Some(true), Some(true)]),
+            Col::Str(vec![Some("a"), Some("b"), Some("c"), Some("d"), Some("e")]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = parquet(&dir, "twin.parquet", MESSAGE, vec![columns]);
+        // With the id, a row's key is its id's value; without one, every value but the label's.
+        let without_id = schema_from(&SCHEMA.replace("kind = \"id\"", "kind = \"ignore\""));
+        for schema in [schema(), without_id] {
+            let from_parquet =
+                load(&path, "twin.parquet", Format::Parquet, &schema, LabelPolicy::Required, None).unwrap();
+            let from_csv = read_csv(csv.as_bytes(), "twin.csv", &schema, LabelPolicy::Required).unwrap();
+            assert_eq!(from_parquet.row_keys, from_csv.row_keys);
+            assert_eq!(from_parquet.labels, from_csv.labels);
+            // The last two rows are one row written twice.
+            let keys = &from_csv.row_keys;
+            assert_eq!(keys[3], keys[4]);
+            let distinct: std::collections::BTreeSet<u64> = keys.iter().copied().collect();
+            assert_eq!(distinct.len(), 4, "{keys:?}");
+            assert_eq!((from_csv.report.duplicate_rows, from_parquet.report.duplicate_rows), (1, 1));
+        }
+        // The id alone keys a row: `0007` and 7 are one id.
+        let with_id = read_csv(csv.as_bytes(), "twin.csv", &schema(), LabelPolicy::Required).unwrap();
+        let mut id = RowHasher::default();
+        id.value(&Parsed::Id("7"));
+        assert_eq!(with_id.row_keys[0], id.finish());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`AcceptanceRecord`] (`metrics.json`).
 
 use crate::data::dataset::Dataset;
+use crate::data::rowhash::KeyScheme;
 use crate::error::{Error, Result};
 use crate::eval::calibration::{calibration, ScoreDistribution};
 use crate::eval::compare::Scored;
@@ -30,13 +31,25 @@ pub struct Production<'a> {
 
 /// The staging rows of `artifact` in `data` (read with the artifact's schema): every row of a
 /// separate staging file, or the rows of a training file that the artifact's hold-out rule sets
-/// aside.
-pub fn staging_rows(artifact: &Artifact, data: &Dataset) -> Vec<usize> {
+/// aside. An artifact whose rule keyed rows by another scheme than the data's keys
+/// ([`KeyScheme::CURRENT`]) is refused: other keys would pick other rows, some of which the
+/// candidate trained on.
+pub fn staging_rows(artifact: &Artifact, data: &Dataset) -> Result<Vec<usize>> {
     match &artifact.staging {
-        StagingSpec::File { .. } => (0..data.len()).collect(),
-        StagingSpec::Holdout { fraction, salt, .. } => {
-            (0..data.len()).filter(|&i| StagingSpec::is_staging(*fraction, salt, data.row_keys[i])).collect()
+        StagingSpec::File { .. } => Ok((0..data.len()).collect()),
+        StagingSpec::Holdout { keys, .. } if *keys != KeyScheme::CURRENT => {
+            Err(Error::StagingKeysOutdated { model: artifact.name.clone(), scheme: scheme_name(*keys) })
         }
+        StagingSpec::Holdout { fraction, salt, .. } => {
+            Ok((0..data.len()).filter(|&i| StagingSpec::is_staging(*fraction, salt, data.row_keys[i])).collect())
+        }
+    }
+}
+
+fn scheme_name(scheme: KeyScheme) -> &'static str {
+    match scheme {
+        KeyScheme::Text => "text",
+        KeyScheme::Values => "values",
     }
 }
 
@@ -50,7 +63,7 @@ pub fn judge(
     file: &str,
     production: Option<Production<'_>>,
 ) -> Result<AcceptanceRecord> {
-    let rows = staging_rows(candidate, data);
+    let rows = staging_rows(candidate, data)?;
     let staging = data.select(&rows);
     let labels = staging.require_labels()?.to_vec();
     let positives = labels.iter().filter(|&&y| y).count();
@@ -146,6 +159,14 @@ pub fn judge(
 /// another staging rule, or with a separate staging file).
 fn overlap(production: &Artifact, staging: &Dataset) -> Option<String> {
     let (fraction, salt) = match &production.staging {
+        StagingSpec::Holdout { keys, .. } if *keys != KeyScheme::CURRENT => {
+            return Some(format!(
+                "production chose its staging rows by the {} row keys of an earlier mlgate, which this version no \
+                 longer computes: whether it trained on these staging rows cannot be told (rebuild it with this \
+                 version to know)",
+                scheme_name(*keys)
+            ))
+        }
         StagingSpec::Holdout { fraction, salt, .. } => (*fraction, salt.as_str()),
         StagingSpec::File { path } => {
             return Some(format!(

@@ -140,6 +140,7 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
             salt: config.staging.salt.clone(),
             rows: staging_rows.len() as u64,
             positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
+            keys: crate::data::rowhash::KeyScheme::CURRENT,
         },
     };
     drop(staging_rows);

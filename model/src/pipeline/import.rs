@@ -29,6 +29,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::data::dataset::{Dataset, Rows};
+use crate::data::rowhash::KeyScheme;
 use crate::data::schema::{Column, ColumnKind, Missing, Schema, Transform};
 use crate::error::{Error, Result};
 use crate::eval::drift::Reference;
@@ -94,6 +95,7 @@ pub fn import(
                 salt: config.staging.salt.clone(),
                 rows: staging_rows.len() as u64,
                 positives: staging_rows.iter().filter(|&&i| all_labels[i]).count() as u64,
+                keys: KeyScheme::CURRENT,
             }
         }
     };

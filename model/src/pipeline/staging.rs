@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::rowhash::RowHasher;
+use crate::data::rowhash::{KeyScheme, RowHasher};
 use crate::error::ParamError;
 use crate::rng::mix;
 
@@ -56,6 +56,11 @@ pub enum StagingSpec {
         rows: u64,
         /// Positives among them.
         positives: u64,
+        /// What the rows' keys were computed from ([`KeyScheme::Text`] when the artifact
+        /// records none: it was built before the scheme was recorded). Acceptance refuses to
+        /// find staging rows again by keys of another scheme than the data's.
+        #[serde(default = "KeyScheme::unrecorded", skip_serializing_if = "KeyScheme::is_text")]
+        keys: KeyScheme,
     },
     /// A separate file.
     File {
@@ -65,7 +70,8 @@ pub enum StagingSpec {
 }
 
 impl StagingSpec {
-    /// True when a row with this key is a staging row of a hold-out split.
+    /// True when a row with this key is a staging row of a hold-out split (the key and the
+    /// split's of one [`KeyScheme`]).
     pub fn is_staging(fraction: f64, salt: &str, key: u64) -> bool {
         let mut h = RowHasher::default();
         h.field(salt.as_bytes());
@@ -99,6 +105,25 @@ mod tests {
 
     fn key(fields: &[&str]) -> u64 {
         RowHasher::key_of(fields)
+    }
+
+    #[test]
+    fn the_key_scheme_is_recorded_and_an_artifact_without_one_keyed_by_text() {
+        let old = r#"{"source":"holdout","fraction":0.2,"salt":"staging","rows":10,"positives":3}"#;
+        let spec: StagingSpec = serde_json::from_str(old).unwrap();
+        assert!(matches!(spec, StagingSpec::Holdout { keys: KeyScheme::Text, .. }), "{spec:?}");
+        // An older artifact writes again to the bytes its checksum covers.
+        assert_eq!(serde_json::to_string(&spec).unwrap(), old);
+        let new = StagingSpec::Holdout {
+            fraction: 0.2,
+            salt: "staging".into(),
+            rows: 10,
+            positives: 3,
+            keys: KeyScheme::CURRENT,
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.ends_with(r#","keys":"values"}"#), "{text}");
+        assert_eq!(serde_json::from_str::<StagingSpec>(&text).unwrap(), new);
     }
 
     #[test]
