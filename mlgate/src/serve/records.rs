@@ -128,6 +128,23 @@ pub struct Records {
     pub tally: Tally,
 }
 
+/// The level a JSON number names in a categorical column: its text, except that a whole
+/// number written with a fraction (`83.0`) is the level `83`, as the CSV text `83` would be
+/// (JSON does not tell 83 from 83.0) — unless `83.0` itself is a declared level.
+fn level_of_number(n: &serde_json::Number, levels: Option<&[String]>) -> String {
+    match n.as_f64() {
+        Some(x)
+            if n.is_f64()
+                && x.fract() == 0.0
+                && x.abs() < 9.0e15
+                && !levels.is_some_and(|l| l.contains(&n.to_string())) =>
+        {
+            format!("{}", x as i64)
+        }
+        _ => n.to_string(),
+    }
+}
+
 /// How a JSON value becomes a column's field, beyond a string's own text.
 pub enum Kind {
     /// A boolean column: a JSON boolean is read as the boolean.
@@ -155,17 +172,7 @@ fn field_of(value: &Value, kind: &Kind) -> Option<Field> {
             // A level coded as an integer (a browser id, `83`) sent as the number `83.0`: JSON
             // does not tell 83 from 83.0, so the number is the level `83`, as the CSV text `83`
             // would be — unless `83.0` itself is a declared level.
-            Kind::Categorical(levels) => Field::Text(match n.as_f64() {
-                Some(x)
-                    if n.is_f64()
-                        && x.fract() == 0.0
-                        && x.abs() < 9.0e15
-                        && !levels.as_ref().is_some_and(|l| l.contains(&n.to_string())) =>
-                {
-                    format!("{}", x as i64)
-                }
-                _ => n.to_string(),
-            }),
+            Kind::Categorical(levels) => Field::Text(level_of_number(n, levels.as_deref())),
             _ => Field::Text(n.to_string()),
         },
         Value::Bool(b) => match kind {
@@ -728,17 +735,7 @@ mod tests {
                 }
             }
             (Value::Bool(b), _) => b.to_string(),
-            (Value::Number(n), ColumnKind::Categorical { levels }) => match n.as_f64() {
-                Some(x)
-                    if n.is_f64()
-                        && x.fract() == 0.0
-                        && x.abs() < 9.0e15
-                        && !levels.as_ref().is_some_and(|l| l.contains(&n.to_string())) =>
-                {
-                    format!("{}", x as i64)
-                }
-                _ => n.to_string(),
-            },
+            (Value::Number(n), ColumnKind::Categorical { levels }) => level_of_number(n, levels.as_deref()),
             (Value::Number(n), ColumnKind::Integer { .. }) => match n.as_f64() {
                 Some(x) if n.is_f64() && x.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(&x) => {
                     format!("{}", x as i64)
