@@ -203,11 +203,6 @@ fn ring<T>(values: &mut VecDeque<T>, value: T, full: bool) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use model::pipeline::build::{build, BuildContext};
-    use model::pipeline::scoring::Compiled;
-    use model::PipelineConfig;
 
     use super::*;
 
@@ -216,12 +211,7 @@ mod tests {
     fn loaded() -> Loaded {
         let text =
             include_str!("../../../pipeline.toml").replace("levels = [\"desktop\", \"mobile\", \"tablet\"]\n", "");
-        let config = PipelineConfig::parse(&text, Path::new("pipeline.toml")).unwrap();
-        let csv = model::data::generate::customers_csv(600, 5);
-        let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
-        let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
-        let artifact = build(&config, &data, &context).unwrap();
-        Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None)
+        super::super::test_model(&text)
     }
 
     /// Generated customers (some on a device training never saw) as records in the compiled

@@ -830,6 +830,20 @@ pub fn run(args: Options) -> Result<()> {
     Ok(())
 }
 
+/// A model of `pipeline_toml` (the repository's `pipeline.toml` as a test rewrote it), built on
+/// 600 generated customers and loaded as `v1`.
+#[cfg(test)]
+pub(crate) fn test_model(pipeline_toml: &str) -> Loaded {
+    use model::pipeline::build::{build, BuildContext};
+    use model::pipeline::scoring::Compiled;
+    let config = model::PipelineConfig::parse(pipeline_toml, std::path::Path::new("pipeline.toml")).unwrap();
+    let csv = model::data::generate::customers_csv(600, 5);
+    let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
+    let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
+    let artifact = build(&config, &data, &context).unwrap();
+    Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -695,12 +695,8 @@ impl Builder<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use model::data::schema::ColumnKind;
-    use model::pipeline::build::{build, BuildContext};
-    use model::pipeline::scoring::Compiled;
-    use model::PipelineConfig;
     use serde_json::json;
 
     use super::*;
@@ -713,12 +709,7 @@ mod tests {
             "name = \"spending\"\nkind = \"numeric\"\nmin = 0\nmissing = \"allow\"\nmissing_values = [\"\", \"-999\"]\n",
         );
         assert!(text.contains("\"-999\""), "the configuration's `spending` is as this test expects");
-        let config = PipelineConfig::parse(&text, Path::new("pipeline.toml")).unwrap();
-        let csv = model::data::generate::customers_csv(600, 5);
-        let data = model::read_csv(csv.as_bytes(), "c.csv", &config.schema, model::LabelPolicy::Required).unwrap();
-        let context = BuildContext { config_file: "pipeline.toml".into(), git_commit: None, created_at: "t".into() };
-        let artifact = build(&config, &data, &context).unwrap();
-        Loaded::new(Compiled::new(artifact).unwrap(), "v1".into(), None)
+        super::super::test_model(&text)
     }
 
     /// The text a JSON value became before values were read typed (a CSV field's): the
