@@ -77,6 +77,15 @@ fn online_shoppers_as_parquet_by_pyarrow_builds_the_model_its_csv_builds() {
     assert_eq!(file, parquet.display().to_string());
     let bytes = std::fs::read(&parquet).unwrap();
     assert_eq!(sha256, format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    // The same Parquet copy kept on S3-compatible storage builds the same model again.
+    let Some(server) = SeaweedFs::start("data") else { return };
+    let owned = server.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let port: u16 = owned[0].1.rsplit(':').next().unwrap().parse().unwrap();
+    put(port, "data/shoppers/train.parquet", &bytes);
+    let from_s3 = build(dir.path(), &config, "s3://data/shoppers/train.parquet", "s3", &env);
+    assert!(from_csv == from_s3, "the Parquet copy on S3 built another model");
+    assert_eq!(lineage(&dir.path().join("s3")), ("s3://data/shoppers/train.parquet".to_string(), sha256));
 }
 
 /// Generated customers written as a CSV whose text is not the values' canonical text (amounts

@@ -54,6 +54,10 @@ pub struct Args {
     /// Rows of the generated files of the training section.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000,10000000")]
     train_sizes: Vec<usize>,
+    /// Runs of each learner from 5 M rows up in the training section, and of the Parquet
+    /// comparison (at most `--runs`).
+    #[arg(long, default_value_t = 3)]
+    large_runs: usize,
     /// Rows built from a Parquet copy against the same CSV in the training section (0 skips).
     #[arg(long, default_value_t = 10_000_000)]
     parquet_rows: usize,
@@ -193,7 +197,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
         "Written by `cargo xtask bench` (release build of mlgate), {}. Times are wall-clock medians \
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
-         `--skip-python`, `--skip-static`, `--skip-import`, `--skip-train`; `--train-sizes`, `--parquet-rows`, `--huge` \
+         `--skip-python`, `--skip-static`, `--skip-import`, `--skip-train`; `--train-sizes`, `--large-runs`, `--parquet-rows`, `--huge` \
          for the training section; `--import-only` and `--train-only` measure one section alone).\n",
         mlgate::clock::now_rfc3339()
     );
@@ -235,6 +239,7 @@ fn train(sh: &Shell, bin: &Path, root: &Path, work: &Path, args: &Args, md: &mut
     let options = crate::bench_train::Options {
         sizes: &args.train_sizes,
         runs: args.runs,
+        large_runs: args.large_runs,
         parquet_rows: args.parquet_rows,
         huge: args.huge,
     };

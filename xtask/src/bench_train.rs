@@ -20,8 +20,10 @@ use crate::bench::{fmt_time, measure, measure_with_stdout, summarise, Sample, Su
 pub struct Options<'a> {
     /// Rows of the generated files the four learners fit.
     pub sizes: &'a [usize],
-    /// Runs of each learner at each size (at most 3 from 5 M rows up).
+    /// Runs of each learner at each size.
     pub runs: usize,
+    /// At most this many runs from 5 M rows up (and of the Parquet comparison).
+    pub large_runs: usize,
     /// Rows of the file built from its Parquet copy and from its CSV (0: skipped).
     pub parquet_rows: usize,
     /// Build 50 M rows once (time and peak memory).
@@ -119,7 +121,7 @@ pub fn section(
         let csv = generated(work, rows)?;
         let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
         let config = boosting_config(root, work, &csv, "bench_train.toml")?;
-        let runs = if rows >= 5_000_000 { o.runs.min(3) } else { o.runs };
+        let runs = if rows >= 5_000_000 { o.runs.min(o.large_runs).max(1) } else { o.runs };
         let before = load_average();
         let model_dir = work.join("model_train");
         let mut ours = Vec::with_capacity(runs);
@@ -276,7 +278,7 @@ fn parquet_case(
         ("CSV", boosting_config(root, work, &csv, "bench_train_csv.toml")?, &csv),
         ("Parquet", boosting_config(root, work, &parquet, "bench_train_parquet.toml")?, &parquet),
     ];
-    let runs = o.runs.min(3);
+    let runs = o.runs.min(o.large_runs).max(1);
     let before = load_average();
     let mut samples = [Vec::new(), Vec::new()];
     for run in 0..runs {
