@@ -3,6 +3,7 @@
 //! ([`DriftWindow`]). Each is bounded; what falls out is counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use model::eval::metrics::{Confusion, MetricSet};
 
@@ -11,10 +12,12 @@ use super::receipt::Shadow;
 use super::rollout::Role;
 use super::Loaded;
 
-/// A prediction kept until its feedback arrives.
-struct Logged {
-    seq: u64,
-    answered: Answered,
+/// A prediction's place in the order of arrival, and the prediction while it waits for its
+/// feedback.
+struct Slot {
+    id: Arc<str>,
+    /// `None` once joined, or replaced by a later prediction under the same id.
+    answered: Option<Answered>,
 }
 
 /// A prediction that feedback joined (through the log or a receipt): what the server answered.
@@ -71,8 +74,12 @@ fn place_bytes(id: &str) -> usize {
 }
 
 pub struct Live {
-    log: HashMap<String, Logged>,
-    order: VecDeque<(u64, String)>,
+    /// The number in the order of each waiting prediction, by id: a small entry (the map is
+    /// looked up at random, once or twice a record; the predictions themselves are in `order`,
+    /// which is written and read front to back).
+    log: HashMap<Arc<str>, u64>,
+    /// The predictions in the order they came, numbered without gaps: the last is `seq`.
+    order: VecDeque<Slot>,
     seq: u64,
     log_capacity: usize,
     /// The log's bound in bytes, and the bytes it holds (as [`logged_bytes`] counts them).
@@ -117,25 +124,35 @@ impl Live {
     pub fn log(&mut self, id: &str, answered: Answered) -> u64 {
         self.seq += 1;
         let seq = self.seq;
-        self.log_bytes += entry_bytes(id, &answered) + place_bytes(id);
-        if let Some(old) = self.log.insert(id.to_string(), Logged { seq, answered }) {
+        let id: Arc<str> = Arc::from(id);
+        self.log_bytes += entry_bytes(&id, &answered) + place_bytes(&id);
+        self.order.push_back(Slot { id: id.clone(), answered: Some(answered) });
+        if let Some(old) = self.log.insert(id.clone(), seq) {
             // Its place in the order stays until it comes to the front; only its entry goes.
-            self.log_bytes -= entry_bytes(id, &old.answered);
+            if let Some(replaced) = self.slot(old).and_then(|slot| slot.answered.take()) {
+                self.log_bytes -= entry_bytes(&id, &replaced);
+            }
         }
-        self.order.push_back((seq, id.to_string()));
         let mut evicted = 0;
         while self.order.len() > self.log_capacity || (self.log_bytes > self.log_bytes_capacity && self.order.len() > 1)
         {
-            let (seq, id) = self.order.pop_front().expect("longer than the capacity");
-            self.log_bytes -= place_bytes(&id);
+            let slot = self.order.pop_front().expect("longer than the capacity");
+            self.log_bytes -= place_bytes(&slot.id);
             // A prediction joined or replaced already left only its place in the order.
-            if self.log.get(&id).is_some_and(|l| l.seq == seq) {
-                let logged = self.log.remove(&id).expect("just found");
-                self.log_bytes -= entry_bytes(&id, &logged.answered);
+            if let Some(answered) = slot.answered {
+                self.log.remove(&slot.id);
+                self.log_bytes -= entry_bytes(&slot.id, &answered);
                 evicted += 1;
             }
         }
         evicted
+    }
+
+    /// The place in the order numbered `seq`, while it is in the order.
+    fn slot(&mut self, seq: u64) -> Option<&mut Slot> {
+        let first = (self.seq + 1).checked_sub(self.order.len() as u64)?;
+        let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.order.get_mut(at)
     }
 
     /// The bytes the log holds, as its bound counts them.
@@ -151,9 +168,10 @@ impl Live {
     /// Joins a label to the prediction logged under `id` and adds it to its version's window;
     /// returns what was answered, or `None` when no prediction waits under that id.
     pub fn join(&mut self, id: &str, label: bool) -> Option<Answered> {
-        let logged = self.log.remove(id)?;
-        self.log_bytes -= entry_bytes(id, &logged.answered);
-        let answered = logged.answered;
+        let seq = self.log.remove(id)?;
+        // A waiting prediction's place holds it (it leaves the map when it leaves its place).
+        let answered = self.slot(seq)?.answered.take()?;
+        self.log_bytes -= entry_bytes(id, &answered);
         self.record(&answered, label);
         Some(answered)
     }
@@ -277,6 +295,84 @@ mod tests {
         assert_eq!(live.waiting(), 0);
         // What is left is the places in the order of the predictions joined since.
         assert!(live.bytes() <= 11 * place_bytes(&"x".repeat(100)), "{}", live.bytes());
+    }
+
+    /// The log as first written (a map of the entries and a queue of ids), to check the
+    /// present one against: same drops, joins, waiting entries and bytes.
+    struct Reference {
+        log: HashMap<String, (u64, Answered)>,
+        order: VecDeque<(u64, String)>,
+        seq: u64,
+        capacity: usize,
+        bytes_capacity: usize,
+        bytes: usize,
+    }
+
+    impl Reference {
+        fn log(&mut self, id: &str, answered: Answered) -> u64 {
+            self.seq += 1;
+            self.bytes += entry_bytes(id, &answered) + place_bytes(id);
+            if let Some((_, old)) = self.log.insert(id.to_string(), (self.seq, answered)) {
+                self.bytes -= entry_bytes(id, &old);
+            }
+            self.order.push_back((self.seq, id.to_string()));
+            let mut evicted = 0;
+            while self.order.len() > self.capacity || (self.bytes > self.bytes_capacity && self.order.len() > 1) {
+                let (seq, id) = self.order.pop_front().unwrap();
+                self.bytes -= place_bytes(&id);
+                if self.log.get(&id).is_some_and(|(s, _)| *s == seq) {
+                    let (_, old) = self.log.remove(&id).unwrap();
+                    self.bytes -= entry_bytes(&id, &old);
+                    evicted += 1;
+                }
+            }
+            evicted
+        }
+
+        fn join(&mut self, id: &str) -> Option<Answered> {
+            let (_, answered) = self.log.remove(id)?;
+            self.bytes -= entry_bytes(id, &answered);
+            Some(answered)
+        }
+    }
+
+    #[test]
+    fn the_log_drops_joins_and_replaces_as_a_map_of_entries_and_a_queue_of_ids_would() {
+        for (capacity, bytes_capacity, ids) in [(50, 1 << 20, 120), (1000, 40 * 120, 120), (1, 1 << 20, 3), (5, 0, 8)] {
+            let mut live = Live::new(capacity, bytes_capacity, 10, 10);
+            let mut reference =
+                Reference { log: HashMap::new(), order: VecDeque::new(), seq: 0, capacity, bytes_capacity, bytes: 0 };
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+            for step in 0..20_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Ids of one to a few dozen characters, from a small set: replacements are common.
+                let id = "k".repeat(1 + (state >> 40) as usize % 3) + &((state >> 8) % ids).to_string();
+                if state.is_multiple_of(3) {
+                    assert_eq!(live.join(&id, true), reference.join(&id), "join {id} at step {step}");
+                } else {
+                    // Versions and shadows of several lengths: each entry's bytes are its own.
+                    let mut answered = Answered::baseline(
+                        if state.is_multiple_of(5) { "v100" } else { "v1" },
+                        (state % 97) as f64 / 97.0,
+                        state.is_multiple_of(2),
+                    );
+                    if state.is_multiple_of(7) {
+                        answered.role = Role::Canary;
+                        answered.shadow =
+                            Some(Shadow { version: "v2-shadow".into(), probability: 0.5, decision: true });
+                    }
+                    assert_eq!(
+                        live.log(&id, answered.clone()),
+                        reference.log(&id, answered),
+                        "log {id} at step {step}"
+                    );
+                }
+                assert_eq!(live.waiting(), reference.log.len(), "step {step}");
+                assert_eq!(live.bytes(), reference.bytes, "step {step}");
+            }
+        }
     }
 
     #[test]

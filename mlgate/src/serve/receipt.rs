@@ -204,30 +204,41 @@ impl ReceiptKeys {
     /// The receipt of `claims`, signed with the first key.
     pub fn sign(&self, claims: &Claims) -> String {
         let key = &self.keys[0];
-        let mut fields = vec![
-            serde_json::Value::from(claims.model.as_str()),
-            claims.version.as_str().into(),
-            claims.probability.into(),
-            u8::from(claims.decision).into(),
-            claims.time.into(),
-            URL_SAFE_NO_PAD.encode(claims.nonce).into(),
-        ];
+        // The claims as a compact JSON array, written value by value (serde_json's text of
+        // each: the array `payload_as_values` builds, without building it).
+        let mut payload = Vec::with_capacity(128);
+        payload.push(b'[');
+        let mut value = |v: &dyn erased::Json, first: bool| {
+            if !first {
+                payload.push(b',');
+            }
+            v.write(&mut payload);
+        };
+        value(&claims.model.as_str(), true);
+        value(&claims.version.as_str(), false);
+        value(&claims.probability, false);
+        value(&u8::from(claims.decision), false);
+        value(&claims.time, false);
+        value(&URL_SAFE_NO_PAD.encode(claims.nonce).as_str(), false);
         // A receipt of the baseline without a shadow is written as before rollouts existed: what
         // replicas of an older mlgate read.
         if claims.role != Role::Baseline || claims.shadow.is_some() {
-            fields.push(claims.role.name().into());
+            value(&claims.role.name(), false);
         }
         if let Some(shadow) = &claims.shadow {
-            fields.extend([
-                shadow.version.as_str().into(),
-                shadow.probability.into(),
-                u8::from(shadow.decision).into(),
-            ]);
+            value(&shadow.version.as_str(), false);
+            value(&shadow.probability, false);
+            value(&u8::from(shadow.decision), false);
         }
-        let payload = serde_json::to_vec(&fields).expect("the claims serialise");
-        let signed = format!("{}.{}", key.id, URL_SAFE_NO_PAD.encode(payload));
-        let tag = ReceiptKeys::tag(key, &signed);
-        format!("{signed}.{tag}")
+        payload.push(b']');
+        let mut receipt = String::with_capacity(KEY_ID_CHARS + 2 + payload.len() * 4 / 3 + 4 + TAG_CHARS);
+        receipt.push_str(&key.id);
+        receipt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut receipt);
+        let tag = ReceiptKeys::tag(key, &receipt);
+        receipt.push('.');
+        receipt.push_str(&tag);
+        receipt
     }
 
     /// The claims of `receipt` when one of the keys signed it, it is for `model`, and it is at
@@ -388,6 +399,19 @@ impl Seen {
     }
 }
 
+/// One claim written as serde_json writes it, whatever its type.
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, self).expect("a claim serialises");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +448,49 @@ mod tests {
         assert_eq!(old.verify(&new, "churn", 1_000, 60).unwrap_err().reason, Reason::Foreign);
         assert!(format!("{both:?}").ends_with("(2 key(s))"));
         assert!(!format!("{both:?}").contains("long enough"));
+    }
+
+    /// The claims as the array of JSON values receipts were first written from.
+    fn payload_as_values(claims: &Claims) -> Vec<u8> {
+        let mut fields = vec![
+            serde_json::Value::from(claims.model.as_str()),
+            claims.version.as_str().into(),
+            claims.probability.into(),
+            u8::from(claims.decision).into(),
+            claims.time.into(),
+            URL_SAFE_NO_PAD.encode(claims.nonce).into(),
+        ];
+        if claims.role != Role::Baseline || claims.shadow.is_some() {
+            fields.push(claims.role.name().into());
+        }
+        if let Some(shadow) = &claims.shadow {
+            fields.extend([
+                shadow.version.as_str().into(),
+                shadow.probability.into(),
+                u8::from(shadow.decision).into(),
+            ]);
+        }
+        serde_json::to_vec(&fields).unwrap()
+    }
+
+    #[test]
+    fn the_payload_is_written_byte_for_byte_as_the_array_of_values_was() {
+        let k = keys(&["a key of the fleet, 32 bytes long"]);
+        let shadow = Shadow { version: "v\"4\u{e9}".into(), probability: 1.0, decision: true };
+        for (model, probability, role, shadow) in [
+            ("churn", 0.123_456_789_012_345_67, Role::Baseline, None),
+            ("a \"quoted\"\nmodel", 0.0, Role::Canary, None),
+            ("churn", 1.0, Role::Baseline, Some(shadow.clone())),
+            ("churn", 1e-300, Role::Canary, Some(shadow)),
+            ("churn", f64::NAN, Role::Baseline, None),
+        ] {
+            let c = Claims { model: model.into(), probability, role, shadow, ..claims("x", u64::MAX) };
+            let receipt = k.sign(&c);
+            let payload = receipt.split('.').nth(1).unwrap();
+            assert_eq!(URL_SAFE_NO_PAD.decode(payload).unwrap(), payload_as_values(&c), "{receipt}");
+            let (signed, tag) = receipt.rsplit_once('.').unwrap();
+            assert_eq!(tag, ReceiptKeys::tag(&k.keys[0], signed));
+        }
     }
 
     #[test]
