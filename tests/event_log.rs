@@ -6,33 +6,16 @@
 //! cannot be written fails no request either; a server killed with SIGKILL while it writes leaves
 //! only whole files (and temporaries that export skips).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use model::data::generate::customers_csv;
 use serde_json::Value;
 
+use crate::parquet::{pyarrow, pyarrow_python};
 use crate::registry_git::SeaweedFs;
 use crate::serve::{metric, records, release, Server};
-use crate::support::{mlgate, root, text};
-
-/// The Python of `.ci/pyarrow`, if there (in CI its absence fails the test).
-fn pyarrow_python() -> Option<PathBuf> {
-    let python = root().join(".ci/pyarrow/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(std::env::var_os("CI").is_none(), "no .ci/pyarrow in CI: `.ci/run` makes it");
-    eprintln!("skipped the pyarrow checks: no .ci/pyarrow (`.ci/run` makes it)");
-    None
-}
-
-/// Runs `script` in pyarrow's Python with `args`; its standard output.
-fn pyarrow(python: &Path, script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(python).arg("-c").arg(script).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::support::{mlgate, text};
 
 /// Every file under `dir`, as paths relative to it.
 fn files(dir: &Path) -> Vec<String> {

@@ -12,7 +12,7 @@ use crate::registry_git::SeaweedFs;
 use crate::support::{edit_rows, mlgate, root, shared_train_csv, text};
 
 /// The Python of `.ci/pyarrow`; in CI its absence fails the test.
-fn pyarrow_python() -> Option<PathBuf> {
+pub(crate) fn pyarrow_python() -> Option<PathBuf> {
     let python = root().join(".ci/pyarrow/bin/python");
     if python.exists() {
         return Some(python);
@@ -22,10 +22,12 @@ fn pyarrow_python() -> Option<PathBuf> {
     None
 }
 
-/// Runs `script` in pyarrow's Python with `args`, failing the test on an error.
-fn pyarrow(python: &Path, script: &str, args: &[&str]) {
+/// Runs `script` in pyarrow's Python with `args`, failing the test on an error; its standard
+/// output.
+pub(crate) fn pyarrow(python: &Path, script: &str, args: &[&str]) -> String {
     let out = Command::new(python).arg("-c").arg(script).args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A CSV converted to Parquet by pyarrow: its own type inference (integers, doubles, booleans,
@@ -67,7 +69,7 @@ fn online_shoppers_as_parquet_by_pyarrow_builds_the_model_its_csv_builds() {
     let Some(python) = pyarrow_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let parquet = dir.path().join("train.parquet");
-    pyarrow(&python, CONVERT, &[csv.to_str().unwrap(), parquet.to_str().unwrap(), "3000"]);
+    let _ = pyarrow(&python, CONVERT, &[csv.to_str().unwrap(), parquet.to_str().unwrap(), "3000"]);
     let config = root().join("configs/online-shoppers.toml");
     let from_csv = build(dir.path(), &config, csv.to_str().unwrap(), "csv", &[]);
     let from_parquet = build(dir.path(), &config, parquet.to_str().unwrap(), "parquet", &[]);
@@ -124,7 +126,7 @@ fn generated_data_written_otherwise_as_parquet_by_pyarrow_builds_the_model_its_c
     std::fs::write(d.join("linear.toml"), &base).unwrap();
     std::fs::write(d.join("boosting.toml"), &boosting).unwrap();
     let convert = format!("{CONVERT}\nassert str(t.schema.field('newsletter').type) == 'bool', t.schema");
-    pyarrow(
+    let _ = pyarrow(
         &python,
         &convert,
         &[d.join("train.csv").to_str().unwrap(), d.join("train.parquet").to_str().unwrap(), "700"],
@@ -157,7 +159,8 @@ t = c.read_csv(sys.argv[1])\n\
 t = t.set_column(t.schema.get_field_index('region'), 'region', t.column('region').dictionary_encode())\n\
 p.write_table(t, sys.argv[2], row_group_size=25)\n\
 print(t.schema)";
-    pyarrow(&python, write, &[d.join("small.csv").to_str().unwrap(), d.join("small.parquet").to_str().unwrap()]);
+    let _ =
+        pyarrow(&python, write, &[d.join("small.csv").to_str().unwrap(), d.join("small.parquet").to_str().unwrap()]);
     let out = mlgate(d, &["validate", "--data", "small.parquet", "--out", "v"], &[]);
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}{e}");
@@ -186,7 +189,7 @@ p.write_table(t, sys.argv[2], row_group_size=25)\n\
 d = t.set_column(t.schema.get_field_index('visits'), 'visits', pa.array([datetime.date(2020, 1, 1)] * t.num_rows))\n\
 p.write_table(d, sys.argv[3])\n\
 p.write_table(t, sys.argv[4], compression='zstd')";
-    pyarrow(
+    let _ = pyarrow(
         &python,
         broken,
         &[
@@ -245,7 +248,7 @@ fn data_on_s3_compatible_storage_builds_as_the_local_file_does() {
     let csv = crate::support::small_csv(400);
     std::fs::write(d.join("train.csv"), &csv).unwrap();
     std::fs::copy(root().join("tests/data/small.toml"), d.join("pipeline.toml")).unwrap();
-    pyarrow(
+    let _ = pyarrow(
         &python,
         CONVERT,
         &[d.join("train.csv").to_str().unwrap(), d.join("train.parquet").to_str().unwrap(), "100"],
