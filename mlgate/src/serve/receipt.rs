@@ -208,27 +208,28 @@ impl ReceiptKeys {
         // each: the array `payload_as_values` builds, without building it).
         let mut payload = Vec::with_capacity(128);
         payload.push(b'[');
-        let mut value = |v: &dyn erased::Json, first: bool| {
-            if !first {
+        // Each claim after the `[`, comma-separated.
+        fn value(payload: &mut Vec<u8>, v: &impl serde::Serialize) {
+            if payload.len() > 1 {
                 payload.push(b',');
             }
-            v.write(&mut payload);
-        };
-        value(&claims.model.as_str(), true);
-        value(&claims.version.as_str(), false);
-        value(&claims.probability, false);
-        value(&u8::from(claims.decision), false);
-        value(&claims.time, false);
-        value(&URL_SAFE_NO_PAD.encode(claims.nonce).as_str(), false);
+            serde_json::to_writer(payload, v).expect("a claim serialises");
+        }
+        value(&mut payload, &claims.model);
+        value(&mut payload, &claims.version);
+        value(&mut payload, &claims.probability);
+        value(&mut payload, &u8::from(claims.decision));
+        value(&mut payload, &claims.time);
+        value(&mut payload, &URL_SAFE_NO_PAD.encode(claims.nonce));
         // A receipt of the baseline without a shadow is written as before rollouts existed: what
         // replicas of an older mlgate read.
         if claims.role != Role::Baseline || claims.shadow.is_some() {
-            value(&claims.role.name(), false);
+            value(&mut payload, &claims.role.name());
         }
         if let Some(shadow) = &claims.shadow {
-            value(&shadow.version.as_str(), false);
-            value(&shadow.probability, false);
-            value(&u8::from(shadow.decision), false);
+            value(&mut payload, &shadow.version);
+            value(&mut payload, &shadow.probability);
+            value(&mut payload, &u8::from(shadow.decision));
         }
         payload.push(b']');
         let mut receipt = String::with_capacity(KEY_ID_CHARS + 2 + payload.len() * 4 / 3 + 4 + TAG_CHARS);
@@ -396,19 +397,6 @@ impl Seen {
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.joined.len() * SEEN_ENTRY_BYTES
-    }
-}
-
-/// One claim written as serde_json writes it, whatever its type.
-mod erased {
-    pub trait Json {
-        fn write(&self, out: &mut Vec<u8>);
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn write(&self, out: &mut Vec<u8>) {
-            serde_json::to_writer(out, self).expect("a claim serialises");
-        }
     }
 }
 
