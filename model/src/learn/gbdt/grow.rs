@@ -19,11 +19,9 @@ struct Split {
     missing_left: bool,
 }
 
-/// A leaf of the tree being grown: its rows are the records `start..end` of the sample's
-/// buffer `buffer`.
+/// A leaf of the tree being grown: its rows are the records `start..end` of the sample.
 struct Leaf {
     node: usize,
-    buffer: usize,
     start: usize,
     end: usize,
     depth: usize,
@@ -34,8 +32,7 @@ struct Leaf {
 }
 
 impl ValidBoostingParams {
-    /// Grows one tree on the rows of `sample` (in its buffer 0), which it moves between its
-    /// buffers as it splits them.
+    /// Grows one tree on the rows of `sample`, which it reorders as it splits them.
     pub(super) fn grow(&self, binned: &Binned, sample: &mut Sample, allowed: &[bool]) -> BinTree {
         let p = &self.params;
         let mut tree = BinTree {
@@ -48,13 +45,10 @@ impl ValidBoostingParams {
         };
         let n = sample.len();
         let stride = sample.layout.stride;
-        let (sg, sh) = sample.buffers[0]
-            .chunks_exact(stride)
-            .map(|r| unpack(r[0]))
-            .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
-        let mut root =
-            Leaf { node: 0, buffer: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
-        root.hist = histogram(binned, sample, 0, 0..n, allowed, (sg, sh));
+        let (sg, sh) =
+            sample.records.chunks_exact(stride).map(|r| unpack(r[0])).fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
+        let mut root = Leaf { node: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        root.hist = histogram(binned, sample, 0..n, allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
         let mut n_leaves = 1;
@@ -72,9 +66,7 @@ impl ValidBoostingParams {
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
             let missing = binned.missing[split.feature].filter(|_| split.missing_left);
-            let mid =
-                sample.partition(binned, split.feature, split.bin as u8, missing, leaf.start..leaf.end, leaf.buffer);
-            let buffer = 1 - leaf.buffer;
+            let mid = sample.partition(binned, split.feature, split.bin as u8, missing, leaf.start..leaf.end);
             // After the last split nothing reads the leaves' histograms.
             let last = n_leaves + 1 == p.max_leaf_nodes;
             let left_id = tree.push();
@@ -87,7 +79,6 @@ impl ValidBoostingParams {
             let (lg, lh) = (split.left_g, split.left_h);
             let mut left = Leaf {
                 node: left_id,
-                buffer,
                 start: leaf.start,
                 end: mid,
                 depth: leaf.depth + 1,
@@ -98,7 +89,6 @@ impl ValidBoostingParams {
             };
             let mut right = Leaf {
                 node: right_id,
-                buffer,
                 start: mid,
                 end: leaf.end,
                 depth: leaf.depth + 1,
@@ -118,7 +108,7 @@ impl ValidBoostingParams {
             } else {
                 (&mut right, &mut left)
             };
-            small.hist = histogram(binned, sample, buffer, small.start..small.end, allowed, (small.g, small.h));
+            small.hist = histogram(binned, sample, small.start..small.end, allowed, (small.g, small.h));
             large.hist = subtract(leaf.hist, &small.hist);
             for child in [left, right] {
                 let mut child = child;

@@ -19,26 +19,24 @@ pub(super) struct Bin {
 const HELPED_ROWS: usize = 50_000;
 
 /// Sums of gradient, hessian and rows per bin of each allowed input over the records of
-/// `range` in buffer `buffer`, whose totals are `total` (needed to fill the common bin of
+/// `range`, whose totals are `total` (needed to fill the common bin of
 /// sparse inputs). When a core is idle (see [`cores`]), a second thread sums half of the
 /// inputs: each bin is still summed by one thread in the records' order, so the histogram is
 /// the same, bit for bit, with or without it.
 pub(super) fn histogram(
     binned: &Binned,
     sample: &Sample,
-    buffer: usize,
     range: Range<usize>,
     allowed: &[bool],
     total: (f64, f64),
 ) -> Vec<Bin> {
     let helper = if range.len() >= HELPED_ROWS { cores::claim() } else { None };
-    histogram_with(binned, sample, buffer, range, allowed, total, helper.is_some())
+    histogram_with(binned, sample, range, allowed, total, helper.is_some())
 }
 
 fn histogram_with(
     binned: &Binned,
     sample: &Sample,
-    buffer: usize,
     range: Range<usize>,
     allowed: &[bool],
     total: (f64, f64),
@@ -55,7 +53,7 @@ fn histogram_with(
         .collect();
     let rows = range.len() as u32;
     let stride = layout.stride;
-    let records = &sample.buffers[buffer][range.start * stride..range.end * stride];
+    let records = &sample.records[range.start * stride..range.end * stride];
     let mut hist = if helped {
         // The helper takes the sparse slots and the second half of the dense inputs.
         let (mine, theirs) = dense.split_at(dense.len().div_ceil(2));
@@ -213,7 +211,7 @@ mod tests {
         sample.fill(&binned, &rows, &vec![0.3; 2000], &vec![true; 2000]);
         let layout = sample.layout;
         let padding = binned.histogram_len() as u64;
-        for (record, &r) in sample.buffers[0].chunks_exact(layout.stride).zip(&rows) {
+        for (record, &r) in sample.records.chunks_exact(layout.stride).zip(&rows) {
             let r = r as usize;
             let (g, h) = unpack(record[0]);
             let p = sigmoid(0.3);
@@ -246,7 +244,8 @@ mod tests {
         let raw: Vec<f64> = (0..3000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
         let labels: Vec<bool> = (0..3000).map(|i| (i * 31) % 7 < 3).collect();
         sample.fill(&binned, &rows, &raw, &labels);
-        let total = sample.buffers[0]
+        let total = sample
+            .records
             .chunks_exact(sample.layout.stride)
             .map(|r| unpack(r[0]))
             .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
@@ -255,8 +254,8 @@ mod tests {
             vec![true, false, true, false, true, true, false],
             vec![false, true, true, true, true, true, true],
         ] {
-            let alone = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, false);
-            let helped = histogram_with(&binned, &sample, 0, 100..2900, &allowed, total, true);
+            let alone = histogram_with(&binned, &sample, 100..2900, &allowed, total, false);
+            let helped = histogram_with(&binned, &sample, 100..2900, &allowed, total, true);
             assert!(alone.iter().any(|b| b.n > 0));
             for (a, b) in alone.iter().zip(&helped) {
                 assert_eq!((a.g.to_bits(), a.h.to_bits(), a.n), (b.g.to_bits(), b.h.to_bits(), b.n));
@@ -278,14 +277,14 @@ mod tests {
         x
     }
 
-    /// The row of each record of `range` in `buffer`, read back from its first two bins.
-    fn rows_of(binned: &Binned, sample: &Sample, buffer: usize, range: Range<usize>) -> Vec<usize> {
+    /// The row of each record of `range`, read back from its first two bins.
+    fn rows_of(binned: &Binned, sample: &Sample, range: Range<usize>) -> Vec<usize> {
         let layout = sample.layout;
         let bin = |record: &[u64], f: usize| {
             let j = binned.dense.iter().position(|&d| d == f).expect("dense");
             (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8 as usize
         };
-        sample.buffers[buffer][range.start * layout.stride..range.end * layout.stride]
+        sample.records[range.start * layout.stride..range.end * layout.stride]
             .chunks_exact(layout.stride)
             .map(|record| bin(record, 0) + 250 * bin(record, 1))
             .collect()
@@ -300,11 +299,11 @@ mod tests {
             let mut sample = Sample::new(&binned, 1000);
             let rows: Vec<u32> = (0..1000).collect();
             sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
-            assert_eq!(rows_of(&binned, &sample, 0, 0..1000), (0..1000).collect::<Vec<_>>());
-            let mid = sample.partition(&binned, feature, bin, None, 100..900, 0);
+            assert_eq!(rows_of(&binned, &sample, 0..1000), (0..1000).collect::<Vec<_>>());
+            let mid = sample.partition(&binned, feature, bin, None, 100..900);
             let column = binned.column(feature);
-            let left = rows_of(&binned, &sample, 1, 100..mid);
-            let right = rows_of(&binned, &sample, 1, mid..900);
+            let left = rows_of(&binned, &sample, 100..mid);
+            let right = rows_of(&binned, &sample, mid..900);
             assert!(!left.is_empty() && !right.is_empty(), "input {feature}");
             assert!(left.iter().all(|&r| column[r] <= bin) && right.iter().all(|&r| column[r] > bin));
             // The left side keeps its order.
@@ -325,9 +324,9 @@ mod tests {
         let labels: Vec<bool> = (0..4000).map(|i| (i * 31) % 7 < 3).collect();
         sample.fill(&binned, &rows, &raw, &labels);
         let n = rows.len();
-        let totals = |sample: &Sample, buffer: usize, range: Range<usize>| {
+        let totals = |sample: &Sample, range: Range<usize>| {
             let stride = sample.layout.stride;
-            sample.buffers[buffer][range.start * stride..range.end * stride]
+            sample.records[range.start * stride..range.end * stride]
                 .chunks_exact(stride)
                 .map(|r| unpack(r[0]))
                 .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h))
@@ -335,19 +334,19 @@ mod tests {
         let allowed = vec![true; 7];
         // On a dense input (0) and on a sparse one (a one-hot level).
         for (feature, bin) in [(0, 100), (3, 0)] {
-            let parent = histogram_with(&binned, &sample, 0, 0..n, &allowed, totals(&sample, 0, 0..n), false);
-            let mid = sample.partition(&binned, feature, bin, None, 0..n, 0);
+            let parent = histogram_with(&binned, &sample, 0..n, &allowed, totals(&sample, 0..n), false);
+            let mid = sample.partition(&binned, feature, bin, None, 0..n);
             let (small, large) = if mid <= n - mid { (0..mid, mid..n) } else { (mid..n, 0..mid) };
             assert!(!small.is_empty() && small.len() < large.len(), "input {feature}");
-            let small = histogram_with(&binned, &sample, 1, small.clone(), &allowed, totals(&sample, 1, small), false);
-            let direct = histogram_with(&binned, &sample, 1, large.clone(), &allowed, totals(&sample, 1, large), false);
+            let small = histogram_with(&binned, &sample, small.clone(), &allowed, totals(&sample, small), false);
+            let direct = histogram_with(&binned, &sample, large.clone(), &allowed, totals(&sample, large), false);
             let subtracted = subtract(parent, &small);
             assert!(direct.iter().filter(|b| b.n > 0).count() > 20);
             for (i, (d, s)) in direct.iter().zip(&subtracted).enumerate() {
                 assert_eq!(d.n, s.n, "input {feature}, bin {i}");
                 assert!((d.g - s.g).abs() < 1e-9 && (d.h - s.h).abs() < 1e-9, "input {feature}, bin {i}");
             }
-            // Back into buffer 0 for the next split.
+            // The rows in their first order again for the next split.
             sample.fill(&binned, &rows, &raw, &labels);
         }
     }

@@ -1,5 +1,5 @@
-//! The rows growing one tree as records (gradients and bins, see [`Layout`]) in two buffers,
-//! and the partition of a leaf's records into its children.
+//! The rows growing one tree as records (gradients and bins, see [`Layout`]) in one buffer,
+//! and the partition of a leaf's records into its children, in place.
 
 use std::ops::Range;
 
@@ -62,28 +62,28 @@ pub(super) fn unpack(word: u64) -> (f64, f64) {
     (f64::from(f32::from_bits(word as u32)), f64::from(f32::from_bits((word >> 32) as u32)))
 }
 
-/// The rows growing one tree, as records (see [`Layout`]) in two buffers. Each leaf's records
-/// are contiguous in one of them; splitting a leaf writes its children to the other. A
+/// The rows growing one tree, as records (see [`Layout`]) in one buffer. Each leaf's records
+/// are contiguous; splitting a leaf reorders its records in place, its left child's first. A
 /// histogram reads memory front to back and a split moves each row once: gathering gradients
 /// and bins row by row through the row numbers was a cache miss or more per row at a million
-/// rows.
+/// rows. In place, a fit holds its sample once (a second buffer to split into was a third of
+/// a build's peak memory).
 pub(super) struct Sample {
-    pub(super) buffers: [Vec<u64>; 2],
+    pub(super) records: Vec<u64>,
     pub(super) layout: Layout,
 }
 
 impl Sample {
     pub(super) fn new(binned: &Binned, capacity: usize) -> Sample {
         let layout = binned.layout;
-        Sample { buffers: [Vec::with_capacity(capacity * layout.stride), Vec::new()], layout }
+        Sample { records: Vec::with_capacity(capacity * layout.stride), layout }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.buffers[0].len() / self.layout.stride
+        self.records.len() / self.layout.stride
     }
 
-    /// Takes `rows` with their data and the gradients of the log loss at the current scores,
-    /// into buffer 0.
+    /// Takes `rows` with their data and the gradients of the log loss at the current scores.
     pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f64], y: &[bool]) {
         // Inlined into `fixed` with a constant width, the copy becomes a few moves.
         #[inline(always)]
@@ -98,7 +98,7 @@ impl Sample {
             any(N, out, source, rows, raw, y);
         }
         let width = self.layout.fixed;
-        let out = &mut self.buffers[0];
+        let out = &mut self.records;
         // Every word is written below: only a longer sample than the last pays for zeroes
         // (the same length every tree of a fit).
         out.resize(rows.len() * (width + 1), 0);
@@ -106,15 +106,13 @@ impl Sample {
         with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
             any(width, out, &binned.rows, rows, raw, y)
         });
-        let len = out.len();
-        self.buffers[1].resize(len, 0);
     }
 
-    /// Writes the records of `range` from buffer `from` to the other buffer, those whose bin
-    /// of input `feature` is at most `bin` first, and returns where the others start. No
-    /// branch depends on the data: which side a row goes to is as good as random, and a
-    /// mispredicted branch per row costs more than the copy. The left side keeps its order,
-    /// the right side is reversed.
+    /// Reorders the records of `range`, those whose bin of input `feature` is at most `bin`
+    /// first, and returns where the others start. Each record is swapped with the first of
+    /// those going right so far (or with itself), and that place moves on when it went left:
+    /// no branch depends on the data, as which side a row goes to is as good as random and a
+    /// mispredicted branch per row costs more than the swap. The left side keeps its order.
     pub(super) fn partition(
         &mut self,
         binned: &Binned,
@@ -122,47 +120,46 @@ impl Sample {
         bin: u8,
         missing_left: Option<u8>,
         range: Range<usize>,
-        from: usize,
     ) -> usize {
-        // Inlined into `fixed` with a constant width, the copies become a few moves.
         #[inline(always)]
-        fn any(n: usize, source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
-            let (mut left, mut right) = (0, source.len() / n);
-            for record in source.chunks_exact(n) {
-                let l = goes_left(record);
-                let to = if l { left } else { right - 1 };
-                out[to * n..(to + 1) * n].copy_from_slice(record);
+        fn any(n: usize, records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+            let mut left = 0;
+            for i in 0..records.len() / n {
+                let l = goes_left(&records[i * n..(i + 1) * n]);
+                for k in 0..n {
+                    records.swap(left * n + k, i * n + k);
+                }
                 left += usize::from(l);
-                right -= usize::from(!l);
             }
             left
         }
-        fn fixed<const N: usize>(source: &[u64], out: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
-            any(N, source, out, goes_left)
+        // With a constant width the records are arrays, and a swap a few moves.
+        fn fixed<const N: usize>(records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+            let (records, _) = records.as_chunks_mut::<N>();
+            let mut left = 0;
+            for i in 0..records.len() {
+                let l = goes_left(&records[i]);
+                records.swap(left, i);
+                left += usize::from(l);
+            }
+            left
         }
         let stride = self.layout.stride;
-        let [a, b] = &mut self.buffers;
-        let (source, out) = if from == 0 { (&a[..], &mut b[..]) } else { (&b[..], &mut a[..]) };
-        let words = range.start * stride..range.end * stride;
-        let (source, out) = (&source[words.clone()], &mut out[words]);
+        let records = &mut self.records[range.start * stride..range.end * stride];
         let left = match binned.dense.iter().position(|&f| f == feature) {
             Some(j) => {
                 let (word, shift) = (self.layout.dense + j / 8, 8 * (j % 8));
                 match missing_left {
                     None => {
                         let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
-                        with_row_width!(stride, fixed, (source, out, &goes_left), {
-                            any(stride, source, out, &goes_left)
-                        })
+                        with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
                     }
                     Some(m) => {
                         let goes_left = move |r: &[u64]| {
                             let b = (r[word] >> shift) as u8;
                             (b <= bin) | (b == m)
                         };
-                        with_row_width!(stride, fixed, (source, out, &goes_left), {
-                            any(stride, source, out, &goes_left)
-                        })
+                        with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
                     }
                 }
             }
@@ -182,7 +179,7 @@ impl Sample {
                     }
                     (b <= u64::from(bin)) | missing_left.is_some_and(|m| b == u64::from(m))
                 };
-                with_row_width!(stride, fixed, (source, out, &goes_left), { any(stride, source, out, &goes_left) })
+                with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
             }
         };
         range.start + left
