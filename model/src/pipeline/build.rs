@@ -147,11 +147,11 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
     let reference = Reference::fit_rows(&data, Rows::Listed(&pool_rows));
     let schema = data.schema.clone();
     let (data_file, data_sha256, rows_total) = (data.report.file.clone(), data.report.sha256.clone(), data.len());
-    let rows_staging = rows_total - pool_rows.len();
 
-    let split = Split { pool: &pool_rows, labels: &labels, fit: &fit_rows, validation: &validation_rows };
+    let (rows_fit, rows_validation, rows_pool) = (fit_rows.len(), validation_rows.len(), pool_rows.len());
+    let split = Split { pool: pool_rows, labels, fit: fit_rows, validation: validation_rows };
     let trained = match config.model.family {
-        Family::GradientBoosting => boosted(config, data, &split)?,
+        Family::GradientBoosting => boosted(config, data, split)?,
         Family::LogisticRegression => linear(config, &data, &split)?,
     };
     let threshold = threshold::choose(&config.threshold, &validation_labels, &trained.validation_probabilities)?;
@@ -171,9 +171,9 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
             data_file,
             data_sha256,
             rows_total: rows_total as u64,
-            rows_staging: rows_staging as u64,
-            rows_fit: fit_rows.len() as u64,
-            rows_validation: validation_rows.len() as u64,
+            rows_staging: (rows_total - rows_pool) as u64,
+            rows_fit: rows_fit as u64,
+            rows_validation: rows_validation as u64,
             rows_final_fit: trained.rows_final_fit as u64,
             config_file: context.config_file.clone(),
             config_sha256: config.hash(),
@@ -187,12 +187,12 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
 
 /// The rows of a build: the pool (every non-staging row of the data set) and, as positions in
 /// the pool, the rows fitted on and the validation rows.
-struct Split<'a> {
-    pool: &'a [usize],
+struct Split {
+    pool: Vec<usize>,
     /// The label of each pool row.
-    labels: &'a [bool],
-    fit: &'a [usize],
-    validation: &'a [usize],
+    labels: Vec<bool>,
+    fit: Vec<usize>,
+    validation: Vec<usize>,
 }
 
 /// What a family's training hands back to the build.
@@ -220,28 +220,47 @@ struct Trained {
 /// The encoders and bin edges see the validation rows' inputs (never their labels): trees only
 /// compare inputs, and an encoder's affine map keeps their order, so this moves a few bin edges
 /// and nothing else — as LightGBM bins a validation set with the training set's bin edges.
-fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: &Split<'_>) -> Result<Trained> {
+fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: Split) -> Result<Trained> {
     let settings = &config.model.gradient_boosting;
     let params = settings.validate(config.split.seed)?;
-    let pool = Rows::Listed(split.pool);
-    let preprocessing = Preprocessor::fit_rows(&data, pool, MissingHandling::Nan)?;
-    let bins = TrainingBins::new(&preprocessing, &data, pool, settings.max_bins)?;
+    let Split { pool, labels, fit, validation } = split;
+    let preprocessing = Preprocessor::fit_rows(&data, Rows::Listed(&pool), MissingHandling::Nan)?;
+    let bins = TrainingBins::new(&preprocessing, &data, Rows::Listed(&pool), settings.max_bins)?;
     drop(data);
+    // From here on a pool row is its position in the bins, in 32 bits: the fits' lists of
+    // rows are half the size.
+    let pool_len = pool.len();
+    drop(pool);
+    let fit_len = fit.len();
+    let fit = narrow(fit)?;
     // The validation fit on the fit rows and the final fit from scratch on every pool row are
     // independent: they run on both cores, sharing the bins (the records each fit draws are
     // its own).
-    let all: Vec<usize> = if config.split.refit { (0..split.pool.len()).collect() } else { Vec::new() };
     let (first, last) = std::thread::scope(|scope| {
-        let last = config.split.refit.then(|| scope.spawn(|| params.fit_warm(&bins, split.labels, &all, None)));
-        let first = params.fit_warm(&bins, split.labels, split.fit, None);
+        let last = config.split.refit.then(|| scope.spawn(|| params.fit_warm(&bins, &labels, None, None)));
+        let first = params.fit_warm(&bins, &labels, Some(&fit), None);
         (first, last.map(|h| h.join().expect("the final fit's thread panicked")))
     });
     let first = first?.0;
     let last = last.transpose()?.map(|(last, _)| last);
-    let validation_probabilities = bin_probabilities(&bins, first.clone(), split.validation);
-    let rows_final_fit = if last.is_some() { split.pool.len() } else { split.fit.len() };
+    let validation_probabilities = bin_probabilities(&bins, first.clone(), &validation);
+    let rows_final_fit = if last.is_some() { pool_len } else { fit_len };
     let model = FittedModel::GradientBoosting(last.unwrap_or(first));
     Ok(Trained { fitted: Fitted { preprocessing, model }, validation_probabilities, rows_final_fit })
+}
+
+/// Positions as 32-bit numbers, or an error when a position does not fit in one.
+fn narrow(positions: Vec<usize>) -> Result<Vec<u32>> {
+    positions
+        .iter()
+        .map(|&k| {
+            u32::try_from(k).map_err(|_| Error::MismatchedLengths {
+                what: "rows to fit on (each a 32-bit number)",
+                expected: u32::MAX as usize,
+                found: k,
+            })
+        })
+        .collect()
 }
 
 /// The probabilities `booster` gives the pool rows at `positions`, scored from their bins a
@@ -264,12 +283,12 @@ fn bin_probabilities(bins: &TrainingBins, booster: Booster, positions: &[usize])
 
 /// Logistic regression: a fit on the fit rows, and (by default) a refit on the pool beside it on
 /// the other core; each encodes its own rows as a matrix of numbers, which linfa reads.
-fn linear(config: &PipelineConfig, data: &Dataset, split: &Split<'_>) -> Result<Trained> {
+fn linear(config: &PipelineConfig, data: &Dataset, split: &Split) -> Result<Trained> {
     let of_pool = |positions: &[usize]| -> Vec<usize> { positions.iter().map(|&k| split.pool[k]).collect() };
-    let (fit, validation) = (of_pool(split.fit), of_pool(split.validation));
+    let (fit, validation) = (of_pool(&split.fit), of_pool(&split.validation));
     // The validation fit and the final refit are independent: fit them on both cores.
     let (fitted, refitted) = std::thread::scope(|scope| {
-        let refit = config.split.refit.then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(split.pool))));
+        let refit = config.split.refit.then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(&split.pool))));
         let fitted = fit_rows(config, data, Rows::Listed(&fit));
         (fitted, refit.map(|h| h.join().expect("the refit thread panicked")))
     });
@@ -344,8 +363,8 @@ mod tests {
         )
         .unwrap();
         let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
-        let positions: Vec<usize> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap()).collect();
-        let (first, _) = params.fit_warm(&bins, &pool_labels, &positions, None).unwrap();
+        let positions: Vec<u32> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap() as u32).collect();
+        let (first, _) = params.fit_warm(&bins, &pool_labels, Some(&positions), None).unwrap();
         assert_eq!(first.trees.len(), 40);
         let fitted =
             Fitted { preprocessing: artifact.preprocessing.clone(), model: FittedModel::GradientBoosting(first) };

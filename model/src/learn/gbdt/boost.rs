@@ -64,17 +64,17 @@ struct Run {
 }
 
 impl ValidBoostingParams {
-    /// Fits on the rows at `first` (positions in `bins`) for `max_iter` rounds, then, when
-    /// `more` is given, goes on growing the same ensemble on every row of `bins` for that many
-    /// more rounds (a warm start: the scores of all rows are kept from the first trees on, so the
-    /// second model costs only its extra rounds). `y` holds the label of each row of `bins`.
-    /// Returns the first model, and the continued one when asked; the continued model's first
-    /// trees are the first model's (bag by bag).
+    /// Fits on the rows at `first` (positions in `bins`; every row when `None`) for `max_iter`
+    /// rounds, then, when `more` is given, goes on growing the same ensemble on every row of
+    /// `bins` for that many more rounds (a warm start: the scores of all rows are kept from
+    /// the first trees on, so the second model costs only its extra rounds). `y` holds the
+    /// label of each row of `bins`. Returns the first model, and the continued one when asked;
+    /// the continued model's first trees are the first model's (bag by bag).
     pub fn fit_warm(
         &self,
         bins: &TrainingBins,
         y: &[bool],
-        first: &[usize],
+        first: Option<&[u32]>,
         more: Option<usize>,
     ) -> Result<(Booster, Option<Booster>)> {
         let binned = &bins.binned;
@@ -85,23 +85,23 @@ impl ValidBoostingParams {
                 found: y.len(),
             });
         }
-        let positives = first.iter().filter(|&&r| y[r]).count();
-        if positives == 0 || positives == first.len() {
+        if let Some(&r) = first.and_then(|rows| rows.iter().find(|&&r| r as usize >= binned.n_rows)) {
+            return Err(Error::MismatchedLengths {
+                what: "rows to fit on against rows of bins",
+                expected: binned.n_rows,
+                found: r as usize + 1,
+            });
+        }
+        let (positives, n) = match first {
+            Some(rows) => (rows.iter().filter(|&&r| y[r as usize]).count(), rows.len()),
+            None => (y.iter().filter(|&&b| b).count(), y.len()),
+        };
+        if positives == 0 || positives == n {
             return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
         }
-        let first: Vec<u32> = first
-            .iter()
-            .map(|&r| {
-                u32::try_from(r).map_err(|_| Error::MismatchedLengths {
-                    what: "rows to fit on (each a 32-bit number)",
-                    expected: u32::MAX as usize,
-                    found: binned.n_rows,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let mut stages = vec![(Some(first.as_slice()), self.params.max_iter)];
+        let mut stages = vec![(first, self.params.max_iter)];
         stages.extend(more.map(|rounds| (None, rounds)));
-        let mut boosters = self.fit_stages(binned, y, base_score(positives, first.len()), &stages).into_iter();
+        let mut boosters = self.fit_stages(binned, y, base_score(positives, n), &stages).into_iter();
         let first = boosters.next().expect("one booster a stage");
         Ok((first, boosters.next()))
     }

@@ -698,13 +698,13 @@ negative = "0"
     }
 
     /// The data, its encoders, its bins and labels, and the fit and held-out positions.
-    fn prepared(n: usize) -> (Dataset, Preprocessor, TrainingBins, Vec<bool>, Vec<usize>, Vec<usize>) {
+    fn prepared(n: usize) -> (Dataset, Preprocessor, TrainingBins, Vec<bool>, Vec<u32>, Vec<usize>) {
         let data = mixed(n, 3);
         let preprocessing = Preprocessor::fit(&data, MissingHandling::Nan).unwrap();
         let bins = TrainingBins::new(&preprocessing, &data, Rows::all(data.len()), 255).unwrap();
         let y = data.labels.clone().unwrap();
         let (fit, held): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % 4 != 0);
-        (data, preprocessing, bins, y, fit, held)
+        (data, preprocessing, bins, y, fit.into_iter().map(|r| r as u32).collect(), held)
     }
 
     #[test]
@@ -712,7 +712,7 @@ negative = "0"
         let (_, _, bins, y, fit, _) = prepared(4000);
         for bags in [1, 2] {
             let params = BoostingParams { max_iter: 25, subsample: 0.8, colsample: 0.5, bags, ..Default::default() };
-            let warm = |seed: u64| params.validate(seed).unwrap().fit_warm(&bins, &y, &fit, Some(10)).unwrap();
+            let warm = |seed: u64| params.validate(seed).unwrap().fit_warm(&bins, &y, Some(&fit), Some(10)).unwrap();
             let (first, last) = warm(7);
             let last = last.unwrap();
             assert_eq!((first.clone(), Some(last.clone())), warm(7), "the same seed, the same models");
@@ -724,7 +724,7 @@ negative = "0"
             for bag in 0..bags {
                 assert_eq!(first.trees[bag * 25..(bag + 1) * 25], last.trees[bag * 35..bag * 35 + 25]);
             }
-            let (alone, none) = params.validate(7).unwrap().fit_warm(&bins, &y, &fit, None).unwrap();
+            let (alone, none) = params.validate(7).unwrap().fit_warm(&bins, &y, Some(&fit), None).unwrap();
             assert_eq!((alone, none), (first, None));
         }
     }
@@ -733,17 +733,20 @@ negative = "0"
     fn a_warm_start_on_every_row_is_the_plain_fit() {
         let (data, preprocessing, bins, y, _, _) = prepared(3000);
         let params = BoostingParams { max_iter: 30, subsample: 0.7, ..Default::default() }.validate(5).unwrap();
-        let every: Vec<usize> = (0..data.len()).collect();
-        let (warm, _) = params.fit_warm(&bins, &y, &every, None).unwrap();
+        let every: Vec<u32> = (0..data.len() as u32).collect();
+        let (warm, _) = params.fit_warm(&bins, &y, None, None).unwrap();
         let matrix = preprocessing.transform(&data).unwrap().matrix;
         assert_eq!(warm, params.fit(&labelled(matrix.view(), &y)).unwrap());
+        assert_eq!(params.fit_warm(&bins, &y, Some(&every), None).unwrap().0, warm, "every row listed");
+        let beyond = [0, data.len() as u32];
+        assert!(params.fit_warm(&bins, &y, Some(&beyond), None).is_err(), "a row the bins do not have");
     }
 
     #[test]
     fn the_held_out_rows_score_from_their_bins_as_from_their_inputs() {
         let (data, preprocessing, bins, y, fit, held) = prepared(5000);
         let params = BoostingParams { max_iter: 60, max_leaf_nodes: 12, ..Default::default() }.validate(1).unwrap();
-        let (first, last) = params.fit_warm(&bins, &y, &fit, Some(20)).unwrap();
+        let (first, last) = params.fit_warm(&bins, &y, Some(&fit), Some(20)).unwrap();
         let inputs = preprocessing.transform_rows(&data, Rows::Listed(&held)).unwrap().matrix;
         let inputs = inputs.as_slice().unwrap();
         let width = bins.width();
