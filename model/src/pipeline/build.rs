@@ -225,8 +225,7 @@ fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: Split) -> Res
     let params = settings.validate(config.split.seed)?;
     let Split { pool, labels, fit, validation } = split;
     let preprocessing = Preprocessor::fit_rows(&data, Rows::Listed(&pool), MissingHandling::Nan)?;
-    let bins = TrainingBins::new(&preprocessing, &data, Rows::Listed(&pool), settings.max_bins)?;
-    drop(data);
+    let bins = TrainingBins::releasing(&preprocessing, data, Rows::Listed(&pool), settings.max_bins)?;
     // From here on a pool row is its position in the bins, in 32 bits: the fits' lists of
     // rows are half the size.
     let pool_len = pool.len();

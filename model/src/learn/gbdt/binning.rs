@@ -102,6 +102,21 @@ impl Binned {
         rows: Rows<'_>,
         max_bins: usize,
     ) -> Result<Binned> {
+        Ok(ColumnBins::new(preprocessing, data, rows, max_bins)?.assemble())
+    }
+}
+
+/// The bins of [`Binned::from_columns`] by column, before the rows' records are assembled
+/// from them: the data set they came from can be released in between.
+pub(super) struct ColumnBins {
+    n_rows: usize,
+    bins: Vec<u8>,
+    edges: Vec<Vec<f64>>,
+    missing: Vec<Option<u8>>,
+}
+
+impl ColumnBins {
+    pub(super) fn new(preprocessing: &Preprocessor, data: &Dataset, rows: Rows<'_>, max_bins: usize) -> Result<Self> {
         const CHUNK: usize = 4096;
         let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
         let mut unseen = BTreeMap::new();
@@ -148,9 +163,15 @@ impl Binned {
                 }
             }
         })?;
-        Ok(Binned::assemble(n_rows, bins, edges, missing))
+        Ok(ColumnBins { n_rows, bins, edges, missing })
     }
 
+    pub(super) fn assemble(self) -> Binned {
+        Binned::assemble(self.n_rows, self.bins, self.edges, self.missing)
+    }
+}
+
+impl Binned {
     /// Writes, row-major, a value of each input for each listed row that falls in the row's bin
     /// and compares with every edge (a fitted tree's only thresholds) as the row's own value
     /// does: the bin's upper edge, the largest finite number for the last regular bin, NaN for

@@ -4,6 +4,8 @@
 //! linfa 0.8 has no gradient boosting; this is the project's own, small enough to read in one
 //! sitting, serialisable, and single-threaded so that a seed fixes every bit of the model.
 
+use std::borrow::Cow;
+
 use linfa::traits::PredictInplace;
 use ndarray::{Array1, ArrayBase, Data, Ix2};
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,19 @@ impl TrainingBins {
     /// rows are never held as a matrix of numbers.
     pub fn new(preprocessing: &Preprocessor, data: &Dataset, rows: Rows<'_>, max_bins: usize) -> Result<TrainingBins> {
         Ok(TrainingBins { binned: binning::Binned::from_columns(preprocessing, data, rows, max_bins)? })
+    }
+
+    /// [`TrainingBins::new`], giving up `data` (when owned) once its values are binned: the
+    /// rows' records are then assembled without the data set beside them.
+    pub fn releasing(
+        preprocessing: &Preprocessor,
+        data: Cow<'_, Dataset>,
+        rows: Rows<'_>,
+        max_bins: usize,
+    ) -> Result<TrainingBins> {
+        let columns = binning::ColumnBins::new(preprocessing, &data, rows, max_bins)?;
+        drop(data);
+        Ok(TrainingBins { binned: columns.assemble() })
     }
 
     /// Number of rows.
