@@ -521,7 +521,7 @@ fn online_shoppers_scenario_from_the_issue() {
     let mut unseen = format!("{header}\n");
     for (i, key) in data.row_keys.iter().enumerate() {
         if model::pipeline::staging::StagingSpec::is_staging(fraction, &salt, *key) {
-            unseen.push_str(lines[data.lines[i] as usize - 1]);
+            unseen.push_str(lines[data.lines.get(i) as usize - 1]);
             unseen.push('\n');
         }
     }

@@ -168,7 +168,7 @@ fn bom_and_crlf_are_accepted_and_lines_still_count() {
     let text = "\u{feff}id,amount,visits,region,member,bought\r\na,1.5,2,north,TRUE,yes\r\nb,3,2,north,TRUE,yes\r\n";
     let data = load(text).expect("BOM and CRLF are fine");
     assert_eq!(data.len(), 2);
-    assert_eq!(data.lines, vec![2, 3]);
+    assert_eq!(data.lines.iter().collect::<Vec<_>>(), vec![2, 3]);
     let bad = "\u{feff}id,amount,visits,region,member,bought\r\na,1.5,2,north,TRUE,yes\r\nb,zz,2,north,TRUE,yes\r\n";
     assert_eq!(errors(bad)[0].line, 3);
 }

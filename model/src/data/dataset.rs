@@ -110,6 +110,62 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// The line (1-based; a Parquet file's row) where each row of a data set starts, held as runs
+/// of consecutive lines: a file's rows mostly follow each other line by line, so a million
+/// rows are a few runs, not eight megabytes of numbers. Only a skipped row or a quoted field
+/// over several lines starts a new run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    /// The first row of each run and its line; a run ends where the next one starts.
+    runs: Vec<(usize, u64)>,
+    len: usize,
+}
+
+impl Lines {
+    /// Appends the next row's line.
+    pub fn push(&mut self, line: u64) {
+        let follows =
+            self.runs.last().is_some_and(|&(row, first)| first.checked_add((self.len - row) as u64) == Some(line));
+        if !follows {
+            self.runs.push((self.len, line));
+        }
+        self.len += 1;
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The line of row `row`; panics when there is no such row, as indexing does.
+    pub fn get(&self, row: usize) -> u64 {
+        assert!(row < self.len, "row {row} of {} rows", self.len);
+        let (start, first) = self.runs[self.runs.partition_point(|r| r.0 <= row) - 1];
+        first + (row - start) as u64
+    }
+
+    /// The rows' lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs.iter().enumerate().flat_map(|(k, &(start, first))| {
+            let end = self.runs.get(k + 1).map_or(self.len, |r| r.0);
+            (0..(end - start) as u64).map(move |i| first + i)
+        })
+    }
+}
+
+impl FromIterator<u64> for Lines {
+    fn from_iter<I: IntoIterator<Item = u64>>(lines: I) -> Lines {
+        let mut out = Lines::default();
+        lines.into_iter().for_each(|line| out.push(line));
+        out
+    }
+}
+
 /// Rows that passed validation, held by column in the order of the schema's feature columns.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -120,7 +176,7 @@ pub struct Dataset {
     /// The label of each row (true = positive) when the file had a label column.
     pub labels: Option<Vec<bool>>,
     /// The 1-based line in the source file where each row starts.
-    pub lines: Vec<u64>,
+    pub lines: Lines,
     /// A stable hash of each row's schema columns but the label (see [`crate::pipeline::staging`]).
     pub row_keys: Vec<u64>,
     /// What validation saw.
@@ -153,9 +209,38 @@ impl Dataset {
             schema: self.schema.clone(),
             features: self.features.iter().map(|(n, c)| (n.clone(), c.select(Rows::Listed(rows)))).collect(),
             labels: self.labels.as_ref().map(|l| rows.iter().map(|&i| l[i]).collect()),
-            lines: rows.iter().map(|&i| self.lines[i]).collect(),
+            lines: rows.iter().map(|&i| self.lines.get(i)).collect(),
             row_keys: rows.iter().map(|&i| self.row_keys[i]).collect(),
             report: self.report.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_kept_as_runs_and_read_back_as_pushed() {
+        let pushed: Vec<u64> = vec![2, 3, 4, 7, 8, 9, 10, 12, 12, 13, 1, u64::MAX - 1, u64::MAX, 5];
+        let lines: Lines = pushed.iter().copied().collect();
+        assert_eq!(lines.len(), pushed.len());
+        assert_eq!(lines.iter().collect::<Vec<_>>(), pushed);
+        for (row, &line) in pushed.iter().enumerate() {
+            assert_eq!(lines.get(row), line, "row {row}");
+        }
+        // 2-4, 7-10, 12, 12-13, 1, MAX-1..MAX, 5.
+        assert_eq!(lines.runs.len(), 7);
+        let consecutive: Lines = (2..1_000_002).collect();
+        assert_eq!((consecutive.len(), consecutive.runs.len()), (1_000_000, 1));
+        assert_eq!(consecutive.get(999_999), 1_000_001);
+        assert!(Lines::default().is_empty() && Lines::default().iter().next().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "row 3 of 3 rows")]
+    fn a_row_beyond_the_last_has_no_line() {
+        let lines: Lines = [5, 6, 7].into_iter().collect();
+        lines.get(3);
     }
 }

@@ -145,10 +145,10 @@ pub fn compare_rollback_target(
     // Each model read the file through its own schema: with invalid rows skipped, each may have
     // left out other rows. The comparison is on the rows both kept.
     let position: std::collections::HashMap<u64, usize> =
-        target.1.lines.iter().enumerate().map(|(i, &line)| (line, i)).collect();
+        target.1.lines.iter().enumerate().map(|(i, line)| (line, i)).collect();
     let (mut p, mut t, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for (i, line) in production.1.lines.iter().enumerate() {
-        if let Some(&j) = position.get(line) {
+        if let Some(&j) = position.get(&line) {
             p.push(ours[i]);
             t.push(theirs[j]);
             if let Some(l) = &production.1.labels {

@@ -144,6 +144,11 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
         },
     };
     drop(staging_rows);
+    // The rows' keys served the staging split: an owned data set gives them up.
+    let mut data = data;
+    if let Cow::Owned(owned) = &mut data {
+        owned.row_keys = Vec::new();
+    }
     let reference = Reference::fit_rows(&data, Rows::Listed(&pool_rows));
     let schema = data.schema.clone();
     let (data_file, data_sha256, rows_total) = (data.report.file.clone(), data.report.sha256.clone(), data.len());
