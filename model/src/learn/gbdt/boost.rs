@@ -55,8 +55,10 @@ fn base_score(positives: usize, n: usize) -> f64 {
 /// One bag's boosting, kept between stages: a later stage goes on from the scores, draws and
 /// trees where the earlier one stopped.
 struct Run {
-    /// The score of every row of the bins, the rows of later stages included.
-    raw: Vec<f64>,
+    /// The score of every row of the bins, the rows of later stages included, in `f32`: it
+    /// only feeds the gradients, which are `f32` themselves (see
+    /// [`super::partition::pack`]), and it is the largest thing a fit holds but its sample.
+    raw: Vec<f32>,
     rng: Rng,
     /// The inputs, in the order of the last draw of them.
     columns: Vec<usize>,
@@ -122,7 +124,7 @@ impl ValidBoostingParams {
         // A bag's trees, and how many of them each stage had grown at its end.
         let bag = |seed: u64| {
             let mut run = Run {
-                raw: vec![base_score; binned.n_rows],
+                raw: vec![base_score as f32; binned.n_rows],
                 rng: Rng::new(seed),
                 columns: (0..n_inputs).collect(),
                 trees: Vec::with_capacity(stages.iter().map(|s| s.1).sum()),
@@ -215,7 +217,7 @@ impl ValidBoostingParams {
 /// [`crate::learn::gbdt::scorer`], sixty-four rows at a time from the bins of the inputs the tree splits
 /// on, read in order: a few vector instructions a split for all the rows, where walking each
 /// row down the tree is a mispredicted branch or more a row.
-pub(super) fn add_tree(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
+pub(super) fn add_tree(tree: &BinTree, binned: &Binned, raw: &mut [f32]) {
     let leaves = tree.feature.iter().filter(|&&f| f < 0).count();
     match leaves {
         0..=8 => add_tree_as::<u8>(tree, binned, raw),
@@ -224,13 +226,13 @@ pub(super) fn add_tree(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
         33..=64 => add_tree_as::<u64>(tree, binned, raw),
         _ => {
             for (row, r) in raw.iter_mut().enumerate() {
-                *r += predict_binned(tree, binned, row);
+                *r += predict_binned(tree, binned, row) as f32;
             }
         }
     }
 }
 
-fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
+fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f32]) {
     const ROWS: usize = 64;
     // Leaves numbered left to right, their values in a table of `M::TABLE`; each split with
     // the leaves of its left subtree, which a row going right rules out.
@@ -239,6 +241,7 @@ fn add_tree_as<M: Mask>(tree: &BinTree, binned: &Binned, raw: &mut [f64]) {
     let leaves = number_leaves(&tree.feature, &tree.left, &tree.right, &tree.value, &mut values, &mut nodes)
         .expect("a grown tree is sound");
     values.resize(M::TABLE, 0.0);
+    let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
     let splits: Vec<(&[u8], M, M, Option<u8>)> = nodes
         .into_iter()
         .map(|(node, left_leaves)| {

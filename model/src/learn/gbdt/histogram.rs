@@ -241,7 +241,7 @@ mod tests {
         let binned = Binned::new(x.view(), 255);
         let mut sample = Sample::new(&binned, 3000);
         let rows: Vec<u32> = (0..3000).collect();
-        let raw: Vec<f64> = (0..3000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+        let raw: Vec<f32> = (0..3000).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
         let labels: Vec<bool> = (0..3000).map(|i| (i * 31) % 7 < 3).collect();
         sample.fill(&binned, &rows, &raw, &labels);
         let total = sample
@@ -320,7 +320,7 @@ mod tests {
         let binned = Binned::new(x.view(), 255);
         let mut sample = Sample::new(&binned, 4000);
         let rows: Vec<u32> = (0..4000).filter(|r| r % 5 != 2).collect();
-        let raw: Vec<f64> = (0..4000).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+        let raw: Vec<f32> = (0..4000).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
         let labels: Vec<bool> = (0..4000).map(|i| (i * 31) % 7 < 3).collect();
         sample.fill(&binned, &rows, &raw, &labels);
         let n = rows.len();

@@ -504,13 +504,13 @@ mod tests {
             let tree = params.grow(&binned, &mut sample, &[true; 3]);
             assert_eq!(tree.feature.iter().filter(|&&f| f < 0).count(), leaves);
             let value_tree = to_value_tree(&tree, &binned);
-            let start: Vec<f64> = (0..1000).map(|i| i as f64 / 100.0).collect();
+            let start: Vec<f32> = (0..1000).map(|i| i as f32 / 100.0).collect();
             let mut raw = start.clone();
             add_tree(&tree, &binned, &mut raw);
             for i in 0..1000 {
                 let value = value_tree.predict(x.row(i).as_slice().unwrap());
                 assert_eq!(predict_binned(&tree, &binned, i), value);
-                assert_eq!(raw[i].to_bits(), (start[i] + value).to_bits(), "row {i}, {leaves} leaves");
+                assert_eq!(raw[i].to_bits(), (start[i] + value as f32).to_bits(), "row {i}, {leaves} leaves");
             }
         }
     }
@@ -597,7 +597,7 @@ mod tests {
         for (i, &added) in raw.iter().enumerate() {
             let value = value_tree.predict(x.row(i).as_slice().unwrap());
             assert_eq!(predict_binned(&tree, &binned, i), value, "row {i}");
-            assert_eq!(added, value, "row {i}");
+            assert_eq!(added, value as f32, "row {i}");
         }
     }
 }

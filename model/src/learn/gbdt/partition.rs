@@ -84,17 +84,17 @@ impl Sample {
     }
 
     /// Takes `rows` with their data and the gradients of the log loss at the current scores.
-    pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f64], y: &[bool]) {
+    pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f32], y: &[bool]) {
         // Inlined into `fixed` with a constant width, the copy becomes a few moves.
         #[inline(always)]
-        fn any(n: usize, out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
+        fn any(n: usize, out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f32], y: &[bool]) {
             for (record, &r) in out.chunks_exact_mut(n + 1).zip(rows) {
                 let r = r as usize;
-                record[0] = gradient(raw[r], y[r]);
+                record[0] = gradient(f64::from(raw[r]), y[r]);
                 record[1..].copy_from_slice(&source[r * n..(r + 1) * n]);
             }
         }
-        fn fixed<const N: usize>(out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f64], y: &[bool]) {
+        fn fixed<const N: usize>(out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f32], y: &[bool]) {
             any(N, out, source, rows, raw, y);
         }
         let width = self.layout.fixed;
