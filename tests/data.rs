@@ -28,7 +28,7 @@ fn the_model_beats_the_spending_rule_on_fresh_customers() {
     let scores = artifact.score(&test).unwrap();
     let ours = model::MetricSet::compute(labels, &scores.probabilities, artifact.threshold.value).unwrap();
     let spending = match &test.features.iter().find(|(n, _)| n == "spending").unwrap().1 {
-        model::data::dataset::ColumnValues::Number(v) => v.clone(),
+        model::data::dataset::ColumnValues::Number(v) => v.iter().collect::<Vec<f64>>(),
         other => panic!("{other:?}"),
     };
     let rule: Vec<f64> = spending.iter().map(|&s| f64::from(u8::from(s > 100.0))).collect();

@@ -60,7 +60,7 @@ impl Rule {
         };
         Ok(values
             .iter()
-            .map(|&x| {
+            .map(|x| {
                 let hit = match self.op.as_str() {
                     ">=" => x >= self.value,
                     "<=" => x <= self.value,

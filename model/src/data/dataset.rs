@@ -7,7 +7,7 @@ use crate::data::schema::Schema;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnValues {
     /// Numeric and integer columns (NaN: missing, in a column that allows it).
-    Number(Vec<f64>),
+    Number(Numbers),
     /// Categorical columns: a dictionary of levels (in order of first appearance) and a code
     /// per row.
     Level {
@@ -41,12 +41,124 @@ impl ColumnValues {
     /// A new column made of the given rows, in the given order.
     pub fn select(&self, rows: Rows<'_>) -> ColumnValues {
         match self {
-            ColumnValues::Number(v) => ColumnValues::Number(rows.iter().map(|i| v[i]).collect()),
+            ColumnValues::Number(v) => ColumnValues::Number(v.select(rows)),
             ColumnValues::Level { levels, codes } => {
                 ColumnValues::Level { levels: levels.clone(), codes: rows.iter().map(|i| codes[i]).collect() }
             }
             ColumnValues::Bool(v) => ColumnValues::Bool(rows.iter().map(|i| v[i]).collect()),
         }
+    }
+}
+
+/// The values of a numeric or integer column. While every value is a whole number that fits
+/// in 32 bits (or missing), they are held in four bytes each, else as `f64`s: an integer
+/// column of a large file takes half the memory. Read back, a value is the `f64` it was, bit
+/// for bit (NaN for a missing one).
+#[derive(Debug, Clone)]
+pub enum Numbers {
+    /// Whole numbers; [`MISSING_WHOLE`] is a missing value.
+    Whole(Vec<i32>),
+    /// Any numbers.
+    Float(Vec<f64>),
+}
+
+/// A missing value among [`Numbers::Whole`] (the one whole number not held that way).
+const MISSING_WHOLE: i32 = i32::MIN;
+
+/// `x` as a [`Numbers::Whole`] value, when it reads back as the same bits (so not −0).
+#[inline]
+fn whole(x: f64) -> Option<i32> {
+    if x.is_nan() {
+        return Some(MISSING_WHOLE);
+    }
+    let w = x as i32;
+    (w != MISSING_WHOLE && f64::from(w).to_bits() == x.to_bits()).then_some(w)
+}
+
+#[inline]
+fn from_whole(w: i32) -> f64 {
+    if w == MISSING_WHOLE {
+        f64::NAN
+    } else {
+        f64::from(w)
+    }
+}
+
+impl Default for Numbers {
+    fn default() -> Numbers {
+        Numbers::Whole(Vec::new())
+    }
+}
+
+impl Numbers {
+    /// Appends a value; the first that is not a whole number turns the column to `f64`s.
+    pub fn push(&mut self, x: f64) {
+        match self {
+            Numbers::Whole(v) => match whole(x) {
+                Some(w) => v.push(w),
+                None => {
+                    let mut floats = Vec::with_capacity(v.len() + 1);
+                    floats.extend(v.iter().map(|&w| from_whole(w)));
+                    floats.push(x);
+                    *self = Numbers::Float(floats);
+                }
+            },
+            Numbers::Float(v) => v.push(x),
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Numbers::Whole(v) => v.len(),
+            Numbers::Float(v) => v.len(),
+        }
+    }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` (NaN when missing); panics beyond the last, as indexing does.
+    #[inline]
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Numbers::Whole(v) => from_whole(v[i]),
+            Numbers::Float(v) => v[i],
+        }
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        let (whole, float) = match self {
+            Numbers::Whole(v) => (Some(v.iter().map(|&w| from_whole(w))), None),
+            Numbers::Float(v) => (None, Some(v.iter().copied())),
+        };
+        whole.into_iter().flatten().chain(float.into_iter().flatten())
+    }
+
+    /// The values of the given rows, in the given order, held as these are.
+    pub fn select(&self, rows: Rows<'_>) -> Numbers {
+        match self {
+            Numbers::Whole(v) => Numbers::Whole(rows.iter().map(|i| v[i]).collect()),
+            Numbers::Float(v) => Numbers::Float(rows.iter().map(|i| v[i]).collect()),
+        }
+    }
+}
+
+/// Equal when the values are, as `f64`s (NaN equals nothing), however they are held.
+impl PartialEq for Numbers {
+    fn eq(&self, other: &Numbers) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl FromIterator<f64> for Numbers {
+    fn from_iter<I: IntoIterator<Item = f64>>(values: I) -> Numbers {
+        let mut out = Numbers::default();
+        values.into_iter().for_each(|x| out.push(x));
+        out
     }
 }
 
@@ -219,6 +331,37 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_are_held_in_four_bytes_and_read_back_bit_for_bit() {
+        let whole = [0.0, 1.0, -7.0, 2_147_483_647.0, -2_147_483_647.0, f64::NAN, 29.0];
+        let numbers: Numbers = whole.iter().copied().collect();
+        assert!(matches!(numbers, Numbers::Whole(_)));
+        let back: Vec<f64> = numbers.iter().collect();
+        for (k, (a, b)) in whole.iter().zip(&back).enumerate() {
+            assert_eq!((a.to_bits(), a.is_nan()), (b.to_bits(), b.is_nan()), "value {k}");
+            assert!(numbers.get(k).to_bits() == a.to_bits() || (a.is_nan() && numbers.get(k).is_nan()));
+        }
+        // Each of these turns the column to f64s, keeping the values before it.
+        for odd in [0.5, -0.0, 2_147_483_648.0, -2_147_483_648.0, 1e300, f64::INFINITY] {
+            let mut numbers: Numbers = whole.iter().copied().collect();
+            numbers.push(odd);
+            numbers.push(3.0);
+            assert!(matches!(numbers, Numbers::Float(_)), "{odd}");
+            let back: Vec<f64> = numbers.iter().collect();
+            assert_eq!(back.len(), whole.len() + 2);
+            assert_eq!(back[whole.len()].to_bits(), odd.to_bits(), "{odd}");
+            assert!(back[5].is_nan() && back[6] == 29.0 && back[8] == 3.0);
+        }
+        // Equality is the values', however they are held.
+        let floats = Numbers::Float(vec![1.0, 2.0]);
+        assert_eq!(floats, [1.0, 2.0].into_iter().collect::<Numbers>());
+        assert_ne!(floats, [1.0, 3.0].into_iter().collect::<Numbers>());
+        let rows = [2, 0, 6];
+        let picked = numbers.select(Rows::Listed(&rows));
+        assert_eq!(picked.iter().collect::<Vec<_>>(), vec![-7.0, 0.0, 29.0]);
+        assert!(matches!(picked, Numbers::Whole(_)));
+    }
 
     #[test]
     fn lines_are_kept_as_runs_and_read_back_as_pushed() {

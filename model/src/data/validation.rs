@@ -131,7 +131,7 @@ struct ColumnState {
 }
 
 enum Builder {
-    Number(Vec<f64>),
+    Number(crate::data::dataset::Numbers),
     Level { index: HashMap<String, u32>, levels: Vec<String>, codes: Vec<u32> },
     Bool(Vec<Option<bool>>),
 }
@@ -145,7 +145,7 @@ fn validate<S: RowSource>(source: &mut S, schema: &Schema, mut skip: Option<Skip
     for (schema_index, column) in schema.columns.iter().enumerate() {
         let Some(field) = position(&column.name) else { continue };
         let values = match &column.kind {
-            ColumnKind::Numeric { .. } | ColumnKind::Integer { .. } => Some(Builder::Number(Vec::new())),
+            ColumnKind::Numeric { .. } | ColumnKind::Integer { .. } => Some(Builder::Number(Default::default())),
             ColumnKind::Categorical { .. } => {
                 Some(Builder::Level { index: HashMap::new(), levels: Vec::new(), codes: Vec::new() })
             }

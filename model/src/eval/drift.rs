@@ -146,7 +146,7 @@ impl Reference {
             })
             .map(|(column, values)| match values.as_ref() {
                 ColumnValues::Number(all) => {
-                    let mut v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let mut v: Vec<f64> = all.iter().filter(|x| !x.is_nan()).collect();
                     let missing = (v.len() < all.len()).then(|| (all.len() - v.len()) as f64 / all.len() as f64);
                     // Sorted in place: the shares count values, whatever their order.
                     v.sort_by(f64::total_cmp);
@@ -218,7 +218,7 @@ impl Reference {
             let Some((_, values)) = data.features.iter().find(|(n, _)| n == column) else { continue };
             match (reference, values) {
                 (FeatureReference::Numeric { edges, shares, missing, .. }, ColumnValues::Number(all)) => {
-                    let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let v: Vec<f64> = all.iter().filter(|x| !x.is_nan()).collect();
                     let present = v.len() as f64 / all.len().max(1) as f64;
                     let mut new: Vec<f64> = numeric_shares(&v, edges).into_iter().map(|s| s * present).collect();
                     let mut shares = shares.clone();

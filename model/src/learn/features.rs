@@ -217,7 +217,7 @@ impl Preprocessor {
                     ColumnValues::Number(all),
                     ColumnKind::Numeric { transform, .. } | ColumnKind::Integer { transform, .. },
                 ) => {
-                    let mut v: Vec<f64> = rows.iter().map(|i| all[i]).filter(|x| !x.is_nan()).collect();
+                    let mut v: Vec<f64> = rows.iter().map(|i| all.get(i)).filter(|x| !x.is_nan()).collect();
                     if v.is_empty() {
                         return Err(Error::NoRows { what: "with a value to fit the encoders on" });
                     }
@@ -358,7 +358,7 @@ impl Preprocessor {
             match (e, values) {
                 (Encoder::Standardise { transform, mean, scale, .. }, ColumnValues::Number(v)) => {
                     for (k, i) in rows.iter().enumerate() {
-                        let x = v[i];
+                        let x = v.get(i);
                         if x.is_nan() {
                             missing(out, k)?;
                         } else {
