@@ -485,6 +485,46 @@ mod tests {
         }
     }
 
+    /// Scores added from the bins (dense and sparse inputs, missing bins) are the value tree's
+    /// at each row's own inputs.
+    #[test]
+    fn scores_added_from_sparse_and_missing_bins_are_the_value_trees() {
+        let n = 3000;
+        let mut rng = Rng::new(4);
+        let mut x = Array2::zeros((n, 9));
+        for i in 0..n {
+            x[[i, 0]] = rng.normal();
+            x[[i, 1]] = if rng.uniform() < 0.1 { f64::NAN } else { rng.normal() };
+            x[[i, 2 + (rng.uniform() * 6.0) as usize]] = 1.0;
+            x[[i, 8]] = if rng.uniform() < 0.05 { 1.0 } else { 0.0 };
+        }
+        let y: Vec<bool> = (0..n)
+            .map(|i| x[[i, 3]] + x[[i, 8]] + 0.5 * x[[i, 0]] + rng.normal() > 0.6 || x[[i, 1]].is_nan())
+            .collect();
+        let binned = Binned::new(x.view(), 255);
+        assert!(binned.sparse.len() >= 6 && binned.missing[1].is_some());
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let mut split_on_sparse = false;
+        for leaves in [4, 12, 40, 90] {
+            let params = BoostingParams { max_leaf_nodes: leaves, min_samples_leaf: 5, ..BoostingParams::default() }
+                .validate(0)
+                .unwrap();
+            let mut sample = Sample::new(&binned, n);
+            sample.fill(&binned, &rows, &vec![0.0; n], &y);
+            let tree = params.grow(&binned, &mut sample, &[true; 9]);
+            split_on_sparse |= tree.feature.iter().any(|&f| f >= 2 && binned.sparse.iter().any(|s| s.0 == f as usize));
+            let value_tree = to_value_tree(&tree, &binned);
+            let mut raw = vec![1.0f32; n];
+            add_tree(&tree, &binned, &mut raw);
+            for i in 0..n {
+                let value = value_tree.predict(x.row(i).as_slice().unwrap());
+                assert_eq!(predict_binned(&tree, &binned, i), value, "row {i}, {leaves} leaves");
+                assert_eq!(raw[i].to_bits(), (1.0 + value as f32).to_bits(), "row {i}, {leaves} leaves");
+            }
+        }
+        assert!(split_on_sparse, "a tree splits on a sparse input");
+    }
+
     #[test]
     fn binned_and_value_trees_agree_on_training_rows() {
         let (x, _) = xor_data(1000, 3);
