@@ -154,7 +154,8 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
     let (data_file, data_sha256, rows_total) = (data.report.file.clone(), data.report.sha256.clone(), data.len());
 
     let (rows_fit, rows_validation, rows_pool) = (fit_rows.len(), validation_rows.len(), pool_rows.len());
-    let split = Split { pool: pool_rows, labels, fit: fit_rows, validation: validation_rows };
+    // Positions in the pool in 32 bits: the list is half the size through binning and fits.
+    let split = Split { pool: pool_rows, labels, fit: narrow(fit_rows)?, validation: validation_rows };
     let trained = match config.model.family {
         Family::GradientBoosting => boosted(config, data, split)?,
         Family::LogisticRegression => linear(config, &data, &split)?,
@@ -196,7 +197,7 @@ struct Split {
     pool: Vec<usize>,
     /// The label of each pool row.
     labels: Vec<bool>,
-    fit: Vec<usize>,
+    fit: Vec<u32>,
     validation: Vec<usize>,
 }
 
@@ -231,12 +232,10 @@ fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: Split) -> Res
     let Split { pool, labels, fit, validation } = split;
     let preprocessing = Preprocessor::fit_rows(&data, Rows::Listed(&pool), MissingHandling::Nan)?;
     let bins = TrainingBins::releasing(&preprocessing, data, Rows::Listed(&pool), settings.max_bins)?;
-    // From here on a pool row is its position in the bins, in 32 bits: the fits' lists of
-    // rows are half the size.
+    // From here on a pool row is its position in the bins.
     let pool_len = pool.len();
     drop(pool);
     let fit_len = fit.len();
-    let fit = narrow(fit)?;
     // The validation fit on the fit rows and the final fit from scratch on every pool row are
     // independent: they run on both cores, sharing the bins (the records each fit draws are
     // its own).
@@ -289,7 +288,8 @@ fn bin_probabilities(bins: &TrainingBins, booster: Booster, positions: &[usize])
 /// the other core; each encodes its own rows as a matrix of numbers, which linfa reads.
 fn linear(config: &PipelineConfig, data: &Dataset, split: &Split) -> Result<Trained> {
     let of_pool = |positions: &[usize]| -> Vec<usize> { positions.iter().map(|&k| split.pool[k]).collect() };
-    let (fit, validation) = (of_pool(&split.fit), of_pool(&split.validation));
+    let fit: Vec<usize> = split.fit.iter().map(|&k| split.pool[k as usize]).collect();
+    let validation = of_pool(&split.validation);
     // The validation fit and the final refit are independent: fit them on both cores.
     let (fitted, refitted) = std::thread::scope(|scope| {
         let refit = config.split.refit.then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(&split.pool))));

@@ -213,6 +213,12 @@ impl Binned {
             }
         }
         let histogram_len = offsets.last().copied().unwrap_or(0);
+        // A slot is a histogram index in 16 bits, with `histogram_len` as padding: inputs whose
+        // bins do not fit (over 255 inputs) are all held densely.
+        if histogram_len > usize::from(u16::MAX) {
+            dense = (0..n_inputs).collect();
+            sparse.clear();
+        }
         let column_major = &bins;
         let uncommon = |r: usize| sparse.iter().filter(move |&&(f, common)| column_major[f * n_rows + r] != common);
         let slots = (0..n_rows).map(|r| uncommon(r).count()).max().unwrap_or(0);
@@ -225,10 +231,9 @@ impl Binned {
                 record[layout.dense - head + j / 8] |= u64::from(bins[f * n_rows + r]) << (8 * (j % 8));
             }
             let mut slot = uncommon(r).map(|&(f, _)| (offsets[f] + bins[f * n_rows + r] as usize) as u64);
-            for word in &mut record[layout.slots - head..] {
-                let low = slot.next().unwrap_or(histogram_len as u64);
-                let high = slot.next().unwrap_or(histogram_len as u64);
-                *word = low | high << 32;
+            for i in 0..layout.n_slots {
+                let (word, shift) = layout.slot(i, 0);
+                record[word] |= slot.next().unwrap_or(histogram_len as u64) << shift;
             }
         }
         Binned { n_rows, bins, edges, offsets, dense, sparse, rows, layout, missing }
@@ -244,10 +249,11 @@ impl Binned {
 }
 
 /// Where things sit in a row's record of words. A record is the gradient and hessian
-/// ([`super::partition::pack`]), the dense inputs' bins eight to a word, then the uncommon sparse bins as
-/// histogram indices two to a word, padded with [`Binned::histogram_len`]. [`Binned::rows`]
-/// holds the last two parts of every row; a [`Sample`] whole records. No row number: a sparse
-/// input's bin is read from the slots, and every word less is less to move in a split.
+/// ([`super::partition::pack`]), then the row's bytes: the dense inputs' bins, one byte each,
+/// then (from an even byte) the uncommon sparse bins as 16-bit histogram indices, padded with
+/// [`Binned::histogram_len`]. [`Binned::rows`] holds the row's bytes; a [`Sample`] whole
+/// records. No row number: a sparse input's bin is read from the slots, and every word less is
+/// less to move in a split (the slots share the dense bins' last word).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layout {
     /// Words of a record in a sample.
@@ -256,13 +262,23 @@ pub(super) struct Layout {
     pub(super) fixed: usize,
     /// Record word where the dense bins start.
     pub(super) dense: usize,
-    /// Record word where the sparse slots start.
-    pub(super) slots: usize,
+    /// Byte of a row's bytes where the sparse slots start.
+    pub(super) slot_byte: usize,
+    /// Slots of a row.
+    pub(super) n_slots: usize,
 }
 
 impl Layout {
     pub(super) fn new(dense: usize, slots: usize) -> Layout {
-        let fixed = dense.div_ceil(8) + slots.div_ceil(2);
-        Layout { stride: 1 + fixed, fixed, dense: 1, slots: 1 + dense.div_ceil(8) }
+        let slot_byte = dense.next_multiple_of(2);
+        let fixed = if slots == 0 { dense.div_ceil(8) } else { (slot_byte + 2 * slots).div_ceil(8) };
+        Layout { stride: 1 + fixed, fixed, dense: 1, slot_byte, n_slots: slots }
+    }
+
+    /// The word and shift of slot `i`, among words with `head` words before the row's bytes
+    /// (1 in a sample's record, 0 in [`Binned::rows`]). A slot never straddles two words.
+    pub(super) fn slot(&self, i: usize, head: usize) -> (usize, u32) {
+        let byte = self.slot_byte + 2 * i;
+        (head + byte / 8, 8 * (byte % 8) as u32)
     }
 }

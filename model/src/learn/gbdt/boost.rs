@@ -188,15 +188,15 @@ impl ValidBoostingParams {
         let n_cols = ((n_inputs as f64 * p.colsample).round() as usize).clamp(1, n_inputs.max(1));
         let mut taken = Vec::new();
         let mut sample = Sample::new(binned, n_sample);
-        let mut rows: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..rounds {
-            // Exactly n_sample rows, uniformly, in increasing order (the records' locality).
-            sampling::draw_rows(rng, n, n_sample, &mut taken, &mut rows);
-            // The draw names positions among the stage's rows: make them rows of the bins.
-            if let Some(stage_rows) = stage_rows {
-                rows.iter_mut().for_each(|r| *r = stage_rows[*r as usize]);
+            // Exactly n_sample rows, uniformly, read in increasing order (the records'
+            // locality) from the draw's bits; a draw names positions among the stage's rows.
+            sampling::draw(rng, n, n_sample, &mut taken);
+            let drawn = sampling::taken_rows(&taken);
+            match stage_rows {
+                Some(stage_rows) => sample.fill_from(binned, drawn.map(|p| stage_rows[p as usize]), n_sample, raw, y),
+                None => sample.fill_from(binned, drawn, n_sample, raw, y),
             }
-            sample.fill(binned, &rows, raw, y);
             let allowed: Vec<bool> = if n_cols < n_inputs {
                 rng.shuffle(columns);
                 let mut a = vec![false; n_inputs];

@@ -100,7 +100,8 @@ fn sums(
     slots: bool,
 ) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
-    let padding = binned.histogram_len() as u64;
+    let padding = binned.histogram_len() as u16;
+    let slot_at: Vec<(usize, u32)> = (0..layout.n_slots).map(|i| layout.slot(i, 1)).collect();
     // Each dense input sums into 256 bins of its own: a byte indexes them without a bounds
     // check, where `offset + byte` into the whole histogram needed one (and an addition).
     let mut slabs = vec![[Bin::default(); 256]; dense.len()];
@@ -117,9 +118,12 @@ fn sums(
         }
         // A row's slots come first, then the padding, which would make one long chain of
         // additions to the same bin.
-        let slots = record[layout.slots..].iter().flat_map(|&w| [w & 0xffff_ffff, w >> 32]);
-        for slot in slots.take_while(|&slot| slot != padding) {
-            let bin = &mut hist[slot as usize];
+        for &(word, shift) in &slot_at {
+            let slot = (record[word] >> shift) as u16;
+            if slot == padding {
+                break;
+            }
+            let bin = &mut hist[usize::from(slot)];
             bin.g += g;
             bin.h += h;
             bin.n += 1;
@@ -203,12 +207,32 @@ mod tests {
 
     #[test]
     fn records_hold_every_bin_of_their_row() {
-        let x = mixed(2000, 1);
+        // Two dense inputs, then three (the slots then start after a byte of padding).
+        for x in [mixed(2000, 1), numbered(2000, 1)] {
+            records_hold_every_bin_of(&Binned::new(x.view(), 255));
+        }
+        // Over 255 inputs of 256 bins, a histogram index no longer fits in a slot: all dense.
+        let mut rng = Rng::new(3);
+        let mut x = Array2::zeros((600, 262));
+        for i in 0..600 {
+            for f in 0..258 {
+                x[[i, f]] = rng.normal();
+            }
+            x[[i, 258 + (rng.uniform() * 4.0) as usize]] = 1.0;
+        }
         let binned = Binned::new(x.view(), 255);
-        assert!(!binned.sparse.is_empty() && !binned.dense.is_empty());
-        let mut sample = Sample::new(&binned, 2000);
-        let rows: Vec<u32> = (0..2000).rev().step_by(3).collect();
-        sample.fill(&binned, &rows, &vec![0.3; 2000], &vec![true; 2000]);
+        assert!(binned.histogram_len() > usize::from(u16::MAX));
+        assert!(binned.sparse.is_empty() && binned.dense.len() == 262);
+        records_hold_every_bin_of(&binned);
+    }
+
+    fn records_hold_every_bin_of(binned: &Binned) {
+        let with_slots = binned.histogram_len() <= usize::from(u16::MAX);
+        assert!(!with_slots || (!binned.sparse.is_empty() && !binned.dense.is_empty()));
+        let n = binned.n_rows;
+        let mut sample = Sample::new(binned, n);
+        let rows: Vec<u32> = (0..n as u32).rev().step_by(3).collect();
+        sample.fill(binned, &rows, &vec![0.3; n], &vec![true; n]);
         let layout = sample.layout;
         let padding = binned.histogram_len() as u64;
         for (record, &r) in sample.records.chunks_exact(layout.stride).zip(&rows) {
@@ -220,9 +244,9 @@ mod tests {
                 let b = (record[layout.dense + j / 8] >> (8 * (j % 8))) as u8;
                 assert_eq!(b, binned.column(f)[r], "row {r}, dense input {f}");
             }
-            let slots: Vec<u64> = record[layout.slots..]
-                .iter()
-                .flat_map(|&w| [w & 0xffff_ffff, w >> 32])
+            let slots: Vec<u64> = (0..layout.n_slots)
+                .map(|i| layout.slot(i, 1))
+                .map(|(word, shift)| u64::from((record[word] >> shift) as u16))
                 .filter(|&s| s != padding)
                 .collect();
             let expected: Vec<u64> = binned

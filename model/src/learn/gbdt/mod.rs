@@ -722,8 +722,8 @@ negative = "0"
         assert_eq!(a.dense, b.dense);
         assert_eq!(a.sparse, b.sparse);
         assert_eq!(
-            (a.layout.stride, a.layout.fixed, a.layout.dense, a.layout.slots),
-            (b.layout.stride, b.layout.fixed, b.layout.dense, b.layout.slots)
+            (a.layout.stride, a.layout.fixed, a.layout.dense, a.layout.slot_byte, a.layout.n_slots),
+            (b.layout.stride, b.layout.fixed, b.layout.dense, b.layout.slot_byte, b.layout.n_slots)
         );
         assert!(a.rows == b.rows, "the row records differ");
     }

@@ -84,24 +84,43 @@ impl Sample {
     }
 
     /// Takes `rows` with their data and the gradients of the log loss at the current scores.
+    #[cfg(test)]
     pub(super) fn fill(&mut self, binned: &Binned, rows: &[u32], raw: &[f32], y: &[bool]) {
+        self.fill_from(binned, rows.iter().copied(), rows.len(), raw, y);
+    }
+
+    /// [`Sample::fill`] from the `len` rows `rows` yields (no list of them is kept).
+    pub(super) fn fill_from(
+        &mut self,
+        binned: &Binned,
+        rows: impl Iterator<Item = u32>,
+        len: usize,
+        raw: &[f32],
+        y: &[bool],
+    ) {
         // Inlined into `fixed` with a constant width, the copy becomes a few moves.
         #[inline(always)]
-        fn any(n: usize, out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f32], y: &[bool]) {
-            for (record, &r) in out.chunks_exact_mut(n + 1).zip(rows) {
+        fn any(n: usize, out: &mut [u64], source: &[u64], rows: impl Iterator<Item = u32>, raw: &[f32], y: &[bool]) {
+            for (record, r) in out.chunks_exact_mut(n + 1).zip(rows) {
                 let r = r as usize;
                 record[0] = gradient(f64::from(raw[r]), y[r]);
                 record[1..].copy_from_slice(&source[r * n..(r + 1) * n]);
             }
         }
-        fn fixed<const N: usize>(out: &mut [u64], source: &[u64], rows: &[u32], raw: &[f32], y: &[bool]) {
+        fn fixed<const N: usize>(
+            out: &mut [u64],
+            source: &[u64],
+            rows: impl Iterator<Item = u32>,
+            raw: &[f32],
+            y: &[bool],
+        ) {
             any(N, out, source, rows, raw, y);
         }
         let width = self.layout.fixed;
         let out = &mut self.records;
         // Every word is written below: only a longer sample than the last pays for zeroes
         // (the same length every tree of a fit).
-        out.resize(rows.len() * (width + 1), 0);
+        out.resize(len * (width + 1), 0);
         let out = &mut out[..];
         with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
             any(width, out, &binned.rows, rows, raw, y)
@@ -168,14 +187,13 @@ impl Sample {
                 let (first, count) =
                     (binned.offsets[feature] as u64, (binned.offsets[feature + 1] - binned.offsets[feature]) as u64);
                 let common = binned.sparse.iter().find(|s| s.0 == feature).map_or(0, |s| s.1);
-                let slots = self.layout.slots;
+                let slot_at: Vec<(usize, u32)> = (0..self.layout.n_slots).map(|i| self.layout.slot(i, 1)).collect();
+                let slot_at = &slot_at[..];
                 let goes_left = move |r: &[u64]| {
                     let mut b = u64::from(common);
-                    for &word in &r[slots..] {
-                        for slot in [word & 0xffff_ffff, word >> 32] {
-                            let at = slot.wrapping_sub(first);
-                            b = if at < count { at } else { b };
-                        }
+                    for &(word, shift) in slot_at {
+                        let at = u64::from((r[word] >> shift) as u16).wrapping_sub(first);
+                        b = if at < count { at } else { b };
                     }
                     (b <= u64::from(bin)) | missing_left.is_some_and(|m| b == u64::from(m))
                 };

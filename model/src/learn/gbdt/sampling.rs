@@ -15,17 +15,19 @@ use crate::rng::Rng;
 /// of `k / n`, which leaves about `n / 512` rows to correct.
 const PRECISION: u32 = 8;
 
-/// Replaces `rows` by `k` of the rows `0..n`, uniformly without replacement, in increasing
-/// order; `k` is clamped to `n`. `taken` is scratch space (one bit a row) kept between calls.
-pub(super) fn draw_rows(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>, rows: &mut Vec<u32>) {
+/// Sets in `taken` (one bit a row, the rows `0..n`) exactly `k` rows, uniformly without
+/// replacement; `k` is clamped to `n`. Read them in increasing order with [`taken_rows`].
+pub(super) fn draw(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>) {
     let k = k.min(n);
-    rows.clear();
-    if k == n {
-        rows.extend(0..n as u32);
-        return;
-    }
     let words = n.div_ceil(64);
     taken.clear();
+    if k == n {
+        taken.resize(words, u64::MAX);
+        if !n.is_multiple_of(64) {
+            taken[words - 1] = (1u64 << (n % 64)) - 1;
+        }
+        return;
+    }
     taken.resize(words, 0);
     // The probability's bits, first after the point first; trailing zero bits cost nothing.
     let p = ((k as f64 / n as f64) * f64::from(1u32 << PRECISION)).round() as u32;
@@ -62,14 +64,28 @@ pub(super) fn draw_rows(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>,
             count = if drop_taken { count - 1 } else { count + 1 };
         }
     }
-    rows.reserve(k);
-    for (w, &word) in taken.iter().enumerate() {
+}
+
+/// The rows set in `taken`, in increasing order.
+pub(super) fn taken_rows(taken: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    taken.iter().enumerate().flat_map(|(w, &word)| {
         let mut m = word;
-        while m != 0 {
-            rows.push((w * 64) as u32 + m.trailing_zeros());
-            m &= m - 1;
-        }
-    }
+        std::iter::from_fn(move || {
+            (m != 0).then(|| {
+                let row = (w * 64) as u32 + m.trailing_zeros();
+                m &= m - 1;
+                row
+            })
+        })
+    })
+}
+
+/// [`draw`], its rows listed in `rows`.
+#[cfg(test)]
+fn draw_rows(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>, rows: &mut Vec<u32>) {
+    draw(rng, n, k, taken);
+    rows.clear();
+    rows.extend(taken_rows(taken));
 }
 
 #[cfg(test)]
