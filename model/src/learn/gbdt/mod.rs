@@ -516,10 +516,10 @@ mod tests {
             let value_tree = to_value_tree(&tree, &binned);
             let mut raw = vec![1.0f32; n];
             add_tree(&tree, &binned, &mut raw);
-            for i in 0..n {
+            for (i, added) in raw.iter().enumerate() {
                 let value = value_tree.predict(x.row(i).as_slice().unwrap());
                 assert_eq!(predict_binned(&tree, &binned, i), value, "row {i}, {leaves} leaves");
-                assert_eq!(raw[i].to_bits(), (1.0 + value as f32).to_bits(), "row {i}, {leaves} leaves");
+                assert_eq!(added.to_bits(), (1.0 + value as f32).to_bits(), "row {i}, {leaves} leaves");
             }
         }
         assert!(split_on_sparse, "a tree splits on a sparse input");
