@@ -144,7 +144,8 @@ fn build_from(config: &PipelineConfig, data: Cow<'_, Dataset>, context: &BuildCo
         },
     };
     drop(staging_rows);
-    // The rows' keys served the staging split: an owned data set gives them up.
+    // The rows' keys served the staging split: an owned data set gives them up (its
+    // `row_keys` no longer has a key a row; nothing below reads them or selects rows).
     let mut data = data;
     if let Cow::Owned(owned) = &mut data {
         owned.row_keys = Vec::new();

@@ -213,8 +213,9 @@ impl Binned {
             }
         }
         let histogram_len = offsets.last().copied().unwrap_or(0);
-        // A slot is a histogram index in 16 bits, with `histogram_len` as padding: inputs whose
-        // bins do not fit (over 255 inputs) are all held densely.
+        // A slot is a histogram index in 16 bits, with `histogram_len` as padding: when the
+        // histogram has more than 65,535 bins (over 255 inputs of 256 bins), every input is
+        // held densely.
         if histogram_len > usize::from(u16::MAX) {
             dense = (0..n_inputs).collect();
             sparse.clear();
@@ -253,7 +254,7 @@ impl Binned {
 /// then (from an even byte) the uncommon sparse bins as 16-bit histogram indices, padded with
 /// [`Binned::histogram_len`]. [`Binned::rows`] holds the row's bytes; a [`Sample`] whole
 /// records. No row number: a sparse input's bin is read from the slots, and every word less is
-/// less to move in a split (the slots share the dense bins' last word).
+/// less to move in a split (the slots may share the dense bins' last word).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layout {
     /// Words of a record in a sample.
@@ -279,6 +280,7 @@ impl Layout {
     /// (1 in a sample's record, 0 in [`Binned::rows`]). A slot never straddles two words.
     pub(super) fn slot(&self, i: usize, head: usize) -> (usize, u32) {
         let byte = self.slot_byte + 2 * i;
+        debug_assert!(byte % 8 <= 6, "slot {i} straddles two words");
         (head + byte / 8, 8 * (byte % 8) as u32)
     }
 }

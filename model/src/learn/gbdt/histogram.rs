@@ -207,23 +207,47 @@ mod tests {
 
     #[test]
     fn records_hold_every_bin_of_their_row() {
-        // Two dense inputs, then three (the slots then start after a byte of padding).
-        for x in [mixed(2000, 1), numbered(2000, 1)] {
-            records_hold_every_bin_of(&Binned::new(x.view(), 255));
-        }
-        // Over 255 inputs of 256 bins, a histogram index no longer fits in a slot: all dense.
+        // Three dense inputs (the slots start after a byte of padding), then six (no padding,
+        // and with three rare yes/no inputs, slots in the dense bins' word and in the next).
         let mut rng = Rng::new(3);
+        for (x, dense) in [(mixed(2000, 1), 3), (numbered(2000, 1), 3), (six_slots_rows(&mut rng), 6)] {
+            let binned = Binned::new(x.view(), 255);
+            assert_eq!(binned.dense.len(), dense);
+            assert!(dense != 6 || binned.layout.n_slots == 3, "{} slots", binned.layout.n_slots);
+            records_hold_every_bin_of(&binned);
+        }
+        // Over 255 inputs of 256 bins, a histogram index no longer fits in a slot: the rare
+        // yes/no inputs, sparse otherwise, are held densely too.
         let mut x = Array2::zeros((600, 262));
         for i in 0..600 {
             for f in 0..258 {
                 x[[i, f]] = rng.normal();
             }
-            x[[i, 258 + (rng.uniform() * 4.0) as usize]] = 1.0;
+            for f in 258..262 {
+                x[[i, f]] = if rng.uniform() < 0.05 { 1.0 } else { 0.0 };
+            }
         }
+        let few = Binned::new(x.slice(ndarray::s![.., 250..]).view(), 255);
+        assert_eq!(few.sparse.len(), 4, "alone, the rare inputs are sparse");
         let binned = Binned::new(x.view(), 255);
         assert!(binned.histogram_len() > usize::from(u16::MAX));
         assert!(binned.sparse.is_empty() && binned.dense.len() == 262);
         records_hold_every_bin_of(&binned);
+    }
+
+    /// Six continuous inputs and three rare yes/no ones, some rows having all three.
+    fn six_slots_rows(rng: &mut Rng) -> Array2<f64> {
+        let mut x = Array2::zeros((3000, 9));
+        for i in 0..3000 {
+            for f in 0..6 {
+                x[[i, f]] = rng.normal();
+            }
+            let all = i % 50 == 0;
+            for f in 6..9 {
+                x[[i, f]] = if all || rng.uniform() < 0.1 { 1.0 } else { 0.0 };
+            }
+        }
+        x
     }
 
     fn records_hold_every_bin_of(binned: &Binned) {
@@ -325,6 +349,9 @@ mod tests {
             sample.fill(&binned, &rows, &[0.0; 1000], &[false; 1000]);
             assert_eq!(rows_of(&binned, &sample, 0..1000), (0..1000).collect::<Vec<_>>());
             let mid = sample.partition(&binned, feature, bin, None, 100..900);
+            // Records outside the range are where they were.
+            assert_eq!(rows_of(&binned, &sample, 0..100), (0..100).collect::<Vec<_>>());
+            assert_eq!(rows_of(&binned, &sample, 900..1000), (900..1000).collect::<Vec<_>>());
             let column = binned.column(feature);
             let left = rows_of(&binned, &sample, 100..mid);
             let right = rows_of(&binned, &sample, mid..900);

@@ -64,10 +64,10 @@ pub(super) fn unpack(word: u64) -> (f64, f64) {
 
 /// The rows growing one tree, as records (see [`Layout`]) in one buffer. Each leaf's records
 /// are contiguous; splitting a leaf reorders its records in place, its left child's first. A
-/// histogram reads memory front to back and a split moves each row once: gathering gradients
-/// and bins row by row through the row numbers was a cache miss or more per row at a million
-/// rows. In place, a fit holds its sample once (a second buffer to split into was a third of
-/// a build's peak memory).
+/// histogram reads memory front to back and a split swaps records within the leaf: gathering
+/// gradients and bins row by row through the row numbers was a cache miss or more per row at a
+/// million rows. In place, a fit holds its sample once (a second buffer to split into was a
+/// third of a build's peak memory).
 pub(super) struct Sample {
     pub(super) records: Vec<u64>,
     pub(super) layout: Layout,
@@ -122,9 +122,12 @@ impl Sample {
         // (the same length every tree of a fit).
         out.resize(len * (width + 1), 0);
         let out = &mut out[..];
+        let mut counted = 0;
+        let rows = rows.inspect(|_| counted += 1);
         with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
             any(width, out, &binned.rows, rows, raw, y)
         });
+        debug_assert_eq!(counted, len, "rows against the sample's length");
     }
 
     /// Reorders the records of `range`, those whose bin of input `feature` is at most `bin`
