@@ -409,6 +409,66 @@ fn rust_version_is_the_real_minimum_of_the_locked_dependencies() {
     assert_eq!(version(&declared), highest, "rust-version {declared}; {by} needs {highest:?}");
 }
 
+/// What runs only while building (proc macros, build scripts, and the packages only they use)
+/// is built unoptimised in the dev profile, as the release profile's `build-override` does: the
+/// manifest's `"*" = { opt-level = 3 }` outranks `build-override`, and at opt-level 3 these
+/// packages cost 263 of a cold test build's 690 CPU-seconds. A package the lock file adds to
+/// them must be listed under `[profile.dev.package]` with `opt-level = 0`.
+#[test]
+fn build_time_only_packages_are_unoptimised_in_the_dev_profile() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--locked", "--filter-platform", "x86_64-unknown-linux-gnu"])
+        .current_dir(root());
+    crate::support::strip_cargo_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = build_time_only(&metadata);
+    assert!(found.contains("syn") && found.contains("serde_derive"), "{found:?}");
+    let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml")).unwrap().parse().unwrap();
+    let dev = &manifest["profile"]["dev"]["package"];
+    let unlisted: Vec<&String> =
+        found.iter().filter(|name| dev.get(name.as_str()).and_then(|p| p.get("opt-level")).and_then(|o| o.as_integer()) != Some(0)).collect();
+    assert!(unlisted.is_empty(), "not unoptimised under [profile.dev.package] in Cargo.toml: {unlisted:?}");
+    assert_eq!(dev["*"]["opt-level"].as_integer(), Some(3));
+}
+
+/// The names of the packages a cargo metadata resolve needs only to build: not reachable from
+/// the workspace by normal or dev edges without passing through a proc macro.
+fn build_time_only(metadata: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let packages: BTreeMap<&str, &serde_json::Value> =
+        metadata["packages"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap(), p)).collect();
+    let proc_macro = |id: &str| {
+        packages[id]["targets"].as_array().unwrap().iter().any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "proc-macro"))
+    };
+    let nodes: BTreeMap<&str, &serde_json::Value> =
+        metadata["resolve"]["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
+    let mut run: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = metadata["workspace_members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    while let Some(id) = todo.pop() {
+        if !run.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let at_run_time = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null() || k["kind"] == "dev");
+            let dep = dep["pkg"].as_str().unwrap();
+            if at_run_time && !proc_macro(dep) {
+                todo.push(dep);
+            }
+        }
+    }
+    let at_run_time: BTreeSet<&str> = run.iter().map(|id| packages[id]["name"].as_str().unwrap()).collect();
+    nodes
+        .keys()
+        .filter(|id| !run.contains(*id))
+        .map(|id| packages[id]["name"].as_str().unwrap())
+        .filter(|name| !at_run_time.contains(name))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The `run:` scripts of action.yml and of the workflows, each with its name; expressions
 /// (`${{ … }}`, in workflows only) stand as a plain word.
 fn run_scripts() -> Vec<(String, String)> {
