@@ -92,5 +92,8 @@ if ! command -v cargo > /dev/null; then
   fail "mlgate" "$why, and there is no cargo to build mlgate with: add a Rust toolchain step (dtolnay/rust-toolchain@stable) before this one, or use a released version (uses: OWNER/mlgate@v1)"
 fi
 export CARGO_TARGET_DIR="${MLGATE_TARGET_DIR:-$HOME/.cache/mlgate/target}"
-cargo build --locked --release --manifest-path "$GITHUB_ACTION_PATH/Cargo.toml" --package mlgate
-out "$CARGO_TARGET_DIR/release/mlgate"
+# Without GITHUB_SHA: it is the caller's commit, not mlgate's, and the binary would give it as
+# its own revision (`mlgate_build_info`).
+env -u GITHUB_SHA cargo build --locked --release --manifest-path "$GITHUB_ACTION_PATH/Cargo.toml" --package mlgate
+# cargo builds for CARGO_BUILD_TARGET, when the runner sets it, into a folder of that name.
+out "$CARGO_TARGET_DIR/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release/mlgate"

@@ -952,17 +952,39 @@ fn the_setup_step_refuses_a_bad_checksum_a_missing_checksum_a_symlink_and_an_uns
 #[test]
 fn the_setup_step_builds_from_source_when_asked() {
     // The release binary, built by cargo in the target folder the bench shares (a cold one
-    // takes a couple of minutes once).
+    // takes a few minutes once). Where the static binary was built just before the tests
+    // (`.ci/run`), for that target in that folder: a runner that sets CARGO_BUILD_TARGET, and
+    // cargo finds the build fresh.
     let api = FakeGitHub::start("");
     let ws = caller_repository(false);
     let mut r = runner(ws.path(), &api, "installation-token", &[("build-from-source", "true")]);
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    r.env = vec![("MLGATE_TARGET_DIR".into(), target.display().to_string())];
+    let static_build = std::env::var_os("MLGATE_STATIC_BIN").map(PathBuf::from).and_then(|bin| {
+        let release = bin.parent().filter(|r| r.ends_with("release"))?;
+        let triple = release.parent()?;
+        Some((triple.parent()?.to_path_buf(), triple.file_name()?.to_str()?.to_string()))
+    });
+    r.env = vec![];
+    let (target, built) = match static_build {
+        Some((target, triple)) => {
+            r.env.push(("CARGO_BUILD_TARGET".into(), triple.clone()));
+            (target.clone(), target.join(triple).join("release/mlgate"))
+        }
+        None => {
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+            (target.clone(), target.join("release/mlgate"))
+        }
+    };
+    r.env.push(("MLGATE_TARGET_DIR".into(), target.display().to_string()));
     r.action_ref = "v9.9.9".into();
     r.action_repository = "acme/mlgate".into();
     let job = r.run("pull_request", PR_EVENT, "refs/pull/7/merge");
     assert!(job.success, "failed at {:?}\n{}", job.failed_step, job.log);
     assert!(job.log.contains("mlgate: building from source: build-from-source is true"), "{}", job.log);
-    assert!(job.log.contains(&format!("mlgate: {}", target.join("release/mlgate").display())), "{}", job.log);
+    assert!(job.log.contains(&format!("mlgate: {}", built.display())), "{}", job.log);
+    // The caller's commit (GITHUB_SHA) is not mlgate's revision: the binary does not carry it.
+    let binary = std::fs::read(&built).unwrap();
+    let caller_sha = b"fedcba9876543210fedcba9876543210fedcba98";
+    assert!(!binary.windows(caller_sha.len()).any(|w| w == caller_sha), "{} carries the caller's commit", built.display());
     assert_eq!(api.comments_containing(MARKER).len(), 1);
 }
