@@ -1,4 +1,5 @@
-//! The routes, on hyper: one task a connection, HTTP/1.1 with keep-alive, a graceful drain.
+//! The routes, on hyper: one task a connection, on one of the connection threads
+//! ([`super::workers`]), HTTP/1.1 with keep-alive, a graceful drain.
 //!
 //! | route | |
 //! |---|---|
@@ -42,6 +43,7 @@ use super::receipt::{self, Claims};
 use super::records::{self, Broken, MAX_ID_BYTES};
 use super::rollout::{Role, Serving};
 use super::score::{self, Origin};
+use super::workers::Workers;
 use super::{event_log, kserve, live, metrics, mlflow, openapi, unix_now, Shared};
 
 /// The sockets the server listens on.
@@ -90,9 +92,16 @@ where
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
 }
 
-/// Accepts connections until SIGTERM or SIGINT, then waits up to `drain` for the requests in
-/// flight. SIGHUP wakes the poller and reads the TLS files again.
-pub async fn serve(listeners: Listeners, shared: Arc<Shared>, wake: mpsc::Sender<()>, drain: Duration) -> Result<()> {
+/// Accepts connections until SIGTERM or SIGINT, each run on one of `workers`' threads, then
+/// waits up to `drain` for the requests in flight. SIGHUP wakes the poller and reads the TLS
+/// files again.
+pub async fn serve(
+    listeners: Listeners,
+    shared: Arc<Shared>,
+    wake: mpsc::Sender<()>,
+    drain: Duration,
+    workers: &Workers,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let main = tokio::net::TcpListener::from_std(listeners.main).context("cannot serve on the listener")?;
     let admin = match listeners.admin {
@@ -143,11 +152,23 @@ pub async fn serve(listeners: Listeners, shared: Arc<Shared>, wake: mpsc::Sender
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Taken off this thread's poller, to be watched by the worker's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                super::log(&format!("warning: cannot hand a connection over: {e}"));
+                continue;
+            }
+        };
         let read_timeout = shared.read_timeout;
         let watcher = graceful.watcher();
         let tls = shared.tls.as_ref().map(|tls| tls.acceptor());
         let shared = shared.clone();
-        tokio::spawn(async move {
+        workers.run(async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                drop(permit);
+                return;
+            };
             match tls {
                 None => {
                     let _ = watcher.watch(connection(stream, shared, surface)).await;

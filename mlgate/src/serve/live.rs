@@ -2,8 +2,9 @@
 //! rolling window of joined feedback per version, and the recent records drift is measured on
 //! ([`DriftWindow`]). Each is bounded; what falls out is counted.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use model::eval::metrics::{Confusion, MetricSet};
 
@@ -15,7 +16,9 @@ use super::Loaded;
 /// A prediction's place in the order of arrival, and the prediction while it waits for its
 /// feedback.
 struct Slot {
-    id: Arc<str>,
+    /// `id` hashed with the log's keys.
+    key: u64,
+    id: Box<str>,
     /// `None` once joined, or replaced by a later prediction under the same id.
     answered: Option<Answered>,
 }
@@ -73,11 +76,32 @@ fn place_bytes(id: &str) -> usize {
     id.len() + ENTRY_OVERHEAD
 }
 
+/// The log map's hasher: its keys are hashes already.
+#[derive(Default)]
+struct Hashed(u64);
+
+impl Hasher for Hashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 pub struct Live {
-    /// The number in the order of each waiting prediction, by id: a small entry (the map is
-    /// looked up at random, once or twice a record; the predictions themselves are in `order`,
-    /// which is written and read front to back).
-    log: HashMap<Arc<str>, u64>,
+    /// The number in the order of each waiting prediction, by its id's hash with `keys`: a
+    /// 16-byte entry, looked up without reading the id (the map is looked up at random, once a
+    /// record; the predictions themselves are in `order`, which is written and read front to
+    /// back). The keys are random: no client can choose ids that collide. Two ids of one hash
+    /// (once in 2⁶⁴ pairs) act as one id: the later replaces the earlier.
+    log: HashMap<u64, u64, BuildHasherDefault<Hashed>>,
+    keys: RandomState,
     /// The predictions in the order they came, numbered without gaps: the last is `seq`.
     order: VecDeque<Slot>,
     seq: u64,
@@ -105,7 +129,8 @@ pub struct LiveFigures {
 impl Live {
     pub fn new(log_capacity: usize, log_bytes_capacity: usize, window: usize, recent_capacity: usize) -> Live {
         Live {
-            log: HashMap::new(),
+            log: HashMap::default(),
+            keys: RandomState::new(),
             order: VecDeque::new(),
             seq: 0,
             log_capacity,
@@ -124,23 +149,23 @@ impl Live {
     pub fn log(&mut self, id: &str, answered: Answered) -> u64 {
         self.seq += 1;
         let seq = self.seq;
-        let id: Arc<str> = Arc::from(id);
-        self.log_bytes += entry_bytes(&id, &answered) + place_bytes(&id);
-        self.order.push_back(Slot { id: id.clone(), answered: Some(answered) });
-        if let Some(old) = self.log.insert(id.clone(), seq) {
+        let key = self.keys.hash_one(id);
+        self.log_bytes += entry_bytes(id, &answered) + place_bytes(id);
+        self.order.push_back(Slot { key, id: id.into(), answered: Some(answered) });
+        if let Some(old) = self.log.insert(key, seq) {
             // Its place in the order stays until it comes to the front; only its entry goes.
-            if let Some(replaced) = self.slot(old).and_then(|slot| slot.answered.take()) {
-                self.log_bytes -= entry_bytes(&id, &replaced);
-            }
+            let freed = self.slot(old).and_then(|slot| slot.answered.take().map(|a| entry_bytes(&slot.id, &a)));
+            self.log_bytes -= freed.unwrap_or(0);
         }
         let mut evicted = 0;
         while self.order.len() > self.log_capacity || (self.log_bytes > self.log_bytes_capacity && self.order.len() > 1)
         {
             let slot = self.order.pop_front().expect("longer than the capacity");
             self.log_bytes -= place_bytes(&slot.id);
-            // A prediction joined or replaced already left only its place in the order.
+            // A prediction joined or replaced already left only its place in the order; one
+            // still waiting is the one its key maps to.
             if let Some(answered) = slot.answered {
-                self.log.remove(&slot.id);
+                self.log.remove(&slot.key);
                 self.log_bytes -= entry_bytes(&slot.id, &answered);
                 evicted += 1;
             }
@@ -168,9 +193,12 @@ impl Live {
     /// Joins a label to the prediction logged under `id` and adds it to its version's window;
     /// returns what was answered, or `None` when no prediction waits under that id.
     pub fn join(&mut self, id: &str, label: bool) -> Option<Answered> {
-        let seq = self.log.remove(id)?;
+        let key = self.keys.hash_one(id);
+        let seq = *self.log.get(&key)?;
         // A waiting prediction's place holds it (it leaves the map when it leaves its place).
-        let answered = self.slot(seq)?.answered.take()?;
+        let slot = self.slot(seq).filter(|slot| &*slot.id == id)?;
+        let answered = slot.answered.take()?;
+        self.log.remove(&key);
         self.log_bytes -= entry_bytes(id, &answered);
         self.record(&answered, label);
         Some(answered)

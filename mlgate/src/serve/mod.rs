@@ -27,6 +27,7 @@ mod records;
 mod rollout;
 mod score;
 mod tls;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -786,9 +787,11 @@ pub fn run(args: Options) -> Result<()> {
         });
     }
 
+    // The connections' threads, one a core ([`workers`]); this one accepts, and watches the
+    // signals.
     let threads_count = std::thread::available_parallelism().map_or(2, |t| t.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads_count)
+    let workers = workers::Workers::start(threads_count)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
@@ -801,7 +804,8 @@ pub fn run(args: Options) -> Result<()> {
     }
     let drain = args.drain;
     let listeners = http::Listeners { main: listener, admin: admin.map(|(l, _)| l) };
-    let result = runtime.block_on(http::serve(listeners, shared.clone(), wake.clone(), drain));
+    let result = runtime.block_on(http::serve(listeners, shared.clone(), wake.clone(), drain, &workers));
+    workers.stop();
     shared.draining.store(true, Ordering::SeqCst);
     // Every request has been answered: what they logged is written before the process exits
     // (within a drain and a write to the store).
