@@ -46,7 +46,10 @@ pub(super) async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -
     let deadline = tokio::time::Instant::now() + limit;
     let stream = Limited::new(request.into_body(), shared.max_body);
     let mut stream = std::pin::pin!(stream);
-    let mut bytes: Vec<u8> = Vec::new();
+    // The frames as they came (a body often comes in one: it is kept as it is, without a copy),
+    // joined once at the end, into a buffer of the exact size.
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut length = 0;
     let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
     loop {
         let frame = match tokio::time::timeout_at(deadline, stream.frame()).await {
@@ -64,7 +67,7 @@ pub(super) async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };
-        let more = units(bytes.len() + data.len()) - units(bytes.len());
+        let more = units(length + data.len()) - units(length);
         if more > 0 {
             let wanted = u32::try_from(more).unwrap_or(u32::MAX);
             let taken = tokio::time::timeout(SCORING_WAIT, shared.body_budget.clone().acquire_many_owned(wanted)).await;
@@ -76,9 +79,21 @@ pub(super) async fn body<B: RequestBody>(shared: &Shared, request: Request<B>) -
                 None => budget = Some(taken),
             }
         }
-        bytes.extend_from_slice(&data);
+        length += data.len();
+        frames.push(data);
     }
-    Ok(Body { bytes: Bytes::from(bytes), _budget: budget })
+    let bytes = match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = Vec::with_capacity(length);
+            for frame in &frames {
+                joined.extend_from_slice(frame);
+            }
+            Bytes::from(joined)
+        }
+    };
+    Ok(Body { bytes, _budget: budget })
 }
 
 /// Reads a body within the limits and parses it as `T`; `shape` says in the 400 what was

@@ -102,6 +102,9 @@ pub const LIVE_METRICS: [(&str, &str); 6] = [
 
 /// Every metric the server exposes.
 pub struct Metrics {
+    /// Which metrics these are, among those made in this process: a [`Series`] is cached for
+    /// one of them ([`super::Loaded`]).
+    pub id: u64,
     /// The series, encoded with the `model` label; unset until the model's name is known.
     registry: OnceLock<Registry>,
     /// The series without the `model` label, while its value is not known.
@@ -179,7 +182,9 @@ impl Metrics {
     /// The metrics, their series at their start values; with `model`, exposed from the start,
     /// else once [`Metrics::name_model`] is called.
     pub fn new(model: Option<&str>) -> Metrics {
+        static MADE: AtomicU64 = AtomicU64::new(0);
         let m = Metrics {
+            id: MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             records_scored: Family::default(),
@@ -527,10 +532,20 @@ impl Metrics {
         }
     }
 
-    /// Times a batch of records scored by `version` in `role`.
-    pub fn scoring_took(&self, version: &str, role: Role, seconds: f64) {
-        let labels = vec![("version", version.to_string()), ("role", role.name().to_string())];
-        self.scoring_duration.get_or_create(&labels).observe(seconds);
+    /// The series `version` in `role` counts each request's records in, looked up once: a
+    /// request then counts without making labels (what [`Metrics::scored`] and
+    /// [`Metrics::scoring_took`] write, the unseen levels aside).
+    pub fn series(&self, version: &str, role: Role) -> Series {
+        let v = || ("version", version.to_string());
+        let r = || ("role", role.name().to_string());
+        // One statement each: a family's guard lives to the end of its statement, and a second
+        // lookup in the same family while it is held would wait for it forever.
+        let records = self.records_scored.get_or_create(&vec![v(), r()]).clone();
+        let positive = self.predictions.get_or_create(&vec![v(), r(), ("class", "1".into())]).clone();
+        let negative = self.predictions.get_or_create(&vec![v(), r(), ("class", "0".into())]).clone();
+        let probability = self.probability.get_or_create(&vec![v(), r()]).clone();
+        let took = self.scoring_duration.get_or_create(&vec![v(), r()]).clone();
+        Series { records, positive, negative, probability, took }
     }
 
     /// Counts `n` events of `kind` written to the event log.
@@ -555,26 +570,8 @@ impl Metrics {
         self.invalid_values.get_or_create(&vec![("column", column.to_string()), ("rule", rule.to_string())]).inc_by(n);
     }
 
-    /// Counts records scored by `version` in `role`: their probabilities, how many were predicted
-    /// positive, and the levels unseen in training per column.
-    pub fn scored(
-        &self,
-        version: &str,
-        role: Role,
-        probabilities: &[f64],
-        positives: u64,
-        unseen: &std::collections::BTreeMap<String, u64>,
-    ) {
-        let n = probabilities.len() as u64;
-        let v = || ("version", version.to_string());
-        let r = || ("role", role.name().to_string());
-        self.records_scored.get_or_create(&vec![v(), r()]).inc_by(n);
-        self.predictions.get_or_create(&vec![v(), r(), ("class", "1".into())]).inc_by(positives);
-        self.predictions.get_or_create(&vec![v(), r(), ("class", "0".into())]).inc_by(n - positives);
-        let histogram = self.probability.get_or_create(&vec![v(), r()]);
-        for p in probabilities {
-            histogram.observe(*p);
-        }
+    /// Counts the levels unseen in training in a request's records, per column.
+    pub fn unseen(&self, unseen: &std::collections::BTreeMap<String, u64>) {
         for (column, k) in unseen {
             self.unseen_levels.get_or_create(&vec![("column", column.clone())]).inc_by(*k);
         }
@@ -595,6 +592,35 @@ impl Metrics {
             Format::OpenMetrics => self.render(),
             Format::Classic => classic(&self.render()),
         }
+    }
+}
+
+/// The series of one version in one role ([`Metrics::series`]): the same counters and
+/// histograms as the families hold (series are never removed from them).
+#[derive(Clone)]
+pub struct Series {
+    records: Counter,
+    positive: Counter,
+    negative: Counter,
+    probability: Histogram,
+    took: Histogram,
+}
+
+impl Series {
+    /// Counts records scored: their probabilities, and how many were predicted positive.
+    pub fn scored(&self, probabilities: &[f64], positives: u64) {
+        let n = probabilities.len() as u64;
+        self.records.inc_by(n);
+        self.positive.inc_by(positives);
+        self.negative.inc_by(n - positives);
+        for p in probabilities {
+            self.probability.observe(*p);
+        }
+    }
+
+    /// Times a batch of records scored.
+    pub fn took(&self, seconds: f64) {
+        self.took.observe(seconds);
     }
 }
 
@@ -966,6 +992,31 @@ mod tests {
 
     /// OpenMetrics for a scraper that asks for it first (Prometheus's own `Accept`), the classic
     /// format for every other client.
+    #[test]
+    fn a_versions_series_count_in_the_families_series() {
+        let metrics = std::sync::Arc::new(Metrics::new(Some("churn")));
+        // New series in every family at once: a family looked up twice in one statement would
+        // wait on itself, and this thread would not answer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m = metrics.clone();
+        std::thread::spawn(move || tx.send(m.series("v7", Role::Canary)));
+        let series = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the series within 10 s");
+        series.scored(&[0.2, 0.9, 0.95], 2);
+        series.took(0.25);
+        // Looked up again, the same series.
+        metrics.series("v7", Role::Canary).scored(&[0.1], 0);
+        let text = metrics.render();
+        for line in [
+            "mlgate_records_scored_total{model=\"churn\",version=\"v7\",role=\"canary\"} 4",
+            "mlgate_predictions_total{model=\"churn\",version=\"v7\",role=\"canary\",class=\"1\"} 2",
+            "mlgate_predictions_total{model=\"churn\",version=\"v7\",role=\"canary\",class=\"0\"} 2",
+            "mlgate_prediction_probability_count{model=\"churn\",version=\"v7\",role=\"canary\"} 4",
+            "mlgate_scoring_duration_seconds_count{model=\"churn\",version=\"v7\",role=\"canary\"} 1",
+        ] {
+            assert!(text.contains(line), "no `{line}` in\n{text}");
+        }
+    }
+
     #[test]
     fn the_format_is_negotiated_from_accept() {
         let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";

@@ -123,6 +123,8 @@ pub struct Loaded {
     unread: Vec<String>,
     /// What its records are in the event log.
     layout: Arc<event_log::Layout>,
+    /// Its metrics' series in each role (baseline, canary, shadow), looked up at first use.
+    series: [std::sync::OnceLock<(u64, metrics::Series)>; 3],
 }
 
 impl Loaded {
@@ -150,7 +152,21 @@ impl Loaded {
             .collect();
         let info = vec![("version", version.clone()), ("sha256", sha256.clone())];
         let layout = Arc::new(event_log::Layout::of(&compiled));
-        Loaded { compiled, version, sha256, accepted, info, kinds, index, unread, layout }
+        Loaded { compiled, version, sha256, accepted, info, kinds, index, unread, layout, series: Default::default() }
+    }
+
+    /// Its series in `role` among `metrics`: cached for the first metrics it is counted in (a
+    /// server's, one a process), looked up again for any other (a test's second server).
+    fn series(&self, metrics: &Metrics, role: Role) -> std::borrow::Cow<'_, metrics::Series> {
+        let at = match role {
+            Role::Baseline => 0,
+            Role::Canary => 1,
+            Role::Shadow => 2,
+        };
+        match self.series[at].get_or_init(|| (metrics.id, metrics.series(&self.version, role))) {
+            (id, series) if *id == metrics.id => std::borrow::Cow::Borrowed(series),
+            _ => std::borrow::Cow::Owned(metrics.series(&self.version, role)),
+        }
     }
 }
 
@@ -805,7 +821,10 @@ pub fn run(args: Options) -> Result<()> {
     let drain = args.drain;
     let listeners = http::Listeners { main: listener, admin: admin.map(|(l, _)| l) };
     let result = runtime.block_on(http::serve(listeners, shared.clone(), wake.clone(), drain, &workers));
-    workers.stop();
+    let stuck = workers.stop();
+    if stuck > 0 {
+        log(&format!("warning: {stuck} connection thread(s) still busy; exiting all the same"));
+    }
     shared.draining.store(true, Ordering::SeqCst);
     // Every request has been answered: what they logged is written before the process exits
     // (within a drain and a write to the store).

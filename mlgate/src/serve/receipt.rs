@@ -134,11 +134,17 @@ pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// `n` random values of 128 bits (one call to the operating system for them all).
+/// `n` random values of 128 bits, from the thread's cryptographically secure generator
+/// (`rand::thread_rng`: ChaCha12, seeded from the operating system and seeded again every
+/// 64 KiB it gives), not a system call a request.
 pub fn random_nonces(n: usize) -> std::io::Result<Vec<[u8; 16]>> {
-    let mut bytes = vec![0u8; 16 * n];
-    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(format!("no random bytes: {e}")))?;
-    Ok(bytes.chunks_exact(16).map(|c| c.try_into().expect("16 bytes")).collect())
+    use rand::RngCore;
+    let mut rng = rand::thread_rng();
+    let mut nonces = vec![[0u8; 16]; n];
+    for nonce in &mut nonces {
+        rng.try_fill_bytes(nonce).map_err(|e| std::io::Error::other(format!("no random bytes: {e}")))?;
+    }
+    Ok(nonces)
 }
 
 /// `n` random ids of 128 bits, in hexadecimal.

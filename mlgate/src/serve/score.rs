@@ -119,7 +119,7 @@ pub enum Origin<'a> {
 fn timed(shared: &Shared, loaded: &Loaded, role: Role, rows: &[(u64, Fields)]) -> RecordScores {
     let start = std::time::Instant::now();
     let scores = loaded.compiled.score("request", rows);
-    shared.metrics.scoring_took(&loaded.version, role, start.elapsed().as_secs_f64());
+    loaded.series(&shared.metrics, role).took(start.elapsed().as_secs_f64());
     scores
 }
 
@@ -221,18 +221,21 @@ pub fn score(
         .collect();
     let receipts = receipts(shared, &answered)
         .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")))?;
-    for (at, (version, role)) in versions.iter().enumerate() {
+    m.unseen(&unseen);
+    let by_version = [(baseline, Role::Baseline)]
+        .into_iter()
+        .chain(canary.filter(|_| versions.len() > 1).map(|c| (&c.loaded, Role::Canary)));
+    for (at, (loaded, role)) in by_version.enumerate() {
         let mine: Vec<f64> =
             (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at).map(|i| probabilities[i]).collect();
         let positives =
             (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at && decisions[i]).count() as u64;
-        let none = BTreeMap::new();
-        m.scored(version, *role, &mine, positives, if at == 0 { &unseen } else { &none });
+        loaded.series(m, role).scored(&mine, positives);
     }
     if let Some((c, scores)) = &shadow {
         let given: Vec<f64> = scores.iter().flatten().map(|(p, _)| *p).collect();
         let positives = scores.iter().flatten().filter(|(_, d)| *d).count() as u64;
-        m.scored(&c.loaded.version, Role::Shadow, &given, positives, &BTreeMap::new());
+        c.loaded.series(m, Role::Shadow).scored(&given, positives);
     }
     let mut evicted = 0;
     {

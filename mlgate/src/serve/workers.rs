@@ -19,14 +19,19 @@ pub struct Workers {
     next: AtomicUsize,
     /// Dropped to stop the threads: each ends its runtime, and the connections still on it.
     stop: Vec<tokio::sync::oneshot::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Told by each thread as it ends.
+    ended: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long [`Workers::stop`] waits for the threads: a connection stuck in its work (a scoring
+/// that does not return) does not keep the process from exiting.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Workers {
     /// `n` threads (at least one), each running a runtime with I/O and timers.
     pub fn start(n: usize) -> Result<Workers> {
-        let mut workers =
-            Workers { handles: Vec::new(), next: AtomicUsize::new(0), stop: Vec::new(), threads: Vec::new() };
+        let (ended_tx, ended) = std::sync::mpsc::channel();
+        let mut workers = Workers { handles: Vec::new(), next: AtomicUsize::new(0), stop: Vec::new(), ended };
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -35,15 +40,16 @@ impl Workers {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             workers.handles.push(runtime.handle().clone());
             workers.stop.push(stop);
-            let thread = std::thread::Builder::new()
+            let ended = ended_tx.clone();
+            std::thread::Builder::new()
                 .name(format!("mlgate-conn-{i}"))
                 .spawn(move || {
                     // Runs the connections spawned on it until told to stop.
                     let _ = runtime.block_on(stopped);
                     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                    let _ = ended.send(());
                 })
                 .context("cannot start a connection thread")?;
-            workers.threads.push(thread);
         }
         Ok(workers)
     }
@@ -58,12 +64,20 @@ impl Workers {
         drop(self.handles[at].spawn(connection));
     }
 
-    /// Stops the threads, ending what still runs on them, and waits for them.
-    pub fn stop(mut self) {
+    /// Stops the threads, ending what still runs on them, and waits for them at most
+    /// [`STOP_GRACE`]; returns how many did not end within it.
+    pub fn stop(mut self) -> usize {
+        let threads = self.stop.len();
         self.stop.clear();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        let mut ended = 0;
+        while ended < threads {
+            match self.ended.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) => ended += 1,
+                Err(_) => break,
+            }
         }
+        threads - ended
     }
 }
 
@@ -90,7 +104,7 @@ mod tests {
             names,
             ["mlgate-conn-0", "mlgate-conn-1", "mlgate-conn-2", "mlgate-conn-0", "mlgate-conn-1", "mlgate-conn-2"]
         );
-        workers.stop();
+        assert_eq!(workers.stop(), 0);
     }
 
     #[test]
@@ -102,10 +116,25 @@ mod tests {
             let _tx = tx;
             std::future::pending::<()>().await;
         });
-        workers.stop();
+        assert_eq!(workers.stop(), 0);
         assert_eq!(
             rx.recv_timeout(std::time::Duration::from_secs(5)),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
         );
+    }
+
+    #[test]
+    fn stopping_does_not_wait_for_a_thread_stuck_in_its_work() {
+        let workers = Workers::start(2).unwrap();
+        let (stuck, unstick) = std::sync::mpsc::channel::<()>();
+        // Work that blocks its thread (no await): the thread cannot end while it runs.
+        workers.run(async move {
+            let _ = unstick.recv_timeout(std::time::Duration::from_secs(30));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        assert_eq!(workers.stop(), 1);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        drop(stuck);
     }
 }
