@@ -985,6 +985,10 @@ fn the_setup_step_builds_from_source_when_asked() {
     // The caller's commit (GITHUB_SHA) is not mlgate's revision: the binary does not carry it.
     let binary = std::fs::read(&built).unwrap();
     let caller_sha = b"fedcba9876543210fedcba9876543210fedcba98";
-    assert!(!binary.windows(caller_sha.len()).any(|w| w == caller_sha), "{} carries the caller's commit", built.display());
+    assert!(
+        !binary.windows(caller_sha.len()).any(|w| w == caller_sha),
+        "{} carries the caller's commit",
+        built.display()
+    );
     assert_eq!(api.comments_containing(MARKER).len(), 1);
 }

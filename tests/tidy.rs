@@ -428,8 +428,10 @@ fn build_time_only_packages_are_unoptimised_in_the_dev_profile() {
     assert!(found.contains("syn") && found.contains("serde_derive"), "{found:?}");
     let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml")).unwrap().parse().unwrap();
     let dev = &manifest["profile"]["dev"]["package"];
-    let unlisted: Vec<&String> =
-        found.iter().filter(|name| dev.get(name.as_str()).and_then(|p| p.get("opt-level")).and_then(|o| o.as_integer()) != Some(0)).collect();
+    let unlisted: Vec<&String> = found
+        .iter()
+        .filter(|name| dev.get(name.as_str()).and_then(|p| p.get("opt-level")).and_then(|o| o.as_integer()) != Some(0))
+        .collect();
     assert!(unlisted.is_empty(), "not unoptimised under [profile.dev.package] in Cargo.toml: {unlisted:?}");
     assert_eq!(dev["*"]["opt-level"].as_integer(), Some(3));
 }
@@ -441,18 +443,24 @@ fn build_time_only(metadata: &serde_json::Value) -> std::collections::BTreeSet<S
     let packages: BTreeMap<&str, &serde_json::Value> =
         metadata["packages"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap(), p)).collect();
     let proc_macro = |id: &str| {
-        packages[id]["targets"].as_array().unwrap().iter().any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "proc-macro"))
+        packages[id]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "proc-macro"))
     };
     let nodes: BTreeMap<&str, &serde_json::Value> =
         metadata["resolve"]["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
     let mut run: BTreeSet<&str> = BTreeSet::new();
-    let mut todo: Vec<&str> = metadata["workspace_members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    let mut todo: Vec<&str> =
+        metadata["workspace_members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     while let Some(id) = todo.pop() {
         if !run.insert(id) {
             continue;
         }
         for dep in nodes[id]["deps"].as_array().unwrap() {
-            let at_run_time = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null() || k["kind"] == "dev");
+            let at_run_time =
+                dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null() || k["kind"] == "dev");
             let dep = dep["pkg"].as_str().unwrap();
             if at_run_time && !proc_macro(dep) {
                 todo.push(dep);
