@@ -158,7 +158,7 @@ impl EventLog {
                 time,
                 id: ids[i].clone(),
                 receipt: tag(&receipts[i]),
-                version: answered[i].version.clone(),
+                version: answered[i].version.to_string(),
                 role: answered[i].role.name(),
                 probability: answered[i].probability,
                 decision: answered[i].decision,
@@ -186,7 +186,7 @@ impl EventLog {
             .zip(named)
             .map(|((a, label), named)| Feedback {
                 time,
-                version: a.version.clone(),
+                version: a.version.to_string(),
                 role: a.role.name(),
                 id: match named {
                     Named::Id(id) => Some(id.clone()),

@@ -775,7 +775,7 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
                 (Names::Id(id), _) => live.join(id, *value),
                 (Names::Receipt(_), Some(Ok(c))) => {
                     let answered = live::Answered {
-                        version: c.version,
+                        version: c.version.into(),
                         role: c.role,
                         probability: c.probability,
                         decision: c.decision,
@@ -812,7 +812,7 @@ async fn feedback<B: RequestBody>(shared: &Shared, request: Request<B>) -> Answe
             }
             m.live_window.remove(&labels);
         }
-        let mut touched: Vec<&str> = joined.iter().map(|(a, _)| a.version.as_str()).collect();
+        let mut touched: Vec<&str> = joined.iter().map(|(a, _)| &*a.version).collect();
         touched.sort_unstable();
         touched.dedup();
         touched.iter().filter_map(|v| live.figures(v)).collect()

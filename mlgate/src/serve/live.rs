@@ -5,6 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use model::eval::metrics::{Confusion, MetricSet};
 
@@ -26,8 +27,8 @@ struct Slot {
 /// A prediction that feedback joined (through the log or a receipt): what the server answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answered {
-    /// The version that answered.
-    pub version: String,
+    /// The version that answered (shared by the predictions of a request).
+    pub version: Arc<str>,
     /// What it was doing: the baseline, or a rollout's canary.
     pub role: Role,
     /// The probability answered.
@@ -207,14 +208,14 @@ impl Live {
     /// Adds a prediction joined with its `label` (through the log or a receipt) to its version's
     /// window.
     pub fn record(&mut self, answered: &Answered, label: bool) {
-        let at = match self.windows.iter().position(|(v, _)| *v == answered.version) {
+        let at = match self.windows.iter().position(|(v, _)| v.as_str() == &*answered.version) {
             Some(at) => at,
             None => {
                 if self.windows.len() == VERSIONS_KEPT {
                     let (version, _) = self.windows.remove(0);
                     self.dropped.push(version);
                 }
-                self.windows.push((answered.version.clone(), VecDeque::new()));
+                self.windows.push((answered.version.to_string(), VecDeque::new()));
                 self.windows.len() - 1
             }
         };

@@ -95,6 +95,35 @@ pub struct Claims {
     pub shadow: Option<Shadow>,
 }
 
+/// [`Claims`] borrowed: what [`ReceiptKeys::sign`] reads, made a prediction without copying
+/// the model's name or the version.
+#[derive(Clone, Copy)]
+pub struct ClaimsOf<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub probability: f64,
+    pub decision: bool,
+    pub time: u64,
+    pub nonce: [u8; 16],
+    pub role: Role,
+    pub shadow: Option<&'a Shadow>,
+}
+
+impl<'a> From<&'a Claims> for ClaimsOf<'a> {
+    fn from(c: &'a Claims) -> ClaimsOf<'a> {
+        ClaimsOf {
+            model: &c.model,
+            version: &c.version,
+            probability: c.probability,
+            decision: c.decision,
+            time: c.time,
+            nonce: c.nonce,
+            role: c.role,
+            shadow: c.shadow.as_ref(),
+        }
+    }
+}
+
 /// What a shadow said of a record whose answer the baseline gave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shadow {
@@ -208,7 +237,8 @@ impl ReceiptKeys {
     }
 
     /// The receipt of `claims`, signed with the first key.
-    pub fn sign(&self, claims: &Claims) -> String {
+    pub fn sign<'a>(&self, claims: impl Into<ClaimsOf<'a>>) -> String {
+        let claims = claims.into();
         let key = &self.keys[0];
         // The claims as a compact JSON array, written value by value (serde_json's text of
         // each: the array `payload_as_values` builds, without building it).
@@ -226,13 +256,15 @@ impl ReceiptKeys {
         value(&mut payload, &claims.probability);
         value(&mut payload, &u8::from(claims.decision));
         value(&mut payload, &claims.time);
-        value(&mut payload, &URL_SAFE_NO_PAD.encode(claims.nonce));
+        let mut nonce = [0u8; 22];
+        let written = URL_SAFE_NO_PAD.encode_slice(claims.nonce, &mut nonce).expect("16 bytes are 22 in base64url");
+        value(&mut payload, &std::str::from_utf8(&nonce[..written]).expect("base64url is ASCII"));
         // A receipt of the baseline without a shadow is written as before rollouts existed: what
         // replicas of an older mlgate read.
         if claims.role != Role::Baseline || claims.shadow.is_some() {
             value(&mut payload, &claims.role.name());
         }
-        if let Some(shadow) = &claims.shadow {
+        if let Some(shadow) = claims.shadow {
             value(&mut payload, &shadow.version);
             value(&mut payload, &shadow.probability);
             value(&mut payload, &u8::from(shadow.decision));
@@ -242,9 +274,10 @@ impl ReceiptKeys {
         receipt.push_str(&key.id);
         receipt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut receipt);
-        let tag = ReceiptKeys::tag(key, &receipt);
+        let mut mac = key.mac.clone();
+        mac.update(receipt.as_bytes());
         receipt.push('.');
-        receipt.push_str(&tag);
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut receipt);
         receipt
     }
 

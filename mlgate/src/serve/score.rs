@@ -17,7 +17,7 @@ use model::pipeline::scoring::RecordScores;
 
 use super::answer::{problem, problem_of, Answer, INVALID_VALUES};
 use super::live;
-use super::receipt::{self, Claims, Shadow};
+use super::receipt::{self, ClaimsOf, Shadow};
 use super::records::{Broken, Fields, Records, Tally, MAX_ID_BYTES, MAX_VALUE_BYTES};
 use super::rollout::{to_candidate, Candidate, Mode, Role, Serving};
 use super::{unix_now, Loaded, Shared};
@@ -201,11 +201,14 @@ pub fn score(
         .zip(&routed)
         .map(|(&p, &r)| p >= if r { candidate_threshold } else { threshold })
         .collect();
+    // Each version's name once a request, shared by its predictions.
+    let names: Vec<std::sync::Arc<str>> = versions.iter().map(|(v, _)| std::sync::Arc::from(v.as_str())).collect();
     let answered: Vec<live::Answered> = (0..probabilities.len())
         .map(|i| {
-            let (version, role) = &versions[usize::from(answered_by[i])];
+            let at = usize::from(answered_by[i]);
+            let (_, role) = &versions[at];
             live::Answered {
-                version: version.clone(),
+                version: names[at].clone(),
                 role: *role,
                 probability: probabilities[i],
                 decision: decisions[i],
@@ -384,17 +387,16 @@ pub fn receipts(shared: &Shared, answered: &[live::Answered]) -> std::io::Result
         .iter()
         .zip(nonces)
         .map(|(a, nonce)| {
-            let claims = Claims {
-                model: model.to_string(),
-                version: a.version.clone(),
+            shared.receipts.sign(ClaimsOf {
+                model,
+                version: &a.version,
                 probability: a.probability,
                 decision: a.decision,
                 time,
                 nonce,
                 role: a.role,
-                shadow: a.shadow.clone(),
-            };
-            shared.receipts.sign(&claims)
+                shadow: a.shadow.as_ref(),
+            })
         })
         .collect())
 }
