@@ -231,9 +231,14 @@ impl ReceiptKeys {
     }
 
     fn tag(key: &Key, signed: &str) -> String {
+        URL_SAFE_NO_PAD.encode(ReceiptKeys::mac(key, signed))
+    }
+
+    /// HMAC-SHA256 of `signed` with `key`: the tag's bytes.
+    fn mac(key: &Key, signed: &str) -> [u8; 32] {
         let mut mac = key.mac.clone();
         mac.update(signed.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 
     /// The receipt of `claims`, signed with the first key.
@@ -274,10 +279,9 @@ impl ReceiptKeys {
         receipt.push_str(&key.id);
         receipt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut receipt);
-        let mut mac = key.mac.clone();
-        mac.update(receipt.as_bytes());
+        let tag = ReceiptKeys::mac(key, &receipt);
         receipt.push('.');
-        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut receipt);
+        URL_SAFE_NO_PAD.encode_string(tag, &mut receipt);
         receipt
     }
 

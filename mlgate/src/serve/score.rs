@@ -188,28 +188,30 @@ pub fn score(
         }
     };
     let shadow = serving.candidate.as_ref().filter(|c| c.mode == Mode::Shadow).map(|c| (c, shadow(shared, c, &rows)));
-    let mut versions = vec![(baseline.version.clone(), Role::Baseline)];
+    // The versions that answered, the baseline's first; each name once a request, shared by
+    // its predictions.
+    let mut answering: Vec<(&Loaded, Role)> = vec![(baseline, Role::Baseline)];
     let threshold = artifact.threshold.value;
     let mut candidate_threshold = threshold;
     if let Some(c) = canary.filter(|_| routed.iter().any(|&r| r)) {
-        versions.push((c.loaded.version.clone(), Role::Canary));
+        answering.push((&c.loaded, Role::Canary));
         candidate_threshold = c.loaded.compiled.artifact().threshold.value;
     }
+    let versions: Vec<(String, Role)> = answering.iter().map(|(l, role)| (l.version.clone(), *role)).collect();
+    let names: Vec<std::sync::Arc<str>> =
+        answering.iter().map(|(l, _)| std::sync::Arc::from(l.version.as_str())).collect();
     let answered_by: Vec<u8> = routed.iter().map(|&r| u8::from(r)).collect();
     let decisions: Vec<bool> = probabilities
         .iter()
         .zip(&routed)
         .map(|(&p, &r)| p >= if r { candidate_threshold } else { threshold })
         .collect();
-    // Each version's name once a request, shared by its predictions.
-    let names: Vec<std::sync::Arc<str>> = versions.iter().map(|(v, _)| std::sync::Arc::from(v.as_str())).collect();
     let answered: Vec<live::Answered> = (0..probabilities.len())
         .map(|i| {
             let at = usize::from(answered_by[i]);
-            let (_, role) = &versions[at];
             live::Answered {
                 version: names[at].clone(),
-                role: *role,
+                role: answering[at].1,
                 probability: probabilities[i],
                 decision: decisions[i],
                 shadow: shadow.as_ref().and_then(|(c, scores)| {
@@ -225,10 +227,7 @@ pub fn score(
     let receipts = receipts(shared, &answered)
         .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipts: {e}")))?;
     m.unseen(&unseen);
-    let by_version = [(baseline, Role::Baseline)]
-        .into_iter()
-        .chain(canary.filter(|_| versions.len() > 1).map(|c| (&c.loaded, Role::Canary)));
-    for (at, (loaded, role)) in by_version.enumerate() {
+    for (at, &(loaded, role)) in answering.iter().enumerate() {
         let mine: Vec<f64> =
             (0..probabilities.len()).filter(|&i| usize::from(answered_by[i]) == at).map(|i| probabilities[i]).collect();
         let positives =
