@@ -5,7 +5,7 @@
 //! the same whatever the text it came as. A window belongs to one artifact; the records of the
 //! one served before a swap are not measured against the next one's reference.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use model::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
 use model::data::report::ValidationReport;
@@ -36,7 +36,9 @@ enum Values {
     /// The reference's levels and [`UNSEEN`] last; [`MISSING_CODE`]: missing.
     Level {
         levels: Vec<String>,
-        index: HashMap<String, u32>,
+        /// Each level with its code, sorted by name: found by a binary search of a few short
+        /// comparisons (a hash of the text cost more).
+        index: Vec<(String, u32)>,
         codes: VecDeque<u32>,
     },
     Bool(VecDeque<Option<bool>>),
@@ -48,6 +50,8 @@ pub struct DriftWindow {
     slots: Vec<Slot>,
     rows: usize,
     capacity: usize,
+    /// The record being kept, parsed, before it is: one buffer for every record.
+    cells: Vec<Cell>,
 }
 
 impl DriftWindow {
@@ -69,14 +73,16 @@ impl DriftWindow {
                     }
                     (FeatureReference::Levels { shares, .. }, _) => {
                         let levels: Vec<String> = shares.keys().cloned().chain([UNSEEN.to_string()]).collect();
-                        let index = levels.iter().enumerate().map(|(i, l)| (l.clone(), i as u32)).collect();
+                        let mut index: Vec<(String, u32)> =
+                            levels.iter().enumerate().map(|(i, l)| (l.clone(), i as u32)).collect();
+                        index.sort_unstable();
                         Values::Level { levels, index, codes: VecDeque::new() }
                     }
                 };
                 Some(Slot { column, at, values })
             })
             .collect();
-        DriftWindow { sha256: loaded.sha256.clone(), slots, rows: 0, capacity }
+        DriftWindow { sha256: loaded.sha256.clone(), slots, rows: 0, capacity, cells: Vec::new() }
     }
 
     /// True when the window belongs to the artifact of checksum `sha256`.
@@ -91,18 +97,20 @@ impl DriftWindow {
         if self.capacity == 0 {
             return;
         }
-        let mut parsed = Vec::with_capacity(self.slots.len());
+        self.cells.clear();
         let whole = record.whole();
         for slot in &self.slots {
             if slot.at >= record.width() {
                 return;
             }
             let Ok(value) = record.check_field(slot.at, &slot.column, whole) else { return };
-            parsed.push(match (value, &slot.values) {
+            self.cells.push(match (value, &slot.values) {
                 (Parsed::Number(x), _) => Cell::Number(x),
-                (Parsed::Level(l), Values::Level { index, levels, .. }) => {
-                    Cell::Code(index.get(l).copied().unwrap_or(levels.len() as u32 - 1))
-                }
+                (Parsed::Level(l), Values::Level { index, levels, .. }) => Cell::Code(
+                    index
+                        .binary_search_by(|(name, _)| name.as_str().cmp(l))
+                        .map_or(levels.len() as u32 - 1, |k| index[k].1),
+                ),
                 (Parsed::Bool(b), _) => Cell::Bool(Some(b)),
                 (Parsed::Missing, Values::Number(_)) => Cell::Number(f64::NAN),
                 (Parsed::Missing, Values::Level { .. }) => Cell::Code(MISSING_CODE),
@@ -111,7 +119,7 @@ impl DriftWindow {
             });
         }
         let full = self.rows == self.capacity;
-        for (slot, cell) in self.slots.iter_mut().zip(parsed) {
+        for (slot, cell) in self.slots.iter_mut().zip(self.cells.drain(..)) {
             match (&mut slot.values, cell) {
                 (Values::Number(v), Cell::Number(x)) => ring(v, x, full),
                 (Values::Level { codes, .. }, Cell::Code(c)) => ring(codes, c, full),

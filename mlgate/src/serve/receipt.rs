@@ -243,11 +243,17 @@ impl ReceiptKeys {
 
     /// The receipt of `claims`, signed with the first key.
     pub fn sign<'a>(&self, claims: impl Into<ClaimsOf<'a>>) -> String {
+        self.sign_with(claims, &mut Vec::with_capacity(128))
+    }
+
+    /// [`ReceiptKeys::sign`], writing the claims' text in `payload` (cleared first): one buffer
+    /// for a request's receipts.
+    pub fn sign_with<'a>(&self, claims: impl Into<ClaimsOf<'a>>, payload: &mut Vec<u8>) -> String {
         let claims = claims.into();
         let key = &self.keys[0];
         // The claims as a compact JSON array, written value by value (serde_json's text of
         // each: the array `payload_as_values` builds, without building it).
-        let mut payload = Vec::with_capacity(128);
+        payload.clear();
         payload.push(b'[');
         // Each claim after the `[`, comma-separated.
         fn value(payload: &mut Vec<u8>, v: &impl serde::Serialize) {
@@ -256,29 +262,29 @@ impl ReceiptKeys {
             }
             serde_json::to_writer(payload, v).expect("a claim serialises");
         }
-        value(&mut payload, &claims.model);
-        value(&mut payload, &claims.version);
-        value(&mut payload, &claims.probability);
-        value(&mut payload, &u8::from(claims.decision));
-        value(&mut payload, &claims.time);
+        value(payload, &claims.model);
+        value(payload, &claims.version);
+        value(payload, &claims.probability);
+        value(payload, &u8::from(claims.decision));
+        value(payload, &claims.time);
         let mut nonce = [0u8; 22];
         let written = URL_SAFE_NO_PAD.encode_slice(claims.nonce, &mut nonce).expect("16 bytes are 22 in base64url");
-        value(&mut payload, &std::str::from_utf8(&nonce[..written]).expect("base64url is ASCII"));
+        value(payload, &std::str::from_utf8(&nonce[..written]).expect("base64url is ASCII"));
         // A receipt of the baseline without a shadow is written as before rollouts existed: what
         // replicas of an older mlgate read.
         if claims.role != Role::Baseline || claims.shadow.is_some() {
-            value(&mut payload, &claims.role.name());
+            value(payload, &claims.role.name());
         }
         if let Some(shadow) = claims.shadow {
-            value(&mut payload, &shadow.version);
-            value(&mut payload, &shadow.probability);
-            value(&mut payload, &u8::from(shadow.decision));
+            value(payload, &shadow.version);
+            value(payload, &shadow.probability);
+            value(payload, &u8::from(shadow.decision));
         }
         payload.push(b']');
         let mut receipt = String::with_capacity(KEY_ID_CHARS + 2 + payload.len() * 4 / 3 + 4 + TAG_CHARS);
         receipt.push_str(&key.id);
         receipt.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut receipt);
+        URL_SAFE_NO_PAD.encode_string(&*payload, &mut receipt);
         let tag = ReceiptKeys::mac(key, &receipt);
         receipt.push('.');
         URL_SAFE_NO_PAD.encode_string(tag, &mut receipt);

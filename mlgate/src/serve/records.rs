@@ -8,7 +8,7 @@ use std::fmt;
 
 use model::data::report::{echo, MAX_KEPT_ERRORS};
 use model::data::schema::Column;
-use model::pipeline::scoring::{Checked, Field, Record as ScoredRecord};
+use model::pipeline::scoring::{Checked, CompactString, Field, Record as ScoredRecord, ToCompactString};
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::Value;
@@ -131,17 +131,17 @@ pub struct Records {
 /// The level a JSON number names in a categorical column: its text, except that a whole
 /// number written with a fraction (`83.0`) is the level `83`, as the CSV text `83` would be
 /// (JSON does not tell 83 from 83.0) — unless `83.0` itself is a declared level.
-fn level_of_number(n: &serde_json::Number, levels: Option<&[String]>) -> String {
+fn level_of_number(n: &serde_json::Number, levels: Option<&[String]>) -> CompactString {
     match n.as_f64() {
         Some(x)
             if n.is_f64()
                 && x.fract() == 0.0
                 && x.abs() < 9.0e15
-                && !levels.is_some_and(|l| l.contains(&n.to_string())) =>
+                && !levels.is_some_and(|l| l.iter().any(|l| *l == *n.to_compact_string())) =>
         {
-            format!("{}", x as i64)
+            (x as i64).to_compact_string()
         }
-        _ => n.to_string(),
+        _ => n.to_compact_string(),
     }
 }
 
@@ -161,7 +161,7 @@ pub enum Kind {
 fn field_of(value: &Value, kind: &Kind) -> Option<Field> {
     Some(match value {
         Value::Null => Field::default(),
-        Value::String(s) => Field::Text(s.clone()),
+        Value::String(s) => Field::Text(s.as_str().into()),
         Value::Number(n) => match kind {
             Kind::Number => match (n.as_i64(), n.as_u64()) {
                 (Some(i), _) => Field::Int(i),
@@ -173,11 +173,11 @@ fn field_of(value: &Value, kind: &Kind) -> Option<Field> {
             // does not tell 83 from 83.0, so the number is the level `83`, as the CSV text `83`
             // would be — unless `83.0` itself is a declared level.
             Kind::Categorical(levels) => Field::Text(level_of_number(n, levels.as_deref())),
-            _ => Field::Text(n.to_string()),
+            _ => Field::Text(n.to_compact_string()),
         },
         Value::Bool(b) => match kind {
             Kind::Boolean => Field::Bool(*b),
-            _ => Field::Text(b.to_string()),
+            _ => Field::Text(b.to_compact_string()),
         },
         Value::Array(_) | Value::Object(_) => return None,
     })
@@ -207,13 +207,15 @@ pub struct Builder<'a> {
     layout: Layout<'a>,
     out: Records,
     max_records: usize,
+    /// Which compiled columns the record being read has given, for its duplicate keys: one
+    /// buffer for every record.
+    seen: Vec<bool>,
 }
 
 /// One record being read: its fields so far.
 pub struct Draft {
     index: u64,
     fields: Vec<Field>,
-    seen: Vec<bool>,
     unread_seen: HashSet<usize>,
     before: u64,
     /// The compiled column tried first for the next key: the one after the last key's.
@@ -223,7 +225,7 @@ pub struct Draft {
 impl<'a> Builder<'a> {
     /// Reads records for `loaded`, keeping at most `max_records` (the rest counted).
     pub fn new(loaded: &'a Loaded, max_records: usize) -> Builder<'a> {
-        Builder { layout: Layout::new(loaded), out: Records::default(), max_records }
+        Builder { layout: Layout::new(loaded), out: Records::default(), max_records, seen: Vec::new() }
     }
 
     /// The compiled columns: a row of values without names is in this order.
@@ -242,12 +244,13 @@ impl<'a> Builder<'a> {
     }
 
     /// Starts the next record.
-    pub fn start(&self) -> Draft {
+    pub fn start(&mut self) -> Draft {
         let n = self.columns().len();
+        self.seen.clear();
+        self.seen.resize(n, false);
         Draft {
             index: self.out.count as u64,
             fields: vec![Field::default(); n],
-            seen: vec![false; n],
             unread_seen: HashSet::new(),
             before: self.out.tally.total,
             next: 0,
@@ -323,7 +326,7 @@ impl Draft {
     /// The field of the compiled column `at`, or the JSON text of a value that is not a scalar.
     fn put(&mut self, b: &mut Builder, at: usize, field: Result<Field, String>) {
         let column = &b.columns()[at];
-        if std::mem::replace(&mut self.seen[at], true) {
+        if std::mem::replace(&mut b.seen[at], true) {
             b.out.tally.push(column, self.twice(column));
             return;
         }
@@ -563,10 +566,10 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
         })
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Ok(Field::Text(v.to_string())))
+        Ok(Ok(Field::Text(v.into())))
     }
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Ok(Field::Text(v)))
+        Ok(Ok(Field::Text(v.into())))
     }
     fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
         Ok(Ok(Field::default()))
@@ -726,7 +729,7 @@ mod tests {
                 }
             }
             (Value::Bool(b), _) => b.to_string(),
-            (Value::Number(n), ColumnKind::Categorical { levels }) => level_of_number(n, levels.as_deref()),
+            (Value::Number(n), ColumnKind::Categorical { levels }) => level_of_number(n, levels.as_deref()).to_string(),
             (Value::Number(n), ColumnKind::Integer { .. }) => match n.as_f64() {
                 Some(x) if n.is_f64() && x.fract() == 0.0 && (i64::MIN as f64..i64::MAX as f64).contains(&x) => {
                     format!("{}", x as i64)

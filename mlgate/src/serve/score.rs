@@ -382,20 +382,24 @@ pub fn unprocessable(shared: &Shared, tally: Tally, records: u64, csv: bool) -> 
 pub fn receipts(shared: &Shared, answered: &[live::Answered]) -> std::io::Result<Vec<String>> {
     let nonces = receipt::random_nonces(answered.len())?;
     let (model, time) = (shared.model_name(), unix_now());
+    let mut payload = Vec::with_capacity(128);
     Ok(answered
         .iter()
         .zip(nonces)
         .map(|(a, nonce)| {
-            shared.receipts.sign(ClaimsOf {
-                model,
-                version: &a.version,
-                probability: a.probability,
-                decision: a.decision,
-                time,
-                nonce,
-                role: a.role,
-                shadow: a.shadow.as_ref(),
-            })
+            shared.receipts.sign_with(
+                ClaimsOf {
+                    model,
+                    version: &a.version,
+                    probability: a.probability,
+                    decision: a.decision,
+                    time,
+                    nonce,
+                    role: a.role,
+                    shadow: a.shadow.as_ref(),
+                },
+                &mut payload,
+            )
         })
         .collect())
 }

@@ -15,8 +15,11 @@ use crate::data::schema::{Column, ColumnKind, Parsed};
 use crate::data::validation::check_invalid_share;
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
+
 use crate::learn::model::Prepared;
 use crate::pipeline::artifact::Artifact;
+/// The text a [`Field::Text`] holds, and how a value that displays becomes one.
+pub use compact_str::{CompactString, ToCompactString};
 
 /// Rows per block handed to a worker.
 const BLOCK: usize = 8192;
@@ -101,8 +104,9 @@ const INTEGER_TABLE: i64 = 1024;
 /// hold, without being written out and parsed back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
-    /// Text, checked as a CSV field's (a JSON string; the empty text for `null`).
-    Text(String),
+    /// Text, checked as a CSV field's (a JSON string; the empty text for `null`); up to 24
+    /// bytes held inline, without an allocation of its own.
+    Text(compact_str::CompactString),
     /// A whole number as written (a JSON integer).
     Int(i64),
     /// A whole number above `i64::MAX` as written.
@@ -117,7 +121,7 @@ pub enum Field {
 
 impl Default for Field {
     fn default() -> Field {
-        Field::Text(String::new())
+        Field::Text(compact_str::CompactString::const_new(""))
     }
 }
 
@@ -134,7 +138,7 @@ impl Field {
     /// `true` or `false`.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Field::Text(s) => std::borrow::Cow::Borrowed(s),
+            Field::Text(s) => std::borrow::Cow::Borrowed(s.as_str()),
             Field::Int(i) => i.to_string().into(),
             Field::UInt(u) => u.to_string().into(),
             Field::Float(x) => float_text(*x).into(),
