@@ -105,7 +105,7 @@ pub fn section(
     let _ = writeln!(
         md,
         "The release binary for `{target}` ({linkage}; mimalloc as its global allocator, musl's own serialises \
-         threads) against `target/release/mlgate` (glibc), built from the same sources in the same run. The two \
+         threads; freed memory given back at once) against `target/release/mlgate` (glibc), built from the same sources in the same run. The two \
          alternate, glibc then musl, {runs} runs each; times are medians with the range (min–max). `build` and \
          `predict` run on `cargo xtask gen-data --rows {ROWS} --seed 1` with `pipeline.toml`'s gradient boosting (both \
          score the glibc build's artifact). This section alone: `cargo xtask bench --static-only` (`--runs`, \
