@@ -109,9 +109,9 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
 }
 
 /// The largest body scored on the I/O thread that read it (a JSON body of about 190 records of
-/// the Online Shoppers data, about a millisecond of work): the other connections of that thread
-/// wait at most that long, and a larger body, whose work has no such bound, is scored on the
-/// blocking pool. The trip through the pool (a thread woken, its lowered priority against the
+/// the Online Shoppers data, about a millisecond of work): each such scoring holds the other
+/// connections of that thread (the probes' too) for at most that long, and a larger body, whose
+/// work has no such bound, is scored on the blocking pool. The trip through the pool (a thread woken, its lowered priority against the
 /// I/O threads') cost more than the work of a hundred records: 3,156–3,200 requests/s of 100
 /// records with a limit of 4 KiB, 4,144–4,181 with this one (p99 5.4 → 2.9 ms; 8 connections,
 /// A/B on the same machine).
