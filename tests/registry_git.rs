@@ -345,7 +345,8 @@ impl SeaweedFs {
         let why = loop {
             last = http_status(s3, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"))
                 .or(last);
-            if last == Some(200) {
+            // 409: the bucket is there already (made by a request whose answer was lost).
+            if matches!(last, Some(200 | 409)) {
                 return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {

@@ -33,11 +33,14 @@ fn main() -> ExitCode {
     // mimalloc gives freed memory back to the system only 10 ms after it is freed (100 ms for its
     // arenas), and a build frees and allocates large buffers faster than that: the 5 M-row
     // build's peak was 579 MB against 360 MB with memory given back at once (65.3 s against
-    // 66.0 s; glibc's malloc: 372 MB). What MIMALLOC_PURGE_DELAY=0 does, without the variable.
+    // 66.0 s; glibc's malloc: 372 MB). What MIMALLOC_PURGE_DELAY=0 does, without the variable;
+    // a delay the variable sets is left as it is.
     #[cfg(target_env = "musl")]
-    // SAFETY: mi_option_set takes two integers; the option is one mimalloc's header declares.
-    unsafe {
-        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set takes two integers; the option is one mimalloc's header declares.
+        unsafe {
+            mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
     }
     mlgate::cli::exit_quietly_on_closed_pipe();
     let cli = mlgate::cli::Cli::parse();

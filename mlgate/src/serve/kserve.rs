@@ -36,14 +36,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::answer::{answer, json, problem, Answer};
-use super::intake::{scoring, too_many, RequestBody};
+use super::intake::{scoring, too_many, RequestBody, BINARY_HEADER_LENGTH};
 use super::records::{Builder, Table, TABLE_SHAPES};
 use super::rollout::Serving;
 use super::score::{self, Origin, Scored};
 use super::{Loaded, Shared};
 
-/// The header that says how long the JSON part of a body with binary tensor data is.
-const HEADER_LENGTH: &str = "inference-header-content-length";
+/// The header that says how long the JSON part of a body with binary tensor data is (intake
+/// reads it too, to size what it scores inline).
+const HEADER_LENGTH: &str = BINARY_HEADER_LENGTH;
 
 /// The served model when `name` (and `version`, when given) is it; else the 404 (or 503 while
 /// none is loaded).

@@ -132,16 +132,17 @@ pub struct Records {
 /// number written with a fraction (`83.0`) is the level `83`, as the CSV text `83` would be
 /// (JSON does not tell 83 from 83.0) — unless `83.0` itself is a declared level.
 fn level_of_number(n: &serde_json::Number, levels: Option<&[String]>) -> CompactString {
+    let text = n.to_compact_string();
     match n.as_f64() {
         Some(x)
             if n.is_f64()
                 && x.fract() == 0.0
                 && x.abs() < 9.0e15
-                && !levels.is_some_and(|l| l.iter().any(|l| *l == *n.to_compact_string())) =>
+                && !levels.is_some_and(|l| l.iter().any(|l| *l == *text)) =>
         {
             (x as i64).to_compact_string()
         }
-        _ => n.to_compact_string(),
+        _ => text,
     }
 }
 
