@@ -36,9 +36,9 @@ enum Values {
     /// The reference's levels and [`UNSEEN`] last; [`MISSING_CODE`]: missing.
     Level {
         levels: Vec<String>,
-        /// Each level with its code, sorted by name: found by a binary search of a few short
-        /// comparisons (a hash of the text cost more).
-        index: Vec<(String, u32)>,
+        /// The levels' codes in the order of their names: a level is found by a binary search
+        /// of a few short comparisons (a hash of the text cost more).
+        index: Vec<u32>,
         codes: VecDeque<u32>,
     },
     Bool(VecDeque<Option<bool>>),
@@ -73,9 +73,8 @@ impl DriftWindow {
                     }
                     (FeatureReference::Levels { shares, .. }, _) => {
                         let levels: Vec<String> = shares.keys().cloned().chain([UNSEEN.to_string()]).collect();
-                        let mut index: Vec<(String, u32)> =
-                            levels.iter().enumerate().map(|(i, l)| (l.clone(), i as u32)).collect();
-                        index.sort_unstable();
+                        let mut index: Vec<u32> = (0..levels.len() as u32).collect();
+                        index.sort_unstable_by(|&a, &b| levels[a as usize].cmp(&levels[b as usize]));
                         Values::Level { levels, index, codes: VecDeque::new() }
                     }
                 };
@@ -108,8 +107,8 @@ impl DriftWindow {
                 (Parsed::Number(x), _) => Cell::Number(x),
                 (Parsed::Level(l), Values::Level { index, levels, .. }) => Cell::Code(
                     index
-                        .binary_search_by(|(name, _)| name.as_str().cmp(l))
-                        .map_or(levels.len() as u32 - 1, |k| index[k].1),
+                        .binary_search_by(|&code| levels[code as usize].as_str().cmp(l))
+                        .map_or(levels.len() as u32 - 1, |k| index[k]),
                 ),
                 (Parsed::Bool(b), _) => Cell::Bool(Some(b)),
                 (Parsed::Missing, Values::Number(_)) => Cell::Number(f64::NAN),
@@ -143,9 +142,10 @@ impl DriftWindow {
             .iter()
             .map(|slot| match &slot.values {
                 Values::Number(v) => v.capacity() * std::mem::size_of::<f64>(),
-                Values::Level { levels, codes, .. } => {
+                Values::Level { levels, index, codes } => {
                     codes.capacity() * std::mem::size_of::<u32>()
-                        + levels.iter().map(|l| 2 * (l.len() + std::mem::size_of::<String>()) + 8).sum::<usize>()
+                        + index.capacity() * std::mem::size_of::<u32>()
+                        + levels.iter().map(|l| l.len() + std::mem::size_of::<String>()).sum::<usize>()
                 }
                 Values::Bool(v) => v.capacity() * std::mem::size_of::<Option<bool>>(),
             })

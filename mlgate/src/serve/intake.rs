@@ -112,8 +112,7 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned, B: RequestBody>(
 /// (a thread woken, the work at a lowered priority beside the client, the answer handed back)
 /// cost more than the work of a hundred records: 3,156–3,200 requests/s of 100 records with a
 /// limit of 4 KiB, 4,144–4,181 with this one (p99 5.4 → 2.9 ms; 8 connections, A/B on the same
-/// machine). Bytes alone do not bound the work (a row of bare numbers, or an empty one, is a
-/// few bytes): [`INLINE_VALUES`] and [`INLINE_RECORDS`] do.
+/// machine). What else bounds a body scored inline: [`inline`].
 pub(super) const INLINE_BYTES: usize = 65536;
 
 /// The most values a body scored inline may hold, as its commas and openers count them (a
@@ -217,8 +216,8 @@ pub(super) async fn scoring<B: RequestBody>(shared: &Arc<Shared>, request: Reque
     let Some(permit) = scoring_permit(shared).await else {
         return busy(shared);
     };
-    // A small body (at most a few hundred records) is parsed and scored where it was read: at
-    // most a millisecond of work, less than handing it to the blocking pool and back costs.
+    // A small body ([`inline`]) is parsed and scored where it was read: a few milliseconds of
+    // work at most, and for most such bodies less than handing it to the blocking pool costs.
     if inline(&body.bytes, binary) {
         let _permit = permit;
         let job = std::panic::AssertUnwindSafe(|| job(shared, &loaded, &body.bytes));

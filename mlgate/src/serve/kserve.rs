@@ -42,10 +42,6 @@ use super::rollout::Serving;
 use super::score::{self, Origin, Scored};
 use super::{Loaded, Shared};
 
-/// The header that says how long the JSON part of a body with binary tensor data is (intake
-/// reads it too, to size what it scores inline).
-const HEADER_LENGTH: &str = BINARY_HEADER_LENGTH;
-
 /// The served model when `name` (and `version`, when given) is it; else the 404 (or 503 while
 /// none is loaded).
 fn model_named(shared: &Shared, name: &str, version: Option<&str>) -> Result<Arc<Serving>, Answer> {
@@ -258,7 +254,8 @@ pub(super) async fn v2_infer<B: RequestBody>(
     if let Err(answer) = model_named(shared, name, version) {
         return answer;
     }
-    let header_length = request.headers().get(HEADER_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse().ok()));
+    let header_length =
+        request.headers().get(BINARY_HEADER_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse().ok()));
     let header_length: Option<usize> = match header_length {
         None => None,
         Some(Some(n)) => Some(n),
@@ -592,7 +589,7 @@ fn respond(name: &str, loaded: &Loaded, id: Option<&str>, wanted: &[(&str, bool)
     let head = bytes.len();
     bytes.extend_from_slice(&tail);
     let mut response = answer(StatusCode::OK, "application/octet-stream", Bytes::from(bytes));
-    response.headers_mut().insert(HEADER_LENGTH, HeaderValue::from(head));
+    response.headers_mut().insert(BINARY_HEADER_LENGTH, HeaderValue::from(head));
     response
 }
 

@@ -990,8 +990,7 @@ mod tests {
         classic(text)
     }
 
-    /// OpenMetrics for a scraper that asks for it first (Prometheus's own `Accept`), the classic
-    /// format for every other client.
+    /// A version's series, looked up once, count in the families' series that `/metrics` shows.
     #[test]
     fn a_versions_series_count_in_the_families_series() {
         let metrics = std::sync::Arc::new(Metrics::new(Some("churn")));
@@ -1017,6 +1016,8 @@ mod tests {
         }
     }
 
+    /// OpenMetrics for a scraper that asks for it first (Prometheus's own `Accept`), the classic
+    /// format for every other client.
     #[test]
     fn the_format_is_negotiated_from_accept() {
         let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";

@@ -15,9 +15,9 @@ use crate::data::schema::{Column, ColumnKind, Parsed};
 use crate::data::validation::check_invalid_share;
 use crate::error::{Error, Result};
 use crate::learn::features::Encoder;
-
 use crate::learn::model::Prepared;
 use crate::pipeline::artifact::Artifact;
+
 /// The text a [`Field::Text`] holds, and how a value that displays becomes one.
 pub use compact_str::{CompactString, ToCompactString};
 
@@ -106,7 +106,7 @@ const INTEGER_TABLE: i64 = 1024;
 pub enum Field {
     /// Text, checked as a CSV field's (a JSON string; the empty text for `null`); up to 24
     /// bytes held inline, without an allocation of its own.
-    Text(compact_str::CompactString),
+    Text(CompactString),
     /// A whole number as written (a JSON integer).
     Int(i64),
     /// A whole number above `i64::MAX` as written.
@@ -121,7 +121,7 @@ pub enum Field {
 
 impl Default for Field {
     fn default() -> Field {
-        Field::Text(compact_str::CompactString::const_new(""))
+        Field::Text(CompactString::const_new(""))
     }
 }
 
