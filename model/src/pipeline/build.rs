@@ -15,7 +15,7 @@ use crate::learn::labelled;
 use crate::learn::model::{Family, FittedModel};
 use crate::learn::split::stratified_holdout;
 use crate::pipeline::artifact::{Artifact, Lineage};
-use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::config::{PipelineConfig, Refit};
 use crate::pipeline::staging::StagingSpec;
 
 /// What the caller knows that the library must not find out by itself (clock, git).
@@ -212,17 +212,19 @@ struct Trained {
     rows_final_fit: usize,
 }
 
-/// Why the final fit of gradient boosting starts from scratch: continuing the validation fit's
-/// trees on every pool row (a warm start, [`crate::learn::gbdt::ValidBoostingParams::fit_warm`]
-/// with more rounds) costs a fraction of a fit but loses what the refit is for. Measured on the
-/// Online Shoppers data (`mlgate cv`, 5 folds, split seeds 42, 1, 2, 3): mean AUC 0.9350 and
-/// average precision 0.7521 with 38 warm rounds after 300 (100, 200 or 300 extra rounds per
-/// hundred did no better), against 0.9358 and 0.7539 for the fit from scratch, which is what
-/// the build does. Both fits share one set of bins, so the second costs its records and scores,
-/// not a second copy of the data.
 /// Gradient boosting: encoders fitted on the pool, the pool binned once from the data set's
 /// columns (then the data set released), boosted on the fit rows, the validation rows scored
-/// from their bins, and (by default) boosted again from scratch on every pool row beside it.
+/// from their bins, then the final model made as `[split] refit` says:
+///
+/// - `true` (the default): the validation fit's trees with their leaf values fitted again on
+///   every pool row ([`crate::learn::gbdt::ValidBoostingParams::fit_refitted`]), a pass over
+///   the rows a tree instead of a second fit. On the Online Shoppers data (`mlgate cv`, 5
+///   folds, split seeds 42, 1, 2, 3) it scored a mean AUC of 0.9354, average precision 0.7530
+///   and F1 0.6831, against 0.9356, 0.7536 and 0.6797 for a second fit from scratch and
+///   0.9348, 0.7502 and 0.6821 for no refit (BENCHMARKS.md);
+/// - `"full"`: a second fit from scratch on every pool row, beside the validation fit on the
+///   other core, sharing its bins;
+/// - `false`: the validation fit itself.
 ///
 /// The encoders and bin edges see the validation rows' inputs (never their labels): trees only
 /// compare inputs, and an encoder's affine map keeps their order, so this moves a few bin edges
@@ -236,19 +238,26 @@ fn boosted(config: &PipelineConfig, data: Cow<'_, Dataset>, split: Split) -> Res
     // From here on a pool row is its position in the bins.
     let pool_len = pool.len();
     drop(pool);
-    let fit_len = fit.len();
-    // The validation fit on the fit rows and the final fit from scratch on every pool row are
-    // independent: they run on both cores, sharing the bins (the records each fit draws are
-    // its own).
-    let (first, last) = std::thread::scope(|scope| {
-        let last = config.split.refit.then(|| scope.spawn(|| params.fit_warm(&bins, &labels, None, None)));
-        let first = params.fit_warm(&bins, &labels, Some(&fit), None);
-        (first, last.map(|h| h.join().expect("the final fit's thread panicked")))
-    });
-    let first = first?.0;
-    let last = last.transpose()?.map(|(last, _)| last);
+    let (first, last) = match config.split.refit {
+        Refit::Yes => {
+            let (first, last) = params.fit_refitted(&bins, &labels, &fit)?;
+            (first, Some(last))
+        }
+        // The validation fit on the fit rows and the final fit from scratch on every pool row
+        // are independent: they run on both cores, sharing the bins (the records each fit
+        // draws are its own).
+        Refit::Full => {
+            let (first, last) = std::thread::scope(|scope| {
+                let last = scope.spawn(|| params.fit_warm(&bins, &labels, None, None));
+                let first = params.fit_warm(&bins, &labels, Some(&fit), None);
+                (first, last.join().expect("the final fit's thread panicked"))
+            });
+            (first?.0, Some(last?.0))
+        }
+        Refit::No => (params.fit_warm(&bins, &labels, Some(&fit), None)?.0, None),
+    };
     let validation_probabilities = bin_probabilities(&bins, first.clone(), &validation);
-    let rows_final_fit = if last.is_some() { pool_len } else { fit_len };
+    let rows_final_fit = if last.is_some() { pool_len } else { fit.len() };
     let model = FittedModel::GradientBoosting(last.unwrap_or(first));
     Ok(Trained { fitted: Fitted { preprocessing, model }, validation_probabilities, rows_final_fit })
 }
@@ -285,15 +294,17 @@ fn bin_probabilities(bins: &TrainingBins, booster: Booster, positions: &[usize])
     probabilities
 }
 
-/// Logistic regression: a fit on the fit rows, and (by default) a refit on the pool beside it on
-/// the other core; each encodes its own rows as a matrix of numbers, which linfa reads.
+/// Logistic regression: a fit on the fit rows, and (unless `[split] refit = false`) a refit on
+/// the pool beside it on the other core; each encodes its own rows as a matrix of numbers,
+/// which linfa reads.
 fn linear(config: &PipelineConfig, data: &Dataset, split: &Split) -> Result<Trained> {
     let of_pool = |positions: &[usize]| -> Vec<usize> { positions.iter().map(|&k| split.pool[k]).collect() };
     let fit: Vec<usize> = split.fit.iter().map(|&k| split.pool[k as usize]).collect();
     let validation = of_pool(&split.validation);
     // The validation fit and the final refit are independent: fit them on both cores.
     let (fitted, refitted) = std::thread::scope(|scope| {
-        let refit = config.split.refit.then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(&split.pool))));
+        let refit = (config.split.refit != Refit::No)
+            .then(|| scope.spawn(|| fit_rows(config, data, Rows::Listed(&split.pool))));
         let fitted = fit_rows(config, data, Rows::Listed(&fit));
         (fitted, refit.map(|h| h.join().expect("the refit thread panicked")))
     });
@@ -316,11 +327,13 @@ mod tests {
     use crate::data::validation::read_csv;
 
     /// The project's pipeline (the generated customers' schema) with `family`, short fits.
-    fn config(family: &str, refit: bool) -> PipelineConfig {
+    /// `refit` is `[split] refit`'s value as written in TOML (none when empty).
+    fn config(family: &str, refit: &str) -> PipelineConfig {
         let text = include_str!("../../../pipeline.toml")
             .replace("family = \"logistic_regression\"", &format!("family = \"{family}\""))
             .replace("max_iter = 300", "max_iter = 40")
-            .replace("validation_fraction = 0.2", &format!("validation_fraction = 0.2\nrefit = {refit}"));
+            .replace("validation_fraction = 0.2", &format!("validation_fraction = 0.2\nrefit = {refit}"))
+            .replace("refit = \n", "\n");
         PipelineConfig::parse(&text, Path::new("pipeline.toml")).unwrap()
     }
 
@@ -347,8 +360,58 @@ mod tests {
     }
 
     #[test]
-    fn boosting_measures_the_validation_model_and_refits_from_scratch_on_the_pool() {
-        let config = config("gradient_boosting", true);
+    fn boosting_measures_the_validation_model_and_refits_its_leaves_on_the_pool() {
+        for (refit, expected) in
+            [("true", Refit::Yes), ("", Refit::Yes), ("\"full\"", Refit::Full), ("false", Refit::No)]
+        {
+            assert_eq!(config("gradient_boosting", refit).split.refit, expected, "refit = {refit}");
+        }
+        let config = config("gradient_boosting", "true");
+        let data = data(&config);
+        let artifact = build(&config, &data, &BuildContext::default()).unwrap();
+        let (fit_rows, validation, pool) = splits(&config, &data);
+        assert_eq!(artifact.lineage.rows_final_fit, pool.len() as u64);
+        let params = config.model.gradient_boosting.validate(config.split.seed).unwrap();
+        let bins = TrainingBins::new(
+            &artifact.preprocessing,
+            &data,
+            Rows::Listed(&pool),
+            config.model.gradient_boosting.max_bins,
+        )
+        .unwrap();
+        let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
+        let positions: Vec<u32> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap() as u32).collect();
+        let (first, refitted) = params.fit_refitted(&bins, &pool_labels, &positions).unwrap();
+        assert_eq!(artifact.model, FittedModel::GradientBoosting(refitted.clone()));
+        // The final model has the validation model's splits, new leaf values, and the pool's
+        // log-odds as its base.
+        assert_eq!(first.trees.len(), 40);
+        let positives = pool_labels.iter().filter(|&&b| b).count() as f64;
+        let odds = positives / (pool_labels.len() as f64 - positives);
+        assert!((refitted.base_score - odds.ln()).abs() < 1e-12);
+        let mut changed = 0;
+        for (a, b) in first.trees.iter().zip(&refitted.trees) {
+            assert_eq!(
+                (&a.feature, &a.left, &a.right, &a.missing_left),
+                (&b.feature, &b.left, &b.right, &b.missing_left)
+            );
+            for (n, &f) in a.feature.iter().enumerate() {
+                if f >= 0 {
+                    assert_eq!(a.value[n], b.value[n], "a split's threshold");
+                } else {
+                    changed += usize::from(a.value[n] != b.value[n]);
+                }
+            }
+        }
+        assert!(changed > 40, "{changed} leaves refitted");
+        let fitted =
+            Fitted { preprocessing: artifact.preprocessing.clone(), model: FittedModel::GradientBoosting(first) };
+        assert_eq!(measured(&config, &data, &fitted, &validation), artifact.validation);
+    }
+
+    #[test]
+    fn boosting_measures_the_validation_model_and_refits_from_scratch_on_the_pool_when_told() {
+        let config = config("gradient_boosting", "\"full\"");
         let data = data(&config);
         let artifact = build(&config, &data, &BuildContext::default()).unwrap();
         let (fit_rows, validation, pool) = splits(&config, &data);
@@ -380,7 +443,7 @@ mod tests {
 
     #[test]
     fn boosting_without_refit_keeps_the_validation_model() {
-        let config = config("gradient_boosting", false);
+        let config = config("gradient_boosting", "false");
         let data = data(&config);
         let artifact = build_owned(&config, data.clone(), &BuildContext::default()).unwrap();
         let (fit, validation, _) = splits(&config, &data);
@@ -393,7 +456,7 @@ mod tests {
 
     #[test]
     fn logistic_regression_on_row_views_is_the_fit_on_copies_of_the_rows() {
-        let config = config("logistic_regression", true);
+        let config = config("logistic_regression", "true");
         let data = data(&config);
         let artifact = build_owned(&config, data.clone(), &BuildContext::default()).unwrap();
         let (fit_rows, validation, pool) = splits(&config, &data);

@@ -113,9 +113,58 @@ pub struct SplitConfig {
     /// validation metrics.
     #[serde(default = "default_validation_fraction")]
     pub validation_fraction: f64,
-    /// Refit on all training rows (fit + validation) once the threshold is chosen.
-    #[serde(default = "default_true")]
-    pub refit: bool,
+    /// How the final model sees all training rows (fit + validation) once the threshold is
+    /// chosen.
+    #[serde(default)]
+    pub refit: Refit,
+}
+
+/// `[split] refit`: what the final model is, once the validation fit has been measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Refit {
+    /// `true`, the default: fitted on every training row as cheaply as the family allows.
+    /// Gradient boosting keeps the validation fit's trees and fits their leaf values again on
+    /// all the rows (LightGBM's `refit`), a pass over the rows a tree; logistic regression
+    /// fits again.
+    #[default]
+    Yes,
+    /// `"full"`: fitted again from scratch on every training row (for gradient boosting, a
+    /// second whole fit beside the validation fit).
+    Full,
+    /// `false`: the validation fit, measured as it is, is the final model.
+    No,
+}
+
+impl Serialize for Refit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Refit::Yes => serializer.serialize_bool(true),
+            Refit::No => serializer.serialize_bool(false),
+            Refit::Full => serializer.serialize_str("full"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Refit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Refit, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Refit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or \"full\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<Refit, E> {
+                Ok(if v { Refit::Yes } else { Refit::No })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Refit, E> {
+                match v {
+                    "full" => Ok(Refit::Full),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 fn default_seed() -> u64 {
@@ -124,13 +173,10 @@ fn default_seed() -> u64 {
 fn default_validation_fraction() -> f64 {
     0.2
 }
-fn default_true() -> bool {
-    true
-}
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { seed: default_seed(), validation_fraction: default_validation_fraction(), refit: true }
+        SplitConfig { seed: default_seed(), validation_fraction: default_validation_fraction(), refit: Refit::Yes }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Growing one tree leaf by leaf on a sample's records: the best split of each leaf from its
 //! histogram, the larger child's histogram by subtraction, splits on bin numbers.
 
+use std::ops::Range;
+
 use super::binning::Binned;
 use super::histogram::{histogram, subtract, Bin};
 use super::partition::{unpack, Sample};
@@ -19,11 +21,11 @@ struct Split {
     missing_left: bool,
 }
 
-/// A leaf of the tree being grown: its rows are the records `start..end` of the sample.
+/// A leaf of the tree being grown: its rows are the records `rows[0]` of the sample's first
+/// shard and `rows[1]` of its second.
 struct Leaf {
     node: usize,
-    start: usize,
-    end: usize,
+    rows: [Range<usize>; 2],
     depth: usize,
     g: f64,
     h: f64,
@@ -31,9 +33,16 @@ struct Leaf {
     split: Option<Split>,
 }
 
+impl Leaf {
+    fn len(&self) -> usize {
+        self.rows[0].len() + self.rows[1].len()
+    }
+}
+
 impl ValidBoostingParams {
-    /// Grows one tree on the rows of `sample`, which it reorders as it splits them.
-    pub(super) fn grow(&self, binned: &Binned, sample: &mut Sample, allowed: &[bool]) -> BinTree {
+    /// Grows one tree on the rows of `sample`, which it reorders as it splits them; its
+    /// second shard starts at the record `shard`.
+    pub(super) fn grow(&self, binned: &Binned, sample: &mut Sample, shard: usize, allowed: &[bool]) -> BinTree {
         let p = &self.params;
         let mut tree = BinTree {
             feature: vec![-1],
@@ -47,8 +56,9 @@ impl ValidBoostingParams {
         let stride = sample.layout.stride;
         let (sg, sh) =
             sample.records.chunks_exact(stride).map(|r| unpack(r[0])).fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h));
-        let mut root = Leaf { node: 0, start: 0, end: n, depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
-        root.hist = histogram(binned, sample, 0..n, allowed, (sg, sh));
+        let mut root =
+            Leaf { node: 0, rows: [0..shard, shard..n], depth: 0, g: sg, h: sh, hist: Vec::new(), split: None };
+        root.hist = histogram(binned, sample, root.rows.clone(), allowed, (sg, sh));
         root.split = self.best_split(binned, &root, allowed);
         let mut leaves = vec![root];
         let mut n_leaves = 1;
@@ -66,7 +76,9 @@ impl ValidBoostingParams {
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
             let missing = binned.missing[split.feature].filter(|_| split.missing_left);
-            let mid = sample.partition(binned, split.feature, split.bin as u8, missing, leaf.start..leaf.end);
+            let [a, b] = leaf.rows.clone();
+            let [mid_a, mid_b] =
+                sample.partition_shards(binned, split.feature, split.bin as u8, missing, [a.clone(), b.clone()]);
             // After the last split nothing reads the leaves' histograms.
             let last = n_leaves + 1 == p.max_leaf_nodes;
             let left_id = tree.push();
@@ -79,8 +91,7 @@ impl ValidBoostingParams {
             let (lg, lh) = (split.left_g, split.left_h);
             let mut left = Leaf {
                 node: left_id,
-                start: leaf.start,
-                end: mid,
+                rows: [a.start..mid_a, b.start..mid_b],
                 depth: leaf.depth + 1,
                 g: lg,
                 h: lh,
@@ -89,8 +100,7 @@ impl ValidBoostingParams {
             };
             let mut right = Leaf {
                 node: right_id,
-                start: mid,
-                end: leaf.end,
+                rows: [mid_a..a.end, mid_b..b.end],
                 depth: leaf.depth + 1,
                 g: leaf.g - lg,
                 h: leaf.h - lh,
@@ -103,12 +113,9 @@ impl ValidBoostingParams {
                 break;
             }
             // Build the smaller child's histogram; the larger one is the parent's minus it.
-            let (small, large) = if left.end - left.start <= right.end - right.start {
-                (&mut left, &mut right)
-            } else {
-                (&mut right, &mut left)
-            };
-            small.hist = histogram(binned, sample, small.start..small.end, allowed, (small.g, small.h));
+            let (small, large) =
+                if left.len() <= right.len() { (&mut left, &mut right) } else { (&mut right, &mut left) };
+            small.hist = histogram(binned, sample, small.rows.clone(), allowed, (small.g, small.h));
             large.hist = subtract(leaf.hist, &small.hist);
             for child in [left, right] {
                 let mut child = child;
@@ -124,10 +131,10 @@ impl ValidBoostingParams {
 
     fn best_split(&self, binned: &Binned, leaf: &Leaf, allowed: &[bool]) -> Option<Split> {
         let p = &self.params;
-        if p.max_depth.is_some_and(|d| leaf.depth >= d) || leaf.end - leaf.start < 2 * p.min_samples_leaf {
+        if p.max_depth.is_some_and(|d| leaf.depth >= d) || leaf.len() < 2 * p.min_samples_leaf {
             return None;
         }
-        let n = (leaf.end - leaf.start) as u32;
+        let n = leaf.len() as u32;
         let lambda = p.l2_regularization;
         let parent = leaf.g * leaf.g / (leaf.h + lambda);
         let mut best: Option<Split> = None;
@@ -169,6 +176,7 @@ impl ValidBoostingParams {
 }
 
 /// A tree while it grows: splits on bin numbers.
+#[derive(Clone)]
 pub(super) struct BinTree {
     pub(super) feature: Vec<i32>,
     pub(super) bin: Vec<u8>,
@@ -192,11 +200,16 @@ impl BinTree {
 
 /// The value of `row`'s leaf, walking down the tree.
 pub(super) fn predict_binned(tree: &BinTree, binned: &Binned, row: usize) -> f64 {
+    tree.value[leaf_node(tree, binned, row)]
+}
+
+/// The leaf `row` falls in, walking down the tree.
+pub(super) fn leaf_node(tree: &BinTree, binned: &Binned, row: usize) -> usize {
     let mut n = 0usize;
     loop {
         let f = tree.feature[n];
         if f < 0 {
-            return tree.value[n];
+            return n;
         }
         let b = binned.column(f as usize)[row];
         let left = b <= tree.bin[n] || (tree.missing_left[n] && binned.missing[f as usize] == Some(b));

@@ -19,25 +19,55 @@ pub(super) struct Bin {
 const HELPED_ROWS: usize = 50_000;
 
 /// Sums of gradient, hessian and rows per bin of each allowed input over the records of
-/// `range`, whose totals are `total` (needed to fill the common bin of
-/// sparse inputs). When a core is idle (see [`cores`]), a second thread sums half of the
-/// inputs: each bin is still summed by one thread in the records' order, so the histogram is
-/// the same, bit for bit, with or without it.
+/// `ranges` (a leaf's records in each of the sample's two shards), whose totals are `total`
+/// (needed to fill the common bin of sparse inputs). Each shard is summed on its own, on two
+/// threads when the leaf is large and a core is idle (see [`join`]), and the second shard's
+/// sums added to the first's: the histogram is the same, bit for bit, with or without the
+/// second thread.
 pub(super) fn histogram(
     binned: &Binned,
     sample: &Sample,
-    range: Range<usize>,
+    ranges: [Range<usize>; 2],
     allowed: &[bool],
     total: (f64, f64),
 ) -> Vec<Bin> {
-    let helper = if range.len() >= HELPED_ROWS { cores::claim() } else { None };
-    histogram_with(binned, sample, range, allowed, total, helper.is_some())
+    let rows = ranges[0].len() + ranges[1].len();
+    let helper = if rows >= HELPED_ROWS { cores::claim() } else { None };
+    histogram_with(binned, sample, ranges, allowed, total, helper.is_some())
+}
+
+/// `theirs` on a second thread when the work is worth one (`rows` at least [`HELPED_ROWS`])
+/// and a core is idle (see [`cores`]), beside `mine` on this one; both on this one otherwise.
+/// Callers split their work the same way whether or not a thread helps, so what they compute
+/// does not depend on it.
+pub(super) fn join<A: Send, B>(rows: usize, theirs: impl FnOnce() -> A + Send, mine: impl FnOnce() -> B) -> (A, B) {
+    let helper = if rows >= HELPED_ROWS { cores::claim() } else { None };
+    join_with(helper.is_some(), theirs, mine)
+}
+
+/// [`join`], with a second thread when `helped` (unless the system refuses one: the work is
+/// then done on this thread).
+fn join_with<A: Send, B>(helped: bool, theirs: impl FnOnce() -> A + Send, mine: impl FnOnce() -> B) -> (A, B) {
+    if !helped {
+        let b = mine();
+        return (theirs(), b);
+    }
+    // The closure stays here until the thread takes it: a thread that never starts leaves it.
+    let slot = std::sync::Mutex::new(Some(theirs));
+    let take = || slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    std::thread::scope(|scope| {
+        let started = std::thread::Builder::new().spawn_scoped(scope, || take().map(|f| f()));
+        let b = mine();
+        let a = started.ok().and_then(|h| h.join().expect("a helper thread panicked"));
+        let a = a.unwrap_or_else(|| take().expect("the closure of a thread that never started")());
+        (a, b)
+    })
 }
 
 fn histogram_with(
     binned: &Binned,
     sample: &Sample,
-    range: Range<usize>,
+    ranges: [Range<usize>; 2],
     allowed: &[bool],
     total: (f64, f64),
     helped: bool,
@@ -51,30 +81,20 @@ fn histogram_with(
         .filter(|(_, &f)| allowed[f])
         .map(|(j, &f)| (f, layout.dense + j / 8, 8 * (j % 8) as u32, binned.offsets[f]))
         .collect();
-    let rows = range.len() as u32;
+    let rows = (ranges[0].len() + ranges[1].len()) as u32;
     let stride = layout.stride;
-    let records = &sample.records[range.start * stride..range.end * stride];
-    let mut hist = if helped {
-        // The helper takes the sparse slots and the second half of the dense inputs.
-        let (mine, theirs) = dense.split_at(dense.len().div_ceil(2));
-        std::thread::scope(|scope| {
-            // A thread the system refuses to start leaves the work to this one.
-            let Ok(helper) =
-                std::thread::Builder::new().spawn_scoped(scope, || sums(binned, records, layout, theirs, true))
-            else {
-                return sums(binned, records, layout, &dense, true);
-            };
-            let mut hist = sums(binned, records, layout, mine, false);
-            let other = helper.join().expect("a histogram thread panicked");
-            let sparse = binned.sparse.iter().map(|&(f, _)| f);
-            for f in theirs.iter().map(|d| d.0).chain(sparse) {
-                let bins = binned.offsets[f]..binned.offsets[f + 1];
-                hist[bins.clone()].copy_from_slice(&other[bins]);
-            }
-            hist
-        })
+    let [first, second] = ranges.map(|r| &sample.records[r.start * stride..r.end * stride]);
+    let mut hist = if second.is_empty() {
+        sums(binned, first, layout, &dense)
     } else {
-        sums(binned, records, layout, &dense, true)
+        let (theirs, mut hist) =
+            join_with(helped, || sums(binned, second, layout, &dense), || sums(binned, first, layout, &dense));
+        for (bin, other) in hist.iter_mut().zip(&theirs) {
+            bin.g += other.g;
+            bin.h += other.h;
+            bin.n += other.n;
+        }
+        hist
     };
     for &(f, common) in &binned.sparse {
         let bins = &mut hist[binned.offsets[f]..binned.offsets[f + 1]];
@@ -91,14 +111,8 @@ fn histogram_with(
     hist
 }
 
-/// The sums of `records` for the `dense` inputs, and for the sparse ones' slots if `slots`.
-fn sums(
-    binned: &Binned,
-    records: &[u64],
-    layout: Layout,
-    dense: &[(usize, usize, u32, usize)],
-    slots: bool,
-) -> Vec<Bin> {
+/// The sums of `records` for the `dense` inputs and the sparse ones' slots.
+fn sums(binned: &Binned, records: &[u64], layout: Layout, dense: &[(usize, usize, u32, usize)]) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
     let padding = binned.histogram_len() as u16;
     let slot_at: Vec<(usize, u32)> = (0..layout.n_slots).map(|i| layout.slot(i, 1)).collect();
@@ -112,9 +126,6 @@ fn sums(
             bin.g += g;
             bin.h += h;
             bin.n += 1;
-        }
-        if !slots {
-            continue;
         }
         // A row's slots come first, then the padding, which would make one long chain of
         // additions to the same bin.
@@ -284,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn a_histogram_helped_by_a_second_thread_is_the_same_bit_for_bit() {
+    fn a_histogram_of_two_shards_helped_by_a_second_thread_is_the_same_bit_for_bit() {
         let x = mixed(3000, 3);
         let binned = Binned::new(x.view(), 255);
         let mut sample = Sample::new(&binned, 3000);
@@ -302,11 +313,18 @@ mod tests {
             vec![true, false, true, false, true, true, false],
             vec![false, true, true, true, true, true, true],
         ] {
-            let alone = histogram_with(&binned, &sample, 100..2900, &allowed, total, false);
-            let helped = histogram_with(&binned, &sample, 100..2900, &allowed, total, true);
+            let shards = [100..1700, 1700..2900];
+            let alone = histogram_with(&binned, &sample, shards.clone(), &allowed, total, false);
+            let helped = histogram_with(&binned, &sample, shards, &allowed, total, true);
             assert!(alone.iter().any(|b| b.n > 0));
             for (a, b) in alone.iter().zip(&helped) {
                 assert_eq!((a.g.to_bits(), a.h.to_bits(), a.n), (b.g.to_bits(), b.h.to_bits(), b.n));
+            }
+            // The two shards' sums are those of their rows as one.
+            let one = histogram_with(&binned, &sample, [100..2900, 2900..2900], &allowed, total, false);
+            for (a, b) in alone.iter().zip(&one) {
+                assert_eq!(a.n, b.n);
+                assert!((a.g - b.g).abs() < 1e-9 && (a.h - b.h).abs() < 1e-9);
             }
         }
     }
@@ -383,14 +401,22 @@ mod tests {
                 .fold((0.0, 0.0), |(a, b), (g, h)| (a + g, b + h))
         };
         let allowed = vec![true; 7];
-        // On a dense input (0) and on a sparse one (a one-hot level).
+        // On a dense input (0) and on a sparse one (a one-hot level), the sample in two shards.
+        let shard = n / 3;
         for (feature, bin) in [(0, 100), (3, 0)] {
-            let parent = histogram_with(&binned, &sample, 0..n, &allowed, totals(&sample, 0..n), false);
-            let mid = sample.partition(&binned, feature, bin, None, 0..n);
-            let (small, large) = if mid <= n - mid { (0..mid, mid..n) } else { (mid..n, 0..mid) };
-            assert!(!small.is_empty() && small.len() < large.len(), "input {feature}");
-            let small = histogram_with(&binned, &sample, small.clone(), &allowed, totals(&sample, small), false);
-            let direct = histogram_with(&binned, &sample, large.clone(), &allowed, totals(&sample, large), false);
+            let total = |sample: &Sample, [a, b]: &[Range<usize>; 2]| {
+                let (ta, tb) = (totals(sample, a.clone()), totals(sample, b.clone()));
+                (ta.0 + tb.0, ta.1 + tb.1)
+            };
+            let root = [0..shard, shard..n];
+            let parent = histogram_with(&binned, &sample, root.clone(), &allowed, total(&sample, &root), false);
+            let [ma, mb] = sample.partition_shards(&binned, feature, bin, None, root);
+            let (left, right) = ([0..ma, shard..mb], [ma..shard, mb..n]);
+            let size = |r: &[Range<usize>; 2]| r[0].len() + r[1].len();
+            let (small, large) = if size(&left) <= size(&right) { (left, right) } else { (right, left) };
+            assert!(size(&small) > 0 && size(&small) < size(&large), "input {feature}");
+            let small = histogram_with(&binned, &sample, small.clone(), &allowed, total(&sample, &small), false);
+            let direct = histogram_with(&binned, &sample, large.clone(), &allowed, total(&sample, &large), true);
             let subtracted = subtract(parent, &small);
             assert!(direct.iter().filter(|b| b.n > 0).count() > 20);
             for (i, (d, s)) in direct.iter().zip(&subtracted).enumerate() {

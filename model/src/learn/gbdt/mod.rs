@@ -511,7 +511,7 @@ mod tests {
                 .unwrap();
             let mut sample = Sample::new(&binned, n);
             sample.fill(&binned, &rows, &vec![0.0; n], &y);
-            let tree = params.grow(&binned, &mut sample, &[true; 9]);
+            let tree = params.grow(&binned, &mut sample, n / 2, &[true; 9]);
             split_on_sparse |= tree.feature.iter().any(|&f| f >= 2 && binned.sparse.iter().any(|s| s.0 == f as usize));
             let value_tree = to_value_tree(&tree, &binned);
             let mut raw = vec![1.0f32; n];
@@ -541,7 +541,7 @@ mod tests {
             let mut sample = Sample::new(&binned, 1000);
             // At scores of zero the gradients are ±0.5 and the hessians 0.25.
             sample.fill(&binned, &rows, &[0.0; 1000], &y);
-            let tree = params.grow(&binned, &mut sample, &[true; 3]);
+            let tree = params.grow(&binned, &mut sample, 600, &[true; 3]);
             assert_eq!(tree.feature.iter().filter(|&&f| f < 0).count(), leaves);
             let value_tree = to_value_tree(&tree, &binned);
             let start: Vec<f32> = (0..1000).map(|i| i as f32 / 100.0).collect();
@@ -630,7 +630,7 @@ mod tests {
         let mut sample = Sample::new(&binned, n);
         let raw0 = vec![0.0; n];
         sample.fill(&binned, &rows, &raw0, &y);
-        let tree = params.grow(&binned, &mut sample, &[true; 3]);
+        let tree = params.grow(&binned, &mut sample, n / 3, &[true; 3]);
         let value_tree = to_value_tree(&tree, &binned);
         let mut raw = vec![0.0; n];
         add_tree(&tree, &binned, &mut raw);

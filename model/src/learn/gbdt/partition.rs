@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::binning::{Binned, Layout};
+use super::{histogram, sampling};
 
 /// Gradient and hessian in one word, as `f32`s (LightGBM's precision for them too): a record
 /// is a word shorter, and moving records is most of a split's cost. Sums stay in `f64`.
@@ -58,6 +59,37 @@ fn exp_negative(x: f64) -> f64 {
     e * f64::from_bits(((1023 + n) as u64) << 52)
 }
 
+/// Writes the records of `rows` into `out` (one record each, `width` words of bins after the
+/// gradient's word): the gradients of the log loss at the scores `raw` and the labels `y`.
+fn fill_records(
+    width: usize,
+    out: &mut [u64],
+    binned: &Binned,
+    rows: impl Iterator<Item = u32>,
+    raw: &[f32],
+    y: &[bool],
+) {
+    // Inlined into `fixed` with a constant width, the copy becomes a few moves.
+    #[inline(always)]
+    fn any(n: usize, out: &mut [u64], source: &[u64], rows: impl Iterator<Item = u32>, raw: &[f32], y: &[bool]) {
+        for (record, r) in out.chunks_exact_mut(n + 1).zip(rows) {
+            let r = r as usize;
+            record[0] = gradient(f64::from(raw[r]), y[r]);
+            record[1..].copy_from_slice(&source[r * n..(r + 1) * n]);
+        }
+    }
+    fn fixed<const N: usize>(
+        out: &mut [u64],
+        source: &[u64],
+        rows: impl Iterator<Item = u32>,
+        raw: &[f32],
+        y: &[bool],
+    ) {
+        any(N, out, source, rows, raw, y);
+    }
+    with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), { any(width, out, &binned.rows, rows, raw, y) });
+}
+
 pub(super) fn unpack(word: u64) -> (f64, f64) {
     (f64::from(f32::from_bits(word as u32)), f64::from(f32::from_bits((word >> 32) as u32)))
 }
@@ -89,8 +121,8 @@ impl Sample {
         self.fill_from(binned, rows.iter().copied(), rows.len(), raw, y);
     }
 
-    /// [`Sample::fill`] from the `len` rows `rows` yields (no list of them is kept); the
-    /// caller's count is trusted, as the draw makes exactly that many.
+    /// [`Sample::fill`] from the `len` rows `rows` yields; the caller's count is trusted.
+    #[cfg(test)]
     pub(super) fn fill_from(
         &mut self,
         binned: &Binned,
@@ -99,40 +131,70 @@ impl Sample {
         raw: &[f32],
         y: &[bool],
     ) {
-        // Inlined into `fixed` with a constant width, the copy becomes a few moves.
-        #[inline(always)]
-        fn any(n: usize, out: &mut [u64], source: &[u64], rows: impl Iterator<Item = u32>, raw: &[f32], y: &[bool]) {
-            for (record, r) in out.chunks_exact_mut(n + 1).zip(rows) {
-                let r = r as usize;
-                record[0] = gradient(f64::from(raw[r]), y[r]);
-                record[1..].copy_from_slice(&source[r * n..(r + 1) * n]);
-            }
-        }
-        fn fixed<const N: usize>(
-            out: &mut [u64],
-            source: &[u64],
-            rows: impl Iterator<Item = u32>,
-            raw: &[f32],
-            y: &[bool],
-        ) {
-            any(N, out, source, rows, raw, y);
-        }
         let width = self.layout.fixed;
-        let out = &mut self.records;
         // Every word is written below: only a longer sample than the last pays for zeroes
         // (the same length every tree of a fit).
-        out.resize(len * (width + 1), 0);
-        let out = &mut out[..];
-        with_row_width!(width, fixed, (out, &binned.rows, rows, raw, y), {
-            any(width, out, &binned.rows, rows, raw, y)
-        });
+        self.records.resize(len * (width + 1), 0);
+        fill_records(width, &mut self.records, binned, rows, raw, y);
     }
 
-    /// Reorders the records of `range`, those whose bin of input `feature` is at most `bin`
-    /// first, and returns where the others start. Each record is swapped with the first of
-    /// those going right so far (or with itself), and that place moves on when it went left:
-    /// no branch depends on the data, as which side a row goes to is as good as random and a
-    /// mispredicted branch per row costs more than the swap. The left side keeps its order.
+    /// [`Sample::fill_from`] with the `len` rows set in `taken` (positions among `stage_rows`
+    /// when given), the rows of the first half of its words and those of the second filled side
+    /// by side when a core is idle (see [`histogram::join`]): each record is written alike
+    /// either way. Returns where the second half's records start: the sample's two shards,
+    /// which a tree's leaves split separately (see [`Sample::partition_shards`]).
+    pub(super) fn fill_drawn(
+        &mut self,
+        binned: &Binned,
+        taken: &[u64],
+        stage_rows: Option<&[u32]>,
+        len: usize,
+        raw: &[f32],
+        y: &[bool],
+    ) -> usize {
+        let width = self.layout.fixed;
+        self.records.resize(len * (width + 1), 0);
+        let fill = |out: &mut [u64], first: usize, words: &[u64]| {
+            let drawn = sampling::taken_rows_at(words, first);
+            match stage_rows {
+                Some(stage_rows) => fill_records(width, out, binned, drawn.map(|p| stage_rows[p as usize]), raw, y),
+                None => fill_records(width, out, binned, drawn, raw, y),
+            }
+        };
+        let mid = taken.len() / 2;
+        let before: usize = taken[..mid].iter().map(|w| w.count_ones() as usize).sum();
+        let (mine, theirs) = self.records.split_at_mut(before * (width + 1));
+        histogram::join(len, || fill(theirs, mid, &taken[mid..]), || fill(mine, 0, &taken[..mid]));
+        before
+    }
+
+    /// [`partition_records`] of a leaf's records in each shard, `ranges[0]` before
+    /// `ranges[1]`, side by side when the leaf is large and a core is idle; returns where each
+    /// shard's right side starts. Each shard is split alike either way.
+    pub(super) fn partition_shards(
+        &mut self,
+        binned: &Binned,
+        feature: usize,
+        bin: u8,
+        missing_left: Option<u8>,
+        ranges: [Range<usize>; 2],
+    ) -> [usize; 2] {
+        let layout = self.layout;
+        let [first, second] = ranges;
+        let rows = first.len() + second.len();
+        let (a, b) = self.records.split_at_mut(second.start * layout.stride);
+        let a = &mut a[first.start * layout.stride..first.end * layout.stride];
+        let b = &mut b[..second.len() * layout.stride];
+        let (right_b, left_a) = histogram::join(
+            rows,
+            || partition_records(layout, binned, b, feature, bin, missing_left),
+            || partition_records(layout, binned, a, feature, bin, missing_left),
+        );
+        [first.start + left_a, second.start + right_b]
+    }
+
+    /// [`partition_records`] on the records of `range`: returns where the right side starts.
+    #[cfg(test)]
     pub(super) fn partition(
         &mut self,
         binned: &Binned,
@@ -141,68 +203,85 @@ impl Sample {
         missing_left: Option<u8>,
         range: Range<usize>,
     ) -> usize {
-        #[inline(always)]
-        fn any(n: usize, records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
-            let mut left = 0;
-            for i in 0..records.len() / n {
-                let l = goes_left(&records[i * n..(i + 1) * n]);
-                for k in 0..n {
-                    records.swap(left * n + k, i * n + k);
-                }
-                left += usize::from(l);
-            }
-            left
-        }
-        // With a constant width the records are arrays, and a swap a few moves.
-        fn fixed<const N: usize>(records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
-            let (records, _) = records.as_chunks_mut::<N>();
-            let mut left = 0;
-            for i in 0..records.len() {
-                let l = goes_left(&records[i]);
-                records.swap(left, i);
-                left += usize::from(l);
-            }
-            left
-        }
         let stride = self.layout.stride;
         let records = &mut self.records[range.start * stride..range.end * stride];
-        let left = match binned.dense.iter().position(|&f| f == feature) {
-            Some(j) => {
-                let (word, shift) = (self.layout.dense + j / 8, 8 * (j % 8));
-                match missing_left {
-                    None => {
-                        let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
-                        with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
-                    }
-                    Some(m) => {
-                        let goes_left = move |r: &[u64]| {
-                            let b = (r[word] >> shift) as u8;
-                            (b <= bin) | (b == m)
-                        };
-                        with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
-                    }
+        range.start + partition_records(self.layout, binned, records, feature, bin, missing_left)
+    }
+}
+
+/// Reorders `records` (whole records of `layout`), those whose bin of input `feature` is at
+/// most `bin` first, and returns how many went left. Each record is swapped with the first of
+/// those going right so far (or with itself), and that place moves on when it went left: no
+/// branch depends on the data, as which side a row goes to is as good as random and a
+/// mispredicted branch per row costs more than the swap. The left side keeps its order.
+fn partition_records(
+    layout: Layout,
+    binned: &Binned,
+    records: &mut [u64],
+    feature: usize,
+    bin: u8,
+    missing_left: Option<u8>,
+) -> usize {
+    #[inline(always)]
+    fn any(n: usize, records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+        let mut left = 0;
+        for i in 0..records.len() / n {
+            let l = goes_left(&records[i * n..(i + 1) * n]);
+            for k in 0..n {
+                records.swap(left * n + k, i * n + k);
+            }
+            left += usize::from(l);
+        }
+        left
+    }
+    // With a constant width the records are arrays, and a swap a few moves.
+    fn fixed<const N: usize>(records: &mut [u64], goes_left: &impl Fn(&[u64]) -> bool) -> usize {
+        let (records, _) = records.as_chunks_mut::<N>();
+        let mut left = 0;
+        for i in 0..records.len() {
+            let l = goes_left(&records[i]);
+            records.swap(left, i);
+            left += usize::from(l);
+        }
+        left
+    }
+    let stride = layout.stride;
+    let left = match binned.dense.iter().position(|&f| f == feature) {
+        Some(j) => {
+            let (word, shift) = (layout.dense + j / 8, 8 * (j % 8));
+            match missing_left {
+                None => {
+                    let goes_left = move |r: &[u64]| (r[word] >> shift) as u8 <= bin;
+                    with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
+                }
+                Some(m) => {
+                    let goes_left = move |r: &[u64]| {
+                        let b = (r[word] >> shift) as u8;
+                        (b <= bin) | (b == m)
+                    };
+                    with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
                 }
             }
-            None => {
-                // The row's bin is the common one unless a slot falls in the input's bins.
-                let (first, count) =
-                    (binned.offsets[feature] as u64, (binned.offsets[feature + 1] - binned.offsets[feature]) as u64);
-                let common = binned.sparse.iter().find(|s| s.0 == feature).map_or(0, |s| s.1);
-                let slot_at: Vec<(usize, u32)> = (0..self.layout.n_slots).map(|i| self.layout.slot(i, 1)).collect();
-                let slot_at = &slot_at[..];
-                let goes_left = move |r: &[u64]| {
-                    let mut b = u64::from(common);
-                    for &(word, shift) in slot_at {
-                        let at = u64::from((r[word] >> shift) as u16).wrapping_sub(first);
-                        b = if at < count { at } else { b };
-                    }
-                    (b <= u64::from(bin)) | missing_left.is_some_and(|m| b == u64::from(m))
-                };
-                with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
-            }
-        };
-        range.start + left
-    }
+        }
+        None => {
+            // The row's bin is the common one unless a slot falls in the input's bins.
+            let (first, count) =
+                (binned.offsets[feature] as u64, (binned.offsets[feature + 1] - binned.offsets[feature]) as u64);
+            let common = binned.sparse.iter().find(|s| s.0 == feature).map_or(0, |s| s.1);
+            let slot_at: Vec<(usize, u32)> = (0..layout.n_slots).map(|i| layout.slot(i, 1)).collect();
+            let slot_at = &slot_at[..];
+            let goes_left = move |r: &[u64]| {
+                let mut b = u64::from(common);
+                for &(word, shift) in slot_at {
+                    let at = u64::from((r[word] >> shift) as u16).wrapping_sub(first);
+                    b = if at < count { at } else { b };
+                }
+                (b <= u64::from(bin)) | missing_left.is_some_and(|m| b == u64::from(m))
+            };
+            with_row_width!(stride, fixed, (records, &goes_left), { any(stride, records, &goes_left) })
+        }
+    };
+    left
 }
 
 #[cfg(test)]

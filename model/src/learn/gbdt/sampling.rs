@@ -67,12 +67,18 @@ pub(super) fn draw(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>) {
 }
 
 /// The rows set in `taken`, in increasing order.
+#[cfg(test)]
 pub(super) fn taken_rows(taken: &[u64]) -> impl Iterator<Item = u32> + '_ {
-    taken.iter().enumerate().flat_map(|(w, &word)| {
+    taken_rows_at(taken, 0)
+}
+
+/// The rows set in `words`, the words of `taken` from the `first`, in increasing order.
+pub(super) fn taken_rows_at(words: &[u64], first: usize) -> impl Iterator<Item = u32> + '_ {
+    words.iter().enumerate().flat_map(move |(w, &word)| {
         let mut m = word;
         std::iter::from_fn(move || {
             (m != 0).then(|| {
-                let row = (w * 64) as u32 + m.trailing_zeros();
+                let row = ((first + w) * 64) as u32 + m.trailing_zeros();
                 m &= m - 1;
                 row
             })
