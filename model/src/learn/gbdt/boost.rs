@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use super::grow::{leaf_node, predict_binned, to_value_tree, BinTree};
 use super::histogram::{self, cores};
-use super::partition::{gradient, unpack, Sample};
+use super::partition::{gradient32, Sample};
 use super::sampling;
 use super::scorer::{number_leaves, Mask};
 use super::{Arithmetic, Booster, TrainingBins, Tree, ValidBoostingParams};
@@ -479,7 +479,8 @@ fn leaf_numbers(tree: &BinTree, leaves: &[usize], binned: &Binned, first: usize,
 /// `leaves`) over the rows from `first`, their leaves in `leaf` and scores in `raw`: adds
 /// `last[leaf]` (the tree before's values, when there is one) to each score, writes each
 /// row's leaf, and returns the sums of gradient and hessian of each leaf. A run of 64 rows
-/// is done at once: its gradients in one loop the compiler vectorises, then summed into two
+/// is done at once: its gradients in one loop the compiler vectorises (in single precision,
+/// [`gradient32`]), then summed into two
 /// tables by turns (a row's sum need not wait for the last row's when both fell in the same
 /// leaf), which are added at the end.
 #[allow(clippy::too_many_arguments)]
@@ -501,16 +502,15 @@ fn refit_block(
     }
     leaf_numbers(tree, leaves, binned, first, leaf);
     let mut tables = vec![[0.0f64; 2]; 2 * leaves.len()];
-    let mut words = [0u64; ROWS];
+    let (mut gs, mut hs) = ([0f32; ROWS], [0f32; ROWS]);
     for ((leaf, raw), y) in leaf.chunks(ROWS).zip(raw.chunks(ROWS)).zip(y.chunks(ROWS)) {
-        for ((w, &r), &y) in words.iter_mut().zip(raw).zip(y) {
-            *w = gradient(f64::from(r), y);
+        for (((g, h), &r), &y) in gs.iter_mut().zip(hs.iter_mut()).zip(raw).zip(y) {
+            (*g, *h) = gradient32(r, y);
         }
-        for (i, (&l, &w)) in leaf.iter().zip(&words).enumerate() {
-            let (g, h) = unpack(w);
+        for (i, ((&l, &g), &h)) in leaf.iter().zip(&gs).zip(&hs).enumerate() {
             let t = &mut tables[2 * usize::from(l) + (i & 1)];
-            t[0] += g;
-            t[1] += h;
+            t[0] += f64::from(g);
+            t[1] += f64::from(h);
         }
     }
     tables.chunks_exact(2).map(|t| (t[0][0] + t[1][0], t[0][1] + t[1][1])).collect()

@@ -16,7 +16,7 @@ use crate::rng::Rng;
 const PRECISION: u32 = 8;
 
 /// Sets in `taken` (one bit a row, the rows `0..n`) exactly `k` rows, uniformly without
-/// replacement; `k` is clamped to `n`. Read them in increasing order with [`taken_rows`].
+/// replacement; `k` is clamped to `n`. Read in order, its set bits are the rows in increasing order.
 pub(super) fn draw(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>) {
     let k = k.min(n);
     let words = n.div_ceil(64);
@@ -69,16 +69,11 @@ pub(super) fn draw(rng: &mut Rng, n: usize, k: usize, taken: &mut Vec<u64>) {
 /// The rows set in `taken`, in increasing order.
 #[cfg(test)]
 pub(super) fn taken_rows(taken: &[u64]) -> impl Iterator<Item = u32> + '_ {
-    taken_rows_at(taken, 0)
-}
-
-/// The rows set in `words`, the words of `taken` from the `first`, in increasing order.
-pub(super) fn taken_rows_at(words: &[u64], first: usize) -> impl Iterator<Item = u32> + '_ {
-    words.iter().enumerate().flat_map(move |(w, &word)| {
+    taken.iter().enumerate().flat_map(|(w, &word)| {
         let mut m = word;
         std::iter::from_fn(move || {
             (m != 0).then(|| {
-                let row = ((first + w) * 64) as u32 + m.trailing_zeros();
+                let row = (w * 64) as u32 + m.trailing_zeros();
                 m &= m - 1;
                 row
             })
