@@ -7,8 +7,8 @@ use ndarray::{ArrayView1, ArrayView2};
 use super::binning::Binned;
 use std::ops::Range;
 
+use super::cores;
 use super::grow::{leaf_node, predict_binned, to_value_tree, BinTree};
-use super::histogram::{self, cores};
 use super::partition::{gradient32, Sample};
 use super::sampling;
 use super::scorer::{number_leaves, Mask};
@@ -308,7 +308,7 @@ impl ValidBoostingParams {
                 let (leaf_mine, leaf_theirs) = leaf.split_at_mut(mid);
                 let (raw_mine, raw_theirs) = raw.split_at_mut(mid);
                 let (theirs, mine) =
-                    histogram::join(n, || pass(mid, leaf_theirs, raw_theirs), || pass(0, leaf_mine, raw_mine));
+                    cores::join(n, || pass(mid, leaf_theirs, raw_theirs), || pass(0, leaf_mine, raw_mine));
                 let mut total = vec![(0.0f64, 0.0f64); leaves.len()];
                 for block in mine.iter().chain(&theirs) {
                     for (t, s) in total.iter_mut().zip(block) {
@@ -341,7 +341,7 @@ pub(super) fn add_tree(tree: &BinTree, binned: &Binned, raw: &mut [f32]) {
     let mid = (raw.len() / 2).next_multiple_of(64).min(raw.len());
     let rows = raw.len();
     let (mine, theirs) = raw.split_at_mut(mid);
-    histogram::join(rows, || add_rows(tree, binned, mid, theirs), || add_rows(tree, binned, 0, mine));
+    cores::join(rows, || add_rows(tree, binned, mid, theirs), || add_rows(tree, binned, 0, mine));
 }
 
 /// [`add_tree`] for the rows from `first` on, one score each in `raw`.

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::binning::Binned;
 use super::binning::Layout;
+use super::cores::{self, join_with};
 use super::partition::{unpack, Sample};
 
 #[derive(Clone, Copy, Default)]
@@ -14,14 +15,10 @@ pub(super) struct Bin {
     pub(super) n: u32,
 }
 
-/// Rows from which a histogram is worth a second thread, when a core is idle (a thread costs
-/// tens of microseconds; fifty thousand rows, about a millisecond of sums).
-const HELPED_ROWS: usize = 50_000;
-
 /// Sums of gradient, hessian and rows per bin of each allowed input over the records of
 /// `ranges` (a leaf's records in each of the sample's two shards), whose totals are `total`
 /// (needed to fill the common bin of sparse inputs). Each shard is summed on its own, on two
-/// threads when the leaf is large and a core is idle (see [`join`]), and the second shard's
+/// threads when the leaf is large and a core is idle (see [`cores::join`]), and the second shard's
 /// sums added to the first's: the histogram is the same, bit for bit, with or without the
 /// second thread.
 pub(super) fn histogram(
@@ -32,36 +29,8 @@ pub(super) fn histogram(
     total: (f64, f64),
 ) -> Vec<Bin> {
     let rows = ranges[0].len() + ranges[1].len();
-    let helper = if rows >= HELPED_ROWS { cores::claim() } else { None };
+    let helper = cores::helper(rows);
     histogram_with(binned, sample, ranges, allowed, total, helper.is_some())
-}
-
-/// `theirs` on a second thread when the work is worth one (`rows` at least [`HELPED_ROWS`])
-/// and a core is idle (see [`cores`]), beside `mine` on this one; both on this one otherwise.
-/// Callers split their work the same way whether or not a thread helps, so what they compute
-/// does not depend on it.
-pub(super) fn join<A: Send, B>(rows: usize, theirs: impl FnOnce() -> A + Send, mine: impl FnOnce() -> B) -> (A, B) {
-    let helper = if rows >= HELPED_ROWS { cores::claim() } else { None };
-    join_with(helper.is_some(), theirs, mine)
-}
-
-/// [`join`], with a second thread when `helped` (unless the system refuses one: the work is
-/// then done on this thread).
-fn join_with<A: Send, B>(helped: bool, theirs: impl FnOnce() -> A + Send, mine: impl FnOnce() -> B) -> (A, B) {
-    if !helped {
-        let b = mine();
-        return (theirs(), b);
-    }
-    // The closure stays here until the thread takes it: a thread that never starts leaves it.
-    let slot = std::sync::Mutex::new(Some(theirs));
-    let take = || slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    std::thread::scope(|scope| {
-        let started = std::thread::Builder::new().spawn_scoped(scope, || take().map(|f| f()));
-        let b = mine();
-        let a = started.ok().and_then(|h| h.join().expect("a helper thread panicked"));
-        let a = a.unwrap_or_else(|| take().expect("the closure of a thread that never started")());
-        (a, b)
-    })
 }
 
 fn histogram_with(
@@ -157,43 +126,6 @@ pub(super) fn subtract(mut parent: Vec<Bin>, small: &[Bin]) -> Vec<Bin> {
         pb.n -= sb.n;
     }
     parent
-}
-
-/// How many threads are boosting or helping, against the cores there are: a fit lends an idle
-/// core to the other fit's histograms (a build's validation fit ends before its final fit,
-/// which has a quarter more rows).
-pub(super) mod cores {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::OnceLock;
-
-    static BUSY: AtomicUsize = AtomicUsize::new(0);
-
-    fn available() -> usize {
-        static CORES: OnceLock<usize> = OnceLock::new();
-        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    }
-
-    /// A core in use for as long as it lives.
-    pub(in crate::learn::gbdt) struct Busy(());
-
-    impl Drop for Busy {
-        fn drop(&mut self) {
-            BUSY.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Counts a boosting thread in, whatever the others do.
-    pub(in crate::learn::gbdt) fn enter() -> Busy {
-        BUSY.fetch_add(1, Ordering::AcqRel);
-        Busy(())
-    }
-
-    /// A core for a helper thread, if one is idle.
-    pub(in crate::learn::gbdt) fn claim() -> Option<Busy> {
-        let cores = available();
-        BUSY.fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| (busy < cores).then_some(busy + 1)).ok()?;
-        Some(Busy(()))
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ macro_rules! with_row_width {
 
 mod binning;
 mod boost;
+mod cores;
 mod grow;
 mod histogram;
 mod partition;

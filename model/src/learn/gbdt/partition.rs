@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use super::binning::{Binned, Layout};
-use super::histogram;
+use super::cores;
 
 /// Gradient and hessian in one word, as `f32`s (LightGBM's precision for them too): a record
 /// is a word shorter, and moving records is most of a split's cost. Sums stay in `f64`.
@@ -196,7 +196,7 @@ impl Sample {
 
     /// [`Sample::fill_from`] with the `len` rows set in `taken` (positions among `stage_rows`
     /// when given), the rows of the first half of its words and those of the second filled side
-    /// by side when a core is idle (see [`histogram::join`]): each record is written alike
+    /// by side when a core is idle (see [`cores::join`]): each record is written alike
     /// either way. Returns where the second half's records start: the sample's two shards,
     /// which a tree's leaves split separately (see [`Sample::partition_shards`]).
     pub(super) fn fill_drawn(
@@ -219,7 +219,7 @@ impl Sample {
         let mid = taken.len() / 2;
         let before: usize = taken[..mid].iter().map(|w| w.count_ones() as usize).sum();
         let (mine, theirs) = self.records.split_at_mut(before * (width + 1));
-        histogram::join(len, || fill(theirs, mid, &taken[mid..]), || fill(mine, 0, &taken[..mid]));
+        cores::join(len, || fill(theirs, mid, &taken[mid..]), || fill(mine, 0, &taken[..mid]));
         before
     }
 
@@ -240,7 +240,7 @@ impl Sample {
         let (a, b) = self.records.split_at_mut(second.start * layout.stride);
         let a = &mut a[first.start * layout.stride..first.end * layout.stride];
         let b = &mut b[..second.len() * layout.stride];
-        let (right_b, left_a) = histogram::join(
+        let (right_b, left_a) = cores::join(
             rows,
             || partition_records(layout, binned, b, feature, bin, missing_left),
             || partition_records(layout, binned, a, feature, bin, missing_left),
