@@ -1,12 +1,12 @@
 //! The boosting loop: per bag and iteration, draw rows and inputs, grow a tree on the
 //! gradients, add its values to every row's score.
 
+use std::ops::Range;
+
 use linfa::traits::Fit;
 use ndarray::{ArrayView1, ArrayView2};
 
 use super::binning::Binned;
-use std::ops::Range;
-
 use super::cores;
 use super::grow::{leaf_node, predict_binned, to_value_tree, BinTree};
 use super::partition::{gradient32, Sample};
@@ -192,6 +192,8 @@ impl ValidBoostingParams {
                 ends.push(run.trees.len());
             }
             if let Some(base) = refit {
+                // The refit keeps scores of its own.
+                run.raw = Vec::new();
                 let refitted = self.refit_leaves(binned, y, base, &run.grown);
                 run.trees.extend(refitted);
                 ends.push(run.trees.len());
@@ -284,6 +286,7 @@ impl ValidBoostingParams {
     /// in order, the first half of the blocks and the second side by side when a core is idle:
     /// the same sums either way.
     fn refit_leaves(&self, binned: &Binned, y: &[bool], base: f64, grown: &[BinTree]) -> Vec<Tree> {
+        let _busy = cores::enter();
         let p = &self.params;
         let n = binned.n_rows;
         let mut raw = vec![base as f32; n];
