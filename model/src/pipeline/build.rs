@@ -325,6 +325,7 @@ mod tests {
     use crate::data::generate::customers_csv;
     use crate::data::reader::LabelPolicy;
     use crate::data::validation::read_csv;
+    use crate::learn::gbdt::ValidBoostingParams;
 
     /// The project's pipeline (the generated customers' schema) with `family`, short fits.
     /// `refit` is `[split] refit`'s value as written in TOML (none when empty).
@@ -351,6 +352,23 @@ mod tests {
         (of_pool(fit), of_pool(validation), pool)
     }
 
+    /// What the build's boosting saw: its parameters, the pool's bins (with the artifact's
+    /// encoders), the pool's labels and the fit rows as positions in the pool.
+    fn boosting_inputs(
+        config: &PipelineConfig,
+        data: &Dataset,
+        artifact: &Artifact,
+        pool: &[usize],
+        fit_rows: &[usize],
+    ) -> (ValidBoostingParams, TrainingBins, Vec<bool>, Vec<u32>) {
+        let params = config.model.gradient_boosting.validate(config.split.seed).unwrap();
+        let max_bins = config.model.gradient_boosting.max_bins;
+        let bins = TrainingBins::new(&artifact.preprocessing, data, Rows::Listed(pool), max_bins).unwrap();
+        let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
+        let positions: Vec<u32> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap() as u32).collect();
+        (params, bins, pool_labels, positions)
+    }
+
     /// The threshold and metrics `fitted` gives the validation rows.
     fn measured(config: &PipelineConfig, data: &Dataset, fitted: &Fitted, validation: &[usize]) -> MetricSet {
         let labels: Vec<bool> = validation.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
@@ -371,16 +389,7 @@ mod tests {
         let artifact = build(&config, &data, &BuildContext::default()).unwrap();
         let (fit_rows, validation, pool) = splits(&config, &data);
         assert_eq!(artifact.lineage.rows_final_fit, pool.len() as u64);
-        let params = config.model.gradient_boosting.validate(config.split.seed).unwrap();
-        let bins = TrainingBins::new(
-            &artifact.preprocessing,
-            &data,
-            Rows::Listed(&pool),
-            config.model.gradient_boosting.max_bins,
-        )
-        .unwrap();
-        let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
-        let positions: Vec<u32> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap() as u32).collect();
+        let (params, bins, pool_labels, positions) = boosting_inputs(&config, &data, &artifact, &pool, &fit_rows);
         let (first, refitted) = params.fit_refitted(&bins, &pool_labels, &positions).unwrap();
         assert_eq!(artifact.model, FittedModel::GradientBoosting(refitted.clone()));
         // The final model has the validation model's splits, new leaf values, and the pool's
@@ -422,16 +431,7 @@ mod tests {
         assert_eq!((&artifact.preprocessing, &artifact.model), (&refit.preprocessing, &refit.model));
         // The validation metrics are those of a fit on the fit rows (binned with the pool's
         // edges) on the validation rows' own inputs: the scores read from the bins were these.
-        let params = config.model.gradient_boosting.validate(config.split.seed).unwrap();
-        let bins = TrainingBins::new(
-            &artifact.preprocessing,
-            &data,
-            Rows::Listed(&pool),
-            config.model.gradient_boosting.max_bins,
-        )
-        .unwrap();
-        let pool_labels: Vec<bool> = pool.iter().map(|&i| data.labels.as_ref().unwrap()[i]).collect();
-        let positions: Vec<u32> = fit_rows.iter().map(|r| pool.binary_search(r).unwrap() as u32).collect();
+        let (params, bins, pool_labels, positions) = boosting_inputs(&config, &data, &artifact, &pool, &fit_rows);
         let (first, _) = params.fit_warm(&bins, &pool_labels, Some(&positions), None).unwrap();
         assert_eq!(first.trees.len(), 40);
         let fitted =

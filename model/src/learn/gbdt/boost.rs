@@ -61,6 +61,34 @@ fn check_rows(n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks a fit's labels (one a row of `binned`) and rows (positions in `binned`, every row
+/// when `None`): returns how many of the rows are positive, and how many rows there are.
+fn check_fit(binned: &Binned, y: &[bool], rows: Option<&[u32]>) -> Result<(usize, usize)> {
+    if y.len() != binned.n_rows {
+        return Err(Error::MismatchedLengths {
+            what: "labels against rows of bins",
+            expected: binned.n_rows,
+            found: y.len(),
+        });
+    }
+    check_rows(binned.n_rows)?;
+    if let Some(&r) = rows.and_then(|rows| rows.iter().find(|&&r| r as usize >= binned.n_rows)) {
+        return Err(Error::MismatchedLengths {
+            what: "rows to fit on against rows of bins",
+            expected: binned.n_rows,
+            found: r as usize + 1,
+        });
+    }
+    let (positives, n) = match rows {
+        Some(rows) => (rows.iter().filter(|&&r| y[r as usize]).count(), rows.len()),
+        None => (y.iter().filter(|&&b| b).count(), y.len()),
+    };
+    if positives == 0 || positives == n {
+        return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
+    }
+    Ok((positives, n))
+}
+
 /// Log-odds of the positive rate.
 fn base_score(positives: usize, n: usize) -> f64 {
     let rate = positives as f64 / n as f64;
@@ -99,28 +127,7 @@ impl ValidBoostingParams {
         more: Option<usize>,
     ) -> Result<(Booster, Option<Booster>)> {
         let binned = &bins.binned;
-        if y.len() != binned.n_rows {
-            return Err(Error::MismatchedLengths {
-                what: "labels against rows of bins",
-                expected: binned.n_rows,
-                found: y.len(),
-            });
-        }
-        check_rows(binned.n_rows)?;
-        if let Some(&r) = first.and_then(|rows| rows.iter().find(|&&r| r as usize >= binned.n_rows)) {
-            return Err(Error::MismatchedLengths {
-                what: "rows to fit on against rows of bins",
-                expected: binned.n_rows,
-                found: r as usize + 1,
-            });
-        }
-        let (positives, n) = match first {
-            Some(rows) => (rows.iter().filter(|&&r| y[r as usize]).count(), rows.len()),
-            None => (y.iter().filter(|&&b| b).count(), y.len()),
-        };
-        if positives == 0 || positives == n {
-            return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
-        }
+        let (positives, n) = check_fit(binned, y, first)?;
         let mut stages = vec![(first, self.params.max_iter)];
         stages.extend(more.map(|rounds| (None, rounds)));
         let mut boosters = self.fit_stages(binned, y, base_score(positives, n), &stages, None).into_iter();
@@ -136,25 +143,7 @@ impl ValidBoostingParams {
     /// rows a tree, not a fit. Returns the first model and the refitted one.
     pub fn fit_refitted(&self, bins: &TrainingBins, y: &[bool], first: &[u32]) -> Result<(Booster, Booster)> {
         let binned = &bins.binned;
-        if y.len() != binned.n_rows {
-            return Err(Error::MismatchedLengths {
-                what: "labels against rows of bins",
-                expected: binned.n_rows,
-                found: y.len(),
-            });
-        }
-        check_rows(binned.n_rows)?;
-        if let Some(&r) = first.iter().find(|&&r| r as usize >= binned.n_rows) {
-            return Err(Error::MismatchedLengths {
-                what: "rows to fit on against rows of bins",
-                expected: binned.n_rows,
-                found: r as usize + 1,
-            });
-        }
-        let positives = first.iter().filter(|&&r| y[r as usize]).count();
-        if positives == 0 || positives == first.len() {
-            return Err(Error::TooFewClasses { what: "fitting gradient boosting" });
-        }
+        let (positives, _) = check_fit(binned, y, Some(first))?;
         let all = base_score(y.iter().filter(|&&b| b).count(), y.len());
         let stages = [(Some(first), self.params.max_iter)];
         let mut boosters =

@@ -47,37 +47,28 @@ fn exp_negative32(x: f32) -> f32 {
     e * f32::from_bits(((127 + n) as u32) << 23)
 }
 
-/// The records of the rows set in `words` (the words of a draw from the `first`; positions
-/// among `stage_rows` when given, of the `n` positions there are) into `out`, in order. The
-/// gradients of a word's 64 rows are worked out together, in a loop the compiler vectorises,
-/// whether the draw took a row or not (it takes most), then each taken row's record written.
-#[allow(clippy::too_many_arguments)]
-fn fill_words<const N: usize>(
-    out: &mut [u64],
-    binned: &Binned,
-    words: &[u64],
+/// Where a fit's records come from: the rows set in `words` (the words of a draw from the
+/// `first`; positions among `stage_rows` when given, of the `n` positions there are), their
+/// scores `raw` and labels `y` (one a row of the bins).
+struct Drawn<'a> {
+    words: &'a [u64],
     first: usize,
     n: usize,
-    stage_rows: Option<&[u32]>,
-    raw: &[f32],
-    y: &[bool],
-) {
-    fill_words_any(N, out, binned, words, first, n, stage_rows, raw, y);
+    stage_rows: Option<&'a [u32]>,
+    raw: &'a [f32],
+    y: &'a [bool],
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The records of the `drawn` rows into `out`, in order. The gradients of a word's 64 rows are
+/// worked out together, in a loop the compiler vectorises, whether the draw took a row or not
+/// (it takes most), then each taken row's record written.
+fn fill_words<const N: usize>(out: &mut [u64], binned: &Binned, drawn: &Drawn) {
+    fill_words_any(N, out, binned, drawn);
+}
+
 #[inline(always)]
-fn fill_words_any(
-    width: usize,
-    out: &mut [u64],
-    binned: &Binned,
-    words: &[u64],
-    first: usize,
-    n: usize,
-    stage_rows: Option<&[u32]>,
-    raw: &[f32],
-    y: &[bool],
-) {
+fn fill_words_any(width: usize, out: &mut [u64], binned: &Binned, drawn: &Drawn) {
+    let Drawn { words, first, n, stage_rows, raw, y } = *drawn;
     let (mut scores, mut labels, mut packed) = ([0f32; 64], [false; 64], [0u64; 64]);
     let mut records = out.chunks_exact_mut(width + 1);
     for (w, &word) in words.iter().enumerate() {
@@ -212,9 +203,8 @@ impl Sample {
         self.records.resize(len * (width + 1), 0);
         let n = stage_rows.map_or(binned.n_rows, <[u32]>::len);
         let fill = |out: &mut [u64], first: usize, words: &[u64]| {
-            with_row_width!(width, fill_words, (out, binned, words, first, n, stage_rows, raw, y), {
-                fill_words_any(width, out, binned, words, first, n, stage_rows, raw, y)
-            })
+            let drawn = Drawn { words, first, n, stage_rows, raw, y };
+            with_row_width!(width, fill_words, (out, binned, &drawn), { fill_words_any(width, out, binned, &drawn) })
         };
         let mid = taken.len() / 2;
         let before: usize = taken[..mid].iter().map(|w| w.count_ones() as usize).sum();
