@@ -9,7 +9,7 @@ use ndarray::{ArrayView1, ArrayView2};
 use super::binning::Binned;
 use super::cores;
 use super::grow::{leaf_node, predict_binned, to_value_tree, BinTree};
-use super::partition::{gradient32, Sample};
+use super::partition::{gradient, Sample};
 use super::sampling;
 use super::scorer::{number_leaves, Mask};
 use super::{Arithmetic, Booster, TrainingBins, Tree, ValidBoostingParams};
@@ -472,7 +472,7 @@ fn leaf_numbers(tree: &BinTree, leaves: &[usize], binned: &Binned, first: usize,
 /// `last[leaf]` (the tree before's values, when there is one) to each score, writes each
 /// row's leaf, and returns the sums of gradient and hessian of each leaf. A run of 64 rows
 /// is done at once: its gradients in one loop the compiler vectorises (in single precision,
-/// [`gradient32`]), then summed into two
+/// [`gradient`]), then summed into two
 /// tables by turns (a row's sum need not wait for the last row's when both fell in the same
 /// leaf), which are added at the end.
 #[allow(clippy::too_many_arguments)]
@@ -497,7 +497,7 @@ fn refit_block(
     let (mut gs, mut hs) = ([0f32; ROWS], [0f32; ROWS]);
     for ((leaf, raw), y) in leaf.chunks(ROWS).zip(raw.chunks(ROWS)).zip(y.chunks(ROWS)) {
         for (((g, h), &r), &y) in gs.iter_mut().zip(hs.iter_mut()).zip(raw).zip(y) {
-            (*g, *h) = gradient32(r, y);
+            (*g, *h) = gradient(r, y);
         }
         for (i, ((&l, &g), &h)) in leaf.iter().zip(&gs).zip(&hs).enumerate() {
             let t = &mut tables[2 * usize::from(l) + (i & 1)];

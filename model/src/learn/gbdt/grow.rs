@@ -76,9 +76,9 @@ impl ValidBoostingParams {
             let leaf = leaves.swap_remove(pick);
             let split = leaf.split.expect("picked leaves have a split");
             let missing = binned.missing[split.feature].filter(|_| split.missing_left);
-            let [a, b] = leaf.rows.clone();
             let [mid_a, mid_b] =
-                sample.partition_shards(binned, split.feature, split.bin as u8, missing, [a.clone(), b.clone()]);
+                sample.partition_shards(binned, split.feature, split.bin as u8, missing, leaf.rows.clone());
+            let [a, b] = &leaf.rows;
             // After the last split nothing reads the leaves' histograms.
             let last = n_leaves + 1 == p.max_leaf_nodes;
             let left_id = tree.push();

@@ -18,8 +18,8 @@ pub(super) fn pack(g: f32, h: f32) -> u64 {
 /// precision of `e` (where `p · (1 − p)` loses it to the cancellation in `1 − p` as `p` nears
 /// 1). Plain arithmetic the compiler vectorises, four rows to an instruction.
 #[inline(always)]
-pub(super) fn gradient32(raw: f32, y: bool) -> (f32, f32) {
-    let e = exp_negative32(-raw.abs());
+pub(super) fn gradient(raw: f32, y: bool) -> (f32, f32) {
+    let e = exp_negative(-raw.abs());
     let big = 1.0 / (1.0 + e);
     let small = e * big;
     // The gradient `p − y` is `p` or `−(1 − p)`: the larger or the smaller of the two as the
@@ -35,13 +35,15 @@ pub(super) fn gradient32(raw: f32, y: bool) -> (f32, f32) {
 /// seventh power, `2^n` by the exponent's bits. Below −87 it is `exp(−87)`, which `1 + e`
 /// does not tell from 1.
 #[inline(always)]
-fn exp_negative32(x: f32) -> f32 {
+fn exp_negative(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.max(-87.0);
+    // Rounded to the nearest whole number (halves away from 0): `x` is not positive.
     let n = (x * std::f32::consts::LOG2_E - 0.5) as i32;
     let nf = n as f32;
     let r = (x - nf * LN2_HI) - nf * LN2_LO;
+    // 1/k! for k = 7 down to 0, by Horner's rule.
     const TAYLOR: [f32; 8] = [1.0 / 5_040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
     let e = TAYLOR.iter().fold(0.0, |e, &c| e * r + c);
     e * f32::from_bits(((127 + n) as u32) << 23)
@@ -89,7 +91,7 @@ fn fill_words_any(width: usize, out: &mut [u64], binned: &Binned, drawn: &Drawn)
             }
         }
         for ((p, &s), &l) in packed.iter_mut().zip(&scores).zip(&labels) {
-            let (g, h) = gradient32(s, l);
+            let (g, h) = gradient(s, l);
             *p = pack(g, h);
         }
         let mut m = word;
@@ -120,7 +122,7 @@ fn fill_records(
     fn any(n: usize, out: &mut [u64], source: &[u64], rows: impl Iterator<Item = u32>, raw: &[f32], y: &[bool]) {
         for (record, r) in out.chunks_exact_mut(n + 1).zip(rows) {
             let r = r as usize;
-            let (g, h) = gradient32(raw[r], y[r]);
+            let (g, h) = gradient(raw[r], y[r]);
             record[0] = pack(g, h);
             record[1..].copy_from_slice(&source[r * n..(r + 1) * n]);
         }
@@ -185,11 +187,12 @@ impl Sample {
         fill_records(width, &mut self.records, binned, rows, raw, y);
     }
 
-    /// [`Sample::fill_from`] with the `len` rows set in `taken` (positions among `stage_rows`
-    /// when given), the rows of the first half of its words and those of the second filled side
-    /// by side when a core is idle (see [`cores::join`]): each record is written alike
-    /// either way. Returns where the second half's records start: the sample's two shards,
-    /// which a tree's leaves split separately (see [`Sample::partition_shards`]).
+    /// Takes the `len` rows set in `taken` (positions among `stage_rows` when given) with
+    /// their data and the gradients of the log loss at the scores `raw`. The rows of the first
+    /// half of its words and those of the second are filled side by side when a core is idle
+    /// (see [`cores::join`]), each record written alike either way. Returns where the second
+    /// half's records start: the sample's two shards, which a tree's leaves split separately
+    /// (see [`Sample::partition_shards`]).
     pub(super) fn fill_drawn(
         &mut self,
         binned: &Binned,
@@ -230,12 +233,12 @@ impl Sample {
         let (a, b) = self.records.split_at_mut(second.start * layout.stride);
         let a = &mut a[first.start * layout.stride..first.end * layout.stride];
         let b = &mut b[..second.len() * layout.stride];
-        let (right_b, left_a) = cores::join(
+        let (left_b, left_a) = cores::join(
             rows,
             || partition_records(layout, binned, b, feature, bin, missing_left),
             || partition_records(layout, binned, a, feature, bin, missing_left),
         );
-        [first.start + left_a, second.start + right_b]
+        [first.start + left_a, second.start + left_b]
     }
 
     /// [`partition_records`] on the records of `range`: returns where the right side starts.
@@ -337,7 +340,7 @@ mod tests {
     fn gradients_are_those_of_the_log_loss_to_the_precision_they_are_stored_in() {
         for i in 0..=200_000 {
             let x = -90.0 * i as f32 / 200_000.0;
-            let (fast, exact) = (f64::from(exp_negative32(x)), f64::from(x.max(-87.0)).exp());
+            let (fast, exact) = (f64::from(exp_negative(x)), f64::from(x.max(-87.0)).exp());
             assert!((fast - exact).abs() <= 1e-6 * exact, "exp({x}): {fast} against {exact}");
         }
         for i in -4000..=4000 {
@@ -350,7 +353,7 @@ mod tests {
                 let q = 1.0 / (1.0 + exact.exp());
                 let h = (p * q).max(1e-16);
                 let g = if y { -q } else { p };
-                let (fg, fh) = gradient32(raw, y);
+                let (fg, fh) = gradient(raw, y);
                 let (fg, fh) = (f64::from(fg), f64::from(fh));
                 assert!(
                     (fg - g).abs() <= 2e-6 * g.abs() && (fh - h).abs() <= 2e-6 * h,
