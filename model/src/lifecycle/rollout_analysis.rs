@@ -26,9 +26,6 @@ pub const SEED: u64 = 0x0072_6f6c_6c6f_7574; // "rollout" in ASCII
 /// Failure rates below this share of records count as this share, so that no failure on either
 /// side (0/0) is a ratio of 1 and a single failure among few records aborts nothing.
 pub const FAILURE_RATE_FLOOR: f64 = 0.01;
-/// Scoring latencies below this many seconds count as this many, so that two fast versions
-/// compare as equals whatever the jitter of a fraction of a millisecond.
-pub const LATENCY_FLOOR_SECONDS: f64 = 0.001;
 /// The quantile of `mlgate_scoring_duration_seconds` compared.
 pub const LATENCY_QUANTILE: f64 = 0.95;
 
@@ -84,6 +81,9 @@ pub struct Criteria {
     pub max_error_ratio: f64,
     /// The candidate's p95 scoring latency over the baseline's above this fails the step.
     pub max_latency_ratio: f64,
+    /// p95 scoring latencies below this many seconds count as this many, so that two fast
+    /// versions compare as equals whatever a loaded host's scheduling adds.
+    pub latency_floor_seconds: f64,
 }
 
 impl Criteria {
@@ -104,6 +104,7 @@ impl Criteria {
             confidence: config.confidence,
             max_error_ratio: config.max_error_ratio,
             max_latency_ratio: config.max_latency_ratio,
+            latency_floor_seconds: config.latency_floor_seconds,
         };
         criteria.check()?;
         Ok(criteria)
@@ -120,6 +121,13 @@ impl Criteria {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(Error::Param(ParamError::out_of_range(key, v, "a finite number at least 1")));
             }
+        }
+        if !(self.latency_floor_seconds > 0.0 && self.latency_floor_seconds <= 60.0) {
+            return Err(Error::Param(ParamError::out_of_range(
+                "rollout.latency_floor_seconds",
+                self.latency_floor_seconds,
+                "in (0, 60] seconds",
+            )));
         }
         Ok(())
     }
@@ -675,7 +683,7 @@ pub fn analyse(
         "latency_ratio",
         "p95 scoring latency (s)",
         (candidate.latency_p95_seconds, baseline.latency_p95_seconds),
-        LATENCY_FLOOR_SECONDS,
+        criteria.latency_floor_seconds,
         criteria.max_latency_ratio,
         scored_enough(),
     );
@@ -768,8 +776,13 @@ mod tests {
         }
     }
 
-    const CRITERIA: Criteria =
-        Criteria { min_feedback: 200, confidence: 0.95, max_error_ratio: 2.0, max_latency_ratio: 1.5 };
+    const CRITERIA: Criteria = Criteria {
+        min_feedback: 200,
+        confidence: 0.95,
+        max_error_ratio: 2.0,
+        max_latency_ratio: 1.5,
+        latency_floor_seconds: 0.005,
+    };
 
     fn one(value: f64) -> Vec<Sample> {
         vec![Sample { labels: BTreeMap::new(), value }]
@@ -787,6 +800,7 @@ mod tests {
 
     /// Answers where each side scored `records` with `failures` at a p95 of `p95` seconds and,
     /// in canary mode, joined `right` of `joined`; two replicas at the rollout's weight.
+    #[derive(Clone, Copy)]
     struct Traffic {
         records: f64,
         failures: f64,
@@ -997,15 +1011,22 @@ mod tests {
         let broken = Traffic { records: 0.0, failures: 800.0, ..FINE };
         let a = analyse(&s, &CRITERIA, &answers(&s, broken, FINE)).unwrap();
         assert_eq!((a.decision, a.candidate_figures.failure_rate), (Decision::Abort, Some(1.0)));
-        // Latency: 4 ms against 2 ms is a ratio of 2, above 1.5.
-        let slow = Traffic { p95: 0.004, ..FINE };
+        // Latency: 12 ms against 2 ms, counted as the floor's 5 ms, is a ratio of 2.4, above 1.5.
+        let slow = Traffic { p95: 0.012, ..FINE };
         let a = analyse(&s, &CRITERIA, &answers(&s, slow, FINE)).unwrap();
         assert_eq!((a.decision, a.latency_ratio.verdict), (Decision::Abort, Verdict::Failed));
+        assert!((a.latency_ratio.ratio.unwrap() - 2.4).abs() < 1e-9);
         assert!(a.reasons[0].starts_with("latency ratio failed"), "{:?}", a.reasons);
-        // Both under a millisecond: equals.
-        let fast = Traffic { p95: 0.0004, ..FINE };
-        let faster = Traffic { p95: 0.0001, ..FINE };
-        assert_eq!(analyse(&s, &CRITERIA, &answers(&s, fast, faster)).unwrap().latency_ratio.ratio, Some(1.0));
+        // Both under the floor: equals, whatever their own ratio (4 ms against 1 ms here)...
+        let fast = Traffic { p95: 0.004, ..FINE };
+        let faster = Traffic { p95: 0.001, ..FINE };
+        let a = analyse(&s, &CRITERIA, &answers(&s, fast, faster)).unwrap();
+        assert_eq!((a.latency_ratio.ratio, a.decision), (Some(1.0), Decision::Step));
+        // ... unless the configured floor is lower: then 4 ms against 1 ms is 4.
+        let strict = Criteria { latency_floor_seconds: 0.001, ..CRITERIA };
+        let a = analyse(&s, &strict, &answers(&s, fast, faster)).unwrap();
+        assert_eq!((a.latency_ratio.ratio, a.decision), (Some(4.0), Decision::Abort));
+        assert!(a.latency_ratio.note.contains("each at least 0.001"), "{}", a.latency_ratio.note);
         // Too few records scored: not judged, whatever the figures.
         let few = Traffic { records: 100.0, failures: 50.0, ..FINE };
         let a = analyse(&s, &CRITERIA, &answers(&s, few, FINE)).unwrap();
@@ -1019,6 +1040,8 @@ mod tests {
             (Criteria { confidence: 1.0, ..CRITERIA }, "rollout.confidence"),
             (Criteria { max_error_ratio: 0.5, ..CRITERIA }, "rollout.max_error_ratio"),
             (Criteria { max_latency_ratio: f64::NAN, ..CRITERIA }, "rollout.max_latency_ratio"),
+            (Criteria { latency_floor_seconds: 0.0, ..CRITERIA }, "rollout.latency_floor_seconds"),
+            (Criteria { latency_floor_seconds: f64::INFINITY, ..CRITERIA }, "rollout.latency_floor_seconds"),
         ] {
             let e = analyse(&s, &criteria, &BTreeMap::new()).unwrap_err();
             assert!(matches!(&e, Error::Param(p) if p.key() == key), "{e}");

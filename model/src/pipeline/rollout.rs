@@ -10,6 +10,7 @@
 //! confidence = 0.95
 //! max_error_ratio = 2.0
 //! max_latency_ratio = 1.5
+//! latency_floor_seconds = 0.005
 //! ```
 //!
 //! The types a rollout is made of ([`RolloutMode`], [`RolloutStep`]) live here, below the
@@ -149,6 +150,20 @@ pub struct RolloutConfig {
     /// The candidate's p95 scoring latency over the baseline's above this fails the step
     /// (default 1.5).
     pub max_latency_ratio: f64,
+    /// p95 scoring latencies below this many seconds count as this many before their ratio is
+    /// taken (default 0.005), so that versions that both score faster compare as equals: on a
+    /// busy host, a thread preempted mid-scoring waits a scheduler slice (milliseconds), and a
+    /// model's sub-millisecond p95 moves by several times with the load, not with the model.
+    /// Left out of the configuration's hash at its default.
+    #[serde(skip_serializing_if = "is_default_latency_floor")]
+    pub latency_floor_seconds: f64,
+}
+
+/// The default of [`RolloutConfig::latency_floor_seconds`].
+pub const LATENCY_FLOOR_SECONDS: f64 = 0.005;
+
+fn is_default_latency_floor(seconds: &f64) -> bool {
+    *seconds == LATENCY_FLOOR_SECONDS
 }
 
 impl Default for RolloutConfig {
@@ -161,6 +176,7 @@ impl Default for RolloutConfig {
             confidence: 0.95,
             max_error_ratio: 2.0,
             max_latency_ratio: 1.5,
+            latency_floor_seconds: LATENCY_FLOOR_SECONDS,
         }
     }
 }
@@ -217,6 +233,13 @@ impl RolloutConfig {
             if !(ratio >= 1.0 && ratio.is_finite()) {
                 return Err(ParamError::out_of_range(format!("rollout.{key}"), ratio, ">= 1 and finite"));
             }
+        }
+        if !(self.latency_floor_seconds > 0.0 && self.latency_floor_seconds <= 60.0) {
+            return Err(ParamError::out_of_range(
+                "rollout.latency_floor_seconds",
+                self.latency_floor_seconds,
+                "in (0, 60] seconds",
+            ));
         }
         Ok(())
     }
@@ -309,6 +332,20 @@ mod tests {
         assert_eq!(c.steps().unwrap().iter().map(|s| s.weight).collect::<Vec<_>>(), [10, 25, 50]);
         let shadow = RolloutConfig { mode: RolloutMode::Shadow, ..c };
         assert_eq!(shadow.steps().unwrap(), [RolloutStep { weight: 0, pause_seconds: 1800 }]);
+    }
+
+    #[test]
+    fn the_latency_floor_is_checked_and_hashed_only_when_set() {
+        // At its default it is not serialized: a section that existed before the key keeps its hash.
+        let shadow = RolloutConfig { mode: RolloutMode::Shadow, ..RolloutConfig::default() };
+        assert!(!serde_json::to_string(&shadow).unwrap().contains("latency_floor"));
+        let set = RolloutConfig { latency_floor_seconds: 0.001, ..shadow.clone() };
+        assert!(serde_json::to_string(&set).unwrap().contains("\"latency_floor_seconds\":0.001"));
+        assert!(set.check().is_ok());
+        for bad in [0.0, -0.001, 61.0, f64::NAN, f64::INFINITY] {
+            let c = RolloutConfig { latency_floor_seconds: bad, ..shadow.clone() };
+            assert_eq!(c.check().unwrap_err().key(), "rollout.latency_floor_seconds", "{bad}");
+        }
     }
 
     #[test]

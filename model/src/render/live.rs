@@ -308,7 +308,13 @@ mod tests {
             pause_seconds: 0,
             elapsed_seconds: 90,
         };
-        let criteria = Criteria { min_feedback: 50, confidence: 0.9, max_error_ratio: 2.0, max_latency_ratio: 1.5 };
+        let criteria = Criteria {
+            min_feedback: 50,
+            confidence: 0.9,
+            max_error_ratio: 2.0,
+            max_latency_ratio: 1.5,
+            latency_floor_seconds: 0.005,
+        };
         let (b, c) = ("baseline_correct", "candidate_correct");
         let mut answers = BTreeMap::new();
         answers.insert(
