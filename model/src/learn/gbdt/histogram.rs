@@ -82,22 +82,43 @@ fn histogram_with(
 
 /// The sums of `records` for the `dense` inputs and the sparse ones' slots.
 fn sums(binned: &Binned, records: &[u64], layout: Layout, dense: &[(usize, usize, u32, usize)]) -> Vec<Bin> {
+    // With a constant width the records are arrays: a record's words are read at fixed offsets.
+    fn fixed<const N: usize>(
+        binned: &Binned,
+        records: &[u64],
+        layout: Layout,
+        dense: &[(usize, usize, u32, usize)],
+    ) -> Vec<Bin> {
+        sums_of(N, binned, records, layout, dense)
+    }
+    with_row_width!(layout.stride, fixed, (binned, records, layout, dense), {
+        sums_of(layout.stride, binned, records, layout, dense)
+    })
+}
+
+/// [`sums`] of records `stride` words long. Records are taken two at a time, the first's dense
+/// bins summed into one set of 256 bins an input and the second's into another, the two sets
+/// added at the end (the first's then the second's, whatever the threads): two rows in the same
+/// bin one after the other, as the rows of an input with few bins often are, no longer wait on
+/// each other's addition.
+#[inline(always)]
+fn sums_of(
+    stride: usize,
+    binned: &Binned,
+    records: &[u64],
+    layout: Layout,
+    dense: &[(usize, usize, u32, usize)],
+) -> Vec<Bin> {
     let mut hist = vec![Bin::default(); binned.histogram_len()];
     let padding = binned.histogram_len() as u16;
     let slot_at: Vec<(usize, u32)> = (0..layout.n_slots).map(|i| layout.slot(i, 1)).collect();
     // Each dense input sums into 256 bins of its own: a byte indexes them without a bounds
     // check, where `offset + byte` into the whole histogram needed one (and an addition).
-    let mut slabs = vec![[Bin::default(); 256]; dense.len()];
-    for record in records.chunks_exact(layout.stride) {
-        let (g, h) = unpack(record[0]);
-        for (&(_, word, shift, _), slab) in dense.iter().zip(slabs.iter_mut()) {
-            let bin = &mut slab[(record[word] >> shift) as u8 as usize];
-            bin.g += g;
-            bin.h += h;
-            bin.n += 1;
-        }
-        // A row's slots come first, then the padding, which would make one long chain of
-        // additions to the same bin.
+    let mut slabs = vec![[Bin::default(); 256]; 2 * dense.len()];
+    let (even, odd) = slabs.split_at_mut(dense.len());
+    // A row's slots come first, then the padding, which would make one long chain of
+    // additions to the same bin.
+    let add_slots = |hist: &mut [Bin], record: &[u64], g: f64, h: f64| {
         for &(word, shift) in &slot_at {
             let slot = (record[word] >> shift) as u16;
             if slot == padding {
@@ -108,10 +129,39 @@ fn sums(binned: &Binned, records: &[u64], layout: Layout, dense: &[(usize, usize
             bin.h += h;
             bin.n += 1;
         }
+    };
+    let mut pairs = records.chunks_exact(2 * stride);
+    for pair in &mut pairs {
+        let (a, b) = pair.split_at(stride);
+        let ((ga, ha), (gb, hb)) = (unpack(a[0]), unpack(b[0]));
+        for ((&(_, word, shift, _), first), second) in dense.iter().zip(even.iter_mut()).zip(odd.iter_mut()) {
+            let bin = &mut first[(a[word] >> shift) as u8 as usize];
+            bin.g += ga;
+            bin.h += ha;
+            bin.n += 1;
+            let bin = &mut second[(b[word] >> shift) as u8 as usize];
+            bin.g += gb;
+            bin.h += hb;
+            bin.n += 1;
+        }
+        add_slots(&mut hist, a, ga, ha);
+        add_slots(&mut hist, b, gb, hb);
     }
-    for (&(f, _, _, offset), slab) in dense.iter().zip(&slabs) {
+    if let Some(record) = pairs.remainder().get(..stride) {
+        let (g, h) = unpack(record[0]);
+        for (&(_, word, shift, _), slab) in dense.iter().zip(even.iter_mut()) {
+            let bin = &mut slab[(record[word] >> shift) as u8 as usize];
+            bin.g += g;
+            bin.h += h;
+            bin.n += 1;
+        }
+        add_slots(&mut hist, record, g, h);
+    }
+    for ((&(f, _, _, offset), first), second) in dense.iter().zip(even.iter()).zip(odd.iter()) {
         let end = binned.offsets[f + 1];
-        hist[offset..end].copy_from_slice(&slab[..end - offset]);
+        for ((bin, a), b) in hist[offset..end].iter_mut().zip(first).zip(second) {
+            *bin = Bin { g: a.g + b.g, h: a.h + b.h, n: a.n + b.n };
+        }
     }
     hist
 }
