@@ -97,6 +97,98 @@ impl<R: Read> RowSource for CsvSource<R> {
     }
 }
 
+/// Rows a batch carries from the reading thread of [`Beside`] to the sink's.
+const BATCH_ROWS: usize = 1024;
+/// Batches read ahead of the sink at most: memory stays flat whatever the file's size.
+const BATCHES_AHEAD: usize = 4;
+
+/// A source whose rows are read (the file's bytes parsed into fields, hashed and their lines
+/// counted) on a thread of its own while the sink checks and keeps them on the caller's, when
+/// the machine has a second core; on one, as the source alone. The sink sees the same rows in
+/// the same order with the same lines, and the first error is the one reading alone gives: the
+/// sink's on a row before the one the source failed on, else the source's.
+pub struct Beside<S>(pub S);
+
+impl<S: RowSource + Send> RowSource for Beside<S> {
+    fn header(&self) -> &[String] {
+        self.0.header()
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn drive(&mut self, sink: &mut impl RowSink) -> Result<()> {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return self.0.drive(sink);
+        }
+        type Batch = Vec<(u64, csv::ByteRecord)>;
+        let (full, filled) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
+        let (done, emptied) = std::sync::mpsc::channel::<Batch>();
+        let name = self.0.name().to_string();
+        let source = &mut self.0;
+        std::thread::scope(|scope| {
+            let reading = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, move || {
+                let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
+                // Records the sink is done with, to read the next rows into.
+                let mut spare: Vec<csv::ByteRecord> = Vec::new();
+                // The sink stopped (an error, or it panicked): nothing more to send.
+                let mut stopped = false;
+                let read = source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
+                    let mut kept = spare.pop().unwrap_or_default();
+                    std::mem::swap(&mut kept, record);
+                    batch.push((line, kept));
+                    if batch.len() == BATCH_ROWS {
+                        if full.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))).is_err() {
+                            stopped = true;
+                            return Err(Error::Unusable {
+                                path: PathBuf::new(),
+                                problem: "the rows' reader stopped".into(),
+                            });
+                        }
+                        while let Ok(mut back) = emptied.try_recv() {
+                            spare.extend(back.drain(..).map(|(_, r)| r));
+                        }
+                    }
+                    Ok(())
+                });
+                if !stopped && !batch.is_empty() {
+                    // Rows before a failure of the source are the sink's too.
+                    let _ = full.send(batch);
+                }
+                read
+            });
+            // The system refused a thread (it is out of them): said, nothing read.
+            let reading = reading.map_err(|e| Error::Io { path: PathBuf::from(&name), source: e })?;
+            let mut outcome = Ok(());
+            'batches: for mut batch in filled.iter() {
+                for (line, record) in &mut batch {
+                    if let Err(e) = sink.row(*line, record) {
+                        outcome = Err(e);
+                        break 'batches;
+                    }
+                }
+                let _ = done.send(batch);
+            }
+            // The reading thread's next send fails, and it stops.
+            drop(filled);
+            let read = match reading.join() {
+                Ok(read) => read,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            outcome.and(read)
+        })
+    }
+
+    fn finish(self) -> Result<(String, u64)> {
+        self.0.finish()
+    }
+
+    fn locate(&self, errors: &mut [DataError]) {
+        self.0.locate(errors);
+    }
+}
+
 /// A CSV file being read: its header checked, its rows still to come.
 pub struct CsvSource<R: Read> {
     csv: csv::Reader<HashingReader<R>>,
@@ -274,4 +366,113 @@ pub(crate) fn check_header(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        let schema: Schema = toml::from_str(
+            "[[columns]]\nname = \"a\"\nkind = \"numeric\"\n[[columns]]\nname = \"b\"\nkind = \"label\"\npositive = \"1\"\nnegative = \"0\"\n",
+        )
+        .unwrap();
+        schema.check().unwrap();
+        schema
+    }
+
+    /// A file of `rows` rows (more than a few batches), with CRLF and LF line ends and blank
+    /// lines between.
+    fn text(rows: usize) -> Vec<u8> {
+        let mut text = String::from("a,b\r\n");
+        for i in 0..rows {
+            text.push_str(&format!("{i},{}{}", i * 7 % 13, if i % 3 == 0 { "\r\n" } else { "\n" }));
+            if i % 1000 == 999 {
+                text.push_str("\n\n");
+            }
+        }
+        text.into_bytes()
+    }
+
+    /// Fails with an I/O error once `fail_at` bytes were read.
+    struct Failing {
+        bytes: Vec<u8>,
+        at: usize,
+        fail_at: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at >= self.fail_at {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(self.fail_at - self.at).min(100);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    type Seen = Vec<(u64, Vec<Vec<u8>>)>;
+
+    /// The rows a source gives (stopping with an error at the row numbered `fail_on`, when
+    /// given), with what `drive` and `finish` returned.
+    fn collect(source: &mut impl RowSource, fail_on: Option<usize>) -> (Seen, std::result::Result<(), String>) {
+        let mut seen: Seen = Vec::new();
+        let outcome = source.drive(&mut |line: u64, record: &mut csv::ByteRecord| -> Result<()> {
+            if fail_on == Some(seen.len()) {
+                return Err(Error::Unusable { path: "sink".into(), problem: format!("refused line {line}") });
+            }
+            // Keep some records by swapping them out, as the validation does with its own.
+            let mut kept = csv::ByteRecord::new();
+            if line.is_multiple_of(2) {
+                std::mem::swap(&mut kept, record);
+            } else {
+                kept = record.clone();
+            }
+            seen.push((line, kept.iter().map(<[u8]>::to_vec).collect()));
+            Ok(())
+        });
+        (seen, outcome.map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn rows_read_beside_are_the_rows_read_alone_with_their_lines_hash_and_errors() {
+        let bytes = text(5000);
+        let open = || CsvSource::open(std::io::Cursor::new(bytes.clone()), "t.csv", &schema(), LabelPolicy::Optional);
+        let (mut alone, mut beside) = (open().unwrap(), Beside(open().unwrap()));
+        let (rows_alone, outcome_alone) = collect(&mut alone, None);
+        let (rows_beside, outcome_beside) = collect(&mut beside, None);
+        assert_eq!(rows_alone.len(), 5000);
+        assert_eq!(rows_alone.last().unwrap().0, 5000 + 1 + 2 * 4, "lines count the blank ones");
+        assert_eq!(rows_beside, rows_alone);
+        assert_eq!((outcome_alone, outcome_beside), (Ok(()), Ok(())));
+        assert_eq!(beside.finish().unwrap(), alone.finish().unwrap());
+
+        // The sink refuses a row: it saw the same rows before it, and its error is the one.
+        for fail_on in [0, 1023, 1024, 3001, 4999] {
+            let (rows_alone, outcome_alone) = collect(&mut open().unwrap(), Some(fail_on));
+            let (rows_beside, outcome_beside) = collect(&mut Beside(open().unwrap()), Some(fail_on));
+            assert_eq!(rows_alone.len(), fail_on);
+            assert_eq!(rows_beside, rows_alone);
+            assert!(outcome_alone.as_ref().unwrap_err().contains("refused line"), "{outcome_alone:?}");
+            assert_eq!(outcome_beside, outcome_alone);
+        }
+
+        // The file fails part way: every row before is handed on, then the reader's error; a
+        // sink that refused a row before that point is the error instead.
+        let failing = |fail_at| {
+            let reader = Failing { bytes: bytes.clone(), at: 0, fail_at };
+            CsvSource::open(reader, "t.csv", &schema(), LabelPolicy::Optional).unwrap()
+        };
+        for (fail_at, fail_on) in [(20_000, None), (30_000, Some(10)), (30_000, Some(4900))] {
+            let (rows_alone, outcome_alone) = collect(&mut failing(fail_at), fail_on);
+            let (rows_beside, outcome_beside) = collect(&mut Beside(failing(fail_at)), fail_on);
+            assert!(rows_alone.len() > 1000 || fail_on == Some(10), "{}", rows_alone.len());
+            assert_eq!(rows_beside, rows_alone);
+            let expected = if fail_on == Some(10) { "refused line" } else { "the disk went away" };
+            assert!(outcome_alone.as_ref().unwrap_err().contains(expected), "{outcome_alone:?}");
+            assert_eq!(outcome_beside, outcome_alone);
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::data::dataset::{ColumnValues, Dataset, MISSING_CODE};
 use crate::data::parquet::ParquetSource;
-use crate::data::reader::{CsvSource, RowSource};
+use crate::data::reader::{Beside, CsvSource, RowSource};
 pub use crate::data::reader::{Format, LabelPolicy};
 use crate::data::report::{
     echo, ClassBalance, ColumnSummary, DataError, ErrorTally, NearDuplicate, Rule, ValidationReport,
@@ -64,9 +64,9 @@ pub fn load(
     match format {
         Format::Csv => {
             let file = std::fs::File::open(path).map_err(|e| Error::io(name, e))?;
-            read(CsvSource::open(file, name, schema, label)?, schema, skip)
+            read(Beside(CsvSource::open(file, name, schema, label)?), schema, skip)
         }
-        Format::Parquet => read(ParquetSource::open(path, name, schema, label)?, schema, skip),
+        Format::Parquet => read(Beside(ParquetSource::open(path, name, schema, label)?), schema, skip),
     }
 }
 
