@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayView2;
 
+use super::cores;
 use crate::data::dataset::{Dataset, Rows};
 use crate::error::Result;
 use crate::learn::features::Preprocessor;
@@ -117,30 +118,30 @@ pub(super) struct ColumnBins {
 
 impl ColumnBins {
     pub(super) fn new(preprocessing: &Preprocessor, data: &Dataset, rows: Rows<'_>, max_bins: usize) -> Result<Self> {
-        const CHUNK: usize = 4096;
         let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
-        let mut unseen = BTreeMap::new();
-        let mut buffer = vec![0.0; CHUNK * n_inputs];
-        // Calls `each(start, encoded rows)` for the view's rows, a chunk at a time.
-        let mut chunks = |each: &mut dyn FnMut(usize, &[f64])| -> Result<()> {
-            for start in (0..n_rows).step_by(CHUNK) {
-                let end = (start + CHUNK).min(n_rows);
-                let out = &mut buffer[..(end - start) * n_inputs];
-                out.iter_mut().for_each(|x| *x = 0.0);
-                preprocessing.encode_rows(data, rows.slice(start, end), out, &mut unseen)?;
-                each(start, out);
-            }
-            Ok(())
+        // The view's first and second halves (at a chunk's boundary) are encoded side by side
+        // when a core is idle (see [`cores::join`]).
+        let mid = (n_rows / 2).next_multiple_of(ENCODED_ROWS).min(n_rows);
+        let halves = [rows.slice(0, mid), rows.slice(mid, n_rows)];
+        // Levels no encoder knew are counted while encoding; binning has no use for them.
+        let encode = |half: Rows<'_>, each: &mut dyn FnMut(usize, &[f64])| {
+            encoded_chunks(preprocessing, data, half, &mut BTreeMap::new(), each)
         };
         // Pass one: which inputs have a missing value (it decides how many regular bins fit).
-        let mut has_missing = vec![false; n_inputs];
-        chunks(&mut |_, encoded| {
-            for row in encoded.chunks_exact(n_inputs.max(1)) {
-                for (m, v) in has_missing.iter_mut().zip(row) {
-                    *m |= v.is_nan();
+        let has_missing = |half: Rows<'_>| {
+            let mut has = vec![false; n_inputs];
+            encode(half, &mut |_, encoded| {
+                for row in encoded.chunks_exact(n_inputs.max(1)) {
+                    for (m, v) in has.iter_mut().zip(row) {
+                        *m |= v.is_nan();
+                    }
                 }
-            }
-        })?;
+            })
+            .map(|()| has)
+        };
+        let (second, first) = cores::join(n_rows, || has_missing(halves[1]), || has_missing(halves[0]));
+        let (first, second) = (first?, second?);
+        let has_missing: Vec<bool> = first.iter().zip(&second).map(|(a, b)| a | b).collect();
         // The edges from the same sample of rows as `Binned::new` takes.
         let stride = n_rows.div_ceil(BINNING_SAMPLE).max(1);
         let sampled: Vec<usize> = (0..n_rows).step_by(stride).map(|k| rows.get(k)).collect();
@@ -154,21 +155,52 @@ impl ColumnBins {
         drop(sample);
         let missing: Vec<Option<u8>> =
             edges.iter().zip(&has_missing).map(|(e, &m)| m.then_some((e.len() + 1) as u8)).collect();
-        // Pass two: the bins.
+        // Pass two: the bins, each half of each input's column written by its half's thread.
         let mut bins = vec![0u8; n_rows * n_inputs];
-        chunks(&mut |start, encoded| {
-            for (r, row) in encoded.chunks_exact(n_inputs.max(1)).enumerate() {
-                for (f, &v) in row.iter().enumerate() {
-                    bins[f * n_rows + start + r] = bin_of(&edges[f], missing[f], v);
+        let (mut firsts, mut seconds): (Vec<&mut [u8]>, Vec<&mut [u8]>) =
+            bins.chunks_mut(n_rows.max(1)).map(|column| column.split_at_mut(mid)).unzip();
+        let bin_half = |half: Rows<'_>, columns: &mut [&mut [u8]]| {
+            encode(half, &mut |start, encoded| {
+                for (r, row) in encoded.chunks_exact(n_inputs.max(1)).enumerate() {
+                    for (f, &v) in row.iter().enumerate() {
+                        columns[f][start + r] = bin_of(&edges[f], missing[f], v);
+                    }
                 }
-            }
-        })?;
+            })
+        };
+        let (second, first) =
+            cores::join(n_rows, || bin_half(halves[1], &mut seconds), || bin_half(halves[0], &mut firsts));
+        first.and(second)?;
         Ok(ColumnBins { n_rows, bins, edges, missing })
     }
 
     pub(super) fn assemble(self) -> Binned {
         Binned::assemble(self.n_rows, self.bins, self.edges, self.missing)
     }
+}
+
+/// Rows encoded at a time while binning: a buffer of a few hundred kilobytes.
+const ENCODED_ROWS: usize = 4096;
+
+/// Calls `each(start, encoded rows)` for the rows of `rows`, [`ENCODED_ROWS`] at a time, `start`
+/// counted from the view's first row; levels no encoder knew are counted in `unseen`.
+fn encoded_chunks(
+    preprocessing: &Preprocessor,
+    data: &Dataset,
+    rows: Rows<'_>,
+    unseen: &mut BTreeMap<String, u64>,
+    each: &mut dyn FnMut(usize, &[f64]),
+) -> Result<()> {
+    let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
+    let mut buffer = vec![0.0; ENCODED_ROWS.min(n_rows) * n_inputs];
+    for start in (0..n_rows).step_by(ENCODED_ROWS) {
+        let end = (start + ENCODED_ROWS).min(n_rows);
+        let out = &mut buffer[..(end - start) * n_inputs];
+        out.iter_mut().for_each(|x| *x = 0.0);
+        preprocessing.encode_rows(data, rows.slice(start, end), out, unseen)?;
+        each(start, out);
+    }
+    Ok(())
 }
 
 impl Binned {
