@@ -148,8 +148,10 @@ impl Reference {
                 ColumnValues::Number(all) => {
                     let mut v: Vec<f64> = all.iter().filter(|x| !x.is_nan()).collect();
                     let missing = (v.len() < all.len()).then(|| (all.len() - v.len()) as f64 / all.len() as f64);
-                    // Sorted in place: the shares count values, whatever their order.
-                    v.sort_by(f64::total_cmp);
+                    // Sorted in place: the shares count values, whatever their order. Values that
+                    // compare equal have the same bits, so an unstable sort's order is the
+                    // stable one's.
+                    v.sort_unstable_by(f64::total_cmp);
                     let sorted = &v;
                     if sorted.is_empty() {
                         return FeatureReference::Numeric {

@@ -441,12 +441,16 @@ impl Preprocessor {
 
 /// The median of `values` (not empty), the mean of the two middle values for an even count.
 fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
+    // The middle value in sorted order, found without sorting the rest; for an even count the
+    // value before it is the largest of those before.
     let n = values.len();
+    let (before, &mut middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
     if n % 2 == 1 {
-        values[n / 2]
+        middle
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        // An even count has values before the middle: `middle` is never the fallback.
+        let below = before.iter().copied().max_by(f64::total_cmp).unwrap_or(middle);
+        (below + middle) / 2.0
     }
 }
 
@@ -456,5 +460,36 @@ fn rule<T>(allows: bool, how: MissingHandling, fill: Option<T>) -> Option<Missin
         _ if !allows => None,
         MissingHandling::Nan => Some(MissingRule::Nan),
         MissingHandling::Impute => fill.map(MissingRule::Impute),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+    use crate::rng::Rng;
+
+    #[test]
+    fn the_median_is_the_middle_of_the_sorted_values() {
+        let sorted_median = |values: &[f64]| {
+            let mut v = values.to_vec();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let mut rng = Rng::new(5);
+        for n in [1, 2, 3, 4, 10, 11, 1000, 1001] {
+            for repeats in [false, true] {
+                let values: Vec<f64> =
+                    (0..n).map(|_| if repeats { (rng.uniform() * 4.0).floor() - 2.0 } else { rng.normal() }).collect();
+                let expected = sorted_median(&values);
+                assert_eq!(median(&mut values.clone()).to_bits(), expected.to_bits(), "{n} values");
+            }
+        }
+        assert_eq!(median(&mut [3.0, -1.0, 7.0, 5.0]), 4.0);
+        assert_eq!(median(&mut [2.0]), 2.0);
     }
 }

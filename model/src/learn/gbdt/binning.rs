@@ -43,7 +43,8 @@ const SPARSE_SHARE: f64 = 0.8;
 fn edges_of(mut sample: Vec<f64>, has_missing: bool, max_bins: usize) -> Vec<f64> {
     // The missing bin must fit in a byte after the regular ones.
     let max_bins = if has_missing { max_bins.min(255) } else { max_bins };
-    sample.sort_by(f64::total_cmp);
+    // Values equal by `total_cmp` have the same bits: any sort gives the same order.
+    sample.sort_unstable_by(f64::total_cmp);
     let mut distinct = sample.clone();
     distinct.dedup();
     if distinct.len() <= max_bins {
