@@ -4,6 +4,7 @@
 //! A build's fits count themselves in ([`enter`]); a fit's large leaves, records and scores are
 //! shared out to a second thread only when a core is idle ([`claim`]), so that two fits side by
 //! side (a build with `[split] refit = "full"`, the bags of an ensemble) do not crowd the cores.
+//! The second thread is one of a pool that lives as long as the process ([`run`], rayon's).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -37,8 +38,9 @@ pub(super) fn claim() -> Option<Busy> {
     Some(Busy(()))
 }
 
-/// Rows from which a piece of work is worth a second thread, when a core is idle (a thread
-/// costs tens of microseconds; fifty thousand rows, about a millisecond of sums).
+/// Rows from which a piece of work is worth a second thread, when a core is idle (fifty
+/// thousand rows are about a millisecond of sums; 16,000 measured no faster on the 1 M-row
+/// build, the pool's threads or threads spawned a piece).
 const HELPED_ROWS: usize = 50_000;
 
 /// A core for a helper thread, if the work (`rows`) is worth one and a core is idle.
@@ -54,30 +56,50 @@ pub(super) fn helper(rows: usize) -> Option<Busy> {
 /// and a core is idle (see [`claim`]), beside `mine` on this one; both on this one otherwise.
 /// Callers split their work the same way whether or not a thread helps, so what they compute
 /// does not depend on it.
-pub(super) fn join<A: Send, B>(rows: usize, theirs: impl FnOnce() -> A + Send, mine: impl FnOnce() -> B) -> (A, B) {
+pub(super) fn join<A: Send, B: Send>(
+    rows: usize,
+    theirs: impl FnOnce() -> A + Send,
+    mine: impl FnOnce() -> B + Send,
+) -> (A, B) {
     let helper = helper(rows);
     join_with(helper.is_some(), theirs, mine)
 }
 
 /// [`join`], with a second thread when `helped` (unless the system refuses one: the work is
-/// then done on this thread).
-pub(super) fn join_with<A: Send, B>(
+/// then done on this thread). The second thread is one of the fits' pool ([`run`]), which
+/// takes `theirs` while this one runs `mine`; from a thread outside the pool, both go to it.
+pub(super) fn join_with<A: Send, B: Send>(
     helped: bool,
     theirs: impl FnOnce() -> A + Send,
-    mine: impl FnOnce() -> B,
+    mine: impl FnOnce() -> B + Send,
 ) -> (A, B) {
-    if !helped {
-        let b = mine();
-        return (theirs(), b);
+    match pool().filter(|_| helped) {
+        Some(pool) => {
+            let (b, a) = pool.install(|| rayon::join(mine, theirs));
+            (a, b)
+        }
+        None => {
+            let b = mine();
+            (theirs(), b)
+        }
     }
-    // The closure stays here until the thread takes it: a thread that never starts leaves it.
-    let slot = std::sync::Mutex::new(Some(theirs));
-    let take = || slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    std::thread::scope(|scope| {
-        let started = std::thread::Builder::new().spawn_scoped(scope, || take().map(|f| f()));
-        let b = mine();
-        let a = started.ok().and_then(|h| h.join().expect("a helper thread panicked"));
-        let a = a.unwrap_or_else(|| take().expect("the closure of a thread that never started")());
-        (a, b)
+}
+
+/// The pool of threads a fit's work runs on, one a core; none if the system refused threads.
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new().num_threads(available()).thread_name(|i| format!("fit-{i}")).build().ok()
     })
+    .as_ref()
+}
+
+/// Runs `work` (a fit) on a thread of the fits' pool, so that the pieces it shares out
+/// ([`join`]) are handed to the pool's other thread without a thread's start; on this thread
+/// when there is no pool.
+pub(super) fn run<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    match pool() {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
 }
