@@ -180,8 +180,9 @@ impl ColumnBins {
     }
 }
 
-/// Rows encoded at a time while binning: a buffer of a few hundred kilobytes.
-const ENCODED_ROWS: usize = 4096;
+/// Rows encoded at a time while binning, by each of the two halves: two buffers of a few
+/// hundred kilobytes, as large together as the one of 4,096 rows before the halves.
+const ENCODED_ROWS: usize = 2048;
 
 /// Calls `each(start, encoded rows)` for the rows of `rows`, [`ENCODED_ROWS`] at a time, `start`
 /// counted from the view's first row; levels no encoder knew are counted in `unseen`.

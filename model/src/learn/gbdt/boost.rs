@@ -166,31 +166,28 @@ impl ValidBoostingParams {
         let n_inputs = binned.edges.len();
         let seeds: Vec<u64> = (0..p.bags as u64).map(|b| self.seed.wrapping_add(b)).collect();
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(seeds.len());
-        // A bag's trees, and how many of them each stage had grown at its end; on a thread of
-        // the fits' pool (see `cores::run`).
+        // A bag's trees, and how many of them each stage had grown at its end.
         let bag = |seed: u64| {
-            cores::run(|| {
-                let mut run = Run {
-                    raw: vec![base_score as f32; binned.n_rows],
-                    rng: Rng::new(seed),
-                    columns: (0..n_inputs).collect(),
-                    trees: Vec::with_capacity(stages.iter().map(|s| s.1).sum()),
-                    grown: Vec::new(),
-                };
-                let mut ends = Vec::with_capacity(stages.len() + 1);
-                for &(rows, rounds) in stages {
-                    self.boost(binned, y, &mut run, rows, rounds, refit.is_some());
-                    ends.push(run.trees.len());
-                }
-                if let Some(base) = refit {
-                    // The refit keeps scores of its own.
-                    run.raw = Vec::new();
-                    let refitted = self.refit_leaves(binned, y, base, &run.grown);
-                    run.trees.extend(refitted);
-                    ends.push(run.trees.len());
-                }
-                (run.trees, ends)
-            })
+            let mut run = Run {
+                raw: vec![base_score as f32; binned.n_rows],
+                rng: Rng::new(seed),
+                columns: (0..n_inputs).collect(),
+                trees: Vec::with_capacity(stages.iter().map(|s| s.1).sum()),
+                grown: Vec::new(),
+            };
+            let mut ends = Vec::with_capacity(stages.len() + 1);
+            for &(rows, rounds) in stages {
+                self.boost(binned, y, &mut run, rows, rounds, refit.is_some());
+                ends.push(run.trees.len());
+            }
+            if let Some(base) = refit {
+                // The refit keeps scores of its own.
+                run.raw = Vec::new();
+                let refitted = self.refit_leaves(binned, y, base, &run.grown);
+                run.trees.extend(refitted);
+                ends.push(run.trees.len());
+            }
+            (run.trees, ends)
         };
         // Each bag depends only on its seed, and the bags are joined in seed order, so the
         // model is the same whatever the number of threads.

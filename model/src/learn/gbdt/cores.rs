@@ -4,7 +4,8 @@
 //! A build's fits count themselves in ([`enter`]); a fit's large leaves, records and scores are
 //! shared out to a second thread only when a core is idle ([`claim`]), so that two fits side by
 //! side (a build with `[split] refit = "full"`, the bags of an ensemble) do not crowd the cores.
-//! The second thread is one of a pool that lives as long as the process ([`run`], rayon's).
+//! The two halves run on a pool of one thread a core that lives as long as the process
+//! (rayon's), not on a thread spawned for each.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -66,8 +67,10 @@ pub(super) fn join<A: Send, B: Send>(
 }
 
 /// [`join`], with a second thread when `helped` (unless the system refuses one: the work is
-/// then done on this thread). The second thread is one of the fits' pool ([`run`]), which
-/// takes `theirs` while this one runs `mine`; from a thread outside the pool, both go to it.
+/// then done on this thread). The pool's threads run `mine` and `theirs` side by side while
+/// this thread waits. Whole fits stay on their own threads: a pool thread that waits for its
+/// other half may take up any job sent to the pool, and a whole fit taken up that way would
+/// stall the fit beneath it for its whole length (with `refit = "full"`, or bags).
 pub(super) fn join_with<A: Send, B: Send>(
     helped: bool,
     theirs: impl FnOnce() -> A + Send,
@@ -92,14 +95,4 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new().num_threads(available()).thread_name(|i| format!("fit-{i}")).build().ok()
     })
     .as_ref()
-}
-
-/// Runs `work` (a fit) on a thread of the fits' pool, so that the pieces it shares out
-/// ([`join`]) are handed to the pool's other thread without a thread's start; on this thread
-/// when there is no pool.
-pub(super) fn run<T: Send>(work: impl FnOnce() -> T + Send) -> T {
-    match pool() {
-        Some(pool) => pool.install(work),
-        None => work(),
-    }
 }
