@@ -781,7 +781,7 @@ mod tests {
         confidence: 0.95,
         max_error_ratio: 2.0,
         max_latency_ratio: 1.5,
-        latency_floor_seconds: 0.005,
+        latency_floor_seconds: crate::pipeline::rollout::LATENCY_FLOOR_SECONDS,
     };
 
     fn one(value: f64) -> Vec<Sample> {

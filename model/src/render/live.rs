@@ -313,7 +313,7 @@ mod tests {
             confidence: 0.9,
             max_error_ratio: 2.0,
             max_latency_ratio: 1.5,
-            latency_floor_seconds: 0.005,
+            latency_floor_seconds: crate::pipeline::rollout::LATENCY_FLOOR_SECONDS,
         };
         let (b, c) = ("baseline_correct", "candidate_correct");
         let mut answers = BTreeMap::new();

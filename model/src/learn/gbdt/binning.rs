@@ -120,14 +120,12 @@ pub(super) struct ColumnBins {
 impl ColumnBins {
     pub(super) fn new(preprocessing: &Preprocessor, data: &Dataset, rows: Rows<'_>, max_bins: usize) -> Result<Self> {
         let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
-        // The view's first and second halves (at a chunk's boundary) are encoded side by side
-        // when a core is idle (see [`cores::join`]).
-        let mid = (n_rows / 2).next_multiple_of(ENCODED_ROWS).min(n_rows);
+        // The view's first and second halves are encoded side by side when a core is idle
+        // (see [`cores::join`]).
+        let mid = n_rows / 2;
         let halves = [rows.slice(0, mid), rows.slice(mid, n_rows)];
-        // Levels no encoder knew are counted while encoding; binning has no use for them.
-        let encode = |half: Rows<'_>, each: &mut dyn FnMut(usize, &[f64])| {
-            encoded_chunks(preprocessing, data, half, &mut BTreeMap::new(), each)
-        };
+        let encode =
+            |half: Rows<'_>, each: &mut dyn FnMut(usize, &[f64])| encoded_chunks(preprocessing, data, half, each);
         // Pass one: which inputs have a missing value (it decides how many regular bins fit).
         let has_missing = |half: Rows<'_>| {
             let mut has = vec![false; n_inputs];
@@ -185,21 +183,22 @@ impl ColumnBins {
 const ENCODED_ROWS: usize = 2048;
 
 /// Calls `each(start, encoded rows)` for the rows of `rows`, [`ENCODED_ROWS`] at a time, `start`
-/// counted from the view's first row; levels no encoder knew are counted in `unseen`.
+/// counted from the view's first row.
 fn encoded_chunks(
     preprocessing: &Preprocessor,
     data: &Dataset,
     rows: Rows<'_>,
-    unseen: &mut BTreeMap<String, u64>,
     each: &mut dyn FnMut(usize, &[f64]),
 ) -> Result<()> {
     let (n_rows, n_inputs) = (rows.len(), preprocessing.width());
+    // Levels no encoder knew are counted while encoding; binning has no use for them.
+    let mut unseen = BTreeMap::new();
     let mut buffer = vec![0.0; ENCODED_ROWS.min(n_rows) * n_inputs];
     for start in (0..n_rows).step_by(ENCODED_ROWS) {
         let end = (start + ENCODED_ROWS).min(n_rows);
         let out = &mut buffer[..(end - start) * n_inputs];
         out.iter_mut().for_each(|x| *x = 0.0);
-        preprocessing.encode_rows(data, rows.slice(start, end), out, unseen)?;
+        preprocessing.encode_rows(data, rows.slice(start, end), out, &mut unseen)?;
         each(start, out);
     }
     Ok(())
