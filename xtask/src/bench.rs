@@ -542,7 +542,30 @@ fn build_cost(root: &Path, work: &Path, md: &mut String) -> Result<()> {
     if let Some(units) = units {
         let _ = writeln!(md, "{units}\n");
     }
+    let _ = writeln!(md, "{}\n", cold_build_target(cold, crate::bench_serve::cores()));
     Ok(())
+}
+
+/// Issue 25's target for the cold build (at most 120 s on this machine), with the gap and its
+/// measured reason when missed: CPU-seconds spread over every core are the least a build can take.
+fn cold_build_target(cold: Sample, cores: usize) -> String {
+    let least = cold.cpu_seconds / cores.max(1) as f64;
+    let verdict = if cold.seconds <= 120.0 {
+        "met".to_string()
+    } else {
+        format!(
+            "**missed** (gap: {:.0} s; why: the build used {:.0} CPU-seconds, and on {cores} cores that is at least \
+             {least:.0} s in whatever order the crates compile{})",
+            cold.seconds - 120.0,
+            cold.cpu_seconds,
+            if least > 120.0 {
+                ": only less work to compile would bring it under 120 s".to_string()
+            } else {
+                format!("; the other {:.0} s went to compiling fewer crates at once than cores", cold.seconds - least)
+            }
+        )
+    };
+    format!("Issue 25's target, a cold build in at most 120 s: {:.0} s — {verdict}.", cold.seconds)
 }
 
 /// What `cargo build --timings` says of a cold build: the crates that took longest, and how long
@@ -601,6 +624,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(longest_units("<html>no timings</html>"), None);
+    }
+
+    #[test]
+    fn the_cold_build_target_says_why_it_is_missed() {
+        let build = |seconds, cpu_seconds| Sample { seconds, max_rss_mb: 0.0, cpu_seconds };
+        assert_eq!(
+            cold_build_target(build(100.0, 190.0), 2),
+            "Issue 25's target, a cold build in at most 120 s: 100 s — met."
+        );
+        let bound = cold_build_target(build(140.0, 270.0), 2);
+        assert!(bound.contains("**missed** (gap: 20 s; why: the build used 270 CPU-seconds"), "{bound}");
+        assert!(bound.contains("at least 135 s in whatever order"), "{bound}");
+        assert!(bound.contains("only less work to compile"), "{bound}");
+        let idle = cold_build_target(build(150.0, 200.0), 2);
+        assert!(idle.contains("at least 100 s") && idle.contains("the other 50 s went to compiling fewer"), "{idle}");
     }
 
     #[test]
