@@ -526,7 +526,7 @@ impl Compiled {
     /// rows of [`Compiled::columns`]' fields, keeping at most `max_rows` of them.
     pub fn read_csv(&self, input: &[u8], name: &str, max_rows: usize) -> Result<CsvRows> {
         let schema = &self.artifact.schema;
-        let mut source = CsvSource::open(input, name, schema, LabelPolicy::Optional)?;
+        let mut source = CsvSource::open_body(input, name, schema, LabelPolicy::Optional)?;
         let header = source.header().to_vec();
         // The header's check guarantees every compiled column is there.
         let fields: Vec<usize> = self
