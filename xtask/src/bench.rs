@@ -51,6 +51,12 @@ pub struct Args {
     /// Measure only the training section and put it in place in the existing report.
     #[arg(long, conflicts_with_all = ["skip_train", "serve_only", "static_only", "import_only"])]
     train_only: bool,
+    /// Measure only the whole gate and the scale sections and put them in place in the existing report.
+    #[arg(long, conflicts_with_all = ["serve_only", "static_only", "import_only", "train_only"])]
+    gate_only: bool,
+    /// Measure only the cold build and put its section in place in the existing report.
+    #[arg(long, conflicts_with_all = ["skip_build_cost", "serve_only", "static_only", "import_only", "train_only", "gate_only"])]
+    build_cost_only: bool,
     /// Rows of the generated files of the training section.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000,10000000")]
     train_sizes: Vec<usize>,
@@ -158,11 +164,19 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
     let bin = root.join("target/release/mlgate");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
-    if args.serve_only || args.static_only || args.import_only || args.train_only {
+    if args.serve_only
+        || args.static_only
+        || args.import_only
+        || args.train_only
+        || args.gate_only
+        || args.build_cost_only
+    {
+        // Each section measured, with its heading (the text it starts with) and the option.
+        let mut sections: Vec<(&str, &str, String)> = Vec::new();
         let mut section = String::new();
-        let heading = if args.train_only {
+        if args.train_only {
             train(sh, &bin, &root, &work, &args, &mut section)?;
-            "## Training: "
+            sections.push(("## Training: ", "--train-only", section));
         } else if args.import_only {
             let learners = crate::bench_import::learners_env(sh, &root, &work);
             let runs = args.runs.min(3);
@@ -175,19 +189,33 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
                 runs,
                 &mut section,
             )?;
-            "## Imported models: "
+            sections.push(("## Imported models: ", "--import-only", section));
         } else if args.serve_only {
             let mlflow = if args.skip_python { None } else { mlflow_env(sh, &work) };
             crate::bench_serve::section(&bin, &root, &work, mlflow.as_deref(), args.serve_seconds, &mut section)?;
-            "## Serving: "
+            sections.push(("## Serving: ", "--serve-only", section));
+        } else if args.gate_only {
+            let python = if args.skip_python { None } else { python_env(sh, &work) };
+            gate(&bin, &root, &work, python.as_deref(), args.runs, &mut section)?;
+            let mut scaled = String::new();
+            scale(&bin, &root, &work, python.as_deref(), &args, &mut scaled)?;
+            sections.push(("## The whole gate on the Online Shoppers data", "--gate-only", section));
+            sections.push(("## Scale: ", "--gate-only", scaled));
+        } else if args.build_cost_only {
+            build_cost(&root, &work, &mut section)?;
+            sections.push(("## What a runner pays to build the action", "--build-cost-only", section));
         } else {
             crate::bench_static::section(sh, &root, &work, &bin, args.runs, args.serve_seconds, &mut section)?;
-            "## Static binary: "
-        };
+            sections.push(("## Static binary: ", "--static-only", section));
+        }
         let path = root.join(&args.out);
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        mlgate::output::write(&path, put_in_place(&old, heading, &section).as_bytes())?;
-        println!("wrote the section {heading:?} of {}", args.out.display());
+        let mut report = std::fs::read_to_string(&path).unwrap_or_default();
+        let now = mlgate::clock::now_rfc3339();
+        for (heading, option, section) in &sections {
+            report = put_in_place(&report, heading, &stamped(section, option, &now));
+            println!("wrote the section {heading:?} of {}", args.out.display());
+        }
+        mlgate::output::write(&path, report.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut md = String::new();
@@ -198,7 +226,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<ExitCode> {
          with the range (min–max) of the runs; memory is the peak resident set of the process. \
          Regenerate with `cargo xtask bench` (options: `--sizes`, `--runs`, `--skip-build-cost`, \
          `--skip-python`, `--skip-static`, `--skip-import`, `--skip-train`; `--train-sizes`, `--large-runs`, `--parquet-rows`, `--huge` \
-         for the training section; `--import-only` and `--train-only` measure one section alone).\n",
+         for the training section; `--gate-only`, `--train-only`, `--serve-only`, `--import-only`, `--static-only` and `--build-cost-only` measure their sections alone).\n",
         mlgate::clock::now_rfc3339()
     );
     machine(sh, &mut md);
@@ -248,6 +276,15 @@ fn train(sh: &Shell, bin: &Path, root: &Path, work: &Path, args: &Args, md: &mut
 
 /// `old` with the section that starts with `heading` replaced by `section`, or `section` put
 /// before the build cost's section (at the end when there is none).
+/// `section` with a line after its heading saying it was measured alone, with `option`, at `now`
+/// (the report's own date is that of the last whole run).
+fn stamped(section: &str, option: &str, now: &str) -> String {
+    match section.split_once('\n') {
+        Some((heading, rest)) => format!("{heading}\n\n*Measured alone: `cargo xtask bench {option}`, {now}.*\n{rest}"),
+        None => section.to_string(),
+    }
+}
+
 fn put_in_place(old: &str, heading: &str, section: &str) -> String {
     match old.find(heading) {
         Some(at) => {
@@ -624,6 +661,27 @@ mod tests {
             "{text}"
         );
         assert_eq!(longest_units("<html>no timings</html>"), None);
+    }
+
+    #[test]
+    fn a_section_measured_alone_replaces_its_old_self_and_says_when() {
+        let old = "# Benchmarks\n\n## Scale: old\n\nold table\n\n## What a runner pays to build the action\n\nold build\n\n## Targets and what changed\n\nhistory\n";
+        let scale = stamped("## Scale: new\n\nnew table\n\n", "--gate-only", "2026-12-06T05:30:00Z");
+        assert_eq!(
+            scale,
+            "## Scale: new\n\n*Measured alone: `cargo xtask bench --gate-only`, 2026-12-06T05:30:00Z.*\n\nnew table\n\n"
+        );
+        let built = stamped("## What a runner pays to build the action\n\nnew build\n\n", "--build-cost-only", "now");
+        let report =
+            put_in_place(&put_in_place(old, "## Scale: ", &scale), "## What a runner pays to build the action", &built);
+        assert!(!report.contains("old table") && !report.contains("old build"), "{report}");
+        assert!(
+            report.contains("new table")
+                && report.contains("new build")
+                && report.ends_with("## Targets and what changed\n\nhistory\n"),
+            "{report}"
+        );
+        assert_eq!(report.matches("## ").count(), 3, "{report}");
     }
 
     #[test]
