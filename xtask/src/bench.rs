@@ -122,12 +122,13 @@ pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
         bail!("{command:?} failed: {}", err.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
     }
     // ru_maxrss is in KiB on Linux.
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Sample {
-        seconds,
-        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        cpu_seconds: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-    })
+    Ok(Sample { seconds, max_rss_mb: usage.ru_maxrss as f64 / 1024.0, cpu_seconds: cpu_seconds(&usage) })
+}
+
+/// The user and system CPU seconds of a `getrusage` or `wait4` account.
+pub fn cpu_seconds(usage: &libc::rusage) -> f64 {
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 pub struct Summary {

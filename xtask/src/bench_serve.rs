@@ -303,8 +303,7 @@ fn own_cpu_seconds() -> f64 {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return 0.0;
     }
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    cpu(usage.ru_utime) + cpu(usage.ru_stime)
+    crate::bench::cpu_seconds(&usage)
 }
 
 /// The machine's busy ticks (all but idle and waiting for I/O) and stolen ticks, from the
@@ -665,21 +664,7 @@ pub fn section(
             targets.push(format!(
                 "p99 ≤ 1 ms at 5,000 requests/s: {p99:.3} ms — {}{}",
                 verdict(p99 <= 1.0),
-                if p99 <= 1.0 {
-                    String::new()
-                } else {
-                    format!(
-                        " (gap: {:.3} ms; the server used {:.1} µs of CPU a request, {:.2} cores at this rate, \
-                         while other work took {:.2} cores and the hypervisor {:.2} of this machine's {}: the slowest \
-                         requests wait for a core, not for the server's work)",
-                        p99 - 1.0,
-                        cpu.server_us,
-                        cpu.server_us * rate / 1e6,
-                        cpu.others_cores,
-                        cpu.steal_cores,
-                        cores()
-                    )
-                }
+                if p99 <= 1.0 { String::new() } else { why_over_p99(p99, &cpu, rate) }
             ));
         }
     }
@@ -826,6 +811,29 @@ type Contender<'a> = (&'a str, u16, &'a str, &'a [u8], Option<u32>);
 /// The cores this machine has (those the client and the servers share).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The gap of a p99 over 1 ms at `rate` requests a second, and what the run's CPU figures say of
+/// it: how much of the machine the server used, and how much other work and the hypervisor took
+/// (when they took a tenth of a core or more, the slowest requests waited for a core; else the
+/// tail is the server's own).
+fn why_over_p99(p99: f64, cpu: &CpuUse, rate: f64) -> String {
+    let elsewhere = cpu.others_cores + cpu.steal_cores;
+    format!(
+        " (gap: {:.3} ms; the server used {:.1} µs of CPU a request, {:.2} cores at this rate, while other work took \
+         {:.2} cores and the hypervisor {:.2} of this machine's {}: {})",
+        p99 - 1.0,
+        cpu.server_us,
+        cpu.server_us * rate / 1e6,
+        cpu.others_cores,
+        cpu.steal_cores,
+        cores(),
+        if elsewhere >= 0.1 {
+            "the slowest requests waited for a core taken by other work"
+        } else {
+            "no other work to wait for: the tail is the server's own"
+        }
+    )
 }
 
 /// Why one-record throughput stays under half the floor's, from what a request cost in CPU on
@@ -1004,6 +1012,19 @@ mod tests {
         assert!(after.client - before.client > 0.1, "{before:?} {after:?}");
         assert!(after.server - before.server > 0.1, "{before:?} {after:?}");
         assert!(after.machine_busy - before.machine_busy > 0.1, "{before:?} {after:?}");
+    }
+
+    #[test]
+    fn a_late_tail_is_put_on_other_work_only_when_other_work_was_measured() {
+        let busy = CpuUse { server_us: 20.0, client_us: 5.0, others_cores: 0.6, steal_cores: 0.1 };
+        let why = why_over_p99(1.5, &busy, 5000.0);
+        assert!(why.starts_with(" (gap: 0.500 ms; the server used 20.0 µs of CPU a request, 0.10 cores"), "{why}");
+        assert!(
+            why.contains("other work took 0.60 cores and the hypervisor 0.10") && why.contains("waited for a core"),
+            "{why}"
+        );
+        let quiet = CpuUse { others_cores: 0.02, steal_cores: 0.0, ..busy };
+        assert!(why_over_p99(1.5, &quiet, 5000.0).contains("the tail is the server's own"));
     }
 
     #[test]

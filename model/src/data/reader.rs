@@ -654,7 +654,6 @@ mod tests {
             (b"a;b\n1;0\n2;\"1\"\n".to_vec(), &semicolons),
             (b"a,b\n1,0\n".to_vec(), &semicolons),
         ];
-        let bodies: Vec<(Vec<u8>, Schema)> = bodies.into_iter().map(|(b, s)| (b, s.clone())).collect();
         // Twice over, so that the second round reuses the first round's parsers; and with a
         // body held open meanwhile, so that two are in use on one thread at once.
         let held = CsvSource::open_body(b"a,b\n5,1\n", "held.csv", &schema(), LabelPolicy::Optional);
@@ -673,11 +672,11 @@ mod tests {
         let held = everything(held);
         assert!(held.contains("2: [[53], [49]]"), "{held}");
         // The cases are what they say: a few are errors, the long field came through whole.
-        let long = everything(CsvSource::open_body(&bodies[5].0, "t.csv", &bodies[5].1, LabelPolicy::Optional));
+        let long = everything(CsvSource::open_body(&bodies[5].0, "t.csv", bodies[5].1, LabelPolicy::Optional));
         assert!(long.contains(&format!("2: [{:?}, [49]]\n3: [[51], [48]]", vec![b'9'; 20_000])), "{}", &long[..200]);
-        let missing = everything(CsvSource::open_body(&bodies[11].0, "t.csv", &bodies[11].1, LabelPolicy::Optional));
+        let missing = everything(CsvSource::open_body(&bodies[11].0, "t.csv", bodies[11].1, LabelPolicy::Optional));
         assert!(missing.starts_with("open: "), "{missing}");
-        let split = everything(CsvSource::open_body(&bodies[3].0, "t.csv", &bodies[3].1, LabelPolicy::Optional));
+        let split = everything(CsvSource::open_body(&bodies[3].0, "t.csv", bodies[3].1, LabelPolicy::Optional));
         assert!(split.contains("2: [[49, 10, 50], [120, 34, 121]]\n4: [[51], [49]]"), "{split}");
     }
 
