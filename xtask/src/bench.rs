@@ -99,7 +99,13 @@ pub fn measure(mut command: Command) -> Result<Sample> {
 }
 
 /// [`measure`] for a command whose standard output the caller has directed.
+///
+/// Linux starts a child's peak (`ru_maxrss`) at the peak of the memory it was started from,
+/// which is this process's: a bench that once held a large file in memory would have every
+/// later child measured at least that large. This process's peak is reset to its present
+/// size first (`/proc/self/clear_refs`, `5`).
 pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
+    reset_own_peak()?;
     command.stderr(std::process::Stdio::piped());
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("cannot start {command:?}"))?;
@@ -123,6 +129,23 @@ pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
     }
     // ru_maxrss is in KiB on Linux.
     Ok(Sample { seconds, max_rss_mb: usage.ru_maxrss as f64 / 1024.0, cpu_seconds: cpu_seconds(&usage) })
+}
+
+/// Resets this process's peak resident set to its present size, so that the children it starts
+/// next start from that (see [`measure_with_stdout`]).
+fn reset_own_peak() -> Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
+        .context("cannot reset the bench's own peak memory (/proc/self/clear_refs), which its children's would include")
+}
+
+/// Writes the generated CSV of `rows` rows drawn with `seed` to `path` (what `cargo xtask gen-data
+/// --rows N --seed SEED` writes) row by row, atomically: however large, never held in memory.
+pub fn write_generated(path: &Path, rows: usize, seed: u64) -> Result<()> {
+    model::atomic::write_with(path, |w| {
+        model::data::generate::write_customers(w, rows, seed)
+            .map_err(|source| model::error::Error::Io { path: path.to_path_buf(), source })
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The user and system CPU seconds of a `getrusage` or `wait4` account.
@@ -431,7 +454,7 @@ fn scale(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, args: &Arg
         if !csv.exists() {
             eprintln!("==> bench: generating {rows} rows");
             // What `cargo xtask gen-data --rows N --seed 1` writes (the mlgate binary has no gen-data).
-            mlgate::output::write(&csv, model::data::generate::customers_csv(rows, 1).as_bytes())?;
+            write_generated(&csv, rows, 1)?;
         }
         let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
         let runs = if rows >= 5_000_000 { args.runs.min(3) } else { args.runs };
@@ -710,5 +733,23 @@ mod tests {
         failing.args(["-c", "echo the reason >&2; exit 3"]);
         let err = measure(failing).unwrap_err().to_string();
         assert!(err.contains("the reason"), "{err}");
+    }
+
+    #[test]
+    fn a_child_is_measured_from_its_own_peak_not_from_the_bench_s() {
+        // The bench once held 300 MB (as it did a generated file before it streamed them).
+        let held = vec![1u8; 300 << 20];
+        assert_eq!(held.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), (300 << 20) / 4096);
+        drop(held);
+        let sample = measure(Command::new("true")).unwrap();
+        assert!(sample.max_rss_mb < 100.0, "`true` measured at {} MB", sample.max_rss_mb);
+    }
+
+    #[test]
+    fn a_generated_file_is_written_row_by_row_as_the_generator_writes_it_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("customers.csv");
+        write_generated(&path, 2_500, 7).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), model::data::generate::customers_csv(2_500, 7));
     }
 }

@@ -57,10 +57,10 @@ pub fn section(
     let script = root.join("bench/learners_predict.py");
     let csv = work.join(format!("customers_{rows}.csv"));
     if !csv.exists() {
-        mlgate::output::write(&csv, model::data::generate::customers_csv(rows, 1).as_bytes())?;
+        crate::bench::write_generated(&csv, rows, 1)?;
     }
     let train = work.join("import_train.csv");
-    mlgate::output::write(&train, model::data::generate::customers_csv(50_000, 2).as_bytes())?;
+    crate::bench::write_generated(&train, 50_000, 2)?;
     let base = std::fs::read_to_string(root.join("pipeline.toml"))?;
     let config = work.join("bench_import.toml");
     std::fs::write(

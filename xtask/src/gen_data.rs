@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use model::data::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
 use xshell::Shell;
 
-use mlgate::output;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,8 +25,8 @@ pub struct Args {
 }
 
 pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
-    let csv = customers_csv(args.rows, args.seed);
     if args.check {
+        let csv = customers_csv(args.rows, args.seed);
         let existing =
             std::fs::read_to_string(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
         if existing != csv {
@@ -35,7 +34,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         }
         println!("{} is up to date", args.out.display());
     } else {
-        output::write(&args.out, csv.as_bytes())?;
+        crate::bench::write_generated(&args.out, args.rows, args.seed)?;
         println!("wrote {} rows to {} (seed {})", args.rows, args.out.display(), args.seed);
     }
     Ok(ExitCode::SUCCESS)

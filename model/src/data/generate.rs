@@ -48,10 +48,16 @@ fn poisson(rng: &mut Rng, mean: f64) -> u64 {
 
 /// Writes `rows` customers drawn with `seed` as CSV (header included, LF line ends).
 pub fn customers_csv(rows: usize, seed: u64) -> String {
+    let mut out = Vec::with_capacity(rows * 80);
+    write_customers(&mut out, rows, seed).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("the generator writes UTF-8")
+}
+
+/// [`customers_csv`] written to `out` row by row, so that a file of any size is generated in
+/// flat memory: the same bytes.
+pub fn write_customers(out: &mut impl std::io::Write, rows: usize, seed: u64) -> std::io::Result<()> {
     let mut rng = Rng::new(seed);
-    let mut out = String::with_capacity(rows * 80);
-    out.push_str(HEADER);
-    out.push('\n');
+    writeln!(out, "{HEADER}")?;
     for id in 1..=rows {
         // An unobserved taste for shopping drives both browsing and buying.
         let engagement = rng.normal();
@@ -93,13 +99,14 @@ pub fn customers_csv(rows: usize, seed: u64) -> String {
             + 0.35 * engagement
             + 0.7 * rng.normal();
         let purchased = rng.uniform() < 1.0 / (1.0 + (-logit).exp());
-        out.push_str(&format!(
-            "C{id:05},{age},{region},{device},{sessions},{pages},{time_on_site:.2},{past_purchases},{spending:.2},{},{}\n",
+        writeln!(
+            out,
+            "C{id:05},{age},{region},{device},{sessions},{pages},{time_on_site:.2},{past_purchases},{spending:.2},{},{}",
             if newsletter { "yes" } else { "no" },
             if purchased { "yes" } else { "no" },
-        ));
+        )?;
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
