@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use model::data::generate::{customers_csv, DEFAULT_ROWS, DEFAULT_SEED};
 use xshell::Shell;
 
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to write.
