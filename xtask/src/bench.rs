@@ -104,8 +104,8 @@ pub fn measure(mut command: Command) -> Result<Sample> {
 /// which is this process's: a bench that once held a large file in memory would have every
 /// later child measured at least that large. This process's peak is reset to its present
 /// size first (`/proc/self/clear_refs`, `5`, Linux 4.0 and later; without it the bench stops
-/// rather than write figures that may be its own): a child's figure still includes what the
-/// bench holds when it starts the child, a few MB.
+/// rather than write figures that may be its own): a child's figure is still at least what the
+/// bench holds when it starts the child.
 pub fn measure_with_stdout(mut command: Command) -> Result<Sample> {
     reset_own_peak()?;
     command.stderr(std::process::Stdio::piped());
@@ -145,16 +145,6 @@ fn reset_own_peak() -> Result<()> {
     }
     std::fs::write("/proc/self/clear_refs", "5")
         .context("cannot reset the bench's own peak memory (/proc/self/clear_refs), which its children's would include")
-}
-
-/// Writes the generated CSV of `rows` rows drawn with `seed` to `path` (what `cargo xtask gen-data
-/// --rows N --seed SEED` writes) row by row, atomically: however large, never held in memory.
-pub fn write_generated(path: &Path, rows: usize, seed: u64) -> Result<()> {
-    model::atomic::write_with(path, |w| {
-        model::data::generate::write_customers(w, rows, seed)
-            .map_err(|source| model::error::Error::Io { path: path.to_path_buf(), source })
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The user and system CPU seconds of a `getrusage` or `wait4` account.
@@ -307,8 +297,6 @@ fn train(sh: &Shell, bin: &Path, root: &Path, work: &Path, args: &Args, md: &mut
     crate::bench_train::section(bin, root, work, python.as_deref(), &options, md)
 }
 
-/// `old` with the section that starts with `heading` replaced by `section`, or `section` put
-/// before the build cost's section (at the end when there is none).
 /// `section` with a line after its heading saying it was measured alone, with `option`, at `now`
 /// (the report's own date is that of the last whole run).
 fn stamped(section: &str, option: &str, now: &str) -> String {
@@ -318,6 +306,8 @@ fn stamped(section: &str, option: &str, now: &str) -> String {
     }
 }
 
+/// `old` with the section that starts with `heading` replaced by `section`, or `section` put
+/// before the build cost's section (at the end when there is none).
 fn put_in_place(old: &str, heading: &str, section: &str) -> String {
     match old.find(heading) {
         Some(at) => {
@@ -463,7 +453,7 @@ fn scale(bin: &Path, root: &Path, work: &Path, python: Option<&Path>, args: &Arg
         if !csv.exists() {
             eprintln!("==> bench: generating {rows} rows");
             // What `cargo xtask gen-data --rows N --seed 1` writes (the mlgate binary has no gen-data).
-            write_generated(&csv, rows, 1)?;
+            crate::gen_data::write_generated(&csv, rows, 1)?;
         }
         let mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
         let runs = if rows >= 5_000_000 { args.runs.min(3) } else { args.runs };
@@ -776,7 +766,7 @@ mod tests {
     fn a_generated_file_holds_what_the_generator_writes_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("customers.csv");
-        write_generated(&path, 2_500, 7).unwrap();
+        crate::gen_data::write_generated(&path, 2_500, 7).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), model::data::generate::customers_csv(2_500, 7));
     }
 }

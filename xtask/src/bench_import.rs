@@ -57,10 +57,10 @@ pub fn section(
     let script = root.join("bench/learners_predict.py");
     let csv = work.join(format!("customers_{rows}.csv"));
     if !csv.exists() {
-        crate::bench::write_generated(&csv, rows, 1)?;
+        crate::gen_data::write_generated(&csv, rows, 1)?;
     }
     let train = work.join("import_train.csv");
-    crate::bench::write_generated(&train, 50_000, 2)?;
+    crate::gen_data::write_generated(&train, 50_000, 2)?;
     let base = std::fs::read_to_string(root.join("pipeline.toml"))?;
     let config = work.join("bench_import.toml");
     std::fs::write(

@@ -77,7 +77,7 @@ pub fn section(
     let csv = work.join(format!("customers_{ROWS}.csv"));
     if !csv.exists() {
         eprintln!("==> bench: generating {ROWS} rows");
-        crate::bench::write_generated(&csv, ROWS, 1)?;
+        crate::gen_data::write_generated(&csv, ROWS, 1)?;
     }
     let config = work.join("static_gradient_boosting.toml");
     let text = std::fs::read_to_string(root.join("pipeline.toml"))?

@@ -55,7 +55,7 @@ fn generated(work: &Path, rows: usize) -> Result<PathBuf> {
     let csv = work.join(format!("customers_{rows}.csv"));
     if !csv.exists() {
         eprintln!("==> bench: generating {rows} rows");
-        crate::bench::write_generated(&csv, rows, 1)?;
+        crate::gen_data::write_generated(&csv, rows, 1)?;
     }
     Ok(csv)
 }

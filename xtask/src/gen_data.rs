@@ -1,6 +1,6 @@
 //! `cargo xtask gen-data`: write data/customers.csv from the seeded generator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -33,7 +33,7 @@ pub fn run(_sh: &Shell, args: Args) -> Result<ExitCode> {
         }
         println!("{} is up to date", args.out.display());
     } else {
-        crate::bench::write_generated(&args.out, args.rows, args.seed)?;
+        write_generated(&args.out, args.rows, args.seed)?;
         println!("wrote {} rows to {} (seed {})", args.rows, args.out.display(), args.seed);
     }
     Ok(ExitCode::SUCCESS)
@@ -47,4 +47,14 @@ fn parse_rows(value: &str) -> std::result::Result<usize, String> {
     } else {
         Err(format!("{rows} is not in 1..=10000000"))
     }
+}
+
+/// Writes the generated CSV of `rows` rows drawn with `seed` to `path` (what `cargo xtask gen-data
+/// --rows N --seed SEED` writes) row by row, atomically: however large, never held in memory.
+pub fn write_generated(path: &Path, rows: usize, seed: u64) -> Result<()> {
+    model::atomic::write_with(path, |w| {
+        model::data::generate::write_customers(w, rows, seed)
+            .map_err(|source| model::error::Error::Io { path: path.to_path_buf(), source })
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
